@@ -1,0 +1,1 @@
+"""Teachers: the models that write synthetic data. Every backend implements `Teacher` (base.py)."""
