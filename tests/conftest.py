@@ -1,0 +1,29 @@
+"""Fixtures shared by every test folder."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from gitrepo import GitRepo  # noqa: E402
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> GitRepo:
+    """An empty real git repository on branch main."""
+    return GitRepo(tmp_path / "repo")
+
+
+@pytest.fixture
+def make_git_repo(tmp_path: Path) -> Callable[[str], GitRepo]:
+    """A factory for several repositories in one test: make_git_repo("name")."""
+
+    def make(name: str) -> GitRepo:
+        return GitRepo(tmp_path / name)
+
+    return make
