@@ -1,0 +1,422 @@
+"""A real, scriptable OpenAI-compatible HTTP server on 127.0.0.1 for tests and benchmarks.
+
+It speaks enough of the OpenAI protocol for teacher and judge clients:
+
+  POST /v1/chat/completions   {"model", "messages", ...} -> {"choices": [{"message": {...}, ...}], "usage"}
+  POST /v1/completions        {"model", "prompt", ...}   -> {"choices": [{"text": ...}], "usage"}
+  GET  /v1/models             -> {"data": [{"id": <model>}]}
+
+API
+---
+    with OpenAIServer(responder=my_responder, model="test-model", delay_ms=0) as server:
+        server.base_url        # "http://127.0.0.1:PORT/v1"  (what --endpoint takes)
+        server.url             # "http://127.0.0.1:PORT"
+        server.requests        # list[RecordedRequest]: kind, path, body, headers, started, finished
+        server.count()         # number of POSTs answered so far; count("chat") / count("completions")
+        server.max_in_flight   # the most requests the server was handling at once
+        server.status_counts   # {200: n, 429: n, ...}
+        server.reset()         # forget recorded requests and counters
+
+`responder(kind, body)` is called for every POST with kind "chat" or "completions" and the parsed
+JSON body. It returns one of:
+  - a `str`: the answer text (finish_reason "stop");
+  - a `Reply(text, finish_reason="stop", prompt_tokens=None, completion_tokens=None)`;
+  - a `Fault(status=500, headers={}, body=None, sleep=0.0, then=None)`: answer with that status and
+    headers (e.g. `Fault(429, {"Retry-After": "1"})`), or the raw `body` text with status 200 when
+    status is 200 (malformed JSON), after sleeping `sleep` seconds (a client timeout test sleeps
+    longer than the client's timeout). When `then` is a str/Reply it is sent after the sleep instead.
+
+The responder runs on the server's event loop thread; keep it quick (use `Fault(sleep=...)` or
+`delay_ms` to be slow). Helpers:
+  - `fail_first(responder, fault, times=1, match=None)`: the first `times` attempts of each distinct
+    request body (optionally only bodies where `match(kind, body)` is true) get `fault`; retries of the
+    same body then reach `responder`. Deterministic under concurrency because it keys on the body.
+  - `lab_responder()`: answers every labtax LAB pipeline stage sensibly by recognising the stage's
+    prompt (numbered questions, contexts, keep/drop verdicts, answers, 1-3 scores, knowledge Q&A
+    pairs, yes/no filter verdicts), varied by a hash of the request so that dedup keeps the rows.
+
+As a pytest fixture: `openai_server` (in tests/conftest.py) yields a started server with
+`lab_responder()`; set `server.responder = ...` in a test to script it differently.
+
+As a separate process (benchmarks, so the server does not share the client's event loop):
+    python tests/openai_server.py --port 0 --delay-ms 100
+prints "READY http://127.0.0.1:PORT/v1" on stdout once listening, and serves until killed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import re
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from aiohttp import web
+
+
+@dataclass
+class Reply:
+    """A successful answer with an explicit finish reason and optional token counts."""
+
+    text: str
+    finish_reason: str = "stop"
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+@dataclass
+class Fault:
+    """A failure to inject: an HTTP status with headers, a raw (malformed) body, or a slow answer."""
+
+    status: int = 500
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str | None = None
+    sleep: float = 0.0
+    then: Union[str, Reply, None] = None
+
+
+Answer = Union[str, Reply, Fault]
+Responder = Callable[[str, dict[str, Any]], Answer]
+
+
+@dataclass
+class RecordedRequest:
+    kind: str
+    path: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+    started: float
+    finished: float = 0.0
+    status: int = 0
+
+
+def default_responder(kind: str, body: dict[str, Any]) -> Answer:
+    return "ok"
+
+
+def _prompt_text(kind: str, body: dict[str, Any]) -> str:
+    """All the text the client sent: the messages' contents, or the completions prompt."""
+    if kind == "chat":
+        return "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
+    return str(body.get("prompt", ""))
+
+
+class OpenAIServer:
+    """The server; runs its own asyncio loop in a daemon thread. See the module docstring."""
+
+    def __init__(
+        self,
+        responder: Responder | None = None,
+        *,
+        model: str = "test-model",
+        delay_ms: float = 0.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        record: bool = True,
+    ) -> None:
+        self.responder: Responder = responder or default_responder
+        self.model = model
+        self.delay_ms = delay_ms
+        self.host = host
+        self.port = port
+        self.record = record
+        self.requests: list[RecordedRequest] = []
+        self.status_counts: Counter[int] = Counter()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._answered = 0
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._ready = threading.Event()
+
+    # -- lifecycle
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def start(self) -> OpenAIServer:
+        self._thread = threading.Thread(target=self._serve, name="openai-server", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the test OpenAI server did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+        loop = self._loop
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+        self._loop = None
+
+    def __enter__(self) -> OpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _serve(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(self._start_site())
+        self._ready.set()
+        loop.run_forever()
+        loop.close()
+
+    async def _start_site(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._completions)
+        app.router.add_get("/v1/models", self._models)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port, backlog=1024).start()
+        # Port 0 lets the OS pick a free port without a race; read back what it chose.
+        self.port = self._runner.addresses[0][1]
+
+    # -- counters
+    def count(self, kind: str | None = None) -> int:
+        with self._lock:
+            if kind is None:
+                return self._answered
+            return sum(1 for r in self.requests if r.kind == kind)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.status_counts.clear()
+            self.max_in_flight = self.in_flight
+            self._answered = 0
+
+    # -- handlers
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": self.model, "object": "model"}]})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._handle("chat", request)
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._handle("completions", request)
+
+    async def _handle(self, kind: str, request: web.Request) -> web.StreamResponse:
+        started = time.monotonic()
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        record: RecordedRequest | None = None
+        status = 200
+        try:
+            try:
+                body = await request.json()
+            except (ValueError, UnicodeDecodeError):
+                status = 400
+                return web.json_response({"error": {"message": "body is not JSON"}}, status=400)
+            if self.record:
+                record = RecordedRequest(kind, request.path, body, dict(request.headers), started)
+                with self._lock:
+                    self.requests.append(record)
+            if self.delay_ms:
+                await asyncio.sleep(self.delay_ms / 1000)
+            answer = self.responder(kind, body)
+            if isinstance(answer, Fault):
+                if answer.sleep:
+                    await asyncio.sleep(answer.sleep)
+                if answer.then is not None:
+                    answer = answer.then
+                else:
+                    status = answer.status
+                    if answer.body is not None:
+                        return web.Response(
+                            text=answer.body, status=answer.status, headers=answer.headers,
+                            content_type="application/json",
+                        )
+                    return web.json_response(
+                        {"error": {"message": f"injected fault {answer.status}"}},
+                        status=answer.status, headers=answer.headers,
+                    )
+            reply = answer if isinstance(answer, Reply) else Reply(str(answer))
+            return web.json_response(self._payload(kind, body, reply))
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+                self._answered += 1
+                self.status_counts[status] += 1
+                if record is not None:
+                    record.finished = time.monotonic()
+                    record.status = status
+
+    def _payload(self, kind: str, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+        prompt_tokens = reply.prompt_tokens
+        if prompt_tokens is None:
+            prompt_tokens = len(_prompt_text(kind, body).split())
+        completion_tokens = reply.completion_tokens
+        if completion_tokens is None:
+            completion_tokens = len(reply.text.split())
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        if kind == "chat":
+            choice = {
+                "index": 0,
+                "message": {"role": "assistant", "content": reply.text},
+                "finish_reason": reply.finish_reason,
+            }
+            obj = "chat.completion"
+        else:
+            choice = {"index": 0, "text": reply.text, "finish_reason": reply.finish_reason}
+            obj = "text_completion"
+        return {
+            "id": "cmpl-test", "object": obj, "created": 0, "model": body.get("model", self.model),
+            "choices": [choice], "usage": usage,
+        }
+
+
+# ---------------------------------------------------------------- scripted responders
+
+
+def fail_first(
+    responder: Responder,
+    fault: Fault,
+    *,
+    times: int = 1,
+    match: Callable[[str, dict[str, Any]], bool] | None = None,
+) -> Responder:
+    """Wrap `responder`: the first `times` attempts of each distinct body (that `match`es) get `fault`."""
+    seen: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def wrapped(kind: str, body: dict[str, Any]) -> Answer:
+        if match is None or match(kind, body):
+            key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+            with lock:
+                seen[key] += 1
+                attempt = seen[key]
+            if attempt <= times:
+                return fault
+        return responder(kind, body)
+
+    return wrapped
+
+
+_WORDS = (
+    "river mountain harvest lantern copper violin orbit meadow glacier harbor falcon ember prism "
+    "canyon thistle beacon quartz willow tide saffron compass marble cedar nebula orchard pebble "
+    "summit velvet anchor bramble cobalt dune fern granite hollow ivory jasper kelp lagoon mosaic"
+).split()
+
+
+def _h(text: str) -> int:
+    return int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:12], 16)
+
+
+def _phrase(seed: int, n: int = 4) -> str:
+    """A few words picked from a hash: distinct requests give word-distinct rows (survive dedup)."""
+    return " ".join(_WORDS[_h(f"{seed}-{k}") % len(_WORDS)] for k in range(n))
+
+
+def _requested_count(text: str, default: int = 3) -> int:
+    m = re.search(r"Write (\d+) new", text)
+    return int(m.group(1)) if m else default
+
+
+def _last_block(text: str, label: str) -> str:
+    """The text after the last `label` line up to the next labelled line (e.g. 'Question:')."""
+    idx = text.rfind(label)
+    if idx < 0:
+        return ""
+    rest = text[idx + len(label):]
+    return rest.strip().split("\n\n")[0].strip()
+
+
+def lab_responder(*, drop_every: int = 0, low_score_every: int = 0) -> Responder:
+    """Answer each labtax pipeline stage in its expected format, recognised by the stage's prompt.
+
+    `drop_every=k` makes the question judge drop every k-th question (by hash), `low_score_every=k`
+    makes the pair scorer give 1 to every k-th pair, so tests can see the filters work.
+    """
+
+    def respond(kind: str, body: dict[str, Any]) -> Answer:
+        text = _prompt_text(kind, body)
+        seed = _h(json.dumps(body, sort_keys=True))
+        if "STAGE: contexts" in text:
+            return f"Context: A short report about the {_phrase(seed, 6)} survey, written in plain prose."
+        if "STAGE: questions" in text:
+            n = _requested_count(text)
+            return "\n".join(
+                f"{i + 1}. How would you describe the {_phrase(seed + 131 * i)} in one paragraph?"
+                for i in range(n)
+            )
+        if "STAGE: judge_question" in text:
+            verdict = "drop" if drop_every and seed % drop_every == 0 else "keep"
+            return f"The question is on topic and answerable.\nVerdict: {verdict}"
+        if "STAGE: answer" in text:
+            q = _last_block(text, "Question:")
+            return f"Here is a careful answer about {q[:60].rstrip('?')}: it is {_phrase(seed, 5)}."
+        if "STAGE: score" in text:
+            score = 1 if low_score_every and seed % low_score_every == 0 else 3
+            return f"The answer is accurate and helpful.\nScore: {score}"
+        if "STAGE: knowledge_qa" in text:
+            n = _requested_count(text)
+            chunk = _last_block(text, "Document:")
+            words = [w for w in re.findall(r"[A-Za-z]+", chunk) if len(w) > 3] or ["topic"]
+            pairs = []
+            for i in range(n):
+                w = words[(seed + i) % len(words)]
+                pairs.append(
+                    f"Question: What does the document say about {w} and {_phrase(seed + i, 3)}?\n"
+                    f"Answer: The document mentions {w} in its discussion ({_phrase(seed + 17 * i, 3)})."
+                )
+            return "\n\n".join(pairs)
+        if "STAGE: faithful" in text or "STAGE: relevant" in text or "STAGE: standalone" in text:
+            return "Reasoning: checked against the document.\nVerdict: yes"
+        return "I am a test server."
+
+    return respond
+
+
+# ---------------------------------------------------------------- separate process
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Serve a test OpenAI-compatible API on 127.0.0.1.")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--delay-ms", type=float, default=0.0)
+    parser.add_argument("--model", default="test-model")
+    parser.add_argument("--responder", choices=["ok", "lab"], default="lab")
+    args = parser.parse_args(argv)
+    responder = lab_responder() if args.responder == "lab" else default_responder
+    # No recording: a long benchmark would otherwise grow the server's memory without bound.
+    server = OpenAIServer(responder, model=args.model, delay_ms=args.delay_ms, port=args.port, record=False)
+    server.start()
+    print(f"READY {server.base_url}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
