@@ -27,3 +27,15 @@ def make_git_repo(tmp_path: Path) -> Callable[[str], GitRepo]:
         return GitRepo(tmp_path / name)
 
     return make
+
+
+# ---------------------------------------------------------------- openai_server (sdg, eval judge)
+
+
+@pytest.fixture
+def openai_server():  # type: ignore[no-untyped-def]
+    """A real OpenAI-compatible server on 127.0.0.1 answering labtax's LAB prompts (tests/openai_server.py)."""
+    from openai_server import OpenAIServer, lab_responder
+
+    with OpenAIServer(lab_responder()) as server:
+        yield server
