@@ -1,0 +1,308 @@
+"""The run ledger (`<output>/ledger.sqlite`, WAL mode) and the request-replaying teacher wrapper.
+
+Tables:
+  runs       one row per diff-generate/generate run: refs, model, settings, status, totals.
+  leaves     per run and leaf path: key, status (generated/reused/dropped), counts, tokens, seconds.
+  leaf_keys  memo path -> (qna.yaml blob id, leaf-folder fingerprint, environment digest, key), so a
+             run recomputes a key (parse + read documents) only for a leaf whose bytes changed.
+  requests   one row per completed teacher request: the response, keyed by sha256(model id, request
+             key), committed as soon as it arrives. A killed run replays these instead of asking again.
+
+SQLite in WAL mode with synchronous=NORMAL: a commit survives the process being killed (SIGKILL)
+because the WAL write has reached the kernel; only a power cut may lose the last commits, and those
+requests are then simply sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from labtax.sdg.teachers.base import Teacher, TeacherRequest, TeacherResponse
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  started REAL NOT NULL, finished REAL, status TEXT NOT NULL,
+  command TEXT, base TEXT, head TEXT, model TEXT, settings TEXT,
+  requests_sent INTEGER NOT NULL DEFAULT 0, requests_replayed INTEGER NOT NULL DEFAULT 0,
+  tokens INTEGER NOT NULL DEFAULT 0, seconds REAL
+);
+CREATE TABLE IF NOT EXISTS leaves(
+  run_id INTEGER NOT NULL, path TEXT NOT NULL, key TEXT, status TEXT NOT NULL,
+  changed INTEGER NOT NULL DEFAULT 0, counts TEXT, tokens INTEGER, seconds REAL,
+  PRIMARY KEY(run_id, path)
+);
+CREATE TABLE IF NOT EXISTS leaf_keys(
+  path TEXT PRIMARY KEY, blob TEXT NOT NULL, tree TEXT NOT NULL, env TEXT NOT NULL,
+  key TEXT NOT NULL, kind TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS requests(
+  key TEXT PRIMARY KEY, leaf_key TEXT NOT NULL, run_id INTEGER, tag TEXT, response TEXT NOT NULL,
+  prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0,
+  created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS requests_by_leaf ON requests(leaf_key);
+"""
+
+
+@dataclass(frozen=True)
+class MemoRow:
+    blob: str
+    tree: str
+    env: str
+    key: str
+    kind: str
+
+
+class Ledger:
+    """A connection to `<output>/ledger.sqlite`. One per process; not shared across threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so every record is committed promptly.
+        self.conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA busy_timeout=30000")
+        self.conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------- runs
+
+    def start_run(self, *, command: str, base: str | None, head: str | None, model: str,
+                  settings: dict[str, Any]) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO runs(started, status, command, base, head, model, settings) VALUES(?,?,?,?,?,?,?)",
+            (time.time(), "running", command, base, head, model, json.dumps(settings, sort_keys=True)),
+        )
+        return int(cur.lastrowid or 0)
+
+    def finish_run(self, run_id: int, *, status: str, requests_sent: int, requests_replayed: int,
+                   tokens: int, seconds: float) -> None:
+        self.conn.execute(
+            "UPDATE runs SET finished=?, status=?, requests_sent=?, requests_replayed=?, tokens=?, seconds=?"
+            " WHERE id=?",
+            (time.time(), status, requests_sent, requests_replayed, tokens, seconds, run_id),
+        )
+
+    def runs(self) -> list[dict[str, Any]]:
+        cur = self.conn.execute("SELECT * FROM runs ORDER BY id")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def record_leaves(self, run_id: int, rows: Iterable[dict[str, Any]]) -> None:
+        self.conn.execute("BEGIN")
+        try:
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO leaves(run_id, path, key, status, changed, counts, tokens, seconds)"
+                " VALUES(?,?,?,?,?,?,?,?)",
+                [
+                    (run_id, r["path"], r.get("key"), r["status"], int(bool(r.get("changed"))),
+                     json.dumps(r.get("counts") or {}, sort_keys=True), int(r.get("tokens") or 0),
+                     float(r.get("seconds") or 0.0))
+                    for r in rows
+                ],
+            )
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    # ------------------------------------------------------------------------------------- memo
+
+    def memo(self) -> dict[str, MemoRow]:
+        return {
+            path: MemoRow(blob, tree, env, key, kind)
+            for path, blob, tree, env, key, kind in self.conn.execute(
+                "SELECT path, blob, tree, env, key, kind FROM leaf_keys"
+            )
+        }
+
+    def update_memo(self, rows: dict[str, MemoRow], *, remove: Iterable[str] = ()) -> None:
+        self.conn.execute("BEGIN")
+        try:
+            self.conn.executemany("DELETE FROM leaf_keys WHERE path=?", [(p,) for p in remove])
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO leaf_keys(path, blob, tree, env, key, kind) VALUES(?,?,?,?,?,?)",
+                [(p, m.blob, m.tree, m.env, m.key, m.kind) for p, m in rows.items()],
+            )
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    # ---------------------------------------------------------------------------------- requests
+
+    def responses(self, keys: Sequence[str]) -> dict[str, TeacherResponse]:
+        """Stored responses for the given request keys (those that completed in any earlier run)."""
+        found: dict[str, TeacherResponse] = {}
+        uniq = list(dict.fromkeys(keys))
+        for i in range(0, len(uniq), 500):  # stay under SQLite's bound-parameter limit
+            chunk = uniq[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, blob in self.conn.execute(
+                f"SELECT key, response FROM requests WHERE key IN ({marks})", chunk
+            ):
+                found[key] = _decode_response(blob)
+        return found
+
+    def record_response(self, key: str, response: TeacherResponse, *, leaf_key: str, run_id: int | None,
+                        tag: str) -> None:
+        """Store one completed response; committed before returning (autocommit)."""
+        self.conn.execute(
+            "INSERT OR REPLACE INTO requests(key, leaf_key, run_id, tag, response, prompt_tokens,"
+            " completion_tokens, created) VALUES(?,?,?,?,?,?,?,?)",
+            (key, leaf_key, run_id, tag, _encode_response(response), response.prompt_tokens,
+             response.completion_tokens, time.time()),
+        )
+
+    def count_responses(self, leaf_key: str | None = None) -> int:
+        if leaf_key is None:
+            return int(self.conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
+        return int(
+            self.conn.execute("SELECT COUNT(*) FROM requests WHERE leaf_key=?", (leaf_key,)).fetchone()[0]
+        )
+
+    def request_keys(self) -> set[str]:
+        return {k for (k,) in self.conn.execute("SELECT key FROM requests")}
+
+    def prune_requests(self, keep_leaf_keys: Iterable[str]) -> int:
+        """Delete recorded responses of leaves not in `keep_leaf_keys`; returns rows deleted."""
+        keep = set(keep_leaf_keys)
+        doomed = [
+            (k,) for (k,) in self.conn.execute("SELECT DISTINCT leaf_key FROM requests") if k not in keep
+        ]
+        self.conn.execute("BEGIN")
+        try:
+            before = self.conn.total_changes
+            self.conn.executemany("DELETE FROM requests WHERE leaf_key=?", doomed)
+            deleted = self.conn.total_changes - before
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        return deleted
+
+
+def _encode_response(r: TeacherResponse) -> str:
+    return json.dumps(
+        {
+            "text": r.text,
+            "finish_reason": r.finish_reason,
+            "prompt_tokens": r.prompt_tokens,
+            "completion_tokens": r.completion_tokens,
+            "extra": r.extra,
+        },
+        ensure_ascii=False,
+        sort_keys=True,
+        default=str,
+    )
+
+
+def _decode_response(blob: str) -> TeacherResponse:
+    d = json.loads(blob)
+    return TeacherResponse(
+        text=d["text"],
+        ok=True,
+        prompt_tokens=int(d.get("prompt_tokens") or 0),
+        completion_tokens=int(d.get("completion_tokens") or 0),
+        finish_reason=d.get("finish_reason"),
+        extra=dict(d.get("extra") or {}),
+    )
+
+
+def ledger_request_key(model_id: str, request: TeacherRequest) -> str:
+    """The ledger's key for a request: the request's own key, namespaced by the teacher's model, so a
+    different teacher never receives another model's answers."""
+    return hashlib.sha256(f"{model_id}\0{request.key()}".encode()).hexdigest()
+
+
+class LedgerTeacher:
+    """A Teacher that answers from the ledger what already completed and sends only the rest.
+
+    Each response is recorded the moment it arrives (the missing requests are sent in small
+    sub-batches, `batch_size` each, concurrently; the inner teacher bounds the real concurrency), so a
+    run killed mid-batch loses at most the responses in flight. Failed responses are not recorded:
+    they are retried by the next run. One LedgerTeacher per leaf (`for_leaf`) so counters are per
+    leaf; all share the inner teacher and the ledger.
+    """
+
+    def __init__(self, inner: Teacher, ledger: Ledger, *, run_id: int | None = None, leaf_key: str = "",
+                 batch_size: int = 1) -> None:
+        self.inner = inner
+        self.ledger = ledger
+        self.run_id = run_id
+        self.leaf_key = leaf_key
+        self.batch_size = max(1, batch_size)
+        self.model_id: str = inner.model_id
+        self.sent = 0
+        self.replayed = 0
+        self.failed = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+
+    def for_leaf(self, leaf_key: str) -> LedgerTeacher:
+        return LedgerTeacher(self.inner, self.ledger, run_id=self.run_id, leaf_key=leaf_key,
+                             batch_size=self.batch_size)
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    async def complete(self, requests: Sequence[TeacherRequest]) -> list[TeacherResponse]:
+        keys = [ledger_request_key(self.model_id, r) for r in requests]
+        stored = self.ledger.responses(keys)
+        out: list[TeacherResponse | None] = [stored.get(k) for k in keys]
+        # Identical requests within a batch are sent once.
+        pending: dict[str, list[int]] = {}
+        for i, (k, resp) in enumerate(zip(keys, out)):
+            if resp is None:
+                pending.setdefault(k, []).append(i)
+        # Count each distinct request once, replayed or sent, so a resumed run reports the same
+        # requests and tokens as an uninterrupted one.
+        for k, resp in stored.items():
+            self.replayed += 1
+            self._count(resp)
+        todo = list(pending.items())
+
+        async def send(chunk: list[tuple[str, list[int]]]) -> None:
+            batch = [requests[idxs[0]] for _, idxs in chunk]
+            responses = await self.inner.complete(batch)
+            for (key, idxs), req, resp in zip(chunk, batch, responses):
+                self.sent += 1
+                if resp.ok:
+                    self.ledger.record_response(key, resp, leaf_key=self.leaf_key, run_id=self.run_id,
+                                                tag=req.tag)
+                    self._count(resp)
+                else:
+                    self.failed += 1
+                for i in idxs:
+                    out[i] = resp
+
+        chunks = [todo[i : i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
+        await asyncio.gather(*(send(c) for c in chunks))
+        return [r if r is not None else TeacherResponse(text="", ok=False, error="no response") for r in out]
+
+    def _count(self, resp: TeacherResponse) -> None:
+        self.prompt_tokens += resp.prompt_tokens
+        self.completion_tokens += resp.completion_tokens
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

@@ -1,0 +1,211 @@
+"""The leaf store: each leaf's generated data, addressed by its content key, in `<output>/leaves/`.
+
+Layout: `leaves/<key[:2]>/<key>.jsonl`. One file per key:
+
+    line 1     header: {"format": "labtax-leaf/1", "key": KEY, "train": N, "test": M,
+                        "sha256": SHA256 OF THE BODY BYTES, "meta": {...}}
+    lines 2..  N training samples then M test samples (seed-derived), one JSON object per line.
+
+Files are written to a temporary name in the same folder, fsynced, then renamed over the final name
+(and the folder fsynced), so a reader sees either no file or a whole one. The header's checksum and
+counts catch anything else (a truncated copy, a flipped byte): such a file is reported as corrupt,
+moved aside, and the leaf is regenerated instead of used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT = "labtax-leaf/1"
+
+
+class CorruptLeafError(Exception):
+    """A store file whose header, counts or checksum do not match its content."""
+
+
+@dataclass
+class LeafData:
+    """What the store keeps for one key. `meta` holds kind, the path it was generated for, and the
+    generation stats (counts, tokens, seconds, requests)."""
+
+    key: str
+    samples: list[dict[str, Any]]
+    test: list[dict[str, Any]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable. Best effort where directories cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that no reader ever sees a partial file: temp name, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(path.parent)
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+def encode_leaf(data: LeafData) -> bytes:
+    body = b"".join(_dumps(s) + b"\n" for s in [*data.samples, *data.test])
+    header = {
+        "format": FORMAT,
+        "key": data.key,
+        "train": len(data.samples),
+        "test": len(data.test),
+        "sha256": hashlib.sha256(body).hexdigest(),
+        "meta": data.meta,
+    }
+    return _dumps(header) + b"\n" + body
+
+
+def _split_verified(raw: bytes, key: str) -> tuple[dict[str, Any], bytes]:
+    """Check header, key, checksum and line count; return (header, body)."""
+    nl = raw.find(b"\n")
+    if nl < 0:
+        raise CorruptLeafError("no header line")
+    try:
+        header = json.loads(raw[:nl])
+    except ValueError as exc:
+        raise CorruptLeafError(f"unreadable header: {exc}") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise CorruptLeafError("not a labtax leaf file")
+    if header.get("key") != key:
+        raise CorruptLeafError(f"header key {header.get('key')!r} does not match the file name")
+    body = raw[nl + 1 :]
+    if hashlib.sha256(body).hexdigest() != header.get("sha256"):
+        raise CorruptLeafError("checksum mismatch (truncated or modified)")
+    expected = int(header.get("train", -1)) + int(header.get("test", -1))
+    found = body.count(b"\n")
+    if found != expected:
+        raise CorruptLeafError(f"expected {expected} lines, found {found}")
+    return header, body
+
+
+def decode_leaf(raw: bytes, key: str) -> LeafData:
+    header, body = _split_verified(raw, key)
+    try:
+        rows = [json.loads(line) for line in body.splitlines()]
+    except ValueError as exc:  # cannot happen with a matching checksum unless written corrupt
+        raise CorruptLeafError(f"unreadable sample: {exc}") from None
+    n = int(header["train"])
+    return LeafData(key=key, samples=rows[:n], test=rows[n:], meta=dict(header.get("meta") or {}))
+
+
+class LeafStore:
+    """Content-addressed leaf data under `root` (normally `<output>/leaves`)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path_for(self, key: str) -> Path:
+        if len(key) < 3 or not all(c in "0123456789abcdef" for c in key):
+            raise ValueError(f"not a content key: {key!r}")
+        return self.root / key[:2] / f"{key}.jsonl"
+
+    def put(self, data: LeafData) -> Path:
+        path = self.path_for(data.key)
+        atomic_write_bytes(path, encode_leaf(data))
+        return path
+
+    def exists(self, key: str) -> bool:
+        return self.path_for(key).is_file()
+
+    def verify(self, key: str) -> bool:
+        """True when the file exists and its checksum holds; a corrupt file is moved aside (so it is
+        regenerated) and False returned."""
+        path = self.path_for(key)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return False
+        try:
+            _split_verified(raw, key)
+        except CorruptLeafError:
+            self.quarantine(key)
+            return False
+        return True
+
+    def load(self, key: str) -> LeafData:
+        """The leaf's data. Raises KeyError when absent, CorruptLeafError (after moving the file
+        aside) when it does not verify."""
+        path = self.path_for(key)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        try:
+            return decode_leaf(raw, key)
+        except CorruptLeafError:
+            self.quarantine(key)
+            raise
+
+    def quarantine(self, key: str) -> Path | None:
+        """Move a bad file out of the key space (kept for inspection; `labtax gc` deletes it)."""
+        path = self.path_for(key)
+        target = path.with_name(path.name + ".corrupt")
+        try:
+            os.replace(path, target)
+        except FileNotFoundError:
+            return None
+        return target
+
+    def keys(self) -> Iterator[str]:
+        if not self.root.is_dir():
+            return
+        for sub in sorted(self.root.iterdir()):
+            if sub.is_dir():
+                for f in sorted(sub.glob("*.jsonl")):
+                    yield f.stem
+
+    def garbage(self) -> Iterator[Path]:
+        """Leftovers that are never data: temp files of killed writers and quarantined files."""
+        if not self.root.is_dir():
+            return
+        for sub in sorted(self.root.iterdir()):
+            if sub.is_dir():
+                for f in sorted(sub.iterdir()):
+                    if f.name.endswith((".tmp", ".corrupt")):
+                        yield f
+
+    def remove(self, key: str) -> int:
+        """Delete a key's file; returns the bytes freed."""
+        path = self.path_for(key)
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return 0
+        return size

@@ -1,0 +1,179 @@
+"""Mixing the training sets and the test set from hand-made leaf data."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from labtax.sdg.mix import (
+    PHASE1, PHASE2, TEST, MixLeaf, MixSettings, build_sets, encode_jsonl, sets_fingerprint, sets_intact,
+    seed_test_samples, write_sets,
+)
+from labtax.taxonomy.model import Leaf
+
+KNOWLEDGE_YAML = """\
+version: 3
+created_by: alice
+domain: astronomy
+document_outline: Facts about the moon
+seed_examples:
+  - context: The moon orbits the earth every 27 days.
+    questions_and_answers:
+      - question: How long is the moon's orbit?
+        answer: About 27 days.
+      - question: What does the moon orbit?
+        answer: The earth.
+  - context: The moon has no atmosphere to speak of.
+    questions_and_answers:
+      - question: Does the moon have an atmosphere?
+        answer: Hardly any.
+document: {repo: https://example.com/docs, commit: abc123, patterns: ["*.md"]}
+"""
+
+SKILL_YAML = """\
+version: 2
+created_by: bob
+task_description: Summarise a paragraph
+seed_examples:
+  - question: Summarise the text.
+    answer: A summary.
+    context: Some paragraph of text.
+  - question: Write a title for the text.
+    answer: A Title
+"""
+
+
+def skill_sample(leaf: int, i: int, question: str | None = None) -> dict[str, Any]:
+    q = question or f"skill question {leaf}-{i}"
+    return {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": f"answer {i}"}],
+            "metadata": {"question": q}, "unmask": False}
+
+
+def knowledge_sample(leaf: int, i: int) -> dict[str, Any]:
+    chunk = f"chunk {leaf}-{i % 3} of the document"
+    q = f"knowledge question {leaf}-{i}"
+    return {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": f"fact {i}"}],
+            "metadata": {"question": q, "chunk": chunk}, "unmask": False}
+
+
+def leaves(n_skill: int = 4, n_knowledge: int = 3, per_leaf: int = 50) -> list[MixLeaf]:
+    out = [MixLeaf(f"compositional_skills/s{j}/qna.yaml", "compositional_skills", f"ks{j}",
+                   [skill_sample(j, i) for i in range(per_leaf)], []) for j in range(n_skill)]
+    out += [MixLeaf(f"knowledge/k{j}/qna.yaml", "knowledge", f"kk{j}",
+                    [knowledge_sample(j, i) for i in range(per_leaf)], []) for j in range(n_knowledge)]
+    return out
+
+
+def test_phase1_is_all_knowledge_unmasked_with_chunk_in_user_turn() -> None:
+    sets = build_sets(leaves(), MixSettings())
+    assert len(sets.phase1) == 150
+    for s in sets.phase1:
+        assert s["unmask"] is True
+        assert s["metadata"]["kind"] == "knowledge"
+        user = s["messages"][0]["content"]
+        assert user == f"{s['metadata']['chunk']}\n\n{s['metadata']['question']}"
+
+
+def test_phase2_is_all_skills_plus_replay_share() -> None:
+    sets = build_sets(leaves(), MixSettings())
+    skills = [s for s in sets.phase2 if not s["metadata"].get("replay")]
+    replay = [s for s in sets.phase2 if s["metadata"].get("replay")]
+    assert len(skills) == 200
+    assert len(replay) == math.ceil(0.03 * 200) == 6
+    assert sum(c["replay"] for c in sets.counts.values()) == 6
+    # Configurable; capped at all knowledge data.
+    big = build_sets(leaves(), MixSettings(replay_ratio=5.0))
+    assert sum(1 for s in big.phase2 if s["metadata"].get("replay")) == 150
+    assert not any(s["metadata"].get("replay") for s in build_sets(leaves(), MixSettings(replay_ratio=0)).phase2)
+    # No skills: no replay.
+    assert build_sets(leaves(n_skill=0), MixSettings()).phase2 == []
+
+
+def test_replay_shows_own_chunk_among_distractors_part_of_the_time() -> None:
+    def replays(p: float) -> list[dict[str, Any]]:
+        sets = build_sets(leaves(), MixSettings(replay_ratio=1.0, replay_context_prob=p, distractors=3))
+        return [s for s in sets.phase2 if s["metadata"].get("replay")]
+
+    for s in replays(1.0):
+        user = s["messages"][0]["content"]
+        assert user.count("Document:\n") == 4
+        assert f"Document:\n{s['metadata']['chunk']}\n\n" in user
+        assert user.endswith(s["metadata"]["question"])
+        assert s["unmask"] is False
+    for s in replays(0.0):
+        user = s["messages"][0]["content"]
+        assert user.count("Document:\n") == 3
+        assert s["metadata"]["chunk"] not in user
+    mixed = replays(0.4)
+    with_chunk = sum(s["metadata"]["replay_with_chunk"] for s in mixed)
+    assert 0 < with_chunk < len(mixed)
+
+
+def test_deterministic_for_a_seed_and_order_independent() -> None:
+    a = build_sets(leaves(), MixSettings(replay_ratio=0.2))
+    b = build_sets(list(reversed(leaves())), MixSettings(replay_ratio=0.2))
+    c = build_sets(leaves(), MixSettings(replay_ratio=0.2, seed=7))
+    for name in ("phase1", "phase2", "test"):
+        assert encode_jsonl(getattr(a, name)) == encode_jsonl(getattr(b, name))
+    assert encode_jsonl(a.phase2) != encode_jsonl(c.phase2)
+
+
+def leaf(text: str, path: str) -> Leaf:
+    return Leaf(path=path, kind=path.split("/")[0], data=yaml.safe_load(text))  # type: ignore[arg-type]
+
+
+def test_test_set_from_seeds() -> None:
+    k = seed_test_samples(leaf(KNOWLEDGE_YAML, "knowledge/astro/moon/qna.yaml"))
+    assert len(k) == 3
+    assert k[0]["messages"] == [
+        {"role": "user", "content": "The moon orbits the earth every 27 days.\n\nHow long is the moon's orbit?"},
+        {"role": "assistant", "content": "About 27 days."},
+    ]
+    assert k[0]["metadata"]["source"] == "seed"
+    s = seed_test_samples(leaf(SKILL_YAML, "compositional_skills/sum/qna.yaml"))
+    assert [x["messages"][0]["content"] for x in s] == [
+        "Some paragraph of text.\n\nSummarise the text.", "Write a title for the text."]
+    mixed = build_sets([MixLeaf("compositional_skills/renamed/qna.yaml", "compositional_skills", "k", [], s)],
+                       MixSettings())
+    assert [t["metadata"]["leaf"] for t in mixed.test] == ["compositional_skills/renamed/qna.yaml"] * 2
+    assert all(t["metadata"]["kind"] == "compositional_skills" for t in mixed.test)
+
+
+def test_no_sample_in_both_train_and_test() -> None:
+    seeds = seed_test_samples(leaf(SKILL_YAML, "compositional_skills/sum/qna.yaml"))
+    samples = [skill_sample(0, 0, "Write a title for the text."), skill_sample(0, 1, "  write a TITLE for the text. "),
+               skill_sample(0, 2)]
+    sets = build_sets([MixLeaf("compositional_skills/sum/qna.yaml", "compositional_skills", "k", samples, seeds)],
+                      MixSettings())
+    assert [s["metadata"]["question"] for s in sets.phase2] == ["skill question 0-2"]
+    assert sets.counts["compositional_skills/sum/qna.yaml"] == {"samples": 3, "train": 1, "test": 2, "replay": 0,
+                                                                "overlap": 2}
+
+
+def test_write_sets_atomic_and_checked(tmp_path: Path) -> None:
+    sets = build_sets(leaves(), MixSettings())
+    info = write_sets(tmp_path, sets)
+    assert info[PHASE1]["samples"] == 150 and info[TEST]["samples"] == 0
+    assert sets_intact(tmp_path, {"sets": info})
+    rows = [json.loads(line) for line in (tmp_path / PHASE2).read_text().splitlines()]
+    assert rows == sets.phase2
+    (tmp_path / PHASE2).write_bytes((tmp_path / PHASE2).read_bytes()[:-10])
+    assert not sets_intact(tmp_path, {"sets": info})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([PHASE1, PHASE2, TEST])
+
+
+def test_fingerprint() -> None:
+    base = sets_fingerprint([("a", "knowledge", "k1")], MixSettings())
+    assert base == sets_fingerprint([("a", "knowledge", "k1")], MixSettings())
+    assert base != sets_fingerprint([("b", "knowledge", "k1")], MixSettings())
+    assert base != sets_fingerprint([("a", "knowledge", "k1")], MixSettings(seed=1))
+
+
+def test_bad_settings() -> None:
+    with pytest.raises(ValueError):
+        MixSettings(replay_context_prob=2)
