@@ -1,0 +1,131 @@
+"""Training configuration: packaged defaults (the LAB recipe), then a YAML file, then flags.
+
+Each phase gets its own `PhaseConfig`. Precedence, lowest first: `defaults.yaml` `common:` block,
+its phase block, the user's YAML `common:` block, the user's phase block, command-line flags (which
+apply to every phase that runs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from labtax.errors import ConfigError
+
+PHASES: tuple[str, ...] = ("knowledge", "skills")
+DATA_FILES: dict[str, str] = {"knowledge": "phase1_knowledge.jsonl", "skills": "phase2_skills.jsonl"}
+TEST_FILE = "test.jsonl"
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass(frozen=True)
+class PhaseConfig:
+    """Every knob of one training phase."""
+
+    name: str
+    lr: float
+    epochs: int
+    effective_batch: int
+    max_seq_len: int
+    max_tokens_per_batch: int
+    warmup_steps: int
+    schedule: str
+    weight_decay: float
+    betas: tuple[float, float]
+    grad_clip: float
+    max_steps: int
+    save_every: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int
+    phases: dict[str, PhaseConfig] = field(default_factory=dict)
+
+
+_FIELDS = {f.name for f in dataclasses.fields(PhaseConfig)} - {"name"}
+_INTS = {"epochs", "effective_batch", "max_seq_len", "max_tokens_per_batch", "warmup_steps", "max_steps",
+         "save_every"}
+_FLOATS = {"lr", "weight_decay", "grad_clip"}
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a training config must be a mapping")
+    return data
+
+
+def _block(data: dict[str, Any], key: str, source: str) -> dict[str, Any]:
+    block = data.get(key) or {}
+    if not isinstance(block, dict):
+        raise ConfigError(f"{source}: `{key}` must be a mapping")
+    unknown = set(block) - _FIELDS
+    if unknown:
+        raise ConfigError(f"{source}: unknown training option(s) in `{key}`: {', '.join(sorted(unknown))}")
+    return block
+
+
+def _coerce(name: str, key: str, value: Any) -> Any:
+    """Type-check one option; YAML gives '2e-5' as a string, so floats are parsed leniently."""
+    try:
+        if key in _INTS:
+            if isinstance(value, bool) or int(value) != float(value):
+                raise ValueError
+            value = int(value)
+            if value < 0 or (key in {"epochs", "effective_batch", "max_seq_len", "max_tokens_per_batch"}
+                             and value == 0):
+                raise ValueError
+        elif key in _FLOATS:
+            value = float(value)
+            if value < 0:
+                raise ValueError
+        elif key == "schedule":
+            if value not in SCHEDULES:
+                raise ValueError
+        elif key == "betas":
+            value = tuple(float(b) for b in value)
+            if len(value) != 2:
+                raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: bad value for {key}: {value!r}") from None
+    return value
+
+
+def load_config(config_file: Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Merge defaults, an optional YAML file and flag overrides (None values are ignored)."""
+    defaults = _read_yaml(Path(__file__).with_name("defaults.yaml"))
+    user = _read_yaml(config_file) if config_file is not None else {}
+    unknown = set(user) - {"seed", "common", *PHASES}
+    if unknown:
+        raise ConfigError(f"{config_file}: unknown key(s): {', '.join(sorted(unknown))}")
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    seed = flags.pop("seed", user.get("seed", defaults["seed"]))
+    if set(flags) - _FIELDS:
+        raise ConfigError(f"unknown training option(s): {', '.join(sorted(set(flags) - _FIELDS))}")
+    phases: dict[str, PhaseConfig] = {}
+    for phase in PHASES:
+        merged: dict[str, Any] = {}
+        for data, source in ((defaults, "defaults.yaml"), (user, str(config_file))):
+            merged.update(_block(data, "common", source))
+            merged.update(_block(data, phase, source))
+        merged.update(flags)
+        values = {key: _coerce(phase, key, merged[key]) for key in _FIELDS}
+        phases[phase] = PhaseConfig(name=phase, **values)
+    try:
+        seed = int(seed)
+    except (TypeError, ValueError):
+        raise ConfigError(f"bad seed: {seed!r}") from None
+    return TrainConfig(seed=seed, phases=phases)

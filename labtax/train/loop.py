@@ -1,0 +1,221 @@
+"""The training loop of one phase: packed micro-batches, token-mean loss, AdamW, warm-up, clipping.
+
+Read it like nanoGPT's loop: plan the step, run its micro-batches (forward, loss, backward), clip,
+step, log, maybe checkpoint. The loss of a step is the sum of the token losses of all its
+micro-batches (on all ranks) divided by the number of loss tokens of the whole step, so every token
+weighs the same however the samples fell into micro-batches or ranks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from labtax.train.checkpoint import find_state, load_state, save_hf, save_state
+from labtax.train.config import PhaseConfig
+from labtax.train.data import IGNORE, TokenizedFile
+from labtax.train.packing import StepPlan, collate, epoch_order, plan_step, steps_per_epoch
+from labtax.train.parallel import Runtime
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+@dataclass
+class PhaseResult:
+    """What a phase leaves behind: its HF checkpoints (with their held-out loss) and the last one."""
+
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    steps: int = 0
+    samples: int = 0
+
+
+def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
+    """Linear warm-up over `warmup` steps (the first step already moves), then constant or cosine."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant" or total <= warmup:
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def micro_batch_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], runtime: Runtime) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy over the batch's loss tokens (and how many there were).
+
+    For a packed row only the positions that carry a target go through the LM head
+    (`logits_to_keep`): with a 49k vocabulary that head is most of a small model's compute.
+    """
+    batch = {k: v.to(runtime.device) for k, v in batch.items()}
+    targets = batch.pop("targets")
+    kwargs: dict[str, Any] = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"],
+                              "use_cache": False}
+    if "attention_mask" in batch:
+        kwargs["attention_mask"] = batch["attention_mask"]
+    keep = None
+    if targets.shape[0] == 1:
+        keep = (targets[0] != IGNORE).nonzero().squeeze(1)
+        if keep.numel() == 0:
+            keep = torch.zeros(1, dtype=torch.long, device=runtime.device)  # no-op batch: 0 x loss
+        kwargs["logits_to_keep"] = keep
+    with runtime.autocast():
+        logits = model(**kwargs).logits
+    flat_targets = targets[0, keep] if keep is not None else targets.reshape(-1)
+    flat_logits = logits.reshape(-1, logits.shape[-1]).float()
+    n = int((flat_targets != IGNORE).sum())
+    loss = F.cross_entropy(flat_logits, flat_targets, ignore_index=IGNORE, reduction="sum")
+    if n == 0:
+        loss = flat_logits.sum() * 0.0  # keeps the graph (and FSDP's collectives) in step across ranks
+    return loss, n
+
+
+@torch.no_grad()
+def evaluate_loss(model: torch.nn.Module, data: TokenizedFile, capacity: int, runtime: Runtime,
+                  packed: bool, pad_id: int) -> float:
+    """Token-mean loss over a whole held-out file (nan when it is empty)."""
+    if len(data) == 0:
+        return float("nan")
+    was_training = model.training
+    model.eval()
+    plan = plan_step(np.arange(len(data)), data.lengths, data.loss_counts, capacity, runtime.world_size, packed)
+    total = 0.0
+    for indices in plan.micro_batches[runtime.rank]:
+        loss, _ = micro_batch_loss(model, collate([data.sample(i) for i in indices], packed, pad_id), runtime)
+        total += float(loss)
+    model.train(was_training)
+    return runtime.all_sum(total) / plan.loss_tokens
+
+
+def _fmt_eta(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class MetricsLog:
+    """The phase's JSONL metrics, rank 0 only; on resume, lines past the restored step are dropped."""
+
+    def __init__(self, path: Path, runtime: Runtime, resume_step: int) -> None:
+        self.path, self.enabled = path, runtime.is_main
+        if not self.enabled:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kept = []
+        if path.exists() and resume_step > 0:
+            for line in path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue  # a line cut by a kill
+                if record.get("event") != "step" or record.get("step", 0) <= resume_step:
+                    kept.append(line)
+        path.write_text("".join(f"{line}\n" for line in kept))
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with self.path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def train_phase(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: TokenizedFile,
+                test: TokenizedFile | None, cfg: PhaseConfig, seed: int, phase_dir: Path,
+                runtime: Runtime, packed: bool = True,
+                log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> PhaseResult:
+    """Train one phase in place on `model` (already prepared for the runtime); resume if a state exists."""
+    n = len(data)
+    per_epoch = steps_per_epoch(n, cfg.effective_batch)
+    total_steps = per_epoch * cfg.epochs
+    if cfg.max_steps:
+        total_steps = min(total_steps, cfg.max_steps)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 else no_decay).append(p)  # no weight decay on norms and biases
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=cfg.betas, eps=1e-8)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, cfg.warmup_steps, total_steps, cfg.schedule))
+
+    state_dir = phase_dir / "state"
+    result = PhaseResult()
+    step, samples_seen = 0, 0
+    found = find_state(state_dir)
+    if found is not None:
+        progress = load_state(model, optimizer, scheduler, found, runtime)
+        step, samples_seen = progress["step"], progress["samples"]
+        result.checkpoints = progress["checkpoints"]
+        if runtime.is_main:
+            log(f"[{cfg.name}] resuming at step {step}/{total_steps} ({samples_seen} samples seen)")
+    metrics = MetricsLog(phase_dir / "metrics.jsonl", runtime, step)
+    if step == 0:
+        metrics.write({"event": "start", "phase": cfg.name, "samples": n, "steps": total_steps,
+                       "config": cfg.to_dict(), "data": data.meta, "world_size": runtime.world_size})
+
+    def checkpoint(reason: str) -> None:
+        target = phase_dir / "checkpoints" / f"samples_{samples_seen}"
+        test_loss = evaluate_loss(model, test, cfg.max_tokens_per_batch, runtime, packed, pad_id) if test else None
+        meta = {"phase": cfg.name, "step": step, "samples": samples_seen, "epoch": step / per_epoch,
+                "test_loss": test_loss, "reason": reason}
+        save_hf(model, tokenizer, target, runtime, meta)
+        result.checkpoints = [c for c in result.checkpoints if c["path"] != str(target)]
+        result.checkpoints.append({"path": str(target), **meta})
+        metrics.write({"event": "checkpoint", **result.checkpoints[-1]})
+        save_state(model, optimizer, scheduler,
+                   {"step": step, "samples": samples_seen, "checkpoints": result.checkpoints},
+                   state_dir, runtime)
+
+    model.train()
+    start, tokens_done = time.perf_counter(), 0
+    first_step = step
+    while step < total_steps:
+        epoch, in_epoch = divmod(step, per_epoch)
+        order = epoch_order(n, seed, epoch)
+        plan: StepPlan = plan_step(order[in_epoch * cfg.effective_batch:(in_epoch + 1) * cfg.effective_batch],
+                                   data.lengths, data.loss_counts, cfg.max_tokens_per_batch,
+                                   runtime.world_size, packed)
+        t0 = time.perf_counter()
+        loss_sum = 0.0
+        for indices in plan.micro_batches[runtime.rank]:
+            batch = collate([data.sample(i) for i in indices], packed, pad_id)
+            loss, _ = micro_batch_loss(model, batch, runtime)
+            # FSDP averages gradients over ranks; scaling by world size turns that into a sum, so the
+            # gradient is exactly that of (all loss tokens of the step) / (their count).
+            (loss * (runtime.world_size / plan.loss_tokens)).backward()
+            loss_sum += float(loss.detach())
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
+        if hasattr(grad_norm, "full_tensor"):
+            grad_norm = grad_norm.full_tensor()
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        samples_seen += plan.samples
+        step_loss = runtime.all_sum(loss_sum) / plan.loss_tokens
+        dt = time.perf_counter() - t0
+        tokens_done += plan.tokens
+        tok_s = tokens_done / (time.perf_counter() - start)
+        eta = (time.perf_counter() - start) / (step - first_step) * (total_steps - step)
+        metrics.write({"event": "step", "step": step, "epoch": epoch + 1, "samples": samples_seen,
+                       "loss": step_loss, "lr": lr, "grad_norm": float(grad_norm), "tokens": plan.tokens,
+                       "loss_tokens": plan.loss_tokens, "seconds": dt, "tokens_per_s": plan.tokens / dt})
+        if runtime.is_main:
+            log(f"[{cfg.name}] step {step}/{total_steps} epoch {epoch + 1}/{cfg.epochs} loss {step_loss:.4f} "
+                f"lr {lr:.2e} tok/s {tok_s:,.0f} eta {_fmt_eta(eta)}")
+        end_of_epoch = step % per_epoch == 0
+        crossed_save = cfg.save_every and samples_seen // cfg.save_every > (samples_seen - plan.samples) // cfg.save_every
+        if end_of_epoch or crossed_save or step == total_steps:
+            checkpoint("epoch" if end_of_epoch else "final" if step == total_steps else "save_every")
+    result.steps, result.samples = step, samples_seen
+    return result

@@ -1,0 +1,113 @@
+"""The process's place in a (possibly distributed) run: device, rank, precision, model wrapping.
+
+Under torchrun (marked by LABTAX_TORCHRUN=1 and WORLD_SIZE > 1) every rank joins a process group
+(nccl on GPUs, gloo on CPU) and the model is sharded with FSDP2 (`fully_shard`, one unit per decoder
+layer plus the root). FSDP2 runs on CPU with gloo too in torch 2.13, so tests exercise the same path
+that GPUs use. On GPUs parameters stay fp32 (the optimizer's master copy) and compute runs in bf16.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+TORCHRUN_MARKER = "LABTAX_TORCHRUN"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        """bf16 compute on GPUs (fp32 master weights); exact fp32 on CPU."""
+        return torch.bfloat16 if self.device.type == "cuda" else None
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp_dtype is None or self.distributed:  # FSDP's MixedPrecisionPolicy casts instead
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def all_sum(self, value: float) -> float:
+        if not self.distributed:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return float(t.item())
+
+
+def init_runtime() -> Runtime:
+    """Join the process group when launched by `labtax train --nproc-per-node` (torchrun)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if os.environ.get(TORCHRUN_MARKER) != "1" or world <= 1:
+        return Runtime(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+        backend = "nccl"
+    else:
+        device = torch.device("cpu")
+        backend = "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    return Runtime(device, dist.get_rank(), dist.get_world_size(), local_rank)
+
+
+def shutdown(runtime: Runtime) -> None:
+    if runtime.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The repeated blocks of a transformers causal LM (model.model.layers for Llama-likes)."""
+    base = getattr(model, "model", None)
+    layers = getattr(base, "layers", None)
+    return list(layers) if layers is not None else []
+
+
+def prepare_model(model: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:
+    """Move the model to its device and, in a distributed run, shard it with FSDP2."""
+    model.to(runtime.device)
+    if not runtime.distributed:
+        return model
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    kwargs: dict[str, Any] = {}
+    if runtime.amp_dtype is not None:
+        kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=runtime.amp_dtype, reduce_dtype=torch.float32)
+    for layer in decoder_layers(model):
+        fully_shard(layer, **kwargs)
+    fully_shard(model, **kwargs)
+    return model
+
+
+@contextlib.contextmanager
+def main_first(runtime: Runtime) -> Iterator[None]:
+    """Rank 0 does the work first (e.g. fills a cache), the others then find it done."""
+    if not runtime.is_main:
+        runtime.barrier()
+    yield
+    if runtime.is_main:
+        runtime.barrier()

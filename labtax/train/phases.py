@@ -1,0 +1,155 @@
+"""Phase orchestration: knowledge tuning, then skills tuning from phase 1's chosen checkpoint.
+
+Output layout (see docs/notes/train.md):
+  OUTPUT/cache/tokens/<file>-<key>/     tokenized data (memory-mapped)
+  OUTPUT/<phase>/metrics.jsonl          one line per step, checkpoint and the phase's start
+  OUTPUT/<phase>/checkpoints/samples_N/ Hugging Face checkpoints (+ labtax_checkpoint.json)
+  OUTPUT/<phase>/state/                 full training state of the newest checkpoint (resume)
+  OUTPUT/<phase>/result.json            the finished phase: checkpoints, scores, the selected one
+  OUTPUT/summary.json                   every phase's result
+
+A finished phase (result.json present) is skipped when the command runs again; an unfinished one
+resumes from its state. Checkpoint selection receives a scorer instead of importing labtax.eval.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+
+from labtax.errors import ConfigError, LockedError, UsageError
+from labtax.models import load_model, load_tokenizer, model_id
+from labtax.train.config import DATA_FILES, PHASES, TEST_FILE, TrainConfig
+from labtax.train.data import TokenizedFile, tokenize_file, tokenizer_hash
+from labtax.train.loop import train_phase
+from labtax.train.packing import PACKED_MODEL_TYPES
+from labtax.train.parallel import Runtime, init_runtime, main_first, prepare_model, shutdown
+
+Scorer = Callable[[Path], float]
+SELECT_MODES = ("last", "loss", "eval")
+
+
+def _lock(output: Path) -> TextIO:
+    """Hold an exclusive lock on the output directory for the whole run (exit 4 if taken)."""
+    output.mkdir(parents=True, exist_ok=True)
+    handle = (output / ".lock").open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise LockedError(f"another labtax train run is using {output}") from None
+    return handle
+
+
+def select_checkpoint(checkpoints: list[dict[str, Any]], mode: str, scorer: Scorer | None) -> dict[str, Any]:
+    """The chosen checkpoint: the last, the lowest held-out loss, or the highest scorer value."""
+    if not checkpoints:
+        raise UsageError("the phase produced no checkpoint")
+    if mode == "last":
+        return checkpoints[-1]
+    if mode == "loss":
+        scored = [c for c in checkpoints if c.get("test_loss") is not None and not math.isnan(c["test_loss"])]
+        return min(scored, key=lambda c: c["test_loss"]) if scored else checkpoints[-1]
+    if scorer is None:
+        raise UsageError("--select eval needs a scoring function")
+    for c in checkpoints:
+        c["score"] = float(scorer(Path(c["path"])))
+    return max(checkpoints, key=lambda c: c["score"])
+
+
+def _start_model(phase: str, model: str, results: dict[str, dict[str, Any]]) -> str:
+    if phase == "skills" and "knowledge" in results:
+        return results["knowledge"]["selected"]["path"]
+    return model
+
+
+def run_training(data_dir: Path, model: str, output: Path, phases: list[str], config: TrainConfig,
+                 select: str = "loss", scorer: Scorer | None = None,
+                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the requested phases in order and return the summary (also written to summary.json)."""
+    runtime = init_runtime()
+    emit = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    say: Callable[[str], None] = emit if runtime.is_main else (lambda s: None)
+    if select not in SELECT_MODES:
+        raise UsageError(f"--select must be one of {', '.join(SELECT_MODES)}")
+    for phase in phases:
+        if phase not in PHASES:
+            raise UsageError(f"unknown phase {phase!r}")
+        if not (data_dir / DATA_FILES[phase]).is_file():
+            raise UsageError(f"{data_dir / DATA_FILES[phase]} not found (run labtax diff-generate first)")
+        pc = config.phases[phase]
+        if pc.max_tokens_per_batch < pc.max_seq_len:
+            raise ConfigError(f"{phase}: max_tokens_per_batch ({pc.max_tokens_per_batch}) must be at least "
+                              f"max_seq_len ({pc.max_seq_len}) so that every kept sample fits a micro-batch")
+    if select == "loss" and not (data_dir / TEST_FILE).is_file():
+        raise UsageError(f"--select loss needs {data_dir / TEST_FILE}", hint="use --select last")
+    lock = _lock(output) if runtime.is_main else None
+    try:
+        return _run(data_dir, model, output, phases, config, select, scorer, runtime, say)
+    finally:
+        if lock is not None:
+            lock.close()
+        shutdown(runtime)
+
+
+def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: TrainConfig, select: str,
+         scorer: Scorer | None, runtime: Runtime, say: Callable[[str], None]) -> dict[str, Any]:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress lines are the only ones on stderr
+    tokenizer = load_tokenizer(model)
+    tok_hash = tokenizer_hash(tokenizer)
+    cache = output / "cache" / "tokens"
+    results: dict[str, dict[str, Any]] = {}
+    if "skills" in phases and "knowledge" not in phases and (output / "knowledge" / "result.json").is_file():
+        results["knowledge"] = json.loads((output / "knowledge" / "result.json").read_text())
+    for phase in phases:
+        pc = config.phases[phase]
+        phase_dir = output / phase
+        done = phase_dir / "result.json"
+        if done.is_file():
+            results[phase] = json.loads(done.read_text())
+            say(f"[{phase}] already done: selected {results[phase]['selected']['path']}")
+            continue
+        start = _start_model(phase, model, results)
+        with main_first(runtime):
+            data = tokenize_file(data_dir / DATA_FILES[phase], tokenizer, pc.max_seq_len, cache, tok_hash)
+            test_path = data_dir / TEST_FILE
+            test = tokenize_file(test_path, tokenizer, pc.max_seq_len, cache, tok_hash) if test_path.is_file() else None
+        if len(data) == 0:
+            raise UsageError(f"{data_dir / DATA_FILES[phase]}: no usable sample (dropped: {data.meta['dropped']})")
+        say(f"[{phase}] {len(data)} samples, {data.meta['tokens']:,} tokens "
+            f"(dropped {data.meta['dropped'] or 'none'}; mix {data.meta['sources']}); starting from {start}")
+        torch.manual_seed(config.seed)
+        net = load_model(start, seed=config.seed)
+        net.config.use_cache = False
+        packed = getattr(net.config, "model_type", "") in PACKED_MODEL_TYPES
+        net = prepare_model(net, runtime)
+        result = train_phase(net, tokenizer, data, test, pc, config.seed, phase_dir, runtime, packed,
+                             log=say)
+        del net
+        summary: dict[str, Any] = {
+            "phase": phase, "start": start, "model": model_id(model), "steps": result.steps,
+            "samples": result.samples, "data": data.meta, "select": select, "checkpoints": result.checkpoints,
+        }
+        if runtime.is_main:
+            summary["selected"] = select_checkpoint(result.checkpoints, select, scorer)
+            tmp = done.with_name(f".result.json.tmp-{os.getpid()}")
+            tmp.write_text(json.dumps(summary, indent=1))
+            os.replace(tmp, done)
+        runtime.barrier()
+        summary = json.loads(done.read_text())
+        results[phase] = summary
+        say(f"[{phase}] done: {result.steps} steps, selected {summary['selected']['path']} ({select})")
+    final = {"phases": results, "final": results[phases[-1]]["selected"]["path"]}
+    if runtime.is_main:
+        (output / "summary.json").write_text(json.dumps(final, indent=1))
+    return final

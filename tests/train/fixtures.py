@@ -1,0 +1,48 @@
+"""Small, deterministic training data in the messages format the generator writes."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+WORDS = ("the river flows north past old mills and the town keeps records of every flood since the "
+         "founding of its first bridge across the valley where farmers grow barley and rye").split()
+
+
+def _text(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+def make_sample(rng: random.Random, leaf: str, answer_words: int, unmask: bool = False,
+                replay: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {"leaf": leaf}
+    if replay:
+        meta["replay"] = True
+    return {"messages": [{"role": "system", "content": "You are a careful assistant."},
+                         {"role": "user", "content": _text(rng, rng.randint(4, 12)) + "?"},
+                         {"role": "assistant", "content": _text(rng, answer_words)}],
+            "metadata": meta, "unmask": unmask}
+
+
+def write_jsonl(path: Path, samples: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(s) + "\n" for s in samples))
+    return path
+
+
+def make_data_dir(root: Path, n_knowledge: int = 24, n_skills: int = 16, n_replay: int = 6,
+                  n_test: int = 6, seed: int = 0, long_words: int = 60) -> Path:
+    """phase1_knowledge.jsonl, phase2_skills.jsonl (skills + knowledge replay) and test.jsonl."""
+    rng = random.Random(seed)
+    knowledge = [make_sample(rng, "knowledge/history/rivers", rng.randint(5, long_words), unmask=i % 4 == 0)
+                 for i in range(n_knowledge)]
+    skills = [make_sample(rng, "compositional_skills/writing/haiku", rng.randint(3, 20)) for _ in range(n_skills)]
+    skills += [dict(s, metadata={**s["metadata"], "replay": True}) for s in knowledge[:n_replay]]
+    rng.shuffle(skills)
+    test = [make_sample(rng, "knowledge/history/rivers", rng.randint(5, 20)) for _ in range(n_test)]
+    write_jsonl(root / "phase1_knowledge.jsonl", knowledge)
+    write_jsonl(root / "phase2_skills.jsonl", skills)
+    write_jsonl(root / "test.jsonl", test)
+    return root
