@@ -1,0 +1,221 @@
+"""Knowledge documents: find a leaf's documents, read them, and cut them into token-budget chunks.
+
+Where the documents come from (`document.repo` in a knowledge qna.yaml):
+  - a URL (`https://…`, `ssh://…`, `git@…`, `file://…`): the one pinned commit is fetched into the
+    cache, `cache_dir()/documents/<commit>` (`git init; git fetch --depth 1 <repo> <sha>; git
+    checkout FETCH_HEAD`), once; a commit names its content, so the commit alone is the cache key;
+  - a path RELATIVE TO THE TAXONOMY ROOT (`.documents/<name>`): a git repository there is fetched the
+    same way at `document.commit`; a plain folder (not a repository) is read as it is.
+Absolute paths and paths leaving the taxonomy root are refused, and so are `patterns` that are
+absolute or climb out (`../x`) of the document root, including through a symlink.
+
+Reading: Markdown and plain text as UTF-8 (undecodable bytes replaced), PDF text through pypdf.
+Chunking: paragraphs (blank-line separated) are packed into chunks of at most `budget` tokens of the
+teacher's tokenizer; a paragraph over the budget is split by sentences, then by words. Without a
+local tokenizer (the openai teacher) tokens are estimated as words × 1.3, rounded up.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from labtax.errors import UsageError
+from labtax.taxonomy.model import Leaf
+
+TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".rst"}
+URL_PREFIXES = ("http://", "https://", "ssh://", "git://", "file://", "git@")
+SHA_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+
+
+@dataclass(frozen=True)
+class Document:
+    """One document file: `path` relative to the document root (posix), `text` its extracted text."""
+
+    path: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Chunk:
+    document: str
+    index: int  # position of the chunk within its document
+    text: str
+    tokens: int
+
+
+def estimate_tokens(text: str) -> int:
+    """The documented fallback when no tokenizer is at hand: words × 1.3, rounded up."""
+    return math.ceil(len(text.split()) * 1.3)
+
+
+def _git(args: list[str], cwd: Path) -> str:
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1"}
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True)
+    except subprocess.CalledProcessError as exc:
+        raise UsageError(f"git {args[0]} failed in document checkout: {exc.stderr.strip()[:300]}") from None
+    return out.stdout.strip()
+
+
+def _fetch_commit(source: str, commit: str) -> Path:
+    """The pinned commit of `source` checked out in the cache (fetched only once; atomic rename)."""
+    from labtax.models import cache_dir
+
+    target = cache_dir() / "documents" / commit
+    if (target / ".labtax-complete").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{commit}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        _git(["init", "-q"], tmp)
+        _git(["fetch", "-q", "--depth", "1", source, commit], tmp)
+        _git(["-c", "advice.detachedHead=false", "checkout", "-q", "FETCH_HEAD"], tmp)
+        head = _git(["rev-parse", "HEAD"], tmp)
+        if head != commit:
+            raise UsageError(f"document commit {commit} fetched as {head}")
+        (tmp / ".labtax-complete").write_text(source + "\n", encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        # Another run finished the same commit first; its checkout is identical.
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def document_root(leaf: Leaf, taxonomy_root: Path) -> Path:
+    """The folder the leaf's `patterns` apply to (a cached checkout, or a folder in the taxonomy)."""
+    doc = leaf.data.get("document") or {}
+    repo = str(doc.get("repo") or "").strip()
+    commit = str(doc.get("commit") or "").strip().lower()
+    if not repo:
+        raise UsageError(f"{leaf.path}: knowledge leaf has no document.repo")
+    if repo.startswith(URL_PREFIXES):
+        if not SHA_RE.match(commit):
+            raise UsageError(f"{leaf.path}: document.commit must be a full commit SHA, got {commit!r}")
+        return _fetch_commit(repo, commit)
+    rel = PurePosixPath(repo)
+    if rel.is_absolute() or Path(repo).is_absolute() or ".." in rel.parts:
+        raise UsageError(
+            f"{leaf.path}: document.repo {repo!r} leaves the taxonomy",
+            hint="use a path relative to the taxonomy root, or a URL (file://, https://)",
+        )
+    local = taxonomy_root / repo
+    if not _inside(local, taxonomy_root):
+        raise UsageError(f"{leaf.path}: document.repo {repo!r} leaves the taxonomy (through a symlink)")
+    if not local.is_dir():
+        raise UsageError(f"{leaf.path}: document.repo {repo!r} is not a folder in the taxonomy")
+    if (local / ".git").exists():
+        if not SHA_RE.match(commit):
+            raise UsageError(f"{leaf.path}: document.commit must be a full commit SHA, got {commit!r}")
+        return _fetch_commit(str(local.resolve()), commit)
+    return local
+
+
+def _check_pattern(leaf: Leaf, pattern: str) -> None:
+    p = PurePosixPath(pattern)
+    if not pattern or p.is_absolute() or pattern.startswith(("/", "\\")) or ".." in p.parts or ":" in pattern[:3]:
+        raise UsageError(f"{leaf.path}: document pattern {pattern!r} leaves the document repository")
+
+
+def read_document(path: Path) -> str:
+    if path.suffix.lower() == ".pdf":
+        from pypdf import PdfReader
+        from pypdf.errors import PdfReadError
+
+        try:
+            reader = PdfReader(str(path))
+            return "\n\n".join((page.extract_text() or "").strip() for page in reader.pages).strip()
+        except (PdfReadError, OSError, ValueError) as exc:
+            raise UsageError(f"cannot read PDF {path.name}: {exc}") from None
+    return path.read_bytes().decode("utf-8", errors="replace")
+
+
+def load_documents(leaf: Leaf, taxonomy_root: Path) -> list[Document]:
+    """Every document matched by the leaf's `patterns`, sorted by path, each read once."""
+    root = document_root(leaf, Path(taxonomy_root))
+    patterns = (leaf.data.get("document") or {}).get("patterns") or []
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    found: dict[str, Path] = {}
+    for pattern in patterns:
+        pattern = str(pattern)
+        _check_pattern(leaf, pattern)
+        for path in root.glob(pattern):
+            rel = path.relative_to(root).as_posix()
+            if not path.is_file() or rel.startswith(".git/") or rel == ".labtax-complete":
+                continue
+            if not _inside(path, root):
+                raise UsageError(f"{leaf.path}: document {rel!r} is a link out of the document repository")
+            found[rel] = path
+    if not found:
+        raise UsageError(f"{leaf.path}: document patterns {patterns!r} match no file")
+    return [Document(rel, read_document(found[rel])) for rel in sorted(found)]
+
+
+def _split_long(text: str, budget: int, count: Callable[[str], int]) -> list[str]:
+    """Split one over-budget paragraph: by sentences, then (for a huge sentence) by words."""
+    pieces: list[str] = []
+    sentences = re.split(r"(?<=[.!?])\s+", text)
+    for sentence in sentences:
+        if count(sentence) <= budget:
+            pieces.append(sentence)
+            continue
+        words = sentence.split()
+        step = max(1, int(budget / 1.5))  # a word is rarely more than 1.5 tokens
+        pieces.extend(" ".join(words[i : i + step]) for i in range(0, len(words), step))
+    return pieces
+
+
+def chunk_text(text: str, budget: int, count: Callable[[str], int] = estimate_tokens) -> list[tuple[str, int]]:
+    """Pack paragraphs into chunks of at most `budget` tokens; returns (text, tokens) pairs."""
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+    units: list[tuple[str, int]] = []
+    for para in paragraphs:
+        n = count(para)
+        if n <= budget:
+            units.append((para, n))
+        else:
+            units.extend((piece, count(piece)) for piece in _split_long(para, budget, count) if piece)
+    chunks: list[tuple[str, int]] = []
+    current: list[str] = []
+    used = 0
+    for unit, n in units:
+        # +1 per paragraph: the blank line joining them costs about a token.
+        if current and used + n + 1 > budget:
+            chunks.append(("\n\n".join(current), used))
+            current, used = [], 0
+        current.append(unit)
+        used += n + (1 if len(current) > 1 else 0)
+    if current:
+        chunks.append(("\n\n".join(current), used))
+    return chunks
+
+
+def chunk_documents(
+    documents: list[Document], budget: int, count: Callable[[str], int] = estimate_tokens
+) -> list[Chunk]:
+    chunks: list[Chunk] = []
+    for doc in documents:
+        for index, (text, tokens) in enumerate(chunk_text(doc.text, budget, count)):
+            chunks.append(Chunk(doc.path, index, text, tokens))
+    return chunks

@@ -1,0 +1,116 @@
+"""Rows (candidate samples) and the steps that keep or drop them, shared by the skills and knowledge
+pipelines. Every dropped row is counted under one reason in the runner's `dropped` counter."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from labtax.sdg.pipelines.parse import parse_answer, parse_score
+from labtax.sdg.pipelines.runner import Runner, derive_seed
+from labtax.sdg.teachers.base import TeacherRequest, TeacherResponse
+
+
+@dataclass
+class Row:
+    question: str
+    context: str | None = None
+    answer: str | None = None
+    scores: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def rng_for(runner: Runner, stage: str, index: int) -> random.Random:
+    """A private random stream for choosing in-context examples: same inputs, same choice."""
+    return random.Random(derive_seed(runner.settings.seed, runner.leaf.path, f"{stage}/examples", index))
+
+
+async def judge(
+    runner: Runner,
+    stage: str,
+    rows: list[Row],
+    make: Callable[[int, Row], TeacherRequest],
+    parse: Callable[[str], bool | None],
+    drop_reason: str,
+) -> list[Row]:
+    """Ask a yes/no (keep/drop) question about every row; keep the rows judged yes."""
+    responses = await runner.run(stage, [make(i, row) for i, row in enumerate(rows)])
+    kept = []
+    for row, resp in zip(rows, responses):
+        if not resp.ok:
+            runner.drop("teacher_error")
+            continue
+        verdict = parse(resp.text)
+        if verdict is None:
+            runner.drop(f"{stage}_unparsed")
+        elif not verdict:
+            runner.drop(drop_reason)
+        else:
+            row.scores[stage] = True
+            kept.append(row)
+    return kept
+
+
+async def answer(runner: Runner, rows: list[Row], make: Callable[[int, Row], TeacherRequest]) -> list[Row]:
+    """Answer every row's question; empty and truncated answers drop their row."""
+    responses = await runner.run("answer", [make(i, row) for i, row in enumerate(rows)])
+    kept = []
+    for row, resp in zip(rows, responses):
+        if not resp.ok:
+            runner.drop("teacher_error")
+        elif resp.finish_reason == "length":
+            runner.drop("answer_truncated")
+        elif (text := parse_answer(resp.text)) is None:
+            runner.drop("answer_empty")
+        else:
+            row.answer = text
+            kept.append(row)
+    return kept
+
+
+async def score(runner: Runner, rows: list[Row], make: Callable[[int, Row], TeacherRequest]) -> list[Row]:
+    """Score every pair 1-3; keep those at or above settings.score_threshold."""
+    responses = await runner.run("score", [make(i, row) for i, row in enumerate(rows)])
+    kept = []
+    for row, resp in zip(rows, responses):
+        if not resp.ok:
+            runner.drop("teacher_error")
+            continue
+        value = parse_score(resp.text)
+        if value is None:
+            runner.drop("score_unparsed")
+        elif value < runner.settings.score_threshold:
+            runner.drop("low_score")
+        else:
+            row.scores["score"] = value
+            kept.append(row)
+    return kept
+
+
+def trim(runner: Runner, rows: Sequence[Row]) -> list[Row]:
+    """Keep the first samples_per_leaf rows (generation overshoots on purpose)."""
+    limit = runner.settings.samples_per_leaf
+    if len(rows) > limit:
+        runner.drop("over_quota", len(rows) - limit)
+    return list(rows[:limit])
+
+
+def metadata(runner: Runner, row: Row) -> dict[str, Any]:
+    return {
+        "leaf": runner.leaf.path,
+        "kind": runner.leaf.kind,
+        "pipeline": runner.pipeline.name,
+        "question": row.question,
+        "answer": row.answer,
+        "context": row.context,
+        "scores": dict(row.scores),
+        "teacher": runner.teacher.model_id,
+        "seed": runner.settings.seed,
+        **row.extra,
+    }
+
+
+def responses_ok(responses: Sequence[TeacherResponse]) -> int:
+    return sum(1 for r in responses if r.ok)

@@ -1,0 +1,175 @@
+"""What every pipeline shares: building requests with derived seeds, sending a stage's requests to the
+teacher in batches, and keeping the leaf's statistics.
+
+Determinism: a request's seed is derived from (settings.seed, leaf path, stage, index) and its
+messages from the leaf's seeds and earlier answers only, so the same leaf, settings and teacher
+answers always give the same requests in the same order. All traffic goes through
+`teacher.complete(...)`, a stage at a time (in slices of `settings.batch_requests`), so a wrapper
+such as the run ledger sees and can replay every request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from labtax.errors import TeacherError
+from labtax.sdg.documents import estimate_tokens
+from labtax.sdg.prompts import Prompt, load_prompt
+from labtax.sdg.settings import GenerationSettings
+from labtax.sdg.teachers.base import Teacher, TeacherRequest, TeacherResponse
+from labtax.taxonomy.model import Leaf
+
+PIPELINE_DIR = Path(__file__).parent
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def derive_seed(base: int, leaf_path: str, stage: str, index: int) -> int:
+    """A 31-bit seed (every backend accepts it) unique to one request of one stage of one leaf."""
+    blob = f"{base}|{leaf_path}|{stage}|{index}".encode()
+    return int(hashlib.sha256(blob).hexdigest()[:8], 16) & 0x7FFFFFFF
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    prompt: Prompt
+    judge: bool = False
+    max_tokens: int | None = None
+    drop: str | None = None  # the drop reason a "no" verdict counts as
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    name: str
+    version: int
+    stages: dict[str, StageSpec]
+
+
+@lru_cache(maxsize=None)
+def load_pipeline(name: str) -> PipelineSpec:
+    data = yaml.safe_load((PIPELINE_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
+    stages = {
+        stage: StageSpec(
+            stage, load_prompt(spec["prompt"]), bool(spec.get("judge", False)), spec.get("max_tokens"),
+            spec.get("drop"),
+        )
+        for stage, spec in data["stages"].items()
+    }
+    return PipelineSpec(str(data["name"]), int(data["version"]), stages)
+
+
+@dataclass
+class LeafResult:
+    """A leaf's samples (in a deterministic order) and its statistics."""
+
+    leaf: str
+    samples: list[dict[str, Any]]
+    stats: dict[str, Any]
+
+
+@dataclass
+class Runner:
+    """Sends a pipeline's requests for one leaf and counts everything that happens to them."""
+
+    leaf: Leaf
+    teacher: Teacher
+    settings: GenerationSettings
+    pipeline: PipelineSpec
+    progress: Progress | None = None
+    dropped: Counter[str] = field(default_factory=Counter)
+    stages: dict[str, dict[str, int]] = field(default_factory=dict)
+    generated: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)  # pipeline-specific counts (documents, chunks)
+    started: float = field(default_factory=time.monotonic)
+
+    def request(self, stage: str, index: int, **values: str) -> TeacherRequest:
+        spec = self.pipeline.stages[stage]
+        s = self.settings
+        max_tokens = min(s.max_tokens, spec.max_tokens) if spec.max_tokens else s.max_tokens
+        return TeacherRequest(
+            messages=spec.prompt.render(**values),
+            max_tokens=max_tokens,
+            temperature=s.judge_temperature if spec.judge else s.temperature,
+            top_p=1.0 if spec.judge else s.top_p,
+            seed=derive_seed(s.seed, self.leaf.path, stage, index),
+            tag=stage,
+        )
+
+    async def run(self, stage: str, requests: Sequence[TeacherRequest]) -> list[TeacherResponse]:
+        """Send one stage's requests (in slices), in order; raise TeacherError if none got through."""
+        st = self.stages.setdefault(
+            stage, {"requests": 0, "failed": 0, "truncated": 0, "unusable": 0,
+                    "prompt_tokens": 0, "completion_tokens": 0},
+        )
+        out: list[TeacherResponse] = []
+        step = self.settings.batch_requests
+        for start in range(0, len(requests), step):
+            out.extend(await self.teacher.complete(requests[start : start + step]))
+            if self.progress is not None:
+                self.progress(stage, len(out), len(requests))
+        for resp in out:
+            st["requests"] += 1
+            st["prompt_tokens"] += resp.prompt_tokens
+            st["completion_tokens"] += resp.completion_tokens
+            if not resp.ok:
+                st["failed"] += 1
+            elif resp.finish_reason == "length":
+                st["truncated"] += 1
+        if out and all(not r.ok for r in out):
+            raise TeacherError(
+                f"{self.leaf.path}: every {stage} request failed ({out[0].error})",
+                hint="check the teacher (--endpoint, --model) and its logs",
+            )
+        return out
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        self.dropped[reason] += n
+
+    def unusable(self, stage: str) -> None:
+        """A generation request whose answer held nothing usable (garbage, empty, wrong format)."""
+        self.stages[stage]["unusable"] += 1
+
+    def stats(self, kept: int) -> dict[str, Any]:
+        totals = {k: sum(s[k] for s in self.stages.values()) for k in ("requests", "failed", "prompt_tokens",
+                                                                          "completion_tokens")}
+        return {
+            "leaf": self.leaf.path,
+            "kind": self.leaf.kind,
+            "pipeline": self.pipeline.name,
+            "teacher": self.teacher.model_id,
+            "generated": self.generated,
+            "kept": kept,
+            "dropped": dict(sorted(self.dropped.items())),
+            "requests": totals["requests"],
+            "failed_requests": totals["failed"],
+            "prompt_tokens": totals["prompt_tokens"],
+            "completion_tokens": totals["completion_tokens"],
+            "seconds": round(time.monotonic() - self.started, 3),
+            "stages": self.stages,
+            **self.extra,
+        }
+
+
+def count_tokens_for(teacher: Teacher) -> Callable[[str], int]:
+    """The teacher's tokenizer when it has one (transformers, vllm), else the words × 1.3 estimate."""
+    count = getattr(teacher, "count_tokens", None)
+    return count if callable(count) else estimate_tokens
+
+
+def candidates_wanted(settings: GenerationSettings) -> int:
+    return math.ceil(settings.samples_per_leaf * settings.overgenerate)
+
+
+def block(label: str, text: str | None) -> str:
+    """An optional labelled block for a prompt ('' when there is no text): blank lines around it."""
+    return f"\n{label}:\n{text}\n" if text else ""

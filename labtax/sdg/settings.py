@@ -1,0 +1,57 @@
+"""Generation settings: every knob that changes what the pipelines ask the teacher or keep.
+
+The dataclass is frozen and `as_dict()` is canonical (sorted keys, plain types), so the incremental
+engine can hash it into a leaf's content key: a changed knob means regenerated data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    samples_per_leaf: int = 20  # the most samples kept per leaf (generation overshoots, then trims)
+    seed: int = 42  # base of every request seed (derived with the leaf path, stage and index)
+    temperature: float = 0.7  # for the creative stages (contexts, questions, answers, knowledge Q&A)
+    judge_temperature: float = 0.0  # judges and scorers answer greedily: the verdicts are stable
+    top_p: float = 1.0
+    max_tokens: int = 512  # per request
+    score_threshold: int = 2  # pairs scored below this (on 1-3) are dropped
+    chunk_tokens: int = 400  # knowledge: document chunk budget, in the teacher's tokens
+    questions_per_request: int = 5  # skills: questions asked for per request
+    qa_per_request: int = 3  # knowledge: question-answer pairs asked for per chunk request
+    icl_examples: int = 3  # seed examples shown in each generation prompt
+    overgenerate: float = 2.0  # ask for this many times samples_per_leaf candidates (filters drop some)
+    dedup_threshold: float = 0.8  # word-3-shingle Jaccard at or above which two texts are near-duplicates
+    batch_requests: int = 256  # requests handed to the teacher per complete() call (progress granularity)
+
+    def __post_init__(self) -> None:
+        if self.samples_per_leaf < 1:
+            raise ValueError("samples_per_leaf must be at least 1")
+        if not 1 <= self.score_threshold <= 3:
+            raise ValueError("score_threshold must be 1, 2 or 3")
+        if self.chunk_tokens < 16:
+            raise ValueError("chunk_tokens must be at least 16")
+        if not 0.0 < self.dedup_threshold <= 1.0:
+            raise ValueError("dedup_threshold must be in (0, 1]")
+        for name in ("questions_per_request", "qa_per_request", "icl_examples", "max_tokens", "batch_requests"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.overgenerate < 1.0:
+            raise ValueError("overgenerate must be at least 1.0")
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain, sorted, JSON-ready: what goes into the content key. `batch_requests` does not change
+        the data (only how it is sent), so it is left out."""
+        data = asdict(self)
+        data.pop("batch_requests")
+        return dict(sorted(data.items()))
+
+    def with_(self, **changes: Any) -> GenerationSettings:
+        return replace(self, **changes)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]

@@ -1,0 +1,262 @@
+"""The `openai` teacher: any OpenAI-compatible server (vLLM `vllm serve`, llama.cpp server, Ollama).
+
+- Chat (`/v1/chat/completions`, default) or completions (`/v1/completions`, `completions=True`). For
+  completions the messages are rendered with `render_plain_prompt` (below), a model-neutral layout
+  that ends with "### Assistant:\n" and stops at the next "### User:".
+- At most `concurrency` requests in flight (a semaphore, and a connection pool of the same size).
+- Several endpoints: each request goes to the endpoint with the fewest outstanding requests (ties
+  rotate), so one slow server does not hold back the others: this is how generation scales out over
+  many vLLM servers.
+- Retries with exponential back-off and full jitter on connection errors, timeouts, 408/429/5xx and
+  malformed bodies; a `Retry-After` header (seconds or an HTTP date) is honoured. A per-request
+  timeout covers the whole exchange. After the retries, the request fails alone: its response has
+  `ok=False` and the pipeline counts it; the run goes on.
+- The API key is read from the environment variable named by `api_key_env` and only ever placed in
+  the Authorization header: never in an error message, a log line or the repr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import os
+import random
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+
+from labtax.errors import TeacherError, UsageError
+from labtax.sdg.teachers.base import TeacherRequest, TeacherResponse
+
+RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+MAX_BACKOFF_S = 30.0
+MAX_RETRY_AFTER_S = 120.0
+PLAIN_STOP = "### User:"
+
+
+def normalize_endpoint(url: str) -> str:
+    """An endpoint is a base URL as OpenAI clients take it; a bare host gets `/v1` appended."""
+    url = url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"endpoint {url!r} is not an http(s) URL")
+    _host, _, path = url.partition("://")[2].partition("/")
+    return url if path else f"{url}/v1"
+
+
+def render_plain_prompt(messages: Sequence[tuple[str, str]]) -> str:
+    """Messages as one completions prompt: '### System:', '### User:', '### Assistant:' sections."""
+    parts = [f"### {role.capitalize()}:\n{content.strip()}\n" for role, content in messages]
+    return "\n".join(parts) + "\n### Assistant:\n"
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, min(float(value), MAX_RETRY_AFTER_S))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, min(when.timestamp() - time.time(), MAX_RETRY_AFTER_S))
+
+
+class _Retryable(Exception):
+    """One failed attempt worth retrying; `retry_after` is the server's hint, if any."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class OpenAITeacher:
+    """An async client for one or more OpenAI-compatible endpoints. See the module docstring."""
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        *,
+        model: str | None = None,
+        api_key_env: str | None = None,
+        concurrency: int = 16,
+        timeout: float = 120.0,
+        completions: bool = False,
+        max_retries: int = 6,
+        backoff_base: float = 0.5,
+    ) -> None:
+        if not endpoints:
+            raise UsageError("the openai teacher needs at least one --endpoint URL")
+        if concurrency < 1:
+            raise UsageError("--concurrency must be at least 1")
+        self.endpoints = [normalize_endpoint(e) for e in endpoints]
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.completions = completions
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self._api_key: str | None = None
+        if api_key_env:
+            key = os.environ.get(api_key_env)
+            if not key:
+                raise UsageError(f"environment variable {api_key_env} (the API key) is not set or empty")
+            self._api_key = key
+        self.model = model or self._discover_model()
+        self.model_id = f"openai:{self.model}"
+        self.outstanding = [0] * len(self.endpoints)
+        self.sent = Counter[str]()  # attempts per endpoint
+        self.faults = Counter[str]()  # failed attempts by reason ("status 429", "timeout", ...)
+        self.retries = 0
+        self._rotate = 0
+        self._session: aiohttp.ClientSession | None = None
+        self._semaphore: asyncio.Semaphore | None = None
+        self._rng = random.Random()  # jitter only: never influences what is generated
+
+    def __repr__(self) -> str:
+        return f"OpenAITeacher(endpoints={self.endpoints!r}, model={self.model!r}, completions={self.completions})"
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        return headers
+
+    def _discover_model(self) -> str:
+        """No --model: ask the first endpoint's /models which model it serves (vLLM serves one)."""
+        url = f"{self.endpoints[0]}/models"
+        request = urllib.request.Request(url, headers=self._headers())
+        try:
+            with urllib.request.urlopen(request, timeout=min(self.timeout, 30.0)) as reply:
+                data = json.loads(reply.read().decode("utf-8"))
+            return str(data["data"][0]["id"])
+        except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            raise TeacherError(
+                f"could not list the models at {url} ({reason})", hint="pass --model NAME"
+            ) from None
+
+    # -- the Teacher protocol
+    async def complete(self, requests: Sequence[TeacherRequest]) -> list[TeacherResponse]:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=0, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(connector=connector, headers=self._headers())
+            self._semaphore = asyncio.Semaphore(self.concurrency)
+        return list(await asyncio.gather(*(self._one(r) for r in requests)))
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- one request, with retries
+    def _pick_endpoint(self) -> int:
+        n = len(self.endpoints)
+        start = self._rotate
+        self._rotate = (self._rotate + 1) % n
+        return min(((start + k) % n for k in range(n)), key=lambda i: self.outstanding[i])
+
+    def _body(self, request: TeacherRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "seed": request.seed,
+        }
+        stop = list(request.stop)
+        if self.completions:
+            body["prompt"] = render_plain_prompt(request.messages)
+            stop.append(PLAIN_STOP)
+        else:
+            body["messages"] = request.as_messages()
+        if stop:
+            body["stop"] = stop
+        return body
+
+    async def _one(self, request: TeacherRequest) -> TeacherResponse:
+        assert self._semaphore is not None
+        body = self._body(request)
+        path = "/completions" if self.completions else "/chat/completions"
+        last = "no attempt"
+        async with self._semaphore:
+            for attempt in range(self.max_retries + 1):
+                index = self._pick_endpoint()
+                self.outstanding[index] += 1
+                self.sent[self.endpoints[index]] += 1
+                try:
+                    return await self._attempt(self.endpoints[index] + path, body)
+                except _Retryable as exc:
+                    last = exc.reason
+                    self.faults[exc.reason] += 1
+                    if attempt == self.max_retries:
+                        break
+                    self.retries += 1
+                    delay = exc.retry_after
+                    if delay is None:
+                        # Exponential back-off with full jitter: spreads retries of a burst apart.
+                        delay = self._rng.uniform(0, min(MAX_BACKOFF_S, self.backoff_base * 2**attempt))
+                    await asyncio.sleep(delay)
+                except _Fatal as exc:
+                    return TeacherResponse("", ok=False, error=exc.reason)
+                finally:
+                    self.outstanding[index] -= 1
+        return TeacherResponse("", ok=False, error=f"failed after {self.max_retries + 1} attempts: {last}")
+
+    async def _attempt(self, url: str, body: dict[str, Any]) -> TeacherResponse:
+        assert self._session is not None
+        try:
+            async with self._session.post(
+                url, json=body, timeout=aiohttp.ClientTimeout(total=self.timeout)
+            ) as reply:
+                raw = await reply.read()
+                if reply.status in RETRY_STATUSES:
+                    raise _Retryable(f"status {reply.status}", _retry_after_seconds(reply.headers.get("Retry-After")))
+                if reply.status >= 400:
+                    raise _Fatal(f"status {reply.status}: {raw[:200].decode('utf-8', 'replace')}")
+        except asyncio.TimeoutError:
+            raise _Retryable("timeout") from None
+        except aiohttp.ClientError as exc:
+            raise _Retryable(f"connection: {type(exc).__name__}") from None
+        return self._parse(raw)
+
+    def _parse(self, raw: bytes) -> TeacherResponse:
+        try:
+            data = json.loads(raw)
+            choice = data["choices"][0]
+            if self.completions:
+                text = choice["text"]
+            else:
+                text = choice["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            # A proxy hiccup or a half-written body: worth another try.
+            raise _Retryable("malformed body") from None
+        usage = data.get("usage") or {}
+        return TeacherResponse(
+            text=text if isinstance(text, str) else "",
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            finish_reason=choice.get("finish_reason"),
+        )
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "sent": dict(self.sent),
+            "faults": dict(self.faults),
+            "retries": self.retries,
+        }
+
+
+class _Fatal(Exception):
+    """A failure that another attempt would not fix (a 400: the request itself is wrong)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

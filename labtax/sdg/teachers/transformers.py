@@ -1,0 +1,125 @@
+"""The `transformers` teacher: in-process batched generation with a local Hugging Face model.
+
+`embedded` (the default teacher) is SmolLM2-135M-Instruct from `labtax.models`; any local model
+directory works too. Requests are grouped by sampling parameters, sorted by prompt length (so a batch
+carries little padding), and generated `batch_size` at a time with LEFT padding: every prompt then
+ends at the same position and the new tokens line up. Generation runs in a worker thread so the event
+loop stays responsive (progress bars, a ledger writing rows).
+
+Sampling seeds: a batch shares one generator, seeded from the keys of the requests in it, so the same
+requests in the same batches give the same text. Stop strings are applied after generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+from labtax.sdg.teachers.base import TeacherRequest, TeacherResponse
+
+
+class TransformersTeacher:
+    def __init__(self, model: str = "embedded", *, batch_size: int = 8, dtype: Any = None) -> None:
+        from labtax import models
+
+        self.name = model
+        self.batch_size = max(1, batch_size)
+        self.model_id = models.model_id(model)
+        self.tokenizer = models.load_tokenizer(model)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = models.load_model(model, dtype=dtype)
+        self._lock = asyncio.Lock()  # one generate() at a time: torch already uses every core
+
+    def __repr__(self) -> str:
+        return f"TransformersTeacher(model={self.name!r}, batch_size={self.batch_size})"
+
+    def count_tokens(self, text: str) -> int:
+        """The teacher's own token count: knowledge chunking budgets in these tokens."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def render(self, request: TeacherRequest) -> str:
+        from labtax.models import render_chat
+
+        return render_chat(self.tokenizer, request.as_messages(), add_generation_prompt=True)
+
+    async def complete(self, requests: Sequence[TeacherRequest]) -> list[TeacherResponse]:
+        async with self._lock:
+            return await asyncio.to_thread(self.complete_sync, requests)
+
+    async def aclose(self) -> None:
+        return None
+
+    def complete_sync(self, requests: Sequence[TeacherRequest]) -> list[TeacherResponse]:
+        """Generate every request, `batch_size` prompts per forward pass; answers in request order."""
+        prompts = [self.render(r) for r in requests]
+        lengths = [len(self.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+        groups: dict[tuple[int, float, float], list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault((r.max_tokens, r.temperature, r.top_p), []).append(i)
+        out: list[TeacherResponse | None] = [None] * len(requests)
+        for (max_tokens, temperature, top_p), members in sorted(groups.items()):
+            # Stable sort by length: deterministic batches with little padding.
+            members.sort(key=lambda i: (lengths[i], i))
+            for start in range(0, len(members), self.batch_size):
+                batch = members[start : start + self.batch_size]
+                texts = self._generate([prompts[i] for i in batch], [requests[i] for i in batch],
+                                       max_tokens, temperature, top_p)
+                for i, resp in zip(batch, texts):
+                    out[i] = resp
+        return [r if r is not None else TeacherResponse("", ok=False, error="not generated") for r in out]
+
+    def _generate(
+        self,
+        prompts: list[str],
+        requests: list[TeacherRequest],
+        max_tokens: int,
+        temperature: float,
+        top_p: float,
+    ) -> list[TeacherResponse]:
+        import torch
+
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        seed_src = "|".join(r.key() for r in requests).encode()
+        seed = int(hashlib.sha256(seed_src).hexdigest()[:8], 16)
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": max_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
+        if temperature > 0:
+            kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        with torch.random.fork_rng(devices=[]), torch.inference_mode():
+            torch.manual_seed(seed)
+            try:
+                generated = self.model.generate(**enc, **kwargs)
+            except (RuntimeError, ValueError) as exc:
+                return [TeacherResponse("", ok=False, error=f"generation failed: {exc}") for _ in prompts]
+        width = enc["input_ids"].shape[1]
+        eos = self.tokenizer.eos_token_id
+        responses = []
+        for row, request, mask in zip(generated, requests, enc["attention_mask"]):
+            new = row[width:].tolist()
+            finish = "length"
+            if eos in new:
+                new = new[: new.index(eos)]
+                finish = "stop"
+            while new and new[-1] == self.tokenizer.pad_token_id:
+                new.pop()
+            text = self.tokenizer.decode(new, skip_special_tokens=True)
+            for stop in request.stop:
+                if stop in text:
+                    text, finish = text[: text.index(stop)], "stop"
+            responses.append(
+                TeacherResponse(
+                    text=text.strip(),
+                    prompt_tokens=int(mask.sum()),
+                    completion_tokens=len(new),
+                    finish_reason=finish,
+                )
+            )
+        return responses
