@@ -1,0 +1,134 @@
+"""Knowledge document references: which local documents a knowledge leaf points to.
+
+A knowledge qna.yaml names its documents with `document: {repo, commit, patterns}`. `repo` is either
+a URL (fetched elsewhere at `commit`; nothing in this repository can change it) or a folder relative to
+the TAXONOMY root; `patterns` are globs inside that folder, with `pathlib.Path.glob` semantics (`*`
+stays within one path segment, `**` spans folders), the same way `labtax.sdg` reads them.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+URL_PREFIXES = ("http://", "https://", "ssh://", "git://", "file://", "git@")
+# Cheap pre-filter for scanning thousands of leaves: the first `repo:` value, without parsing YAML.
+_REPO_LINE = re.compile(rb"^[ \t]*repo[ \t]*:[ \t]*['\"]?([^\s'\"#]*)", re.MULTILINE)
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(data: bytes) -> Any:
+    """The parsed YAML, or None when it does not parse (such a leaf simply compares by bytes)."""
+    try:
+        return yaml.load(data, Loader=_Loader)  # noqa: S506 (a safe loader)
+    except Exception:  # any parser failure: garbage in a qna.yaml is validate's business, not ours
+        return None
+
+
+def document_block(data: bytes | None) -> tuple[bool, Any]:
+    """(parsed?, the `document` value) of a qna.yaml's bytes; (False, None) when it doesn't parse."""
+    if data is None:
+        return False, None
+    parsed = load_yaml(data)
+    if not isinstance(parsed, dict):
+        return False, None
+    return True, parsed.get("document")
+
+
+def references_changed(old: bytes | None, new: bytes | None) -> bool:
+    """True when both sides parse and their document references (repo, commit, patterns) differ."""
+    ok_old, doc_old = document_block(old)
+    ok_new, doc_new = document_block(new)
+    return ok_old and ok_new and doc_old != doc_new
+
+
+@dataclass(frozen=True)
+class LocalDocuments:
+    """A knowledge leaf's documents inside this repository: a folder (working-tree-relative) + globs."""
+
+    folder: str  # "" = the working tree root
+    patterns: tuple[str, ...]
+
+    def matches(self, path: str) -> bool:
+        """Does the working-tree-relative `path` hold one of these documents (or is it the folder)?"""
+        if self.folder:
+            if path == self.folder:  # a submodule (gitlink) that is the document folder itself
+                return True
+            if not path.startswith(self.folder + "/"):
+                return False
+            path = path[len(self.folder) + 1 :]
+        return any(_glob_regex(p).fullmatch(path) for p in self.patterns)
+
+
+def local_documents(data: bytes, taxonomy_prefix: str) -> LocalDocuments | None:
+    """The in-repository documents a knowledge qna.yaml points to; None for URLs, none, or garbage."""
+    if b"document" not in data:
+        return None
+    quick = _REPO_LINE.search(data)
+    if quick and quick.group(1).decode("utf-8", "replace").startswith(URL_PREFIXES):
+        return None  # the common case (a GitHub URL): skip the YAML parse entirely
+    ok, doc = document_block(data)
+    if not ok or not isinstance(doc, dict):
+        return None
+    repo = str(doc.get("repo") or "").strip()
+    if not repo or repo.startswith(URL_PREFIXES) or repo.startswith("/"):
+        return None
+    folder = posixpath.normpath(posixpath.join(taxonomy_prefix, repo)) if taxonomy_prefix else posixpath.normpath(repo)
+    if folder == ".":
+        folder = ""
+    if folder.startswith("../") or folder == "..":
+        return None  # outside the working tree: nothing this diff can see
+    raw = doc.get("patterns") or []
+    patterns = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
+    return LocalDocuments(folder, tuple(str(p) for p in patterns if p))
+
+
+_CACHE: dict[str, re.Pattern[str]] = {}
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """A regex for a `Path.glob` pattern matched against a relative posix path."""
+    cached = _CACHE.get(pattern)
+    if cached is not None:
+        return cached
+    parts = [p for p in pattern.strip("/").split("/") if p not in ("", ".")]
+    out = ""
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part == "**":
+            # Zero or more whole folders; a trailing ** matches folders only, never files (pathlib).
+            out += "(?:[^/]+/)*" if not last else "(?!)"
+            continue
+        out += _segment_regex(part) + ("" if last else "/")
+    compiled = re.compile(out or "(?!)")
+    _CACHE[pattern] = compiled
+    return compiled
+
+
+def _segment_regex(segment: str) -> str:
+    """One path segment of a glob: * and ? never cross '/', [...] classes kept."""
+    out, i = "", 0
+    while i < len(segment):
+        ch = segment[i]
+        if ch == "*":
+            out += "[^/]*"
+        elif ch == "?":
+            out += "[^/]"
+        elif ch == "[":
+            end = segment.find("]", i + 2 if segment[i + 1 : i + 2] in ("!", "]") else i + 1)
+            if end < 0:
+                out += re.escape(ch)
+            else:
+                body = segment[i + 1 : end]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out += "[" + body.replace("\\", "\\\\") + "]"
+                i = end
+        else:
+            out += re.escape(ch)
+        i += 1
+    return out

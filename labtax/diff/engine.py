@@ -1,0 +1,368 @@
+"""Which leaves changed: one `git diff --raw -z -M` between the merge-base and the head, then rules.
+
+Cost model (the budget is "one git invocation per diff, plus rev-parse"): `git rev-parse
+base...head` resolves both refs and the merge-base in one process; `git diff` lists changed files in
+one more (plus `git ls-files --others` for untracked files when the working tree is compared). History
+length never matters: git diffs two trees, it does not walk commits. Only when a knowledge leaf's
+qna.yaml changed, or a non-leaf file changed (a possible document), are blobs read, all through one
+persistent `git cat-file --batch`.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass, field
+
+from labtax.diff import documents
+from labtax.diff.gitio import (
+    DEFAULT_BASES,
+    EMPTY,
+    BlobReader,
+    Taxonomy,
+    blob_sha,
+    empty_tree,
+    head_is_born,
+    is_leaf_path,
+    is_shallow,
+    leaf_files_at,
+    merge_base_range,
+    null_sha,
+    open_taxonomy,
+    resolve_commit,
+    split_z,
+)
+from labtax.diff.model import REASONS, DiffResult, LeafChange, Reason, Status
+from labtax.errors import GitError
+from labtax.taxonomy.model import ATTRIBUTION_FILENAME, kind_of
+
+# ------------------------------------------------------------------ the range
+
+
+@dataclass(frozen=True)
+class Range:
+    """What to compare: `base` (merge-base SHA or the empty tree) against `head` (None = working tree)."""
+
+    base: str
+    head: str | None
+
+
+def resolve_range(tax: Taxonomy, base: str | None, head: str | None) -> Range:
+    """Pick the base (explicit, origin/main, main or empty) and compute the merge-base with the head."""
+    if head is None and not head_is_born(tax):
+        if base == EMPTY:
+            return Range(empty_tree(tax), None)  # the first commit is being prepared: all is new
+        raise GitError(
+            "the repository has no commits yet",
+            hint="commit something first, or pass --base empty to count every leaf as added",
+        )
+    head_expr = head if head is not None else "HEAD"
+    if base == EMPTY:
+        return Range(empty_tree(tax), resolve_commit(tax, head) if head is not None else None)
+    if base is not None:
+        return _range_from(tax, base, head_expr, head is not None)
+    for candidate in DEFAULT_BASES:
+        code, _, _ = tax.git_status("rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}")
+        if code == 0:
+            return _range_from(tax, candidate, head_expr, head is not None)
+    detached = head is None and tax.repo.head.is_detached
+    what = "HEAD is detached and neither" if detached else "neither"
+    raise GitError(
+        f"no base to compare with: {what} origin/main nor main exists",
+        hint="pass --base REF (a branch, tag or SHA), or --base empty to count every leaf as added",
+    )
+
+
+def _range_from(tax: Taxonomy, base: str, head_expr: str, explicit_head: bool) -> Range:
+    _base_sha, head_sha, merge_base = merge_base_range(tax, base, head_expr)
+    if merge_base is None:
+        if is_shallow(tax):
+            raise GitError(
+                f"this shallow clone's history does not reach the merge-base of {base} and {head_expr}",
+                hint="fetch more history: git fetch --deepen=200 (repeat as needed) or git fetch --unshallow;"
+                " in GitHub Actions use actions/checkout with fetch-depth: 0",
+            )
+        raise GitError(
+            f"{base} and {head_expr} have no common history",
+            hint="pass another --base, or --base empty to count every leaf as added",
+        )
+    return Range(merge_base, head_sha if explicit_head else None)
+
+
+# ------------------------------------------------------------------ changed files
+
+
+@dataclass
+class FileChange:
+    """One changed file, paths relative to the working tree root. A `new_sha` of None = read the disk."""
+
+    status: str  # A, D, M or R (git's T and U count as M, C as A)
+    old_path: str | None
+    new_path: str | None
+    old_sha: str | None = None
+    new_sha: str | None = None
+    score: int = 100  # rename similarity, 100 = same bytes
+
+    def paths(self) -> list[str]:
+        return [p for p in (self.old_path, self.new_path) if p is not None]
+
+    def same_bytes(self) -> bool:
+        """Known identical content on both sides (a mode-only change, or a 100% rename)."""
+        if self.status == "R":
+            return self.score >= 100
+        return not null_sha(self.old_sha) and not null_sha(self.new_sha) and self.old_sha == self.new_sha
+
+
+def parse_raw(out: bytes) -> list[FileChange]:
+    """Parse `git diff --raw -z --no-abbrev` output."""
+    items = out.split(b"\0")
+    changes: list[FileChange] = []
+    i = 0
+    while i < len(items):
+        meta = items[i]
+        i += 1
+        if not meta.startswith(b":"):
+            continue
+        fields = meta[1:].decode().split()
+        old_sha, new_sha, code = fields[2], fields[3], fields[4]
+        letter, score = code[0], int(code[1:] or 100)
+        old_sha_v = None if null_sha(old_sha) else old_sha
+        new_sha_v = None if null_sha(new_sha) else new_sha
+        if letter in "RC":
+            src, dst = os.fsdecode(items[i]), os.fsdecode(items[i + 1])
+            i += 2
+            if letter == "R":
+                changes.append(FileChange("R", src, dst, old_sha_v, new_sha_v, score))
+            else:  # a copy leaves the source in place: only the destination is new
+                changes.append(FileChange("A", None, dst, None, new_sha_v))
+            continue
+        path = os.fsdecode(items[i])
+        i += 1
+        if letter == "A":
+            changes.append(FileChange("A", None, path, None, new_sha_v))
+        elif letter == "D":
+            changes.append(FileChange("D", path, None, old_sha_v, None))
+        else:  # M, T (type change), U (unmerged), X: the file is there on both sides
+            changes.append(FileChange("M", path, path, old_sha_v, new_sha_v))
+    return changes
+
+
+_DIFF_ARGS = ("diff", "--raw", "-z", "--no-abbrev", "-M", "--no-color", "--no-ext-diff", "--no-textconv")
+
+
+def changed_files(tax: Taxonomy, rng: Range) -> list[FileChange]:
+    """Every changed file between the range's base and head (or the working tree, untracked included)."""
+    if rng.head is not None:
+        return parse_raw(tax.git(*_DIFF_ARGS, rng.base, rng.head, "--"))
+    files = parse_raw(tax.git(*_DIFF_ARGS, rng.base, "--"))
+    untracked = split_z(tax.git("ls-files", "-z", "--others", "--exclude-standard", "--full-name"))
+    if not untracked:
+        return files
+    deleted = {fc.old_path: fc for fc in files if fc.status == "D"}
+    for path in untracked:
+        gone = deleted.pop(path, None)
+        if gone is None:
+            files.append(FileChange("A", None, path))
+            continue
+        # Untracked but present at base (e.g. `git rm --cached`): a modification, or nothing at all.
+        files.remove(gone)
+        data = (tax.worktree / path).read_bytes() if (tax.worktree / path).is_file() else b""
+        if gone.old_sha and blob_sha(data, length=len(gone.old_sha)) != gone.old_sha:
+            files.append(FileChange("M", path, path, gone.old_sha, None))
+    return _pair_untracked_renames(tax, files)
+
+
+def _pair_untracked_renames(tax: Taxonomy, files: list[FileChange]) -> list[FileChange]:
+    """A leaf moved with plain `mv` (not yet `git add`ed) is a rename when the bytes are identical."""
+    gone = {fc.old_sha: fc for fc in files if fc.status == "D" and fc.old_sha and _is_leaf(tax, fc.old_path)}
+    if not gone:
+        return files
+    length = len(next(iter(gone)))
+    sources: set[int] = set()
+    out: list[FileChange] = []
+    for fc in files:
+        if fc.status == "A" and fc.new_sha is None and fc.new_path and _is_leaf(tax, fc.new_path):
+            path = tax.worktree / fc.new_path
+            source = gone.pop(blob_sha(path.read_bytes(), length=length), None) if path.is_file() else None
+            if source is not None:
+                out.append(FileChange("R", source.old_path, fc.new_path, source.old_sha, None, 100))
+                sources.add(id(source))
+                continue
+        out.append(fc)
+    return [fc for fc in out if id(fc) not in sources]
+
+
+def _is_leaf(tax: Taxonomy, repo_path: str | None) -> bool:
+    rel = tax.from_repo(repo_path) if repo_path is not None else None
+    return rel is not None and is_leaf_path(rel)
+
+
+# ------------------------------------------------------------------ from files to leaves
+
+
+@dataclass
+class _Acc:
+    """A leaf change being assembled (mutable until it becomes a LeafChange)."""
+
+    status: Status
+    path: str
+    old_path: str | None = None
+    reasons: set[Reason] = field(default_factory=set)
+    qna: FileChange | None = None  # the qna.yaml's own file change, if any
+
+    def freeze(self) -> LeafChange:
+        kind = kind_of(self.path)
+        assert kind is not None  # only paths under a kind root become leaves
+        reasons = tuple(r for r in REASONS if r in self.reasons)
+        return LeafChange(self.status, self.path, kind, reasons, self.old_path if self.status == "renamed" else None)
+
+
+def _attribution_leaf(tax: Taxonomy, repo_path: str | None) -> str | None:
+    """The taxonomy-relative qna.yaml beside an attribution.txt under a kind root, if it is one."""
+    rel = tax.from_repo(repo_path) if repo_path is not None else None
+    if rel is None or posixpath.basename(rel) != ATTRIBUTION_FILENAME or kind_of(rel) is None:
+        return None
+    leaf = posixpath.join(posixpath.dirname(rel), "qna.yaml")
+    return leaf if is_leaf_path(leaf) else None
+
+
+class _Classifier:
+    def __init__(self, tax: Taxonomy, rng: Range, files: list[FileChange]) -> None:
+        self.tax = tax
+        self.rng = rng
+        self.files = files
+        self.reader = BlobReader(tax)
+        # Keyed by (deleted?, path): a deleted leaf and a new one may share a path in odd histories.
+        self.leaves: dict[tuple[bool, str], _Acc] = {}
+        self.renamed_from: dict[str, str] = {}  # old leaf path -> new leaf path
+
+    def run(self) -> list[LeafChange]:
+        self._leaf_files()
+        self._attributions()
+        self._document_references()
+        self._documents()
+        return sorted((acc.freeze() for acc in self.leaves.values()), key=LeafChange.sort_key)
+
+    # -- qna.yaml files
+    def _leaf_files(self) -> None:
+        for fc in self.files:
+            old = self._leaf(fc.old_path)
+            new = self._leaf(fc.new_path)
+            if fc.status == "R" and old and new:
+                reasons: set[Reason] = set() if fc.same_bytes() else {"qna"}
+                self._put(_Acc("renamed", new, old, reasons, fc))
+                self.renamed_from[old] = new
+                continue
+            if fc.status == "M" and new:
+                if not fc.same_bytes():  # a mode-only change of a qna.yaml changes nothing
+                    self._put(_Acc("modified", new, None, {"qna"}, fc))
+                continue
+            if old and fc.status in ("D", "R"):
+                self._put(_Acc("deleted", old, None, {"qna"}, fc))
+            if new and fc.status in ("A", "R"):
+                self._put(_Acc("added", new, None, {"qna"}, fc))
+
+    def _leaf(self, repo_path: str | None) -> str | None:
+        rel = self.tax.from_repo(repo_path) if repo_path is not None else None
+        return rel if rel is not None and is_leaf_path(rel) else None
+
+    def _put(self, acc: _Acc) -> None:
+        self.leaves[(acc.status == "deleted", acc.path)] = acc
+
+    # -- attribution.txt beside a leaf
+    def _attributions(self) -> None:
+        touched: set[tuple[bool, str]] = set()
+        for fc in self.files:
+            old = _attribution_leaf(self.tax, fc.old_path)
+            new = _attribution_leaf(self.tax, fc.new_path)
+            if fc.status == "R" and old and new and fc.same_bytes() and self.renamed_from.get(old) == new:
+                continue  # moved along with its leaf, unchanged
+            if fc.status == "M" and fc.same_bytes():
+                continue
+            if new:
+                touched.add((False, new))
+            if old and fc.status != "M":
+                touched.add(self._head_key(old))
+        missing = [key for key in touched if key not in self.leaves]
+        for key in touched:
+            if key in self.leaves:
+                self.leaves[key].reasons.add("attribution")
+        for deleted, path in missing:
+            if not deleted and self._exists_at_head(path):
+                self._put(_Acc("modified", path, None, {"attribution"}))
+
+    def _head_key(self, old_leaf: str) -> tuple[bool, str]:
+        """Where a base-side leaf path lives in the result: renamed, deleted, or unchanged."""
+        if old_leaf in self.renamed_from:
+            return (False, self.renamed_from[old_leaf])
+        if (True, old_leaf) in self.leaves:
+            return (True, old_leaf)
+        return (False, old_leaf)
+
+    def _exists_at_head(self, leaf: str) -> bool:
+        return self.reader.at(self.rng.head, self.tax.to_repo(leaf)) is not None
+
+    # -- knowledge: the document reference inside a changed qna.yaml
+    def _document_references(self) -> None:
+        for acc in self.leaves.values():
+            fc = acc.qna
+            if acc.status not in ("modified", "renamed") or "qna" not in acc.reasons or fc is None:
+                continue
+            if kind_of(acc.path) != "knowledge" and kind_of(acc.old_path or "") != "knowledge":
+                continue
+            old = self.reader.by_name(fc.old_sha) if fc.old_sha else None
+            new = self._new_bytes(fc)
+            if documents.references_changed(old, new):
+                acc.reasons.add("document")
+
+    def _new_bytes(self, fc: FileChange) -> bytes | None:
+        if fc.new_sha:
+            return self.reader.by_name(fc.new_sha)
+        assert fc.new_path is not None
+        return self.reader.at(None, fc.new_path)
+
+    # -- knowledge: a document inside the repository changed
+    def _documents(self) -> None:
+        candidates = sorted(
+            {p for fc in self.files for p in fc.paths() if not self._leaf(p) and not _attribution_leaf(self.tax, p)}
+        )
+        if not candidates:
+            return  # the usual case: only leaves changed, no scan at all
+        for sha, leaf in leaf_files_at(self.tax, self.rng.head, kinds=("knowledge",)):
+            data = self.reader.by_name(sha) if sha else self.reader.at(None, self.tax.to_repo(leaf))
+            docs = documents.local_documents(data or b"", self.tax.prefix)
+            if docs is None or not any(docs.matches(p) for p in candidates):
+                continue
+            acc = self.leaves.get((False, leaf))
+            if acc is None:
+                self._put(_Acc("modified", leaf, None, {"document"}))
+            else:
+                acc.reasons.add("document")
+
+
+# ------------------------------------------------------------------ the API
+
+
+def diff_taxonomy(repo: str | os.PathLike[str], base: str | None = None, head: str | None = None) -> DiffResult:
+    """The changed leaves of the taxonomy folder `repo` from the merge-base of `base` and `head`.
+
+    `base`: a ref (branch, tag, SHA, `HEAD~3`, `origin/main`), `"empty"` (every leaf is added), or None
+    (origin/main, else main). `head`: a ref, or None for the working tree (staged, unstaged and
+    untracked-but-not-ignored files). Raises `GitError` (exit 2) for a folder outside git, an unknown
+    ref, an empty repository, a shallow clone missing the merge-base, or no base to default to.
+    """
+    with open_taxonomy(repo) as tax:
+        rng = resolve_range(tax, base, head)
+        files = changed_files(tax, rng)
+        changes = _Classifier(tax, rng, files).run()
+        return DiffResult(rng.base, rng.head, changes)
+
+
+def changed_leaves(
+    repo: str | os.PathLike[str], base: str | None = None, head: str | None = None
+) -> list[LeafChange]:
+    """The changes of `diff_taxonomy(repo, base, head)`, sorted by path."""
+    return diff_taxonomy(repo, base, head).changes
+
+
+__all__ = ["Range", "FileChange", "changed_files", "changed_leaves", "diff_taxonomy", "resolve_range"]

@@ -1,0 +1,307 @@
+"""Reading a taxonomy out of git: repository discovery, ref resolution, the one `git diff` call, blobs.
+
+The public helpers, for stages that rebuild data from the leaves at some revision:
+
+- `read_blob(repo, ref, path) -> bytes`: the bytes of `path` (posix, relative to the TAXONOMY root)
+  at `ref` (any revision git understands), or in the working tree when `ref` is None. Raises
+  `GitError` (exit 2) when the ref is unknown or the file does not exist there.
+- `read_blobs(repo, ref, paths) -> dict[str, bytes]`: the same for many paths through one
+  `git cat-file --batch` process; paths missing at `ref` are left out of the result.
+- `list_leaves_at(repo, ref) -> list[str]`: every leaf (qna.yaml under knowledge/,
+  compositional_skills/ or foundational_skills/) at `ref`, as sorted taxonomy-relative posix paths;
+  `ref` None lists the working tree: tracked and untracked-but-not-ignored files that exist on disk.
+
+`repo` is always the taxonomy folder (str or Path); it may be a subfolder of the git working tree,
+and it may be inside a linked worktree (`git worktree add`). Paths come from git with `-z`, so spaces,
+quotes and non-ASCII names arrive unquoted; they are decoded with `os.fsdecode`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from labtax.errors import GitError, UsageError
+from labtax.taxonomy.model import KINDS, LEAF_FILENAME
+
+# `--base empty` compares against the empty tree: every leaf counts as added.
+EMPTY = "empty"
+# Defaults tried in order when no --base is given (full names, so a tag called "main" cannot shadow).
+DEFAULT_BASES: tuple[str, ...] = ("refs/remotes/origin/main", "refs/heads/main")
+
+# No optional locks: a diff must never take index.lock (a concurrent `git commit` would fail).
+# Literal pathspecs: a taxonomy folder named `a*b` means exactly that folder.
+_GIT_ENV = {"GIT_OPTIONAL_LOCKS": "0", "GIT_LITERAL_PATHSPECS": "1", "LC_ALL": "C"}
+
+
+@dataclass
+class Taxonomy:
+    """An open git repository plus where the taxonomy lies inside its working tree."""
+
+    repo: "git.Repo"  # type: ignore[name-defined]  # noqa: F821  (imported lazily: GitPython is slow to import)
+    worktree: Path
+    prefix: str  # posix path of the taxonomy root inside the working tree; "" at the root
+
+    def to_repo(self, path: str) -> str:
+        """A taxonomy-relative path as a path relative to the working tree root."""
+        return f"{self.prefix}/{path}" if self.prefix else path
+
+    def from_repo(self, path: str) -> str | None:
+        """A working-tree-relative path as a taxonomy-relative one; None when outside the taxonomy."""
+        if not self.prefix:
+            return path
+        head = self.prefix + "/"
+        return path[len(head) :] if path.startswith(head) else None
+
+    def git(self, *args: str, ok: tuple[int, ...] = (0,)) -> bytes:
+        """Run one git command at the working tree root; raw stdout, GitError on an unexpected exit."""
+        code, out, err = self.git_status(*args)
+        if code not in ok:
+            raise GitError(f"git {args[0]} failed: {_first_line(err) or f'exit {code}'}")
+        return out
+
+    def git_status(self, *args: str) -> tuple[int, bytes, str]:
+        """Run one git command through GitPython; (exit code, raw stdout, stderr text), never raising."""
+        code, out, err = self.repo.git.execute(
+            ["git", *args],
+            with_extended_output=True,
+            with_exceptions=False,
+            stdout_as_string=False,
+            strip_newline_in_stdout=False,  # -z output may legitimately end in a newline-named path
+            env=_GIT_ENV,
+        )
+        text = err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err or "")
+        return int(code or 0), out if isinstance(out, bytes) else bytes(out or b""), text
+
+    def close(self) -> None:
+        self.repo.close()
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            return line.removeprefix("fatal: ").removeprefix("error: ")
+    return ""
+
+
+@contextmanager
+def open_taxonomy(path: str | os.PathLike[str]) -> Iterator[Taxonomy]:
+    """Find the git repository holding the taxonomy folder `path` (searching parent folders)."""
+    import git  # GitPython: imported here so that `import labtax.diff` stays cheap
+
+    folder = Path(path)
+    if not folder.exists():
+        raise UsageError(f"taxonomy folder does not exist: {folder}")
+    if not folder.is_dir():
+        raise UsageError(f"taxonomy path is not a folder: {folder}")
+    try:
+        repo = git.Repo(folder, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise GitError(
+            f"not a git repository: {folder}",
+            hint="run labtax inside a git checkout of the taxonomy, or pass --taxonomy DIR",
+        ) from None
+    try:
+        if repo.working_tree_dir is None:
+            raise GitError(f"{folder} is in a bare repository (no working tree)")
+        worktree = Path(repo.working_tree_dir).resolve()
+        try:
+            prefix = folder.resolve().relative_to(worktree).as_posix()
+        except ValueError:
+            raise GitError(f"taxonomy folder {folder} is not inside the working tree {worktree}") from None
+        tax = Taxonomy(repo=repo, worktree=worktree, prefix="" if prefix == "." else prefix)
+        yield tax
+    finally:
+        repo.close()
+
+
+# ------------------------------------------------------------------ leaves and paths
+
+
+def is_leaf_path(path: str) -> bool:
+    """A taxonomy-relative posix path naming a leaf: a qna.yaml somewhere under one of the kind roots."""
+    parts = PurePosixPath(path).parts
+    return len(parts) >= 2 and parts[-1] == LEAF_FILENAME and parts[0] in KINDS
+
+
+def null_sha(sha: str | None) -> bool:
+    """git's all-zero object name (a side that is the working tree, or absent)."""
+    return not sha or set(sha) == {"0"}
+
+
+def blob_sha(data: bytes, *, length: int = 40) -> str:
+    """The object name git gives `data` as a blob (SHA-1, or SHA-256 in a 64-hex repository)."""
+    algo = hashlib.sha256 if length == 64 else hashlib.sha1
+    return algo(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def split_z(out: bytes) -> list[str]:
+    """NUL-separated git output as decoded strings (undecodable bytes kept via surrogateescape)."""
+    return [os.fsdecode(item) for item in out.split(b"\0") if item]
+
+
+# ------------------------------------------------------------------ refs
+
+
+def is_shallow(tax: Taxonomy) -> bool:
+    return (Path(tax.repo.common_dir) / "shallow").exists()
+
+
+def head_is_born(tax: Taxonomy) -> bool:
+    """False in an empty repository (or on an orphan branch before its first commit)."""
+    return tax.repo.head.is_valid()
+
+
+def _check_ref_syntax(ref: str) -> None:
+    # A ref starting with "-" would be read as an option by git.
+    if not ref or ref.startswith("-") or "\0" in ref or "\n" in ref:
+        raise GitError(f"unknown ref: {ref!r}")
+
+
+def resolve_commit(tax: Taxonomy, ref: str) -> str:
+    """The full SHA of the commit `ref` names, or GitError "unknown ref"."""
+    _check_ref_syntax(ref)
+    code, out, _ = tax.git_status("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    if code != 0:
+        raise GitError(f"unknown ref: {ref}", hint=_unknown_ref_hint(tax, ref))
+    return out.decode().strip()
+
+
+def _unknown_ref_hint(tax: Taxonomy, ref: str) -> str:
+    if is_shallow(tax):
+        return "this is a shallow clone; fetch the ref or more history (git fetch --unshallow)"
+    if ref.startswith("origin/") or ref.startswith("refs/remotes/"):
+        return "fetch it first (git fetch origin), or pass another --base"
+    return "pass a branch, tag or SHA that exists here"
+
+
+def empty_tree(tax: Taxonomy) -> str:
+    """The empty tree's object name in this repository's hash (git knows it without storing it)."""
+    return tax.git("hash-object", "-t", "tree", "/dev/null").decode().strip()
+
+
+def merge_base_range(tax: Taxonomy, base: str, head: str) -> tuple[str, str, str | None]:
+    """(base SHA, head SHA, merge-base SHA or None) from ONE `git rev-parse base...head`.
+
+    rev-parse prints the right side, the left side, then `^<sha>` per merge-base (the first is the one
+    `git diff base...head` uses). Raises GitError for an unknown ref.
+    """
+    _check_ref_syntax(base)
+    _check_ref_syntax(head)
+    code, out, _ = tax.git_status("rev-parse", f"{base}^{{commit}}...{head}^{{commit}}")
+    if code != 0:
+        # Only on failure: find out which side is unknown, for a precise message.
+        resolve_commit(tax, head)
+        resolve_commit(tax, base)
+        raise GitError(f"cannot compare {base} with {head}")
+    lines = out.decode().split()
+    head_sha, base_sha = lines[0], lines[1]
+    bases = [line[1:] for line in lines[2:] if line.startswith("^")]
+    return base_sha, head_sha, (bases[0] if bases else None)
+
+
+# ------------------------------------------------------------------ reading files
+
+
+class BlobReader:
+    """Reads blobs by object name or `rev:path` through GitPython's persistent `git cat-file --batch`."""
+
+    def __init__(self, tax: Taxonomy) -> None:
+        self.tax = tax
+
+    def by_name(self, name: str) -> bytes | None:
+        """The blob `name` (a SHA or `rev:path`); None when it does not exist or is not a blob."""
+        if "\n" in name:
+            return None  # cat-file --batch reads one name per line
+        try:
+            _sha, kind, _size, data = self.tax.repo.git.get_object_data(name)
+        except ValueError:  # GitPython: "SHA could not be resolved"
+            return None
+        return data if kind == "blob" else None
+
+    def at(self, commit: str | None, repo_path: str) -> bytes | None:
+        """The file at a working-tree-relative path, at `commit` or (None) in the working tree."""
+        if commit is None:
+            path = self.tax.worktree / repo_path
+            try:
+                return path.read_bytes() if path.is_file() else None
+            except OSError:
+                return None
+        return self.by_name(f"{commit}:{repo_path}")
+
+
+def _ls_tree(tax: Taxonomy, commit: str, under: str) -> list[tuple[str, str]]:
+    """(blob SHA, working-tree-relative path) of every file under `under` ("" = all) at `commit`."""
+    args = ["ls-tree", "-r", "-z", "--full-tree", commit]
+    if under:
+        args += ["--", under]
+    rows = []
+    for item in split_z(tax.git(*args)):
+        meta, _, path = item.partition("\t")
+        parts = meta.split()
+        if len(parts) == 3 and parts[1] == "blob":
+            rows.append((parts[2], path))
+    return rows
+
+
+def _ls_worktree(tax: Taxonomy, under: str) -> list[str]:
+    """Working-tree-relative paths of tracked and untracked-not-ignored files under `under` on disk."""
+    args = ["ls-files", "-z", "--cached", "--others", "--exclude-standard", "--full-name"]
+    if under:
+        args += ["--", under]
+    seen = dict.fromkeys(split_z(tax.git(*args)))  # a conflicted file is listed once per stage
+    return [p for p in seen if (tax.worktree / p).is_file()]
+
+
+def leaf_files_at(tax: Taxonomy, commit: str | None, kinds: Iterable[str] = KINDS) -> list[tuple[str | None, str]]:
+    """(blob SHA or None in the working tree, taxonomy-relative path) of every leaf of `kinds`."""
+    found: list[tuple[str | None, str]] = []
+    for kind in kinds:
+        under = tax.to_repo(kind)
+        if commit is None:
+            rows: list[tuple[str | None, str]] = [(None, p) for p in _ls_worktree(tax, under)]
+        else:
+            rows = list(_ls_tree(tax, commit, under))
+        for sha, repo_path in rows:
+            rel = tax.from_repo(repo_path)
+            if rel is not None and is_leaf_path(rel):
+                found.append((sha, rel))
+    return sorted(found, key=lambda row: row[1])
+
+
+def list_leaves_at(repo: str | os.PathLike[str], ref: str | None) -> list[str]:
+    """Every leaf's qna.yaml path (taxonomy-relative, posix, sorted) at `ref`; None = working tree."""
+    with open_taxonomy(repo) as tax:
+        commit = None if ref is None else resolve_commit(tax, ref)
+        if commit is None:
+            # One ls-files over the taxonomy instead of one per kind.
+            paths = [tax.from_repo(p) for p in _ls_worktree(tax, tax.prefix)]
+            return sorted(p for p in paths if p is not None and is_leaf_path(p))
+        return [path for _sha, path in leaf_files_at(tax, commit)]
+
+
+def read_blobs(repo: str | os.PathLike[str], ref: str | None, paths: Iterable[str]) -> dict[str, bytes]:
+    """The bytes of each taxonomy-relative path at `ref` (None = working tree); missing ones left out."""
+    with open_taxonomy(repo) as tax:
+        commit = None if ref is None else resolve_commit(tax, ref)
+        reader = BlobReader(tax)
+        found: dict[str, bytes] = {}
+        for path in paths:
+            data = reader.at(commit, tax.to_repo(path))
+            if data is not None:
+                found[path] = data
+        return found
+
+
+def read_blob(repo: str | os.PathLike[str], ref: str | None, path: str) -> bytes:
+    """The bytes of a taxonomy-relative path at `ref` (None = working tree); GitError when missing."""
+    data = read_blobs(repo, ref, [path]).get(path)
+    if data is None:
+        where = "the working tree" if ref is None else ref
+        raise GitError(f"{path} does not exist in {where}")
+    return data
