@@ -51,6 +51,37 @@ def cli() -> None:
 # ---------------------------------------------------------------- diff (diff/)
 
 
+@cli.command("diff")
+@click.option(
+    "--taxonomy",
+    "taxonomy",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=str),
+    help="Taxonomy root folder (may be a subfolder of the git working tree).",
+)
+@click.option("--base", default=None, help="Base ref; default origin/main, else main. 'empty': every leaf is added.")
+@click.option("--head", default=None, help="Head ref; default: the working tree (staged, unstaged, untracked).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@_guarded
+def diff_command(taxonomy: str, base: str | None, head: str | None, fmt: str) -> int:
+    """List the changed leaves since the merge-base of BASE and HEAD: `A|M|D path`, `R old -> new`."""
+    import json
+
+    from labtax.diff import diff_taxonomy
+
+    result = diff_taxonomy(taxonomy, base, head)
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        for change in result.changes:
+            target = f"{change.old_path} -> {change.path}" if change.old_path else change.path
+            click.echo(f"{change.letter} {target}")
+    if not result.changes:
+        click.echo("no changed leaves", err=True)
+    return 0
+
+
 # ---------------------------------------------------------------- generate, diff-generate, gc (sdg/)
 
 
