@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Install labtax into its own virtualenv and put it on PATH for the following steps.
+# Inputs (environment):
+#   LABTAX_VERSION   ""          install from LABTAX_SOURCE (the action's own checkout)
+#                    "installed" use the labtax already on PATH (nothing is installed)
+#                    "0.1.0"     that release from the package index
+#                    other       any pip requirement (a URL, a path, "labtax>=0.1")
+#   LABTAX_SOURCE    the source tree for the "" case
+#   LABTAX_EXTRAS    pip extras, e.g. "sdg" or "sdg,train" ("" = validate/diff only)
+#   LABTAX_TORCH_INDEX  when set and extras are asked for: install torch from that index first
+#                    (GitHub's hosted runners have no GPU: https://download.pytorch.org/whl/cpu)
+#   LABTAX_VENV      the virtualenv to create (default: $RUNNER_TEMP/labtax-venv)
+#   PYTHON           the interpreter to build it with (default: python3)
+set -euo pipefail
+
+version=${LABTAX_VERSION:-}
+if [ "$version" = installed ]; then
+  command -v labtax >/dev/null || { echo "ci-install: version 'installed' but labtax is not on PATH" >&2; exit 2; }
+  labtax --version
+  exit 0
+fi
+
+venv=${LABTAX_VENV:-${RUNNER_TEMP:-/tmp}/labtax-venv}
+[ -x "$venv/bin/python" ] || "${PYTHON:-python3}" -m venv "$venv"
+pip() { "$venv/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+
+extras=${LABTAX_EXTRAS:-}
+suffix=""
+if [ -n "$extras" ]; then
+  suffix="[$extras]"
+  if [ -n "${LABTAX_TORCH_INDEX:-}" ]; then pip install --index-url "$LABTAX_TORCH_INDEX" torch; fi
+fi
+
+if [ -z "$version" ]; then
+  pip install "${LABTAX_SOURCE:?LABTAX_SOURCE is required when no version is given}$suffix"
+elif [[ $version =~ ^v?[0-9]+(\.[0-9]+)*([a-z]+[0-9]*)?$ ]]; then
+  pip install "labtax$suffix==${version#v}"
+else
+  pip install "$version"
+fi
+
+if [ -n "${GITHUB_PATH:-}" ]; then echo "$venv/bin" >>"$GITHUB_PATH"; fi
+"$venv/bin/labtax" --version
