@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 import click
@@ -89,6 +90,78 @@ def diff_command(taxonomy: str, base: str | None, head: str | None, fmt: str) ->
 
 
 # ---------------------------------------------------------------- eval (eval/)
+
+
+@cli.command("eval")
+@click.option("--base", "base", required=True, metavar="MODEL",
+              help="The model before training: a checkpoint directory, `embedded` or `tiny`.")
+@click.option("--candidate", "candidate", required=True, metavar="MODEL",
+              help="The trained model: a checkpoint directory, `embedded` or `tiny`.")
+@click.option("--data", "data_dir", required=True, type=click.Path(), metavar="DIR",
+              help="Generated data directory holding test.jsonl and manifest.json.")
+@click.option("--leaves", "leaves", type=click.Choice(["changed", "all"]), default="changed",
+              show_default=True, help="Changed leaves plus a sample of unchanged ones, or every leaf.")
+@click.option("--sample-unchanged", type=click.IntRange(min=0), default=5, show_default=True, metavar="N",
+              help="How many unchanged leaves to sample (seeded) with --leaves changed.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the unchanged-leaf sample.")
+@click.option("--fail-on-regression", "regression_pct", type=float, default=5.0, show_default=True,
+              metavar="PCT", help="Fail when an unchanged leaf's per-token NLL grows by more than PCT %.")
+@click.option("--min-improvement", "improvement_pct", type=float, default=0.0, show_default=True,
+              metavar="PCT", help="A changed leaf must lower its per-token NLL by more than PCT %.")
+@click.option("--judge-endpoint", "judge_endpoints", multiple=True, metavar="URL",
+              help="OpenAI-compatible base URL of a judge model (repeat for several); off by default.")
+@click.option("--judge-model", default=None,
+              help="Model name sent to the judge (default: the one the endpoint lists).")
+@click.option("--judge-api-key-env", default=None, metavar="VAR",
+              help="Environment variable holding the judge's API key.")
+@click.option("--judge-concurrency", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Bound on each model's greedy answer for the judge.")
+@click.option("--batch-tokens", type=click.IntRange(min=64), default=8192, show_default=True,
+              help="Padded tokens per scoring forward pass.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
+              show_default=True)
+@click.option("--output", "output", type=click.Path(dir_okay=False), default=None,
+              metavar="FILE", help="Also write the rendered report to FILE.")
+@_guarded
+def eval_command(
+    base: str, candidate: str, data_dir: str, leaves: str, sample_unchanged: int, seed: int,
+    regression_pct: float, improvement_pct: float, judge_endpoints: tuple[str, ...], judge_model: str | None,
+    judge_api_key_env: str | None, judge_concurrency: int, max_new_tokens: int, batch_tokens: int,
+    fmt: str, output: str | None,
+) -> int:
+    """Score base and candidate per leaf on held-out seed examples; exit 1 when the gate fails.
+
+    A changed leaf must improve; a sampled unchanged leaf may not regress by more than
+    --fail-on-regression percent (relative change of the mean per-token negative log-likelihood).
+    Exit codes: 0 pass, 1 gate failed, 2 usage error (missing data, bad model name, no leaves).
+    """
+    from pathlib import Path
+
+    from labtax.eval.gate import Thresholds
+    from labtax.eval.render import RENDERERS
+    from labtax.eval.run import EvalOptions, JudgeOptions, run_eval
+
+    judge = None
+    if judge_endpoints:
+        judge = JudgeOptions(
+            endpoints=judge_endpoints, model=judge_model, api_key_env=judge_api_key_env,
+            concurrency=judge_concurrency, max_new_tokens=max_new_tokens,
+        )
+    options = EvalOptions(
+        base=base, candidate=candidate, data_dir=Path(data_dir),
+        leaves="all" if leaves == "all" else "changed", sample_unchanged=sample_unchanged, seed=seed,
+        thresholds=Thresholds(fail_on_regression_pct=regression_pct, min_improvement_pct=improvement_pct),
+        judge=judge, batch_tokens=batch_tokens,
+    )
+    report = run_eval(options, log=lambda msg: click.echo(f"labtax eval: {msg}", err=True))
+    rendered = RENDERERS[fmt](report)
+    click.echo(rendered, nl=False)
+    if output is not None:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(rendered, encoding="utf-8")
+    return int(report["exit_code"])
+
 
 
 # ---------------------------------------------------------------- init, install-hooks (hooks, CI)

@@ -1,0 +1,164 @@
+"""Reading the held-out test set and the run manifest, and choosing which leaves to evaluate.
+
+`test.jsonl` holds one held-out seed example per line in the messages format; `manifest.json` says
+which leaves changed in the run that produced the data. A leaf is identified by its folder
+(`compositional_skills/writing/poem`), so a manifest that names `.../qna.yaml` and a test set that
+names the folder (or the other way round) still match.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from labtax.errors import UsageError
+
+LeafMode = Literal["changed", "all"]
+
+
+@dataclass(frozen=True)
+class Example:
+    """One held-out example: the conversation up to the reference answer, and that answer."""
+
+    leaf: str
+    prompt: tuple[tuple[str, str], ...]  # (role, content) turns before the final assistant turn
+    answer: str
+
+    def prompt_messages(self) -> list[dict[str, str]]:
+        return [{"role": role, "content": content} for role, content in self.prompt]
+
+    def question(self) -> str:
+        """The last user turn (what a judge is shown as the question)."""
+        users = [content for role, content in self.prompt if role == "user"]
+        return users[-1] if users else ""
+
+
+@dataclass(frozen=True)
+class SelectedLeaf:
+    leaf: str
+    changed: bool  # True: must improve; False: sampled to catch forgetting, must not regress
+
+
+@dataclass(frozen=True)
+class Selection:
+    leaves: list[SelectedLeaf]
+    examples: dict[str, list[Example]]  # leaf -> its test examples (empty list: no held-out data)
+    mode: LeafMode
+    sample_unchanged: int | None
+    seed: int
+    manifest: bool  # whether a manifest.json was found
+
+
+def leaf_id(path: str) -> str:
+    """The folder form of a leaf path, used to match manifest entries to test examples."""
+    p = path.strip().replace("\\", "/").rstrip("/")
+    if p.endswith("/qna.yaml"):
+        p = p[: -len("/qna.yaml")]
+    elif p == "qna.yaml":
+        p = "."
+    return p
+
+
+def read_test_set(path: Path) -> dict[str, list[Example]]:
+    """Group the examples of a test.jsonl by leaf, keeping file order within a leaf."""
+    if not path.is_file():
+        raise UsageError(f"no test set at {path}", hint="run `labtax diff-generate` first, or pass --data")
+    by_leaf: dict[str, list[Example]] = {}
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                example = _example(record)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise UsageError(f"{path}:{lineno}: not a test example: {exc}") from None
+            by_leaf.setdefault(example.leaf, []).append(example)
+    return by_leaf
+
+
+def _example(record: dict[str, Any]) -> Example:
+    messages = record["messages"]
+    if not isinstance(messages, list) or len(messages) < 2:
+        raise ValueError("'messages' must hold at least a user turn and an assistant turn")
+    turns = tuple((str(m["role"]), str(m["content"])) for m in messages)
+    if turns[-1][0] != "assistant":
+        raise ValueError("the last message must be the assistant's reference answer")
+    leaf = (record.get("metadata") or {}).get("leaf")
+    if not leaf:
+        raise ValueError("metadata.leaf is missing")
+    return Example(leaf=leaf_id(str(leaf)), prompt=turns[:-1], answer=turns[-1][1])
+
+
+def read_manifest(path: Path) -> tuple[set[str], set[str]] | None:
+    """(changed leaves, dropped leaves) from a manifest.json, or None when there is none.
+
+    A leaf is changed when its entry says `changed: true` and its status is not `dropped`.
+    """
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        entries = data["leaves"]
+        changed: set[str] = set()
+        dropped: set[str] = set()
+        for entry in entries:
+            leaf = leaf_id(str(entry["path"]))
+            if entry.get("status") == "dropped":
+                dropped.add(leaf)
+            elif entry.get("changed"):
+                changed.add(leaf)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{path}: not a labtax manifest: {exc}") from None
+    return changed, dropped
+
+
+def select_leaves(
+    data_dir: Path,
+    *,
+    mode: LeafMode = "changed",
+    sample_unchanged: int | None = 5,
+    seed: int = 0,
+) -> Selection:
+    """The leaves to evaluate: changed leaves plus a seeded sample of unchanged ones (or all).
+
+    `sample_unchanged=None` with mode "changed" means every unchanged leaf. The sample is drawn
+    from the sorted unchanged leaves with `random.Random(seed)`, so it is stable across runs and
+    machines.
+    """
+    if not data_dir.is_dir():
+        raise UsageError(f"data directory {data_dir} does not exist")
+    examples = read_test_set(data_dir / "test.jsonl")
+    manifest = read_manifest(data_dir / "manifest.json")
+    changed, dropped = manifest if manifest is not None else (set(), set())
+    if mode == "changed" and manifest is None:
+        raise UsageError(
+            f"no manifest.json in {data_dir}: cannot tell which leaves changed",
+            hint="pass --leaves all to evaluate every leaf as unchanged",
+        )
+    present = sorted(leaf for leaf in examples if leaf not in dropped)
+    unchanged = [leaf for leaf in present if leaf not in changed]
+    if mode == "all" or sample_unchanged is None or sample_unchanged >= len(unchanged):
+        chosen_unchanged = unchanged
+    else:
+        chosen_unchanged = sorted(random.Random(seed).sample(unchanged, max(0, sample_unchanged)))
+    rows = [SelectedLeaf(leaf, True) for leaf in sorted(changed)]
+    rows += [SelectedLeaf(leaf, False) for leaf in chosen_unchanged]
+    rows.sort(key=lambda r: (not r.changed, r.leaf))
+    if not any(examples.get(r.leaf) for r in rows):
+        raise UsageError(
+            f"no leaves to evaluate in {data_dir}: "
+            + ("no changed leaf has held-out examples and no unchanged leaf was sampled"
+               if mode == "changed" else "test.jsonl holds no examples")
+        )
+    return Selection(
+        leaves=rows,
+        examples={r.leaf: examples.get(r.leaf, []) for r in rows},
+        mode=mode,
+        sample_unchanged=sample_unchanged,
+        seed=seed,
+        manifest=manifest is not None,
+    )

@@ -1,0 +1,259 @@
+"""Batched per-token log-likelihood of reference answers under a causal LM.
+
+For each example the prompt is the chat template of the turns before the answer *with* the generation
+prompt, and the scored completion is the reference answer plus the template's end-of-turn marker (what
+the model must emit to stop), tokenized separately from the prompt exactly as the model would produce
+them after the prompt. Only completion tokens are scored.
+
+Batching: examples are sorted by length and packed into right-padded batches under a token budget,
+with an attention mask, so padding never changes the real positions' results. The transformer body
+runs on every token, but the output head (the costly part for a small model with a 49k vocabulary)
+runs only on the positions that predict completion tokens, never on prompt or padding positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from labtax.eval.data import Example
+from labtax.models import render_chat
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+DEFAULT_BATCH_TOKENS = 8192  # padded tokens per forward pass
+DEFAULT_MAX_BATCH = 64  # examples per forward pass
+HEAD_CHUNK = 2048  # output-head rows at a time: bounds the (rows x vocab) logits buffer
+DEFAULT_MAX_LEN = 4096
+
+
+@dataclass(frozen=True)
+class Encoded:
+    prompt_ids: list[int]
+    target_ids: list[int]
+
+    @property
+    def length(self) -> int:
+        return len(self.prompt_ids) + len(self.target_ids)
+
+
+@dataclass(frozen=True)
+class ExampleScore:
+    logprob: float  # sum of the log-probabilities (nats) of the scored tokens
+    tokens: int  # number of scored tokens
+
+
+@dataclass(frozen=True)
+class LeafScore:
+    """One leaf's score: the token-weighted mean log-likelihood over all its examples."""
+
+    leaf: str
+    examples: int
+    tokens: int
+    logprob: float  # sum over all scored tokens of all examples
+
+    @property
+    def mean_logprob(self) -> float:
+        """Mean per-token log-likelihood (nats, <= 0; higher is better)."""
+        return self.logprob / self.tokens if self.tokens else float("nan")
+
+    @property
+    def nll(self) -> float:
+        """Mean per-token negative log-likelihood (nats, >= 0; lower is better)."""
+        return -self.mean_logprob
+
+
+def completion_text(tokenizer: PreTrainedTokenizerBase, example: Example) -> tuple[str, str]:
+    """(prompt text, completion text) for an example under the tokenizer's chat template."""
+    messages = example.prompt_messages()
+    prompt = render_chat(tokenizer, messages, add_generation_prompt=True)
+    full = render_chat(tokenizer, [*messages, {"role": "assistant", "content": example.answer}])
+    if full.startswith(prompt):
+        completion = full[len(prompt):]
+        if completion.startswith(example.answer):
+            # Keep the end-of-turn marker, drop the template's separator after it ("\n"): the
+            # model is judged on saying the answer and stopping, not on what follows the turn.
+            completion = example.answer + completion[len(example.answer):].rstrip()
+        else:
+            completion = completion.rstrip()
+        return prompt, completion
+    # A template that renders the prompt differently once an answer follows: fall back to EOS.
+    return prompt, example.answer + (tokenizer.eos_token or "")
+
+
+def encode(
+    tokenizer: PreTrainedTokenizerBase, example: Example, *, max_len: int = DEFAULT_MAX_LEN
+) -> Encoded:
+    """Token ids of the prompt and the scored completion; over-long prompts lose their start."""
+    prompt, completion = completion_text(tokenizer, example)
+    prompt_ids = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    target_ids = list(tokenizer(completion, add_special_tokens=False)["input_ids"])
+    if not prompt_ids:  # the first completion token needs a position that predicts it
+        prompt_ids = [tokenizer.bos_token_id if tokenizer.bos_token_id is not None else target_ids.pop(0)]
+    if len(prompt_ids) + len(target_ids) > max_len:
+        target_ids = target_ids[: max_len - 1]
+        prompt_ids = prompt_ids[-(max_len - len(target_ids)):]
+    return Encoded(prompt_ids, target_ids)
+
+
+def _batches(items: Sequence[Encoded], batch_tokens: int, max_batch: int) -> Iterator[list[int]]:
+    """Indices grouped longest first so each batch holds examples of similar length (little padding)."""
+    order = sorted(range(len(items)), key=lambda i: -items[i].length)
+    batch: list[int] = []
+    width = 0
+    for i in order:
+        new_width = max(width, items[i].length)
+        if batch and (new_width * (len(batch) + 1) > batch_tokens or len(batch) >= max_batch):
+            yield batch
+            batch, new_width = [], items[i].length
+        batch.append(i)
+        width = new_width
+    if batch:
+        yield batch
+
+
+def _head_parts(model: PreTrainedModel) -> tuple[Any, Any] | None:
+    """(decoder body, output head) when logits are exactly head(body(x)), else None.
+
+    Models that scale or soft-cap their logits after the head (Gemma 2, Cohere, Granite) take the
+    plain full-logits path instead.
+    """
+    config = model.config
+    for attr in ("final_logit_softcapping", "logit_scale", "logits_scaling"):
+        if getattr(config, attr, None) not in (None, 1, 1.0):
+            return None
+    try:
+        body = model.get_decoder()
+    except (AttributeError, NotImplementedError, ValueError):
+        return None
+    head = model.get_output_embeddings()
+    if body is None or body is model or head is None:
+        return None
+    return body, head
+
+
+def score_encoded(
+    model: PreTrainedModel,
+    items: Sequence[Encoded],
+    *,
+    pad_id: int = 0,
+    batch_tokens: int = DEFAULT_BATCH_TOKENS,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    fast_head: bool = True,
+) -> list[ExampleScore]:
+    """Sum of log-probabilities and token count of each item's completion, in input order."""
+    import torch
+
+    device = next(model.parameters()).device
+    parts = _head_parts(model) if fast_head else None
+    scores: list[ExampleScore | None] = [None] * len(items)
+    with torch.inference_mode():
+        for batch in _batches(items, batch_tokens, max_batch):
+            width = max(items[i].length for i in batch)
+            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            rows: list[int] = []  # batch row of each scored position
+            cols: list[int] = []  # position whose output predicts the token
+            targets: list[int] = []
+            for row, i in enumerate(batch):
+                item = items[i]
+                seq = item.prompt_ids + item.target_ids
+                ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+                mask[row, : len(seq)] = 1
+                start = len(item.prompt_ids)
+                positions = range(start - 1, start - 1 + len(item.target_ids))
+                rows.extend([row] * len(positions))
+                cols.extend(positions)
+                targets.extend(item.target_ids)
+            ids, mask = ids.to(device), mask.to(device)
+            row_t = torch.tensor(rows, dtype=torch.long, device=device)
+            col_t = torch.tensor(cols, dtype=torch.long, device=device)
+            tgt_t = torch.tensor(targets, dtype=torch.long, device=device)
+            if parts is not None:
+                body, head = parts
+                hidden = body(input_ids=ids, attention_mask=mask).last_hidden_state[row_t, col_t]
+                token_lp = _log_probs(hidden, tgt_t, head)
+            else:
+                logits = model(input_ids=ids, attention_mask=mask).logits[row_t, col_t]
+                token_lp = _log_probs(logits, tgt_t, None)
+            sums = torch.zeros(len(batch), dtype=torch.float64, device=device)
+            sums.index_add_(0, row_t, token_lp.double())
+            for row, i in enumerate(batch):
+                scores[i] = ExampleScore(float(sums[row]), len(items[i].target_ids))
+    return [s if s is not None else ExampleScore(0.0, 0) for s in scores]
+
+
+def _log_probs(rows: torch.Tensor, targets: torch.Tensor, head: Any) -> torch.Tensor:
+    """log p(target) per row; `rows` are hidden states when `head` is given, else logits. The
+    (rows x vocab) logits are made a chunk at a time to bound memory."""
+    import torch
+
+    out = []
+    for lo in range(0, targets.shape[0], HEAD_CHUNK):
+        hi = min(lo + HEAD_CHUNK, targets.shape[0])
+        logits = (head(rows[lo:hi]) if head is not None else rows[lo:hi]).float()
+        picked = logits.gather(1, targets[lo:hi, None]).squeeze(1)
+        out.append(picked - torch.logsumexp(logits, dim=-1))
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
+def score_leaves(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: Mapping[str, Sequence[Example]],
+    *,
+    batch_tokens: int = DEFAULT_BATCH_TOKENS,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    fast_head: bool = True,
+) -> dict[str, LeafScore]:
+    """Score every leaf's examples in one batched pass (batches mix leaves, so they fill up)."""
+    max_len = min(int(getattr(model.config, "max_position_embeddings", DEFAULT_MAX_LEN) or DEFAULT_MAX_LEN),
+                  DEFAULT_MAX_LEN)
+    flat = [(leaf, ex) for leaf, exs in examples.items() for ex in exs]
+    encoded = [encode(tokenizer, ex, max_len=max_len) for _, ex in flat]
+    scores = score_encoded(
+        model, encoded, pad_id=pad_token_id(tokenizer), batch_tokens=batch_tokens,
+        max_batch=max_batch, fast_head=fast_head,
+    )
+    totals: dict[str, list[float]] = {leaf: [0, 0, 0.0] for leaf in examples}
+    for (leaf, _), score in zip(flat, scores):
+        totals[leaf][0] += 1
+        totals[leaf][1] += score.tokens
+        totals[leaf][2] += score.logprob
+    return {
+        leaf: LeafScore(leaf, int(n), int(tokens), float(lp)) for leaf, (n, tokens, lp) in totals.items()
+    }
+
+
+def mean_over_leaves(scores: Mapping[str, LeafScore]) -> float:
+    """The mean over leaves of each leaf's mean per-token log-likelihood (each leaf weighs the same)."""
+    values = [s.mean_logprob for s in scores.values() if s.tokens]
+    return sum(values) / len(values) if values else float("-inf")
+
+
+def score_checkpoint(checkpoint_dir: Path, data_dir: Path) -> float:
+    """Checkpoint selection score for `labtax train --select eval` (higher is better).
+
+    The mean over every leaf of `data_dir/test.jsonl` of the leaf's mean per-token log-likelihood of
+    its reference answers. All leaves, not a sample: every checkpoint of a run is compared on the
+    same, complete set.
+    """
+    from labtax.eval.data import read_test_set
+    from labtax.models import load_model, load_tokenizer
+
+    examples = read_test_set(Path(data_dir) / "test.jsonl")
+    name = str(checkpoint_dir)
+    model = load_model(name)
+    tokenizer = load_tokenizer(name)
+    return mean_over_leaves(score_leaves(model, tokenizer, examples))
