@@ -49,6 +49,83 @@ def cli() -> None:
 # ---------------------------------------------------------------- validate (taxonomy/, report/)
 
 
+def _validate_targets(root: Path, paths: tuple[str, ...], changed: bool, base: str | None) -> list[str]:
+    """The root-relative files to check: PATHS, the changed leaves, or the whole taxonomy."""
+    from pathlib import Path
+
+    from labtax.taxonomy import collect_targets
+
+    if changed:
+        from labtax.diff import changed_leaves
+
+        changes = changed_leaves(root, base=base)
+        live = [c.path for c in changes if c.status != "deleted" and (root / c.path).exists()]
+        return collect_targets(root, live) if live else []
+    return collect_targets(root, list(paths) if paths else None, Path.cwd())
+
+
+@cli.command("validate")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--taxonomy", "taxonomy_dir", type=click.Path(file_okay=False), metavar="DIR",
+              help="Taxonomy root (default: the current git work tree's root, else the current directory).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "github", "sarif"]), default="text",
+              show_default=True, help="Output format (json and sarif 2.1.0 are stable).")
+@click.option("--strict", is_flag=True, help="Treat warnings as errors (also `strict: true` in .labtax.yaml).")
+@click.option("--changed", is_flag=True, help="Only the leaves changed since --base (see `labtax diff`).")
+@click.option("--base", metavar="REF", help="Base ref for --changed (default: merge-base with origin/main).")
+@click.option("--output", "output_file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Write the report to FILE instead of standard output.")
+@click.option("--list-rules", is_flag=True, help="Print every rule id with its severity and exit.")
+@_guarded
+def validate_cmd(paths: tuple[str, ...], taxonomy_dir: str | None, fmt: str, strict: bool, changed: bool,
+                 base: str | None, output_file: str | None, list_rules: bool) -> int:
+    """Check qna.yaml leaves (schema, YAML hygiene, rules). Never runs taxonomy code or uses the network.
+
+    PATHS may be leaf files, attribution.txt files (their leaf is checked) or directories; without
+    PATHS the whole taxonomy is checked. Exit 0: clean or warnings only; 1: errors; 2: usage/IO error.
+    """
+    import os
+    from pathlib import Path
+
+    from labtax.config import load_config
+    from labtax.errors import UsageError
+    from labtax.report import ReportContext, render
+    from labtax.taxonomy import check_targets
+    from labtax.taxonomy.discover import git_toplevel
+
+    if list_rules:
+        from labtax.taxonomy.catalog import RULES
+
+        for rule, (level, text) in RULES.items():
+            click.echo(f"{rule:22} {level:8} {text}")
+        return 0
+    if changed and paths:
+        raise UsageError("give PATHS or --changed, not both")
+    if base and not changed:
+        raise UsageError("--base needs --changed")
+    cwd = Path.cwd()
+    root = Path(taxonomy_dir) if taxonomy_dir else (git_toplevel(cwd) or cwd)
+    if not root.is_dir():
+        raise UsageError(f"{root}: not a directory")
+    root = root.absolute()
+    config = load_config(root).with_strict(strict)
+    targets = _validate_targets(root, paths, changed, base)
+    findings = check_targets(root, targets, config)
+    repo = git_toplevel(root)
+    rel_display = os.path.relpath(root, cwd)
+    display = "" if rel_display == "." else (str(root) if rel_display.startswith("..") else rel_display) + "/"
+    rel_repo = os.path.relpath(root.resolve(), repo) if repo else "."
+    ctx = ReportContext(root=root, files_checked=len(targets), display_prefix=display.replace(os.sep, "/"),
+                        repo_prefix="" if rel_repo == "." else rel_repo.replace(os.sep, "/") + "/",
+                        repo_root=repo)
+    report = render(fmt, findings, ctx)
+    if output_file:
+        Path(output_file).write_text(report, encoding="utf-8")
+    else:
+        click.echo(report, nl=False)
+    return 1 if any(f.severity == "error" for f in findings) else 0
+
+
 # ---------------------------------------------------------------- diff (diff/)
 
 

@@ -47,6 +47,8 @@ class Leaf:
     version: int = 1
     # yaml_path ("seed_examples[2].answer") -> (line, col), 1-based; filled by the position-aware reader.
     positions: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # yaml_path -> (line, col) of the KEY that holds the value (for findings about a key itself).
+    key_positions: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def leaf_dir(self) -> str:

@@ -1,0 +1,107 @@
+"""labtax's per-taxonomy settings: `.labtax.yaml` at the taxonomy root, or `[tool.labtax]` in its
+pyproject.toml (the YAML file wins when both exist).
+
+Validation settings live under a `validate` key (or at the top level for brevity):
+
+    validate:
+      strict: true              # warnings become errors
+      disable: [word-limit]     # rule ids (fnmatch patterns allowed: "document-*")
+      max_file_bytes: 1048576   # larger qna.yaml files are refused
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from labtax.errors import ConfigError
+
+CONFIG_FILE = ".labtax.yaml"
+DEFAULT_MAX_FILE_BYTES = 1024 * 1024
+DEFAULT_MAX_YAML_NODES = 100_000
+_KEYS = {"strict", "disable", "max_file_bytes", "max_yaml_nodes"}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validation settings. Immutable: `with_strict()` returns a copy."""
+
+    strict: bool = False
+    disable: tuple[str, ...] = ()
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    max_yaml_nodes: int = DEFAULT_MAX_YAML_NODES
+    source: str | None = field(default=None, compare=False)
+
+    def disabled(self, rule: str) -> bool:
+        return any(fnmatch.fnmatchcase(rule, pattern) for pattern in self.disable)
+
+    def with_strict(self, strict: bool) -> Config:
+        return replace(self, strict=self.strict or strict)
+
+
+def _from_mapping(raw: Any, source: str) -> Config:
+    if raw is None:
+        return Config(source=source)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of settings")
+    if "validate" in raw:
+        section = raw["validate"] if raw["validate"] is not None else {}
+    else:  # top-level form: other stages' keys are theirs to check
+        section = {k: v for k, v in raw.items() if k in _KEYS}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{source}: 'validate' must be a mapping")
+    unknown = set(section) - _KEYS
+    if unknown:
+        raise ConfigError(f"{source}: unknown validate setting(s): {', '.join(sorted(map(str, unknown)))}",
+                          hint=f"known: {', '.join(sorted(_KEYS))}")
+    strict = section.get("strict", False)
+    disable = section.get("disable", [])
+    if isinstance(disable, str):
+        disable = [disable]
+    if not isinstance(strict, bool):
+        raise ConfigError(f"{source}: 'strict' must be true or false")
+    if not isinstance(disable, list) or not all(isinstance(d, str) for d in disable):
+        raise ConfigError(f"{source}: 'disable' must be a list of rule ids")
+    from labtax.taxonomy.catalog import RULES
+
+    for pattern in disable:
+        if not any(fnmatch.fnmatchcase(rule, pattern) for rule in RULES):
+            raise ConfigError(f"{source}: 'disable' names no known rule: {pattern!r}",
+                              hint="see `labtax validate --list-rules`")
+    limits = {}
+    for key, default in (("max_file_bytes", DEFAULT_MAX_FILE_BYTES), ("max_yaml_nodes", DEFAULT_MAX_YAML_NODES)):
+        value = section.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{source}: '{key}' must be a positive integer")
+        limits[key] = value
+    return Config(strict=strict, disable=tuple(disable), source=source, **limits)
+
+
+def load_config(root: Path) -> Config:
+    """The settings for the taxonomy at `root` (defaults when it has none)."""
+    yaml_file = root / CONFIG_FILE
+    if yaml_file.is_file():
+        import yaml
+
+        try:
+            text = yaml_file.read_bytes()[: DEFAULT_MAX_FILE_BYTES + 1].decode("utf-8")
+            raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        except (UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{yaml_file}: cannot read: {exc}".splitlines()[0]) from None
+        return _from_mapping(raw, str(yaml_file))
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10 without tomli: pyproject settings are unavailable
+            return Config()
+        try:
+            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{pyproject}: cannot read: {exc}") from None
+        table = data.get("tool", {}).get("labtax")
+        if table is not None:
+            return _from_mapping(table, f"{pyproject} [tool.labtax]")
+    return Config()
