@@ -244,5 +244,77 @@ def eval_command(
 # ---------------------------------------------------------------- init, install-hooks (hooks, CI)
 
 
+def _echo_written(results: list[Any], root: Any) -> int:
+    """One line per file; returns how many were skipped because they exist and differ."""
+    from labtax.scaffold.files import Outcome
+
+    skipped = 0
+    for result in results:
+        try:
+            shown = result.path.relative_to(root)
+        except ValueError:
+            shown = result.path
+        if result.outcome is Outcome.SKIPPED:
+            skipped += 1
+            click.echo(f"skipped      {shown} (exists and differs; --force overwrites it)")
+        else:
+            click.echo(f"{result.outcome.value:<12} {shown}")
+    return skipped
+
+
+@cli.command("init")
+@click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite files that exist with other content.")
+@click.option(
+    "--labtax-repository",
+    default=None,
+    metavar="OWNER/NAME",
+    help="The labtax repository the workflows and the pre-commit config point at.",
+)
+@click.option("--labtax-ref", default=None, metavar="REF", help="The labtax tag or SHA they pin.")
+@_guarded
+def init_command(
+    directory: Path, force: bool, labtax_repository: str | None, labtax_ref: str | None
+) -> int:
+    """Write .pre-commit-config.yaml, GitHub workflow callers and a commented .labtax.yaml at the top
+    of the taxonomy repository containing DIRECTORY. Existing files are kept unless --force."""
+    from labtax.scaffold.gitdirs import worktree_root
+    from labtax.scaffold.init import DEFAULT_REF, DEFAULT_REPOSITORY, InitOptions, init_repository
+
+    options = InitOptions(
+        repository=labtax_repository or DEFAULT_REPOSITORY, ref=labtax_ref or DEFAULT_REF, force=force
+    )
+    root = worktree_root(directory.resolve())
+    _echo_written(init_repository(root, options), root)
+    click.echo("next: `pre-commit install` (or `labtax install-hooks`), commit the files, and set the")
+    click.echo("      teacher endpoint/secret the generate workflow names (see .labtax.yaml)")
+    return 0
+
+
+@cli.command("install-hooks")
+@click.option("--force", is_flag=True, help="Replace hooks that labtax did not write.")
+@click.option(
+    "--hook",
+    "hooks",
+    multiple=True,
+    type=click.Choice(["pre-commit", "pre-push"]),
+    help="Install only this hook (repeatable; default: both).",
+)
+@_guarded
+def install_hooks_command(force: bool, hooks: tuple[str, ...]) -> int:
+    """Install git pre-commit and pre-push hooks that run `labtax validate` on the changed leaves,
+    into the directory git runs hooks from (core.hooksPath, shared by all worktrees)."""
+    from labtax.scaffold.gitdirs import hooks_dir
+    from labtax.scaffold.install_hooks import HOOK_NAMES, install_hooks
+
+    cwd = Path.cwd()
+    target = hooks_dir(cwd)
+    skipped = _echo_written(install_hooks(cwd, hooks or HOOK_NAMES, force=force), target.parent)
+    if skipped:
+        click.echo("labtax: a hook that labtax did not write was kept; --force replaces it", err=True)
+        return 1
+    return 0
+
+
 def main() -> None:
     cli(prog_name="labtax")
