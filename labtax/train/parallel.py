@@ -1,6 +1,6 @@
 """The process's place in a (possibly distributed) run: device, rank, precision, model wrapping.
 
-Under torchrun (marked by LABTAX_TORCHRUN=1 and WORLD_SIZE > 1) every rank joins a process group
+Under torchrun (marked by LABTAX_TORCHRUN=1) every rank joins a process group
 (nccl on GPUs, gloo on CPU) and the model is sharded with FSDP2 (`fully_shard`, one unit per decoder
 layer plus the root). FSDP2 runs on CPU with gloo too in torch 2.13, so tests exercise the same path
 that GPUs use. On GPUs parameters stay fp32 (the optimizer's master copy) and compute runs in bf16.
@@ -26,10 +26,7 @@ class Runtime:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
+    distributed: bool = False  # launched by torchrun: a process group and FSDP2, even with one rank
 
     @property
     def is_main(self) -> bool:
@@ -59,8 +56,7 @@ class Runtime:
 
 def init_runtime() -> Runtime:
     """Join the process group when launched by `labtax train --nproc-per-node` (torchrun)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if os.environ.get(TORCHRUN_MARKER) != "1" or world <= 1:
+    if os.environ.get(TORCHRUN_MARKER) != "1" or "WORLD_SIZE" not in os.environ:
         return Runtime(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available():
@@ -72,7 +68,7 @@ def init_runtime() -> Runtime:
         backend = "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend)
-    return Runtime(device, dist.get_rank(), dist.get_world_size(), local_rank)
+    return Runtime(device, dist.get_rank(), dist.get_world_size(), local_rank, distributed=True)
 
 
 def shutdown(runtime: Runtime) -> None:
