@@ -163,6 +163,66 @@ def diff_command(taxonomy: str, base: str | None, head: str | None, fmt: str) ->
 # ---------------------------------------------------------------- generate, diff-generate, gc (sdg/)
 
 
+@cli.command("generate")
+@click.argument("leaves", nargs=-1, type=click.Path())
+@click.option("--taxonomy", "taxonomy_dir", default=".", show_default=True, type=click.Path(file_okay=False),
+              metavar="DIR", help="Taxonomy root.")
+@click.option("--output", default="generated", show_default=True, type=click.Path(file_okay=False),
+              metavar="DIR", help="Where <leaf folder>.jsonl and generate-report.json are written.")
+@click.option("--teacher", type=click.Choice(["embedded", "transformers", "openai", "vllm"]), default="embedded",
+              show_default=True, help="Generation backend.")
+@click.option("--endpoint", "endpoints", multiple=True, metavar="URL",
+              help="OpenAI-compatible base URL (repeat for several servers; balanced by outstanding requests).")
+@click.option("--model", default=None, metavar="NAME|DIR",
+              help="openai: served model name (default: the first of /v1/models); embedded/vllm: a local HF dir.")
+@click.option("--api-key-env", default=None, metavar="VAR", help="Environment variable holding the API key.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True,
+              help="openai: requests in flight at most.")
+@click.option("--samples-per-leaf", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--completions", is_flag=True, help="openai: use /v1/completions instead of chat.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=512, show_default=True, help="Per request.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=120.0, show_default=True,
+              help="openai: seconds per request (then retried).")
+@click.option("--score-threshold", type=click.IntRange(1, 3), default=2, show_default=True,
+              help="Skills: keep pairs scored at least this (1-3).")
+@click.option("--chunk-tokens", type=click.IntRange(min=16), default=400, show_default=True,
+              help="Knowledge: document chunk size in teacher tokens.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="embedded/transformers: prompts per forward pass.")
+@_guarded
+def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: str, output: str, teacher: str,
+                 endpoints: tuple[str, ...], model: str | None, api_key_env: str | None, concurrency: int,
+                 samples_per_leaf: int, seed: int, completions: bool, max_tokens: int, timeout: float,
+                 score_threshold: int, chunk_tokens: int, batch_size: int) -> int:
+    """Generate synthetic data for LEAVES (qna.yaml files or their folders; default: every leaf)."""
+    import asyncio
+
+    from labtax.errors import EXIT_OK
+    from labtax.sdg.generate import generate_leaves, load_forced_leaves, summary_line, write_report
+    from labtax.sdg.settings import GenerationSettings
+    from labtax.sdg.teachers import make_teacher
+
+    root = Path(taxonomy_dir)
+    forced = load_forced_leaves(root, leaves)
+    if not forced:
+        click.echo("no leaves to generate", err=True)
+        return EXIT_OK
+    settings = GenerationSettings(samples_per_leaf=samples_per_leaf, seed=seed, max_tokens=max_tokens,
+                                  score_threshold=score_threshold, chunk_tokens=chunk_tokens)
+    if teacher != "openai" and endpoints:
+        raise click.UsageError("--endpoint needs --teacher openai")
+    backend = make_teacher(teacher, endpoints=endpoints, model=model, api_key_env=api_key_env,
+                           concurrency=concurrency, timeout=timeout, completions=completions,
+                           batch_size=batch_size)
+    outcomes = asyncio.run(generate_leaves(forced, backend, settings, taxonomy_root=root, output=Path(output)))
+    for outcome in outcomes:
+        click.echo(summary_line(outcome))
+    write_report(Path(output), outcomes)
+    errors = [o.error for o in outcomes if o.error is not None]
+    return max((e.exit_code for e in errors), default=EXIT_OK)
+
+
 # ---------------------------------------------------------------- train (train/)
 
 

@@ -162,8 +162,17 @@ class Runner:
 
 def count_tokens_for(teacher: Teacher) -> Callable[[str], int]:
     """The teacher's tokenizer when it has one (transformers, vllm), else the words × 1.3 estimate."""
-    count = getattr(teacher, "count_tokens", None)
-    return count if callable(count) else estimate_tokens
+    # Wrappers (the run ledger) keep the real teacher in `.inner`: chunking must not depend on them.
+    seen = 0
+    while seen < 8:
+        count = getattr(teacher, "count_tokens", None)
+        if callable(count):
+            return count  # type: ignore[no-any-return]
+        inner = getattr(teacher, "inner", None)
+        if inner is None:
+            break
+        teacher, seen = inner, seen + 1
+    return estimate_tokens
 
 
 def candidates_wanted(settings: GenerationSettings) -> int:

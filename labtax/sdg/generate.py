@@ -1,0 +1,144 @@
+"""`labtax generate`: run the leaf pipelines for forced leaves and write one JSONL per leaf.
+
+Kept out of cli.py so the command stays a thin shell: this module loads the leaves, builds the
+teacher, runs every leaf (concurrently: leaves are independent and an openai teacher's concurrency
+is shared by all of them), writes each leaf's file atomically as soon as it is done, and returns the
+per-leaf results for the report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from labtax.errors import LabtaxError
+from labtax.sdg.pipelines import LeafResult, generate_leaf
+from labtax.sdg.settings import GenerationSettings
+from labtax.sdg.teachers.base import Teacher
+from labtax.taxonomy.model import Leaf
+
+
+@dataclass
+class LeafOutcome:
+    leaf: str
+    result: LeafResult | None = None
+    output: Path | None = None
+    error: LabtaxError | None = None
+
+
+def output_path(output: Path, leaf: Leaf) -> Path:
+    """`<output>/<leaf folder>.jsonl`, e.g. out/compositional_skills/writing/poems.jsonl."""
+    return output / f"{leaf.leaf_dir}.jsonl"
+
+
+def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Temp file in the same folder, then rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False, sort_keys=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class _Bars:
+    """One tqdm bar per leaf on stderr; nothing at all when stderr is not a terminal."""
+
+    def __init__(self, leaves: Sequence[Leaf]) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.bars: dict[str, Any] = {}
+        if self.enabled:
+            from tqdm import tqdm
+
+            for i, leaf in enumerate(leaves):
+                self.bars[leaf.path] = tqdm(total=0, desc=leaf.leaf_dir, position=i, leave=False,
+                                            file=sys.stderr, unit="req")
+
+    def callback(self, leaf: Leaf) -> Any:
+        if not self.enabled:
+            return None
+        bar = self.bars[leaf.path]
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.set_description(f"{leaf.leaf_dir} [{stage}]", refresh=False)
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        return progress
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+async def generate_leaves(
+    leaves: Sequence[Leaf],
+    teacher: Teacher,
+    settings: GenerationSettings,
+    *,
+    taxonomy_root: Path,
+    output: Path,
+) -> list[LeafOutcome]:
+    bars = _Bars(leaves)
+
+    async def one(leaf: Leaf) -> LeafOutcome:
+        try:
+            result = await generate_leaf(leaf, teacher, settings, taxonomy_root=taxonomy_root,
+                                         progress=bars.callback(leaf))
+        except LabtaxError as exc:
+            return LeafOutcome(leaf.path, error=exc)
+        path = output_path(output, leaf)
+        write_jsonl(path, result.samples)
+        return LeafOutcome(leaf.path, result, path)
+
+    try:
+        return list(await asyncio.gather(*(one(leaf) for leaf in leaves)))
+    finally:
+        bars.close()
+        await teacher.aclose()
+
+
+def summary_line(outcome: LeafOutcome) -> str:
+    if outcome.error is not None or outcome.result is None:
+        return f"{outcome.leaf}: FAILED: {outcome.error}"
+    st = outcome.result.stats
+    dropped = ", ".join(f"{k} {v}" for k, v in st["dropped"].items()) or "none"
+    return (
+        f"{outcome.leaf}: generated {st['generated']}, kept {st['kept']} (dropped: {dropped}); "
+        f"requests {st['requests']} ({st['failed_requests']} failed); "
+        f"tokens {st['prompt_tokens']} in + {st['completion_tokens']} out; {st['seconds']:.1f} s"
+    )
+
+
+def load_forced_leaves(root: Path, paths: Sequence[str], cwd: Path | None = None) -> list[Leaf]:
+    """The leaves named on the command line (a qna.yaml, its folder or its attribution.txt; relative to
+    `cwd`), or every leaf of the taxonomy when none is named. Sorted, each once."""
+    from labtax.taxonomy import collect_targets, load_leaf
+
+    targets = collect_targets(root, list(paths) if paths else None, cwd or Path.cwd())
+    leaves = sorted({t for t in targets if t.endswith("qna.yaml")})
+    return [load_leaf(root, t) for t in leaves]
+
+
+def write_report(output: Path, outcomes: Sequence[LeafOutcome]) -> Path:
+    """`<output>/generate-report.json`: every leaf's stats (or error), for scripts and CI."""
+    report = {
+        o.leaf: (o.result.stats if o.result else {"error": str(o.error)}) | {"output": str(o.output or "")}
+        for o in outcomes
+    }
+    path = output / "generate-report.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
