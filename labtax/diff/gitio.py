@@ -222,7 +222,7 @@ class BlobReader:
             _sha, kind, _size, data = self.tax.repo.git.get_object_data(name)
         except ValueError:  # GitPython: "SHA could not be resolved"
             return None
-        return data if kind == "blob" else None
+        return data if kind in (b"blob", "blob") else None
 
     def at(self, commit: str | None, repo_path: str) -> bytes | None:
         """The file at a working-tree-relative path, at `commit` or (None) in the working tree."""

@@ -1,0 +1,20 @@
+"""Fixtures for the diff tests."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from diff_helpers import build_taxonomy  # noqa: E402
+from gitrepo import GitRepo  # noqa: E402
+
+
+@pytest.fixture
+def tax(git_repo: GitRepo) -> GitRepo:
+    """A real repository holding a small taxonomy on main, checked out on branch `feature`."""
+    build_taxonomy(git_repo)
+    return git_repo
