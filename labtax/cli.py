@@ -163,33 +163,46 @@ def diff_command(taxonomy: str, base: str | None, head: str | None, fmt: str) ->
 # ---------------------------------------------------------------- generate, diff-generate, gc (sdg/)
 
 
+def teacher_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The teacher and generation-settings options shared by `generate` and `diff-generate`."""
+    options = [
+        click.option("--teacher", type=click.Choice(["embedded", "transformers", "openai", "vllm"]),
+                     default="embedded", show_default=True, help="Generation backend."),
+        click.option("--endpoint", "endpoints", multiple=True, metavar="URL",
+                     help="OpenAI-compatible base URL (repeat for several servers; balanced by outstanding "
+                          "requests)."),
+        click.option("--model", default=None, metavar="NAME|DIR",
+                     help="openai: served model name (default: the first of /v1/models); embedded/vllm: a "
+                          "local HF dir."),
+        click.option("--api-key-env", default=None, metavar="VAR", help="Environment variable holding the API key."),
+        click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True,
+                     help="openai: requests in flight at most."),
+        click.option("--samples-per-leaf", type=click.IntRange(min=1), default=20, show_default=True),
+        click.option("--seed", type=int, default=42, show_default=True),
+        click.option("--completions", is_flag=True, help="openai: use /v1/completions instead of chat."),
+        click.option("--max-tokens", type=click.IntRange(min=1), default=512, show_default=True,
+                     help="Per request."),
+        click.option("--timeout", type=click.FloatRange(min=0.1), default=120.0, show_default=True,
+                     help="openai: seconds per request (then retried)."),
+        click.option("--score-threshold", type=click.IntRange(1, 3), default=2, show_default=True,
+                     help="Skills: keep pairs scored at least this (1-3)."),
+        click.option("--chunk-tokens", type=click.IntRange(min=16), default=400, show_default=True,
+                     help="Knowledge: document chunk size in teacher tokens."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+                     help="embedded/transformers: prompts per forward pass."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @cli.command("generate")
 @click.argument("leaves", nargs=-1, type=click.Path())
 @click.option("--taxonomy", "taxonomy_dir", default=".", show_default=True, type=click.Path(file_okay=False),
               metavar="DIR", help="Taxonomy root.")
 @click.option("--output", default="generated", show_default=True, type=click.Path(file_okay=False),
               metavar="DIR", help="Where <leaf folder>.jsonl and generate-report.json are written.")
-@click.option("--teacher", type=click.Choice(["embedded", "transformers", "openai", "vllm"]), default="embedded",
-              show_default=True, help="Generation backend.")
-@click.option("--endpoint", "endpoints", multiple=True, metavar="URL",
-              help="OpenAI-compatible base URL (repeat for several servers; balanced by outstanding requests).")
-@click.option("--model", default=None, metavar="NAME|DIR",
-              help="openai: served model name (default: the first of /v1/models); embedded/vllm: a local HF dir.")
-@click.option("--api-key-env", default=None, metavar="VAR", help="Environment variable holding the API key.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True,
-              help="openai: requests in flight at most.")
-@click.option("--samples-per-leaf", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--completions", is_flag=True, help="openai: use /v1/completions instead of chat.")
-@click.option("--max-tokens", type=click.IntRange(min=1), default=512, show_default=True, help="Per request.")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=120.0, show_default=True,
-              help="openai: seconds per request (then retried).")
-@click.option("--score-threshold", type=click.IntRange(1, 3), default=2, show_default=True,
-              help="Skills: keep pairs scored at least this (1-3).")
-@click.option("--chunk-tokens", type=click.IntRange(min=16), default=400, show_default=True,
-              help="Knowledge: document chunk size in teacher tokens.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
-              help="embedded/transformers: prompts per forward pass.")
+@teacher_options
 @_guarded
 def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: str, output: str, teacher: str,
                  endpoints: tuple[str, ...], model: str | None, api_key_env: str | None, concurrency: int,
@@ -221,6 +234,82 @@ def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: str, output: str, teache
     write_report(Path(output), outcomes)
     errors = [o.error for o in outcomes if o.error is not None]
     return max((e.exit_code for e in errors), default=EXIT_OK)
+
+
+@cli.command("diff-generate")
+@click.option("--taxonomy", "taxonomy_dir", default=".", show_default=True, type=click.Path(file_okay=False),
+              metavar="DIR", help="Taxonomy root (inside a git checkout).")
+@click.option("--base", default=None, metavar="REF",
+              help="Compare from (merge-base with) REF; 'empty' = every leaf added. Default: origin/main, else main.")
+@click.option("--head", default=None, metavar="REF", help="Compare to REF. Default: the working tree.")
+@click.option("--output", default="generated", show_default=True, type=click.Path(file_okay=False),
+              metavar="DIR", help="Leaf store, ledger, training sets and manifest.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (generate/reuse/drop, estimates); change nothing.")
+@click.option("--replay-ratio", type=click.FloatRange(min=0.0), default=0.03, show_default=True,
+              help="Phase 2 knowledge replay, as a share of the skill samples.")
+@click.option("--wait", "wait_s", type=click.FloatRange(min=0.0), default=0.0, show_default=True, metavar="S",
+              help="Wait up to S seconds for another run on the same --output (then exit 4).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@teacher_options
+@_guarded
+def diff_generate_cmd(taxonomy_dir: str, base: str | None, head: str | None, output: str, dry_run: bool,
+                      replay_ratio: float, wait_s: float, fmt: str, teacher: str, endpoints: tuple[str, ...],
+                      model: str | None, api_key_env: str | None, concurrency: int, samples_per_leaf: int,
+                      seed: int, completions: bool, max_tokens: int, timeout: float, score_threshold: int,
+                      chunk_tokens: int, batch_size: int) -> int:
+    """Generate data for the leaves that changed between --base and --head, reuse the rest, re-mix.
+
+    Writes phase1_knowledge.jsonl, phase2_skills.jsonl, test.jsonl and manifest.json into --output.
+    A killed run resumes where it stopped; nothing changed means zero teacher calls.
+    """
+    import json
+
+    from labtax.sdg import incremental, render_incremental
+    from labtax.sdg.mix import MixSettings
+    from labtax.sdg.settings import GenerationSettings
+    from labtax.sdg.teachers import make_teacher
+
+    if teacher != "openai" and endpoints:
+        raise click.UsageError("--endpoint needs --teacher openai")
+    settings = GenerationSettings(samples_per_leaf=samples_per_leaf, seed=seed, max_tokens=max_tokens,
+                                  score_threshold=score_threshold, chunk_tokens=chunk_tokens)
+    backend = make_teacher(teacher, endpoints=endpoints, model=model, api_key_env=api_key_env,
+                           concurrency=concurrency, timeout=timeout, completions=completions,
+                           batch_size=batch_size)
+    progress = None if fmt == "json" else (lambda line: click.echo(line, err=True))
+    outcome = incremental.diff_generate(
+        Path(taxonomy_dir), Path(output), base=base, head=head, settings=settings,
+        mix_settings=MixSettings(replay_ratio=replay_ratio, seed=seed), teacher=backend, dry_run=dry_run,
+        wait=wait_s, progress=progress,
+    )
+    if fmt == "json":
+        click.echo(json.dumps(render_incremental.as_json(outcome), indent=2, sort_keys=True))
+    else:
+        for line in render_incremental.as_text(outcome):
+            click.echo(line)
+    return render_incremental.exit_code(outcome)
+
+
+@cli.command("gc")
+@click.option("--output", default="generated", show_default=True, type=click.Path(file_okay=False),
+              metavar="DIR", help="The diff-generate output directory.")
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+@click.option("--wait", "wait_s", type=click.FloatRange(min=0.0), default=0.0, show_default=True, metavar="S",
+              help="Wait up to S seconds for a run holding --output (then exit 4).")
+@_guarded
+def gc_cmd(output: str, dry_run: bool, wait_s: float) -> int:
+    """Delete leaf data that no current leaf (manifest.json) references, and leftovers of killed runs."""
+    from labtax.sdg.incremental import collect_garbage
+
+    res = collect_garbage(Path(output), dry_run=dry_run, wait=wait_s)
+    verb = "would remove" if dry_run else "removed"
+    for key in res.removed:
+        click.echo(f"{verb} leaves/{key[:2]}/{key}.jsonl")
+    for path in res.leftovers:
+        click.echo(f"{verb} {path}")
+    click.echo(f"gc: {verb} {len(res.removed)} unreferenced leaf files and {len(res.leftovers)} leftovers "
+               f"({res.bytes_freed} bytes), {res.requests_pruned} ledger responses; kept {res.kept} keys")
+    return 0
 
 
 # ---------------------------------------------------------------- train (train/)

@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS leaves(
 );
 CREATE TABLE IF NOT EXISTS leaf_keys(
   path TEXT PRIMARY KEY, blob TEXT NOT NULL, tree TEXT NOT NULL, env TEXT NOT NULL,
-  key TEXT NOT NULL, kind TEXT NOT NULL
+  key TEXT NOT NULL, kind TEXT NOT NULL, dirs TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS requests(
   key TEXT PRIMARY KEY, leaf_key TEXT NOT NULL, run_id INTEGER, tag TEXT, response TEXT NOT NULL,
@@ -55,11 +55,15 @@ CREATE INDEX IF NOT EXISTS requests_by_leaf ON requests(leaf_key);
 
 @dataclass(frozen=True)
 class MemoRow:
+    """What a leaf's key was computed from: its qna.yaml blob id, a fingerprint of the folders in
+    `dirs` (a JSON list: the leaf folder, a local document folder), the environment digest."""
+
     blob: str
     tree: str
     env: str
     key: str
     kind: str
+    dirs: str = "[]"
 
 
 class Ledger:
@@ -129,9 +133,9 @@ class Ledger:
 
     def memo(self) -> dict[str, MemoRow]:
         return {
-            path: MemoRow(blob, tree, env, key, kind)
-            for path, blob, tree, env, key, kind in self.conn.execute(
-                "SELECT path, blob, tree, env, key, kind FROM leaf_keys"
+            path: MemoRow(blob, tree, env, key, kind, dirs)
+            for path, blob, tree, env, key, kind, dirs in self.conn.execute(
+                "SELECT path, blob, tree, env, key, kind, dirs FROM leaf_keys"
             )
         }
 
@@ -140,8 +144,8 @@ class Ledger:
         try:
             self.conn.executemany("DELETE FROM leaf_keys WHERE path=?", [(p,) for p in remove])
             self.conn.executemany(
-                "INSERT OR REPLACE INTO leaf_keys(path, blob, tree, env, key, kind) VALUES(?,?,?,?,?,?)",
-                [(p, m.blob, m.tree, m.env, m.key, m.kind) for p, m in rows.items()],
+                "INSERT OR REPLACE INTO leaf_keys(path, blob, tree, env, key, kind, dirs) VALUES(?,?,?,?,?,?,?)",
+                [(p, m.blob, m.tree, m.env, m.key, m.kind, m.dirs) for p, m in rows.items()],
             )
             self.conn.execute("COMMIT")
         except BaseException:

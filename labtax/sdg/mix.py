@@ -160,7 +160,8 @@ def question_of(sample: dict[str, Any]) -> str:
 def chunk_of(sample: dict[str, Any]) -> str:
     """The document chunk a knowledge sample is grounded in ('' when the pipeline recorded none)."""
     meta = sample.get("metadata") or {}
-    for name in ("chunk", "context", "document"):
+    # The pipelines record the chunk text as `context` (and its index as `chunk`).
+    for name in ("context", "chunk"):
         v = meta.get(name)
         if isinstance(v, str) and v.strip():
             return v.strip()

@@ -25,6 +25,10 @@ from typing import Any
 
 FORMAT = "labtax-leaf/1"
 
+# mkstemp creates 0600 files; the outputs are ordinary files, so give them the umask's usual mode.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 class CorruptLeafError(Exception):
     """A store file whose header, counts or checksum do not match its content."""
@@ -61,6 +65,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~_UMASK)
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -91,7 +96,7 @@ def encode_leaf(data: LeafData) -> bytes:
     return _dumps(header) + b"\n" + body
 
 
-def _split_verified(raw: bytes, key: str) -> tuple[dict[str, Any], bytes]:
+def split_verified(raw: bytes, key: str) -> tuple[dict[str, Any], bytes]:
     """Check header, key, checksum and line count; return (header, body)."""
     nl = raw.find(b"\n")
     if nl < 0:
@@ -115,7 +120,7 @@ def _split_verified(raw: bytes, key: str) -> tuple[dict[str, Any], bytes]:
 
 
 def decode_leaf(raw: bytes, key: str) -> LeafData:
-    header, body = _split_verified(raw, key)
+    header, body = split_verified(raw, key)
     try:
         rows = [json.loads(line) for line in body.splitlines()]
     except ValueError as exc:  # cannot happen with a matching checksum unless written corrupt
@@ -152,7 +157,7 @@ class LeafStore:
         except FileNotFoundError:
             return False
         try:
-            _split_verified(raw, key)
+            split_verified(raw, key)
         except CorruptLeafError:
             self.quarantine(key)
             return False

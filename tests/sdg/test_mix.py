@@ -58,7 +58,7 @@ def knowledge_sample(leaf: int, i: int) -> dict[str, Any]:
     chunk = f"chunk {leaf}-{i % 3} of the document"
     q = f"knowledge question {leaf}-{i}"
     return {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": f"fact {i}"}],
-            "metadata": {"question": q, "chunk": chunk}, "unmask": False}
+            "metadata": {"question": q, "context": chunk, "chunk": i % 3}, "unmask": False}
 
 
 def leaves(n_skill: int = 4, n_knowledge: int = 3, per_leaf: int = 50) -> list[MixLeaf]:
@@ -76,7 +76,7 @@ def test_phase1_is_all_knowledge_unmasked_with_chunk_in_user_turn() -> None:
         assert s["unmask"] is True
         assert s["metadata"]["kind"] == "knowledge"
         user = s["messages"][0]["content"]
-        assert user == f"{s['metadata']['chunk']}\n\n{s['metadata']['question']}"
+        assert user == f"{s['metadata']['context']}\n\n{s['metadata']['question']}"
 
 
 def test_phase2_is_all_skills_plus_replay_share() -> None:
@@ -102,13 +102,13 @@ def test_replay_shows_own_chunk_among_distractors_part_of_the_time() -> None:
     for s in replays(1.0):
         user = s["messages"][0]["content"]
         assert user.count("Document:\n") == 4
-        assert f"Document:\n{s['metadata']['chunk']}\n\n" in user
+        assert f"Document:\n{s['metadata']['context']}\n\n" in user
         assert user.endswith(s["metadata"]["question"])
         assert s["unmask"] is False
     for s in replays(0.0):
         user = s["messages"][0]["content"]
         assert user.count("Document:\n") == 3
-        assert s["metadata"]["chunk"] not in user
+        assert s["metadata"]["context"] not in user
     mixed = replays(0.4)
     with_chunk = sum(s["metadata"]["replay_with_chunk"] for s in mixed)
     assert 0 < with_chunk < len(mixed)

@@ -1,0 +1,79 @@
+"""Text and JSON renderings of a diff-generate plan or run, and its exit code (used by cli.py only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labtax.errors import EXIT_FINDINGS, EXIT_OK, EXIT_TEACHER
+from labtax.sdg.incremental import LeafPlan, Plan, RunResult
+
+
+def _short(sha: str | None) -> str:
+    return sha[:12] if sha else "working tree"
+
+
+def _leaf_line(lp: LeafPlan) -> str | None:
+    """One line per leaf worth showing: everything but unchanged reused leaves (those are counted)."""
+    if lp.action == "reuse" and not lp.changed:
+        return None
+    extra = ""
+    if lp.old_path:
+        extra += f" (from {lp.old_path})"
+    if lp.action == "generate":
+        extra += f": {lp.reason}, <= {lp.estimated_requests} requests"
+        if lp.recorded_requests:
+            extra += f", {lp.recorded_requests} already answered (resume)"
+    elif lp.action == "invalid":
+        extra += f": {lp.error}"
+    else:
+        extra += f": {lp.reason}"
+    return f"{lp.action:<9} {lp.path}{extra}"
+
+
+def plan_lines(plan: Plan) -> list[str]:
+    lines = [f"plan: {_short(plan.base)}..{_short(plan.head)}, teacher {plan.model_id}"]
+    lines += [line for lp in plan.leaves if (line := _leaf_line(lp))]
+    n = {a: len(plan.of(a)) for a in ("generate", "reuse", "drop", "invalid")}
+    lines.append(
+        f"plan: {n['generate']} to generate, {n['reuse']} to reuse, {n['drop']} to drop"
+        + (f", {n['invalid']} invalid" if n["invalid"] else "")
+        + f"; estimated <= {plan.estimated_requests} requests, <= {plan.estimated_tokens} completion tokens"
+    )
+    return lines
+
+
+def as_text(outcome: Plan | RunResult) -> list[str]:
+    if isinstance(outcome, Plan):
+        return plan_lines(outcome)
+    plan, m = outcome.plan, outcome.manifest
+    lines = [line for lp in plan.leaves if lp.action in ("drop", "invalid") and (line := _leaf_line(lp))]
+    if plan.nothing_to_generate:
+        lines.append("nothing to generate")
+    statuses = [e["status"] for e in m["leaves"]]
+    lines.append(
+        f"generated {statuses.count('generated')} leaves ({outcome.requests_sent} requests sent, "
+        f"{outcome.requests_replayed} replayed from the ledger, {outcome.tokens} tokens), "
+        f"reused {statuses.count('reused')}, dropped {statuses.count('dropped')}"
+        + (f", failed {statuses.count('failed')}" if "failed" in statuses else "")
+        + (f", invalid {statuses.count('invalid')}" if "invalid" in statuses else "")
+    )
+    sets = ", ".join(f"{name} {info['samples']}" for name, info in sorted(m["sets"].items()))
+    lines.append(f"sets {'rebuilt' if outcome.sets_rebuilt else 'unchanged'}: {sets} -> {outcome.output}")
+    if outcome.failed:
+        lines.append(f"{len(outcome.failed)} leaves failed; run again to retry only their missing requests")
+    return lines
+
+
+def as_json(outcome: Plan | RunResult) -> dict[str, Any]:
+    if isinstance(outcome, Plan):
+        return {"dry_run": True, **outcome.to_dict()}
+    return {"dry_run": False, "nothing_to_generate": outcome.plan.nothing_to_generate,
+            "sets_rebuilt": outcome.sets_rebuilt, "manifest": outcome.manifest}
+
+
+def exit_code(outcome: Plan | RunResult) -> int:
+    """3 when a leaf's generation failed, 1 when a leaf at head cannot be read, else 0."""
+    plan = outcome if isinstance(outcome, Plan) else outcome.plan
+    if isinstance(outcome, RunResult) and outcome.failed:
+        return EXIT_TEACHER
+    return EXIT_FINDINGS if plan.of("invalid") else EXIT_OK
