@@ -1,0 +1,152 @@
+"""Every workflow and the composite action: actionlint-clean and shaped as the issue requires."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cihelpers import ROOT, VENV_BIN
+
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+EXAMPLES = sorted((ROOT / "examples" / "workflows").glob("*.yml"))
+
+
+def load(path: Path) -> dict[Any, Any]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert isinstance(data, dict), path
+    return data
+
+
+def on(workflow: dict[Any, Any]) -> dict[str, Any]:
+    # PyYAML reads the bare key `on` as the boolean True (YAML 1.1).
+    trigger = workflow.get("on", workflow.get(True))
+    assert isinstance(trigger, dict)
+    return trigger
+
+
+def steps_using(job: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
+    return [s for s in job["steps"] if str(s.get("uses", "")).startswith(prefix)]
+
+
+def test_the_expected_files_exist() -> None:
+    names = {p.name for p in WORKFLOWS}
+    assert {"ci.yml", "validate.yml", "generate.yml", "train.yml"} <= names
+    assert {p.name for p in EXAMPLES} == {"labtax-validate.yml", "labtax-generate.yml"}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS + EXAMPLES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_actionlint_passes(path: Path) -> None:
+    out = subprocess.run(
+        [str(VENV_BIN / "actionlint"), "-no-color", str(path)], check=False, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
+    # The lint is only worth something if it fails: an unknown context and a bad runs-on type.
+    bad = tmp_path / "bad.yml"
+    bad.write_text("on: push\njobs:\n  a:\n    runs-on: 3\n    steps:\n      - run: echo ${{ nope.x }}\n")
+    out = subprocess.run([str(VENV_BIN / "actionlint"), str(bad)], check=False, capture_output=True, text=True)
+    assert out.returncode == 1 and "nope" in out.stdout
+
+
+def test_ci_runs_lint_types_and_tests_with_the_cpu_torch() -> None:
+    ci = load(ROOT / ".github/workflows/ci.yml")
+    assert {"push", "pull_request"} <= set(on(ci))
+    text = (ROOT / ".github/workflows/ci.yml").read_text()
+    for needle in ("make test", "ruff check", "mypy labtax", "actionlint", "torch==2.13.0",
+                   "https://download.pytorch.org/whl/cpu"):
+        assert needle in text, needle
+
+
+def reusable(name: str) -> dict[str, Any]:
+    workflow = load(ROOT / ".github/workflows" / name)
+    assert set(on(workflow)) == {"workflow_call"}, name
+    return workflow
+
+
+def test_validate_is_read_only_without_secrets_and_diffs_the_pr_base() -> None:
+    workflow = reusable("validate.yml")
+    assert workflow["permissions"] == {"contents": "read"}
+    assert "secrets" not in (on(workflow)["workflow_call"] or {})
+    text = (ROOT / ".github/workflows/validate.yml").read_text()
+    assert "secrets." not in text
+    job = workflow["jobs"]["validate"]
+    assert job["permissions"] == {"contents": "read"}
+    checkout = steps_using(job, "actions/checkout")[0]
+    assert checkout["with"]["fetch-depth"] == 0
+    run = next(s for s in job["steps"] if s.get("uses") == "./.labtax")
+    assert run["with"] == {**run["with"], "command": "validate", "base": "auto", "format": "github"}
+    # the action maps the pull request's base sha onto the range script
+    action = load(ROOT / "action.yml")
+    env = next(s for s in action["runs"]["steps"] if s.get("id") == "range")["env"]
+    assert env["PR_BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
+
+
+def test_generate_diffs_before_after_and_uploads_sets_and_manifest() -> None:
+    workflow = reusable("generate.yml")
+    call = on(workflow)["workflow_call"]
+    assert "teacher-api-key" in call["secrets"]
+    assert {"endpoint", "teacher", "samples-per-leaf"} <= set(call["inputs"])
+    job = workflow["jobs"]["generate"]
+    assert steps_using(job, "actions/checkout")[0]["with"]["fetch-depth"] == 0
+    run = next(s for s in job["steps"] if s.get("uses") == "./.labtax")
+    assert run["with"]["command"] == "diff-generate" and run["with"]["base"] == "auto"
+    assert run["env"]["LABTAX_TEACHER_API_KEY"] == "${{ secrets.teacher-api-key }}"
+    assert "--endpoint" in run["with"]["args"] and "--api-key-env LABTAX_TEACHER_API_KEY" in run["with"]["args"]
+    upload = steps_using(job, "actions/upload-artifact")[0]
+    for name in ("phase1_knowledge.jsonl", "phase2_skills.jsonl", "test.jsonl", "manifest.json"):
+        assert name in upload["with"]["path"]
+    assert steps_using(job, "actions/cache"), "the leaf store must survive between runs"
+
+
+def test_train_is_gpu_guarded_bounded_and_serialised() -> None:
+    workflow = reusable("train.yml")
+    inputs = on(workflow)["workflow_call"]["inputs"]
+    assert yaml.safe_load(inputs["runs-on"]["default"]) == ["self-hosted", "gpu"]
+    job = workflow["jobs"]["train"]
+    assert job["runs-on"] == "${{ fromJSON(inputs.runs-on) }}"
+    assert "timeout-minutes" in job and job["concurrency"]["cancel-in-progress"] is False
+    guard = job["if"]
+    # never a fork's pull request: pull requests only when merged and from this repository
+    assert "github.event.pull_request.head.repo.full_name == github.repository" in guard
+    assert "github.event.pull_request.merged == true" in guard
+    assert steps_using(job, "actions/download-artifact")
+    text = (ROOT / ".github/workflows/train.yml").read_text()
+    assert "hooks/ci-train.sh" in text and "hooks/ci-publish.sh" in text
+    assert "ci-train.sh" in text and "GITHUB_STEP_SUMMARY" in (ROOT / "hooks/ci-train.sh").read_text()
+
+
+def test_composite_action_structure() -> None:
+    action = load(ROOT / "action.yml")
+    assert {"name", "description", "inputs", "runs"} <= set(action)
+    assert {"command", "base", "format", "version"} <= set(action["inputs"])
+    for name, spec in action["inputs"].items():
+        assert "description" in spec, name
+    runs = action["runs"]
+    assert runs["using"] == "composite"
+    for step in runs["steps"]:
+        assert ("uses" in step) != ("run" in step), step
+        if "run" in step:
+            assert step["shell"] == "bash"
+            # every shell step is a script of hooks/, which the tests run on their own
+            script = step["run"].strip("'\"").replace("$GITHUB_ACTION_PATH/", "")
+            assert (ROOT / script).is_file() and (ROOT / script).stat().st_mode & 0o111, script
+            # inputs reach scripts through env, never pasted into the script text
+            assert "${{" not in step["run"]
+    for name, spec in action["outputs"].items():
+        assert "value" in spec, name
+
+
+def test_callers_pin_the_reusable_workflows() -> None:
+    validate = load(ROOT / "examples/workflows/labtax-validate.yml")
+    assert set(on(validate)) == {"pull_request"} and validate["permissions"] == {"contents": "read"}
+    assert validate["jobs"]["validate"]["uses"].startswith("labtax/labtax/.github/workflows/validate.yml@")
+    generate = load(ROOT / "examples/workflows/labtax-generate.yml")
+    assert on(generate)["push"]["branches"] == ["main"]
+    jobs = generate["jobs"]
+    assert jobs["generate"]["uses"].split("@")[0].endswith("/generate.yml")
+    assert jobs["train"]["needs"] == "generate" and "vars.LABTAX_TRAIN" in jobs["train"]["if"]
