@@ -1,0 +1,294 @@
+"""`labtax diff-generate` end to end: real git repositories, the real OpenAI-protocol test server."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from lab_taxonomy import (  # noqa: E402
+    add_knowledge, add_skill, manifest, prompts_of, read_jsonl, run_cli, teacher_args,
+)
+
+from labtax.sdg.incremental import output_lock  # noqa: E402
+
+
+def dg(repo, out: Path, server, *extra: str, base: str = "empty") -> tuple[int, str]:  # type: ignore[no-untyped-def]
+    return run_cli(["diff-generate", "--taxonomy", str(repo.root), "--base", base, "--output", str(out),
+                    *extra, *teacher_args(server)])
+
+
+def small_taxonomy(repo) -> None:  # type: ignore[no-untyped-def]
+    add_skill(repo, "compositional_skills/writing/haiku")
+    add_skill(repo, "compositional_skills/writing/summary", grounded=True)
+    add_skill(repo, "foundational_skills/math/sums")
+    add_knowledge(repo, "knowledge/astro/moon")
+    repo.commit("taxonomy")
+
+
+def set_leaves(out: Path, name: str) -> set[str]:
+    return {s["metadata"]["leaf"] for s in read_jsonl(out / name)}
+
+
+def test_second_run_makes_zero_requests(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    small_taxonomy(git_repo)
+    out = tmp_path / "out"
+    code, text = dg(git_repo, out, openai_server, "--head", "HEAD")
+    assert code == 0, text
+    first = openai_server.count()
+    assert first > 0
+    sets_before = {n: (out / n).read_bytes() for n in ("phase1_knowledge.jsonl", "phase2_skills.jsonl", "test.jsonl")}
+    code, text = dg(git_repo, out, openai_server, "--head", "HEAD")
+    assert code == 0, text
+    assert "nothing to generate" in text
+    assert openai_server.count() == first
+    assert {n: (out / n).read_bytes() for n in sets_before} == sets_before
+    m = manifest(out)
+    assert {e["status"] for e in m["leaves"]} == {"reused"}
+    assert all(e["changed"] for e in m["leaves"])  # --base empty: every leaf is "added"
+    # Nothing changed between HEAD and HEAD itself.
+    code, text = dg(git_repo, out, openai_server, "--head", "HEAD", base="HEAD")
+    assert code == 0 and "nothing to generate" in text
+    assert openai_server.count() == first
+    assert not any(e["changed"] for e in manifest(out)["leaves"])
+
+
+def test_manifest_and_sets_formats(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    small_taxonomy(git_repo)
+    out = tmp_path / "out"
+    code, text = dg(git_repo, out, openai_server, "--head", "HEAD")
+    assert code == 0, text
+    m = manifest(out)
+    assert m["head"] == git_repo.head() and m["base"] and m["teacher_model"] == "openai:test-model"
+    assert m["settings"]["samples_per_leaf"] == 2 and m["settings"]["seed"] == 7
+    leaves = {e["path"]: e for e in m["leaves"]}
+    assert set(leaves) == {"compositional_skills/writing/haiku/qna.yaml", "compositional_skills/writing/summary/qna.yaml",
+                           "foundational_skills/math/sums/qna.yaml", "knowledge/astro/moon/qna.yaml"}
+    for e in leaves.values():
+        assert e["status"] == "generated" and e["changed"] is True and len(e["key"]) == 64
+        assert e["counts"]["samples"] >= 1 and e["tokens"] > 0 and e["seconds"] >= 0
+    for name, info in m["sets"].items():
+        assert len(read_jsonl(out / name)) == info["samples"]
+    phase1 = read_jsonl(out / "phase1_knowledge.jsonl")
+    assert phase1 and all(s["unmask"] is True and s["metadata"]["kind"] == "knowledge" for s in phase1)
+    assert all(s["metadata"]["context"] in s["messages"][0]["content"] for s in phase1)
+    phase2 = read_jsonl(out / "phase2_skills.jsonl")
+    assert {s["metadata"]["kind"] for s in phase2 if not s["metadata"].get("replay")} == {
+        "compositional_skills", "foundational_skills"}
+    assert sum(1 for s in phase2 if s["metadata"].get("replay")) == 1  # ceil(3% of skills), <= knowledge
+    test = read_jsonl(out / "test.jsonl")
+    assert len(test) == 5 + 5 + 5 + 15
+    assert all(t["metadata"]["source"] == "seed" for t in test)
+    assert {t["metadata"]["leaf"] for t in test} == set(leaves)
+    grounded = [t for t in test if t["metadata"]["leaf"].endswith("summary/qna.yaml")]
+    assert all(t["messages"][0]["content"].startswith("A paragraph of background") for t in grounded)
+    train_users = {s["messages"][0]["content"] for s in phase1 + phase2}
+    assert not train_users & {t["messages"][0]["content"] for t in test}
+    # The ledger recorded the run.
+    import sqlite3
+    con = sqlite3.connect(out / "ledger.sqlite")
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert con.execute("SELECT status FROM runs").fetchall() == [("ok",)]
+    assert con.execute("SELECT COUNT(*) FROM requests").fetchone()[0] == openai_server.count()
+
+
+def test_change_one_leaf_of_twenty(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    for i in range(20):
+        add_skill(git_repo, f"compositional_skills/topic{i:02d}/leaf", topic=f"topic{i:02d}")
+    base = git_repo.commit("twenty")
+    out = tmp_path / "out"
+    assert dg(git_repo, out, openai_server)[0] == 0
+    openai_server.reset()
+    git_repo.write("compositional_skills/topic07/leaf/qna.yaml",
+                   git_repo.root.joinpath("compositional_skills/topic07/leaf/qna.yaml").read_text()
+                   .replace("way 3.", "a brand new way."))
+    git_repo.commit("change topic07")
+    code, text = dg(git_repo, out, openai_server, "--head", "HEAD", base=base)
+    assert code == 0, text
+    assert openai_server.count() > 0
+    prompts = prompts_of(openai_server)
+    # Every request was built from topic07's seeds only.
+    assert all("topic07" in p for p in prompts if "STAGE: questions" in p)
+    assert not any(f"topic{i:02d}" in p for p in prompts for i in range(20) if i != 7)
+    entries = {e["path"]: e for e in manifest(out)["leaves"]}
+    assert entries["compositional_skills/topic07/leaf/qna.yaml"]["status"] == "generated"
+    assert entries["compositional_skills/topic07/leaf/qna.yaml"]["changed"] is True
+    assert sum(e["status"] == "reused" for e in entries.values()) == 19
+    assert not any(e["changed"] for p, e in entries.items() if "topic07" not in p)
+
+
+def test_rename_reindent_and_author_change_make_zero_requests(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    small_taxonomy(git_repo)
+    out = tmp_path / "out"
+    assert dg(git_repo, out, openai_server, "--head", "HEAD")[0] == 0
+    before = openai_server.count()
+    old_samples = [s for s in read_jsonl(out / "phase2_skills.jsonl")
+                   if s["metadata"]["leaf"] == "compositional_skills/writing/haiku/qna.yaml"]
+
+    # Rename (git mv) a leaf folder.
+    (git_repo.root / "compositional_skills/poetry").mkdir()
+    git_repo.git("mv", "compositional_skills/writing/haiku", "compositional_skills/poetry/haiku")
+    base = git_repo.head()
+    git_repo.commit("rename")
+    code, text = dg(git_repo, out, openai_server, "--head", "HEAD", base=base)
+    assert code == 0 and "nothing to generate" in text, text
+    assert openai_server.count() == before
+    entries = {e["path"]: e for e in manifest(out)["leaves"]}
+    moved = entries["compositional_skills/poetry/haiku/qna.yaml"]
+    assert moved["status"] == "reused" and moved["changed"] is True
+    assert "compositional_skills/writing/haiku/qna.yaml" not in entries
+    new_samples = [s for s in read_jsonl(out / "phase2_skills.jsonl")
+                   if s["metadata"]["leaf"] == "compositional_skills/poetry/haiku/qna.yaml"]
+    assert [s["messages"] for s in new_samples] == [s["messages"] for s in old_samples]
+    assert "compositional_skills/writing/haiku/qna.yaml" not in set_leaves(out, "test.jsonl")
+
+    # Re-indent and reorder keys, and change the author: same content for generation.
+    path = "foundational_skills/math/sums/qna.yaml"
+    import yaml
+    data = yaml.safe_load(git_repo.root.joinpath(path).read_text())
+    data["created_by"] = "someone-else"
+    git_repo.write(path, yaml.safe_dump(dict(reversed(list(data.items()))), indent=4, sort_keys=False))
+    base = git_repo.head()
+    git_repo.commit("reindent")
+    code, text = dg(git_repo, out, openai_server, "--head", "HEAD", base=base)
+    assert code == 0 and "nothing to generate" in text, text
+    assert openai_server.count() == before
+    assert {e["path"]: e for e in manifest(out)["leaves"]}[path]["changed"] is True
+
+
+def test_delete_then_gc(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    small_taxonomy(git_repo)
+    out = tmp_path / "out"
+    assert dg(git_repo, out, openai_server, "--head", "HEAD")[0] == 0
+    before = openai_server.count()
+    gone = "knowledge/astro/moon/qna.yaml"
+    key = {e["path"]: e["key"] for e in manifest(out)["leaves"]}[gone]
+    store_file = out / "leaves" / key[:2] / f"{key}.jsonl"
+    assert store_file.exists()
+    git_repo.git("rm", "-r", "-q", "knowledge/astro/moon")
+    base = git_repo.head()
+    git_repo.commit("delete")
+    code, text = dg(git_repo, out, openai_server, "--head", "HEAD", base=base)
+    assert code == 0, text
+    assert openai_server.count() == before
+    assert f"drop      {gone}" in text
+    assert read_jsonl(out / "phase1_knowledge.jsonl") == []
+    assert not any(s["metadata"].get("replay") for s in read_jsonl(out / "phase2_skills.jsonl"))
+    assert gone not in set_leaves(out, "test.jsonl")
+    entry = {e["path"]: e for e in manifest(out)["leaves"]}[gone]
+    assert entry["status"] == "dropped" and entry["key"] == key
+    assert store_file.exists()  # kept until gc
+
+    code, text = run_cli(["gc", "--output", str(out), "--dry-run"])
+    assert code == 0 and key in text and store_file.exists()
+    code, text = run_cli(["gc", "--output", str(out)])
+    assert code == 0, text
+    assert not store_file.exists()
+    assert len(list((out / "leaves").rglob("*.jsonl"))) == 3
+    # The sets still build from what is left, with no teacher call.
+    code, text = dg(git_repo, out, openai_server, "--head", "HEAD", base="HEAD")
+    assert code == 0 and openai_server.count() == before
+
+
+def test_first_run_with_a_base_generates_every_leaf_missing_from_the_store(git_repo, openai_server,  # type: ignore[no-untyped-def]
+                                                                            tmp_path: Path) -> None:
+    small_taxonomy(git_repo)
+    base = git_repo.head()
+    add_skill(git_repo, "compositional_skills/writing/new")
+    git_repo.commit("one more")
+    out = tmp_path / "out"
+    code, text = dg(git_repo, out, openai_server, "--head", "HEAD", "--dry-run", base=base)
+    assert code == 0 and openai_server.count() == 0
+    assert not out.exists()  # a dry run writes nothing
+    assert "generate  compositional_skills/writing/new/qna.yaml: added" in text
+    assert "generate  compositional_skills/writing/haiku/qna.yaml: not in the store" in text
+    assert "5 to generate, 0 to reuse" in text
+    code, text = dg(git_repo, out, openai_server, "--head", "HEAD", base=base)
+    assert code == 0, text
+    entries = {e["path"]: e for e in manifest(out)["leaves"]}
+    assert {e["status"] for e in entries.values()} == {"generated"}
+    assert [p for p, e in entries.items() if e["changed"]] == ["compositional_skills/writing/new/qna.yaml"]
+
+
+def test_working_tree_head_and_dry_run_plan(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    small_taxonomy(git_repo)
+    out = tmp_path / "out"
+    assert dg(git_repo, out, openai_server)[0] == 0  # working tree
+    before = openai_server.count()
+    add_skill(git_repo, "compositional_skills/writing/draft")  # untracked, not committed
+    code, text = dg(git_repo, out, openai_server, "--dry-run", base="HEAD")
+    assert code == 0 and openai_server.count() == before
+    assert "generate  compositional_skills/writing/draft/qna.yaml: added" in text
+    assert "1 to generate, 4 to reuse, 0 to drop" in text
+    assert "estimated <= " in text
+    code, text = dg(git_repo, out, openai_server, base="HEAD")
+    assert code == 0 and openai_server.count() > before
+    # A local document edit (working tree) changes the knowledge leaf's key.
+    before = openai_server.count()
+    doc = git_repo.root / ".documents/moon/moon.md"
+    doc.write_text(doc.read_text() + "\nA third paragraph about quartz harbors.\n")
+    code, text = dg(git_repo, out, openai_server, base="HEAD")
+    assert code == 0, text
+    assert openai_server.count() > before
+    assert {e["path"]: e for e in manifest(out)["leaves"]}["knowledge/astro/moon/qna.yaml"]["status"] == "generated"
+
+
+def test_corrupted_store_file_is_regenerated_not_used(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    small_taxonomy(git_repo)
+    out = tmp_path / "out"
+    assert dg(git_repo, out, openai_server, "--head", "HEAD")[0] == 0
+    sets = {n: (out / n).read_bytes() for n in ("phase1_knowledge.jsonl", "phase2_skills.jsonl", "test.jsonl")}
+    entries = {e["path"]: e["key"] for e in manifest(out)["leaves"]}
+    for damage in (lambda b: b[: len(b) // 2], lambda b: b.replace(b"careful", b"carefree", 1)):
+        key = entries["compositional_skills/writing/haiku/qna.yaml"]
+        f = out / "leaves" / key[:2] / f"{key}.jsonl"
+        f.write_bytes(damage(f.read_bytes()))
+        code, text = dg(git_repo, out, openai_server, "--head", "HEAD", base="HEAD")
+        assert code == 0, text
+        assert "generated compositional_skills/writing/haiku/qna.yaml" in text
+        status = {e["path"]: e["status"] for e in manifest(out)["leaves"]}
+        assert status["compositional_skills/writing/haiku/qna.yaml"] == "generated"
+        assert {n: (out / n).read_bytes() for n in sets} == sets  # same data again, the damage unused
+    # The regeneration replayed the ledger: no request was sent twice.
+    bodies = [str(r.body) for r in openai_server.requests]
+    assert len(bodies) == len(set(bodies))
+
+
+def test_concurrent_run_is_refused(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    small_taxonomy(git_repo)
+    out = tmp_path / "out"
+    with output_lock(out):
+        code, text = dg(git_repo, out, openai_server, "--head", "HEAD")
+        assert code == 4
+        assert "in use by another labtax run" in text
+        code, text = run_cli(["gc", "--output", str(out)])
+        assert code in (2, 4)
+    assert openai_server.count() == 0
+    assert not (out / "manifest.json").exists()
+    assert dg(git_repo, out, openai_server, "--head", "HEAD")[0] == 0
+
+
+def test_invalid_leaf_is_reported_and_skipped(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    small_taxonomy(git_repo)
+    git_repo.write("compositional_skills/broken/qna.yaml", "version: 2\nseed_examples: [unclosed\n")
+    git_repo.commit("broken")
+    out = tmp_path / "out"
+    code, text = dg(git_repo, out, openai_server, "--head", "HEAD")
+    assert code == 1, text
+    assert "invalid   compositional_skills/broken/qna.yaml" in text
+    entries = {e["path"]: e for e in manifest(out)["leaves"]}
+    assert entries["compositional_skills/broken/qna.yaml"]["status"] == "invalid"
+    assert sum(e["status"] == "generated" for e in entries.values()) == 4
+
+
+@pytest.mark.parametrize("fmt", ["json"])
+def test_json_output(git_repo, openai_server, tmp_path: Path, fmt: str) -> None:  # type: ignore[no-untyped-def]
+    import json
+    small_taxonomy(git_repo)
+    out = tmp_path / "out"
+    code, text = dg(git_repo, out, openai_server, "--head", "HEAD", "--dry-run", "--format", fmt)
+    plan = json.loads(text)
+    assert plan["dry_run"] is True and plan["summary"]["generate"] == 4 and plan["estimated_requests"] > 0
