@@ -203,11 +203,13 @@ def teacher_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--output", default="generated", show_default=True, type=click.Path(file_okay=False),
               metavar="DIR", help="Where <leaf folder>.jsonl and generate-report.json are written.")
 @teacher_options
+@click.option("--retries", type=click.IntRange(min=0), default=6, show_default=True,
+              help="openai: retries per request (back-off with jitter; Retry-After honoured).")
 @_guarded
 def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: str, output: str, teacher: str,
                  endpoints: tuple[str, ...], model: str | None, api_key_env: str | None, concurrency: int,
                  samples_per_leaf: int, seed: int, completions: bool, max_tokens: int, timeout: float,
-                 score_threshold: int, chunk_tokens: int, batch_size: int) -> int:
+                 retries: int, score_threshold: int, chunk_tokens: int, batch_size: int) -> int:
     """Generate synthetic data for LEAVES (qna.yaml files or their folders; default: every leaf)."""
     import asyncio
 
@@ -227,7 +229,7 @@ def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: str, output: str, teache
         raise click.UsageError("--endpoint needs --teacher openai")
     backend = make_teacher(teacher, endpoints=endpoints, model=model, api_key_env=api_key_env,
                            concurrency=concurrency, timeout=timeout, completions=completions,
-                           batch_size=batch_size)
+                           batch_size=batch_size, retries=retries)
     outcomes = asyncio.run(generate_leaves(forced, backend, settings, taxonomy_root=root, output=Path(output)))
     for outcome in outcomes:
         click.echo(summary_line(outcome))

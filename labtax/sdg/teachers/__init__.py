@@ -29,8 +29,10 @@ def make_teacher(
     timeout: float = 120.0,
     completions: bool = False,
     batch_size: int = 8,
+    retries: int = 6,
 ) -> Teacher:
-    """Build a teacher. `timeout` is per request (openai); `batch_size` is per forward (transformers)."""
+    """Build a teacher. `timeout` and `retries` are per request (openai); `batch_size` is prompts per
+    forward pass (transformers)."""
     if kind in ("embedded", "transformers"):
         if endpoints:
             raise UsageError("--endpoint is only for --teacher openai")
@@ -42,7 +44,7 @@ def make_teacher(
 
         return OpenAITeacher(
             list(endpoints), model=model, api_key_env=api_key_env, concurrency=concurrency,
-            timeout=timeout, completions=completions,
+            timeout=timeout, completions=completions, max_retries=retries,
         )
     if kind == "vllm":
         from labtax.sdg.teachers.vllm import VLLMTeacher
