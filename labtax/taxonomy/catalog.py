@@ -24,7 +24,7 @@ RULES: dict[str, tuple[str, str]] = {
     "yaml-duplicate-key": ("varies", "A key defined twice in one mapping (error from version 2 on)."),
     "yaml-trailing-space": ("varies", "Whitespace at the end of a line (error from version 2 on)."),
     "yaml-final-newline": ("varies", "No newline at the end of the file (error from version 2 on)."),
-    "yaml-newline": ("varies", "Windows (\\r\\n) line endings (error from version 2 on)."),
+    "yaml-newline": ("warning", "Windows (\\r\\n) line endings."),
     "version": ("error", "version is not an integer, or not a supported version (1, 2 or 3)."),
     "knowledge-version": ("error", "A knowledge leaf that declares version 1 or 2: knowledge requires version 3."),
     "schema-required": ("error", "A required key is missing."),

@@ -143,6 +143,12 @@ def check_leaf(root: Path, rel: str, config: Config) -> list[Finding]:
     findings += problems
     if data is None:
         return findings
+    return findings + check_data(root, rel, kind, data, config)
+
+
+def check_data(root: Path, rel: str, kind: Kind | None, data: bytes, config: Config) -> list[Finding]:
+    """Every finding about a leaf's content (`root` is only used to look for attribution.txt)."""
+    findings: list[Finding] = []
     parsed, text, problems = parse_text(rel, data, config.max_yaml_nodes)
     findings += problems
     if text is not None:

@@ -1,8 +1,8 @@
 """Line-level checks on a qna.yaml's text (the yamllint rules the public tools enforce as errors).
 
 The public package runs yamllint ("relaxed", line length off) on files of version 2 and above; its
-error-level rules there are trailing spaces, a missing final newline, Windows line endings and duplicate
-keys (the last is found by the reader). labtax checks the same in-process, with plain string scans.
+error-level rules there are trailing spaces, a missing final newline and duplicate keys (the last is
+found by the reader). Windows line endings get a warning. labtax checks the same in-process, with plain string scans.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from __future__ import annotations
 from labtax.taxonomy.model import Finding
 
 # Rules whose severity follows the file's version: errors from version 2 on (the public tools lint
-# those files), warnings on version 1 files (which the public tools never lint).
-LINT_RULES = frozenset({"yaml-trailing-space", "yaml-final-newline", "yaml-newline", "yaml-duplicate-key"})
+# those files), warnings on version 1 files (which the public tools never lint). Windows line endings
+# are always a warning: the public tools accept them and every later stage reads them fine.
+LINT_RULES = frozenset({"yaml-trailing-space", "yaml-final-newline", "yaml-duplicate-key"})
 MAX_PER_RULE = 20  # a file with trailing spaces everywhere gets a summary, not a thousand lines
 
 
@@ -48,7 +49,7 @@ def lint_text(file: str, text: str) -> list[Finding]:
         line = text.count("\n", 0, crlf) + 1
         col = crlf - (text.rfind("\n", 0, crlf) + 1) + 1
         findings.append(Finding(
-            "yaml-newline", "error", file, line, col, "Windows line endings (\\r\\n); use \\n", "",
+            "yaml-newline", "warning", file, line, col, "Windows line endings (\\r\\n); use \\n", "",
             "convert the file to Unix line endings (e.g. dos2unix)",
         ))
     return findings

@@ -60,13 +60,20 @@ def _pos(node: Node | None) -> tuple[int, int]:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+_key_text: dict[str, str] = {}  # the same few keys repeat in every leaf: quote each once
+
+
 def child_path(parent: str, key: Any) -> str:
     """`seed_examples[2].answer` style paths (what the public tools print as the YAML path)."""
     if isinstance(key, int) and not isinstance(key, bool):
         return f"{parent}[{key}]"
-    text = str(key)
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-]*", text):
-        text = '"' + text.replace('"', '\\"') + '"'
+    raw = str(key)
+    text = _key_text.get(raw)
+    if text is None:
+        text = raw if _PLAIN_KEY.fullmatch(raw) else '"' + raw.replace('"', '\\"') + '"'
+        if len(_key_text) < 10_000:
+            _key_text[raw] = text
     return f"{parent}.{text}" if parent else text
 
 
@@ -284,7 +291,8 @@ def read_yaml(file: str, text: str, max_nodes: int = DEFAULT_MAX_NODES) -> Parse
         ))
         return out
     try:
-        _check_graph(root, max_nodes)
+        if "&" in text:  # no anchor, no alias: nothing can expand or loop
+            _check_graph(root, max_nodes)
         value = _Builder(out, file).build(root, "")
     except _Refused as refused:
         line, col = _pos(refused.node)

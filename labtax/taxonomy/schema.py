@@ -88,6 +88,17 @@ def _freeze(value: Any) -> Any:
     return ("s", repr(value)) if not isinstance(value, str) else ("s", value)
 
 
+@lru_cache(maxsize=None)
+def _resolve_ref(ref: str, base: str) -> tuple[dict[str, Any], str]:
+    """The schema a `$ref` points to (a packaged file and/or a JSON pointer), and its file."""
+    file, _, pointer = ref.partition("#")
+    file = file or base
+    node: Any = load_schema(file)
+    for part in [p for p in pointer.split("/") if p]:
+        node = node[part]
+    return node, file
+
+
 class SchemaChecker:
     """Validates one document against one schema file, collecting findings with positions."""
 
@@ -101,17 +112,9 @@ class SchemaChecker:
         pos = (self.key_positions.get(path) if at_key else None) or self.positions.get(path) or (1, 1)
         self.findings.append(Finding(rule, "error", self.file, pos[0], pos[1], message, path, hint))
 
-    def _resolve(self, ref: str, base: str) -> tuple[dict[str, Any], str]:
-        file, _, pointer = ref.partition("#")
-        file = file or base
-        node: Any = load_schema(file)
-        for part in [p for p in pointer.split("/") if p]:
-            node = node[part]
-        return node, file
-
     def check(self, value: Any, schema: dict[str, Any], path: str, base: str) -> None:
         if "$ref" in schema:
-            target, target_base = self._resolve(schema["$ref"], base)
+            target, target_base = _resolve_ref(schema["$ref"], base)
             self.check(value, target, path, target_base)
         for sub in schema.get("allOf", ()):
             self.check(value, sub, path, base)

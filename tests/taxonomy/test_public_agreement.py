@@ -1,0 +1,53 @@
+"""labtax agrees with the public `instructlab-schema` 0.4.2 validator on every example.
+
+The public package is never a labtax dependency: bench/validate_bench.py installs it into its own
+`pip install --target` directory (default /tmp/ilab-schema, or $LABTAX_ILAB_SCHEMA). Without that
+directory this test is skipped (tests run offline).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_examples import BAD, EXAMPLES, GOOD, bad_cases
+
+from labtax.taxonomy import validate
+
+TARGET = Path(os.environ.get("LABTAX_ILAB_SCHEMA", "/tmp/ilab-schema"))
+BASELINE = Path(__file__).parents[2] / "bench" / "ilab_baseline.py"
+
+pytestmark = pytest.mark.skipif(
+    not (TARGET / "instructlab" / "schema").is_dir(),
+    reason=f"instructlab-schema not installed in {TARGET} (run bench/validate_bench.py once)",
+)
+
+
+def public_verdicts(files: list[Path]) -> dict[str, bool]:
+    """path -> accepted by the public validator (no errors, no exception)."""
+    env = {**os.environ, "PYTHONPATH": str(TARGET), "PATH": f"{TARGET / 'bin'}:{os.environ.get('PATH', '')}"}
+    out = subprocess.run([sys.executable, str(BASELINE), *map(str, files)], env=env, cwd=EXAMPLES,
+                         capture_output=True, text=True, check=True, timeout=300)
+    data = json.loads(out.stdout)
+    data.pop("_seconds")
+    return {Path(p).resolve().as_posix(): v["errors"] == 0 and v["exception"] is None for p, v in data.items()}
+
+
+def test_labtax_and_public_package_agree() -> None:
+    files = sorted(GOOD.rglob("qna.yaml")) + sorted(BAD.rglob("qna.y*ml"))
+    verdicts = public_verdicts(files)
+    labtax_only = {rel for rel, _rule, only in bad_cases() if only}
+    for file in files:
+        root = GOOD if GOOD in file.parents else BAD
+        rel = file.relative_to(root).as_posix()
+        ours = not any(f.severity == "error" for f in validate(root, [rel]))
+        theirs = verdicts[file.resolve().as_posix()]
+        if root is BAD and rel in labtax_only:
+            assert theirs and not ours, f"{rel}: documented as labtax-only, public verdict {theirs}"
+        else:
+            assert ours == theirs, f"{rel}: labtax accepts={ours}, instructlab-schema accepts={theirs}"
