@@ -74,8 +74,11 @@ def _flat(selection: Selection) -> list[tuple[str, Example]]:
 def _evaluate_model(
     name: str, selection: Selection, options: EvalOptions, log: Callable[[str], None]
 ) -> _ModelResult:
+    from transformers.utils import logging as hf_logging
+
     from labtax.models import load_model, load_tokenizer
 
+    hf_logging.disable_progress_bar()  # stderr carries our progress lines only
     tokenizer = load_tokenizer(name)
     model = load_model(name)  # `tiny` is seed 0, as in `labtax train`
     examples = {leaf: exs for leaf, exs in selection.examples.items() if exs}
