@@ -1,0 +1,100 @@
+"""hooks/ci-train.sh (train, pick the chosen checkpoint, eval as markdown into the job summary,
+eval's exit code) and hooks/ci-publish.sh (checkpoints copied to a configured place).
+
+ci-train.sh is run against a stand-in labtax that records its calls and writes what `labtax train`
+writes (OUTPUT/<phase>/result.json): the real train and eval run in the demo; here it is the
+script's own plumbing under test."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from cihelpers import HOOKS, run
+
+STAND_IN = """#!{python}
+import json, os, sys
+from pathlib import Path
+args = sys.argv[1:]
+with open({log!r}, "a") as log:
+    log.write(json.dumps(args) + "\\n")
+opt = dict(zip(args[1::2], args[2::2]))
+if args[0] == "train":
+    out = Path(opt["--output"])
+    for phase in ("knowledge", "skills"):
+        ckpt = out / phase / "checkpoints" / "samples_8"
+        ckpt.mkdir(parents=True, exist_ok=True)
+        (ckpt / "model.safetensors").write_text("weights")
+        (out / phase / "state").mkdir(exist_ok=True)
+        (out / phase / "state" / "optimizer.pt").write_text("big")
+        (out / phase / "result.json").write_text(json.dumps({{"selected": {{"path": str(ckpt)}}}}))
+    sys.exit(0)
+if args[0] == "eval":
+    print("| leaf | base | candidate |\\n|---|---|---|\\n| knowledge/x | 2.0 | 2.5 |")
+    sys.exit({eval_code})
+sys.exit(2)
+"""
+
+
+def stand_in(tmp_path: Path, eval_code: int) -> tuple[str, Path]:
+    log = tmp_path / "calls.jsonl"
+    path = tmp_path / "labtax"
+    path.write_text(STAND_IN.format(python=sys.executable, log=str(log), eval_code=eval_code))
+    path.chmod(0o755)
+    return str(path), log
+
+
+def test_train_then_eval_into_the_summary_keeping_eval_exit_code(tmp_path: Path) -> None:
+    labtax, log = stand_in(tmp_path, eval_code=1)
+    summary, outputs = tmp_path / "summary.md", tmp_path / "outputs"
+    summary.write_text("")
+    outputs.write_text("")
+    out = tmp_path / "train"
+    proc = run([str(HOOKS / "ci-train.sh")], cwd=tmp_path, env={
+        "LABTAX": labtax, "LABTAX_DATA": str(tmp_path / "data"), "LABTAX_MODEL": "/models/base",
+        "LABTAX_OUTPUT": str(out), "LABTAX_TRAIN_ARGS": "--max-steps 5",
+        "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(outputs),
+    })
+    assert proc.returncode == 1, proc.stderr  # a regression fails the job ...
+    chosen = str(out / "skills" / "checkpoints" / "samples_8")
+    assert "| knowledge/x | 2.0 | 2.5 |" in summary.read_text()  # ... after the table is written
+    assert (out / "eval.md").read_text() == proc.stdout.split(f"chosen checkpoint: {chosen}\n")[1]
+    assert f"checkpoint={chosen}" in outputs.read_text() and "eval-exit-code=1" in outputs.read_text()
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert calls[0] == ["train", "--data", str(tmp_path / "data"), "--model", "/models/base",
+                        "--output", str(out), "--phase", "all", "--max-steps", "5"]
+    assert calls[1] == ["eval", "--base", "/models/base", "--candidate", chosen,
+                        "--data", str(tmp_path / "data"), "--format", "markdown"]
+
+
+def test_knowledge_only_evaluates_phase_one(tmp_path: Path) -> None:
+    labtax, log = stand_in(tmp_path, eval_code=0)
+    proc = run([str(HOOKS / "ci-train.sh")], cwd=tmp_path, env={
+        "LABTAX": labtax, "LABTAX_DATA": "d", "LABTAX_MODEL": "tiny", "LABTAX_OUTPUT": str(tmp_path / "o"),
+        "LABTAX_PHASE": "knowledge", "LABTAX_EVAL_BASE": "embedded",
+    })
+    assert proc.returncode == 0, proc.stderr
+    evaluated = json.loads(log.read_text().splitlines()[1])
+    assert evaluated[:5] == ["eval", "--base", "embedded", "--candidate",
+                             str(tmp_path / "o" / "knowledge" / "checkpoints" / "samples_8")]
+
+
+def test_publish_copies_checkpoints_without_the_resume_state(tmp_path: Path) -> None:
+    labtax, _ = stand_in(tmp_path, eval_code=0)
+    out = tmp_path / "train"
+    run([labtax, "train", "--output", str(out)], cwd=tmp_path)
+    dest = tmp_path / "models"
+    proc = run([str(HOOKS / "ci-publish.sh")], cwd=tmp_path, env={
+        "LABTAX_CHECKPOINTS": str(out), "LABTAX_DESTINATION": str(dest), "GITHUB_SHA": "abc123",
+    })
+    assert proc.returncode == 0, proc.stderr
+    published = dest / "abc123"
+    assert (published / "skills/checkpoints/samples_8/model.safetensors").read_text() == "weights"
+    assert (published / "knowledge/result.json").is_file()
+    assert not (published / "skills/state").exists()
+
+
+def test_publish_without_destination_does_nothing(tmp_path: Path) -> None:
+    proc = run([str(HOOKS / "ci-publish.sh")], cwd=tmp_path, env={"LABTAX_CHECKPOINTS": str(tmp_path)})
+    assert proc.returncode == 0 and "no destination" in proc.stdout
