@@ -21,11 +21,17 @@ _REPO_LINE = re.compile(rb"^[ \t]*repo[ \t]*:[ \t]*['\"]?([^\s'\"#]*)", re.MULTI
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+# A qna.yaml is a few KB; a huge one is validate's problem and here simply compares by bytes.
+MAX_PARSE_BYTES = 1 << 20
+
+
 def load_yaml(data: bytes) -> Any:
     """The parsed YAML, or None when it does not parse (such a leaf simply compares by bytes)."""
+    if len(data) > MAX_PARSE_BYTES:
+        return None
     try:
-        return yaml.load(data, Loader=_Loader)  # noqa: S506 (a safe loader)
-    except Exception:  # any parser failure: garbage in a qna.yaml is validate's business, not ours
+        return yaml.load(data, Loader=_Loader)  # a safe loader: plain data only
+    except Exception:  # noqa: BLE001 (any parser failure: garbage is validate's business, not ours)
         return None
 
 
@@ -77,7 +83,11 @@ def local_documents(data: bytes, taxonomy_prefix: str) -> LocalDocuments | None:
     repo = str(doc.get("repo") or "").strip()
     if not repo or repo.startswith(URL_PREFIXES) or repo.startswith("/"):
         return None
-    folder = posixpath.normpath(posixpath.join(taxonomy_prefix, repo)) if taxonomy_prefix else posixpath.normpath(repo)
+    folder = (
+        posixpath.normpath(posixpath.join(taxonomy_prefix, repo))
+        if taxonomy_prefix
+        else posixpath.normpath(repo)
+    )
     if folder == ".":
         folder = ""
     if folder.startswith("../") or folder == "..":

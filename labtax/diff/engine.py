@@ -214,7 +214,9 @@ class _Acc:
         kind = kind_of(self.path)
         assert kind is not None  # only paths under a kind root become leaves
         reasons = tuple(r for r in REASONS if r in self.reasons)
-        return LeafChange(self.status, self.path, kind, reasons, self.old_path if self.status == "renamed" else None)
+        return LeafChange(
+            self.status, self.path, kind, reasons, self.old_path if self.status == "renamed" else None
+        )
 
 
 def _attribution_leaf(tax: Taxonomy, repo_path: str | None) -> str | None:
@@ -324,7 +326,12 @@ class _Classifier:
     # -- knowledge: a document inside the repository changed
     def _documents(self) -> None:
         candidates = sorted(
-            {p for fc in self.files for p in fc.paths() if not self._leaf(p) and not _attribution_leaf(self.tax, p)}
+            {
+                p
+                for fc in self.files
+                for p in fc.paths()
+                if not self._leaf(p) and not _attribution_leaf(self.tax, p)
+            }
         )
         if not candidates:
             return  # the usual case: only leaves changed, no scan at all
@@ -343,7 +350,9 @@ class _Classifier:
 # ------------------------------------------------------------------ the API
 
 
-def diff_taxonomy(repo: str | os.PathLike[str], base: str | None = None, head: str | None = None) -> DiffResult:
+def diff_taxonomy(
+    repo: str | os.PathLike[str], base: str | None = None, head: str | None = None
+) -> DiffResult:
     """The changed leaves of the taxonomy folder `repo` from the merge-base of `base` and `head`.
 
     `base`: a ref (branch, tag, SHA, `HEAD~3`, `origin/main`), `"empty"` (every leaf is added), or None
@@ -365,4 +374,4 @@ def changed_leaves(
     return diff_taxonomy(repo, base, head).changes
 
 
-__all__ = ["Range", "FileChange", "changed_files", "changed_leaves", "diff_taxonomy", "resolve_range"]
+__all__ = ["FileChange", "Range", "changed_files", "changed_leaves", "diff_taxonomy", "resolve_range"]

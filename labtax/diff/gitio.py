@@ -42,7 +42,7 @@ _GIT_ENV = {"GIT_OPTIONAL_LOCKS": "0", "GIT_LITERAL_PATHSPECS": "1", "LC_ALL": "
 class Taxonomy:
     """An open git repository plus where the taxonomy lies inside its working tree."""
 
-    repo: "git.Repo"  # type: ignore[name-defined]  # noqa: F821  (imported lazily: GitPython is slow to import)
+    repo: git.Repo  # type: ignore[name-defined]
     worktree: Path
     prefix: str  # posix path of the taxonomy root inside the working tree; "" at the root
 
@@ -175,7 +175,7 @@ def resolve_commit(tax: Taxonomy, ref: str) -> str:
 def _unknown_ref_hint(tax: Taxonomy, ref: str) -> str:
     if is_shallow(tax):
         return "this is a shallow clone; fetch the ref or more history (git fetch --unshallow)"
-    if ref.startswith("origin/") or ref.startswith("refs/remotes/"):
+    if ref.startswith(("origin/", "refs/remotes/")):
         return "fetch it first (git fetch origin), or pass another --base"
     return "pass a branch, tag or SHA that exists here"
 
@@ -258,7 +258,9 @@ def _ls_worktree(tax: Taxonomy, under: str) -> list[str]:
     return [p for p in seen if (tax.worktree / p).is_file()]
 
 
-def leaf_files_at(tax: Taxonomy, commit: str | None, kinds: Iterable[str] = KINDS) -> list[tuple[str | None, str]]:
+def leaf_files_at(
+    tax: Taxonomy, commit: str | None, kinds: Iterable[str] = KINDS
+) -> list[tuple[str | None, str]]:
     """(blob SHA or None in the working tree, taxonomy-relative path) of every leaf of `kinds`."""
     found: list[tuple[str | None, str]] = []
     for kind in kinds:

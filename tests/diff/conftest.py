@@ -9,8 +9,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from diff_helpers import build_taxonomy  # noqa: E402
-from gitrepo import GitRepo  # noqa: E402
+from diff_helpers import build_taxonomy
+from gitrepo import GitRepo
 
 
 @pytest.fixture

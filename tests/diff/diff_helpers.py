@@ -16,8 +16,12 @@ def skill(topic: str, extra: str = "") -> str:
     return f"version: 3\ncreated_by: tester\ntask_description: Teach {topic}.{extra}\nseed_examples:\n{seeds}"
 
 
-def knowledge(topic: str, repo: str = "https://github.com/example/docs", patterns: tuple[str, ...] = ("*.md",),
-              commit: str = "0123456789abcdef0123456789abcdef01234567") -> str:
+def knowledge(
+    topic: str,
+    repo: str = "https://github.com/example/docs",
+    patterns: tuple[str, ...] = ("*.md",),
+    commit: str = "0123456789abcdef0123456789abcdef01234567",
+) -> str:
     """A knowledge qna.yaml whose document block points at `repo` (URL or taxonomy-relative folder)."""
     seeds = "".join(
         f"  - context: Context {i} on {topic}.\n    questions_and_answers:\n"
@@ -61,5 +65,7 @@ def compact(changes: list[LeafChange]) -> list[tuple[str, str, str | None, tuple
     return [(c.letter, c.path, c.old_path, c.reasons) for c in changes]
 
 
-def diff(root: object, base: str | None = None, head: str | None = None) -> list[tuple[str, str, str | None, tuple[str, ...]]]:
+def diff(
+    root: object, base: str | None = None, head: str | None = None
+) -> list[tuple[str, str, str | None, tuple[str, ...]]]:
     return compact(changed_leaves(root, base, head))  # type: ignore[arg-type]

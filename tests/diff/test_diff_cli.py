@@ -45,7 +45,13 @@ def test_json_output(tax: GitRepo) -> None:
         "base": tax.git("rev-parse", "main"),
         "head": head,
         "changes": [
-            {"status": "modified", "path": POEMS, "old_path": None, "kind": "compositional_skills", "reasons": ["qna"]}
+            {
+                "status": "modified",
+                "path": POEMS,
+                "old_path": None,
+                "kind": "compositional_skills",
+                "reasons": ["qna"],
+            }
         ],
     }
 
@@ -77,7 +83,12 @@ def test_end_to_end_process_with_odd_paths(tax: GitRepo) -> None:
     tax.write(path, skill("haiku"))
     env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
     proc = subprocess.run(
-        [sys.executable, "-m", "labtax", "diff", "--base", "main"], cwd=tax.root, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "labtax", "diff", "--base", "main"],
+        cwd=tax.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"A {path}\n"

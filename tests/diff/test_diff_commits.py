@@ -28,8 +28,20 @@ def test_kinds_and_json_shape(tax: GitRepo) -> None:
     assert result.head == head
     assert result.base == tax.git("rev-parse", "main")
     assert result.to_dict()["changes"] == [
-        {"status": "modified", "path": ADD, "old_path": None, "kind": "foundational_skills", "reasons": ["qna"]},
-        {"status": "modified", "path": ROME, "old_path": None, "kind": "knowledge", "reasons": ["qna", "document"]},
+        {
+            "status": "modified",
+            "path": ADD,
+            "old_path": None,
+            "kind": "foundational_skills",
+            "reasons": ["qna"],
+        },
+        {
+            "status": "modified",
+            "path": ROME,
+            "old_path": None,
+            "kind": "knowledge",
+            "reasons": ["qna", "document"],
+        },
     ]
 
 
@@ -55,7 +67,9 @@ def test_rename_plus_attribution_edit(tax: GitRepo) -> None:
     tax.git("mv", "knowledge/history/rome", "knowledge/history/roma")
     tax.write("knowledge/history/roma/attribution.txt", "Title: roma\n")
     tax.commit("move, new attribution")
-    assert diff(tax.root, "main", "HEAD") == [("R", "knowledge/history/roma/qna.yaml", ROME, ("attribution",))]
+    assert diff(tax.root, "main", "HEAD") == [
+        ("R", "knowledge/history/roma/qna.yaml", ROME, ("attribution",))
+    ]
 
 
 def test_move_across_categories_changes_kind(tax: GitRepo) -> None:
@@ -63,7 +77,11 @@ def test_move_across_categories_changes_kind(tax: GitRepo) -> None:
     tax.commit("recategorise")
     [change] = diff_taxonomy(tax.root, "main", "HEAD").changes
     assert (change.status, change.path, change.old_path, change.kind, change.reasons) == (
-        "renamed", "compositional_skills/math/addition/qna.yaml", ADD, "compositional_skills", ()
+        "renamed",
+        "compositional_skills/math/addition/qna.yaml",
+        ADD,
+        "compositional_skills",
+        (),
     )
 
 
@@ -83,7 +101,9 @@ def test_attribution_added_with_new_leaf(tax: GitRepo) -> None:
     tax.write("knowledge/history/athens/qna.yaml", knowledge("athens"))
     tax.write("knowledge/history/athens/attribution.txt", "Title: athens\n")
     tax.commit("new leaf")
-    assert diff(tax.root, "main", "HEAD") == [("A", "knowledge/history/athens/qna.yaml", None, ("qna", "attribution"))]
+    assert diff(tax.root, "main", "HEAD") == [
+        ("A", "knowledge/history/athens/qna.yaml", None, ("qna", "attribution"))
+    ]
 
 
 def test_deleted_leaf_with_its_attribution(tax: GitRepo) -> None:
@@ -197,7 +217,9 @@ def test_refs_of_every_shape(tax: GitRepo) -> None:
         tax.commit(f"add s{i}")
     tax.git("tag", "-a", "v1", "-m", "annotated tag", "HEAD~1")
     first = tax.git("rev-parse", "HEAD~2")
-    assert [c[1] for c in diff(tax.root, "HEAD~3", "HEAD")] == [f"compositional_skills/extra/s{i}/qna.yaml" for i in range(3)]
+    assert [c[1] for c in diff(tax.root, "HEAD~3", "HEAD")] == [
+        f"compositional_skills/extra/s{i}/qna.yaml" for i in range(3)
+    ]
     assert [c[1] for c in diff(tax.root, "v1", "HEAD")] == ["compositional_skills/extra/s2/qna.yaml"]
     assert [c[1] for c in diff(tax.root, first, "v1")] == ["compositional_skills/extra/s1/qna.yaml"]
     assert [c[1] for c in diff(tax.root, first[:10], "v1")] == ["compositional_skills/extra/s1/qna.yaml"]

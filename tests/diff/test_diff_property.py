@@ -26,7 +26,11 @@ PATHS = [
 ]
 
 ops = st.lists(
-    st.tuples(st.sampled_from(["write", "delete", "stage", "commit"]), st.integers(0, len(PATHS) - 1), st.integers(0, 3)),
+    st.tuples(
+        st.sampled_from(["write", "delete", "stage", "commit"]),
+        st.integers(0, len(PATHS) - 1),
+        st.integers(0, 3),
+    ),
     max_size=10,
 )
 

@@ -15,7 +15,9 @@ from labtax.errors import EXIT_USAGE, GitError, UsageError
 
 
 def git(cwd: Path, *args: str) -> str:
-    out = subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **GIT_ENV}, check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        ["git", *args], cwd=cwd, env={**os.environ, **GIT_ENV}, check=True, capture_output=True, text=True
+    )
     return out.stdout.strip()
 
 
@@ -40,7 +42,18 @@ def test_shallow_clone_missing_the_merge_base(tax: GitRepo, tmp_path: Path) -> N
     tax.write(POEMS, skill("poems", extra=" on the branch"))
     tax.commit("branch edit")
     clone = tmp_path / "shallow"
-    git(tmp_path, "clone", "-q", "--depth", "1", "--no-single-branch", "-b", "feature", f"file://{tax.root}", str(clone))
+    git(
+        tmp_path,
+        "clone",
+        "-q",
+        "--depth",
+        "1",
+        "--no-single-branch",
+        "-b",
+        "feature",
+        f"file://{tax.root}",
+        str(clone),
+    )
     message = error_of(clone)
     assert "shallow" in message and "git fetch --deepen" in message and "--unshallow" in message
     git(clone, "fetch", "-q", "--deepen=1")  # what the message says to do
@@ -106,7 +119,9 @@ def test_linked_worktree(tax: GitRepo, tmp_path: Path) -> None:
         ("A", "foundational_skills/logic/qna.yaml", None, ("qna",)),
     ]
     assert diff(wt, "main", "wt-branch") == [("M", POEMS, None, ("qna",))]
-    assert diff(tax.root, "main", "wt-branch") == [("M", POEMS, None, ("qna",))]  # seen from the main checkout
+    assert diff(tax.root, "main", "wt-branch") == [
+        ("M", POEMS, None, ("qna",))
+    ]  # seen from the main checkout
     assert diff(tax.root, "main") == []  # the main checkout's own tree is untouched
 
 

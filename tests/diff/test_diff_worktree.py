@@ -88,7 +88,10 @@ def test_attribution_edit_in_working_tree(tax: GitRepo) -> None:
 
 def test_untracked_document_and_untracked_leaf_with_local_documents(tax: GitRepo) -> None:
     tax.write("docs/physics/optics.md", "# Optics\n")
-    tax.write("knowledge/science/chemistry/qna.yaml", knowledge("chemistry", repo="docs/chem", patterns=("**/*.md",)))
+    tax.write(
+        "knowledge/science/chemistry/qna.yaml",
+        knowledge("chemistry", repo="docs/chem", patterns=("**/*.md",)),
+    )
     tax.write("docs/chem/a/b/bonds.md", "# Bonds\n")
     assert diff(tax.root, "main") == [
         ("A", "knowledge/science/chemistry/qna.yaml", None, ("qna", "document")),
