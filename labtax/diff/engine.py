@@ -31,6 +31,7 @@ from labtax.diff.gitio import (
     open_taxonomy,
     resolve_commit,
     split_z,
+    try_merge_base_range,
 )
 from labtax.diff.model import REASONS, DiffResult, LeafChange, Reason, Status
 from labtax.errors import GitError
@@ -60,11 +61,13 @@ def resolve_range(tax: Taxonomy, base: str | None, head: str | None) -> Range:
     if base == EMPTY:
         return Range(empty_tree(tax), resolve_commit(tax, head) if head is not None else None)
     if base is not None:
-        return _range_from(tax, base, head_expr, head is not None)
+        return _range_from(tax, base, head_expr, merge_base_range(tax, base, head_expr), head is not None)
     for candidate in DEFAULT_BASES:
-        code, _, _ = tax.git_status("rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}")
-        if code == 0:
-            return _range_from(tax, candidate, head_expr, head is not None)
+        # One rev-parse per candidate: it resolves the candidate, the head and their merge-base at once.
+        found = try_merge_base_range(tax, candidate, head_expr)
+        if found is not None:
+            return _range_from(tax, candidate, head_expr, found, head is not None)
+    resolve_commit(tax, head_expr)  # an unknown --head is the real problem, if it is one
     detached = head is None and tax.repo.head.is_detached
     what = "HEAD is detached and neither" if detached else "neither"
     raise GitError(
@@ -73,8 +76,10 @@ def resolve_range(tax: Taxonomy, base: str | None, head: str | None) -> Range:
     )
 
 
-def _range_from(tax: Taxonomy, base: str, head_expr: str, explicit_head: bool) -> Range:
-    _base_sha, head_sha, merge_base = merge_base_range(tax, base, head_expr)
+def _range_from(
+    tax: Taxonomy, base: str, head_expr: str, found: tuple[str, str, str | None], explicit_head: bool
+) -> Range:
+    _base_sha, head_sha, merge_base = found
     if merge_base is None:
         if is_shallow(tax):
             raise GitError(

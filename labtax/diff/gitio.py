@@ -185,24 +185,33 @@ def empty_tree(tax: Taxonomy) -> str:
     return tax.git("hash-object", "-t", "tree", "/dev/null").decode().strip()
 
 
-def merge_base_range(tax: Taxonomy, base: str, head: str) -> tuple[str, str, str | None]:
-    """(base SHA, head SHA, merge-base SHA or None) from ONE `git rev-parse base...head`.
+def try_merge_base_range(tax: Taxonomy, base: str, head: str) -> tuple[str, str, str | None] | None:
+    """(base SHA, head SHA, merge-base SHA or None) from ONE `git rev-parse base...head`; None if a
+    ref does not resolve to a commit.
 
     rev-parse prints the right side, the left side, then `^<sha>` per merge-base (the first is the one
-    `git diff base...head` uses). Raises GitError for an unknown ref.
+    `git diff base...head` uses).
     """
     _check_ref_syntax(base)
     _check_ref_syntax(head)
     code, out, _ = tax.git_status("rev-parse", f"{base}^{{commit}}...{head}^{{commit}}")
     if code != 0:
-        # Only on failure: find out which side is unknown, for a precise message.
-        resolve_commit(tax, head)
-        resolve_commit(tax, base)
-        raise GitError(f"cannot compare {base} with {head}")
+        return None
     lines = out.decode().split()
     head_sha, base_sha = lines[0], lines[1]
     bases = [line[1:] for line in lines[2:] if line.startswith("^")]
     return base_sha, head_sha, (bases[0] if bases else None)
+
+
+def merge_base_range(tax: Taxonomy, base: str, head: str) -> tuple[str, str, str | None]:
+    """Like `try_merge_base_range`, but an unknown ref is a GitError naming it."""
+    found = try_merge_base_range(tax, base, head)
+    if found is None:
+        # Only on failure: find out which side is unknown, for a precise message.
+        resolve_commit(tax, head)
+        resolve_commit(tax, base)
+        raise GitError(f"cannot compare {base} with {head}")
+    return found
 
 
 # ------------------------------------------------------------------ reading files
