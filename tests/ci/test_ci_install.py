@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cihelpers import HOOKS, ROOT, VENV_BIN, run
+from cihelpers import HOOKS, ROOT, run
 
 
 def test_installed_mode_uses_the_labtax_on_path(tmp_path: Path) -> None:
