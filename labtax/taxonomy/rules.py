@@ -8,7 +8,6 @@ about types: it runs on documents that may also have failed the schema.
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
 from typing import Any
 
 from labtax.taxonomy.model import Finding
@@ -142,7 +141,7 @@ def _escapes(path: str) -> bool:
             depth -= 1
             if depth < 0:
                 return True
-        elif part not in ("", "."):
+        elif part not in ("", ".", "**"):  # `**` may match no directory at all
             depth += 1
     return False
 
@@ -161,7 +160,7 @@ def document_reference(ctx: Ctx, data: dict[str, Any]) -> None:
             pattern.startswith(("/", "\\", "~"))
             or re.match(r"[A-Za-z]:", pattern) is not None
             or "://" in pattern
-            or ".." in PurePosixPath(pattern.replace("\\", "/")).parts
+            or _escapes(pattern)
         )
         if bad:
             ctx.add("document-pattern", "error", path,
