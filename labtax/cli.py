@@ -113,7 +113,7 @@ def validate_cmd(paths: tuple[str, ...], taxonomy_dir: str | None, fmt: str, str
     findings = check_targets(root, targets, config)
     repo = git_toplevel(root)
     rel_display = os.path.relpath(root, cwd)
-    display = "" if rel_display == "." else (str(root) if rel_display.startswith("..") else rel_display) + "/"
+    display = "" if rel_display == "." else rel_display + "/"  # like a compiler: relative to the cwd
     rel_repo = os.path.relpath(root.resolve(), repo) if repo else "."
     ctx = ReportContext(root=root, files_checked=len(targets), display_prefix=display.replace(os.sep, "/"),
                         repo_prefix="" if rel_repo == "." else rel_repo.replace(os.sep, "/") + "/",
