@@ -1,0 +1,80 @@
+"""The real `pre-commit`, with this checkout as the hook repository, on a temporary taxonomy repo.
+
+pre-commit installs the hook's environment with pip (this machine resolves the few dependencies from
+its local wheel folders); the first run is the slow part, so every check shares one PRE_COMMIT_HOME.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gitrepo import GitRepo
+
+ROOT = Path(__file__).resolve().parents[1]
+HAIKU = "compositional_skills/writing/poetry/haiku"
+GOOD_LEAF = (ROOT / "tests/taxonomy/examples/good" / HAIKU / "qna.yaml").read_text()
+PRE_COMMIT = Path(sys.executable).parent / "pre-commit"
+
+pytestmark = pytest.mark.skipif(not PRE_COMMIT.exists(), reason="pre-commit is not installed in this venv")
+
+
+def snapshot_of_this_checkout(dest: Path) -> str:
+    """A git repo holding the current working tree's package (committed or not), and its HEAD SHA."""
+    repo = GitRepo(dest)
+    for name in ("pyproject.toml", ".pre-commit-hooks.yaml"):
+        shutil.copy2(ROOT / name, dest / name)
+    readme = ROOT / "README.md"
+    (dest / "README.md").write_text(readme.read_text() if readme.exists() else "labtax\n")
+    shutil.copytree(ROOT / "labtax", dest / "labtax", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return repo.commit("snapshot for the pre-commit test")
+
+
+def pre_commit(repo: GitRepo, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PRE_COMMIT_HOME": str(home), "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+           "PRE_COMMIT_COLOR": "never", "PATH": f"{PRE_COMMIT.parent}:{os.environ.get('PATH', '')}"}
+    return subprocess.run([str(PRE_COMMIT), "run", *args], cwd=repo.root, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_pre_commit_hook_passes_good_and_fails_bad(tmp_path: Path) -> None:
+    sha = snapshot_of_this_checkout(tmp_path / "hookrepo")
+    tax = GitRepo(tmp_path / "taxonomy")
+    tax.write(".pre-commit-config.yaml", f"repos:\n  - repo: {tmp_path / 'hookrepo'}\n    rev: {sha}\n"
+                                        "    hooks:\n      - id: labtax-validate\n")
+    tax.write(f"{HAIKU}/qna.yaml", GOOD_LEAF)
+    tax.write(f"{HAIKU}/attribution.txt", "Title: haiku examples\nLicense: CC-BY-4.0\n")
+    tax.write("README.md", "not a leaf: never passed to the hook\n")
+    tax.git("add", "-A")
+    home = tmp_path / "pre-commit-home"
+
+    good = pre_commit(tax, home, "--all-files")
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "labtax validate" in good.stdout and "Passed" in good.stdout
+
+    # A bad leaf fails, with the finding in the hook's output.
+    tax.write("compositional_skills/bad/qna.yaml", GOOD_LEAF.replace("version: 3", "version: 4"))
+    tax.write("compositional_skills/bad/attribution.txt", "x\n")
+    tax.git("add", "-A")
+    bad = pre_commit(tax, home, "--all-files")
+    assert bad.returncode == 1
+    assert "compositional_skills/bad/qna.yaml:1:10: error [version]" in bad.stdout
+
+    # Changing only an attribution.txt validates its leaf: an empty one fails.
+    tax.remove("compositional_skills/bad/qna.yaml")
+    tax.write(f"{HAIKU}/attribution.txt", "")
+    tax.git("add", "-A")
+    only = pre_commit(tax, home, "--files", f"{HAIKU}/attribution.txt")
+    assert only.returncode == 1 and "error [attribution]" in only.stdout
+
+    # A misnamed leaf is passed to the hook and told how to fix it.
+    tax.write(f"{HAIKU}/attribution.txt", "Title: haiku examples\n")
+    tax.write("compositional_skills/other/QNA.yml", GOOD_LEAF)
+    tax.git("add", "-A")
+    misnamed = pre_commit(tax, home, "--all-files")
+    assert misnamed.returncode == 1 and "error [leaf-filename]" in misnamed.stdout
