@@ -37,7 +37,7 @@ from labtax.errors import LabtaxError, LockedError, TeacherError, UsageError
 from labtax.sdg import mix
 from labtax.sdg.keys import content_key, environment_digest, files_digest
 from labtax.sdg.ledger import Ledger, LedgerTeacher, MemoRow
-from labtax.sdg.store import CorruptLeafError, LeafData, LeafStore
+from labtax.sdg.store import CorruptLeafError, LeafData, LeafStore, RawLeaf
 
 if TYPE_CHECKING:
     from labtax.diff.gitio import Taxonomy
@@ -223,6 +223,8 @@ class Plan:
     max_tokens: int
     memo_updates: dict[str, MemoRow] = field(default_factory=dict, repr=False)
     memo_removals: list[str] = field(default_factory=list, repr=False)
+    verified: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
+    taxonomy: Path = field(default=Path("."), repr=False)
 
     def of(self, action: Action) -> list[LeafPlan]:
         return [lp for lp in self.leaves if lp.action == action]
@@ -252,8 +254,8 @@ class Plan:
 def environment(model_id: str, settings: GenerationSettings) -> str:
     from labtax.sdg.pipelines import pipeline_files
 
-    return environment_digest(pipeline_digest=files_digest(pipeline_files()), model_id=model_id,
-                              settings=settings.as_dict())
+    digest = f"{files_digest(pipeline_files())}|store-format-{mix.STORE_FORMAT}"
+    return environment_digest(pipeline_digest=digest, model_id=model_id, settings=settings.as_dict())
 
 
 def plan_run(
@@ -277,6 +279,7 @@ def plan_run(
     changes = {c.path: c for c in diff.changes}
     env = environment(model_id, settings)
     memo = ledger.memo() if ledger is not None else {}
+    verified = ledger.verified() if ledger is not None else {}
     plans: list[LeafPlan] = []
     memo_updates: dict[str, MemoRow] = {}
 
@@ -327,7 +330,7 @@ def plan_run(
             lp.key = keys[path]
             if lp.key in planned_keys:
                 lp.reason = "same content as another leaf generated in this run"
-            elif store.verify(lp.key):
+            elif store.verify(lp.key, verified):
                 lp.reason = "renamed, content unchanged" if change and change.status == "renamed" else (
                     "content key already in the store" if changed else "unchanged")
             else:
@@ -360,6 +363,7 @@ def plan_run(
         base=diff.base, head=diff.head, base_ref=base, head_ref=head, model_id=model_id,
         settings=settings.as_dict(), mix_settings=mix_settings.as_dict(), env=env, leaves=plans,
         max_tokens=settings.max_tokens, memo_updates=memo_updates, memo_removals=removals,
+        verified=verified, taxonomy=Path(taxonomy),
     )
 
 
@@ -429,13 +433,31 @@ def execute(
     ledger.update_memo(plan.memo_updates, remove=plan.memo_removals)
     result = RunResult(plan=plan, output=output, manifest={})
     todo = plan.of("generate")
-    if todo:
-        if teacher is None:
-            raise UsageError("there are leaves to generate but no teacher")
-        asyncio.run(_generate_all(todo, teacher, settings, ledger, store, run_id, taxonomy, result,
-                                  leaf_concurrency, progress))
-    result.seconds = time.monotonic() - started
-    result.manifest, result.sets_rebuilt = rebuild(plan, output, store, mix_settings, result)
+    for attempt in range(2):
+        if todo:
+            if teacher is None:
+                raise UsageError("there are leaves to generate but no teacher")
+            asyncio.run(_generate_all(todo, teacher, settings, ledger, store, run_id, taxonomy, result,
+                                      leaf_concurrency, progress))
+        result.seconds = time.monotonic() - started
+        try:
+            result.manifest, result.sets_rebuilt = rebuild(plan, output, store, mix_settings, result)
+            break
+        except BrokenLeaves as broken:
+            # A file that passed the cheap (stat) check failed its checksum on loading: it was moved
+            # aside; generate those leaves again (their requests replay from the ledger) and re-mix.
+            if attempt:
+                raise UsageError(f"leaf data keeps failing its checksum: {', '.join(broken.paths)}") from None
+            todo = []
+            for lp in plan.leaves:
+                if lp.path in broken.paths:
+                    lp.action, lp.reason = "generate", "store file failed its checksum"
+                    lp.leaf = _parse(lp.path, _read_at(plan, lp.path))
+                    todo.append(lp)
+    for lp in plan.of("generate"):
+        if lp.key and lp.path not in result.failed:
+            store.verify(lp.key, plan.verified)
+    ledger.update_verified({k: v for k, v in plan.verified.items() if store.exists(k)})
     ledger.record_leaves(run_id, result.manifest["leaves"])
     result.seconds = time.monotonic() - started
     ledger.finish_run(run_id, status="failed" if result.failed else "ok", requests_sent=result.requests_sent,
@@ -446,7 +468,7 @@ def execute(
 async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: GenerationSettings, ledger: Ledger,
                         store: LeafStore, run_id: int, taxonomy: Path, result: RunResult, concurrency: int,
                         progress: ProgressFn | None) -> None:
-    from labtax.sdg.mix import seed_test_samples
+    from labtax.sdg.mix import prepare_leaf, seed_test_samples
     from labtax.sdg.pipelines import generate_leaf
 
     base = LedgerTeacher(teacher, ledger, run_id=run_id)
@@ -480,7 +502,8 @@ async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: Genera
                 "tokens": t.tokens, "seconds": round(time.monotonic() - began, 3),
                 "requests": t.sent + t.replayed, "stats": stats,
             }
-            store.put(LeafData(lp.key, res.samples, seed_test_samples(lp.leaf), meta))
+            prepared = prepare_leaf(lp.leaf.kind, res.samples, seed_test_samples(lp.leaf))
+            store.put(LeafData(lp.key, prepared.samples, prepared.test, meta, prepared.index))
             if progress:
                 progress(f"generated {lp.path}: {len(res.samples)} samples, {t.sent} requests sent, "
                          f"{t.replayed} replayed")
@@ -489,6 +512,20 @@ async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: Genera
         await asyncio.gather(*(one(lp) for lp in todo))
     finally:
         await teacher.aclose()
+
+
+class BrokenLeaves(Exception):
+    """Leaves whose store files vanished or failed their checksum while the sets were rebuilt."""
+
+    def __init__(self, paths: list[str]) -> None:
+        super().__init__(", ".join(paths))
+        self.paths = paths
+
+
+def _read_at(plan: Plan, path: str) -> bytes:
+    from labtax.diff import read_blob
+
+    return read_blob(plan.taxonomy, plan.head, path)
 
 
 def rebuild(plan: Plan, output: Path, store: LeafStore, mix_settings: mix.MixSettings,
@@ -503,30 +540,33 @@ def rebuild(plan: Plan, output: Path, store: LeafStore, mix_settings: mix.MixSet
 
     metas: dict[str, dict[str, Any]] = {}
     counts: dict[str, dict[str, int]] = {}
-    if reuse_sets:
+    if not reuse_sets:
+        inputs: list[mix.MixLeaf] = []
+        cache: dict[str, RawLeaf] = {}
+        broken: list[str] = []
+        for lp in current:
+            assert lp.key is not None
+            if lp.key not in cache:
+                try:
+                    cache[lp.key] = store.load_raw(lp.key)
+                except (KeyError, CorruptLeafError):
+                    broken.append(lp.path)
+                    continue
+            data = cache[lp.key]
+            metas[lp.path] = {"tokens": data.meta.get("tokens", 0), "seconds": data.meta.get("seconds", 0.0)}
+            inputs.append(mix.MixLeaf(lp.path, lp.kind, lp.key, data.train, data.test, data.index))
+        if broken:
+            raise BrokenLeaves(broken)
+        sets = mix.build_sets(inputs, mix_settings)
+        sets_info = mix.write_sets(output, sets)
+        counts = sets.counts
+    else:
         sets_info = previous["sets"]
         prev_entries = {e["path"]: e for e in previous.get("leaves") or []}
         for lp in current:
             e = prev_entries.get(lp.path) or {}
             counts[lp.path] = e.get("counts") or {}
             metas[lp.path] = {"tokens": e.get("tokens", 0), "seconds": e.get("seconds", 0.0)}
-    else:
-        inputs: list[mix.MixLeaf] = []
-        cache: dict[str, LeafData] = {}
-        for lp in current:
-            assert lp.key is not None
-            if lp.key not in cache:
-                try:
-                    cache[lp.key] = store.load(lp.key)
-                except (KeyError, CorruptLeafError) as exc:
-                    raise UsageError(f"{lp.path}: its data ({lp.key[:12]}) vanished from the store ({exc}); "
-                                     "run again to regenerate it") from None
-            data = cache[lp.key]
-            metas[lp.path] = {"tokens": data.meta.get("tokens", 0), "seconds": data.meta.get("seconds", 0.0)}
-            inputs.append(mix.MixLeaf(lp.path, lp.kind, lp.key, data.samples, data.test))
-        sets = mix.build_sets(inputs, mix_settings)
-        sets_info = mix.write_sets(output, sets)
-        counts = sets.counts
 
     generated_now = {lp.path for lp in plan.of("generate")} - failed
     entries: list[dict[str, Any]] = []
@@ -650,7 +690,7 @@ def diff_generate(
 class _ReadOnlyStore(LeafStore):
     """A dry run must not move corrupt files aside: it only reports them as to be generated."""
 
-    def verify(self, key: str) -> bool:
+    def verify(self, key: str, stat_cache: dict[str, tuple[int, int]] | None = None) -> bool:
         from labtax.sdg.store import split_verified
 
         try:

@@ -5,6 +5,8 @@ Tables:
   leaves     per run and leaf path: key, status (generated/reused/dropped), counts, tokens, seconds.
   leaf_keys  memo path -> (qna.yaml blob id, leaf-folder fingerprint, environment digest, key), so a
              run recomputes a key (parse + read documents) only for a leaf whose bytes changed.
+  verified   key -> (size, mtime_ns) of store files whose checksum held, so a no-op run need not
+             re-read every file (loading for a rebuild always checks the checksum).
   requests   one row per completed teacher request: the response, keyed by sha256(model id, request
              key), committed as soon as it arrives. A killed run replays these instead of asking again.
 
@@ -50,6 +52,9 @@ CREATE TABLE IF NOT EXISTS requests(
   created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS requests_by_leaf ON requests(leaf_key);
+CREATE TABLE IF NOT EXISTS verified(
+  key TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL
+);
 """
 
 
@@ -147,6 +152,20 @@ class Ledger:
                 "INSERT OR REPLACE INTO leaf_keys(path, blob, tree, env, key, kind, dirs) VALUES(?,?,?,?,?,?,?)",
                 [(p, m.blob, m.tree, m.env, m.key, m.kind, m.dirs) for p, m in rows.items()],
             )
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def verified(self) -> dict[str, tuple[int, int]]:
+        return {k: (size, mtime) for k, size, mtime in self.conn.execute("SELECT key, size, mtime_ns FROM verified")}
+
+    def update_verified(self, cache: dict[str, tuple[int, int]]) -> None:
+        self.conn.execute("BEGIN")
+        try:
+            self.conn.execute("DELETE FROM verified")
+            self.conn.executemany("INSERT INTO verified(key, size, mtime_ns) VALUES(?,?,?)",
+                                  [(k, s, m) for k, (s, m) in cache.items()])
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")

@@ -33,6 +33,8 @@ from labtax.sdg.store import atomic_write_bytes
 from labtax.taxonomy.model import Leaf
 
 MIX_VERSION = 1
+# The form `prepare_leaf` stores; part of every content key, so a change regenerates stale data.
+STORE_FORMAT = 1
 PHASE1 = "phase1_knowledge.jsonl"
 PHASE2 = "phase2_skills.jsonl"
 TEST = "test.jsonl"
@@ -57,29 +59,6 @@ class MixSettings:
 
     def as_dict(self) -> dict[str, Any]:
         return dict(sorted(asdict(self).items()))
-
-
-@dataclass
-class MixLeaf:
-    """One current leaf's data: path-free stored samples plus where the leaf lives now."""
-
-    path: str
-    kind: str
-    key: str
-    samples: list[dict[str, Any]]
-    test: list[dict[str, Any]]
-
-
-@dataclass
-class MixedSets:
-    phase1: list[dict[str, Any]] = field(default_factory=list)
-    phase2: list[dict[str, Any]] = field(default_factory=list)
-    test: list[dict[str, Any]] = field(default_factory=list)
-    # per leaf path: {"samples": stored, "train": in the sets, "test": n, "replay": n, "overlap": n}
-    counts: dict[str, dict[str, int]] = field(default_factory=dict)
-
-    def by_file(self) -> dict[str, list[dict[str, Any]]]:
-        return {PHASE1: self.phase1, PHASE2: self.phase2, TEST: self.test}
 
 
 # ------------------------------------------------------------------------------ test set (seeds)
@@ -134,9 +113,25 @@ def _seed_sample(kind: str, context: str | None, question: str, answer: str, i: 
 
 _WS = re.compile(r"\s+")
 
+# Stored samples are path-free: `metadata.leaf` holds this placeholder, which the mixer replaces
+# with the leaf's current path as bytes (no JSON decoding of 100,000 samples per rebuild). NULs
+# never occur in a path or in text the pipelines keep, so the encoded form cannot collide.
+LEAF_PLACEHOLDER = "\x00labtax:leaf\x00"
+_PLACEHOLDER_BYTES = json.dumps(LEAF_PLACEHOLDER).encode("utf-8")
+
+
+def dumps_line(obj: Any) -> bytes:
+    """The one JSON encoding used for stored samples and set lines: sorted keys, compact, UTF-8."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
 
 def normalise_question(text: str) -> str:
     return _WS.sub(" ", text).strip().casefold()
+
+
+def text_hash(text: str) -> str:
+    """A short hash of a normalised text, for the train/test overlap check."""
+    return hashlib.sha1(normalise_question(text).encode("utf-8")).hexdigest()[:16]
 
 
 def _user_index(sample: dict[str, Any]) -> int | None:
@@ -147,14 +142,18 @@ def _user_index(sample: dict[str, Any]) -> int | None:
     return None
 
 
+def _user_text(sample: dict[str, Any]) -> str:
+    i = _user_index(sample)
+    return str(sample["messages"][i].get("content", "")) if i is not None else ""
+
+
 def question_of(sample: dict[str, Any]) -> str:
     """The question alone: `metadata.question` when the pipeline kept it, else the last user turn."""
     meta = sample.get("metadata") or {}
     q = meta.get("question")
     if isinstance(q, str) and q.strip():
         return q
-    i = _user_index(sample)
-    return str(sample["messages"][i].get("content", "")) if i is not None else ""
+    return _user_text(sample)
 
 
 def chunk_of(sample: dict[str, Any]) -> str:
@@ -166,16 +165,6 @@ def chunk_of(sample: dict[str, Any]) -> str:
         if isinstance(v, str) and v.strip():
             return v.strip()
     return ""
-
-
-def _stamp(sample: dict[str, Any], path: str, kind: str) -> dict[str, Any]:
-    """A copy with the current leaf path and kind (stored data is path-free: renames reuse it)."""
-    meta = dict(sample.get("metadata") or {})
-    meta["leaf"] = path
-    meta["kind"] = kind
-    out = dict(sample)
-    out["metadata"] = meta
-    return out
 
 
 def _with_user(sample: dict[str, Any], content: str) -> dict[str, Any]:
@@ -190,67 +179,146 @@ def _with_user(sample: dict[str, Any], content: str) -> dict[str, Any]:
     return out
 
 
+# ----------------------------------------------------------------------- preparing leaf data
+
+
+@dataclass
+class PreparedLeaf:
+    """A leaf's data in the form the store keeps and the mixer reads: path-free samples (knowledge
+    ones already in phase-1 form) plus an index so mixing needs no JSON decoding: per training sample
+    the hashes of its question and user turn, the hashes of the test questions, and for knowledge the
+    distinct chunks (the replay's distractors)."""
+
+    samples: list[dict[str, Any]]
+    test: list[dict[str, Any]]
+    index: dict[str, Any]
+
+
+def prepare_leaf(kind: str, samples: Sequence[dict[str, Any]], test: Sequence[dict[str, Any]]) -> PreparedLeaf:
+    chunks: list[str] = []
+    chunk_ids: dict[str, int] = {}
+    out: list[dict[str, Any]] = []
+    q_hashes: list[str] = []
+    u_hashes: list[str] = []
+    for s in samples:
+        s = _stamp(s, kind)
+        if kind == "knowledge":
+            s = _knowledge_phase1(s)
+            c = chunk_of(s)
+            if c and c not in chunk_ids:
+                chunk_ids[c] = len(chunks)
+                chunks.append(c)
+        out.append(s)
+        q_hashes.append(text_hash(question_of(s)))
+        u_hashes.append(text_hash(_user_text(s)))
+    tests = []
+    t_hashes: list[str] = []
+    for t in test:
+        t = _stamp(t, kind)
+        t["metadata"]["source"] = "seed"
+        tests.append(t)
+        t_hashes += [text_hash(question_of(t)), text_hash(_user_text(t))]
+    index = {"q": q_hashes, "u": u_hashes, "test": sorted(set(t_hashes))}
+    if kind == "knowledge":
+        index["chunks"] = chunks
+    return PreparedLeaf(out, tests, index)
+
+
+def _stamp(sample: dict[str, Any], kind: str) -> dict[str, Any]:
+    """A copy with the path placeholder and the kind (stored data is path-free: renames reuse it)."""
+    meta = dict(sample.get("metadata") or {})
+    meta["leaf"] = LEAF_PLACEHOLDER
+    meta["kind"] = kind
+    out = dict(sample)
+    out["metadata"] = meta
+    return out
+
+
+def _knowledge_phase1(sample: dict[str, Any]) -> dict[str, Any]:
+    """Phase 1 form: loss on every token (`unmask: true`), the chunk above the question."""
+    chunk = chunk_of(sample)
+    if chunk and chunk not in _user_text(sample):
+        sample = _with_user(sample, _user_turn(chunk, question_of(sample)))
+    sample["unmask"] = True
+    return sample
+
+
 # -------------------------------------------------------------------------------------- mixing
+
+
+@dataclass
+class MixLeaf:
+    """One current leaf's stored data (encoded lines, as in the store) and where the leaf lives now."""
+
+    path: str
+    kind: str
+    key: str
+    lines: list[bytes]  # training samples, one JSON object each, no newline
+    test: list[bytes]
+    index: dict[str, Any]
+
+    @classmethod
+    def from_samples(cls, path: str, kind: str, key: str, samples: Sequence[dict[str, Any]],
+                     test: Sequence[dict[str, Any]] = ()) -> MixLeaf:
+        p = prepare_leaf(kind, samples, test)
+        return cls(path, kind, key, [dumps_line(s) for s in p.samples], [dumps_line(t) for t in p.test], p.index)
+
+
+@dataclass
+class MixedSets:
+    phase1: list[bytes] = field(default_factory=list)
+    phase2: list[bytes] = field(default_factory=list)
+    test: list[bytes] = field(default_factory=list)
+    # per leaf path: {"samples": stored, "train": in the sets, "test": n, "replay": n, "overlap": n}
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def by_file(self) -> dict[str, list[bytes]]:
+        return {PHASE1: self.phase1, PHASE2: self.phase2, TEST: self.test}
 
 
 def build_sets(leaves: Sequence[MixLeaf], settings: MixSettings) -> MixedSets:
     sets = MixedSets()
     ordered = sorted(leaves, key=lambda leaf: leaf.path)
 
-    # Test first: every training sample whose question is a test question is left out below.
-    test_questions: set[str] = set()
+    # Test first: every training sample whose question (or whole user turn) is a test question's is
+    # left out below, so no sample is in both train and test.
+    test_hashes: set[str] = set()
     for leaf in ordered:
-        for s in leaf.test:
-            stamped = _stamp(s, leaf.path, leaf.kind)
-            stamped["metadata"]["source"] = "seed"
-            sets.test.append(stamped)
-            test_questions.add(normalise_question(question_of(s)))
-            i = _user_index(s)
-            if i is not None:
-                test_questions.add(normalise_question(str(s["messages"][i].get("content", ""))))
+        path = json.dumps(leaf.path, ensure_ascii=False).encode("utf-8")
+        sets.test += [line.replace(_PLACEHOLDER_BYTES, path) for line in leaf.test]
+        test_hashes.update(leaf.index.get("test") or [])
 
-    knowledge: list[tuple[str, dict[str, Any]]] = []  # (leaf path, sample) in order
+    knowledge: list[tuple[MixLeaf, int]] = []  # (leaf, line index) of every kept knowledge sample
+    all_chunks: set[str] = set()
     for leaf in ordered:
-        c = sets.counts[leaf.path] = {"samples": len(leaf.samples), "train": 0, "test": len(leaf.test),
+        path = json.dumps(leaf.path, ensure_ascii=False).encode("utf-8")
+        c = sets.counts[leaf.path] = {"samples": len(leaf.lines), "train": 0, "test": len(leaf.test),
                                       "replay": 0, "overlap": 0}
-        for s in leaf.samples:
-            q = normalise_question(question_of(s))
-            i = _user_index(s)
-            full = normalise_question(str(s["messages"][i].get("content", ""))) if i is not None else ""
-            if q in test_questions or full in test_questions:
+        target = sets.phase1 if leaf.kind == "knowledge" else sets.phase2
+        for i, (line, qh, uh) in enumerate(zip(leaf.lines, leaf.index["q"], leaf.index["u"])):
+            if qh in test_hashes or uh in test_hashes:
                 c["overlap"] += 1
                 continue
             c["train"] += 1
-            stamped = _stamp(s, leaf.path, leaf.kind)
+            target.append(line.replace(_PLACEHOLDER_BYTES, path))
             if leaf.kind == "knowledge":
-                stamped = _knowledge_phase1(stamped)
-                sets.phase1.append(stamped)
-                knowledge.append((leaf.path, stamped))
-            else:
-                sets.phase2.append(stamped)
+                knowledge.append((leaf, i))
+        if leaf.kind == "knowledge":
+            all_chunks.update(leaf.index.get("chunks") or [])
 
     n_skills = len(sets.phase2)
     n_replay = min(len(knowledge), math.ceil(settings.replay_ratio * n_skills)) if n_skills else 0
     if n_replay:
         rng = random.Random(f"labtax-replay-{settings.seed}")
         picked = sorted(rng.sample(range(len(knowledge)), n_replay))
-        chunks = sorted({chunk_of(s) for _, s in knowledge if chunk_of(s)})
+        chunks = sorted(all_chunks)
         for idx in picked:
-            path, s = knowledge[idx]
-            sets.phase2.append(_replay(s, chunks, settings, rng))
-            sets.counts[path]["replay"] += 1
+            leaf, i = knowledge[idx]
+            sample = json.loads(leaf.lines[i])
+            sample["metadata"]["leaf"] = leaf.path
+            sets.phase2.append(dumps_line(_replay(sample, chunks, settings, rng)))
+            sets.counts[leaf.path]["replay"] += 1
     return sets
-
-
-def _knowledge_phase1(sample: dict[str, Any]) -> dict[str, Any]:
-    """Phase 1 form: loss on every token (`unmask: true`), the chunk above the question."""
-    chunk = chunk_of(sample)
-    i = _user_index(sample)
-    user = str(sample["messages"][i].get("content", "")) if i is not None else ""
-    if chunk and chunk not in user:
-        sample = _with_user(sample, _user_turn(chunk, question_of(sample)))
-    sample["unmask"] = True
-    return sample
 
 
 def _replay(sample: dict[str, Any], chunks: list[str], settings: MixSettings,
@@ -276,20 +344,18 @@ def _replay(sample: dict[str, Any], chunks: list[str], settings: MixSettings,
 # ------------------------------------------------------------------------------------- writing
 
 
-def encode_jsonl(rows: Sequence[dict[str, Any]]) -> bytes:
-    return b"".join(
-        json.dumps(r, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8") + b"\n"
-        for r in rows
-    )
+def encode_jsonl(rows: Sequence[bytes]) -> bytes:
+    return b"".join(r + b"\n" for r in rows)
 
 
 def write_sets(output: Path, sets: MixedSets) -> dict[str, dict[str, Any]]:
-    """Write the three set files atomically; returns {file: {samples, bytes, sha256}} for the manifest."""
+    """Write the three set files atomically; returns {file: {samples, bytes, sha256, mtime_ns}}."""
     info: dict[str, dict[str, Any]] = {}
     for name, rows in sets.by_file().items():
         data = encode_jsonl(rows)
         atomic_write_bytes(output / name, data)
-        info[name] = {"samples": len(rows), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        info[name] = {"samples": len(rows), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                      "mtime_ns": (output / name).stat().st_mtime_ns}
     return info
 
 
@@ -299,18 +365,21 @@ def sets_fingerprint(leaves: Sequence[tuple[str, str, str]], settings: MixSettin
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def sets_intact(output: Path, manifest: dict[str, Any]) -> bool:
-    """True when every set file named in `manifest` exists with the recorded checksum."""
+def sets_intact(output: Path, manifest: dict[str, Any], *, full: bool = False) -> bool:
+    """True when every set file named in `manifest` is the one it recorded: same size and mtime (a
+    rewrite changes them), or with `full` the same sha256."""
     sets = manifest.get("sets") or {}
     if set(sets) != set(SET_FILES):
         return False
     for name, meta in sets.items():
         path = output / name
         try:
-            if path.stat().st_size != meta.get("bytes"):
+            st = path.stat()
+            if st.st_size != meta.get("bytes"):
                 return False
-            if hashlib.sha256(path.read_bytes()).hexdigest() != meta.get("sha256"):
-                return False
+            if full or st.st_mtime_ns != meta.get("mtime_ns"):
+                if hashlib.sha256(path.read_bytes()).hexdigest() != meta.get("sha256"):
+                    return False
         except OSError:
             return False
     return True

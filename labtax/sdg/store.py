@@ -43,6 +43,18 @@ class LeafData:
     samples: list[dict[str, Any]]
     test: list[dict[str, Any]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    index: dict[str, Any] = field(default_factory=dict)  # the mixer's per-sample index (mix.py)
+
+
+@dataclass
+class RawLeaf:
+    """A verified leaf file without decoding its samples: one JSON object per line, no newline."""
+
+    key: str
+    train: list[bytes]
+    test: list[bytes]
+    meta: dict[str, Any]
+    index: dict[str, Any]
 
 
 def fsync_dir(path: Path) -> None:
@@ -92,6 +104,7 @@ def encode_leaf(data: LeafData) -> bytes:
         "test": len(data.test),
         "sha256": hashlib.sha256(body).hexdigest(),
         "meta": data.meta,
+        "index": data.index,
     }
     return _dumps(header) + b"\n" + body
 
@@ -119,14 +132,21 @@ def split_verified(raw: bytes, key: str) -> tuple[dict[str, Any], bytes]:
     return header, body
 
 
-def decode_leaf(raw: bytes, key: str) -> LeafData:
+def decode_raw(raw: bytes, key: str) -> RawLeaf:
     header, body = split_verified(raw, key)
+    lines = body.split(b"\n")[:-1]  # the body ends with a newline (checked by the line count)
+    n = int(header["train"])
+    return RawLeaf(key, lines[:n], lines[n:], dict(header.get("meta") or {}), dict(header.get("index") or {}))
+
+
+def decode_leaf(raw: bytes, key: str) -> LeafData:
+    r = decode_raw(raw, key)
     try:
-        rows = [json.loads(line) for line in body.splitlines()]
+        train = [json.loads(line) for line in r.train]
+        test = [json.loads(line) for line in r.test]
     except ValueError as exc:  # cannot happen with a matching checksum unless written corrupt
         raise CorruptLeafError(f"unreadable sample: {exc}") from None
-    n = int(header["train"])
-    return LeafData(key=key, samples=rows[:n], test=rows[n:], meta=dict(header.get("meta") or {}))
+    return LeafData(key=key, samples=train, test=test, meta=r.meta, index=r.index)
 
 
 class LeafStore:
@@ -148,10 +168,20 @@ class LeafStore:
     def exists(self, key: str) -> bool:
         return self.path_for(key).is_file()
 
-    def verify(self, key: str) -> bool:
+    def verify(self, key: str, stat_cache: dict[str, tuple[int, int]] | None = None) -> bool:
         """True when the file exists and its checksum holds; a corrupt file is moved aside (so it is
-        regenerated) and False returned."""
+        regenerated) and False returned.
+
+        `stat_cache` (key -> (size, mtime_ns) of a file that verified before) skips re-reading a file
+        that has not been rewritten since; it is updated with each file verified here. Loading always
+        checks the checksum, so a file damaged behind an unchanged mtime is still never used."""
         path = self.path_for(key)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return False
+        if stat_cache is not None and stat_cache.get(key) == (st.st_size, st.st_mtime_ns):
+            return True
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
@@ -161,6 +191,8 @@ class LeafStore:
         except CorruptLeafError:
             self.quarantine(key)
             return False
+        if stat_cache is not None:
+            stat_cache[key] = (st.st_size, st.st_mtime_ns)
         return True
 
     def load(self, key: str) -> LeafData:
@@ -173,6 +205,19 @@ class LeafStore:
             raise KeyError(key) from None
         try:
             return decode_leaf(raw, key)
+        except CorruptLeafError:
+            self.quarantine(key)
+            raise
+
+    def load_raw(self, key: str) -> RawLeaf:
+        """Like `load`, without decoding the samples (the mixer works on the encoded lines)."""
+        path = self.path_for(key)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        try:
+            return decode_raw(raw, key)
         except CorruptLeafError:
             self.quarantine(key)
             raise

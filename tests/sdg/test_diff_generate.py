@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -252,7 +253,23 @@ def test_corrupted_store_file_is_regenerated_not_used(git_repo, openai_server, t
         status = {e["path"]: e["status"] for e in manifest(out)["leaves"]}
         assert status["compositional_skills/writing/haiku/qna.yaml"] == "generated"
         assert {n: (out / n).read_bytes() for n in sets} == sets  # same data again, the damage unused
-    # The regeneration replayed the ledger: no request was sent twice.
+    # Damage hidden behind the same size and mtime passes the cheap check, but is caught by the
+    # checksum when the sets are rebuilt (another leaf changed): regenerated, never used.
+    key = entries["compositional_skills/writing/haiku/qna.yaml"]
+    f = out / "leaves" / key[:2] / f"{key}.jsonl"
+    st = f.stat()
+    f.write_bytes(f.read_bytes().replace(b"careful", b"carefXl", 1))
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    base = git_repo.head()
+    git_repo.git("rm", "-r", "-q", "foundational_skills/math/sums")
+    git_repo.commit("drop one")
+    code, text = dg(git_repo, out, openai_server, "--head", "HEAD", base=base)
+    assert code == 0, text
+    assert "generated compositional_skills/writing/haiku/qna.yaml" in text
+    phase2 = read_jsonl(out / "phase2_skills.jsonl")
+    assert not any("carefXl" in s["messages"][1]["content"] for s in phase2)
+    assert sum("careful" in s["messages"][1]["content"] for s in phase2) > 0
+    # The regenerations replayed the ledger: no request was sent twice.
     bodies = [str(r.body) for r in openai_server.requests]
     assert len(bodies) == len(set(bodies))
 

@@ -62,17 +62,21 @@ def knowledge_sample(leaf: int, i: int) -> dict[str, Any]:
 
 
 def leaves(n_skill: int = 4, n_knowledge: int = 3, per_leaf: int = 50) -> list[MixLeaf]:
-    out = [MixLeaf(f"compositional_skills/s{j}/qna.yaml", "compositional_skills", f"ks{j}",
-                   [skill_sample(j, i) for i in range(per_leaf)], []) for j in range(n_skill)]
-    out += [MixLeaf(f"knowledge/k{j}/qna.yaml", "knowledge", f"kk{j}",
-                    [knowledge_sample(j, i) for i in range(per_leaf)], []) for j in range(n_knowledge)]
+    out = [MixLeaf.from_samples(f"compositional_skills/s{j}/qna.yaml", "compositional_skills", f"ks{j}",
+                                [skill_sample(j, i) for i in range(per_leaf)]) for j in range(n_skill)]
+    out += [MixLeaf.from_samples(f"knowledge/k{j}/qna.yaml", "knowledge", f"kk{j}",
+                                 [knowledge_sample(j, i) for i in range(per_leaf)]) for j in range(n_knowledge)]
     return out
+
+
+def rows(lines: list[bytes]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in lines]
 
 
 def test_phase1_is_all_knowledge_unmasked_with_chunk_in_user_turn() -> None:
     sets = build_sets(leaves(), MixSettings())
     assert len(sets.phase1) == 150
-    for s in sets.phase1:
+    for s in rows(sets.phase1):
         assert s["unmask"] is True
         assert s["metadata"]["kind"] == "knowledge"
         user = s["messages"][0]["content"]
@@ -81,15 +85,15 @@ def test_phase1_is_all_knowledge_unmasked_with_chunk_in_user_turn() -> None:
 
 def test_phase2_is_all_skills_plus_replay_share() -> None:
     sets = build_sets(leaves(), MixSettings())
-    skills = [s for s in sets.phase2 if not s["metadata"].get("replay")]
-    replay = [s for s in sets.phase2 if s["metadata"].get("replay")]
+    skills = [s for s in rows(sets.phase2) if not s["metadata"].get("replay")]
+    replay = [s for s in rows(sets.phase2) if s["metadata"].get("replay")]
     assert len(skills) == 200
     assert len(replay) == math.ceil(0.03 * 200) == 6
     assert sum(c["replay"] for c in sets.counts.values()) == 6
     # Configurable; capped at all knowledge data.
     big = build_sets(leaves(), MixSettings(replay_ratio=5.0))
-    assert sum(1 for s in big.phase2 if s["metadata"].get("replay")) == 150
-    assert not any(s["metadata"].get("replay") for s in build_sets(leaves(), MixSettings(replay_ratio=0)).phase2)
+    assert sum(1 for s in rows(big.phase2) if s["metadata"].get("replay")) == 150
+    assert not any(s["metadata"].get("replay") for s in rows(build_sets(leaves(), MixSettings(replay_ratio=0)).phase2))
     # No skills: no replay.
     assert build_sets(leaves(n_skill=0), MixSettings()).phase2 == []
 
@@ -97,7 +101,7 @@ def test_phase2_is_all_skills_plus_replay_share() -> None:
 def test_replay_shows_own_chunk_among_distractors_part_of_the_time() -> None:
     def replays(p: float) -> list[dict[str, Any]]:
         sets = build_sets(leaves(), MixSettings(replay_ratio=1.0, replay_context_prob=p, distractors=3))
-        return [s for s in sets.phase2 if s["metadata"].get("replay")]
+        return [s for s in rows(sets.phase2) if s["metadata"].get("replay")]
 
     for s in replays(1.0):
         user = s["messages"][0]["content"]
@@ -138,19 +142,19 @@ def test_test_set_from_seeds() -> None:
     s = seed_test_samples(leaf(SKILL_YAML, "compositional_skills/sum/qna.yaml"))
     assert [x["messages"][0]["content"] for x in s] == [
         "Some paragraph of text.\n\nSummarise the text.", "Write a title for the text."]
-    mixed = build_sets([MixLeaf("compositional_skills/renamed/qna.yaml", "compositional_skills", "k", [], s)],
-                       MixSettings())
-    assert [t["metadata"]["leaf"] for t in mixed.test] == ["compositional_skills/renamed/qna.yaml"] * 2
-    assert all(t["metadata"]["kind"] == "compositional_skills" for t in mixed.test)
+    mixed = build_sets([MixLeaf.from_samples("compositional_skills/renamed/qna.yaml", "compositional_skills", "k",
+                                             [], s)], MixSettings())
+    assert [t["metadata"]["leaf"] for t in rows(mixed.test)] == ["compositional_skills/renamed/qna.yaml"] * 2
+    assert all(t["metadata"]["kind"] == "compositional_skills" for t in rows(mixed.test))
 
 
 def test_no_sample_in_both_train_and_test() -> None:
     seeds = seed_test_samples(leaf(SKILL_YAML, "compositional_skills/sum/qna.yaml"))
     samples = [skill_sample(0, 0, "Write a title for the text."), skill_sample(0, 1, "  write a TITLE for the text. "),
                skill_sample(0, 2)]
-    sets = build_sets([MixLeaf("compositional_skills/sum/qna.yaml", "compositional_skills", "k", samples, seeds)],
-                      MixSettings())
-    assert [s["metadata"]["question"] for s in sets.phase2] == ["skill question 0-2"]
+    sets = build_sets([MixLeaf.from_samples("compositional_skills/sum/qna.yaml", "compositional_skills", "k",
+                                            samples, seeds)], MixSettings())
+    assert [s["metadata"]["question"] for s in rows(sets.phase2)] == ["skill question 0-2"]
     assert sets.counts["compositional_skills/sum/qna.yaml"] == {"samples": 3, "train": 1, "test": 2, "replay": 0,
                                                                 "overlap": 2}
 
@@ -159,9 +163,9 @@ def test_write_sets_atomic_and_checked(tmp_path: Path) -> None:
     sets = build_sets(leaves(), MixSettings())
     info = write_sets(tmp_path, sets)
     assert info[PHASE1]["samples"] == 150 and info[TEST]["samples"] == 0
-    assert sets_intact(tmp_path, {"sets": info})
-    rows = [json.loads(line) for line in (tmp_path / PHASE2).read_text().splitlines()]
-    assert rows == sets.phase2
+    assert sets_intact(tmp_path, {"sets": info}) and sets_intact(tmp_path, {"sets": info}, full=True)
+    written = [json.loads(line) for line in (tmp_path / PHASE2).read_text().splitlines()]
+    assert written == rows(sets.phase2)
     (tmp_path / PHASE2).write_bytes((tmp_path / PHASE2).read_bytes()[:-10])
     assert not sets_intact(tmp_path, {"sets": info})
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([PHASE1, PHASE2, TEST])
@@ -177,3 +181,15 @@ def test_fingerprint() -> None:
 def test_bad_settings() -> None:
     with pytest.raises(ValueError):
         MixSettings(replay_context_prob=2)
+
+
+def test_stored_samples_are_path_free_and_stamped_on_mixing() -> None:
+    leaf = MixLeaf.from_samples("knowledge/a/qna.yaml", "knowledge", "k", [knowledge_sample(0, 0)])
+    assert b"knowledge/a" not in leaf.lines[0]
+    moved = MixLeaf("knowledge/b/qna.yaml", leaf.kind, leaf.key, leaf.lines, leaf.test, leaf.index)
+    (s,) = rows(build_sets([moved], MixSettings()).phase1)
+    assert s["metadata"]["leaf"] == "knowledge/b/qna.yaml"
+    # A path needing JSON escapes is stamped correctly.
+    odd = MixLeaf('knowledge/quo"te\\é/qna.yaml', leaf.kind, leaf.key, leaf.lines, leaf.test, leaf.index)
+    (s,) = rows(build_sets([odd], MixSettings()).phase1)
+    assert s["metadata"]["leaf"] == 'knowledge/quo"te\\é/qna.yaml'
