@@ -39,7 +39,7 @@ def test_document_repo_is_deterministic_and_matches_the_pin(tmp_path: Path) -> N
     files = subprocess.run(["git", "ls-tree", "-r", "--name-only", sha], cwd=tmp_path / "docs" / name,
                            capture_output=True, text=True, check=True).stdout.split()
     assert files == ["honey_bee_colonies.md"]
-    text = (tmp_path / "docs" / name / "honey_bee_colonies.md").read_text()
+    text = " ".join((tmp_path / "docs" / name / "honey_bee_colonies.md").read_text().split())
     assert len(text.split()) > 500
     # every context of the leaf is grounded in the document's facts (spot check the numbers)
     for fact in ("2,000 eggs", "16 days", "1973 Nobel Prize", "17 to 18 percent"):
