@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# `make demo`: the whole LAB method on examples/taxonomy, offline, on a CPU, with the embedded
+# teacher (SmolLM2-135M-Instruct) and a tiny training budget. Everything goes under demo-out/:
+#   demo-out/taxonomy/    a git repository: commit 1 = every leaf but one, commit 2 adds the last
+#   demo-out/generated/   training sets, manifest, leaf store and ledger (labtax diff-generate)
+#   demo-out/train/       checkpoints per phase (labtax train)
+#   demo-out/eval.md      per-leaf table, base model vs the trained checkpoint (labtax eval)
+#   demo-out/demo.log     this run's full output
+# A second run is fast: the taxonomy is unchanged, so diff-generate has nothing to generate, and
+# training and eval are skipped while their inputs (stamped in demo-out/.stamps/) are unchanged.
+# Knobs (environment): DEMO_SAMPLES (per leaf), DEMO_MAX_TOKENS, DEMO_MODEL (embedded|tiny),
+# DEMO_MAX_STEPS, DEMO_OUT, DEMO_SRC (another taxonomy), DEMO_FRESH=1 (start over).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+SAMPLES=${DEMO_SAMPLES:-2}
+MAX_TOKENS=${DEMO_MAX_TOKENS:-96}
+MODEL=${DEMO_MODEL:-embedded}
+MAX_STEPS=${DEMO_MAX_STEPS:-2}
+OUT=${DEMO_OUT:-$ROOT/demo-out}
+TAX=$OUT/taxonomy
+GEN=$OUT/generated
+TRAIN=$OUT/train
+STAMPS=$OUT/.stamps
+LABTAX=$ROOT/.venv/bin/labtax
+
+[ "${DEMO_FRESH:-0}" = 1 ] && rm -rf "$OUT"
+mkdir -p "$OUT" "$STAMPS"
+exec > >(tee "$OUT/demo.log") 2>&1
+
+# Fixed identity and dates: the demo repository gets the same commit SHAs on every machine.
+export GIT_AUTHOR_NAME="labtax demo" GIT_AUTHOR_EMAIL="demo@labtax.invalid"
+export GIT_COMMITTER_NAME="labtax demo" GIT_COMMITTER_EMAIL="demo@labtax.invalid"
+export GIT_AUTHOR_DATE="2026-01-01T00:00:00+00:00" GIT_COMMITTER_DATE="2026-01-01T00:00:00+00:00"
+export GIT_CONFIG_NOSYSTEM=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+
+T0=$(date +%s)
+TIMINGS=()
+step() { # step NAME: start a timed step
+  STEP_NAME=$1
+  STEP_T0=$(date +%s)
+  printf '\n\033[1m== %s\033[0m\n' "$1"
+}
+done_step() { # done_step NOTE
+  local secs=$(($(date +%s) - STEP_T0))
+  TIMINGS+=("$(printf '%-28s %5ss  %s' "$STEP_NAME" "$secs" "${1:-}")")
+}
+say() { printf '   %s\n' "$*"; }
+fingerprint() { # sha256 of the given files' names and contents
+  local f
+  for f in "$@"; do
+    if [ -f "$f" ]; then printf '%s\n' "$f" && sha256sum <"$f"; fi
+  done | sha256sum | cut -d' ' -f1
+}
+
+# ---------------------------------------------------------------- 1. install
+step "install (.venv)"
+bash scripts/bootstrap.sh
+"$LABTAX" --version
+done_step
+
+# ---------------------------------------------------------------- 2. the taxonomy repository
+step "taxonomy repo (2 commits)"
+SRC=${DEMO_SRC:-$ROOT/examples/taxonomy}
+[ -d "$SRC" ] || { echo "demo: $SRC is missing" >&2; exit 2; }
+src_files=()
+mapfile -t src_files < <(cd "$SRC" && find . -path ./.documents -prune -o -type f -print | LC_ALL=C sort)
+doc_files=()
+mapfile -t doc_files < <(find "$ROOT/examples/documents" -type f 2>/dev/null | LC_ALL=C sort)
+want=$(cd "$SRC" && fingerprint "${src_files[@]}" "$ROOT/scripts/demo.sh" "$ROOT/examples/make_document_repo.py" \
+  "${doc_files[@]}")
+if [ -d "$TAX/.git" ] && [ "$(cat "$STAMPS/taxonomy" 2>/dev/null)" = "$want" ]; then
+  say "unchanged since the last run: reusing $TAX"
+  done_step "reused"
+else
+  rm -rf "$TAX" "$STAMPS/generated-at"
+  mkdir -p "$TAX"
+  git -C "$TAX" init -q -b main
+  echo ".documents/" >>"$TAX/.git/info/exclude" # document repos: referenced by path, not committed
+  (cd "$SRC" && tar -cf - "${src_files[@]}") | tar -C "$TAX" -xf -
+  # The held-back leaf: the last skill leaf in sorted order (skills are quick to generate).
+  last=$(cd "$TAX" && find compositional_skills -name qna.yaml | LC_ALL=C sort | tail -n 1)
+  last=${last%/qna.yaml}
+  [ -n "$last" ] || { echo "demo: no compositional skill leaf in $SRC" >&2; exit 2; }
+  mv "$TAX/$last" "$OUT/held-back"
+  # The knowledge leaf's document repository (deterministic SHA), made by the example's script.
+  # --check: each SHA must be the one the knowledge leaf pins in document.commit.
+  "$ROOT/.venv/bin/python" examples/make_document_repo.py --dest "$TAX/.documents" --check | sed 's/^/   document repo: /'
+  git -C "$TAX" add -A
+  git -C "$TAX" commit -q -m "taxonomy: every leaf but $last"
+  mkdir -p "$(dirname "$TAX/$last")"
+  mv "$OUT/held-back" "$TAX/$last"
+  git -C "$TAX" add -A
+  git -C "$TAX" commit -q -m "taxonomy: add $last"
+  echo "$want" >"$STAMPS/taxonomy"
+  done_step "built"
+fi
+C1=$(git -C "$TAX" rev-parse HEAD~1)
+C2=$(git -C "$TAX" rev-parse HEAD)
+git -C "$TAX" log --oneline | sed 's/^/   /'
+
+# ---------------------------------------------------------------- 3. validate
+step "labtax validate"
+(cd "$TAX" && "$LABTAX" validate) | sed 's/^/   /'
+done_step "whole taxonomy"
+
+# ---------------------------------------------------------------- 4. diff
+step "labtax diff HEAD~1..HEAD"
+(cd "$TAX" && "$LABTAX" diff --base "$C1" --head "$C2") | sed 's/^/   /'
+done_step "the leaf commit 2 adds"
+
+# ---------------------------------------------------------------- 5. diff-generate
+# Generation resumes from the last generated commit: the first run does commit 1 (every leaf
+# added), then commit 1..2 (only the new leaf); a later run finds nothing to generate.
+generate() { # generate BASE HEAD
+  say "labtax diff-generate --base $1 --head $2 --teacher embedded --samples-per-leaf $SAMPLES --max-tokens $MAX_TOKENS"
+  (cd "$TAX" && "$LABTAX" diff-generate --taxonomy . --base "$1" --head "$2" --output "$GEN" \
+    --teacher embedded --samples-per-leaf "$SAMPLES" --seed 42 --max-tokens "$MAX_TOKENS") 2>&1 \
+    | sed 's/^/   /'
+  echo "$2" >"$STAMPS/generated-at"
+}
+step "labtax diff-generate"
+from=$(cat "$STAMPS/generated-at" 2>/dev/null || true)
+git -C "$TAX" cat-file -e "${from:-none}^{commit}" 2>/dev/null || from=""
+if [ -z "$from" ]; then
+  generate empty "$C1"
+  from=$C1
+fi
+generate "$from" "$C2"
+done_step "$(wc -l <"$GEN/phase1_knowledge.jsonl") knowledge, $(wc -l <"$GEN/phase2_skills.jsonl") skills, $(wc -l <"$GEN/test.jsonl") test samples"
+
+# ---------------------------------------------------------------- 6. train
+n_knowledge=$(wc -l <"$GEN/phase1_knowledge.jsonl")
+n_skills=$(wc -l <"$GEN/phase2_skills.jsonl")
+# Both phases normally; a phase whose set came out empty (a 135M teacher at a few samples per leaf
+# can have every candidate dropped by its own judge) is left out rather than trained on nothing.
+PHASE=all
+LAST=skills
+if [ "$n_knowledge" -eq 0 ] && [ "$n_skills" -eq 0 ]; then PHASE=none
+elif [ "$n_knowledge" -eq 0 ]; then PHASE=skills
+elif [ "$n_skills" -eq 0 ]; then PHASE=knowledge LAST=knowledge
+fi
+step "labtax train (phase: $PHASE)"
+train_key=$(fingerprint "$GEN/phase1_knowledge.jsonl" "$GEN/phase2_skills.jsonl" "$GEN/test.jsonl" \
+  <(echo "$MODEL $MAX_STEPS $PHASE"))
+CANDIDATE=""
+eval_rc=0
+if [ "$PHASE" = none ]; then
+  say "both training sets are empty: the teacher's candidates were all dropped by its own filters."
+  say "nothing to train on; raise DEMO_SAMPLES / DEMO_MAX_TOKENS, or use a stronger teacher"
+  say "(labtax diff-generate --teacher openai --endpoint URL)."
+  done_step "skipped (no training data)"
+else
+  if [ -f "$TRAIN/$LAST/result.json" ] && [ "$(cat "$STAMPS/train" 2>/dev/null)" = "$train_key" ]; then
+    say "inputs unchanged since the last run (stamp $STAMPS/train): skipped"
+    done_step "skipped (unchanged)"
+  else
+    rm -rf "$TRAIN" "$STAMPS/train" "$STAMPS/eval"
+    say "labtax train --model $MODEL --phase $PHASE --max-steps $MAX_STEPS"
+    "$LABTAX" train --data "$GEN" --model "$MODEL" --output "$TRAIN" --phase "$PHASE" \
+      --max-steps "$MAX_STEPS" 2>&1 | sed 's/^/   /'
+    echo "$train_key" >"$STAMPS/train"
+    done_step "$MODEL, $MAX_STEPS steps per phase"
+  fi
+  CANDIDATE=$("$ROOT/.venv/bin/python" -c \
+    'import json,sys; print(json.load(open(sys.argv[1]))["selected"]["path"])' "$TRAIN/$LAST/result.json")
+
+  # -------------------------------------------------------------- 7. eval
+  step "labtax eval"
+  if [ -f "$OUT/eval.md" ] && [ "$(cat "$STAMPS/eval" 2>/dev/null)" = "$train_key" ]; then
+    say "checkpoint unchanged since the last run: showing the last report"
+    eval_rc=$(cat "$STAMPS/eval-rc" 2>/dev/null || echo 0)
+    done_step "skipped (unchanged)"
+  else
+    say "labtax eval --base $MODEL --candidate $CANDIDATE --format markdown"
+    "$LABTAX" eval --base "$MODEL" --candidate "$CANDIDATE" --data "$GEN" --format markdown \
+      --output "$OUT/eval.md" >/dev/null || eval_rc=$?
+    echo "$train_key" >"$STAMPS/eval"
+    echo "$eval_rc" >"$STAMPS/eval-rc"
+    done_step "gate exit code $eval_rc"
+  fi
+  sed 's/^/   /' "$OUT/eval.md"
+fi
+
+# ---------------------------------------------------------------- summary
+total=$(($(date +%s) - T0))
+printf '\n\033[1m== where everything is\033[0m\n'
+say "taxonomy repo      $TAX  (git log: commit 1 = all leaves but one, commit 2 = the last leaf)"
+say "training sets      $GEN/phase1_knowledge.jsonl, phase2_skills.jsonl, test.jsonl"
+say "run manifest       $GEN/manifest.json  (leaf -> content key, counts, tokens, seconds)"
+say "leaf store/ledger  $GEN/leaves/, $GEN/ledger.sqlite  (why the second run is free)"
+say "checkpoints        $TRAIN/knowledge/, $TRAIN/skills/  (chosen: ${CANDIDATE:-none})"
+say "eval report        $OUT/eval.md  (per-leaf NLL, base vs trained)"
+say "this output        $OUT/demo.log"
+if [ "$eval_rc" -ne 0 ]; then
+  say "the eval gate failed (exit $eval_rc): expected after only $MAX_STEPS optimizer steps on a"
+  say "135M model; the gate is what CI uses to refuse a checkpoint that got worse."
+fi
+printf '\n\033[1m== timings\033[0m\n'
+printf '   %s\n' "${TIMINGS[@]}"
+printf '   %-28s %5ss\n' "total" "$total"
