@@ -109,8 +109,11 @@ def naive_steps(model: torch.nn.Module, data: object, steps: int, pad_id: int) -
 
 
 def labtax_steps(model: torch.nn.Module, data: object, steps: int, pad_id: int) -> tuple[int, float]:
+    from labtax.train.lm_loss import TrainModule
     from labtax.train.loop import micro_batch_loss
     from labtax.train.parallel import Runtime
+
+    model = TrainModule(model)
 
     runtime = Runtime(torch.device("cpu"))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)

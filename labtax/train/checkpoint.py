@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from labtax.train.lm_loss import TrainModule
 from labtax.train.parallel import Runtime
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PreTrainedTokenizerBase
 
 CHECKPOINT_META = "labtax_checkpoint.json"
 
@@ -35,13 +36,14 @@ def _options(runtime: Runtime, **extra: Any) -> Any:
     return StateDictOptions(full_state_dict=True, cpu_offload=True, **extra)
 
 
-def full_model_state(model: torch.nn.Module, runtime: Runtime) -> dict[str, torch.Tensor]:
-    """The unsharded model weights on CPU (on rank 0; other ranks get an empty dict when sharded)."""
+def full_model_state(model: TrainModule, runtime: Runtime) -> dict[str, torch.Tensor]:
+    """The unsharded HF model weights on CPU (on rank 0; other ranks get an empty dict when sharded)."""
     if not runtime.distributed:
-        return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        return {k: v.detach().cpu() for k, v in model.lm.state_dict().items()}
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-    return get_model_state_dict(model, options=_options(runtime))
+    state = get_model_state_dict(model, options=_options(runtime))
+    return {k.removeprefix("lm."): v for k, v in state.items()}
 
 
 def _replace_dir(tmp: Path, target: Path) -> None:
@@ -54,7 +56,7 @@ def _replace_dir(tmp: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def save_hf(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, target: Path, runtime: Runtime,
+def save_hf(model: TrainModule, tokenizer: PreTrainedTokenizerBase, target: Path, runtime: Runtime,
             meta: dict[str, Any]) -> None:
     """Write a plain Hugging Face checkpoint (safetensors + config + tokenizer) that from_pretrained loads."""
     state = full_model_state(model, runtime)
@@ -66,9 +68,9 @@ def save_hf(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, target: 
         # A fresh, unwrapped module around the gathered weights: FSDP-wrapped modules and DTensors
         # are not what save_pretrained expects.
         with torch.device("meta"):
-            plain = AutoModelForCausalLM.from_config(model.config)
+            plain = AutoModelForCausalLM.from_config(model.lm.config)
         plain.load_state_dict(state, assign=True, strict=False)
-        if getattr(model.config, "tie_word_embeddings", False):
+        if getattr(model.lm.config, "tie_word_embeddings", False):
             plain.tie_weights()
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -93,7 +95,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, progress: dict[str, Any],
+def save_state(model: TrainModule, optimizer: torch.optim.Optimizer, scheduler: Any, progress: dict[str, Any],
                target: Path, runtime: Runtime) -> None:
     """Write model, optimizer, scheduler, RNG states and the data position, atomically."""
     if runtime.distributed:
@@ -102,7 +104,7 @@ def save_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedul
         model_state = full_model_state(model, runtime)
         optim_state = get_optimizer_state_dict(model, optimizer, options=_options(runtime))
     else:
-        model_state = model.state_dict()
+        model_state = model.lm.state_dict()
         optim_state = optimizer.state_dict()
     if runtime.is_main:
         tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
@@ -123,17 +125,17 @@ def find_state(target: Path) -> Path | None:
     return None
 
 
-def load_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, source: Path,
+def load_state(model: TrainModule, optimizer: torch.optim.Optimizer, scheduler: Any, source: Path,
                runtime: Runtime) -> dict[str, Any]:
     """Restore everything `save_state` wrote; returns the saved progress (data position)."""
     blob = torch.load(source / "state.pt", map_location="cpu", weights_only=False)
     if runtime.distributed:
         from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
 
-        set_model_state_dict(model, blob["model"], options=_options(runtime))
+        set_model_state_dict(model, {f"lm.{k}": v for k, v in blob["model"].items()}, options=_options(runtime))
         set_optimizer_state_dict(model, optimizer, blob["optimizer"], options=_options(runtime))
     else:
-        model.load_state_dict(blob["model"])
+        model.lm.load_state_dict(blob["model"])
         optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
     _set_rng_state(blob["rng"])

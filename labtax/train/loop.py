@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from labtax.train.checkpoint import find_state, load_state, save_hf, save_state
 from labtax.train.config import PhaseConfig
-from labtax.train.data import IGNORE, TokenizedFile
+from labtax.train.data import TokenizedFile
 from labtax.train.packing import StepPlan, collate, epoch_order, plan_step, steps_per_epoch
+from labtax.train.lm_loss import TrainModule
 from labtax.train.parallel import Runtime
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass
@@ -51,32 +51,11 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
 
 
 def micro_batch_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], runtime: Runtime) -> tuple[torch.Tensor, int]:
-    """Summed cross-entropy over the batch's loss tokens (and how many there were).
-
-    For a packed row only the positions that carry a target go through the LM head
-    (`logits_to_keep`): with a 49k vocabulary that head is most of a small model's compute.
-    """
+    """Summed cross-entropy over the batch's loss tokens (and how many there were)."""
     batch = {k: v.to(runtime.device) for k, v in batch.items()}
-    targets = batch.pop("targets")
-    kwargs: dict[str, Any] = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"],
-                              "use_cache": False}
-    if "attention_mask" in batch:
-        kwargs["attention_mask"] = batch["attention_mask"]
-    keep = None
-    if targets.shape[0] == 1:
-        keep = (targets[0] != IGNORE).nonzero().squeeze(1)
-        if keep.numel() == 0:
-            keep = torch.zeros(1, dtype=torch.long, device=runtime.device)  # no-op batch: 0 x loss
-        kwargs["logits_to_keep"] = keep
     with runtime.autocast():
-        logits = model(**kwargs).logits
-    flat_targets = targets[0, keep] if keep is not None else targets.reshape(-1)
-    flat_logits = logits.reshape(-1, logits.shape[-1]).float()
-    n = int((flat_targets != IGNORE).sum())
-    loss = F.cross_entropy(flat_logits, flat_targets, ignore_index=IGNORE, reduction="sum")
-    if n == 0:
-        loss = flat_logits.sum() * 0.0  # keeps the graph (and FSDP's collectives) in step across ranks
-    return loss, n
+        loss, n = model(**batch)
+    return loss, int(n)
 
 
 @torch.no_grad()
@@ -126,7 +105,7 @@ class MetricsLog:
                 f.write(json.dumps(record) + "\n")
 
 
-def train_phase(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: TokenizedFile,
+def train_phase(model: TrainModule, tokenizer: PreTrainedTokenizerBase, data: TokenizedFile,
                 test: TokenizedFile | None, cfg: PhaseConfig, seed: int, phase_dir: Path,
                 runtime: Runtime, packed: bool = True,
                 log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> PhaseResult:

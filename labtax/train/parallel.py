@@ -17,6 +17,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from labtax.train.lm_loss import TrainModule
+
 TORCHRUN_MARKER = "LABTAX_TORCHRUN"
 
 
@@ -83,9 +85,10 @@ def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     return list(layers) if layers is not None else []
 
 
-def prepare_model(model: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:
-    """Move the model to its device and, in a distributed run, shard it with FSDP2."""
-    model.to(runtime.device)
+def prepare_model(lm: torch.nn.Module, runtime: Runtime) -> TrainModule:
+    """Wrap the model for training, move it to its device and, under torchrun, shard it with FSDP2."""
+    lm.to(runtime.device)
+    model = TrainModule(lm)
     if not runtime.distributed:
         return model
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
@@ -93,9 +96,9 @@ def prepare_model(model: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:
     kwargs: dict[str, Any] = {}
     if runtime.amp_dtype is not None:
         kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=runtime.amp_dtype, reduce_dtype=torch.float32)
-    for layer in decoder_layers(model):
+    for layer in decoder_layers(lm):
         fully_shard(layer, **kwargs)
-    fully_shard(model, **kwargs)
+    fully_shard(model, **kwargs)  # the root: embedding, final norm and the (tied) head
     return model
 
 

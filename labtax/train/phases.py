@@ -132,10 +132,10 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
         net = load_model(start, seed=config.seed)
         net.config.use_cache = False
         packed = getattr(net.config, "model_type", "") in PACKED_MODEL_TYPES
-        net = prepare_model(net, runtime)
-        result = train_phase(net, tokenizer, data, test, pc, config.seed, phase_dir, runtime, packed,
+        module = prepare_model(net, runtime)
+        result = train_phase(module, tokenizer, data, test, pc, config.seed, phase_dir, runtime, packed,
                              log=say)
-        del net
+        del net, module
         summary: dict[str, Any] = {
             "phase": phase, "start": start, "model": model_id(model), "steps": result.steps,
             "samples": result.samples, "data": data.meta, "select": select, "checkpoints": result.checkpoints,

@@ -81,7 +81,9 @@ def test_phase_two_starts_from_the_selected_phase_one_checkpoint_with_replay(dat
     data = tokenize_file(data_dir / "phase2_skills.jsonl", tok, 512, tmp_path / "run" / "cache" / "tokens")
     assert skills["data"]["samples"] == len(data) == 22
     assert math.isfinite(first["loss"]) and first["loss"] < 10.5  # trained start, not a fresh init (~10.8)
-    full = evaluate_loss(model, data, 1024, Runtime(torch.device("cpu")), True, 2)
+    from labtax.train.lm_loss import TrainModule
+
+    full = evaluate_loss(TrainModule(model), data, 1024, Runtime(torch.device("cpu")), True, 2)
     assert abs(full - first["loss"]) < 0.5
     # Running the command again finds both phases done and changes nothing.
     again = train(data_dir, tmp_path / "run", ["knowledge", "skills"], select="eval", scorer=scorer)

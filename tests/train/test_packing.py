@@ -75,3 +75,30 @@ def test_epoch_order_is_seeded() -> None:
     assert np.array_equal(epoch_order(50, 7, 2), epoch_order(50, 7, 2))
     assert not np.array_equal(epoch_order(50, 7, 2), epoch_order(50, 7, 3))
     assert sorted(epoch_order(50, 7, 2).tolist()) == list(range(50))
+
+
+def test_fused_chunked_head_matches_plain_cross_entropy(tiny: torch.nn.Module, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch.nn.functional as F
+
+    from labtax.train import lm_loss
+
+    monkeypatch.setattr(lm_loss, "CHUNK", 7)  # several chunks, one of them ragged
+    rng = np.random.default_rng(2)
+    ids = torch.from_numpy(rng.integers(0, 49152, 40))[None]
+    targets = torch.from_numpy(rng.integers(0, 49152, 40))[None]
+    targets[0, ::3] = IGNORE
+    pos = torch.arange(40)[None]
+    module = lm_loss.TrainModule(tiny)
+    assert module.fused
+    loss, n = module(ids, pos, targets)
+    loss.backward()
+    fused_grads = [p.grad.clone() for p in tiny.parameters()]
+    tiny.zero_grad()
+    logits = tiny(input_ids=ids, position_ids=pos, use_cache=False).logits[0]
+    plain = F.cross_entropy(logits, targets[0], ignore_index=IGNORE, reduction="sum")
+    plain.backward()
+    assert int(n) == int((targets != IGNORE).sum())
+    torch.testing.assert_close(loss, plain, atol=1e-4, rtol=1e-5)
+    for fused, p in zip(fused_grads, tiny.parameters()):
+        torch.testing.assert_close(fused, p.grad, atol=1e-5, rtol=1e-4)
+    tiny.zero_grad()
