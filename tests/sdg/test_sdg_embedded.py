@@ -1,0 +1,82 @@
+"""The transformers teacher: the tiny model for batching mechanics, the real embedded model end to end."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sdgleaves import freeform_leaf, run
+
+from labtax.sdg.generate import generate_leaves, output_path
+from labtax.sdg.settings import GenerationSettings
+from labtax.sdg.teachers.base import TeacherRequest
+from labtax.sdg.teachers.transformers import TransformersTeacher
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread (as the teacher sets it), restored afterwards for the other tests."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def _reqs(texts: list[str], **kw: object) -> list[TeacherRequest]:
+    return [TeacherRequest(messages=(("system", "Be brief."), ("user", t)), seed=i, **kw)  # type: ignore[arg-type]
+            for i, t in enumerate(texts)]
+
+
+def test_tiny_model_batches_with_left_padding(one_thread: None) -> None:
+    teacher = TransformersTeacher("tiny", batch_size=3, threads=1)
+    assert teacher.tokenizer.padding_side == "left"
+    texts = ["hi", "a much longer prompt with many more words in it than the first", "mid length prompt"] * 2
+    requests = _reqs(texts, max_tokens=6, temperature=0.0)
+    out = run(teacher.complete(requests))
+    assert len(out) == 6 and all(r.ok for r in out)
+    assert all(r.completion_tokens <= 6 and r.prompt_tokens > 0 for r in out)
+    # Greedy and deterministic: the same prompt answers the same, wherever it sits in a batch.
+    assert [r.text for r in out[:3]] == [r.text for r in out[3:]]
+    assert out[1].prompt_tokens > out[0].prompt_tokens
+    # A random tiny model rarely stops by itself: finish_reason says the answer was cut.
+    assert {r.finish_reason for r in out} <= {"length", "stop"}
+    again = run(teacher.complete(_reqs(texts[:3], max_tokens=6, temperature=0.9)))
+    twice = run(teacher.complete(_reqs(texts[:3], max_tokens=6, temperature=0.9)))
+    assert [r.text for r in again] == [r.text for r in twice]  # seeded sampling
+    assert teacher.count_tokens("hello world") > 0
+
+
+def test_stop_strings_cut_the_answer(one_thread: None) -> None:
+    teacher = TransformersTeacher("tiny", batch_size=2, threads=1)
+    (free,) = run(teacher.complete(_reqs(["x"], max_tokens=8, temperature=0.0)))
+    if len(free.text) > 2:
+        stop = free.text[1:3]
+        (cut,) = run(teacher.complete(_reqs(["x"], max_tokens=8, temperature=0.0, stop=(stop,))))
+        assert stop not in cut.text and cut.finish_reason == "stop"
+
+
+@pytest.mark.slow
+def test_embedded_teacher_end_to_end(tmp_path: Path, one_thread: None) -> None:
+    """SmolLM2-135M-Instruct really generates a small leaf: every stage runs on real model text."""
+    teacher = TransformersTeacher("embedded", batch_size=8, threads=1)
+    settings = GenerationSettings(samples_per_leaf=2, questions_per_request=3, overgenerate=1.0,
+                                  icl_examples=2, max_tokens=96)
+    leaf = freeform_leaf()
+    (outcome,) = run(generate_leaves([leaf], teacher, settings, taxonomy_root=tmp_path, output=tmp_path / "out"))
+    assert outcome.error is None and outcome.result is not None
+    st = outcome.result.stats
+    assert st["teacher"].startswith("HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert st["failed_requests"] == 0 and st["completion_tokens"] > 0
+    assert st["stages"]["questions"]["requests"] == 1
+    assert st["generated"] >= 1  # the model's numbered list was parsed into questions
+    assert st["stages"]["judge_question"]["requests"] == st["generated"] - st["dropped"].get("duplicate_exact", 0) \
+        - st["dropped"].get("duplicate_near", 0)
+    assert st["kept"] + sum(st["dropped"].values()) == st["generated"]
+    rows = [json.loads(line) for line in output_path(tmp_path / "out", leaf).read_text().splitlines()]
+    assert len(rows) == st["kept"] <= 2
+    for row in rows:  # whatever survived the model's own judging is a complete sample
+        assert row["messages"][1]["content"] and row["unmask"] is False
+        assert row["metadata"]["scores"]["score"] >= 2
