@@ -40,6 +40,11 @@ def _words(text: Any) -> int:
     return len(text.split()) if isinstance(text, str) else 0
 
 
+def _may_exceed(limit: int, *texts: Any) -> bool:
+    """Cheap pre-check: n words need at least 2n-1 characters, so short texts cannot exceed `limit`."""
+    return sum(len(t) for t in texts if isinstance(t, str)) >= 2 * limit - 1
+
+
 def _norm(text: str) -> str:
     return " ".join(text.split()).casefold()
 
@@ -98,16 +103,20 @@ def word_limits(ctx: Ctx, data: dict[str, Any]) -> None:
     if not isinstance(seeds, list):
         return
     for i, seed in enumerate(seeds):
-        if isinstance(seed, dict) and _words(seed.get("context")) > CONTEXT_WORDS:
+        if isinstance(seed, dict) and _may_exceed(CONTEXT_WORDS, seed.get("context")) \
+                and _words(seed.get("context")) > CONTEXT_WORDS:
             ctx.add("word-limit", "warning", f"seed_examples[{i}].context",
                     f"context has {_words(seed.get('context'))} words; the limit is {CONTEXT_WORDS}",
                     "shorten the passage")
     for path, question, answer in _pairs(data, ctx.kind):
+        if not _may_exceed(QA_WORDS, question, answer):
+            continue
         words = _words(question) + _words(answer)
         if words > QA_WORDS:
             ctx.add("word-limit", "warning", path,
                     f"question and answer have {words} words together; the limit is {QA_WORDS}")
-    if ctx.kind != "knowledge":
+    texts = [s.get(k) for s in seeds if isinstance(s, dict) for k in ("context", "question", "answer")]
+    if ctx.kind != "knowledge" and _may_exceed(SKILL_SEED_WORDS, *texts):
         total = sum(
             _words(s.get("context")) + _words(s.get("question")) + _words(s.get("answer"))
             for s in seeds if isinstance(s, dict)

@@ -99,6 +99,13 @@ def _resolve_ref(ref: str, base: str) -> tuple[dict[str, Any], str]:
     return node, file
 
 
+def _item_key(item: Any) -> Any:
+    """_freeze, with a fast path for the common list item: a mapping of strings (a seed example)."""
+    if isinstance(item, dict) and all(type(v) is str for v in item.values()):
+        return ("o", frozenset((str(k), ("s", v)) for k, v in item.items()))
+    return _freeze(item)
+
+
 class SchemaChecker:
     """Validates one document against one schema file, collecting findings with positions."""
 
@@ -142,7 +149,7 @@ class SchemaChecker:
         if schema.get("uniqueItems"):
             seen: dict[Any, int] = {}
             for index, item in enumerate(value):
-                key = _freeze(item)
+                key = _item_key(item)
                 if key in seen:
                     self._add(
                         "schema-unique-items", child_path(path, index),
