@@ -1,0 +1,154 @@
+"""Generation benchmarks (issue 4 budgets), ratios against baselines measured in the same run.
+
+1. openai teacher throughput: a local OpenAI-compatible server (tests/openai_server.py, in its own
+   process so it does not share the client's event loop) answers every request after 100 ms. With
+   concurrency 32 the ideal is 32 / 0.1 s = 320 requests/s. labtax sends 2,000 requests; printed:
+   its rate / ideal (budget >= 0.85), its rate / a bare aiohttp client's rate measured in the same run,
+   and the client's peak RSS (budget <= 200 MB; measured before torch is imported).
+2. embedded teacher: the same prompts generated one at a time (batch_size 1) and batched
+   (batch_size 8); printed: batched tokens/s / single tokens/s (budget >= 2.0).
+
+Usage: .venv/bin/python bench/sdg_bench.py [--requests 2000] [--delay-ms 100] [--concurrency 32]
+       [--prompts 8] [--new-tokens 32] [--threads 1] [--skip-embedded]
+`--threads` is torch's thread count for part 2 (1 by default: on a shared 2-core machine one thread
+is several times faster than two oversubscribed ones; the ratio compares like with like).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def peak_rss_mb() -> float:
+    """VmHWM (peak resident set) of this process, in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def start_server(delay_ms: float) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "openai_server.py"), "--delay-ms", str(delay_ms), "--responder", "ok"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line.startswith("READY "):
+        proc.kill()
+        raise SystemExit(f"server did not start: {line!r}")
+    return proc, line.split()[1]
+
+
+async def bare_aiohttp(url: str, n: int, concurrency: int) -> float:
+    """Baseline: the simplest correct aiohttp client (semaphore + gather), no retries or balancing."""
+    import aiohttp
+
+    sem = asyncio.Semaphore(concurrency)
+    body = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+
+        async def one(i: int) -> None:
+            async with sem, session.post(f"{url}/chat/completions", json={**body, "seed": i}) as reply:
+                await reply.json()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        return time.perf_counter() - start
+
+
+async def labtax_client(url: str, n: int, concurrency: int) -> tuple[float, int]:
+    from labtax.sdg.teachers import make_teacher
+    from labtax.sdg.teachers.base import TeacherRequest
+
+    teacher = make_teacher("openai", endpoints=[url], model="test-model", concurrency=concurrency)
+    requests = [TeacherRequest(messages=(("user", "hi"),), max_tokens=8, seed=i) for i in range(n)]
+    start = time.perf_counter()
+    out = await teacher.complete(requests)
+    elapsed = time.perf_counter() - start
+    await teacher.aclose()
+    return elapsed, sum(1 for r in out if r.ok)
+
+
+def bench_openai(args: argparse.Namespace) -> bool:
+    proc, url = start_server(args.delay_ms)
+    try:
+        # Warm-up (connections, imports), then the measured runs.
+        asyncio.run(labtax_client(url, args.concurrency * 2, args.concurrency))
+        base_s = asyncio.run(bare_aiohttp(url, args.requests, args.concurrency))
+        lab_s, ok = asyncio.run(labtax_client(url, args.requests, args.concurrency))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    rss = peak_rss_mb()
+    ideal = args.concurrency / (args.delay_ms / 1000)
+    lab_rate, base_rate = args.requests / lab_s, args.requests / base_s
+    print(f"openai teacher: {args.requests} requests, server delay {args.delay_ms:.0f} ms, concurrency "
+          f"{args.concurrency}: {ok} ok in {lab_s:.2f} s = {lab_rate:.1f} req/s")
+    print(f"  ideal {ideal:.0f} req/s; bare aiohttp client {base_rate:.1f} req/s")
+    print(f"  ratio labtax/ideal = {lab_rate / ideal:.3f} (budget >= 0.85)  "
+          f"labtax/bare-aiohttp = {lab_rate / base_rate:.3f}")
+    print(f"  client peak RSS = {rss:.1f} MB (budget <= 200 MB)")
+    return ok == args.requests and lab_rate / ideal >= 0.85 and rss <= 200
+
+
+def bench_embedded(args: argparse.Namespace) -> bool:
+    from labtax.sdg.teachers.base import TeacherRequest
+    from labtax.sdg.teachers.transformers import TransformersTeacher
+
+    single = TransformersTeacher("embedded", batch_size=1, threads=args.threads)
+    topics = ["rain", "a lighthouse", "bread", "the moon", "a river", "autumn", "a violin", "snow",
+              "a market", "the sea", "a bicycle", "a garden"]
+    requests = [
+        TeacherRequest(messages=(("user", f"Write one long sentence about {topics[i % len(topics)]}."),),
+                       max_tokens=args.new_tokens, temperature=0.0, seed=i)
+        for i in range(args.prompts)
+    ]
+
+    def measure(batch_size: int) -> tuple[float, int]:
+        single.batch_size = batch_size  # the same loaded model, only the batching differs
+        start = time.perf_counter()
+        out = single.complete_sync(requests)
+        return time.perf_counter() - start, sum(r.completion_tokens for r in out)
+
+    single.complete_sync([TeacherRequest(messages=(("user", "hi"),), max_tokens=4, temperature=0.0)])  # warm-up
+    one_s, one_tok = measure(1)
+    bat_s, bat_tok = measure(8)
+    one_rate, bat_rate = one_tok / one_s, bat_tok / bat_s
+    print(f"embedded teacher ({args.threads} torch thread(s)), {args.prompts} prompts x <= {args.new_tokens} "
+          f"new tokens, greedy:")
+    print(f"  one at a time: {one_tok} tokens in {one_s:.1f} s = {one_rate:.1f} tokens/s")
+    print(f"  batch of 8:    {bat_tok} tokens in {bat_s:.1f} s = {bat_rate:.1f} tokens/s")
+    print(f"  ratio batched/single = {bat_rate / one_rate:.2f} (budget >= 2.0)")
+    return bat_rate / one_rate >= 2.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--delay-ms", type=float, default=100.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--prompts", type=int, default=8)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--skip-embedded", action="store_true")
+    args = parser.parse_args()
+    ok = bench_openai(args)
+    if not args.skip_embedded:
+        ok = bench_embedded(args) and ok
+    print("PASS" if ok else "FAIL: a budget was missed")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
