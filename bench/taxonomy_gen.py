@@ -9,13 +9,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-WORDS = (
-    "the model should answer questions about river ecology water quality sediment fish habitat "
-    "seasonal flooding wetlands provide nesting grounds for migratory birds while upstream dams change "
-    "temperature oxygen and the timing of spawning runs engineers measure discharge with gauges farmers "
-    "irrigate fields historians record floods in parish ledgers a careful answer cites the passage "
-    "explains each step and avoids speculation when the context does not support a claim"
-).split()
+WORDS = ["the", "model", "should", "answer", "questions", "about", "river", "ecology", "water", "quality", "sediment", "fish", "habitat", "seasonal", "flooding", "wetlands", "provide", "nesting", "grounds", "for", "migratory", "birds", "while", "upstream", "dams", "change", "temperature", "oxygen", "and", "the", "timing", "of", "spawning", "runs", "engineers", "measure", "discharge", "with", "gauges", "farmers", "irrigate", "fields", "historians", "record", "floods", "in", "parish", "ledgers", "a", "careful", "answer", "cites", "the", "passage", "explains", "each", "step", "and", "avoids", "speculation", "when", "the", "context", "does", "not", "support", "a", "claim"]
 
 DOMAINS = ("history", "science", "geography", "law", "cooking", "music", "finance", "sports")
 

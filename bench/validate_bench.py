@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from taxonomy_gen import make_tree  # noqa: E402
+from taxonomy_gen import make_tree
 
 ILAB_VERSION = "0.4.2"
 
@@ -147,7 +147,7 @@ def main() -> int:
 
     full = [run_measured([*labtax, "--taxonomy", str(tree)], env) for _ in range(args.runs)]
     best = min(full, key=lambda r: r["wall"])
-    one_file = sorted(tree.rglob("qna.yaml"))[0]
+    one_file = min(tree.rglob("qna.yaml"))
     single = [run_measured([*labtax, "--taxonomy", str(tree), str(one_file)], env)["wall"] for _ in range(5)]
 
     files = sorted(tree.rglob("qna.yaml"))

@@ -24,7 +24,7 @@ def lint_text(file: str, text: str) -> list[Finding]:
     if " \n" in text or "\t\n" in text or text[-1] in " \t" or " \r\n" in text or "\t\r\n" in text:
         count = 0
         for number, line in enumerate(text.split("\n"), start=1):
-            stripped_cr = line[:-1] if line.endswith("\r") else line
+            stripped_cr = line.removesuffix("\r")
             if stripped_cr and stripped_cr[-1] in " \t":
                 count += 1
                 if count <= MAX_PER_RULE:
@@ -46,10 +46,10 @@ def lint_text(file: str, text: str) -> list[Finding]:
         ))
     crlf = text.find("\r\n")
     if crlf >= 0:
-        line = text.count("\n", 0, crlf) + 1
+        line_no = text.count("\n", 0, crlf) + 1
         col = crlf - (text.rfind("\n", 0, crlf) + 1) + 1
         findings.append(Finding(
-            "yaml-newline", "warning", file, line, col, "Windows line endings (\\r\\n); use \\n", "",
+            "yaml-newline", "warning", file, line_no, col, "Windows line endings (\\r\\n); use \\n", "",
             "convert the file to Unix line endings (e.g. dos2unix)",
         ))
     return findings

@@ -86,9 +86,9 @@ def _int(text: str) -> int:
     if text == "0":
         return 0
     if text.startswith("0b"):
-        return sign * int(text[2:], 2)
+        return sign * int(text, 0)  # 0b101
     if text.startswith("0x"):
-        return sign * int(text[2:], 16)
+        return sign * int(text, 0)  # 0x1f
     if text.startswith("0") and len(text) > 1:
         return sign * int(text[1:], 8)
     if ":" in text:  # sexagesimal: 1:30 == 90

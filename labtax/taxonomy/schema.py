@@ -10,7 +10,7 @@ verdicts as `jsonschema` on every example.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -24,7 +24,7 @@ _TYPE_NAMES = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(name: str) -> dict[str, Any]:
     """A schema file from the package, e.g. `knowledge.v3.json`."""
     text = resources.files(SCHEMA_PACKAGE).joinpath(name).read_text(encoding="utf-8")
@@ -88,7 +88,7 @@ def _freeze(value: Any) -> Any:
     return ("s", repr(value)) if not isinstance(value, str) else ("s", value)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _resolve_ref(ref: str, base: str) -> tuple[dict[str, Any], str]:
     """The schema a `$ref` points to (a packaged file and/or a JSON pointer), and its file."""
     file, _, pointer = ref.partition("#")
@@ -130,7 +130,7 @@ class SchemaChecker:
         if expected is not None and not _is_type(value, expected):
             self._add("schema-type", path, f"{label} must be {_TYPE_NAMES[expected]}, not {describe(value)}")
             return
-        if "const" in schema and not (_freeze(value) == _freeze(schema["const"])):
+        if "const" in schema and _freeze(value) != _freeze(schema["const"]):
             self._add("schema-const", path, f"{label} must be {schema['const']!r}, not {value!r}")
         if "enum" in schema and _freeze(value) not in {_freeze(v) for v in schema["enum"]}:
             self._add("schema-enum", path, f"{label} must be one of {schema['enum']!r}")
