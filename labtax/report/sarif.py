@@ -42,7 +42,7 @@ def as_dict(findings: list[Finding], ctx: ReportContext) -> dict[str, object]:
             "ruleId": f.rule,
             "ruleIndex": index[f.rule],
             "level": f.severity,
-            "message": {"text": f.message + (f" Hint: {f.hint}." if f.hint else "")},
+            "message": {"text": f.message + (f". Hint: {f.hint}" if f.hint else "")},
             "locations": [location],
             "properties": {"yamlPath": f.yaml_path, "hint": f.hint},
         }
