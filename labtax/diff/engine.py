@@ -19,8 +19,10 @@ from labtax.diff.gitio import (
     DEFAULT_BASES,
     EMPTY,
     BlobReader,
+    Job,
     Taxonomy,
     blob_sha,
+    check_ref_syntax,
     empty_tree,
     head_is_born,
     is_leaf_path,
@@ -155,12 +157,65 @@ def parse_raw(out: bytes) -> list[FileChange]:
 _DIFF_ARGS = ("diff", "--raw", "-z", "--no-abbrev", "-M", "--no-color", "--no-ext-diff", "--no-textconv")
 
 
-def changed_files(tax: Taxonomy, rng: Range) -> list[FileChange]:
-    """Every changed file between the range's base and head (or the working tree, untracked included)."""
+_UNTRACKED_ARGS = ("ls-files", "-z", "--others", "--exclude-standard", "--full-name")
+
+
+def changed_files(tax: Taxonomy, rng: Range, untracked_job: Job | None = None) -> list[FileChange]:
+    """Every changed file between the range's base and head (or the working tree, untracked included).
+
+    `untracked_job`: `git ls-files --others` already started in the background (it needs no ref, so it
+    can run while rev-parse and diff do); started here when not given.
+    """
     if rng.head is not None:
         return parse_raw(tax.git(*_DIFF_ARGS, rng.base, rng.head, "--"))
+    job = untracked_job or tax.spawn(*_UNTRACKED_ARGS)
     files = parse_raw(tax.git(*_DIFF_ARGS, rng.base, "--"))
-    untracked = split_z(tax.git("ls-files", "-z", "--others", "--exclude-standard", "--full-name"))
+    return _add_untracked(tax, files, split_z(job.result()))
+
+
+def range_and_files(
+    tax: Taxonomy, base: str | None, head: str | None, untracked_job: Job | None = None
+) -> tuple[Range, list[FileChange]]:
+    """`resolve_range` and `changed_files` in one, with the diff running WHILE rev-parse runs.
+
+    `git diff base...head` (or `git diff --merge-base base` for the working tree) finds the merge-base
+    itself, so it can start at once, in parallel with the `git rev-parse base...head` that reports the
+    SHAs and the errors; on a failure the speculative diff is simply killed. The wall time is then
+    about that of one plain `git diff`.
+    """
+    if base == EMPTY or (head is None and not head_is_born(tax)):
+        rng = resolve_range(tax, base, head)
+        return rng, changed_files(tax, rng, untracked_job)
+    head_expr = head if head is not None else "HEAD"
+    for candidate in [base] if base is not None else list(DEFAULT_BASES):
+        check_ref_syntax(candidate)
+        check_ref_syntax(head_expr)
+        if head is not None:
+            job = tax.spawn(*_DIFF_ARGS, f"{candidate}^{{commit}}...{head}^{{commit}}", "--")
+        else:
+            job = tax.spawn(*_DIFF_ARGS, "--merge-base", f"{candidate}^{{commit}}", "--")
+        try:
+            found = (
+                merge_base_range(tax, candidate, head_expr)
+                if base is not None
+                else try_merge_base_range(tax, candidate, head_expr)
+            )
+            if found is None:
+                continue  # this default base does not exist here: try the next
+            rng = _range_from(tax, candidate, head_expr, found, head is not None)
+            files = parse_raw(job.result())
+        finally:
+            job.cancel()
+        if head is not None:
+            return rng, files
+        return rng, _add_untracked(
+            tax, files, split_z((untracked_job or tax.spawn(*_UNTRACKED_ARGS)).result())
+        )
+    return resolve_range(tax, base, head), []  # raises: no default base (or an unknown --head)
+
+
+def _add_untracked(tax: Taxonomy, files: list[FileChange], untracked: list[str]) -> list[FileChange]:
+    """Untracked-but-not-ignored files count as added (or, if tracked at base, as modified)."""
     if not untracked:
         return files
     deleted = {fc.old_path: fc for fc in files if fc.status == "D"}
@@ -234,11 +289,11 @@ def _attribution_leaf(tax: Taxonomy, repo_path: str | None) -> str | None:
 
 
 class _Classifier:
-    def __init__(self, tax: Taxonomy, rng: Range, files: list[FileChange]) -> None:
+    def __init__(self, tax: Taxonomy, rng: Range, files: list[FileChange], reader: BlobReader) -> None:
         self.tax = tax
         self.rng = rng
         self.files = files
-        self.reader = BlobReader(tax)
+        self.reader = reader
         # Keyed by (deleted?, path): a deleted leaf and a new one may share a path in odd histories.
         self.leaves: dict[tuple[bool, str], _Acc] = {}
         self.renamed_from: dict[str, str] = {}  # old leaf path -> new leaf path
@@ -290,12 +345,16 @@ class _Classifier:
                 touched.add((False, new))
             if old and fc.status != "M":
                 touched.add(self._head_key(old))
-        missing = [key for key in touched if key not in self.leaves]
         for key in touched:
             if key in self.leaves:
                 self.leaves[key].reasons.add("attribution")
-        for deleted, path in missing:
-            if not deleted and self._exists_at_head(path):
+        # An attribution changed beside a leaf whose qna.yaml did not: is there a leaf at head?
+        unchanged = sorted(
+            path for deleted, path in touched if not deleted and (False, path) not in self.leaves
+        )
+        found = self.reader.at_many(self.rng.head, [self.tax.to_repo(p) for p in unchanged])
+        for path, data in zip(unchanged, found):
+            if data is not None:
                 self._put(_Acc("modified", path, None, {"attribution"}))
 
     def _head_key(self, old_leaf: str) -> tuple[bool, str]:
@@ -306,27 +365,29 @@ class _Classifier:
             return (True, old_leaf)
         return (False, old_leaf)
 
-    def _exists_at_head(self, leaf: str) -> bool:
-        return self.reader.at(self.rng.head, self.tax.to_repo(leaf)) is not None
-
     # -- knowledge: the document reference inside a changed qna.yaml
     def _document_references(self) -> None:
-        for acc in self.leaves.values():
+        edited = [
+            acc
+            for acc in self.leaves.values()
+            if acc.status in ("modified", "renamed")
+            and "qna" in acc.reasons
+            and acc.qna is not None
+            and "knowledge" in (kind_of(acc.path), kind_of(acc.old_path or ""))
+        ]
+        if not edited:
+            return
+        # Both sides of every edited knowledge qna.yaml in one batch: SHAs from git, else the disk.
+        names = [n for acc in edited for n in (acc.qna.old_sha or "", acc.qna.new_sha or "")]  # type: ignore[union-attr]
+        blobs = self.reader.read_many(names)
+        for i, acc in enumerate(edited):
             fc = acc.qna
-            if acc.status not in ("modified", "renamed") or "qna" not in acc.reasons or fc is None:
-                continue
-            if kind_of(acc.path) != "knowledge" and kind_of(acc.old_path or "") != "knowledge":
-                continue
-            old = self.reader.by_name(fc.old_sha) if fc.old_sha else None
-            new = self._new_bytes(fc)
+            assert fc is not None
+            old, new = blobs[2 * i], blobs[2 * i + 1]
+            if fc.new_sha is None and fc.new_path is not None:
+                new = self.reader.at(None, fc.new_path)
             if documents.references_changed(old, new):
                 acc.reasons.add("document")
-
-    def _new_bytes(self, fc: FileChange) -> bytes | None:
-        if fc.new_sha:
-            return self.reader.by_name(fc.new_sha)
-        assert fc.new_path is not None
-        return self.reader.at(None, fc.new_path)
 
     # -- knowledge: a document inside the repository changed
     def _documents(self) -> None:
@@ -340,8 +401,12 @@ class _Classifier:
         )
         if not candidates:
             return  # the usual case: only leaves changed, no scan at all
-        for sha, leaf in leaf_files_at(self.tax, self.rng.head, kinds=("knowledge",)):
-            data = self.reader.by_name(sha) if sha else self.reader.at(None, self.tax.to_repo(leaf))
+        leaves = leaf_files_at(self.tax, self.rng.head, kinds=("knowledge",))
+        if self.rng.head is None:
+            blobs = self.reader.at_many(None, [self.tax.to_repo(leaf) for _sha, leaf in leaves])
+        else:
+            blobs = self.reader.read_many([sha or "" for sha, _leaf in leaves])
+        for (_sha, leaf), data in zip(leaves, blobs):
             docs = documents.local_documents(data or b"", self.tax.prefix)
             if docs is None or not any(docs.matches(p) for p in candidates):
                 continue
@@ -366,9 +431,17 @@ def diff_taxonomy(
     ref, an empty repository, a shallow clone missing the merge-base, or no base to default to.
     """
     with open_taxonomy(repo) as tax:
-        rng = resolve_range(tax, base, head)
-        files = changed_files(tax, rng)
-        changes = _Classifier(tax, rng, files).run()
+        # Work that needs no ref starts first and runs while rev-parse and diff do.
+        untracked = tax.spawn(*_UNTRACKED_ARGS) if head is None else None
+        reader = BlobReader(tax)
+        reader.start()  # cat-file starts up in parallel too; reading knowledge leaves then costs no spawn
+        try:
+            rng, files = range_and_files(tax, base, head, untracked)
+            changes = _Classifier(tax, rng, files, reader).run()
+        finally:
+            if untracked is not None:
+                untracked.cancel()
+            reader.close()
         return DiffResult(rng.base, rng.head, changes)
 
 
@@ -379,4 +452,12 @@ def changed_leaves(
     return diff_taxonomy(repo, base, head).changes
 
 
-__all__ = ["FileChange", "Range", "changed_files", "changed_leaves", "diff_taxonomy", "resolve_range"]
+__all__ = [
+    "FileChange",
+    "Range",
+    "changed_files",
+    "changed_leaves",
+    "diff_taxonomy",
+    "range_and_files",
+    "resolve_range",
+]

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from labtax.errors import GitError, UsageError
 from labtax.taxonomy.model import KINDS, LEAF_FILENAME
@@ -77,8 +78,36 @@ class Taxonomy:
         text = err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err or "")
         return int(code or 0), out if isinstance(out, bytes) else bytes(out or b""), text
 
+    def spawn(self, *args: str) -> Job:
+        """Start one git command in the background (it runs while other git commands run)."""
+        handle = self.repo.git.execute(["git", *args], as_process=True, env=_GIT_ENV)
+        return Job(handle, args[0])
+
     def close(self) -> None:
         self.repo.close()
+
+
+class Job:
+    """A git command running in the background; `result()` waits for its stdout."""
+
+    def __init__(self, handle: Any, name: str) -> None:
+        # GitPython's AutoInterrupt handle kills the process when collected: keep it for our lifetime,
+        # and talk to the plain Popen inside it.
+        self.handle = handle
+        self.proc = handle.proc
+        self.name = name
+
+    def result(self) -> bytes:
+        out, err = self.proc.communicate()
+        if self.proc.returncode != 0:
+            text = err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err)
+            raise GitError(f"git {self.name} failed: {_first_line(text) or f'exit {self.proc.returncode}'}")
+        return bytes(out)
+
+    def cancel(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            self.proc.communicate()
 
 
 def _first_line(text: str) -> str:
@@ -157,7 +186,7 @@ def head_is_born(tax: Taxonomy) -> bool:
     return tax.repo.head.is_valid()
 
 
-def _check_ref_syntax(ref: str) -> None:
+def check_ref_syntax(ref: str) -> None:
     # A ref starting with "-" would be read as an option by git.
     if not ref or ref.startswith("-") or "\0" in ref or "\n" in ref:
         raise GitError(f"unknown ref: {ref!r}")
@@ -165,7 +194,7 @@ def _check_ref_syntax(ref: str) -> None:
 
 def resolve_commit(tax: Taxonomy, ref: str) -> str:
     """The full SHA of the commit `ref` names, or GitError "unknown ref"."""
-    _check_ref_syntax(ref)
+    check_ref_syntax(ref)
     code, out, _ = tax.git_status("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     if code != 0:
         raise GitError(f"unknown ref: {ref}", hint=_unknown_ref_hint(tax, ref))
@@ -192,8 +221,8 @@ def try_merge_base_range(tax: Taxonomy, base: str, head: str) -> tuple[str, str,
     rev-parse prints the right side, the left side, then `^<sha>` per merge-base (the first is the one
     `git diff base...head` uses).
     """
-    _check_ref_syntax(base)
-    _check_ref_syntax(head)
+    check_ref_syntax(base)
+    check_ref_syntax(head)
     code, out, _ = tax.git_status("rev-parse", f"{base}^{{commit}}...{head}^{{commit}}")
     if code != 0:
         return None
@@ -218,30 +247,91 @@ def merge_base_range(tax: Taxonomy, base: str, head: str) -> tuple[str, str, str
 
 
 class BlobReader:
-    """Reads blobs by object name or `rev:path` through GitPython's persistent `git cat-file --batch`."""
+    """Reads many blobs through ONE `git cat-file --batch` process, started on first use (or `start()`).
+
+    Names are object SHAs or `rev:path`. Requests go in chunks small enough that neither pipe can fill
+    while the other is being written, so thousands of reads never deadlock.
+    """
+
+    CHUNK_BYTES = 32 * 1024
 
     def __init__(self, tax: Taxonomy) -> None:
         self.tax = tax
+        self._proc: Any = None
+        self._handle: Any = None
+
+    def start(self) -> None:
+        """Start the process now, so that its start-up overlaps other git work."""
+        if self._proc is None:
+            import subprocess
+
+            self._handle = self.tax.repo.git.execute(
+                ["git", "cat-file", "--batch"], as_process=True, istream=subprocess.PIPE, env=_GIT_ENV
+            )
+            self._proc = self._handle.proc  # the Popen inside GitPython's handle
+
+    def close(self) -> None:
+        if self._proc is not None:
+            proc, self._proc, self._handle = self._proc, None, None
+            try:
+                proc.stdin.close()
+                proc.stdout.read()
+                if proc.stderr is not None:
+                    proc.stderr.read()
+            except (OSError, ValueError):
+                pass
+            proc.wait()
+
+    def read_many(self, names: Sequence[str]) -> list[bytes | None]:
+        """The blob behind each name, in order; None where it does not exist or is not a blob."""
+        results: list[bytes | None] = [None] * len(names)
+        # cat-file --batch reads one name per line: a name with a newline cannot be asked for.
+        todo = [(i, n) for i, n in enumerate(names) if "\n" not in n and n]
+        if not todo:
+            return results
+        self.start()
+        stdin, stdout = self._proc.stdin, self._proc.stdout
+        pos = 0
+        while pos < len(todo):
+            chunk: list[int] = []
+            size = 0
+            while pos < len(todo) and (not chunk or size < self.CHUNK_BYTES):
+                line = os.fsencode(todo[pos][1]) + b"\n"
+                chunk.append(todo[pos][0])
+                size += len(line)
+                stdin.write(line)
+                pos += 1
+            stdin.flush()
+            for index in chunk:
+                header = stdout.readline()
+                parts = header.split()
+                if len(parts) != 3 or header.endswith((b" missing\n", b" ambiguous\n")):
+                    continue
+                data = stdout.read(int(parts[2]))
+                stdout.read(1)  # the newline after the content
+                if parts[1] == b"blob":
+                    results[index] = data
+        return results
 
     def by_name(self, name: str) -> bytes | None:
         """The blob `name` (a SHA or `rev:path`); None when it does not exist or is not a blob."""
-        if "\n" in name:
-            return None  # cat-file --batch reads one name per line
-        try:
-            _sha, kind, _size, data = self.tax.repo.git.get_object_data(name)
-        except ValueError:  # GitPython: "SHA could not be resolved"
-            return None
-        return data if kind in (b"blob", "blob") else None
+        return self.read_many([name])[0]
+
+    def at_many(self, commit: str | None, repo_paths: Sequence[str]) -> list[bytes | None]:
+        """Files at working-tree-relative paths, at `commit` or (None) in the working tree."""
+        if commit is None:
+            return [_read_file(self.tax.worktree / p) for p in repo_paths]
+        return self.read_many([f"{commit}:{p}" for p in repo_paths])
 
     def at(self, commit: str | None, repo_path: str) -> bytes | None:
-        """The file at a working-tree-relative path, at `commit` or (None) in the working tree."""
-        if commit is None:
-            path = self.tax.worktree / repo_path
-            try:
-                return path.read_bytes() if path.is_file() else None
-            except OSError:
-                return None
-        return self.by_name(f"{commit}:{repo_path}")
+        return self.at_many(commit, [repo_path])[0]
+
+
+def _read_file(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes() if path.is_file() else None
+    except OSError:
+        return None
 
 
 def _ls_tree(tax: Taxonomy, commit: str, under: str) -> list[tuple[str, str]]:
@@ -300,13 +390,13 @@ def read_blobs(repo: str | os.PathLike[str], ref: str | None, paths: Iterable[st
     """The bytes of each taxonomy-relative path at `ref` (None = working tree); missing ones left out."""
     with open_taxonomy(repo) as tax:
         commit = None if ref is None else resolve_commit(tax, ref)
+        wanted = list(paths)
         reader = BlobReader(tax)
-        found: dict[str, bytes] = {}
-        for path in paths:
-            data = reader.at(commit, tax.to_repo(path))
-            if data is not None:
-                found[path] = data
-        return found
+        try:
+            blobs = reader.at_many(commit, [tax.to_repo(p) for p in wanted])
+        finally:
+            reader.close()
+        return {path: data for path, data in zip(wanted, blobs) if data is not None}
 
 
 def read_blob(repo: str | os.PathLike[str], ref: str | None, path: str) -> bytes:
