@@ -56,7 +56,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from aiohttp import web
 
@@ -79,10 +79,10 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     body: str | None = None
     sleep: float = 0.0
-    then: Union[str, Reply, None] = None
+    then: str | Reply | None = None
 
 
-Answer = Union[str, Reply, Fault]
+Answer = str | Reply | Fault
 Responder = Callable[[str, dict[str, Any]], Answer]
 
 
@@ -165,7 +165,7 @@ class OpenAIServer:
             self._thread.join(10)
         self._loop = None
 
-    def __enter__(self) -> OpenAIServer:
+    def __enter__(self) -> OpenAIServer:  # noqa: PYI034
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -317,11 +317,13 @@ def fail_first(
     return wrapped
 
 
-_WORDS = (
-    "river mountain harvest lantern copper violin orbit meadow glacier harbor falcon ember prism "
-    "canyon thistle beacon quartz willow tide saffron compass marble cedar nebula orchard pebble "
-    "summit velvet anchor bramble cobalt dune fern granite hollow ivory jasper kelp lagoon mosaic"
-).split()
+_WORDS = [
+    "river", "mountain", "harvest", "lantern", "copper", "violin", "orbit", "meadow", "glacier",
+    "harbor", "falcon", "ember", "prism", "canyon", "thistle", "beacon", "quartz", "willow",
+    "tide", "saffron", "compass", "marble", "cedar", "nebula", "orchard", "pebble", "summit",
+    "velvet", "anchor", "bramble", "cobalt", "dune", "fern", "granite", "hollow", "ivory",
+    "jasper", "kelp", "lagoon", "mosaic",
+]
 
 
 def _h(text: str) -> int:

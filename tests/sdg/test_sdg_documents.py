@@ -42,7 +42,7 @@ def test_file_url_repository_at_a_pinned_commit(make_git_repo: Callable[[str], G
     assert docs[1].text == PLANETS_MD
     checkout = _cache / "documents" / pinned
     # Only that commit was fetched: a shallow history of one commit.
-    count = subprocess.run(["git", "rev-list", "--count", "HEAD"], cwd=checkout, capture_output=True, text=True)
+    count = subprocess.run(["git", "rev-list", "--count", "HEAD"], cwd=checkout, capture_output=True, text=True, check=True)
     assert count.stdout.strip() == "1"
     # Second load reads the cache (the source may even be gone).
     repo.git("checkout", "-q", "--detach")

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ class PipelineSpec:
     stages: dict[str, StageSpec]
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_pipeline(name: str) -> PipelineSpec:
     data = yaml.safe_load((PIPELINE_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
     stages = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -41,7 +41,7 @@ class Prompt:
         return (("system", fill(self.system)), ("user", fill(self.user)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_prompt(name: str) -> Prompt:
     path = PROMPT_DIR / name
     data = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -110,7 +110,7 @@ class TransformersTeacher:
         with torch.random.fork_rng(devices=[]), torch.inference_mode():
             torch.manual_seed(seed)
             try:
-                generated = self.model.generate(**enc, **kwargs)
+                generated = self.model.generate(**enc, **kwargs)  # type: ignore[operator]
             except (RuntimeError, ValueError) as exc:
                 return [TeacherResponse("", ok=False, error=f"generation failed: {exc}") for _ in prompts]
         width = enc["input_ids"].shape[1]
@@ -124,7 +124,7 @@ class TransformersTeacher:
                 finish = "stop"
             while new and new[-1] == self.tokenizer.pad_token_id:
                 new.pop()
-            text = self.tokenizer.decode(new, skip_special_tokens=True)
+            text = str(self.tokenizer.decode(new, skip_special_tokens=True))
             for stop in request.stop:
                 if stop in text:
                     text, finish = text[: text.index(stop)], "stop"
