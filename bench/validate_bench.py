@@ -142,8 +142,9 @@ def main() -> int:
     tree = ensure_tree(args.workdir, args.leaves)
     target = ensure_baseline(args.baseline_target)
     labtax = [sys.executable, "-m", "labtax", "validate"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (shared machines inflate wall times)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    cpus = len(os.sched_getaffinity(0))
+    print(f"machine: {cpus} usable CPUs (of {os.cpu_count()}), load average {os.getloadavg()[0]:.1f} (shared machines inflate wall times)")
 
     full = [run_measured([*labtax, "--taxonomy", str(tree)], env) for _ in range(args.runs)]
     best = min(full, key=lambda r: r["wall"])
@@ -176,8 +177,7 @@ def main() -> int:
     print("\nbudgets:")
     checks = [
         (f"{n:,} leaves <= 5 s wall", best["wall"] <= 5.0),
-        (f"{n:,} leaves <= 5 s CPU / {os.cpu_count()} cores (what an idle machine gives)",
-         best["cpu"] / (os.cpu_count() or 1) <= 5.0),
+        (f"{n:,} leaves <= 5 s CPU / {cpus} cores (what an idle machine gives)", best["cpu"] / cpus <= 5.0),
         ("peak memory <= 300 MB", max(r["peak_mib"] for r in full) * 1.048576 <= 300),
         (">= 5x faster than instructlab-schema (end to end, both baselines)", ilab_core * n / best["wall"] >= 5),
         ("one file <= 0.5 s", statistics.median(single) <= 0.5),

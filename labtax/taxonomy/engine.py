@@ -205,9 +205,17 @@ def _check_chunk(chunk: list[str]) -> list[Finding]:
     return out
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (respects taskset/cgroup affinity, unlike os.cpu_count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 def check_many(root: Path, targets: list[str], config: Config, jobs: int | None = None) -> list[Finding]:
     """check_leaf over all targets, on several processes when there are many."""
-    jobs = jobs if jobs is not None else min(os.cpu_count() or 1, 8)
+    jobs = jobs if jobs is not None else min(usable_cpus(), 8)
     if jobs <= 1 or len(targets) < PARALLEL_THRESHOLD or "fork" not in multiprocessing.get_all_start_methods():
         out: list[Finding] = []
         for rel in targets:
