@@ -104,8 +104,10 @@ def main() -> int:
     for lp in plan.leaves:
         assert lp.key is not None
         leaf = parse_leaf(lp.path, (repo.root / lp.path).read_bytes())
-        store.put(LeafData(lp.key, fake_samples(lp.path, lp.kind, args.samples), mix.seed_test_samples(leaf),
-                           {"kind": lp.kind, "tokens": 1000, "seconds": 1.0}))
+        prepared = mix.prepare_leaf(lp.kind, fake_samples(lp.path, lp.kind, args.samples),
+                                    mix.seed_test_samples(leaf))
+        store.put(LeafData(lp.key, prepared.samples, prepared.test, {"kind": lp.kind, "tokens": 1000, "seconds": 1.0},
+                           prepared.index))
     print(f"setup: store filled ({args.leaves} x {args.samples} samples) in {time.perf_counter() - t:.1f} s")
 
     with OpenAIServer(lab_responder()) as server:

@@ -554,7 +554,8 @@ def rebuild(plan: Plan, output: Path, store: LeafStore, mix_settings: mix.MixSet
                     continue
             data = cache[lp.key]
             metas[lp.path] = {"tokens": data.meta.get("tokens", 0), "seconds": data.meta.get("seconds", 0.0)}
-            inputs.append(mix.MixLeaf(lp.path, lp.kind, lp.key, data.train, data.test, data.index))
+            inputs.append(mix.MixLeaf(lp.path, lp.kind, lp.key, data.data, data.train_span, data.test_span,
+                                      data.index))
         if broken:
             raise BrokenLeaves(broken)
         sets = mix.build_sets(inputs, mix_settings)

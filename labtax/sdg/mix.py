@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labtax.sdg.store import atomic_write_bytes
+from labtax.sdg.store import atomic_write_bytes, atomic_write_chunks
 from labtax.taxonomy.model import Leaf
 
 MIX_VERSION = 1
@@ -248,76 +248,126 @@ def _knowledge_phase1(sample: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class MixLeaf:
-    """One current leaf's stored data (encoded lines, as in the store) and where the leaf lives now."""
+    """One current leaf's stored data, as the store keeps it (encoded JSON lines, each ending in a
+    newline, `metadata.leaf` a placeholder), and where the leaf lives now. `data[train_span]` holds the
+    training lines, `data[test_span]` the test lines (the store hands over its file unsliced)."""
 
     path: str
     kind: str
     key: str
-    lines: list[bytes]  # training samples, one JSON object each, no newline
-    test: list[bytes]
+    data: bytes
+    train_span: tuple[int, int]
+    test_span: tuple[int, int]
     index: dict[str, Any]
+    _lines: list[bytes] | None = field(default=None, repr=False)
 
     @classmethod
     def from_samples(cls, path: str, kind: str, key: str, samples: Sequence[dict[str, Any]],
                      test: Sequence[dict[str, Any]] = ()) -> MixLeaf:
         p = prepare_leaf(kind, samples, test)
-        return cls(path, kind, key, [dumps_line(s) for s in p.samples], [dumps_line(t) for t in p.test], p.index)
+        train = encode_jsonl([dumps_line(s) for s in p.samples])
+        tests = encode_jsonl([dumps_line(t) for t in p.test])
+        n = len(train)
+        return cls(path, kind, key, train + tests, (0, n), (n, n + len(tests)), p.index)
+
+    def lines(self) -> list[bytes]:
+        """The training lines (without newlines), split on first use."""
+        if self._lines is None:
+            a, b = self.train_span
+            self._lines = self.data[a:b].split(b"\n")[:-1]
+        return self._lines
+
+    def stamped(self) -> tuple[memoryview, memoryview, int]:
+        """(training lines, test lines, number of test lines) with the current path in place of the
+        placeholder: one replace over the whole buffer, no per-line work."""
+        path = json.dumps(self.path, ensure_ascii=False).encode("utf-8")
+        (a, b), (c, d) = self.train_span, self.test_span
+        grow = len(path) - len(_PLACEHOLDER_BYTES)
+        count = self.data.count
+        shift_a = count(_PLACEHOLDER_BYTES, 0, a) * grow
+        shift_b = shift_a + count(_PLACEHOLDER_BYTES, a, b) * grow
+        shift_c = shift_b + count(_PLACEHOLDER_BYTES, b, c) * grow
+        shift_d = shift_c + count(_PLACEHOLDER_BYTES, c, d) * grow
+        view = memoryview(self.data.replace(_PLACEHOLDER_BYTES, path))
+        return view[a + shift_a : b + shift_b], view[c + shift_c : d + shift_d], self.data.count(b"\n", c, d)
 
 
 @dataclass
 class MixedSets:
-    phase1: list[bytes] = field(default_factory=list)
-    phase2: list[bytes] = field(default_factory=list)
-    test: list[bytes] = field(default_factory=list)
+    """The sets as lists of byte chunks (each a run of whole lines) plus their sample counts."""
+
+    phase1: list[bytes | memoryview] = field(default_factory=list)
+    phase2: list[bytes | memoryview] = field(default_factory=list)
+    test: list[bytes | memoryview] = field(default_factory=list)
+    samples: dict[str, int] = field(default_factory=lambda: {PHASE1: 0, PHASE2: 0, TEST: 0})
     # per leaf path: {"samples": stored, "train": in the sets, "test": n, "replay": n, "overlap": n}
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    def by_file(self) -> dict[str, list[bytes]]:
+    def by_file(self) -> dict[str, list[bytes | memoryview]]:
         return {PHASE1: self.phase1, PHASE2: self.phase2, TEST: self.test}
 
 
 def build_sets(leaves: Sequence[MixLeaf], settings: MixSettings) -> MixedSets:
+    """Mix the sets. The common case copies each leaf's stored lines in one piece, replacing the path
+    placeholder; only a leaf with train/test overlaps and the few replayed samples are split/decoded."""
     sets = MixedSets()
     ordered = sorted(leaves, key=lambda leaf: leaf.path)
 
     # Test first: every training sample whose question (or whole user turn) is a test question's is
     # left out below, so no sample is in both train and test.
     test_hashes: set[str] = set()
+    stamped: dict[str, memoryview] = {}
     for leaf in ordered:
-        path = json.dumps(leaf.path, ensure_ascii=False).encode("utf-8")
-        sets.test += [line.replace(_PLACEHOLDER_BYTES, path) for line in leaf.test]
+        train, test, n_test = leaf.stamped()
+        stamped[leaf.path] = train
+        sets.test.append(test)
+        sets.samples[TEST] += n_test
+        sets.counts[leaf.path] = {"samples": len(leaf.index["q"]), "train": 0, "test": n_test, "replay": 0,
+                                  "overlap": 0}
         test_hashes.update(leaf.index.get("test") or [])
 
-    knowledge: list[tuple[MixLeaf, int]] = []  # (leaf, line index) of every kept knowledge sample
+    # Kept knowledge samples, for the replay: (leaf, its kept line numbers), in order.
+    knowledge: list[tuple[MixLeaf, list[int]]] = []
     all_chunks: set[str] = set()
     for leaf in ordered:
-        path = json.dumps(leaf.path, ensure_ascii=False).encode("utf-8")
-        c = sets.counts[leaf.path] = {"samples": len(leaf.lines), "train": 0, "test": len(leaf.test),
-                                      "replay": 0, "overlap": 0}
-        target = sets.phase1 if leaf.kind == "knowledge" else sets.phase2
-        for i, (line, qh, uh) in enumerate(zip(leaf.lines, leaf.index["q"], leaf.index["u"])):
-            if qh in test_hashes or uh in test_hashes:
-                c["overlap"] += 1
-                continue
-            c["train"] += 1
-            target.append(line.replace(_PLACEHOLDER_BYTES, path))
-            if leaf.kind == "knowledge":
-                knowledge.append((leaf, i))
+        q, u = leaf.index["q"], leaf.index["u"]
+        n = len(q)
+        c = sets.counts[leaf.path]
+        target, name = (sets.phase1, PHASE1) if leaf.kind == "knowledge" else (sets.phase2, PHASE2)
+        if test_hashes.isdisjoint(q) and test_hashes.isdisjoint(u):
+            kept = list(range(n))
+            target.append(stamped[leaf.path])
+        else:
+            kept = [i for i in range(n) if q[i] not in test_hashes and u[i] not in test_hashes]
+            lines = bytes(stamped[leaf.path]).split(b"\n")
+            target.append(b"".join(lines[i] + b"\n" for i in kept))
+            c["overlap"] = n - len(kept)
+        c["train"] = len(kept)
+        sets.samples[name] += len(kept)
         if leaf.kind == "knowledge":
+            knowledge.append((leaf, kept))
             all_chunks.update(leaf.index.get("chunks") or [])
 
-    n_skills = len(sets.phase2)
-    n_replay = min(len(knowledge), math.ceil(settings.replay_ratio * n_skills)) if n_skills else 0
+    n_knowledge = sum(len(kept) for _, kept in knowledge)
+    n_skills = sets.samples[PHASE2]
+    n_replay = min(n_knowledge, math.ceil(settings.replay_ratio * n_skills)) if n_skills else 0
     if n_replay:
         rng = random.Random(f"labtax-replay-{settings.seed}")
-        picked = sorted(rng.sample(range(len(knowledge)), n_replay))
+        picked = sorted(rng.sample(range(n_knowledge), n_replay))
         chunks = sorted(all_chunks)
-        for idx in picked:
-            leaf, i = knowledge[idx]
-            sample = json.loads(leaf.lines[i])
+        flat = ((leaf, i) for leaf, kept in knowledge for i in kept)
+        replays: list[bytes] = []
+        pos = -1
+        for target_pos in picked:
+            while pos < target_pos:
+                leaf, i = next(flat)
+                pos += 1
+            sample = json.loads(leaf.lines()[i])
             sample["metadata"]["leaf"] = leaf.path
-            sets.phase2.append(dumps_line(_replay(sample, chunks, settings, rng)))
+            replays.append(dumps_line(_replay(sample, chunks, settings, rng)) + b"\n")
             sets.counts[leaf.path]["replay"] += 1
+        sets.phase2.append(b"".join(replays))
+        sets.samples[PHASE2] += len(replays)
     return sets
 
 
@@ -326,8 +376,10 @@ def _replay(sample: dict[str, Any], chunks: list[str], settings: MixSettings,
     """A replayed knowledge sample: the question after distractor chunks, its own chunk among them
     part of the time (the model must then find it, else answer from what it learned)."""
     own = chunk_of(sample)
-    others = [c for c in chunks if c != own]
-    distractors = rng.sample(others, min(settings.distractors, len(others)))
+    # Draw one spare index so that skipping the sample's own chunk still leaves enough distractors.
+    k = settings.distractors
+    picks = rng.sample(range(len(chunks)), min(k + 1, len(chunks)))
+    distractors = [chunks[j] for j in picks if chunks[j] != own][:k]
     with_own = bool(own) and rng.random() < settings.replay_context_prob
     docs = distractors + ([own] if with_own else [])
     rng.shuffle(docs)
@@ -351,11 +403,14 @@ def encode_jsonl(rows: Sequence[bytes]) -> bytes:
 def write_sets(output: Path, sets: MixedSets) -> dict[str, dict[str, Any]]:
     """Write the three set files atomically; returns {file: {samples, bytes, sha256, mtime_ns}}."""
     info: dict[str, dict[str, Any]] = {}
-    for name, rows in sets.by_file().items():
-        data = encode_jsonl(rows)
-        atomic_write_bytes(output / name, data)
-        info[name] = {"samples": len(rows), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                      "mtime_ns": (output / name).stat().st_mtime_ns}
+    for name, chunks in sets.by_file().items():
+        digest = hashlib.sha256()
+        for chunk in chunks:
+            digest.update(chunk)
+        atomic_write_chunks(output / name, chunks)
+        st = (output / name).stat()
+        info[name] = {"samples": sets.samples[name], "bytes": st.st_size, "sha256": digest.hexdigest(),
+                      "mtime_ns": st.st_mtime_ns}
     return info
 
 
@@ -393,6 +448,23 @@ def read_manifest(output: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def encode_manifest(manifest: dict[str, Any]) -> str:
+    """Readable and quick to write: one top-level key per line, one leaf entry per line (the pretty
+    printer is pure Python and slow on 1,000 leaves). Any JSON reader reads it."""
+
+    def one(value: Any) -> str:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+    parts = []
+    for key in sorted(manifest):
+        value = manifest[key]
+        if isinstance(value, list):
+            body = ",\n".join(f"    {one(v)}" for v in value)
+            parts.append(f"  {one(key)}: [\n{body}\n  ]" if value else f"  {one(key)}: []")
+        else:
+            parts.append(f"  {one(key)}: {one(value)}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
 def write_manifest(output: Path, manifest: dict[str, Any]) -> None:
-    text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    atomic_write_bytes(output / MANIFEST, text.encode("utf-8"))
+    atomic_write_bytes(output / MANIFEST, encode_manifest(manifest).encode("utf-8"))

@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,13 +48,23 @@ class LeafData:
 
 @dataclass
 class RawLeaf:
-    """A verified leaf file without decoding its samples: one JSON object per line, no newline."""
+    """A verified leaf file without decoding its samples: the whole file plus where its training and
+    test lines lie (one JSON object per line, each ending in a newline). Not sliced: no copies."""
 
     key: str
-    train: list[bytes]
-    test: list[bytes]
+    data: bytes
+    train_span: tuple[int, int]
+    test_span: tuple[int, int]
     meta: dict[str, Any]
     index: dict[str, Any]
+
+    @property
+    def train(self) -> bytes:
+        return self.data[self.train_span[0] : self.train_span[1]]
+
+    @property
+    def test(self) -> bytes:
+        return self.data[self.test_span[0] : self.test_span[1]]
 
 
 def fsync_dir(path: Path) -> None:
@@ -73,12 +83,17 @@ def fsync_dir(path: Path) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that no reader ever sees a partial file: temp name, fsync, rename."""
+    atomic_write_chunks(path, [data])
+
+
+def atomic_write_chunks(path: Path, chunks: Sequence[bytes | memoryview]) -> None:
+    """`atomic_write_bytes` for data given in pieces (not joined in memory first)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             os.fchmod(fh.fileno(), 0o666 & ~_UMASK)
-            fh.write(data)
+            fh.writelines(chunks)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -96,12 +111,14 @@ def _dumps(obj: Any) -> bytes:
 
 
 def encode_leaf(data: LeafData) -> bytes:
-    body = b"".join(_dumps(s) + b"\n" for s in [*data.samples, *data.test])
+    train = b"".join(_dumps(s) + b"\n" for s in data.samples)
+    body = train + b"".join(_dumps(s) + b"\n" for s in data.test)
     header = {
         "format": FORMAT,
         "key": data.key,
         "train": len(data.samples),
         "test": len(data.test),
+        "train_bytes": len(train),
         "sha256": hashlib.sha256(body).hexdigest(),
         "meta": data.meta,
         "index": data.index,
@@ -109,8 +126,9 @@ def encode_leaf(data: LeafData) -> bytes:
     return _dumps(header) + b"\n" + body
 
 
-def split_verified(raw: bytes, key: str) -> tuple[dict[str, Any], bytes]:
-    """Check header, key, checksum and line count; return (header, body)."""
+def _verified_header(raw: bytes, key: str) -> tuple[dict[str, Any], int]:
+    """Check header, key, checksum and split point; return (header, offset of the body in raw).
+    Works on a memoryview so that a 100 MB store is not copied to be checked."""
     nl = raw.find(b"\n")
     if nl < 0:
         raise CorruptLeafError("no header line")
@@ -122,30 +140,40 @@ def split_verified(raw: bytes, key: str) -> tuple[dict[str, Any], bytes]:
         raise CorruptLeafError("not a labtax leaf file")
     if header.get("key") != key:
         raise CorruptLeafError(f"header key {header.get('key')!r} does not match the file name")
-    body = raw[nl + 1 :]
-    if hashlib.sha256(body).hexdigest() != header.get("sha256"):
+    start = nl + 1
+    if hashlib.sha256(memoryview(raw)[start:]).hexdigest() != header.get("sha256"):
         raise CorruptLeafError("checksum mismatch (truncated or modified)")
-    expected = int(header.get("train", -1)) + int(header.get("test", -1))
-    found = body.count(b"\n")
-    if found != expected:
-        raise CorruptLeafError(f"expected {expected} lines, found {found}")
-    return header, body
+    # The checksum covers the body; the split point between train and test lines is checked cheaply.
+    split = header.get("train_bytes")
+    size = len(raw) - start
+    if not isinstance(split, int) or not 0 <= split <= size or (
+        split and raw[start + split - 1] != 0x0A) or (size and raw[-1] != 0x0A):
+        raise CorruptLeafError("the header does not match the body")
+    return header, start
+
+
+def split_verified(raw: bytes, key: str) -> tuple[dict[str, Any], bytes]:
+    header, start = _verified_header(raw, key)
+    return header, raw[start:]
 
 
 def decode_raw(raw: bytes, key: str) -> RawLeaf:
-    header, body = split_verified(raw, key)
-    lines = body.split(b"\n")[:-1]  # the body ends with a newline (checked by the line count)
-    n = int(header["train"])
-    return RawLeaf(key, lines[:n], lines[n:], dict(header.get("meta") or {}), dict(header.get("index") or {}))
+    header, start = _verified_header(raw, key)
+    split = start + int(header["train_bytes"])
+    return RawLeaf(key, raw, (start, split), (split, len(raw)), dict(header.get("meta") or {}),
+                   dict(header.get("index") or {}))
 
 
 def decode_leaf(raw: bytes, key: str) -> LeafData:
     r = decode_raw(raw, key)
+    header = json.loads(raw[: raw.find(b"\n")])
     try:
-        train = [json.loads(line) for line in r.train]
-        test = [json.loads(line) for line in r.test]
+        train = [json.loads(line) for line in r.train.split(b"\n")[:-1]]
+        test = [json.loads(line) for line in r.test.split(b"\n")[:-1]]
     except ValueError as exc:  # cannot happen with a matching checksum unless written corrupt
         raise CorruptLeafError(f"unreadable sample: {exc}") from None
+    if len(train) != header.get("train") or len(test) != header.get("test"):
+        raise CorruptLeafError("the header's counts do not match the body")
     return LeafData(key=key, samples=train, test=test, meta=r.meta, index=r.index)
 
 
@@ -187,7 +215,7 @@ class LeafStore:
         except FileNotFoundError:
             return False
         try:
-            split_verified(raw, key)
+            _verified_header(raw, key)
         except CorruptLeafError:
             self.quarantine(key)
             return False

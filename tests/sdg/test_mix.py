@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from labtax.sdg.mix import (
-    PHASE1, PHASE2, TEST, MixLeaf, MixSettings, build_sets, encode_jsonl, sets_fingerprint, sets_intact,
+    PHASE1, PHASE2, TEST, MixLeaf, MixSettings, build_sets, sets_fingerprint, sets_intact,
     seed_test_samples, write_sets,
 )
 from labtax.taxonomy.model import Leaf
@@ -69,13 +69,14 @@ def leaves(n_skill: int = 4, n_knowledge: int = 3, per_leaf: int = 50) -> list[M
     return out
 
 
-def rows(lines: list[bytes]) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in lines]
+def rows(chunks: list[bytes]) -> list[dict[str, Any]]:
+    """The samples of a set held as byte chunks of whole lines."""
+    return [json.loads(line) for line in b"".join(bytes(c) for c in chunks).split(b"\n")[:-1]]
 
 
 def test_phase1_is_all_knowledge_unmasked_with_chunk_in_user_turn() -> None:
     sets = build_sets(leaves(), MixSettings())
-    assert len(sets.phase1) == 150
+    assert len(rows(sets.phase1)) == 150 == sets.samples[PHASE1]
     for s in rows(sets.phase1):
         assert s["unmask"] is True
         assert s["metadata"]["kind"] == "knowledge"
@@ -123,8 +124,8 @@ def test_deterministic_for_a_seed_and_order_independent() -> None:
     b = build_sets(list(reversed(leaves())), MixSettings(replay_ratio=0.2))
     c = build_sets(leaves(), MixSettings(replay_ratio=0.2, seed=7))
     for name in ("phase1", "phase2", "test"):
-        assert encode_jsonl(getattr(a, name)) == encode_jsonl(getattr(b, name))
-    assert encode_jsonl(a.phase2) != encode_jsonl(c.phase2)
+        assert b"".join(map(bytes, getattr(a, name))) == b"".join(map(bytes, getattr(b, name)))
+    assert b"".join(map(bytes, a.phase2)) != b"".join(map(bytes, c.phase2))
 
 
 def leaf(text: str, path: str) -> Leaf:
@@ -185,11 +186,13 @@ def test_bad_settings() -> None:
 
 def test_stored_samples_are_path_free_and_stamped_on_mixing() -> None:
     leaf = MixLeaf.from_samples("knowledge/a/qna.yaml", "knowledge", "k", [knowledge_sample(0, 0)])
-    assert b"knowledge/a" not in leaf.lines[0]
-    moved = MixLeaf("knowledge/b/qna.yaml", leaf.kind, leaf.key, leaf.lines, leaf.test, leaf.index)
+    assert b"knowledge/a" not in leaf.data
+    moved = MixLeaf("knowledge/b/qna.yaml", leaf.kind, leaf.key, leaf.data, leaf.train_span, leaf.test_span,
+                    leaf.index)
     (s,) = rows(build_sets([moved], MixSettings()).phase1)
     assert s["metadata"]["leaf"] == "knowledge/b/qna.yaml"
     # A path needing JSON escapes is stamped correctly.
-    odd = MixLeaf('knowledge/quo"te\\é/qna.yaml', leaf.kind, leaf.key, leaf.lines, leaf.test, leaf.index)
+    odd = MixLeaf('knowledge/quo"te\\é/qna.yaml', leaf.kind, leaf.key, leaf.data, leaf.train_span,
+                  leaf.test_span, leaf.index)
     (s,) = rows(build_sets([odd], MixSettings()).phase1)
     assert s["metadata"]["leaf"] == 'knowledge/quo"te\\é/qna.yaml'
