@@ -269,3 +269,43 @@ def test_estimate_and_pipeline_files() -> None:
     assert estimate_requests(freeform_leaf(), s) == 4 + 3 * 20
     assert estimate_requests(grounded_leaf(), s) == 4 + 4 + 3 * 20
     assert "batch_requests" not in s.as_dict() and s.as_dict()["seed"] == 42
+
+
+def test_progress_is_reported_per_stage(openai_server: OpenAIServer) -> None:
+    teacher = make_teacher("openai", endpoints=[openai_server.base_url], model="test-model")
+    seen: list[tuple[str, int, int]] = []
+
+    async def go() -> LeafResult:
+        try:
+            return await generate_leaf(freeform_leaf(), teacher, GenerationSettings(samples_per_leaf=4,
+                                       batch_requests=3), taxonomy_root=Path("."),
+                                       progress=lambda stage, done, total: seen.append((stage, done, total)))
+        finally:
+            await teacher.aclose()
+
+    result = run(go())
+    stages = [s for s, _, _ in seen]
+    assert stages[0] == "questions" and "score" in stages
+    judge = [(d, t) for s, d, t in seen if s == "judge_question"]
+    assert judge[-1][0] == judge[-1][1] == result.stats["stages"]["judge_question"]["requests"]
+    assert [d for d, _ in judge] == sorted(d for d, _ in judge) and judge[0][0] == 3  # slices of 3
+
+
+def test_wrapped_teacher_keeps_the_inner_tokenizer_for_chunking() -> None:
+    from labtax.sdg.documents import estimate_tokens
+    from labtax.sdg.pipelines.runner import count_tokens_for
+
+    class Inner:
+        model_id = "x"
+
+        def count_tokens(self, text: str) -> int:
+            return 7
+
+    class Wrapper:
+        model_id = "x"
+
+        def __init__(self) -> None:
+            self.inner = Inner()
+
+    assert count_tokens_for(Wrapper())("a b c") == 7  # type: ignore[arg-type]
+    assert count_tokens_for(object()) is estimate_tokens  # type: ignore[arg-type]
