@@ -217,3 +217,14 @@ def test_many_concurrent_batches_share_one_bound() -> None:
         outs = run(go())
     assert all(r.ok for out in outs for r in out)
     assert server.max_in_flight <= 3
+
+
+def test_a_dead_endpoint_costs_retries_not_rows() -> None:
+    with OpenAIServer() as dead:
+        dead_url = dead.base_url  # stopped: connections are refused
+    with OpenAIServer(_echo) as alive:
+        teacher = make_teacher("openai", endpoints=[dead_url, alive.base_url], model="m", concurrency=4)
+        teacher.backoff_base = 0.01  # type: ignore[attr-defined]
+        out = run(_complete(teacher, _requests(12)))  # type: ignore[arg-type]
+    assert all(r.ok for r in out) and alive.count() == 12
+    assert any(reason.startswith("connection") for reason in teacher.faults)  # type: ignore[attr-defined]
