@@ -2,7 +2,7 @@
 
 A knowledge qna.yaml names its documents with `document: {repo, commit, patterns}`. `repo` is either
 a URL (fetched elsewhere at `commit`; nothing in this repository can change it) or a folder relative to
-the TAXONOMY root; `patterns` are globs inside that folder, with `pathlib.Path.glob` semantics (`*`
+the TAXONOMY root, never climbing out of it (`..` is refused, as `labtax.sdg` refuses it); `patterns` are globs inside that folder, with `pathlib.Path.glob` semantics (`*`
 stays within one path segment, `**` spans folders), the same way `labtax.sdg` reads them.
 """
 
@@ -81,8 +81,8 @@ def local_documents(data: bytes, taxonomy_prefix: str) -> LocalDocuments | None:
     if not ok or not isinstance(doc, dict):
         return None
     repo = str(doc.get("repo") or "").strip()
-    if not repo or repo.startswith(URL_PREFIXES) or repo.startswith("/"):
-        return None
+    if not repo or repo.startswith(URL_PREFIXES) or repo.startswith("/") or ".." in repo.split("/"):
+        return None  # a URL, or a folder labtax.sdg refuses (absolute, or climbing out of the taxonomy)
     folder = (
         posixpath.normpath(posixpath.join(taxonomy_prefix, repo))
         if taxonomy_prefix
@@ -90,8 +90,6 @@ def local_documents(data: bytes, taxonomy_prefix: str) -> LocalDocuments | None:
     )
     if folder == ".":
         folder = ""
-    if folder.startswith("../") or folder == "..":
-        return None  # outside the working tree: nothing this diff can see
     raw = doc.get("patterns") or []
     patterns = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
     return LocalDocuments(folder, tuple(str(p) for p in patterns if p))

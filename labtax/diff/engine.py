@@ -396,7 +396,10 @@ class _Classifier:
                 p
                 for fc in self.files
                 for p in fc.paths()
-                if not self._leaf(p) and not _attribution_leaf(self.tax, p)
+                # Documents live inside the taxonomy root (document.repo may not climb out of it).
+                if self.tax.from_repo(p) is not None
+                and not self._leaf(p)
+                and not _attribution_leaf(self.tax, p)
             }
         )
         if not candidates:

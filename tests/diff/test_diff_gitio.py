@@ -65,5 +65,6 @@ def test_local_documents_resolution() -> None:
     assert local_documents(doc % b"docs/x", "") == LocalDocuments("docs/x", ("*.md",))
     assert local_documents(doc % b"./docs/x/", "tax") == LocalDocuments("tax/docs/x", ("*.md",))
     assert local_documents(doc % b"../../outside", "tax") is None
+    assert local_documents(doc % b"docs/../../sibling", "tax") is None
     assert local_documents(b"document: [unclosed", "") is None
     assert local_documents(b"no reference here", "") is None
