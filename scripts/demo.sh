@@ -23,7 +23,9 @@ TAX=$OUT/taxonomy
 GEN=$OUT/generated
 TRAIN=$OUT/train
 STAMPS=$OUT/.stamps
-LABTAX=$ROOT/.venv/bin/labtax
+# The virtualenv scripts/bootstrap.sh builds (it reads the same LABTAX_VENV), as an absolute path.
+VENV=$(realpath -m "${LABTAX_VENV:-.venv}")
+LABTAX=$VENV/bin/labtax
 
 [ "${DEMO_FRESH:-0}" = 1 ] && rm -rf "$OUT"
 mkdir -p "$OUT" "$STAMPS"
@@ -55,7 +57,7 @@ fingerprint() { # sha256 of the given files' names and contents
 }
 
 # ---------------------------------------------------------------- 1. install
-step "install (.venv)"
+step "install ($VENV)"
 bash scripts/bootstrap.sh
 "$LABTAX" --version
 done_step
@@ -86,7 +88,7 @@ else
   mv "$TAX/$last" "$OUT/held-back"
   # The knowledge leaf's document repository (deterministic SHA), made by the example's script.
   # --check: each SHA must be the one the knowledge leaf pins in document.commit.
-  "$ROOT/.venv/bin/python" examples/make_document_repo.py --dest "$TAX/.documents" --check | sed 's/^/   document repo: /'
+  "$VENV/bin/python" examples/make_document_repo.py --dest "$TAX/.documents" --check | sed 's/^/   document repo: /'
   git -C "$TAX" add -A
   git -C "$TAX" commit -q -m "taxonomy: every leaf but $last"
   mkdir -p "$(dirname "$TAX/$last")"
@@ -163,7 +165,7 @@ else
     echo "$train_key" >"$STAMPS/train"
     done_step "$MODEL, $MAX_STEPS steps per phase"
   fi
-  CANDIDATE=$("$ROOT/.venv/bin/python" -c \
+  CANDIDATE=$("$VENV/bin/python" -c \
     'import json,sys; print(json.load(open(sys.argv[1]))["selected"]["path"])' "$TRAIN/$LAST/result.json")
 
   # -------------------------------------------------------------- 7. eval

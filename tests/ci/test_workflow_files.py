@@ -150,3 +150,32 @@ def test_callers_pin_the_reusable_workflows() -> None:
     jobs = generate["jobs"]
     assert jobs["generate"]["uses"].split("@")[0].endswith("/generate.yml")
     assert jobs["train"]["needs"] == "generate" and "vars.LABTAX_TRAIN" in jobs["train"]["if"]
+
+
+SHELL_SCRIPTS = [
+    *sorted((ROOT / "hooks").glob("*.sh")),
+    ROOT / "labtax/scaffold/hooks/labtax-hook.sh",
+    ROOT / "scripts/demo.sh",
+]
+
+
+def test_shell_scripts_pass_shellcheck() -> None:
+    shellcheck = VENV_BIN / "shellcheck"
+    out = subprocess.run([str(shellcheck), "-x", *map(str, SHELL_SCRIPTS)], check=False,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout
+
+
+def test_actionlint_also_shellchecks_inline_run_blocks(tmp_path: Path) -> None:
+    # with shellcheck on PATH, actionlint checks the `run:` scripts of the workflows too ...
+    env = {"PATH": f"{VENV_BIN}:/usr/bin:/bin"}
+    bad = tmp_path / "bad.yml"
+    bad.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: rm -rf $DIR/x\n")
+    out = subprocess.run([str(VENV_BIN / "actionlint"), str(bad)], check=False, capture_output=True,
+                         text=True, env=env)
+    assert out.returncode == 1 and "SC2086" in out.stdout
+    # ... and ours pass it
+    files = [str(p) for p in WORKFLOWS + EXAMPLES]
+    out = subprocess.run([str(VENV_BIN / "actionlint"), *files], check=False, capture_output=True,
+                         text=True, env=env)
+    assert out.returncode == 0, out.stdout
