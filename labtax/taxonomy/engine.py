@@ -221,7 +221,8 @@ def check_many(root: Path, targets: list[str], config: Config, jobs: int | None 
         for rel in targets:
             out += check_leaf(root, rel, config)
         return out
-    size = max(16, len(targets) // (jobs * 4))
+    # Small chunks keep both workers busy to the end (a large last chunk leaves one core idle).
+    size = max(16, len(targets) // (jobs * 16))
     chunks = [targets[i:i + size] for i in range(0, len(targets), size)]
     # fork: workers inherit the imported modules and loaded schemas; nothing to re-import.
     with multiprocessing.get_context("fork").Pool(jobs, _init_worker, (root, config)) as pool:
