@@ -275,7 +275,7 @@ class _Acc:
         assert kind is not None  # only paths under a kind root become leaves
         reasons = tuple(r for r in REASONS if r in self.reasons)
         return LeafChange(
-            self.status, self.path, kind, reasons, self.old_path if self.status == "renamed" else None
+            self.status, self.path, self.old_path if self.status == "renamed" else None, kind, reasons
         )
 
 

@@ -270,7 +270,14 @@ class BlobReader:
             )
             self._proc = self._handle.proc  # the Popen inside GitPython's handle
 
+    def __enter__(self) -> BlobReader:  # noqa: PYI034 (Python 3.10 has no typing.Self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
+        """End the cat-file process (also done when the reader is garbage-collected)."""
         if self._proc is not None:
             proc, self._proc, self._handle = self._proc, None, None
             try:

@@ -20,18 +20,19 @@ LETTERS: dict[str, str] = {"added": "A", "modified": "M", "deleted": "D", "renam
 class LeafChange:
     """One changed leaf.
 
-    `path` is the posix path of the qna.yaml relative to the taxonomy root (for a deleted leaf: where
-    it was; for a renamed one: where it is now, with `old_path` where it was). `kind` is the kind at
-    `path`. `reasons` say what changed, in the order of `REASONS`: `qna` (the qna.yaml's bytes),
-    `attribution` (the attribution.txt beside it), `document` (the knowledge document reference, or a
-    document inside the repository that it points to). A pure rename or move has no reasons.
+    Fields in the order of the JSON shape: `status`, `path` (the posix path of the qna.yaml relative to
+    the taxonomy root; for a deleted leaf where it was, for a renamed one where it is now), `old_path`
+    (where a renamed leaf was; None otherwise), `kind` (the kind at `path`), and `reasons`: which of
+    the leaf's inputs changed, in the order of `REASONS`: `qna` (the qna.yaml's bytes), `attribution`
+    (the attribution.txt beside it), `document` (the knowledge document reference, or a document
+    inside the repository that it points to). A pure rename or move has no reasons.
     """
 
     status: Status
     path: str
+    old_path: str | None
     kind: Kind
     reasons: tuple[Reason, ...] = ()
-    old_path: str | None = None
 
     @property
     def letter(self) -> str:

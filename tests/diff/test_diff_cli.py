@@ -92,3 +92,17 @@ def test_end_to_end_process_with_odd_paths(tax: GitRepo) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"A {path}\n"
+
+
+def test_file_name_that_is_not_utf8(tax: GitRepo) -> None:
+    raw = b"compositional_skills/caf\xe9/qna.yaml"
+    tax.write(os.fsdecode(raw), skill("latin-1 name"))
+    tax.commit("latin-1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "labtax", "diff", "--base", "main", "--head", "HEAD"],
+        cwd=tax.root,
+        capture_output=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"A " + raw + b"\n"

@@ -49,5 +49,5 @@ def test_default_base_and_nothing_changed(in_tax: GitRepo) -> None:
 
 
 def test_unknown_base_is_exit_2(in_tax: GitRepo) -> None:
-    code, out, err = validate("--changed", "--base", "no-such-ref")
+    code, _out, err = validate("--changed", "--base", "no-such-ref")
     assert code == 2 and "unknown ref: no-such-ref" in err and "Traceback" not in err
