@@ -138,8 +138,12 @@ def validate_cmd(paths: tuple[str, ...], taxonomy_dir: str | None, fmt: str, str
     type=click.Path(file_okay=False, path_type=str),
     help="Taxonomy root folder (may be a subfolder of the git working tree).",
 )
-@click.option("--base", default=None, help="Base ref; default origin/main, else main. 'empty': every leaf is added.")
-@click.option("--head", default=None, help="Head ref; default: the working tree (staged, unstaged, untracked).")
+@click.option(
+    "--base", default=None, help="Base ref; default origin/main, else main. 'empty': every leaf is added."
+)
+@click.option(
+    "--head", default=None, help="Head ref; default: the working tree (staged, unstaged, untracked)."
+)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @_guarded
 def diff_command(taxonomy: str, base: str | None, head: str | None, fmt: str) -> int:
@@ -150,11 +154,14 @@ def diff_command(taxonomy: str, base: str | None, head: str | None, fmt: str) ->
 
     result = diff_taxonomy(taxonomy, base, head)
     if fmt == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        text = json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
     else:
-        for change in result.changes:
-            target = f"{change.old_path} -> {change.path}" if change.old_path else change.path
-            click.echo(f"{change.letter} {target}")
+        text = "".join(
+            f"{c.letter} {c.old_path} -> {c.path}\n" if c.old_path else f"{c.letter} {c.path}\n"
+            for c in result.changes
+        )
+    # Bytes, so that a file name that is not UTF-8 comes out as the very bytes git has.
+    click.echo(text.encode("utf-8", "surrogateescape"), nl=False)
     if not result.changes:
         click.echo("no changed leaves", err=True)
     return 0
