@@ -17,6 +17,7 @@ from typing import Any, Literal
 from labtax.errors import UsageError
 
 LeafMode = Literal["changed", "all"]
+EXCLUDED_STATUSES = frozenset({"dropped", "failed", "invalid"})
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,11 @@ def _example(record: dict[str, Any]) -> Example:
 
 
 def read_manifest(path: Path) -> tuple[set[str], set[str]] | None:
-    """(changed leaves, dropped leaves) from a manifest.json, or None when there is none.
+    """(changed leaves, excluded leaves) from a manifest.json, or None when there is none.
 
-    A leaf is changed when its entry says `changed: true` and its status is not `dropped`.
+    A leaf is changed when its entry says `changed: true` and it has data (status `generated` or
+    `reused`). Leaves that were dropped (deleted), failed generation or are invalid are excluded:
+    the candidate was not trained on them, so neither gate applies.
     """
     if not path.is_file():
         return None
@@ -107,7 +110,7 @@ def read_manifest(path: Path) -> tuple[set[str], set[str]] | None:
         dropped: set[str] = set()
         for entry in entries:
             leaf = leaf_id(str(entry["path"]))
-            if entry.get("status") == "dropped":
+            if entry.get("status") in EXCLUDED_STATUSES:
                 dropped.add(leaf)
             elif entry.get("changed"):
                 changed.add(leaf)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 DEFAULT_BATCH_TOKENS = 8192  # padded tokens per forward pass
 DEFAULT_MAX_BATCH = 64  # examples per forward pass
-HEAD_CHUNK = 2048  # output-head rows at a time: bounds the (rows x vocab) logits buffer
+HEAD_CHUNK = 256  # output-head rows at a time: bounds the (rows x vocab) logits buffer (~50 MB)
 DEFAULT_MAX_LEN = 4096
 
 
@@ -196,8 +196,8 @@ def _log_probs(rows: torch.Tensor, targets: torch.Tensor, head: Any) -> torch.Te
     for lo in range(0, targets.shape[0], HEAD_CHUNK):
         hi = min(lo + HEAD_CHUNK, targets.shape[0])
         logits = (head(rows[lo:hi]) if head is not None else rows[lo:hi]).float()
-        picked = logits.gather(1, targets[lo:hi, None]).squeeze(1)
-        out.append(picked - torch.logsumexp(logits, dim=-1))
+        # cross_entropy's fused log-softmax is about twice as fast on CPU as gather - logsumexp.
+        out.append(-torch.nn.functional.cross_entropy(logits, targets[lo:hi], reduction="none"))
     return torch.cat(out) if out else torch.zeros(0)
 
 

@@ -50,7 +50,7 @@ def make_eval_data(root: Path, *, n_test: int = 4, seed: int = 0) -> Path:
     phase1 = A and B mixed (the "base" model's data), phase2 = mostly A (the candidate's data)."""
     rng = random.Random(seed)
     test = [example(rng, leaf) for leaf in (LEAF_A, LEAF_B) for _ in range(n_test)]
-    phase1 = [example(rng, leaf, source="generated") for _ in range(24) for leaf in (LEAF_A, LEAF_B)]
+    phase1 = [example(rng, leaf, source="generated") for _ in range(96) for leaf in (LEAF_A, LEAF_B)]
     # Phase 2 = A plus a replay share of B, as the LAB recipe replays earlier data.
     phase2 = [example(rng, LEAF_A, source="generated") for _ in range(24)]
     phase2 += [example(rng, LEAF_B, source="generated") for _ in range(8)]
