@@ -1,0 +1,17 @@
+"""Per-leaf evaluation of a candidate checkpoint against its base (`labtax eval`).
+
+  data.py    read test.jsonl and manifest.json, choose the leaves (changed + a seeded sample)
+  scorer.py  batched mean per-token log-likelihood of the reference answers; `score_checkpoint`
+  judge.py   optional 1-10 ratings of greedy answers by an OpenAI-compatible judge
+  gate.py    the regression definition and the per-leaf pass/fail decision
+  run.py     end to end, returning the stable JSON-ready report dict
+  render.py  text, json and markdown renderers of that dict
+
+Importing this package does not import torch.
+"""
+
+from __future__ import annotations
+
+from labtax.eval.scorer import score_checkpoint
+
+__all__ = ["score_checkpoint"]
