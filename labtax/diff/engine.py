@@ -1,11 +1,15 @@
-"""Which leaves changed: one `git diff --raw -z -M` between the merge-base and the head, then rules.
+"""Which leaves changed: one `git diff --raw -z -M` from the merge-base to the head, then rules.
 
-Cost model (the budget is "one git invocation per diff, plus rev-parse"): `git rev-parse
-base...head` resolves both refs and the merge-base in one process; `git diff` lists changed files in
-one more (plus `git ls-files --others` for untracked files when the working tree is compared). History
-length never matters: git diffs two trees, it does not walk commits. Only when a knowledge leaf's
-qna.yaml changed, or a non-leaf file changed (a possible document), are blobs read, all through one
-persistent `git cat-file --batch`.
+Cost model (the budget: one git invocation per diff, plus rev-parse, never one per commit):
+- `git diff base...head` (or `git diff --merge-base base` against the working tree) computes the
+  merge-base itself, so it starts at once and runs IN PARALLEL with the `git rev-parse base...head`
+  that reports the SHAs and any error (an unknown ref, no merge-base in a shallow clone); when
+  rev-parse fails, the speculative diff is killed. `git ls-files --others` (untracked files) and
+  `git cat-file --batch` (blob reads) start at the same moment. Wall time is about one plain diff.
+- History length never matters: git diffs two trees, it does not walk the commits in between.
+- Blobs are read only for edited knowledge qna.yaml files (to compare their document references)
+  and, when a non-leaf file inside the taxonomy changed (it may be a document), to find the knowledge
+  leaves whose documents it is: all through the one cat-file process.
 """
 
 from __future__ import annotations
@@ -72,16 +76,17 @@ def resolve_range(tax: Taxonomy, base: str | None, head: str | None) -> Range:
     resolve_commit(tax, head_expr)  # an unknown --head is the real problem, if it is one
     detached = head is None and tax.repo.head.is_detached
     what = "HEAD is detached and neither" if detached else "neither"
-    raise GitError(
-        f"no base to compare with: {what} origin/main nor main exists",
-        hint="pass --base REF (a branch, tag or SHA), or --base empty to count every leaf as added",
-    )
+    hint = "pass --base REF (a branch, tag or SHA), or --base empty to count every leaf as added"
+    if is_shallow(tax):
+        hint = "this shallow clone has no main branch: git fetch --depth=50 origin main, or " + hint
+    raise GitError(f"no base to compare with: {what} origin/main nor main exists", hint=hint)
 
 
 def _range_from(
     tax: Taxonomy, base: str, head_expr: str, found: tuple[str, str, str | None], explicit_head: bool
 ) -> Range:
     _base_sha, head_sha, merge_base = found
+    base = base.removeprefix("refs/remotes/").removeprefix("refs/heads/")  # as the user would write it
     if merge_base is None:
         if is_shallow(tax):
             raise GitError(
