@@ -24,6 +24,7 @@ from labtax.diff.gitio import (
     EMPTY,
     BlobReader,
     Job,
+    RevRange,
     Taxonomy,
     blob_sha,
     check_ref_syntax,
@@ -82,10 +83,8 @@ def resolve_range(tax: Taxonomy, base: str | None, head: str | None) -> Range:
     raise GitError(f"no base to compare with: {what} origin/main nor main exists", hint=hint)
 
 
-def _range_from(
-    tax: Taxonomy, base: str, head_expr: str, found: tuple[str, str, str | None], explicit_head: bool
-) -> Range:
-    _base_sha, head_sha, merge_base = found
+def _range_from(tax: Taxonomy, base: str, head_expr: str, found: RevRange, explicit_head: bool) -> Range:
+    head_sha, merge_base = found.head, found.merge_base
     base = base.removeprefix("refs/remotes/").removeprefix("refs/heads/")  # as the user would write it
     if merge_base is None:
         if is_shallow(tax):
@@ -208,6 +207,10 @@ def range_and_files(
             if found is None:
                 continue  # this default base does not exist here: try the next
             rng = _range_from(tax, candidate, head_expr, found, head is not None)
+            if len(found.merge_bases) > 1:
+                # Criss-cross history: diff from exactly the merge-base reported, not git diff's pick.
+                job.cancel()
+                return rng, changed_files(tax, rng, untracked_job)
             files = parse_raw(job.result())
         finally:
             job.cancel()

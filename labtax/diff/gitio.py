@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 from labtax.errors import GitError, UsageError
 from labtax.taxonomy.model import KINDS, LEAF_FILENAME
@@ -214,9 +214,21 @@ def empty_tree(tax: Taxonomy) -> str:
     return tax.git("hash-object", "-t", "tree", "/dev/null").decode().strip()
 
 
-def try_merge_base_range(tax: Taxonomy, base: str, head: str) -> tuple[str, str, str | None] | None:
-    """(base SHA, head SHA, merge-base SHA or None) from ONE `git rev-parse base...head`; None if a
-    ref does not resolve to a commit.
+class RevRange(NamedTuple):
+    """What `git rev-parse base...head` says: both SHAs and every merge-base (best first)."""
+
+    base: str
+    head: str
+    merge_bases: tuple[str, ...]
+
+    @property
+    def merge_base(self) -> str | None:
+        return self.merge_bases[0] if self.merge_bases else None
+
+
+def try_merge_base_range(tax: Taxonomy, base: str, head: str) -> RevRange | None:
+    """Both SHAs and the merge-bases from ONE `git rev-parse base...head`; None if a ref does not
+    resolve to a commit.
 
     rev-parse prints the right side, the left side, then `^<sha>` per merge-base (the first is the one
     `git diff base...head` uses).
@@ -227,12 +239,10 @@ def try_merge_base_range(tax: Taxonomy, base: str, head: str) -> tuple[str, str,
     if code != 0:
         return None
     lines = out.decode().split()
-    head_sha, base_sha = lines[0], lines[1]
-    bases = [line[1:] for line in lines[2:] if line.startswith("^")]
-    return base_sha, head_sha, (bases[0] if bases else None)
+    return RevRange(lines[1], lines[0], tuple(line[1:] for line in lines[2:] if line.startswith("^")))
 
 
-def merge_base_range(tax: Taxonomy, base: str, head: str) -> tuple[str, str, str | None]:
+def merge_base_range(tax: Taxonomy, base: str, head: str) -> RevRange:
     """Like `try_merge_base_range`, but an unknown ref is a GitError naming it."""
     found = try_merge_base_range(tax, base, head)
     if found is None:

@@ -257,3 +257,27 @@ def test_taxonomy_in_a_subfolder(git_repo: GitRepo) -> None:
     ]
     # Run from a folder inside the taxonomy: the taxonomy root is what was passed, not the git root.
     assert diff(git_repo.root / "taxonomy" / "knowledge", "main", "HEAD") == []
+
+
+def test_criss_cross_merge_uses_the_reported_merge_base(tax: GitRepo) -> None:
+    tax.git("checkout", "-q", "-b", "x", "main")
+    tax.write("compositional_skills/x/qna.yaml", skill("x"))
+    x1 = tax.commit("x1")
+    tax.git("checkout", "-q", "-b", "y", "main")
+    tax.write("compositional_skills/y/qna.yaml", skill("y"))
+    y1 = tax.commit("y1")
+    tax.git("merge", "-q", "--no-edit", x1)
+    tax.write("foundational_skills/y2/qna.yaml", skill("y2"))
+    tax.commit("y2")
+    tax.git("checkout", "-q", "x")
+    tax.git("merge", "-q", "--no-edit", y1)
+    bases = set(tax.git("merge-base", "--all", "x", "y").split())
+    assert bases == {x1, y1}
+    result = diff_taxonomy(tax.root, "x", "y")
+    assert result.base in bases
+    expected = sorted(
+        line.split("\t")[-1]
+        for line in tax.git("diff", "--name-status", result.base, "y").splitlines()
+        if line.endswith("qna.yaml")
+    )
+    assert [c.path for c in result.changes] == expected and "foundational_skills/y2/qna.yaml" in expected
