@@ -212,11 +212,14 @@ def teacher_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @teacher_options
 @click.option("--retries", type=click.IntRange(min=0), default=6, show_default=True,
               help="openai: retries per request (back-off with jitter; Retry-After honoured).")
+@click.option("--keep-unreadable-verdicts", is_flag=True,
+              help="A judge/score answer that cannot be read passes (for tiny teachers); counted per stage.")
 @_guarded
 def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: str, output: str, teacher: str,
                  endpoints: tuple[str, ...], model: str | None, api_key_env: str | None, concurrency: int,
                  samples_per_leaf: int, seed: int, completions: bool, max_tokens: int, timeout: float,
-                 retries: int, score_threshold: int, chunk_tokens: int, batch_size: int) -> int:
+                 retries: int, score_threshold: int, chunk_tokens: int, batch_size: int,
+                 keep_unreadable_verdicts: bool) -> int:
     """Generate synthetic data for LEAVES (qna.yaml files or their folders; default: every leaf)."""
     import asyncio
 
@@ -231,7 +234,8 @@ def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: str, output: str, teache
         click.echo("no leaves to generate", err=True)
         return EXIT_OK
     settings = GenerationSettings(samples_per_leaf=samples_per_leaf, seed=seed, max_tokens=max_tokens,
-                                  score_threshold=score_threshold, chunk_tokens=chunk_tokens)
+                                  score_threshold=score_threshold, chunk_tokens=chunk_tokens,
+                                  unreadable_verdicts="keep" if keep_unreadable_verdicts else "drop")
     if teacher != "openai" and endpoints:
         raise click.UsageError("--endpoint needs --teacher openai")
     backend = make_teacher(teacher, endpoints=endpoints, model=model, api_key_env=api_key_env,
@@ -377,7 +381,10 @@ def train_cmd(**params: Any) -> int:
     scorer = None
     if params["select"] == "eval":
         try:
-            from labtax.eval import score_checkpoint
+            try:
+                from labtax.eval import score_checkpoint
+            except ImportError:
+                from labtax.eval.scorer import score_checkpoint
         except ImportError as exc:
             from labtax.errors import UsageError
 

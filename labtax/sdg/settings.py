@@ -25,6 +25,11 @@ class GenerationSettings:
     icl_examples: int = 3  # seed examples shown in each generation prompt
     overgenerate: float = 2.0  # ask for this many times samples_per_leaf candidates (filters drop some)
     dedup_threshold: float = 0.8  # word-3-shingle Jaccard at or above which two texts are near-duplicates
+    # What an unreadable judge/score answer means: "drop" (default: the row is dropped and counted as
+    # <stage>_unparsed) or "keep" (the row passes that filter, its score is recorded as null and the
+    # stage counts it as unreadable_kept). "keep" is for tiny local teachers such as the embedded 135M
+    # model, which writes good-enough questions and answers but rarely follows a grading format.
+    unreadable_verdicts: str = "drop"
     batch_requests: int = 256  # requests handed to the teacher per complete() call (progress granularity)
 
     def __post_init__(self) -> None:
@@ -39,6 +44,8 @@ class GenerationSettings:
         for name in ("questions_per_request", "qa_per_request", "icl_examples", "max_tokens", "batch_requests"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.unreadable_verdicts not in ("drop", "keep"):
+            raise ValueError("unreadable_verdicts must be 'drop' or 'keep'")
         if self.overgenerate < 1.0:
             raise ValueError("overgenerate must be at least 1.0")
 

@@ -309,3 +309,24 @@ def test_wrapped_teacher_keeps_the_inner_tokenizer_for_chunking() -> None:
 
     assert count_tokens_for(Wrapper())("a b c") == 7  # type: ignore[arg-type]
     assert count_tokens_for(object()) is estimate_tokens  # type: ignore[arg-type]
+
+
+def test_unreadable_verdicts_can_be_kept_and_are_counted(openai_server: OpenAIServer) -> None:
+    base = lab_responder()
+
+    def responder(kind: str, body: dict[str, Any]) -> Any:
+        system = body["messages"][0]["content"]
+        if "STAGE: judge_question" in system or "STAGE: score" in system:
+            return "What a lovely question about the weather!"
+        return base(kind, body)
+
+    openai_server.responder = responder
+    strict, _ = _generate(openai_server, freeform_leaf())
+    assert strict.samples == [] and strict.stats["dropped"]["judge_question_unparsed"] > 0
+    lenient, _ = _generate(openai_server, freeform_leaf(), SETTINGS.with_(unreadable_verdicts="keep"))
+    _check_accounting(lenient)
+    assert len(lenient.samples) == 6
+    assert all(s["metadata"]["scores"] == {"judge_question": None, "score": None} for s in lenient.samples)
+    stages = lenient.stats["stages"]
+    assert stages["judge_question"]["unreadable_kept"] == stages["judge_question"]["requests"]
+    assert stages["score"]["unreadable_kept"] == stages["score"]["requests"]

@@ -43,7 +43,11 @@ async def judge(
             runner.drop("teacher_error")
             continue
         verdict = parse(resp.text)
-        if verdict is None:
+        if verdict is None and runner.settings.unreadable_verdicts == "keep":
+            runner.kept_unreadable(stage)
+            row.scores[stage] = None
+            kept.append(row)
+        elif verdict is None:
             runner.drop(f"{stage}_unparsed")
         elif not verdict:
             runner.drop(drop_reason)
@@ -79,7 +83,11 @@ async def score(runner: Runner, rows: list[Row], make: Callable[[int, Row], Teac
             runner.drop("teacher_error")
             continue
         value = parse_score(resp.text)
-        if value is None:
+        if value is None and runner.settings.unreadable_verdicts == "keep":
+            runner.kept_unreadable("score")
+            row.scores["score"] = None
+            kept.append(row)
+        elif value is None:
             runner.drop("score_unparsed")
         elif value < runner.settings.score_threshold:
             runner.drop("low_score")

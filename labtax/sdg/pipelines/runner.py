@@ -135,6 +135,10 @@ class Runner:
     def drop(self, reason: str, n: int = 1) -> None:
         self.dropped[reason] += n
 
+    def kept_unreadable(self, stage: str) -> None:
+        """A judge's answer that could not be read, kept anyway (settings.unreadable_verdicts='keep')."""
+        self.stages[stage]["unreadable_kept"] = self.stages[stage].get("unreadable_kept", 0) + 1
+
     def unusable(self, stage: str) -> None:
         """A generation request whose answer held nothing usable (garbage, empty, wrong format)."""
         self.stages[stage]["unusable"] += 1
