@@ -432,6 +432,8 @@ def train_cmd(**params: Any) -> int:
               help="Bound on each model's greedy answer for the judge.")
 @click.option("--batch-tokens", type=click.IntRange(min=64), default=8192, show_default=True,
               help="Padded tokens per scoring forward pass.")
+@click.option("--device", default="auto", show_default=True,
+              help="Where to run the models: auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:1...")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
               show_default=True)
 @click.option("--output", "output", type=click.Path(dir_okay=False), default=None,
@@ -441,7 +443,7 @@ def eval_command(
     base: str, candidate: str, data_dir: str, leaves: str, sample_unchanged: int, seed: int,
     regression_pct: float, improvement_pct: float, judge_endpoints: tuple[str, ...], judge_model: str | None,
     judge_api_key_env: str | None, judge_concurrency: int, max_new_tokens: int, batch_tokens: int,
-    fmt: str, output: str | None,
+    device: str, fmt: str, output: str | None,
 ) -> int:
     """Score base and candidate per leaf on held-out seed examples; exit 1 when the gate fails.
 
@@ -465,7 +467,7 @@ def eval_command(
         base=base, candidate=candidate, data_dir=Path(data_dir),
         leaves="all" if leaves == "all" else "changed", sample_unchanged=sample_unchanged, seed=seed,
         thresholds=Thresholds(fail_on_regression_pct=regression_pct, min_improvement_pct=improvement_pct),
-        judge=judge, batch_tokens=batch_tokens,
+        judge=judge, batch_tokens=batch_tokens, device=device,
     )
     report = run_eval(options, log=lambda msg: click.echo(f"labtax eval: {msg}", err=True))
     rendered = RENDERERS[fmt](report)

@@ -139,7 +139,9 @@ def train_phase(model: TrainModule, tokenizer: PreTrainedTokenizerBase, data: To
     metrics = MetricsLog(phase_dir / "metrics.jsonl", runtime, step)
     if step == 0:
         metrics.write({"event": "start", "phase": cfg.name, "samples": n, "steps": total_steps,
-                       "config": cfg.to_dict(), "data": data.meta, "world_size": runtime.world_size})
+                       "config": cfg.to_dict(), "data": data.meta, "world_size": runtime.world_size,
+                       "device": str(runtime.device), "compute_dtype": str(runtime.amp_dtype or torch.float32),
+                       "fsdp": runtime.distributed, "packed": packed})
 
     def checkpoint(reason: str) -> None:
         target = phase_dir / "checkpoints" / f"samples_{samples_seen}"

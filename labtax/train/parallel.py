@@ -69,7 +69,8 @@ def init_runtime() -> Runtime:
         device = torch.device("cpu")
         backend = "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend)
+        # Naming the device lets nccl bind each rank to its own GPU instead of guessing from the rank.
+        dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
     return Runtime(device, dist.get_rank(), dist.get_world_size(), local_rank, distributed=True)
 
 
