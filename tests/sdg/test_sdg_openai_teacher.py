@@ -228,3 +228,12 @@ def test_a_dead_endpoint_costs_retries_not_rows() -> None:
         out = run(_complete(teacher, _requests(12)))  # type: ignore[arg-type]
     assert all(r.ok for r in out) and alive.count() == 12
     assert any(reason.startswith("connection") for reason in teacher.faults)  # type: ignore[attr-defined]
+
+
+def test_one_teacher_across_several_event_loops() -> None:
+    with OpenAIServer(_echo) as server:
+        teacher = _teacher(server)
+        first = run(teacher.complete(_requests(2)))
+        second = run(_complete(teacher, _requests(2)))  # a new loop, no aclose in between
+    assert [r.text for r in first] == [r.text for r in second]
+    assert all(r.ok for r in first + second)

@@ -117,6 +117,7 @@ class OpenAITeacher:
         self.retries = 0
         self._rotate = 0
         self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._rng = random.Random()  # jitter only: never influences what is generated
 
@@ -145,7 +146,12 @@ class OpenAITeacher:
 
     # -- the Teacher protocol
     async def complete(self, requests: Sequence[TeacherRequest]) -> list[TeacherResponse]:
+        loop = asyncio.get_running_loop()
+        if self._session is not None and self._loop is not loop:
+            # A new event loop (a second asyncio.run): the old session belongs to a closed loop.
+            self._session = None
         if self._session is None:
+            self._loop = loop
             connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=0, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(connector=connector, headers=self._headers())
             self._semaphore = asyncio.Semaphore(self.concurrency)
@@ -186,6 +192,7 @@ class OpenAITeacher:
         body = self._body(request)
         path = "/completions" if self.completions else "/chat/completions"
         last = "no attempt"
+        # The slot is held through back-off sleeps too: a server answering 429 gets less traffic.
         async with self._semaphore:
             for attempt in range(self.max_retries + 1):
                 index = self._pick_endpoint()

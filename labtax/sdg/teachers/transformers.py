@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,7 +47,8 @@ class TransformersTeacher:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = models.load_model(model, dtype=dtype)
-        self._lock = asyncio.Lock()  # one generate() at a time: torch already uses every core
+        # One generate() at a time, per event loop (a lock belongs to the loop it first waited in).
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return f"TransformersTeacher(model={self.name!r}, batch_size={self.batch_size})"
@@ -61,7 +63,7 @@ class TransformersTeacher:
         return render_chat(self.tokenizer, request.as_messages(), add_generation_prompt=True)
 
     async def complete(self, requests: Sequence[TeacherRequest]) -> list[TeacherResponse]:
-        async with self._lock:
+        async with self._locks.setdefault(asyncio.get_running_loop(), asyncio.Lock()):
             return await asyncio.to_thread(self.complete_sync, requests)
 
     async def aclose(self) -> None:

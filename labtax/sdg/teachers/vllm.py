@@ -8,6 +8,7 @@ with continuous batching.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,13 +32,14 @@ class VLLMTeacher:
         self._vllm = vllm
         self.llm = vllm.LLM(model=path, **engine_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
-        self._lock = asyncio.Lock()
+        # One generate() at a time, per event loop (a lock belongs to the loop it first waited in).
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     async def complete(self, requests: Sequence[TeacherRequest]) -> list[TeacherResponse]:
-        async with self._lock:
+        async with self._locks.setdefault(asyncio.get_running_loop(), asyncio.Lock()):
             return await asyncio.to_thread(self._complete_sync, requests)
 
     async def aclose(self) -> None:
