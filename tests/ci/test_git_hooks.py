@@ -186,3 +186,14 @@ def test_a_foreign_hook_is_kept_unless_forced(taxonomy_repo: GitRepo) -> None:
 def test_outside_a_repository_is_a_usage_error(tmp_path: Path) -> None:
     proc = install(tmp_path)
     assert proc.returncode == 2 and "not inside a git work tree" in proc.stderr
+
+
+def test_install_from_a_subfolder_and_commit_from_there(taxonomy_repo: GitRepo) -> None:
+    sub = taxonomy_repo.root / "compositional_skills" / "writing"
+    proc = install(sub)
+    assert proc.returncode == 0, proc.stderr
+    assert (taxonomy_repo.root / ".git" / "hooks" / "pre-push").is_file()
+    add_leaf(taxonomy_repo, BAD, good=False)
+    run(["git", "add", "-A"], cwd=sub)
+    proc = run(["git", "commit", "-q", "-m", "from a subfolder"], cwd=sub)
+    assert proc.returncode != 0 and f"{BAD}/qna.yaml" in proc.stdout + proc.stderr
