@@ -19,6 +19,8 @@ URL_PREFIXES = ("http://", "https://", "ssh://", "git://", "file://", "git@")
 # Cheap pre-filter for scanning thousands of leaves: the first `repo:` value, without parsing YAML.
 _REPO_LINE = re.compile(rb"^[ \t]*repo[ \t]*:[ \t]*['\"]?([^\s'\"#]*)", re.MULTILINE)
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# An unquoted YAML alias (`*name`): its value lives elsewhere, so equal text would prove nothing.
+_ALIAS = re.compile(rb"(?:^|[\s\[{,:])\*[^\s,\]}]")
 
 
 # A qna.yaml is a few KB; a huge one is validate's problem and here simply compares by bytes.
@@ -45,8 +47,26 @@ def document_block(data: bytes | None) -> tuple[bool, Any]:
     return True, parsed.get("document")
 
 
+def _document_text(data: bytes) -> bytes | None:
+    """The raw lines of the top-level `document:` block (up to the next top-level line), if any."""
+    start = 0 if data.startswith(b"document:") else data.find(b"\ndocument:") + 1
+    if start == 0 and not data.startswith(b"document:"):
+        return None
+    end = start
+    while True:
+        end = data.find(b"\n", end)
+        if end < 0 or end + 1 >= len(data) or data[end + 1 : end + 2] not in (b" ", b"\t", b"\n", b"#", b"-"):
+            return data[start:] if end < 0 else data[start : end + 1]
+        end += 1
+
+
 def references_changed(old: bytes | None, new: bytes | None) -> bool:
     """True when both sides parse and their document references (repo, commit, patterns) differ."""
+    if old is not None and new is not None:
+        # Fast path: the same `document:` block text, without aliases, is the same reference.
+        text_old, text_new = _document_text(old), _document_text(new)
+        if text_old is not None and text_old == text_new and not _ALIAS.search(text_old):
+            return False
     ok_old, doc_old = document_block(old)
     ok_new, doc_new = document_block(new)
     return ok_old and ok_new and doc_old != doc_new

@@ -23,7 +23,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from labtax.errors import GitError, UsageError
@@ -154,8 +154,9 @@ def open_taxonomy(path: str | os.PathLike[str]) -> Iterator[Taxonomy]:
 
 def is_leaf_path(path: str) -> bool:
     """A taxonomy-relative posix path naming a leaf: a qna.yaml somewhere under one of the kind roots."""
-    parts = PurePosixPath(path).parts
-    return len(parts) >= 2 and parts[-1] == LEAF_FILENAME and parts[0] in KINDS
+    # Plain string operations: this runs for every changed file (and every file of a full listing).
+    top, sep, rest = path.partition("/")
+    return bool(sep) and top in KINDS and (rest == LEAF_FILENAME or rest.endswith("/" + LEAF_FILENAME))
 
 
 def null_sha(sha: str | None) -> bool:

@@ -68,3 +68,18 @@ def test_local_documents_resolution() -> None:
     assert local_documents(doc % b"docs/../../sibling", "tax") is None
     assert local_documents(b"document: [unclosed", "") is None
     assert local_documents(b"no reference here", "") is None
+
+
+def test_document_reference_comparison() -> None:
+    from labtax.diff.documents import references_changed
+
+    doc = b"version: 3\ndomain: d\ndocument:\n  repo: %s\n  commit: c\n  patterns:\n  - '*.md'\nseed_examples: []\n"
+    assert not references_changed(doc % b"docs", (doc % b"docs").replace(b"domain: d", b"domain: e"))
+    assert references_changed(doc % b"docs", doc % b"other")
+    # Same text, but an alias whose anchor (outside the block) changed: compared by value, not text.
+    aliased = b"anchor: &r %s\ndocument:\n  repo: *r\n  commit: c\n  patterns: ['*.md']\n"
+    assert references_changed(aliased % b"docs", aliased % b"other")
+    # Reformatted but equal: not a change.
+    flow = b"document: {repo: docs, commit: c, patterns: ['*.md']}\n"
+    assert not references_changed(doc % b"docs", flow)
+    assert not references_changed(b"document: [unclosed", flow)  # does not parse: bytes only
