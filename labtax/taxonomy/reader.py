@@ -27,6 +27,7 @@ except AttributeError:  # pragma: no cover
     _Loader = yaml.SafeLoader
 
 TAG = "tag:yaml.org,2002:"
+_STR, _SEQ, _MAP, _MERGE = TAG + "str", TAG + "seq", TAG + "map", TAG + "merge"
 # Expanded node count allowed after following aliases. A large real leaf has a few thousand nodes;
 # the "billion laughs" pattern multiplies nodes through aliases and is refused long before this.
 DEFAULT_MAX_NODES = 100_000
@@ -194,48 +195,60 @@ def _children(node: Node) -> list[Node]:
 
 
 class _Builder:
+    """Builds values from nodes. The hot path of validation: written for speed (type() checks, local
+    lookups), since it runs once per node of every leaf."""
+
     def __init__(self, out: ParsedYaml, file: str) -> None:
         self.out = out
         self.file = file
+        self.positions = out.positions
+        self.key_positions = out.key_positions
 
     def build(self, node: Node, path: str) -> Any:
-        self.out.positions[path] = _pos(node)
-        if isinstance(node, ScalarNode):
-            return _scalar_at(node, path)
-        if isinstance(node, SequenceNode):
-            if node.tag != TAG + "seq":
+        mark = node.start_mark
+        self.positions[path] = (mark.line + 1, mark.column + 1)
+        cls = type(node)
+        if cls is ScalarNode:
+            if node.tag == _STR:  # most values: no conversion needed
+                return node.value
+            return _scalar_at(node, path)  # type: ignore[arg-type]
+        if cls is SequenceNode:
+            if node.tag != _SEQ:
                 raise _Refused("yaml-tag", node, f"unsupported YAML tag {node.tag!r}", path)
-            return [self.build(child, child_path(path, i)) for i, child in enumerate(node.value)]
-        if isinstance(node, MappingNode):
-            if node.tag != TAG + "map":
+            build = self.build
+            return [build(child, f"{path}[{i}]") for i, child in enumerate(node.value)]
+        if cls is MappingNode:
+            if node.tag != _MAP:
                 raise _Refused("yaml-tag", node, f"unsupported YAML tag {node.tag!r}", path)
-            return self._mapping(node, path)
+            return self._mapping(node, path)  # type: ignore[arg-type]
         raise _Refused("yaml-syntax", node, "unexpected YAML node", path)  # pragma: no cover
 
     def _mapping(self, node: MappingNode, path: str) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
-        merged: dict[Any, Any] = {}
+        merged: dict[Any, Any] | None = None
+        key_positions = self.key_positions
         for key_node, value_node in node.value:
-            if key_node.tag == TAG + "merge":
+            if key_node.tag == _MERGE:
+                merged = merged or {}
                 merged.update(self._merge_source(value_node, path))
                 continue
-            if not isinstance(key_node, ScalarNode):
+            if type(key_node) is not ScalarNode:
                 raise _Refused("yaml-key", key_node, "a mapping key must be a plain scalar", path)
-            key = _scalar_at(key_node, path)
+            key = key_node.value if key_node.tag == _STR else _scalar_at(key_node, path)
             sub = child_path(path, key)
+            mark = key_node.start_mark
             if key in result:
-                first = self.out.key_positions.get(sub, (0, 0))[0]
-                line, col = _pos(key_node)
+                first = key_positions.get(sub, (0, 0))[0]
                 self.out.findings.append(Finding(
-                    "yaml-duplicate-key", "error", self.file, line, col,
+                    "yaml-duplicate-key", "error", self.file, mark.line + 1, mark.column + 1,
                     f"duplicate key {str(key)!r} (first defined on line {first}); the last one would silently win",
                     sub, "remove or rename one of them",
                 ))
-            self.out.key_positions[sub] = _pos(key_node)
+            key_positions[sub] = (mark.line + 1, mark.column + 1)
             result[key] = self.build(value_node, sub)
-        # Merge keys (`<<: *base`) never override keys written in the mapping itself.
-        for key, value in merged.items():
-            result.setdefault(key, value)
+        if merged:  # merge keys (`<<: *base`) never override keys written in the mapping itself
+            for key, value in merged.items():
+                result.setdefault(key, value)
         return result
 
     def _merge_source(self, node: Node, path: str) -> dict[Any, Any]:

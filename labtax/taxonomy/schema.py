@@ -3,7 +3,7 @@
 The schemas are plain JSON Schema 2020-12 (any validator can use them; the tests check them with the
 `jsonschema` package). Validation here interprets the small subset of keywords those files use, because
 it is several times faster than a general validator and it maps every error to a YAML path whose line
-and column the reader recorded. `tests/taxonomy/test_schema_equivalence.py` holds it to the same
+and column the reader recorded. `tests/taxonomy/test_schema_files.py` holds it to the same
 verdicts as `jsonschema` on every example.
 """
 
@@ -31,6 +31,7 @@ def load_schema(name: str) -> dict[str, Any]:
     return json.loads(text)  # type: ignore[no-any-return]
 
 
+@cache
 def schema_name(kind: str, version: int) -> str | None:
     name = f"{kind}.v{version}.json"
     return name if resources.files(SCHEMA_PACKAGE).joinpath(name).is_file() else None
@@ -106,6 +107,80 @@ def _item_key(item: Any) -> Any:
     return _freeze(item)
 
 
+class _Plan:
+    """A schema node compiled once: `$ref`/`allOf` resolved, keywords read into attributes."""
+
+    __slots__ = (
+        "allowed",
+        "closed",
+        "const",
+        "enum",
+        "has_const",
+        "items",
+        "min_items",
+        "min_length",
+        "properties",
+        "required",
+        "subs",
+        "text_min",
+        "type",
+        "unique",
+    )
+
+    def __init__(self) -> None:
+        self.subs: tuple[_Plan, ...] = ()
+        self.type: str | None = None
+        self.has_const = False
+        self.const: Any = None
+        self.enum: frozenset[Any] | None = None
+        self.min_length = 0
+        self.min_items: int | None = None
+        self.unique = False
+        self.items: _Plan | None = None
+        self.required: tuple[str, ...] = ()
+        self.properties: dict[str, _Plan] = {}
+        self.closed = False
+        self.allowed = ""
+        # For `{"type": "string", "minLength": n}` (possibly via $ref): n, so callers can skip a call.
+        self.text_min: int | None = None
+
+
+_PLANS: dict[tuple[int, str], _Plan] = {}
+
+
+def _plan(schema: dict[str, Any], base: str) -> _Plan:
+    key = (id(schema), base)
+    plan = _PLANS.get(key)
+    if plan is not None:
+        return plan
+    plan = _PLANS[key] = _Plan()  # registered first: a recursive $ref finds it
+    subs = []
+    if "$ref" in schema:
+        target, target_base = _resolve_ref(schema["$ref"], base)
+        subs.append(_plan(target, target_base))
+    subs += [_plan(sub, base) for sub in schema.get("allOf", ())]
+    plan.subs = tuple(subs)
+    plan.type = schema.get("type")
+    plan.has_const = "const" in schema
+    plan.const = _freeze(schema["const"]) if plan.has_const else None
+    plan.enum = frozenset(_freeze(v) for v in schema["enum"]) if "enum" in schema else None
+    plan.min_length = schema.get("minLength", 0)
+    plan.min_items = schema.get("minItems")
+    plan.unique = bool(schema.get("uniqueItems"))
+    items = schema.get("items")
+    plan.items = _plan(items, base) if isinstance(items, dict) else None
+    plan.required = tuple(schema.get("required", ()))
+    plan.properties = {k: _plan(v, base) for k, v in schema.get("properties", {}).items()}
+    plan.closed = schema.get("additionalProperties") is False or schema.get("unevaluatedProperties") is False
+    plan.allowed = ", ".join(schema.get("properties", {}))
+    simple = {k for k in schema if k not in ("description", "title", "$comment", "examples")}
+    if simple <= {"type", "minLength"} and plan.type == "string":
+        plan.text_min = plan.min_length
+    elif simple == {"$ref"} and len(subs) == 1 and subs[0].text_min is not None:
+        plan.text_min = subs[0].text_min
+    return plan
+
+
 class SchemaChecker:
     """Validates one document against one schema file, collecting findings with positions."""
 
@@ -119,34 +194,31 @@ class SchemaChecker:
         pos = (self.key_positions.get(path) if at_key else None) or self.positions.get(path) or (1, 1)
         self.findings.append(Finding(rule, "error", self.file, pos[0], pos[1], message, path, hint))
 
-    def check(self, value: Any, schema: dict[str, Any], path: str, base: str) -> None:
-        if "$ref" in schema:
-            target, target_base = _resolve_ref(schema["$ref"], base)
-            self.check(value, target, path, target_base)
-        for sub in schema.get("allOf", ()):
-            self.check(value, sub, path, base)
+    def check(self, value: Any, plan: _Plan, path: str) -> None:
+        for sub in plan.subs:
+            self.check(value, sub, path)
         label = path or "the document"
-        expected = schema.get("type")
+        expected = plan.type
         if expected is not None and not _is_type(value, expected):
             self._add("schema-type", path, f"{label} must be {_TYPE_NAMES[expected]}, not {describe(value)}")
             return
-        if "const" in schema and _freeze(value) != _freeze(schema["const"]):
-            self._add("schema-const", path, f"{label} must be {schema['const']!r}, not {value!r}")
-        if "enum" in schema and _freeze(value) not in {_freeze(v) for v in schema["enum"]}:
-            self._add("schema-enum", path, f"{label} must be one of {schema['enum']!r}")
+        if plan.has_const and _freeze(value) != plan.const:
+            self._add("schema-const", path, f"{label} must be {_thaw(plan.const)!r}, not {value!r}")
+        if plan.enum is not None and _freeze(value) not in plan.enum:
+            self._add("schema-enum", path, f"{label} is not one of the allowed values")
         if isinstance(value, str):
-            if len(value) < schema.get("minLength", 0):
+            if len(value) < plan.min_length:
                 self._add("schema-min-length", path, f"{label} must not be empty", "write some text here")
         elif isinstance(value, list):
-            self._array(value, schema, path, base, label)
+            self._array(value, plan, path, label)
         elif isinstance(value, dict):
-            self._object(value, schema, path, base, label)
+            self._object(value, plan, path, label)
 
-    def _array(self, value: list[Any], schema: dict[str, Any], path: str, base: str, label: str) -> None:
-        minimum = schema.get("minItems")
+    def _array(self, value: list[Any], plan: _Plan, path: str, label: str) -> None:
+        minimum = plan.min_items
         if minimum is not None and len(value) < minimum:
             self._add("schema-min-items", path, f"{label} has {len(value)} item(s); at least {minimum} are required")
-        if schema.get("uniqueItems"):
+        if plan.unique:
             seen: dict[Any, int] = {}
             for index, item in enumerate(value):
                 key = _item_key(item)
@@ -158,30 +230,43 @@ class SchemaChecker:
                     )
                 else:
                     seen[key] = index
-        items = schema.get("items")
-        if isinstance(items, dict):
+        items = plan.items
+        if items is not None:
+            text_min = items.text_min
             for index, item in enumerate(value):
-                self.check(item, items, child_path(path, index), base)
+                if text_min is not None and type(item) is str and len(item) >= text_min:
+                    continue  # the common case, without a call
+                self.check(item, items, f"{path}[{index}]")
 
-    def _object(self, value: dict[Any, Any], schema: dict[str, Any], path: str, base: str, label: str) -> None:
-        for key in schema.get("required", ()):
+    def _object(self, value: dict[Any, Any], plan: _Plan, path: str, label: str) -> None:
+        for key in plan.required:
             if key not in value:
                 self._add("schema-required", path, f"{label} is missing the required key {key!r}")
-        properties: dict[str, Any] = schema.get("properties", {})
-        closed = schema.get("additionalProperties") is False or schema.get("unevaluatedProperties") is False
+        properties = plan.properties
         for key, item in value.items():
-            sub = child_path(path, key)
-            if isinstance(key, str) and key in properties:
-                self.check(item, properties[key], sub, base)
-            elif closed:
-                allowed = ", ".join(properties)
+            prop = properties.get(key) if isinstance(key, str) else None
+            if prop is not None:
+                text_min = prop.text_min
+                if text_min is not None and type(item) is str and len(item) >= text_min:
+                    continue
+                self.check(item, prop, child_path(path, key))
+            elif plan.closed:
+                sub = child_path(path, key)
                 self._add("schema-unknown-key", sub, f"unknown key {str(key)!r} in {label}",
-                          f"allowed keys here: {allowed}", at_key=True)
+                          f"allowed keys here: {plan.allowed}", at_key=True)
+
+
+def _thaw(frozen: Any) -> Any:
+    """The plain value back from _freeze, for messages (only scalars are ever shown)."""
+    tag, value = frozen
+    if tag == "n" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def check_schema(file: str, value: Any, name: str, positions: dict[str, tuple[int, int]],
                  key_positions: dict[str, tuple[int, int]]) -> list[Finding]:
     """Findings for `value` against the packaged schema `name` (e.g. `knowledge.v3.json`)."""
     checker = SchemaChecker(file, positions, key_positions)
-    checker.check(value, load_schema(name), "", name)
+    checker.check(value, _plan(load_schema(name), name), "")
     return checker.findings
