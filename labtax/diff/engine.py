@@ -4,12 +4,12 @@ Cost model (the budget: one git invocation per diff, plus rev-parse, never one p
 - `git diff base...head` (or `git diff --merge-base base` against the working tree) computes the
   merge-base itself, so it starts at once and runs IN PARALLEL with the `git rev-parse base...head`
   that reports the SHAs and any error (an unknown ref, no merge-base in a shallow clone); when
-  rev-parse fails, the speculative diff is killed. `git ls-files --others` (untracked files) and
-  `git cat-file --batch` (blob reads) start at the same moment. Wall time is about one plain diff.
+  rev-parse fails, the speculative diff is killed. `git ls-files --others` (untracked files) starts
+  at the same moment. Wall time is about one plain diff.
 - History length never matters: git diffs two trees, it does not walk the commits in between.
 - Blobs are read only for edited knowledge qna.yaml files (to compare their document references)
   and, when a non-leaf file inside the taxonomy changed (it may be a document), to find the knowledge
-  leaves whose documents it is: all through the one cat-file process.
+  leaves whose documents it is: all through one `git cat-file --batch`, started on first need.
 """
 
 from __future__ import annotations
@@ -444,8 +444,9 @@ def diff_taxonomy(
     with open_taxonomy(repo) as tax:
         # Work that needs no ref starts first and runs while rev-parse and diff do.
         untracked = tax.spawn(*_UNTRACKED_ARGS) if head is None else None
+        # cat-file starts only when needed: started eagerly it measured slower (one more process
+        # competing for the CPU while rev-parse and diff run).
         reader = BlobReader(tax)
-        reader.start()  # cat-file starts up in parallel too; reading knowledge leaves then costs no spawn
         try:
             rng, files = range_and_files(tax, base, head, untracked)
             changes = _Classifier(tax, rng, files, reader).run()
