@@ -30,7 +30,7 @@ def _err(file: str, rule: str, message: str, hint: str | None = None, line: int 
     return Finding(rule, "error", file, line, col, message, yaml_path, hint)
 
 
-def read_leaf_bytes(root: Path, rel: str, max_bytes: int) -> tuple[bytes | None, list[Finding]]:
+def read_leaf_bytes(root: str | Path, rel: str, max_bytes: int) -> tuple[bytes | None, list[Finding]]:
     """The file's bytes, or findings saying why it was not read (never raises for a bad file)."""
     full = os.path.join(root, rel)
     try:
@@ -94,8 +94,8 @@ def leaf_version(rel: str, kind: str, value: dict[Any, Any], positions: dict[str
     return version, []
 
 
-def check_attribution(root: Path, rel: str) -> list[Finding]:
-    attribution = PurePosixPath(rel).parent / ATTRIBUTION_FILENAME
+def check_attribution(root: str | Path, rel: str) -> list[Finding]:
+    attribution = f"{rel.rpartition('/')[0]}/{ATTRIBUTION_FILENAME}" if "/" in rel else ATTRIBUTION_FILENAME
     full = os.path.join(root, attribution)
     try:
         info = os.stat(full)
@@ -125,10 +125,10 @@ def parse_text(rel: str, data: bytes, max_nodes: int) -> tuple[ParsedYaml | None
     return parsed, text, parsed.findings
 
 
-def check_leaf(root: Path, rel: str, config: Config) -> list[Finding]:
+def check_leaf(root: str | Path, rel: str, config: Config) -> list[Finding]:
     """Every finding for one file (before config filtering)."""
     findings: list[Finding] = []
-    name = PurePosixPath(rel).name
+    name = rel.rpartition("/")[2]
     if name != LEAF_FILENAME:
         findings.append(_err(rel, "leaf-filename", f"leaf files must be named exactly qna.yaml, not {name!r}",
                              f"rename it: git mv {rel} {PurePosixPath(rel).parent / LEAF_FILENAME}"))
@@ -146,7 +146,7 @@ def check_leaf(root: Path, rel: str, config: Config) -> list[Finding]:
     return findings + check_data(root, rel, kind, data, config)
 
 
-def check_data(root: Path, rel: str, kind: Kind | None, data: bytes, config: Config) -> list[Finding]:
+def check_data(root: str | Path, rel: str, kind: Kind | None, data: bytes, config: Config) -> list[Finding]:
     """Every finding about a leaf's content (`root` is only used to look for attribution.txt)."""
     findings: list[Finding] = []
     parsed, text, problems = parse_text(rel, data, config.max_yaml_nodes)
@@ -188,10 +188,10 @@ def finalize(findings: list[Finding], config: Config) -> list[Finding]:
 
 # ------------------------------------------------------------------------------------ many files
 
-_worker_args: tuple[Path, Config] | None = None
+_worker_args: tuple[str, Config] | None = None
 
 
-def _init_worker(root: Path, config: Config) -> None:
+def _init_worker(root: str, config: Config) -> None:
     global _worker_args
     _worker_args = (root, config)
 
@@ -213,8 +213,9 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def check_many(root: Path, targets: list[str], config: Config, jobs: int | None = None) -> list[Finding]:
+def check_many(root: str | Path, targets: list[str], config: Config, jobs: int | None = None) -> list[Finding]:
     """check_leaf over all targets, on several processes when there are many."""
+    root = os.fspath(root)  # once, not per os.path.join
     jobs = jobs if jobs is not None else min(usable_cpus(), 8)
     if jobs <= 1 or len(targets) < PARALLEL_THRESHOLD or "fork" not in multiprocessing.get_all_start_methods():
         out: list[Finding] = []

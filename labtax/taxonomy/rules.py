@@ -40,11 +40,6 @@ def _words(text: Any) -> int:
     return len(text.split()) if isinstance(text, str) else 0
 
 
-def _may_exceed(limit: int, *texts: Any) -> bool:
-    """Cheap pre-check: n words need at least 2n-1 characters, so short texts cannot exceed `limit`."""
-    return sum(len(t) for t in texts if isinstance(t, str)) >= 2 * limit - 1
-
-
 def _norm(text: str) -> str:
     return " ".join(text.split()).casefold()
 
@@ -98,25 +93,33 @@ def grounded_context(ctx: Ctx, data: dict[str, Any]) -> None:
 
 
 def word_limits(ctx: Ctx, data: dict[str, Any]) -> None:
-    """The documented soft limits: they keep seeds inside the teacher's prompt budget."""
+    """The documented soft limits: they keep seeds inside the teacher's prompt budget.
+
+    Words are only counted when the text is long enough to exceed a limit (n words need at least
+    2n-1 characters), so clean leaves cost a few len() calls.
+    """
     seeds = data.get("seed_examples")
     if not isinstance(seeds, list):
         return
+    total_chars = 0
     for i, seed in enumerate(seeds):
-        if isinstance(seed, dict) and _may_exceed(CONTEXT_WORDS, seed.get("context")) \
-                and _words(seed.get("context")) > CONTEXT_WORDS:
-            ctx.add("word-limit", "warning", f"seed_examples[{i}].context",
-                    f"context has {_words(seed.get('context'))} words; the limit is {CONTEXT_WORDS}",
-                    "shorten the passage")
-    for path, question, answer in _pairs(data, ctx.kind):
-        if not _may_exceed(QA_WORDS, question, answer):
+        if not isinstance(seed, dict):
             continue
-        words = _words(question) + _words(answer)
-        if words > QA_WORDS:
-            ctx.add("word-limit", "warning", path,
-                    f"question and answer have {words} words together; the limit is {QA_WORDS}")
-    texts = [s.get(k) for s in seeds if isinstance(s, dict) for k in ("context", "question", "answer")]
-    if ctx.kind != "knowledge" and _may_exceed(SKILL_SEED_WORDS, *texts):
+        context = seed.get("context")
+        if isinstance(context, str):
+            total_chars += len(context)
+            if len(context) >= 2 * CONTEXT_WORDS - 1 and _words(context) > CONTEXT_WORDS:
+                ctx.add("word-limit", "warning", f"seed_examples[{i}].context",
+                        f"context has {_words(context)} words; the limit is {CONTEXT_WORDS}", "shorten the passage")
+    for path, question, answer in _pairs(data, ctx.kind):
+        chars = (len(question) if isinstance(question, str) else 0) + (len(answer) if isinstance(answer, str) else 0)
+        total_chars += chars
+        if chars >= 2 * QA_WORDS - 1:
+            words = _words(question) + _words(answer)
+            if words > QA_WORDS:
+                ctx.add("word-limit", "warning", path,
+                        f"question and answer have {words} words together; the limit is {QA_WORDS}")
+    if ctx.kind != "knowledge" and total_chars >= 2 * SKILL_SEED_WORDS - 1:
         total = sum(
             _words(s.get("context")) + _words(s.get("question")) + _words(s.get("answer"))
             for s in seeds if isinstance(s, dict)

@@ -101,9 +101,19 @@ def _resolve_ref(ref: str, base: str) -> tuple[dict[str, Any], str]:
 
 
 def _item_key(item: Any) -> Any:
-    """_freeze, with a fast path for the common list item: a mapping of strings (a seed example)."""
-    if isinstance(item, dict) and all(type(v) is str for v in item.values()):
-        return ("o", frozenset((str(k), ("s", v)) for k, v in item.items()))
+    """_freeze, with a fast path for the common list items: mappings whose values are strings (a skill
+    seed, a Q&A) or lists of such mappings (a knowledge seed's questions_and_answers)."""
+    if type(item) is dict:
+        parts: list[tuple[str, Any]] = []
+        for k, v in item.items():
+            if type(v) is str:
+                parts.append((str(k), ("s", v)))
+            elif type(v) is list and all(type(x) is dict and all(type(y) is str for y in x.values()) for x in v):
+                parts.append((str(k), ("a", tuple(
+                    ("o", frozenset((str(a), ("s", b)) for a, b in x.items())) for x in v))))
+            else:
+                return _freeze(item)
+        return ("o", frozenset(parts))
     return _freeze(item)
 
 
