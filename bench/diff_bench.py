@@ -5,7 +5,9 @@
 Builds (with `git fast-import`, cached under /tmp/labtax-diff-bench) two repositories holding the same
 N leaves, one with a long history and one with a short one; in each, a `feature` branch that changed
 10 leaves (modified, added, deleted, renamed) while main moved on 20 commits after the branch point.
-Then times, median of --runs, every figure measured in this same run:
+Two more branches from the same point: `skills` (10 skill leaves modified, so no blob is read) and
+`docs` (README.md plus one leaf: a non-leaf change makes labtax scan every knowledge leaf's document
+reference). Then times, median of --runs interleaved rounds, every figure measured in this same run:
 
   git       `git diff --name-status -M main...feature` (the baseline: one process, merge-base included)
   api       `labtax.diff.diff_taxonomy(repo, "main", "feature")` in-process
@@ -140,6 +142,11 @@ def build(repo: Path, leaves: int, commits: int) -> None:
     # document references (the README could have been a document).
     d = s.commit("refs/heads/docs", branch_point, {"README.md": b"# generated taxonomy, edited\n"})
     s.commit("refs/heads/docs", d, {leaf_path(base): leaf_text(base, 20_000)})
+    # A third: 10 skill leaves modified, no knowledge leaf (no blob is read at all).
+    k = branch_point
+    skills = [i for i in range(base + 100, base + 200) if KINDS[i % 3] != "knowledge"][:10]
+    for i in skills:
+        k = s.commit("refs/heads/skills", k, {leaf_path(i): leaf_text(i, 30_000)})
     stream = b"".join(s.parts) + b"done\n"
     subprocess.run(["git", "fast-import", "--quiet", "--done"], cwd=repo, input=stream, check=True, env=env)
     subprocess.run(["git", "checkout", "-q", "-f", "feature"], cwd=repo, check=True, env=env)
@@ -207,6 +214,9 @@ def main() -> int:
     from labtax.diff import diff_taxonomy
 
     key = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:10]
+    for stale in CACHE.glob("*x*"):  # repositories built by an older version of this script
+        if not stale.name.startswith(key):
+            shutil.rmtree(stale, ignore_errors=True)
     repos = {}
     for commits in (args.short, args.commits):
         repo = CACHE / f"{key}-{args.leaves}x{commits}"
@@ -243,6 +253,8 @@ def main() -> int:
     t.add("cli-wt", run([*py, "--base", "main"], long_repo, cli_env))
     t.add("api-short", lambda: diff_taxonomy(short_repo, "main", "feature"))
     t.add("cli-short", run([*py, "--base", "main", "--head", "feature"], short_repo, cli_env))
+    t.add("git-skills", run(["git", "diff", "--name-status", "-M", "main...skills"], long_repo))
+    t.add("api-skills", lambda: diff_taxonomy(long_repo, "main", "skills"))
     t.add("git-docs", run(["git", "diff", "--name-status", "-M", "main...docs"], long_repo))
     t.add("api-docs", lambda: diff_taxonomy(long_repo, "main", "docs"))
     t.add("startup", run([sys.executable, "-c", "import labtax.cli, labtax.diff, git"], long_repo, cli_env))
@@ -256,6 +268,7 @@ def main() -> int:
     blocks = [
         ("commit range (feature: 10 changed leaves)", "git", ["api", "cli"]),
         ("working tree (untracked files included)", "git-wt", ["api-wt", "cli-wt"]),
+        ("skills only (10 skill leaves modified: no blob read)", "git-skills", ["api-skills"]),
         ("non-leaf file changed too (scans every knowledge leaf)", "git-docs", ["api-docs"]),
     ]
     names = {
@@ -265,6 +278,8 @@ def main() -> int:
         "git-wt": "git diff --name-status -M main + ls-files -o",
         "api-wt": "diff_taxonomy(repo, 'main')",
         "cli-wt": "labtax diff --base main",
+        "git-skills": "git diff --name-status -M main...skills",
+        "api-skills": "diff_taxonomy(repo, 'main', 'skills')",
         "git-docs": "git diff --name-status -M main...docs",
         "api-docs": "diff_taxonomy(repo, 'main', 'docs')",
     }
