@@ -164,6 +164,16 @@ _DIFF_ARGS = ("diff", "--raw", "-z", "--no-abbrev", "-M", "--no-color", "--no-ex
 _UNTRACKED_ARGS = ("ls-files", "-z", "--others", "--exclude-standard", "--full-name")
 
 
+def _within(tax: Taxonomy) -> tuple[str, ...]:
+    """The pathspec limiting git to the taxonomy folder: leaves, attributions and local documents all
+    live inside it (document.repo may not climb out), so nothing outside can change a leaf."""
+    return (tax.prefix,) if tax.prefix else ()
+
+
+def _spawn_untracked(tax: Taxonomy) -> Job:
+    return tax.spawn(*_UNTRACKED_ARGS, "--", *_within(tax))
+
+
 def changed_files(tax: Taxonomy, rng: Range, untracked_job: Job | None = None) -> list[FileChange]:
     """Every changed file between the range's base and head (or the working tree, untracked included).
 
@@ -171,9 +181,9 @@ def changed_files(tax: Taxonomy, rng: Range, untracked_job: Job | None = None) -
     can run while rev-parse and diff do); started here when not given.
     """
     if rng.head is not None:
-        return parse_raw(tax.git(*_DIFF_ARGS, rng.base, rng.head, "--"))
-    job = untracked_job or tax.spawn(*_UNTRACKED_ARGS)
-    files = parse_raw(tax.git(*_DIFF_ARGS, rng.base, "--"))
+        return parse_raw(tax.git(*_DIFF_ARGS, rng.base, rng.head, "--", *_within(tax)))
+    job = untracked_job or _spawn_untracked(tax)
+    files = parse_raw(tax.git(*_DIFF_ARGS, rng.base, "--", *_within(tax)))
     return _add_untracked(tax, files, split_z(job.result()))
 
 
@@ -195,9 +205,9 @@ def range_and_files(
         check_ref_syntax(candidate)
         check_ref_syntax(head_expr)
         if head is not None:
-            job = tax.spawn(*_DIFF_ARGS, f"{candidate}^{{commit}}...{head}^{{commit}}", "--")
+            job = tax.spawn(*_DIFF_ARGS, f"{candidate}^{{commit}}...{head}^{{commit}}", "--", *_within(tax))
         else:
-            job = tax.spawn(*_DIFF_ARGS, "--merge-base", f"{candidate}^{{commit}}", "--")
+            job = tax.spawn(*_DIFF_ARGS, "--merge-base", f"{candidate}^{{commit}}", "--", *_within(tax))
         try:
             found = (
                 merge_base_range(tax, candidate, head_expr)
@@ -216,9 +226,7 @@ def range_and_files(
             job.cancel()
         if head is not None:
             return rng, files
-        return rng, _add_untracked(
-            tax, files, split_z((untracked_job or tax.spawn(*_UNTRACKED_ARGS)).result())
-        )
+        return rng, _add_untracked(tax, files, split_z((untracked_job or _spawn_untracked(tax)).result()))
     return resolve_range(tax, base, head), []  # raises: no default base (or an unknown --head)
 
 
@@ -443,7 +451,7 @@ def diff_taxonomy(
     """
     with open_taxonomy(repo) as tax:
         # Work that needs no ref starts first and runs while rev-parse and diff do.
-        untracked = tax.spawn(*_UNTRACKED_ARGS) if head is None else None
+        untracked = _spawn_untracked(tax) if head is None else None
         # cat-file starts only when needed: started eagerly it measured slower (one more process
         # competing for the CPU while rev-parse and diff run).
         reader = BlobReader(tax)

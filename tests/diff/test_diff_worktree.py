@@ -127,3 +127,18 @@ def test_first_commit_being_prepared_with_base_empty(git_repo: GitRepo) -> None:
     result = diff_taxonomy(git_repo.root, "empty")
     assert [(c.letter, c.path) for c in result.changes] == [("A", POEMS), ("A", ADD)]
     assert result.head is None
+
+
+def test_subfolder_taxonomy_working_tree(git_repo: GitRepo) -> None:
+    from diff_helpers import build_taxonomy
+
+    build_taxonomy(git_repo, prefix="tax/")
+    git_repo.write("knowledge/outside/qna.yaml", skill("outside the taxonomy"))  # untracked, outside
+    git_repo.write("tax/compositional_skills/inside/qna.yaml", skill("inside"))  # untracked, inside
+    git_repo.write("tax/docs/physics/intro.md", "# edited\n")
+    git_repo.git("mv", "tax/foundational_skills/math", "other_math")  # moved out: deleted here
+    assert diff(git_repo.root / "tax", "main") == [
+        ("A", "compositional_skills/inside/qna.yaml", None, ("qna",)),
+        ("D", ADD, None, ("qna",)),
+        ("M", PHYSICS, None, ("document",)),
+    ]
