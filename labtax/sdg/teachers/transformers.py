@@ -27,7 +27,13 @@ from labtax.sdg.teachers.base import TeacherRequest, TeacherResponse
 
 class TransformersTeacher:
     def __init__(
-        self, model: str = "embedded", *, batch_size: int = 8, dtype: Any = None, threads: int | None = None
+        self,
+        model: str = "embedded",
+        *,
+        batch_size: int = 8,
+        dtype: Any = None,
+        threads: int | None = None,
+        device: str | None = None,
     ) -> None:
         from labtax import models
 
@@ -46,7 +52,11 @@ class TransformersTeacher:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = models.load_model(model, dtype=dtype)
+        import torch
+
+        # A GPU when there is one (a self-hosted runner), else the CPU; `device=` overrides.
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = models.load_model(model, dtype=dtype).to(self.device)  # type: ignore[arg-type]
         # One generate() at a time, per event loop (a lock belongs to the loop it first waited in).
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 
@@ -98,7 +108,7 @@ class TransformersTeacher:
     ) -> list[TeacherResponse]:
         import torch
 
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         seed_src = "|".join(r.key() for r in requests).encode()
         seed = int(hashlib.sha256(seed_src).hexdigest()[:8], 16)
         kwargs: dict[str, Any] = {
@@ -109,7 +119,8 @@ class TransformersTeacher:
             kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        with torch.random.fork_rng(devices=[]), torch.inference_mode():
+        cuda = [torch.device(self.device)] if self.device.startswith("cuda") else []
+        with torch.random.fork_rng(devices=cuda), torch.inference_mode():
             torch.manual_seed(seed)
             try:
                 generated = self.model.generate(**enc, **kwargs)  # type: ignore[operator]
