@@ -1,5 +1,5 @@
 """Run the public `instructlab-schema` validator (TaxonomyParser) on files: the benchmark's baseline and
-the reference for tests/taxonomy/test_public_agreement.py.
+the reference for tests/taxonomy/test_taxonomy_public_agreement.py.
 
 Runs in its own interpreter with PYTHONPATH pointing at a `pip install --target` directory, so that
 labtax never depends on it. Input: file paths (argv, or one per line on stdin with "-").

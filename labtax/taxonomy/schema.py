@@ -3,7 +3,7 @@
 The schemas are plain JSON Schema 2020-12 (any validator can use them; the tests check them with the
 `jsonschema` package). Validation here interprets the small subset of keywords those files use, because
 it is several times faster than a general validator and it maps every error to a YAML path whose line
-and column the reader recorded. `tests/taxonomy/test_schema_files.py` holds it to the same
+and column the reader recorded. `tests/taxonomy/test_taxonomy_schema_files.py` holds it to the same
 verdicts as `jsonschema` on every example.
 """
 

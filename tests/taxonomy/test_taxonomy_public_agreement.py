@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_examples import BAD, EXAMPLES, GOOD, bad_cases
+from test_taxonomy_examples import BAD, EXAMPLES, GOOD, bad_cases
 
 from labtax.taxonomy import validate
 
