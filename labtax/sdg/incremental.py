@@ -473,15 +473,27 @@ async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: Genera
 
     base = LedgerTeacher(teacher, ledger, run_id=run_id)
     sem = asyncio.Semaphore(max(1, concurrency))
+    # A whole stage failing means the teacher is down or misconfigured: start no further leaf (the
+    # ones in flight finish), so a dead endpoint costs one leaf's retries, not every leaf's.
+    teacher_down = asyncio.Event()
 
     async def one(lp: LeafPlan) -> None:
         assert lp.leaf is not None and lp.key is not None
         async with sem:
+            if teacher_down.is_set():
+                result.failed.append(lp.path)
+                return
             t = base.for_leaf(lp.key)
             began = time.monotonic()
             try:
                 res = await generate_leaf(lp.leaf, t, settings, taxonomy_root=taxonomy)
             except TeacherError as exc:
+                result.failed.append(lp.path)
+                if not teacher_down.is_set() and progress:
+                    progress(f"failed    {lp.path}: {exc}; starting no further leaf")
+                teacher_down.set()
+                return
+            except LabtaxError as exc:  # this leaf's own problem (an unreadable document): skip it
                 result.failed.append(lp.path)
                 if progress:
                     progress(f"failed    {lp.path}: {exc}")

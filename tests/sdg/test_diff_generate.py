@@ -309,3 +309,54 @@ def test_json_output(git_repo, openai_server, tmp_path: Path, fmt: str) -> None:
     code, text = dg(git_repo, out, openai_server, "--head", "HEAD", "--dry-run", "--format", fmt)
     plan = json.loads(text)
     assert plan["dry_run"] is True and plan["summary"]["generate"] == 4 and plan["estimated_requests"] > 0
+
+
+def test_failed_requests_are_retried_alone_on_the_next_run(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from openai_server import Fault, fail_first, lab_responder
+
+    small_taxonomy(git_repo)
+    out = tmp_path / "out"
+
+    def haiku_answers(kind: str, body: dict) -> bool:  # type: ignore[type-arg]
+        text = str(body.get("messages"))
+        return "STAGE: answer" in text and "haiku" in text
+
+    # 400 is not retried by the teacher: each haiku answer request fails once, then works.
+    openai_server.responder = fail_first(lab_responder(), Fault(400), times=1, match=haiku_answers)
+    code, text = dg(git_repo, out, openai_server, "--head", "HEAD")
+    assert code == 3, text
+    assert "1 leaves failed" in text
+    entries = {e["path"]: e for e in manifest(out)["leaves"]}
+    assert entries["compositional_skills/writing/haiku/qna.yaml"]["status"] == "failed"
+    assert sum(e["status"] == "generated" for e in entries.values()) == 3
+    assert "compositional_skills/writing/haiku/qna.yaml" not in set_leaves(out, "test.jsonl")
+    failed_bodies = [str(r.body) for r in openai_server.requests if r.status == 400]
+    assert failed_bodies
+    before = openai_server.count()
+
+    code, text = dg(git_repo, out, openai_server, "--head", "HEAD")
+    assert code == 0, text
+    resent = [str(r.body) for r in openai_server.requests[before:]]
+    # Only the failed requests went out again (their answers then let later stages run).
+    assert set(failed_bodies) <= set(resent)
+    assert not set(resent) & {str(r.body) for r in openai_server.requests[:before] if r.status == 200}
+    assert {e["path"]: e for e in manifest(out)["leaves"]}["compositional_skills/writing/haiku/qna.yaml"][
+        "status"] == "generated"
+
+
+def test_a_dead_teacher_stops_the_run_early(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from openai_server import Fault
+
+    for i in range(12):
+        add_skill(git_repo, f"compositional_skills/t{i:02d}/leaf")
+    git_repo.commit("twelve")
+    openai_server.responder = lambda kind, body: Fault(400)
+    out = tmp_path / "out"
+    code, text = run_cli(["diff-generate", "--taxonomy", str(git_repo.root), "--base", "empty", "--head", "HEAD",
+                          "--output", str(out), *teacher_args(openai_server)])
+    assert code == 3, text
+    assert "starting no further leaf" in text
+    # At most the leaves already in flight (4 at a time) asked anything.
+    asked = {r.body["seed"] for r in openai_server.requests}
+    assert 0 < openai_server.count() <= 4 * 2 and len(asked) <= 8
+    assert {e["status"] for e in manifest(out)["leaves"]} == {"failed"}
