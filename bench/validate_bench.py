@@ -132,7 +132,7 @@ def labtax_in_process_per_leaf(tree: Path, files: list[Path]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leaves", type=int, default=10_000)
-    parser.add_argument("--sample", type=int, default=100, help="leaves for the yamllint baseline (slow)")
+    parser.add_argument("--sample", type=int, default=50, help="leaves for the yamllint baseline (slow)")
     parser.add_argument("--core-sample", type=int, default=1000, help="leaves for the in-process baseline")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "labtax-bench")

@@ -71,6 +71,17 @@ def test_pre_commit_hook_passes_good_and_fails_bad(tmp_path: Path) -> None:
     only = pre_commit(tax, home, "--files", f"{HAIKU}/attribution.txt")
     assert only.returncode == 1 and "error [attribution]" in only.stdout
 
+    # A symlinked leaf pointing outside the repository reaches the hook and is refused.
+    (tmp_path / "outside.yaml").write_text(GOOD_LEAF)
+    link = tax.root / "compositional_skills" / "linked" / "qna.yaml"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(tmp_path / "outside.yaml")
+    tax.write(f"{HAIKU}/attribution.txt", "Title: haiku examples\n")
+    tax.git("add", "-A")
+    linked = pre_commit(tax, home, "--all-files")
+    assert linked.returncode == 1 and "error [symlink-outside]" in linked.stdout
+    link.unlink()
+
     # A misnamed leaf is passed to the hook and told how to fix it.
     tax.write(f"{HAIKU}/attribution.txt", "Title: haiku examples\n")
     tax.write("compositional_skills/other/QNA.yml", GOOD_LEAF)
