@@ -31,16 +31,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "sdg"))
 
-from gitrepo import GitRepo  # noqa: E402
-from lab_taxonomy import add_knowledge, add_skill, prompts_of  # noqa: E402
-from openai_server import OpenAIServer, lab_responder  # noqa: E402
+from gitrepo import GitRepo
+from lab_taxonomy import add_knowledge, add_skill, prompts_of
+from openai_server import OpenAIServer, lab_responder
 
-from labtax.sdg import mix  # noqa: E402
-from labtax.sdg.incremental import LEAVES_DIR, LEDGER_FILE, plan_run, rebuild  # noqa: E402
-from labtax.sdg.ledger import Ledger  # noqa: E402
-from labtax.sdg.settings import GenerationSettings  # noqa: E402
-from labtax.sdg.store import LeafData, LeafStore  # noqa: E402
-from labtax.taxonomy import parse_leaf  # noqa: E402
+from labtax.sdg import mix
+from labtax.sdg.incremental import LEAVES_DIR, LEDGER_FILE, plan_run, rebuild
+from labtax.sdg.ledger import Ledger
+from labtax.sdg.settings import GenerationSettings
+from labtax.sdg.store import LeafData, LeafStore
+from labtax.taxonomy import parse_leaf
 
 SAMPLES_PER_LEAF_SETTING = 2
 SEED = 7
@@ -48,7 +48,7 @@ SEED = 7
 
 def labtax(*argv: str) -> tuple[float, subprocess.CompletedProcess[str]]:
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "labtax", *argv], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "labtax", *argv], capture_output=True, text=True, check=False)
     return time.perf_counter() - t, proc
 
 

@@ -645,8 +645,8 @@ def collect_garbage(output: Path, *, dry_run: bool = False, wait: float = 0.0) -
             and e.get("key")}
     store = LeafStore(output / LEAVES_DIR)
     with output_lock(output, wait=wait):
-        doomed = sorted(k for k in store.keys() if k not in keep)
-        leftovers = [p for p in store.garbage()]
+        doomed = sorted(k for k in store.all_keys() if k not in keep)
+        leftovers = list(store.garbage())
         freed = 0
         pruned = 0
         if not dry_run:

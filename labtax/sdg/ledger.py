@@ -87,7 +87,7 @@ class Ledger:
     def close(self) -> None:
         self.conn.close()
 
-    def __enter__(self) -> Ledger:
+    def __enter__(self) -> Ledger:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:

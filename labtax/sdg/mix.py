@@ -87,8 +87,8 @@ def seed_test_samples(leaf: Leaf) -> list[dict[str, Any]]:
                 if isinstance(qa, dict) and qa.get("question") and qa.get("answer"):
                     out.append(_seed_sample(leaf.kind, context, str(qa["question"]), str(qa["answer"]), i, j))
         elif seed.get("question") and seed.get("answer"):
-            context = str(seed.get("context") or "") or None
-            out.append(_seed_sample(leaf.kind, context, str(seed["question"]), str(seed["answer"]), i, None))
+            grounding = str(seed.get("context") or "") or None
+            out.append(_seed_sample(leaf.kind, grounding, str(seed["question"]), str(seed["answer"]), i, None))
     return out
 
 
@@ -432,9 +432,10 @@ def sets_intact(output: Path, manifest: dict[str, Any], *, full: bool = False) -
             st = path.stat()
             if st.st_size != meta.get("bytes"):
                 return False
-            if full or st.st_mtime_ns != meta.get("mtime_ns"):
-                if hashlib.sha256(path.read_bytes()).hexdigest() != meta.get("sha256"):
-                    return False
+            if (full or st.st_mtime_ns != meta.get("mtime_ns")) and hashlib.sha256(
+                path.read_bytes()
+            ).hexdigest() != meta.get("sha256"):
+                return False
         except OSError:
             return False
     return True

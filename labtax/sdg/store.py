@@ -260,7 +260,7 @@ class LeafStore:
             return None
         return target
 
-    def keys(self) -> Iterator[str]:
+    def all_keys(self) -> Iterator[str]:
         if not self.root.is_dir():
             return
         for sub in sorted(self.root.iterdir()):

@@ -10,11 +10,17 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from lab_taxonomy import (  # noqa: E402
-    add_knowledge, add_skill, manifest, prompts_of, read_jsonl, run_cli, teacher_args,
+from lab_taxonomy import (
+    add_knowledge,
+    add_skill,
+    manifest,
+    prompts_of,
+    read_jsonl,
+    run_cli,
+    teacher_args,
 )
 
-from labtax.sdg.incremental import output_lock  # noqa: E402
+from labtax.sdg.incremental import output_lock
 
 
 def dg(repo, out: Path, server, *extra: str, base: str = "empty") -> tuple[int, str]:  # type: ignore[no-untyped-def]
@@ -307,6 +313,7 @@ def test_json_output(git_repo, openai_server, tmp_path: Path, fmt: str) -> None:
     small_taxonomy(git_repo)
     out = tmp_path / "out"
     code, text = dg(git_repo, out, openai_server, "--head", "HEAD", "--dry-run", "--format", fmt)
+    assert code == 0
     plan = json.loads(text)
     assert plan["dry_run"] is True and plan["summary"]["generate"] == 4 and plan["estimated_requests"] > 0
 

@@ -11,8 +11,16 @@ import pytest
 import yaml
 
 from labtax.sdg.mix import (
-    PHASE1, PHASE2, TEST, MixLeaf, MixSettings, build_sets, sets_fingerprint, sets_intact,
-    seed_test_samples, write_sets,
+    PHASE1,
+    PHASE2,
+    TEST,
+    MixLeaf,
+    MixSettings,
+    build_sets,
+    seed_test_samples,
+    sets_fingerprint,
+    sets_intact,
+    write_sets,
 )
 from labtax.taxonomy.model import Leaf
 

@@ -14,10 +14,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from lab_taxonomy import add_knowledge, add_skill, manifest, run_cli, teacher_args  # noqa: E402
+from lab_taxonomy import add_knowledge, add_skill, manifest, run_cli, teacher_args
 
-from labtax.sdg.ledger import ledger_request_key  # noqa: E402
-from labtax.sdg.teachers.base import TeacherRequest  # noqa: E402
+from labtax.sdg.ledger import ledger_request_key
+from labtax.sdg.teachers.base import TeacherRequest
 
 SETS = ("phase1_knowledge.jsonl", "phase2_skills.jsonl", "test.jsonl")
 MODEL_ID = "openai:test-model"
@@ -92,7 +92,7 @@ def test_sigkill_at_several_points_then_resume(git_repo, openai_server, tmp_path
     openai_server.delay_ms = 5  # requests in flight at the moment of each kill
 
     out = tmp_path / "out"
-    store_files = lambda: len(list((out / "leaves").glob("*/*.jsonl"))) if (out / "leaves").exists() else 0  # noqa: E731
+    store_files = lambda: len(list((out / "leaves").glob("*/*.jsonl"))) if (out / "leaves").exists() else 0
     points: list[Callable[[int], Callable[[], bool]]] = [
         lambda start: lambda: openai_server.count() >= start + 1,  # the first answer
         lambda start: lambda: openai_server.count() >= start + 12,  # mid-stage

@@ -29,7 +29,7 @@ def test_roundtrip(tmp_path: Path) -> None:
     assert data.samples == [sample(i) for i in range(5)]
     assert data.test == [sample(100)]
     assert data.meta == {"kind": "knowledge"}
-    assert list(store.keys()) == [KEY]
+    assert list(store.all_keys()) == [KEY]
     assert not list(store.garbage())  # no temp file left behind
 
 
