@@ -110,6 +110,9 @@ def validate_cmd(paths: tuple[str, ...], taxonomy_dir: str | None, fmt: str, str
     root = root.absolute()
     config = load_config(root).with_strict(strict)
     targets = _validate_targets(root, paths, changed, base)
+    if not targets and not paths and not changed:  # most likely the wrong --taxonomy
+        click.echo(f"labtax validate: no leaves found under {root} (knowledge/, compositional_skills/, "
+                   "foundational_skills/)", err=True)
     findings = check_targets(root, targets, config)
     repo = git_toplevel(root)
     rel_display = os.path.relpath(root, cwd)

@@ -134,6 +134,11 @@ def test_github_format_writes_step_summary(tmp_path: Path, monkeypatch: pytest.M
     assert "| File | Line | Rule | Message |" in (tmp_path / "summary.md").read_text()
 
 
+def test_empty_taxonomy_says_so(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["validate", "--taxonomy", str(tmp_path)])
+    assert result.exit_code == 0 and "no leaves found under" in result.output
+
+
 def test_list_rules() -> None:
     code, output = invoke("--list-rules")
     assert code == 0 and "knowledge-version" in output and "word-limit" in output
