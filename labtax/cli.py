@@ -138,19 +138,34 @@ def validate_cmd(paths: tuple[str, ...], taxonomy_dir: str | None, fmt: str, str
     "taxonomy",
     default=".",
     show_default=True,
+    metavar="DIR",
     type=click.Path(file_okay=False, path_type=str),
     help="Taxonomy root folder (may be a subfolder of the git working tree).",
 )
 @click.option(
-    "--base", default=None, help="Base ref; default origin/main, else main. 'empty': every leaf is added."
+    "--base",
+    default=None,
+    metavar="REF",
+    help="Default: origin/main, else main. 'empty': every leaf is added.",
 )
 @click.option(
-    "--head", default=None, help="Head ref; default: the working tree (staged, unstaged, untracked)."
+    "--head", default=None, metavar="REF", help="Default: the working tree (staged, unstaged, untracked)."
 )
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="One line per leaf, or the stable JSON document {base, head, changes}.",
+)
 @_guarded
 def diff_command(taxonomy: str, base: str | None, head: str | None, fmt: str) -> int:
-    """List the changed leaves since the merge-base of BASE and HEAD: `A|M|D path`, `R old -> new`."""
+    """List the leaves changed since the merge-base of BASE and HEAD.
+
+    One line per leaf, sorted by path: `A|M|D path`, `R old -> new`. Exit 0, also when nothing
+    changed ("no changed leaves" on stderr); 2 for a git error (unknown ref, shallow clone, ...).
+    """
     import json
 
     from labtax.diff import diff_taxonomy
