@@ -110,6 +110,7 @@ def test_api_key_never_printed_by_a_real_process(tmp_path: Path, openai_server: 
     assert all(r.headers.get("Authorization") == f"Bearer {secret}" for r in openai_server.requests)
     written = "".join(p.read_text(encoding="utf-8") for p in (tmp_path / "out").rglob("*") if p.is_file())
     assert secret not in proc.stdout + proc.stderr + written
+    assert "writing/poems [" not in proc.stderr  # stderr is a pipe: no progress bars
 
 
 def test_bad_options_are_usage_errors(tmp_path: Path) -> None:
@@ -121,3 +122,36 @@ def test_bad_options_are_usage_errors(tmp_path: Path) -> None:
                                       "--endpoint", "http://127.0.0.1:9/v1", "--model", "m",
                                       "--api-key-env", "LABTAX_UNSET_VARIABLE_X"])
     assert result.exit_code == 2 and "LABTAX_UNSET_VARIABLE_X" in result.output
+
+
+def test_progress_bars_only_on_a_terminal(tmp_path: Path, openai_server: OpenAIServer) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    root = tmp_path / "tax"
+    write_taxonomy(root, {"compositional_skills/writing/poems/qna.yaml": FREEFORM})
+    args = [sys.executable, "-m", "labtax", "generate", "--taxonomy", str(root), "--teacher", "openai",
+            "--endpoint", openai_server.base_url, "--samples-per-leaf", "2"]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    master, slave = pty.openpty()
+    # A terminal 120 columns wide (a fresh pty is 0 wide, and tqdm draws nothing in 0 columns).
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    proc = subprocess.Popen([*args, "--output", str(tmp_path / "b")], stdout=subprocess.PIPE, stderr=slave,
+                            env=env)
+    os.close(slave)
+    shown = b""
+    while True:  # read the terminal while the process runs (a pty buffer is small)
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the process closed its end
+            break
+        if not chunk:
+            break
+        shown += chunk
+    out, _ = proc.communicate(timeout=120)
+    os.close(master)
+    assert proc.returncode == 0
+    assert b"compositional_skills/writing/poems [" in shown and b"req" in shown
+    assert b"kept 2" in out
