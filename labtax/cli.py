@@ -296,6 +296,7 @@ def diff_generate_cmd(taxonomy_dir: str, base: str | None, head: str | None, out
     import json
 
     from labtax.sdg import incremental, render_incremental
+    from labtax.sdg.lazy_teacher import LazyTeacher, teacher_model_id
     from labtax.sdg.mix import MixSettings
     from labtax.sdg.settings import GenerationSettings
     from labtax.sdg.teachers import make_teacher
@@ -304,9 +305,11 @@ def diff_generate_cmd(taxonomy_dir: str, base: str | None, head: str | None, out
         raise click.UsageError("--endpoint needs --teacher openai")
     settings = GenerationSettings(samples_per_leaf=samples_per_leaf, seed=seed, max_tokens=max_tokens,
                                   score_threshold=score_threshold, chunk_tokens=chunk_tokens)
-    backend = make_teacher(teacher, endpoints=endpoints, model=model, api_key_env=api_key_env,
-                           concurrency=concurrency, timeout=timeout, completions=completions,
-                           batch_size=batch_size)
+    # Built on first use: a run with nothing to generate never loads a model.
+    backend = LazyTeacher(lambda: make_teacher(teacher, endpoints=endpoints, model=model, api_key_env=api_key_env,
+                                               concurrency=concurrency, timeout=timeout, completions=completions,
+                                               batch_size=batch_size),
+                          teacher_model_id(teacher, model))
     progress = None if fmt == "json" else (lambda line: click.echo(line, err=True))
     outcome = incremental.diff_generate(
         Path(taxonomy_dir), Path(output), base=base, head=head, settings=settings,

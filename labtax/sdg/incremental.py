@@ -471,7 +471,10 @@ async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: Genera
     from labtax.sdg.mix import prepare_leaf, seed_test_samples
     from labtax.sdg.pipelines import generate_leaf
 
-    base = LedgerTeacher(teacher, ledger, run_id=run_id)
+    # Record progress per request for a server teacher (it bounds its own concurrency); in whole
+    # forward-pass batches for an in-process one, so batching is kept.
+    batch = getattr(teacher, "batch_size", None) or (1 if hasattr(teacher, "concurrency") else 64)
+    base = LedgerTeacher(teacher, ledger, run_id=run_id, batch_size=int(batch))
     sem = asyncio.Semaphore(max(1, concurrency))
     # A whole stage failing means the teacher is down or misconfigured: start no further leaf (the
     # ones in flight finish), so a dead endpoint costs one leaf's retries, not every leaf's.

@@ -367,3 +367,34 @@ def test_a_dead_teacher_stops_the_run_early(git_repo, openai_server, tmp_path: P
     asked = {r.body["seed"] for r in openai_server.requests}
     assert 0 < openai_server.count() <= 4 * 2 and len(asked) <= 8
     assert {e["status"] for e in manifest(out)["leaves"]} == {"failed"}
+
+
+def test_a_run_with_nothing_to_generate_never_builds_the_teacher(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    small_taxonomy(git_repo)
+    out = tmp_path / "out"
+    assert dg(git_repo, out, openai_server, "--head", "HEAD")[0] == 0
+    argv = ["diff-generate", "--taxonomy", str(git_repo.root), "--base", "HEAD", "--head", "HEAD", "--output",
+            str(out), *teacher_args(openai_server)]
+    script = ("import sys\nfrom labtax.cli import cli\n"
+              f"try:\n    cli({argv!r}, standalone_mode=False)\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+              "print('teacher built:', 'labtax.sdg.teachers.openai' in sys.modules, 'torch' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "nothing to generate" in proc.stdout
+    assert "teacher built: False False" in proc.stdout
+
+
+def test_predicted_model_id_is_the_teachers(openai_server) -> None:  # type: ignore[no-untyped-def]
+    from labtax import models
+    from labtax.sdg.lazy_teacher import LazyTeacher, teacher_model_id
+    from labtax.sdg.teachers import make_teacher
+
+    real = make_teacher("openai", endpoints=[openai_server.base_url], model="test-model")
+    assert teacher_model_id("openai", "test-model") == real.model_id
+    discovered = make_teacher("openai", endpoints=[openai_server.base_url])  # asks GET /v1/models
+    lazy = LazyTeacher(lambda: make_teacher("openai", endpoints=[openai_server.base_url]), None)
+    assert lazy.model_id == discovered.model_id == "openai:test-model"
+    assert teacher_model_id("embedded", None) == models.model_id("embedded")
+    assert teacher_model_id("vllm", "some/model") == "vllm:some/model"
