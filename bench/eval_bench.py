@@ -34,13 +34,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-WORDS = (
+_WORD_TEXT = (
     "the a of and to in is that for it as with was on by at from this be are or an which how why what "
     "river mountain harvest lantern copper violin orbit meadow glacier harbor falcon ember prism canyon "
     "thistle beacon quartz willow tide saffron compass marble cedar nebula orchard pebble summit velvet "
     "anchor bramble cobalt dune fern granite hollow ivory jasper kelp lagoon mosaic explain describe "
     "write poem story summary list steps reason because therefore however example data model answer"
-).split()
+)
+WORDS = _WORD_TEXT.split()
 
 
 def _text(rng: random.Random, lo: int, hi: int) -> str:

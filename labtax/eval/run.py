@@ -24,7 +24,7 @@ from labtax.eval.judge import (
     judge_answers,
     tally,
 )
-from labtax.eval.scorer import DEFAULT_BATCH_TOKENS, LeafScore, score_leaves
+from labtax.eval.scorer import DEFAULT_BATCH_TOKENS, LeafScore, resolve_device, score_leaves
 from labtax.sdg.teachers.base import Teacher
 
 SCHEMA = "labtax.eval/1"
@@ -51,6 +51,7 @@ class EvalOptions:
     thresholds: Thresholds = field(default_factory=Thresholds)
     judge: JudgeOptions | None = None
     batch_tokens: int = DEFAULT_BATCH_TOKENS
+    device: str = "auto"  # "auto": a GPU when torch sees one, else the CPU
 
 
 @dataclass
@@ -81,6 +82,7 @@ def _evaluate_model(
     hf_logging.disable_progress_bar()  # stderr carries our progress lines only
     tokenizer = load_tokenizer(name)
     model = load_model(name)  # `tiny` is seed 0, as in `labtax train`
+    model.to(resolve_device(options.device))  # type: ignore[arg-type]  # (transformers' stub wants a model)
     examples = {leaf: exs for leaf, exs in selection.examples.items() if exs}
     count = sum(len(v) for v in examples.values())
     log(f"scoring {name}: {count} examples from {len(examples)} leaves")
@@ -93,7 +95,15 @@ def _evaluate_model(
         )
     del model  # one model in memory at a time
     gc.collect()
+    _empty_cuda_cache()
     return result
+
+
+def _empty_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _judge(

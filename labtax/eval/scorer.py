@@ -242,7 +242,24 @@ def mean_over_leaves(scores: Mapping[str, LeafScore]) -> float:
     return sum(values) / len(values) if values else float("-inf")
 
 
-def score_checkpoint(checkpoint_dir: Path, data_dir: Path) -> float:
+def resolve_device(spec: str = "auto") -> str:
+    """"auto": the GPU when torch sees one, else the CPU; anything else is passed to torch as is."""
+    import torch
+
+    from labtax.errors import UsageError
+
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise UsageError(f"--device {spec!r} is not a torch device (auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {spec}: torch sees no CUDA GPU here")
+    return spec
+
+
+def score_checkpoint(checkpoint_dir: Path, data_dir: Path, *, device: str = "auto") -> float:
     """Checkpoint selection score for `labtax train --select eval` (higher is better).
 
     The mean over every leaf of `data_dir/test.jsonl` of the leaf's mean per-token log-likelihood of
@@ -255,5 +272,20 @@ def score_checkpoint(checkpoint_dir: Path, data_dir: Path) -> float:
     examples = read_test_set(Path(data_dir) / "test.jsonl")
     name = str(checkpoint_dir)
     model = load_model(name)
+    model.to(resolve_device(device))  # type: ignore[arg-type]  # (transformers' stub wants a model)
     tokenizer = load_tokenizer(name)
-    return mean_over_leaves(score_leaves(model, tokenizer, examples))
+    try:
+        return mean_over_leaves(score_leaves(model, tokenizer, examples))
+    finally:
+        del model
+        _free_accelerator_memory()
+
+
+def _free_accelerator_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
