@@ -155,7 +155,7 @@ class OpenAITeacher:
             connector = aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=0, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(connector=connector, headers=self._headers())
             self._semaphore = asyncio.Semaphore(self.concurrency)
-        return list(await asyncio.gather(*(self._one(r) for r in requests)))
+        return list(await asyncio.gather(*(self._guarded(r) for r in requests)))
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -187,6 +187,14 @@ class OpenAITeacher:
             body["stop"] = stop
         return body
 
+    async def _guarded(self, request: TeacherRequest) -> TeacherResponse:
+        """One request that can only fail alone: nothing it meets may cancel its batch-mates."""
+        try:
+            return await self._one(request)
+        except (OSError, ValueError, RuntimeError, aiohttp.ClientError) as exc:
+            self.faults[f"error: {type(exc).__name__}"] += 1
+            return TeacherResponse("", ok=False, error=f"request failed: {type(exc).__name__}")
+
     async def _one(self, request: TeacherRequest) -> TeacherResponse:
         assert self._semaphore is not None
         body = self._body(request)
@@ -210,6 +218,7 @@ class OpenAITeacher:
                     if delay is None:
                         # Exponential back-off with full jitter: spreads retries of a burst apart.
                         delay = self._rng.uniform(0, min(MAX_BACKOFF_S, self.backoff_base * 2**attempt))
+                    # Still counted as outstanding while it waits: a failing endpoint looks busy.
                     await asyncio.sleep(delay)
                 except _Fatal as exc:
                     return TeacherResponse("", ok=False, error=exc.reason)
