@@ -646,6 +646,9 @@ def collect_garbage(output: Path, *, dry_run: bool = False, wait: float = 0.0) -
                          hint="run labtax diff-generate first")
     keep = {e["key"] for e in manifest.get("leaves") or [] if e.get("status") in ("generated", "reused")
             and e.get("key")}
+    # A failed leaf has no store file yet, but its recorded responses are what its next run replays.
+    resumable = keep | {e["key"] for e in manifest.get("leaves") or [] if e.get("status") == "failed"
+                        and e.get("key")}
     store = LeafStore(output / LEAVES_DIR)
     with output_lock(output, wait=wait):
         doomed = sorted(k for k in store.all_keys() if k not in keep)
@@ -663,7 +666,7 @@ def collect_garbage(output: Path, *, dry_run: bool = False, wait: float = 0.0) -
                     pass
             if (output / LEDGER_FILE).exists():
                 with Ledger(output / LEDGER_FILE) as ledger:
-                    pruned = ledger.prune_requests(keep)
+                    pruned = ledger.prune_requests(resumable)
         else:
             freed = sum(store.path_for(k).stat().st_size for k in doomed)
         return GcResult(doomed, freed, [str(p.relative_to(output)) for p in leftovers], pruned, len(keep))

@@ -191,9 +191,14 @@ def test_delete_then_gc(git_repo, openai_server, tmp_path: Path) -> None:  # typ
 
     code, text = run_cli(["gc", "--output", str(out), "--dry-run"])
     assert code == 0 and key in text and store_file.exists()
+    import sqlite3
+    con = sqlite3.connect(out / "ledger.sqlite")
+    assert con.execute("SELECT COUNT(*) FROM requests WHERE leaf_key=?", (key,)).fetchone()[0] > 0
     code, text = run_cli(["gc", "--output", str(out)])
     assert code == 0, text
     assert not store_file.exists()
+    assert con.execute("SELECT COUNT(*) FROM requests WHERE leaf_key=?", (key,)).fetchone()[0] == 0
+    assert con.execute("SELECT COUNT(*) FROM requests").fetchone()[0] > 0
     assert len(list((out / "leaves").rglob("*.jsonl"))) == 3
     # The sets still build from what is left, with no teacher call.
     code, text = dg(git_repo, out, openai_server, "--head", "HEAD", base="HEAD")
