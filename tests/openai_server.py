@@ -21,10 +21,12 @@ API
 JSON body. It returns one of:
   - a `str`: the answer text (finish_reason "stop");
   - a `Reply(text, finish_reason="stop", prompt_tokens=None, completion_tokens=None)`;
-  - a `Fault(status=500, headers={}, body=None, sleep=0.0, then=None)`: answer with that status and
-    headers (e.g. `Fault(429, {"Retry-After": "1"})`), or the raw `body` text with status 200 when
-    status is 200 (malformed JSON), after sleeping `sleep` seconds (a client timeout test sleeps
-    longer than the client's timeout). When `then` is a str/Reply it is sent after the sleep instead.
+  - a `Fault(status=500, headers={}, body=None, sleep=0.0, then=None)`: after sleeping `sleep`
+    seconds (longer than the client's timeout for a timeout test), answer with `status` and `headers`
+    (e.g. `Fault(429, {"Retry-After": "1"})`) and a JSON error body, or with the raw `body` text
+    instead when given (`Fault(200, body="{not json")`: a malformed answer). When `then` is a
+    str/Reply, that normal answer is sent after the sleep instead (a slow success).
+`OpenAIServer(record=False)` keeps no request list (long benchmarks); counters still work.
 
 The responder runs on the server's event loop thread; keep it quick (use `Fault(sleep=...)` or
 `delay_ms` to be slow). Helpers:
@@ -39,7 +41,7 @@ As a pytest fixture: `openai_server` (in tests/conftest.py) yields a started ser
 `lab_responder()`; set `server.responder = ...` in a test to script it differently.
 
 As a separate process (benchmarks, so the server does not share the client's event loop):
-    python tests/openai_server.py --port 0 --delay-ms 100
+    python tests/openai_server.py [--port 0] [--delay-ms 100] [--model NAME] [--responder lab|ok]
 prints "READY http://127.0.0.1:PORT/v1" on stdout once listening, and serves until killed.
 """
 
