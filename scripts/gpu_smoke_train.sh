@@ -24,7 +24,7 @@ echo "== work dir $WORK"
 import sys
 sys.path.insert(0, "tests/train")
 from pathlib import Path
-from fixtures import make_data_dir
+from train_fixtures import make_data_dir
 make_data_dir(Path(sys.argv[1]), n_knowledge=96, n_skills=64, n_replay=16, n_test=16, long_words=200)
 PYEOF
 

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fixtures import make_eval_data
+from eval_fixtures import make_eval_data
 
 
 @pytest.fixture(scope="session")

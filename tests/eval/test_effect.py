@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from fixtures import LEAF_A, LEAF_B, manifest
+from eval_fixtures import LEAF_A, LEAF_B, manifest
 
 from labtax.cli import cli
 from labtax.eval.run import EvalOptions, run_eval

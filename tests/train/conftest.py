@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fixtures import make_data_dir  # noqa: E402
+from train_fixtures import make_data_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from fixtures import write_jsonl
+from train_fixtures import write_jsonl
 from labtax.train.data import IGNORE, encode_sample, tokenize_file, tokenizer_hash
 
 CONVERSATION = [

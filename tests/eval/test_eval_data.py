@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from fixtures import LEAF_A, LEAF_B, example, manifest, write_jsonl
+from eval_fixtures import LEAF_A, LEAF_B, example, manifest, write_jsonl
 
 from labtax.errors import UsageError
 from labtax.eval.data import leaf_id, read_manifest, read_test_set, select_leaves
