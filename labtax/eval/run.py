@@ -153,7 +153,11 @@ def run_eval(
         # Built before scoring: a wrong endpoint or a missing API key fails in a second, not after.
         teacher = (make_teacher or default_teacher_factory(options.judge))()
     base = _evaluate_model(options.base, selection, options, log)
-    candidate = _evaluate_model(options.candidate, selection, options, log)
+    if options.candidate == options.base:
+        # The same model twice (a dry run of the gate): scoring is deterministic, so reuse it.
+        candidate = _ModelResult(dict(base.scores), list(base.answers) if base.answers is not None else None)
+    else:
+        candidate = _evaluate_model(options.candidate, selection, options, log)
     if teacher is not None:
         _judge(teacher, selection, options, [base, candidate], log)
     return build_report(options, selection, base, candidate, judge_model=teacher.model_id if teacher else None)

@@ -100,7 +100,7 @@ def test_regression_threshold_sets_the_exit_code(trained: dict[str, Path], tmp_p
     assert code == 1
 
 
-@pytest.mark.parametrize("case", ["missing-data", "bad-model", "no-leaves", "bad-format"])
+@pytest.mark.parametrize("case", ["missing-data", "bad-model", "no-leaves", "bad-format", "bad-device"])
 def test_usage_errors_exit_2(trained: dict[str, Path], tmp_path: Path, case: str) -> None:
     data, model = str(trained["data"]), "tiny"
     extra: list[str] = []
@@ -114,7 +114,9 @@ def test_usage_errors_exit_2(trained: dict[str, Path], tmp_path: Path, case: str
         (empty / "test.jsonl").write_text("")
         (empty / "manifest.json").write_text(json.dumps(manifest([], [])))
         data = str(empty)
-    else:
+    elif case == "bad-format":
         extra = ["--format", "yaml"]
+    else:
+        extra = ["--device", "gpu"]
     code, _ = _eval("--base", "tiny", "--candidate", model, "--data", data, *extra)
     assert code == 2

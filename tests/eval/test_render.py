@@ -1,0 +1,74 @@
+"""The renderers read only the report dict: check them on a hand-made report (no model needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from labtax.eval.data import SelectedLeaf, Selection
+from labtax.eval.gate import Thresholds
+from labtax.eval.judge import JudgeTally
+from labtax.eval.render import render_json, render_markdown, render_text
+from labtax.eval.run import EvalOptions, JudgeOptions, _ModelResult, build_report
+from labtax.eval.scorer import LeafScore
+
+
+def _report(judge: bool) -> dict:  # type: ignore[type-arg]
+    leaves = [SelectedLeaf("skills/a|b", True), SelectedLeaf("skills/new", True),
+              SelectedLeaf("knowledge/c", False), SelectedLeaf("knowledge/d", False)]
+    selection = Selection(leaves=leaves, examples={"skills/a|b": [object()] * 2, "skills/new": [],  # type: ignore[list-item]
+                                                   "knowledge/c": [object()] * 3, "knowledge/d": [object()]},  # type: ignore[list-item]
+                          mode="changed", sample_unchanged=5, seed=0, manifest=True)
+    base = _ModelResult({"skills/a|b": LeafScore("skills/a|b", 2, 10, -20.0),
+                         "knowledge/c": LeafScore("knowledge/c", 3, 10, -10.0),
+                         "knowledge/d": LeafScore("knowledge/d", 1, 4, -4.0)})
+    cand = _ModelResult({"skills/a|b": LeafScore("skills/a|b", 2, 10, -18.0),   # NLL 2.0 -> 1.8: -10 %
+                         "knowledge/c": LeafScore("knowledge/c", 3, 10, -10.4),  # 1.0 -> 1.04: +4 %
+                         "knowledge/d": LeafScore("knowledge/d", 1, 4, -4.4)})   # 1.0 -> 1.1: +10 %
+    judge_options = None
+    if judge:
+        judge_options = JudgeOptions(endpoints=("http://127.0.0.1:1/v1",), model="j")
+        base.judged = {"skills/a|b": JudgeTally((4.0, 6.0), 0, 0), "knowledge/c": JudgeTally((7.0,), 1, 1)}
+        cand.judged = {"skills/a|b": JudgeTally((8.0,), 1, 0), "knowledge/c": JudgeTally((), 3, 0)}
+    options = EvalOptions(base="tiny", candidate="ckpt", data_dir=Path("data"), thresholds=Thresholds(),
+                          judge=judge_options)
+    return build_report(options, selection, base, cand, judge_model="openai:j" if judge else None)
+
+
+def test_report_rows_and_verdict() -> None:
+    report = _report(judge=False)
+    rows = {r["leaf"]: r for r in report["leaves"]}
+    assert abs(rows["skills/a|b"]["change_pct"] + 10.0) < 1e-9 and rows["skills/a|b"]["status"] == "improved"
+    assert rows["skills/new"]["status"] == "no_data" and rows["skills/new"]["base"] is None
+    assert abs(rows["knowledge/c"]["change_pct"] - 4.0) < 1e-9 and rows["knowledge/c"]["status"] == "stable"
+    assert rows["knowledge/d"]["status"] == "regressed" and not rows["knowledge/d"]["passed"]
+    assert report["verdict"] == "fail" and report["exit_code"] == 1
+    assert report["summary"]["failed"] == 1 and report["summary"]["no_data"] == 1
+    assert json.loads(render_json(report)) == report
+
+
+def test_text_and_markdown() -> None:
+    report = _report(judge=False)
+    text = render_text(report)
+    assert "knowledge/d" in text and "+10.00%" in text and "regressed" in text
+    assert text.rstrip().endswith("FAIL: 1 unchanged leaf(s) regressed by more than 5%")
+    md = render_markdown(report)
+    assert md.startswith("### ❌ labtax eval: fail\n")
+    assert "| `skills/a\\|b` | changed | -2.0000 | -1.8000 | -10.00% | ✅ improved |" in md
+    assert "| `skills/new` | changed | n/a | n/a | n/a | ➖ no data |" in md
+    assert "| `knowledge/d` | unchanged | -1.0000 | -1.1000 | +10.00% | ❌ regressed |" in md
+
+
+def test_judge_columns_and_counts() -> None:
+    report = _report(judge=True)
+    rows = {r["leaf"]: r for r in report["leaves"]}
+    assert rows["skills/a|b"]["judge"] == {"base": 5.0, "candidate": 8.0, "change": 3.0, "base_rated": 2,
+                                            "candidate_rated": 1, "malformed": 1, "failed": 0}
+    assert rows["knowledge/c"]["judge"]["candidate"] is None and rows["knowledge/c"]["judge"]["malformed"] == 4
+    assert report["judge"]["model"] == "openai:j"
+    assert report["judge"]["malformed"] == 5 and report["judge"]["failed"] == 1
+    md = render_markdown(report)
+    assert "| Leaf | Kind | Base | Candidate | Change | Judge base | Judge candidate | Status |" in md
+    assert "| 5.00 | 8.00 | ✅ improved |" in md
+    assert "5 malformed and 1 failed replies" in md
+    assert "judge base" in render_text(report)
