@@ -61,7 +61,7 @@ def resolve_range(tax: Taxonomy, base: str | None, head: str | None) -> Range:
         if base == EMPTY:
             return Range(empty_tree(tax), None)  # the first commit is being prepared: all is new
         raise GitError(
-            "the repository has no commits yet",
+            "the repository has no commits yet (HEAD is unborn)",
             hint="commit something first, or pass --base empty to count every leaf as added",
         )
     head_expr = head if head is not None else "HEAD"
