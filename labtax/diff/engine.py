@@ -28,6 +28,7 @@ from labtax.diff.gitio import (
     Taxonomy,
     blob_sha,
     check_ref_syntax,
+    check_repository_usable,
     empty_tree,
     head_is_born,
     is_leaf_path,
@@ -60,6 +61,7 @@ def resolve_range(tax: Taxonomy, base: str | None, head: str | None) -> Range:
     if head is None and not head_is_born(tax):
         if base == EMPTY:
             return Range(empty_tree(tax), None)  # the first commit is being prepared: all is new
+        check_repository_usable(tax)  # GitPython also says "unborn" for a repository git refuses
         raise GitError(
             "the repository has no commits yet (HEAD is unborn)",
             hint="commit something first, or pass --base empty to count every leaf as added",

@@ -121,7 +121,12 @@ def _first_line(text: str) -> str:
 @contextmanager
 def open_taxonomy(path: str | os.PathLike[str]) -> Iterator[Taxonomy]:
     """Find the git repository holding the taxonomy folder `path` (searching parent folders)."""
-    import git  # GitPython: imported here so that `import labtax.diff` stays cheap
+    try:
+        import git  # GitPython: imported here so that `import labtax.diff` stays cheap
+    except ImportError as exc:  # GitPython refuses to import without a working git executable
+        raise GitError(
+            f"git is not usable: {str(exc).splitlines()[0]}", hint="install git and put it on PATH"
+        ) from None
 
     folder = Path(path)
     if not folder.exists():
@@ -198,8 +203,19 @@ def resolve_commit(tax: Taxonomy, ref: str) -> str:
     check_ref_syntax(ref)
     code, out, _ = tax.git_status("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     if code != 0:
+        check_repository_usable(tax)
         raise GitError(f"unknown ref: {ref}", hint=_unknown_ref_hint(tax, ref))
     return out.decode().strip()
+
+
+def check_repository_usable(tax: Taxonomy) -> None:
+    """On an error path only: when git itself refuses the repository (dubious ownership, a broken
+    config), say what git says instead of blaming the ref."""
+    code, _, err = tax.git_status("rev-parse", "--git-dir")
+    if code != 0:
+        raise GitError(
+            f"git cannot use the repository at {tax.worktree}: {_first_line(err) or f'exit {code}'}"
+        )
 
 
 def _unknown_ref_hint(tax: Taxonomy, ref: str) -> str:

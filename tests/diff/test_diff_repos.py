@@ -161,3 +161,9 @@ def test_no_common_history(tax: GitRepo) -> None:
     tax.commit("unrelated root")
     message = error_of(tax.root, "main", "unrelated")
     assert "no common history" in message
+
+
+def test_broken_repository_config_is_reported_as_such(tax: GitRepo) -> None:
+    (tax.root / ".git" / "config").write_text("[core\nbroken")
+    message = error_of(tax.root, "main")
+    assert "bad config" in message and "unknown ref" not in message
