@@ -90,7 +90,8 @@ def main() -> int:
         else:
             add_skill(repo, f"compositional_skills/area{i // 100:02d}/topic{i:04d}", topic=f"topic{i:04d}")
     base = repo.commit("taxonomy")
-    print(f"setup: {args.leaves} leaves committed in {time.perf_counter() - t:.1f} s")
+    print(f"setup: {args.leaves} leaves committed in {time.perf_counter() - t:.1f} s"
+          + (f" ({tmp} kept)" if os.environ.get("LABTAX_BENCH_KEEP") else ""))
 
     # Fill the store with full-size data under the real keys (see the module docstring).
     t = time.perf_counter()

@@ -713,6 +713,9 @@ class _ReadOnlyStore(LeafStore):
         from labtax.sdg.store import split_verified
 
         try:
+            st = self.path_for(key).stat()
+            if stat_cache is not None and stat_cache.get(key) == (st.st_size, st.st_mtime_ns):
+                return True
             split_verified(self.path_for(key).read_bytes(), key)
         except (FileNotFoundError, CorruptLeafError):
             return False
