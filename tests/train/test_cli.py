@@ -39,7 +39,7 @@ def test_locked_output_is_exit_4(data_dir: Path, tmp_path: Path) -> None:
 def test_select_eval_uses_labtax_eval_score_checkpoint(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = run_cli(["train", "--data", str(data_dir), "--model", "tiny", "--output", str(out), "--phase",
-                      "knowledge", "--select", "eval", "--epochs", "2", "--effective-batch", "8", "--lr", "3e-3",
+                      "knowledge", "--select", "eval", "--epochs", "2", "--effective-batch", "24", "--lr", "3e-3",
                       "--warmup-steps", "1", "--max-seq-len", "512", "--max-tokens-per-batch", "1024"])
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((out / "knowledge" / "result.json").read_text())

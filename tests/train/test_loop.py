@@ -91,13 +91,14 @@ def test_phase_two_starts_from_the_selected_phase_one_checkpoint_with_replay(dat
 
 
 def test_select_loss_and_last(data_dir: Path, tmp_path: Path) -> None:
-    summary = train(data_dir, tmp_path / "run", ["knowledge"], select="loss", epochs=3)
+    summary = train(data_dir, tmp_path / "run", ["knowledge"], select="loss", effective_batch=12, epochs=3)
     checkpoints = summary["phases"]["knowledge"]["checkpoints"]
     best = min(checkpoints, key=lambda c: c["test_loss"])
     assert summary["phases"]["knowledge"]["selected"]["path"] == best["path"]
-    last = train(data_dir, tmp_path / "last", ["knowledge"], select="last", max_steps=4, save_every=8)
+    last = train(data_dir, tmp_path / "last", ["knowledge"], select="last", max_steps=2, save_every=8)
     sel = last["phases"]["knowledge"]["selected"]
-    assert sel["samples"] == 32 and sel["step"] == 4  # max_steps caps the phase
+    assert sel["samples"] == 16 and sel["step"] == 2  # max_steps caps the phase
+    assert [c["samples"] for c in last["phases"]["knowledge"]["checkpoints"]] == [8, 16]
 
 
 def test_bad_configuration_is_a_usage_error(data_dir: Path, tmp_path: Path) -> None:
