@@ -49,6 +49,30 @@ def test_tiny_model_batches_with_left_padding(one_thread: None) -> None:
     assert teacher.count_tokens("hello world") > 0
 
 
+def test_concurrent_calls_share_batches(one_thread: None) -> None:
+    """A wrapper sending one request per call (like the run ledger) still gets whole batches."""
+    import asyncio
+
+    teacher = TransformersTeacher("tiny", batch_size=8, threads=1)
+    sizes: list[int] = []
+    original = teacher.complete_sync
+
+    def recording(requests: list[TeacherRequest]) -> list[object]:
+        sizes.append(len(requests))
+        return original(requests)  # type: ignore[return-value]
+
+    teacher.complete_sync = recording  # type: ignore[assignment,method-assign]
+    requests = _reqs([f"prompt number {i}" for i in range(6)], max_tokens=4, temperature=0.0)
+
+    async def one_per_call() -> list[list[object]]:
+        return await asyncio.gather(*(teacher.complete([r]) for r in requests))
+
+    split = run(one_per_call())
+    assert sizes == [6]
+    whole = run(teacher.complete(requests))
+    assert [s[0].text for s in split] == [r.text for r in whole]  # type: ignore[attr-defined]
+
+
 def test_stop_strings_cut_the_answer(one_thread: None) -> None:
     teacher = TransformersTeacher("tiny", batch_size=2, threads=1)
     (free,) = run(teacher.complete(_reqs(["x"], max_tokens=8, temperature=0.0)))

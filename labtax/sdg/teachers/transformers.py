@@ -4,7 +4,8 @@
 directory works too. Requests are grouped by sampling parameters, sorted by prompt length (so a batch
 carries little padding), and generated `batch_size` at a time with LEFT padding: every prompt then
 ends at the same position and the new tokens line up. Generation runs in a worker thread so the event
-loop stays responsive (progress bars, a ledger writing rows).
+loop stays responsive (progress bars, a ledger writing rows). Calls that arrive together (a wrapper
+that sends one request per call, several leaves generated at once) are merged into shared batches.
 
 Threads: `threads=` (or $LABTAX_TORCH_THREADS) sets torch's thread count for the process; on a shared
 CPU one thread is several times faster than two oversubscribed ones.
@@ -23,6 +24,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from labtax.sdg.teachers.base import TeacherRequest, TeacherResponse
+
+
+class _Queue:
+    def __init__(self) -> None:
+        self.pending: list[tuple[list[TeacherRequest], asyncio.Future[list[TeacherResponse]]]] = []
+        self.worker: asyncio.Task[None] | None = None
 
 
 class TransformersTeacher:
@@ -57,8 +64,8 @@ class TransformersTeacher:
         # A GPU when there is one (a self-hosted runner), else the CPU; `device=` overrides.
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = models.load_model(model, dtype=dtype).to(self.device)  # type: ignore[arg-type]
-        # One generate() at a time, per event loop (a lock belongs to the loop it first waited in).
-        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+        # Per event loop: the calls waiting to be generated, and the task that generates them.
+        self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Queue] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return f"TransformersTeacher(model={self.name!r}, batch_size={self.batch_size})"
@@ -73,8 +80,36 @@ class TransformersTeacher:
         return render_chat(self.tokenizer, request.as_messages(), add_generation_prompt=True)
 
     async def complete(self, requests: Sequence[TeacherRequest]) -> list[TeacherResponse]:
-        async with self._locks.setdefault(asyncio.get_running_loop(), asyncio.Lock()):
-            return await asyncio.to_thread(self.complete_sync, requests)
+        """Queue the requests; concurrent calls are generated together, so callers that send one
+        request per call (a ledger wrapper, several leaves at once) still fill whole batches."""
+        if not requests:
+            return []
+        loop = asyncio.get_running_loop()
+        queue = self._queues.setdefault(loop, _Queue())
+        future: asyncio.Future[list[TeacherResponse]] = loop.create_future()
+        queue.pending.append((list(requests), future))
+        if queue.worker is None or queue.worker.done():
+            queue.worker = loop.create_task(self._drain(queue))
+        return await future
+
+    async def _drain(self, queue: _Queue) -> None:
+        """Generate everything queued, one thread call at a time (torch already uses every core)."""
+        while queue.pending:
+            await asyncio.sleep(0)  # calls made in the same tick as the first one join its batch
+            jobs, queue.pending = queue.pending, []
+            flat = [r for reqs, _ in jobs for r in reqs]
+            try:
+                out = await asyncio.to_thread(self.complete_sync, flat)
+            except Exception as exc:  # noqa: BLE001 - handed to every waiting caller
+                for _, future in jobs:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            start = 0
+            for reqs, future in jobs:
+                if not future.done():
+                    future.set_result(out[start : start + len(reqs)])
+                start += len(reqs)
 
     async def aclose(self) -> None:
         return None
