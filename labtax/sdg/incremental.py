@@ -568,6 +568,9 @@ def rebuild(plan: Plan, output: Path, store: LeafStore, mix_settings: mix.MixSet
                     broken.append(lp.path)
                     continue
             data = cache[lp.key]
+            if not {"q", "u"} <= set(data.index):  # written by another store format: regenerate
+                broken.append(lp.path)
+                continue
             metas[lp.path] = {"tokens": data.meta.get("tokens", 0), "seconds": data.meta.get("seconds", 0.0)}
             inputs.append(mix.MixLeaf(lp.path, lp.kind, lp.key, data.data, data.train_span, data.test_span,
                                       data.index))

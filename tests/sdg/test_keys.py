@@ -79,3 +79,30 @@ def test_files_digest_tracks_content_not_location(tmp_path: Path) -> None:
     assert files_digest(files_a) == files_digest(files_b)
     (tmp_path / "b" / "prompts" / "q.txt").write_text("Write {n} new questions\n")
     assert files_digest(files_a) != files_digest(files_b)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=20)
+_seed = st.fixed_dictionaries({"question": _text, "answer": _text}, optional={"context": _text})
+
+
+@settings(max_examples=40, deadline=None)
+@given(seeds=st.lists(_seed, min_size=1, max_size=5), indent=st.integers(2, 8), seed=st.randoms())
+def test_any_yaml_layout_of_the_same_content_has_the_same_key(seeds, indent, seed) -> None:  # type: ignore[no-untyped-def]
+    data = {"version": 2, "created_by": "x", "task_description": "t", "seed_examples": seeds}
+
+    def shuffled(obj):  # type: ignore[no-untyped-def]
+        if isinstance(obj, dict):
+            items = list(obj.items())
+            seed.shuffle(items)
+            return {k: shuffled(v) for k, v in items}
+        if isinstance(obj, list):
+            return [shuffled(v) for v in obj]
+        return obj
+
+    a = yaml.safe_dump(data, sort_keys=True)
+    b = yaml.safe_dump(shuffled(data), sort_keys=False, indent=indent, default_style=seed.choice([None, '"']),
+                       allow_unicode=seed.choice([True, False]), width=seed.choice([20, 80, 1000]))
+    assert content_key(leaf(a), [], ENV) == content_key(leaf(b), [], ENV)
