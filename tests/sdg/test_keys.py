@@ -81,8 +81,8 @@ def test_files_digest_tracks_content_not_location(tmp_path: Path) -> None:
     assert files_digest(files_a) != files_digest(files_b)
 
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 _text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=20)
 _seed = st.fixed_dictionaries({"question": _text, "answer": _text}, optional={"context": _text})
