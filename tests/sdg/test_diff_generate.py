@@ -403,3 +403,30 @@ def test_predicted_model_id_is_the_teachers(openai_server) -> None:  # type: ign
     assert lazy.model_id == discovered.model_id == "openai:test-model"
     assert teacher_model_id("embedded", None) == models.model_id("embedded")
     assert teacher_model_id("vllm", "some/model") == "vllm:some/model"
+
+
+def test_the_store_not_the_diff_decides(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Changes outside the diffed range are still seen: a document edited in an earlier commit makes
+    its leaf's key change (the memo's folder fingerprint), a leaf deleted earlier leaves the sets."""
+    small_taxonomy(git_repo)
+    out = tmp_path / "out"
+    assert dg(git_repo, out, openai_server, "--head", "HEAD")[0] == 0
+    before = openai_server.count()
+    keys = {e["path"]: e["key"] for e in manifest(out)["leaves"]}
+
+    doc = git_repo.root / ".documents/moon/moon.md"
+    doc.write_text(doc.read_text() + "\nA new paragraph on copper beacons.\n")
+    git_repo.git("rm", "-r", "-q", "foundational_skills/math/sums")
+    head = git_repo.commit("edit a document, delete a leaf")
+    # The diffed range (HEAD..HEAD) is empty, yet both changes are acted on.
+    code, text = dg(git_repo, out, openai_server, "--head", head, base=head)
+    assert code == 0, text
+    entries = {e["path"]: e for e in manifest(out)["leaves"]}
+    moon = entries["knowledge/astro/moon/qna.yaml"]
+    assert moon["status"] == "generated" and moon["changed"] is False
+    assert moon["key"] != keys["knowledge/astro/moon/qna.yaml"]
+    assert openai_server.count() > before
+    assert entries["foundational_skills/math/sums/qna.yaml"]["status"] == "dropped"
+    assert "drop      foundational_skills/math/sums/qna.yaml: no longer at head" in text
+    assert "foundational_skills/math/sums/qna.yaml" not in set_leaves(out, "test.jsonl")
+    assert entries["compositional_skills/writing/haiku/qna.yaml"]["status"] == "reused"
