@@ -92,9 +92,10 @@ class LocalDocuments:
 
 def local_documents(data: bytes, taxonomy_prefix: str) -> LocalDocuments | None:
     """The in-repository documents a knowledge qna.yaml points to; None for URLs, none, or garbage."""
-    if b"document" not in data:
+    first = data.find(b"repo")
+    if first < 0 or b"document" not in data:
         return None
-    quick = _REPO_LINE.search(data)
+    quick = _REPO_LINE.search(data, data.rfind(b"\n", 0, first) + 1)
     if quick and quick.group(1).decode("utf-8", "replace").startswith(URL_PREFIXES):
         return None  # the common case (a GitHub URL): skip the YAML parse entirely
     ok, doc = document_block(data)

@@ -426,7 +426,7 @@ class _Classifier:
         if self.rng.head is None:
             blobs = self.reader.at_many(None, [self.tax.to_repo(leaf) for _sha, leaf in leaves])
         else:
-            blobs = self.reader.read_many([sha or "" for sha, _leaf in leaves])
+            blobs = self.reader.read_bulk([sha or "" for sha, _leaf in leaves])
         for (_sha, leaf), data in zip(leaves, blobs):
             docs = documents.local_documents(data or b"", self.tax.prefix)
             if docs is None or not any(docs.matches(p) for p in candidates):

@@ -347,6 +347,36 @@ class BlobReader:
                     results[index] = data
         return results
 
+    BULK = 64  # from this many names on, one buffered one-shot process beats request/response
+
+    def read_bulk(self, names: Sequence[str]) -> list[bytes | None]:
+        """Like `read_many`, for thousands of names: one `git cat-file --batch --buffer` fed all names
+        at once (output buffered, not flushed per object), parsed from one buffer."""
+        import subprocess
+
+        results: list[bytes | None] = [None] * len(names)
+        todo = [(i, n) for i, n in enumerate(names) if "\n" not in n and n]
+        if len(todo) < self.BULK:
+            return self.read_many(names)
+        handle = self.tax.repo.git.execute(
+            ["git", "cat-file", "--batch", "--buffer"], as_process=True, istream=subprocess.PIPE, env=_GIT_ENV
+        )
+        out, _err = handle.proc.communicate(b"".join(os.fsencode(n) + b"\n" for _i, n in todo))
+        pos = 0
+        for index, _name in todo:
+            eol = out.find(b"\n", pos)
+            if eol < 0:
+                break
+            parts = out[pos:eol].split()
+            pos = eol + 1
+            if len(parts) != 3 or parts[-1] in (b"missing", b"ambiguous"):
+                continue
+            size = int(parts[2])
+            if parts[1] == b"blob":
+                results[index] = out[pos : pos + size]
+            pos += size + 1  # the content and its trailing newline
+        return results
+
     def by_name(self, name: str) -> bytes | None:
         """The blob `name` (a SHA or `rev:path`); None when it does not exist or is not a blob."""
         return self.read_many([name])[0]
@@ -355,7 +385,8 @@ class BlobReader:
         """Files at working-tree-relative paths, at `commit` or (None) in the working tree."""
         if commit is None:
             return [_read_file(self.tax.worktree / p) for p in repo_paths]
-        return self.read_many([f"{commit}:{p}" for p in repo_paths])
+        names = [f"{commit}:{p}" for p in repo_paths]
+        return self.read_bulk(names) if len(names) >= self.BULK else self.read_many(names)
 
     def at(self, commit: str | None, repo_path: str) -> bytes | None:
         return self.at_many(commit, [repo_path])[0]

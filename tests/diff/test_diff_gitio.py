@@ -83,3 +83,20 @@ def test_document_reference_comparison() -> None:
     flow = b"document: {repo: docs, commit: c, patterns: ['*.md']}\n"
     assert not references_changed(doc % b"docs", flow)
     assert not references_changed(b"document: [unclosed", flow)  # does not parse: bytes only
+
+
+def test_bulk_reads_and_a_document_scan_over_many_leaves(git_repo: GitRepo) -> None:
+    from diff_helpers import diff, knowledge
+
+    paths = [f"knowledge/many/k{i:03d}/qna.yaml" for i in range(80)]
+    for i, path in enumerate(paths):
+        repo = "docs/k042" if i == 42 else "https://github.com/example/docs"
+        git_repo.write(path, knowledge(f"k{i}", repo=repo))
+    git_repo.write("docs/k042/a.md", "# doc\n")
+    git_repo.commit("many leaves")
+    contents = read_blobs(git_repo.root, "HEAD", [*paths, "knowledge/none/qna.yaml"])
+    assert list(contents) == paths  # the missing one is left out, the order kept
+    assert all(contents[p] == (git_repo.root / p).read_bytes() for p in paths)
+    git_repo.write("docs/k042/a.md", "# doc, edited\n")
+    git_repo.commit("edit the document")
+    assert diff(git_repo.root, "HEAD~1", "HEAD") == [("M", paths[42], None, ("document",))]
