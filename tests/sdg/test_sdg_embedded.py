@@ -73,6 +73,18 @@ def test_concurrent_calls_share_batches(one_thread: None) -> None:
     assert [s[0].text for s in split] == [r.text for r in whole]  # type: ignore[attr-defined]
 
 
+def test_any_local_model_directory(tmp_path: Path, one_thread: None) -> None:
+    from labtax import models
+    from labtax.sdg.teachers import make_teacher
+
+    models.build_tiny_model(seed=3).save_pretrained(tmp_path / "m")
+    models.load_tokenizer("tiny").save_pretrained(tmp_path / "m")
+    teacher = make_teacher("embedded", model=str(tmp_path / "m"), batch_size=2)
+    assert teacher.model_id == str((tmp_path / "m").resolve())
+    out = run(teacher.complete(_reqs(["one", "two", "three"], max_tokens=3, temperature=0.0)))
+    assert [r.ok for r in out] == [True, True, True] and all(r.completion_tokens <= 3 for r in out)
+
+
 def test_stop_strings_cut_the_answer(one_thread: None) -> None:
     teacher = TransformersTeacher("tiny", batch_size=2, threads=1)
     (free,) = run(teacher.complete(_reqs(["x"], max_tokens=8, temperature=0.0)))
