@@ -142,7 +142,9 @@ data, out = Path(sys.argv[1]), Path(sys.argv[2])
 cfg = load_config(overrides={"max_steps": 2, "effective_batch": 16, "max_tokens_per_batch": 4096,
                              "max_seq_len": 4096, "warmup_steps": 1, "lr": 1e-4})
 run_training(data, "tiny", out, ["knowledge"], cfg, select="last", log=lambda s: None)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child would report its parent's size.
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]
+print(int(hwm[0].split()[1]) // 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 """
 
 
