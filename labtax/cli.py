@@ -215,10 +215,22 @@ def teacher_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Knowledge: document chunk size in teacher tokens."),
         click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
                      help="embedded/transformers: prompts per forward pass."),
+        click.option("--keep-unreadable-verdicts/--drop-unreadable-verdicts", "keep_unreadable_verdicts",
+                     default=None,
+                     help="Whether a judge/score answer that cannot be read passes (counted per stage). "
+                          "Default: keep for the embedded 135M teacher, which rarely writes a readable "
+                          "verdict; drop for every other teacher."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def unreadable_policy(teacher: str, keep: bool | None) -> str:
+    """The settings value for --keep/--drop-unreadable-verdicts (unset: keep only for `embedded`)."""
+    if keep is None:
+        keep = teacher == "embedded"
+    return "keep" if keep else "drop"
 
 
 @cli.command("generate")
@@ -230,14 +242,12 @@ def teacher_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @teacher_options
 @click.option("--retries", type=click.IntRange(min=0), default=6, show_default=True,
               help="openai: retries per request (back-off with jitter; Retry-After honoured).")
-@click.option("--keep-unreadable-verdicts", is_flag=True,
-              help="A judge/score answer that cannot be read passes (for tiny teachers); counted per stage.")
 @_guarded
 def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: str, output: str, teacher: str,
                  endpoints: tuple[str, ...], model: str | None, api_key_env: str | None, concurrency: int,
                  samples_per_leaf: int, seed: int, completions: bool, max_tokens: int, timeout: float,
-                 retries: int, score_threshold: int, chunk_tokens: int, batch_size: int,
-                 keep_unreadable_verdicts: bool) -> int:
+                 score_threshold: int, chunk_tokens: int, batch_size: int,
+                 keep_unreadable_verdicts: bool | None, retries: int) -> int:
     """Generate synthetic data for LEAVES (qna.yaml files or their folders; default: every leaf)."""
     import asyncio
 
@@ -253,7 +263,7 @@ def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: str, output: str, teache
         return EXIT_OK
     settings = GenerationSettings(samples_per_leaf=samples_per_leaf, seed=seed, max_tokens=max_tokens,
                                   score_threshold=score_threshold, chunk_tokens=chunk_tokens,
-                                  unreadable_verdicts="keep" if keep_unreadable_verdicts else "drop")
+                                  unreadable_verdicts=unreadable_policy(teacher, keep_unreadable_verdicts))
     if teacher != "openai" and endpoints:
         raise click.UsageError("--endpoint needs --teacher openai")
     backend = make_teacher(teacher, endpoints=endpoints, model=model, api_key_env=api_key_env,
@@ -287,7 +297,7 @@ def diff_generate_cmd(taxonomy_dir: str, base: str | None, head: str | None, out
                       replay_ratio: float, wait_s: float, fmt: str, teacher: str, endpoints: tuple[str, ...],
                       model: str | None, api_key_env: str | None, concurrency: int, samples_per_leaf: int,
                       seed: int, completions: bool, max_tokens: int, timeout: float, score_threshold: int,
-                      chunk_tokens: int, batch_size: int) -> int:
+                      chunk_tokens: int, batch_size: int, keep_unreadable_verdicts: bool | None) -> int:
     """Generate data for the leaves that changed between --base and --head, reuse the rest, re-mix.
 
     Writes phase1_knowledge.jsonl, phase2_skills.jsonl, test.jsonl and manifest.json into --output.
@@ -304,7 +314,8 @@ def diff_generate_cmd(taxonomy_dir: str, base: str | None, head: str | None, out
     if teacher != "openai" and endpoints:
         raise click.UsageError("--endpoint needs --teacher openai")
     settings = GenerationSettings(samples_per_leaf=samples_per_leaf, seed=seed, max_tokens=max_tokens,
-                                  score_threshold=score_threshold, chunk_tokens=chunk_tokens)
+                                  score_threshold=score_threshold, chunk_tokens=chunk_tokens,
+                                  unreadable_verdicts=unreadable_policy(teacher, keep_unreadable_verdicts))
     # Built on first use: a run with nothing to generate never loads a model.
     backend = LazyTeacher(lambda: make_teacher(teacher, endpoints=endpoints, model=model, api_key_env=api_key_env,
                                                concurrency=concurrency, timeout=timeout, completions=completions,
