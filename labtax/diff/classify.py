@@ -48,8 +48,16 @@ def _attribution_leaf(tax: Taxonomy, repo_path: str | None) -> str | None:
 class Classifier:
     """Turns the changed files of one range into sorted `LeafChange`s."""
 
-    def __init__(self, tax: Taxonomy, rng: Range, files: list[FileChange], reader: BlobReader) -> None:
+    def __init__(
+        self,
+        tax: Taxonomy,
+        rng: Range,
+        files: list[FileChange],
+        reader: BlobReader,
+        untracked: list[str] | None = None,
+    ) -> None:
         self.tax = tax
+        self.untracked = untracked  # working tree: the untracked files, already listed once
         self.rng = rng
         self.files = files
         self.reader = reader
@@ -163,7 +171,7 @@ class Classifier:
         )
         if not candidates:
             return  # the usual case: only leaves changed, no scan at all
-        leaves = leaf_files_at(self.tax, self.rng.head, kinds=("knowledge",))
+        leaves = leaf_files_at(self.tax, self.rng.head, kinds=("knowledge",), untracked=self.untracked)
         if self.rng.head is None:
             blobs = self.reader.at_many(None, [self.tax.to_repo(leaf) for _sha, leaf in leaves])
         else:

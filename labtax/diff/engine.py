@@ -14,7 +14,7 @@ from labtax.diff.changes import (
     spawn_untracked,
 )
 from labtax.diff.classify import Classifier
-from labtax.diff.gitio import BlobReader, open_taxonomy
+from labtax.diff.gitio import BlobReader, open_taxonomy, split_z
 from labtax.diff.model import DiffResult, LeafChange
 
 
@@ -36,7 +36,8 @@ def diff_taxonomy(
         reader = BlobReader(tax)
         try:
             rng, files = range_and_files(tax, base, head, untracked)
-            changes = Classifier(tax, rng, files, reader).run()
+            listed = split_z(untracked.result()) if untracked is not None and rng.head is None else None
+            changes = Classifier(tax, rng, files, reader, listed).run()
         finally:
             if untracked is not None:
                 untracked.cancel()

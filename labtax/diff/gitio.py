@@ -96,13 +96,17 @@ class Job:
         self.handle = handle
         self.proc = handle.proc
         self.name = name
+        self._out: bytes | None = None
 
     def result(self) -> bytes:
+        if self._out is not None:
+            return self._out
         out, err = self.proc.communicate()
         if self.proc.returncode != 0:
             text = err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err)
             raise GitError(f"git {self.name} failed: {_first_line(text) or f'exit {self.proc.returncode}'}")
-        return bytes(out)
+        self._out = bytes(out)
+        return self._out
 
     def cancel(self) -> None:
         if self.proc.returncode is None:
@@ -413,24 +417,36 @@ def _ls_tree(tax: Taxonomy, commit: str, under: str) -> list[tuple[str, str]]:
     return rows
 
 
-def _ls_worktree(tax: Taxonomy, under: str) -> list[str]:
-    """Working-tree-relative paths of tracked and untracked-not-ignored files under `under` on disk."""
-    args = ["ls-files", "-z", "--cached", "--others", "--exclude-standard", "--full-name"]
+def _ls_worktree(tax: Taxonomy, under: str, untracked: Sequence[str] | None = None) -> list[str]:
+    """Working-tree-relative paths of tracked and untracked-not-ignored files under `under` on disk.
+
+    `untracked`: the untracked files, when already known (then only the index is listed: no second
+    walk of the folders for untracked files, the slow part in a large tree).
+    """
+    args = ["ls-files", "-z", "--cached", "--full-name"]
+    if untracked is None:
+        args += ["--others", "--exclude-standard"]
     if under:
         args += ["--", under]
-    seen = dict.fromkeys(split_z(tax.git(*args)))  # a conflicted file is listed once per stage
+    listed = split_z(tax.git(*args))
+    if untracked is not None:
+        listed += [p for p in untracked if not under or p.startswith(under + "/")]
+    seen = dict.fromkeys(listed)  # a conflicted file is listed once per stage
     return [p for p in seen if (tax.worktree / p).is_file()]
 
 
 def leaf_files_at(
-    tax: Taxonomy, commit: str | None, kinds: Iterable[str] = KINDS
+    tax: Taxonomy, commit: str | None, kinds: Iterable[str] = KINDS, *, untracked: Sequence[str] | None = None
 ) -> list[tuple[str | None, str]]:
-    """(blob SHA or None in the working tree, taxonomy-relative path) of every leaf of `kinds`."""
+    """(blob SHA or None in the working tree, taxonomy-relative path) of every leaf of `kinds`.
+
+    `untracked` (working tree only): the untracked-not-ignored files (working-tree-relative) when the
+    caller already listed them."""
     found: list[tuple[str | None, str]] = []
     for kind in kinds:
         under = tax.to_repo(kind)
         if commit is None:
-            rows: list[tuple[str | None, str]] = [(None, p) for p in _ls_worktree(tax, under)]
+            rows: list[tuple[str | None, str]] = [(None, p) for p in _ls_worktree(tax, under, untracked)]
         else:
             rows = list(_ls_tree(tax, commit, under))
         for sha, repo_path in rows:
