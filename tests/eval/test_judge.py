@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from click.testing import CliRunner
 from openai_server import Fault, OpenAIServer
 
 from labtax.cli import cli
+from labtax.eval.gate import Thresholds
 from labtax.eval.judge import JUDGE_TAG, parse_rating
 from labtax.eval.run import EvalOptions, JudgeOptions, run_eval
 from labtax.sdg.teachers.openai import OpenAITeacher
@@ -84,7 +86,10 @@ def test_failed_judge_requests_are_counted_not_fatal(trained: dict[str, Path]) -
         return Fault(500) if _bucket(body) == 0 else "Rating: [[6]]"
 
     with OpenAIServer(flaky) as server:
-        options = _options(trained, server)
+        # The candidate against itself: scored and answered once, judged twice (cheaper, same counts).
+        # min_improvement -1 %: "no change" passes, so the exit code shows the failures are not fatal.
+        options = replace(_options(trained, server), base=str(trained["candidate"]),
+                          thresholds=Thresholds(min_improvement_pct=-1.0))
         report = run_eval(options, make_teacher=lambda: OpenAITeacher(
             [server.base_url], model="judge-model", max_retries=1, backoff_base=0.01))
         attempts = [r.body for r in server.requests]
@@ -98,8 +103,9 @@ def test_failed_judge_requests_are_counted_not_fatal(trained: dict[str, Path]) -
 def test_cli_judge_columns(trained: dict[str, Path], openai_server: OpenAIServer) -> None:
     openai_server.responder = lambda kind, body: "Fine.\nRating: [[7]]"
     result = CliRunner().invoke(cli, [
-        "eval", "--base", str(trained["base"]), "--candidate", str(trained["candidate"]),
+        "eval", "--base", str(trained["candidate"]), "--candidate", str(trained["candidate"]),
         "--data", str(trained["data"]), "--judge-endpoint", openai_server.base_url, "--max-new-tokens", "4",
+        "--min-improvement", "-1",  # the same model twice: let "no change" pass
         "--format", "markdown",
     ])
     assert result.exit_code == 0, result.output
