@@ -281,3 +281,19 @@ def test_criss_cross_merge_uses_the_reported_merge_base(tax: GitRepo) -> None:
         if line.endswith("qna.yaml")
     )
     assert [c.path for c in result.changes] == expected and "foundational_skills/y2/qna.yaml" in expected
+
+
+def test_submodule_document_folder(tax: GitRepo, make_git_repo) -> None:  # type: ignore[no-untyped-def]
+    docs: GitRepo = make_git_repo("docs-repo")
+    docs.write("a.md", "# v1\n")
+    docs.commit("v1")
+    tax.git("-c", "protocol.file.allow=always", "submodule", "add", "-q", str(docs.root), "docs/sub")
+    tax.write("knowledge/science/sub/qna.yaml", knowledge("sub", repo="docs/sub", patterns=("*.md",)))
+    tax.commit("leaf with a submodule for documents")
+    docs.write("a.md", "# v2\n")
+    v2 = docs.commit("v2")
+    sub = tax.root / "docs" / "sub"
+    tax.git("-C", str(sub), "-c", "protocol.file.allow=always", "fetch", "-q", "origin")
+    tax.git("-C", str(sub), "checkout", "-q", v2)
+    tax.commit("bump the document submodule")
+    assert diff(tax.root, "HEAD~1", "HEAD") == [("M", "knowledge/science/sub/qna.yaml", None, ("document",))]
