@@ -14,7 +14,7 @@ from labtax.diff import documents
 from labtax.diff.changes import FileChange, Range
 from labtax.diff.gitio import BlobReader, Taxonomy, is_leaf_path, leaf_files_at
 from labtax.diff.model import REASONS, LeafChange, Reason, Status
-from labtax.taxonomy.model import ATTRIBUTION_FILENAME, kind_of
+from labtax.taxonomy.model import ATTRIBUTION_FILENAME, LEAF_FILENAME, kind_of
 
 
 @dataclass
@@ -41,7 +41,7 @@ def _attribution_leaf(tax: Taxonomy, repo_path: str | None) -> str | None:
     rel = tax.from_repo(repo_path) if repo_path is not None else None
     if rel is None or posixpath.basename(rel) != ATTRIBUTION_FILENAME or kind_of(rel) is None:
         return None
-    leaf = posixpath.join(posixpath.dirname(rel), "qna.yaml")
+    leaf = posixpath.join(posixpath.dirname(rel), LEAF_FILENAME)
     return leaf if is_leaf_path(leaf) else None
 
 
