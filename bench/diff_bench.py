@@ -259,6 +259,7 @@ def main() -> int:
     t.add("api-wt", lambda: diff_taxonomy(long_repo, "main"))
     t.add("cli-wt", run([*py, "--base", "main"], long_repo, cli_env))
     t.add("api-short", lambda: diff_taxonomy(short_repo, "main", "feature"))
+    t.add("git-short", run(["git", "diff", "--name-status", "-M", "main...feature"], short_repo))
     t.add("cli-short", run([*py, "--base", "main", "--head", "feature"], short_repo, cli_env))
     t.add("git-skills", run(["git", "diff", "--name-status", "-M", "main...skills"], long_repo))
     t.add("api-skills", lambda: diff_taxonomy(long_repo, "main", "skills"))
@@ -304,6 +305,11 @@ def main() -> int:
             )
     print(
         f"  interpreter + imports (python -c 'import labtax.cli, labtax.diff, git'): {t['startup'] * 1000:.1f} ms"
+    )
+    hist_git = t["git"] / t["git-short"]
+    print(
+        f"  history, git itself on the same two repositories: {t['git'] * 1000:.1f} / {t['git-short'] * 1000:.1f} ms"
+        f" = x{hist_git:.2f} (a bigger pack, not a longer walk: nothing walks the commits in between)"
     )
     hist_api = t["api"] / t["api-short"]
     hist_cli = t["cli"] / t["cli-short"]
