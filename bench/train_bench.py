@@ -27,13 +27,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from labtax.models import load_model, load_tokenizer  # noqa: E402
-from labtax.train.data import IGNORE, tokenize_file  # noqa: E402
-from labtax.train.packing import collate, epoch_order, padded_bins, plan_step  # noqa: E402
+from labtax.models import load_model, load_tokenizer
+from labtax.train.data import IGNORE, tokenize_file
+from labtax.train.packing import collate, epoch_order, padded_bins, plan_step
 
-WORDS = ("the council approved a new bridge over the river in spring after floods damaged the old "
-         "crossing and engineers measured the current records show that trade grew along the valley "
-         "while farmers moved to the towns").split()
+WORDS = ["the", "council", "approved", "a", "new", "bridge", "over", "the", "river", "in", "spring", "after", "floods", "damaged", "the", "old", "crossing", "and", "engineers", "measured", "the", "current", "records", "show", "that", "trade", "grew", "along", "the", "valley", "while", "farmers", "moved", "to", "the", "towns"]
 CAPACITY = 4096          # --max-tokens-per-batch
 EFFECTIVE_BATCH = 16     # samples per optimizer step
 NAIVE_MICRO = 4          # samples per padded micro-batch in the naive loop

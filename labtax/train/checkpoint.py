@@ -43,7 +43,7 @@ def full_model_state(model: TrainModule, runtime: Runtime) -> dict[str, torch.Te
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
     state = get_model_state_dict(model, options=_options(runtime))
-    return {k.removeprefix("lm."): v for k, v in state.items()}
+    return {k.removeprefix("lm."): v for k, v in state.items()}  # type: ignore[misc]
 
 
 def _replace_dir(tmp: Path, target: Path) -> None:

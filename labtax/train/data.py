@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -159,6 +160,8 @@ class TokenizedFile:
         self.offsets = np.load(directory / "offsets.npy")
         self.loss_counts = np.load(directory / "loss_counts.npy")
         # An empty memmap is an error in numpy: keep zero-length arrays in memory instead.
+        self.ids: np.ndarray
+        self.targets: np.ndarray
         if n_tokens:
             self.ids = np.memmap(directory / "ids.bin", dtype=np.int32, mode="r", shape=(n_tokens,))
             self.targets = np.memmap(directory / "targets.bin", dtype=np.int32, mode="r", shape=(n_tokens,))
@@ -177,7 +180,7 @@ class TokenizedFile:
         return np.asarray(self.ids[lo:hi]), np.asarray(self.targets[lo:hi])
 
 
-def _iter_jsonl(path: Path):  # type: ignore[no-untyped-def]
+def _iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():

@@ -62,7 +62,7 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
         return grad_h, grad_w, None
 
 
-def fusable(lm: torch.nn.Module) -> bool:
+def fusable(lm: Any) -> bool:
     """Whether the head is a plain bias-free linear layer (no soft-capping or logit scaling)."""
     config = getattr(lm, "config", None)
     head = lm.get_output_embeddings() if hasattr(lm, "get_output_embeddings") else None
@@ -76,7 +76,7 @@ class TrainModule(torch.nn.Module):
 
     def __init__(self, lm: torch.nn.Module) -> None:
         super().__init__()
-        self.lm = lm
+        self.lm: Any = lm  # a transformers PreTrainedModel (typed loosely: nn.Module attributes are dynamic)
         self.fused = fusable(lm)
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, targets: torch.Tensor,

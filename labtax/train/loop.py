@@ -23,8 +23,8 @@ import torch
 from labtax.train.checkpoint import find_state, load_state, save_hf, save_state
 from labtax.train.config import PhaseConfig
 from labtax.train.data import TokenizedFile
-from labtax.train.packing import StepPlan, collate, epoch_order, plan_step, steps_per_epoch
 from labtax.train.lm_loss import TrainModule
+from labtax.train.packing import StepPlan, collate, epoch_order, plan_step, steps_per_epoch
 from labtax.train.parallel import Runtime
 
 if TYPE_CHECKING:
@@ -116,7 +116,8 @@ def train_phase(model: TrainModule, tokenizer: PreTrainedTokenizerBase, data: To
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.dim() >= 2 else no_decay).append(p)  # no weight decay on norms and biases

@@ -117,5 +117,5 @@ def collate(samples: list[tuple[np.ndarray, np.ndarray]], packed: bool, pad_id: 
         ids_t[row, : len(ids)] = torch.from_numpy(ids.astype(np.int64))
         tgt_t[row, : len(tgt)] = torch.from_numpy(tgt.astype(np.int64))
         mask[row, : len(ids)] = 1
-    pos = torch.arange(width).expand(len(samples), -1).contiguous()
-    return {"input_ids": ids_t, "position_ids": pos, "targets": tgt_t, "attention_mask": mask}
+    positions = torch.arange(width).expand(len(samples), -1).contiguous()
+    return {"input_ids": ids_t, "position_ids": positions, "targets": tgt_t, "attention_mask": mask}

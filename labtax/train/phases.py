@@ -28,7 +28,7 @@ import torch
 from labtax.errors import ConfigError, LockedError, UsageError
 from labtax.models import load_model, load_tokenizer, model_id
 from labtax.train.config import DATA_FILES, PHASES, TEST_FILE, TrainConfig
-from labtax.train.data import TokenizedFile, tokenize_file, tokenizer_hash
+from labtax.train.data import tokenize_file, tokenizer_hash
 from labtax.train.loop import train_phase
 from labtax.train.packing import PACKED_MODEL_TYPES
 from labtax.train.parallel import Runtime, init_runtime, main_first, prepare_model, shutdown

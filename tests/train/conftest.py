@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from train_fixtures import make_data_dir  # noqa: E402
+from train_fixtures import make_data_dir
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,7 +34,7 @@ def run_cli(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """`python -m labtax ...` in a subprocess with one thread, so that runs are comparable."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "labtax", *args], capture_output=True, text=True,
-                          env=env, cwd=REPO, **kwargs)
+                          env=env, cwd=REPO, check=False, **kwargs)
 
 
 def step_records(metrics: Path) -> list[dict[str, Any]]:

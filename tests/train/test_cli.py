@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
-
 from conftest import run_cli
+
 from labtax.cli import cli
 
 

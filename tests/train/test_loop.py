@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -9,8 +10,8 @@ from typing import Any
 
 import pytest
 import torch
-
 from conftest import step_records
+
 from labtax.errors import ConfigError, UsageError
 from labtax.train.config import load_config
 from labtax.train.loop import lr_factor
@@ -128,5 +129,5 @@ def test_config_precedence(tmp_path: Path) -> None:
 def test_lr_schedule() -> None:
     assert [lr_factor(s, 4, 10, "constant") for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
     cosine = [lr_factor(s, 2, 10, "cosine") for s in range(10)]
-    assert cosine[:3] == [0.5, 1.0, 1.0] and all(a >= b for a, b in zip(cosine[2:], cosine[3:]))
+    assert cosine[:3] == [0.5, 1.0, 1.0] and all(a >= b for a, b in itertools.pairwise(cosine[2:]))
     assert cosine[-1] < 0.05

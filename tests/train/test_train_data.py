@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from train_fixtures import write_jsonl
+
 from labtax.train.data import IGNORE, encode_sample, tokenize_file, tokenizer_hash
 
 CONVERSATION = [

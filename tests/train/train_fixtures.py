@@ -7,8 +7,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-WORDS = ("the river flows north past old mills and the town keeps records of every flood since the "
-         "founding of its first bridge across the valley where farmers grow barley and rye").split()
+WORDS = ["the", "river", "flows", "north", "past", "old", "mills", "and", "the", "town", "keeps", "records", "of", "every", "flood", "since", "the", "founding", "of", "its", "first", "bridge", "across", "the", "valley", "where", "farmers", "grow", "barley", "and", "rye"]
 
 
 def _text(rng: random.Random, n: int) -> str:
