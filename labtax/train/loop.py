@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from labtax.errors import ConfigError
 from labtax.train.checkpoint import find_state, load_state, save_hf, save_state
 from labtax.train.config import PhaseConfig
 from labtax.train.data import TokenizedFile
@@ -133,6 +134,9 @@ def train_phase(model: TrainModule, tokenizer: PreTrainedTokenizerBase, data: To
     found = find_state(state_dir)
     if found is not None:
         progress = load_state(model, optimizer, scheduler, found, runtime)
+        if progress.get("data_key") not in (None, data.meta["key"]):
+            # The step number is a position in this data's shuffled order: on other data it is meaningless.
+            raise ConfigError(f"{phase_dir} holds a run on different data; use a new --output to start over")
         step, samples_seen = progress["step"], progress["samples"]
         result.checkpoints = progress["checkpoints"]
         if runtime.is_main:
@@ -154,7 +158,8 @@ def train_phase(model: TrainModule, tokenizer: PreTrainedTokenizerBase, data: To
         result.checkpoints.append({"path": str(target), **meta})
         metrics.write({"event": "checkpoint", **result.checkpoints[-1]})
         save_state(model, optimizer, scheduler,
-                   {"step": step, "samples": samples_seen, "checkpoints": result.checkpoints},
+                   {"step": step, "samples": samples_seen, "checkpoints": result.checkpoints,
+                    "data_key": data.meta["key"], "config": cfg.to_dict()},
                    state_dir, runtime)
 
     model.train()

@@ -131,3 +131,13 @@ def test_lr_schedule() -> None:
     cosine = [lr_factor(s, 2, 10, "cosine") for s in range(10)]
     assert cosine[:3] == [0.5, 1.0, 1.0] and all(a >= b for a, b in itertools.pairwise(cosine[2:]))
     assert cosine[-1] < 0.05
+
+
+def test_resuming_on_different_data_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(data_dir, out, ["knowledge"], max_steps=1)
+    (out / "knowledge" / "result.json").unlink()  # as if killed after the last save
+    path = data_dir / "phase1_knowledge.jsonl"
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:-1]))
+    with pytest.raises(ConfigError, match="different data"):
+        train(data_dir, out, ["knowledge"], max_steps=1)
