@@ -141,3 +141,32 @@ def test_resuming_on_different_data_is_refused(data_dir: Path, tmp_path: Path) -
     path.write_text("".join(path.read_text().splitlines(keepends=True)[:-1]))
     with pytest.raises(ConfigError, match="different data"):
         train(data_dir, out, ["knowledge"], max_steps=1)
+
+
+def test_padded_fallback_layout_gives_the_same_losses(data_dir: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from labtax.train import lm_loss, phases
+
+    train(data_dir, tmp_path / "packed", ["knowledge"], epochs=1)
+    # A model type without packed-sequence support, and a head that cannot be fused.
+    monkeypatch.setattr(phases, "PACKED_MODEL_TYPES", frozenset())
+    monkeypatch.setattr(lm_loss, "fusable", lambda lm: False)
+    train(data_dir, tmp_path / "padded", ["knowledge"], epochs=1)
+    packed = step_records(tmp_path / "packed" / "knowledge" / "metrics.jsonl")
+    padded = step_records(tmp_path / "padded" / "knowledge" / "metrics.jsonl")
+    assert [round(r["loss"], 4) for r in packed] == [round(r["loss"], 4) for r in padded]
+
+
+def test_torchrun_command_lines() -> None:
+    from labtax.train.launch import forward_args, torchrun_command
+
+    args = forward_args({"data_dir": "d", "model": "tiny", "nproc_per_node": 4, "nnodes": 2, "node_rank": 1,
+                         "rdzv_endpoint": "h:29500", "lr": 1e-5, "config_file": None},
+                        {"data_dir": "--data"})
+    assert args == ["--data", "d", "--model", "tiny", "--lr", "1e-05"]
+    one = torchrun_command(args, 4)
+    assert "--standalone" in one and one[-len(args) - 3:] == ["-m", "labtax", "train", *args]
+    multi = torchrun_command(args, 4, 2, 1, "h:29500")
+    assert {"--nnodes=2", "--node-rank=1", "--master-addr=h", "--master-port=29500"} <= set(multi)
+    with pytest.raises(UsageError):
+        torchrun_command(args, 4, 2, 1, None)
