@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
-from conftest import run_cli
+from train_fixtures import run_cli
 
 from labtax.cli import cli
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import step_records
+from train_fixtures import step_records
 
 from labtax.errors import ConfigError, UsageError
 from labtax.train.config import load_config

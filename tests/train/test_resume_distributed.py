@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import torch
-from conftest import REPO, run_cli, step_records
 from safetensors.torch import load_file
+from train_fixtures import REPO, run_cli, step_records
 
 COMMON = ["train", "--model", "tiny", "--phase", "knowledge", "--lr", "3e-3", "--warmup-steps", "2",
           "--max-seq-len", "512", "--max-tokens-per-batch", "1024", "--select", "last"]

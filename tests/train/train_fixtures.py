@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +48,17 @@ def make_data_dir(root: Path, n_knowledge: int = 24, n_skills: int = 16, n_repla
     write_jsonl(root / "phase2_skills.jsonl", skills)
     write_jsonl(root / "test.jsonl", test)
     return root
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_cli(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """`python -m labtax ...` in a subprocess with one thread, so that runs are comparable."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "labtax", *args], capture_output=True, text=True,
+                          env=env, cwd=REPO, check=False, **kwargs)
+
+
+def step_records(metrics: Path) -> list[dict[str, Any]]:
+    return [r for r in map(json.loads, metrics.read_text().splitlines()) if r.get("event") == "step"]
