@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 DEFAULT_BATCH_TOKENS = 8192  # padded tokens per forward pass
 DEFAULT_MAX_BATCH = 64  # examples per forward pass
-HEAD_CHUNK = 256  # output-head rows at a time: bounds the (rows x vocab) logits buffer (~50 MB)
+HEAD_CHUNK = 128  # output-head rows at a time: a (rows x vocab) fp32 buffer of ~25 MB, which
+# glibc serves from its heap (under its 32 MB mmap threshold) instead of fresh pages per chunk
 DEFAULT_MAX_LEN = 4096
 
 
