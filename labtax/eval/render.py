@@ -6,6 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+TOKENIZER_NOTE = ("note: base and candidate tokenize the answers differently, so their per-token "
+                  "scores are not strictly comparable.")
+
+
 STATUS_MARK = {
     "improved": "✅",
     "stable": "✅",
@@ -87,6 +91,8 @@ def render_text(report: dict[str, Any]) -> str:
         j = report["judge"]
         out.append(f"judge: 1-10 ratings by {j['model']}; {j['malformed']} malformed and {j['failed']} "
                    f"failed replies of {j['requests']} (left out of the means).")
+    if not report.get("same_tokenization", True):
+        out.append(TOKENIZER_NOTE)
     out.append(_verdict_line(report))
     return "\n".join(out) + "\n"
 
@@ -137,6 +143,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         j = report["judge"]
         notes += (f" Judge: 1–10 ratings by `{_md_escape(j['model'])}` of greedy answers; "
                   f"{j['malformed']} malformed and {j['failed']} failed replies of {j['requests']}.")
+    if not report.get("same_tokenization", True):
+        notes += " " + TOKENIZER_NOTE[len("note: "):].capitalize()
     out.append(f"<sub>{notes}</sub>")
     return "\n".join(out) + "\n\n"
 

@@ -218,6 +218,11 @@ def build_report(
             "passed": passed,
             "judge": judged,
         })
+    # Per-token scores of two models compare fairly only when both count the same tokens.
+    same_tokens = all(
+        base.scores[leaf].tokens == candidate.scores[leaf].tokens
+        for leaf in base.scores.keys() & candidate.scores.keys()
+    )
     failed = [r for r in rows if not r["passed"]]
     statuses = [r["status"] for r in rows]
     judge_summary = None
@@ -253,6 +258,7 @@ def build_report(
             "min_improvement_pct": options.thresholds.min_improvement_pct,
         },
         "judge": judge_summary,
+        "same_tokenization": same_tokens,
         "leaves": rows,
         "summary": {
             "leaves": len(rows),

@@ -72,3 +72,17 @@ def test_judge_columns_and_counts() -> None:
     assert "| 5.00 | 8.00 | ✅ improved |" in md
     assert "5 malformed and 1 failed replies" in md
     assert "judge base" in render_text(report)
+
+
+def test_a_tokenization_mismatch_is_flagged() -> None:
+    report = _report(judge=False)
+    assert report["same_tokenization"] is True
+    assert "tokenize the answers differently" not in render_text(report)
+    options = EvalOptions(base="a", candidate="b", data_dir=Path("data"))
+    selection = Selection(leaves=[SelectedLeaf("s/x", True)], examples={"s/x": [object()]},  # type: ignore[list-item]
+                          mode="changed", sample_unchanged=5, seed=0, manifest=True)
+    mismatch = build_report(options, selection, _ModelResult({"s/x": LeafScore("s/x", 1, 10, -20.0)}),
+                            _ModelResult({"s/x": LeafScore("s/x", 1, 12, -20.0)}))
+    assert mismatch["same_tokenization"] is False
+    assert "tokenize the answers differently" in render_text(mismatch)
+    assert "Base and candidate tokenize the answers differently" in render_markdown(mismatch)
