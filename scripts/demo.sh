@@ -9,7 +9,7 @@
 # A second run is fast: the taxonomy is unchanged, so diff-generate has nothing to generate, and
 # training and eval are skipped while their inputs (stamped in demo-out/.stamps/) are unchanged.
 # Knobs (environment): DEMO_SAMPLES (per leaf), DEMO_MAX_TOKENS, DEMO_MODEL (embedded|tiny),
-# DEMO_MAX_STEPS, DEMO_OUT, DEMO_SRC (another taxonomy), DEMO_FRESH=1 (start over).
+# DEMO_MAX_STEPS, DEMO_TRAIN_ARGS, DEMO_OUT, DEMO_SRC (another taxonomy), DEMO_FRESH=1 (start over).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -19,7 +19,12 @@ MAX_TOKENS=${DEMO_MAX_TOKENS:-128}
 # tiny (a 2-layer model with the embedded tokenizer) trains in seconds; embedded (135M) took ~15 min
 # for 2 steps per phase on this shared 2-core machine and writes GBs of checkpoints and state.
 MODEL=${DEMO_MODEL:-tiny}
-MAX_STEPS=${DEMO_MAX_STEPS:-4}
+MAX_STEPS=${DEMO_MAX_STEPS:-8}
+# The LAB recipe's learning rates (2e-5, 6e-6, 25 warm-up steps) are for pretrained 7B models; the
+# tiny model starts from random weights and gets only a few steps, so it needs a much higher rate to
+# show any effect in the eval table.
+if [ "$MODEL" = tiny ]; then default_train_args="--lr 3e-3 --warmup-steps 1 --schedule constant"; else default_train_args=""; fi
+TRAIN_ARGS=${DEMO_TRAIN_ARGS-$default_train_args}
 OUT=${DEMO_OUT:-$ROOT/demo-out}
 TAX=$OUT/taxonomy
 GEN=$OUT/generated
@@ -146,8 +151,8 @@ elif [ "$n_knowledge" -eq 0 ]; then PHASE=skills
 elif [ "$n_skills" -eq 0 ]; then PHASE=knowledge LAST=knowledge
 fi
 step "labtax train (phase: $PHASE)"
-train_key=$(fingerprint "$GEN/phase1_knowledge.jsonl" "$GEN/phase2_skills.jsonl" "$GEN/test.jsonl" \
-  <(echo "$MODEL $MAX_STEPS $PHASE"))
+train_key=$({ fingerprint "$GEN/phase1_knowledge.jsonl" "$GEN/phase2_skills.jsonl" "$GEN/test.jsonl"
+  echo "$MODEL $MAX_STEPS $PHASE $TRAIN_ARGS"; } | sha256sum | cut -d' ' -f1)
 CANDIDATE=""
 eval_rc=0
 if [ "$PHASE" = none ]; then
@@ -161,9 +166,10 @@ else
     done_step "skipped (unchanged)"
   else
     rm -rf "$TRAIN" "$STAMPS/train" "$STAMPS/eval"
-    say "labtax train --model $MODEL --phase $PHASE --max-steps $MAX_STEPS"
+    say "labtax train --model $MODEL --phase $PHASE --max-steps $MAX_STEPS $TRAIN_ARGS"
+    read -r -a train_args <<<"$TRAIN_ARGS"
     "$LABTAX" train --data "$GEN" --model "$MODEL" --output "$TRAIN" --phase "$PHASE" \
-      --max-steps "$MAX_STEPS" 2>&1 | sed 's/^/   /'
+      --max-steps "$MAX_STEPS" "${train_args[@]}" 2>&1 | sed 's/^/   /'
     echo "$train_key" >"$STAMPS/train"
     done_step "$MODEL, $MAX_STEPS steps per phase"
   fi
