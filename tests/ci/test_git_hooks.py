@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cihelpers import VENV_BIN, add_leaf, run
+from cihelpers import ROOT, VENV_BIN, add_leaf, run
 from gitrepo import GitRepo
 
 BAD = "compositional_skills/writing/broken"
@@ -197,3 +197,12 @@ def test_install_from_a_subfolder_and_commit_from_there(taxonomy_repo: GitRepo) 
     run(["git", "add", "-A"], cwd=sub)
     proc = run(["git", "commit", "-q", "-m", "from a subfolder"], cwd=sub)
     assert proc.returncode != 0 and f"{BAD}/qna.yaml" in proc.stdout + proc.stderr
+
+
+def test_the_repository_hooks_are_the_installed_script() -> None:
+    # hooks/pre-commit and hooks/pre-push (for `git config core.hooksPath hooks` in a clone of
+    # labtax) are the very script install-hooks copies, not a second copy that could drift
+    script = (ROOT / "labtax/scaffold/hooks/labtax-hook.sh").resolve()
+    for name in ("pre-commit", "pre-push"):
+        assert (ROOT / "hooks" / name).resolve() == script
+    assert script.stat().st_mode & stat.S_IXUSR
