@@ -51,6 +51,26 @@ echo "::group::labtax ${args[*]}" >&2
 echo "+ labtax ${args[*]}" >&2
 echo "::endgroup::" >&2
 rc=0
-"${labtax[@]}" "${args[@]}" || rc=$?
+case "$cmd" in
+  diff | diff-generate | generate)
+    # Their text output (changed leaves; generated/reused/dropped counts) also goes to the job
+    # summary, so a run's page says what it did. validate and eval write their own summaries.
+    log=$(mktemp)
+    "${labtax[@]}" "${args[@]}" 2>&1 | tee "$log" || rc=${PIPESTATUS[0]}
+    if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then
+      {
+        echo "### labtax $cmd (exit $rc)"
+        echo
+        echo '```text'
+        tail -n 200 "$log"
+        echo '```'
+      } >>"$GITHUB_STEP_SUMMARY"
+    fi
+    rm -f "$log"
+    ;;
+  *)
+    "${labtax[@]}" "${args[@]}" || rc=$?
+    ;;
+esac
 output "exit-code=$rc"
 exit "$rc"

@@ -104,3 +104,17 @@ def test_validate_step_on_a_pull_request_end_to_end(git_repo: GitRepo, tmp_path:
     for i in range(12):  # every finding reaches the job summary, annotated or not
         assert f"compositional_skills/new/leaf{i:02d}/qna.yaml" in table
     assert "compositional_skills/old/broken" not in proc.stdout + table  # unchanged: not checked
+
+
+def test_generation_output_goes_to_the_job_summary(tmp_path: Path) -> None:
+    summary = tmp_path / "summary.md"
+    out_file = tmp_path / "github_output"
+    out_file.write_text("")
+    proc = run([str(HOOKS / "ci-run.sh")], cwd=tmp_path, env={
+        "LABTAX": fake_labtax(tmp_path, 3), "LABTAX_COMMAND": "diff-generate", "LABTAX_BASE": "abc",
+        "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(out_file),
+    })
+    assert proc.returncode == 3 and "exit-code=3" in out_file.read_text()  # tee keeps the exit code
+    assert summary.read_text() == (
+        '### labtax diff-generate (exit 3)\n\n```text\n["diff-generate", "--base", "abc"]\n```\n'
+    )
