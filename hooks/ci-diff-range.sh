@@ -6,7 +6,7 @@
 #   BEFORE, AFTER              push: github.event.before / github.event.after
 #   PR_BASE_SHA, PR_HEAD_SHA   pull_request: github.event.pull_request.base.sha / head.sha
 #   PR_MERGED, PR_MERGE_SHA    pull_request (closed): .merged / .merge_commit_sha
-# Rules (see docs/notes/ci.md):
+# Rules (see docs/ci.md):
 #   push, new branch (before is all zeros)          base=empty: every leaf counts as added
 #   push, before is an ancestor of after            base=before
 #   push, force push (before not an ancestor)       base=merge-base(before, after), else empty

@@ -373,7 +373,7 @@ def gc_cmd(output: str, dry_run: bool, wait_s: float) -> int:
               help="Which checkpoint of a phase is kept: the last, the lowest test.jsonl loss, or "
                    "the best labtax.eval score.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
-              help="YAML overrides: `common:`, `knowledge:`, `skills:` blocks (see docs/notes/train.md).")
+              help="YAML overrides: `common:`, `knowledge:`, `skills:` blocks (see docs/train.md).")
 @click.option("--lr", type=float, help="Peak learning rate (every phase that runs).")
 @click.option("--epochs", type=int, help="Epochs per phase.")
 @click.option("--effective-batch", type=int, metavar="SAMPLES", help="Samples per optimizer step.")

@@ -13,7 +13,7 @@ subfolder of the git working tree):
 `repo` is the taxonomy folder. `base`: a ref, `"empty"`, or None for origin/main, else main; the
 comparison starts at the merge-base of base and head (like `git diff base...head`). `head`: a ref, or
 None for the working tree (staged, unstaged and untracked-but-not-ignored files). Errors are
-`labtax.errors.GitError` (exit 2). See docs/notes/diff.md.
+`labtax.errors.GitError` (exit 2). See docs/diff.md.
 """
 
 from __future__ import annotations

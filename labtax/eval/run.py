@@ -1,7 +1,7 @@
 """`labtax eval` end to end: select leaves, score base and candidate, optionally judge, gate.
 
 The result is one plain, JSON-ready dict (the stable `--format json` document, see
-docs/notes/eval.md); the text and markdown renderers read only that dict, so the three formats
+docs/eval.md); the text and markdown renderers read only that dict, so the three formats
 always agree.
 """
 

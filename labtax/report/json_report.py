@@ -1,4 +1,4 @@
-"""The machine format. Stable: fields are only ever added (documented in docs/notes/validate.md;
+"""The machine format. Stable: fields are only ever added (documented in docs/validate.md;
 the shape is described by labtax/schema/validate-report.json)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SARIF 2.1.0 (for GitHub code scanning and other viewers). Stable: documented in docs/notes/validate.md."""
+"""SARIF 2.1.0 (for GitHub code scanning and other viewers). Stable: documented in docs/validate.md."""
 
 from __future__ import annotations
 

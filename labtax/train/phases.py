@@ -1,6 +1,6 @@
 """Phase orchestration: knowledge tuning, then skills tuning from phase 1's chosen checkpoint.
 
-Output layout (see docs/notes/train.md):
+Output layout (see docs/train.md):
   OUTPUT/cache/tokens/<file>-<key>/     tokenized data (memory-mapped)
   OUTPUT/<phase>/metrics.jsonl          one line per step, checkpoint and the phase's start
   OUTPUT/<phase>/checkpoints/samples_N/ Hugging Face checkpoints (+ labtax_checkpoint.json)

@@ -31,7 +31,7 @@ def test_training_on_a_leaf_improves_it_and_leaves_the_other_within_tolerance(tr
     rows = _rows(report)
     a, b = rows[LEAF_A], rows[LEAF_B]
     assert a["changed"] and not b["changed"]
-    # Measured with seed 42: A -8.98 %, B -2.59 % (see docs/notes/eval.md).
+    # Measured with seed 42: A -8.98 %, B -2.59 % (see docs/eval.md).
     assert a["candidate"] > a["base"] and a["change_pct"] < -3.0 and a["status"] == "improved"
     assert abs(b["change_pct"]) < 5.0 and b["status"] == "stable"
     assert report["verdict"] == "pass" and report["exit_code"] == 0
