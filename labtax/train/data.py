@@ -105,6 +105,8 @@ def loss_spans(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]
 def encode_texts(tokenizer: PreTrainedTokenizerBase, texts: list[str],
                  spans: list[list[tuple[int, int]]]) -> list[Encoded]:
     """Tokenize rendered conversations; a token carries a label when it starts inside a loss span."""
+    if not texts:  # fast tokenizers index the first encoding even for an empty batch
+        return []
     batch = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
     out = []
     for ids, offsets, sample_spans in zip(batch["input_ids"], batch["offset_mapping"], spans):

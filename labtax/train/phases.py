@@ -125,7 +125,13 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
             test_path = data_dir / TEST_FILE
             test = tokenize_file(test_path, tokenizer, pc.max_seq_len, cache, tok_hash) if test_path.is_file() else None
         if len(data) == 0:
-            raise UsageError(f"{data_dir / DATA_FILES[phase]}: no usable sample (dropped: {data.meta['dropped']})")
+            if len(phases) > 1:
+                # A taxonomy without knowledge leaves (or a teacher that kept none) has an empty phase 1:
+                # skip that phase, and the next one starts from whatever the previous one started from.
+                say(f"[{phase}] {data_dir / DATA_FILES[phase]} has no usable sample "
+                    f"(dropped: {data.meta['dropped'] or 'none'}): phase skipped")
+                continue
+            raise UsageError(f"{data_dir / DATA_FILES[phase]}: no usable sample (dropped: {data.meta['dropped'] or 'none'})")
         say(f"[{phase}] {len(data)} samples, {data.meta['tokens']:,} tokens "
             f"(dropped {data.meta['dropped'] or 'none'}; mix {data.meta['sources']}); starting from {start}")
         torch.manual_seed(config.seed)
@@ -149,7 +155,10 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
         summary = json.loads(done.read_text())
         results[phase] = summary
         say(f"[{phase}] done: {result.steps} steps, selected {summary['selected']['path']} ({select})")
-    final = {"phases": results, "final": results[phases[-1]]["selected"]["path"]}
+    trained = [p for p in phases if p in results]
+    if not trained:
+        raise UsageError(f"no usable sample in any of {', '.join(DATA_FILES[p] for p in phases)}")
+    final = {"phases": results, "final": results[trained[-1]]["selected"]["path"]}
     if runtime.is_main:
         (output / "summary.json").write_text(json.dumps(final, indent=1))
     return final

@@ -47,3 +47,20 @@ def test_select_eval_uses_labtax_eval_score_checkpoint(data_dir: Path, tmp_path:
     assert len(scores) == 2 and all(isinstance(s, float) for s in scores)
     assert summary["selected"]["score"] == max(scores)
     assert result.stdout.strip() == summary["selected"]["path"]
+
+
+def test_an_empty_phase_set_is_skipped_in_a_run_of_both_phases(data_dir: Path, tmp_path: Path) -> None:
+    # A taxonomy without knowledge leaves (or a teacher that kept none) yields an empty phase 1 set.
+    (data_dir / "phase1_knowledge.jsonl").write_text("")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["train", "--data", str(data_dir), "--model", "tiny", "--output", str(out),
+                                      "--max-steps", "1", "--select", "last"])
+    assert result.exit_code == 0, result.output
+    assert "phase skipped" in result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["phases"]) == ["skills"]
+    assert summary["phases"]["skills"]["start"] == "tiny"
+
+    alone = CliRunner().invoke(cli, ["train", "--data", str(data_dir), "--model", "tiny", "--phase", "knowledge",
+                                     "--output", str(tmp_path / "k")])
+    assert alone.exit_code == 2 and "no usable sample" in alone.output and "Traceback" not in alone.output
