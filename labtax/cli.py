@@ -220,10 +220,19 @@ def teacher_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Whether a judge/score answer that cannot be read passes (counted per stage). "
                           "Default: keep for the embedded 135M teacher, which rarely writes a readable "
                           "verdict; drop for every other teacher."),
+        click.option("--judges", type=click.Choice(["enforce", "advisory"]), default=None,
+                     help="enforce: a judge's 'no' or a low score drops the row (the LAB recipe); advisory: "
+                          "verdicts are recorded in metadata.scores but drop nothing. Default: advisory for "
+                          "the embedded 135M teacher (its judge answers 'No' to everything), else enforce."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def judges_policy(teacher: str, judges: str | None) -> str:
+    """The settings value for --judges (unset: advisory only for `embedded`)."""
+    return judges or ("advisory" if teacher == "embedded" else "enforce")
 
 
 def unreadable_policy(teacher: str, keep: bool | None) -> str:
@@ -247,7 +256,7 @@ def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: str, output: str, teache
                  endpoints: tuple[str, ...], model: str | None, api_key_env: str | None, concurrency: int,
                  samples_per_leaf: int, seed: int, completions: bool, max_tokens: int, timeout: float,
                  score_threshold: int, chunk_tokens: int, batch_size: int,
-                 keep_unreadable_verdicts: bool | None, retries: int) -> int:
+                 keep_unreadable_verdicts: bool | None, judges: str | None, retries: int) -> int:
     """Generate synthetic data for LEAVES (qna.yaml files or their folders; default: every leaf)."""
     import asyncio
 
@@ -263,7 +272,8 @@ def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: str, output: str, teache
         return EXIT_OK
     settings = GenerationSettings(samples_per_leaf=samples_per_leaf, seed=seed, max_tokens=max_tokens,
                                   score_threshold=score_threshold, chunk_tokens=chunk_tokens,
-                                  unreadable_verdicts=unreadable_policy(teacher, keep_unreadable_verdicts))
+                                  unreadable_verdicts=unreadable_policy(teacher, keep_unreadable_verdicts),
+                                  judges=judges_policy(teacher, judges))
     if teacher != "openai" and endpoints:
         raise click.UsageError("--endpoint needs --teacher openai")
     backend = make_teacher(teacher, endpoints=endpoints, model=model, api_key_env=api_key_env,
@@ -297,7 +307,8 @@ def diff_generate_cmd(taxonomy_dir: str, base: str | None, head: str | None, out
                       replay_ratio: float, wait_s: float, fmt: str, teacher: str, endpoints: tuple[str, ...],
                       model: str | None, api_key_env: str | None, concurrency: int, samples_per_leaf: int,
                       seed: int, completions: bool, max_tokens: int, timeout: float, score_threshold: int,
-                      chunk_tokens: int, batch_size: int, keep_unreadable_verdicts: bool | None) -> int:
+                      chunk_tokens: int, batch_size: int, keep_unreadable_verdicts: bool | None,
+                      judges: str | None) -> int:
     """Generate data for the leaves that changed between --base and --head, reuse the rest, re-mix.
 
     Writes phase1_knowledge.jsonl, phase2_skills.jsonl, test.jsonl and manifest.json into --output.
@@ -315,7 +326,8 @@ def diff_generate_cmd(taxonomy_dir: str, base: str | None, head: str | None, out
         raise click.UsageError("--endpoint needs --teacher openai")
     settings = GenerationSettings(samples_per_leaf=samples_per_leaf, seed=seed, max_tokens=max_tokens,
                                   score_threshold=score_threshold, chunk_tokens=chunk_tokens,
-                                  unreadable_verdicts=unreadable_policy(teacher, keep_unreadable_verdicts))
+                                  unreadable_verdicts=unreadable_policy(teacher, keep_unreadable_verdicts),
+                                  judges=judges_policy(teacher, judges))
     # Built on first use: a run with nothing to generate never loads a model.
     backend = LazyTeacher(lambda: make_teacher(teacher, endpoints=endpoints, model=model, api_key_env=api_key_env,
                                                concurrency=concurrency, timeout=timeout, completions=completions,

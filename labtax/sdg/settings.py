@@ -30,6 +30,12 @@ class GenerationSettings:
     # stage counts it as unreadable_kept). "keep" is for tiny local teachers such as the embedded 135M
     # model, which writes good-enough questions and answers but rarely follows a grading format.
     unreadable_verdicts: str = "drop"
+    # "enforce" (default): a judge's "no" or a low score drops the row, as in the LAB recipe.
+    # "advisory": every verdict is still asked for and recorded in the sample's metadata.scores, but
+    # none drops a row; each stage counts the rows it would have dropped (advisory_kept). For the
+    # embedded 135M teacher, whose judge says "No" to everything (even to an answer copied from the
+    # document), so its verdicts carry no information.
+    judges: str = "enforce"
     batch_requests: int = 256  # requests handed to the teacher per complete() call (progress granularity)
 
     def __post_init__(self) -> None:
@@ -46,6 +52,8 @@ class GenerationSettings:
                 raise ValueError(f"{name} must be at least 1")
         if self.unreadable_verdicts not in ("drop", "keep"):
             raise ValueError("unreadable_verdicts must be 'drop' or 'keep'")
+        if self.judges not in ("enforce", "advisory"):
+            raise ValueError("judges must be 'enforce' or 'advisory'")
         if self.overgenerate < 1.0:
             raise ValueError("overgenerate must be at least 1.0")
 

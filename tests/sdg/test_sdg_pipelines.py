@@ -330,3 +330,26 @@ def test_unreadable_verdicts_can_be_kept_and_are_counted(openai_server: OpenAISe
     stages = lenient.stats["stages"]
     assert stages["judge_question"]["unreadable_kept"] == stages["judge_question"]["requests"]
     assert stages["score"]["unreadable_kept"] == stages["score"]["requests"]
+
+
+def test_advisory_judges_record_verdicts_but_drop_nothing(openai_server: OpenAIServer) -> None:
+    base = lab_responder()
+
+    def responder(kind: str, body: dict[str, Any]) -> Any:
+        system = body["messages"][0]["content"]
+        if "STAGE: judge_question" in system:
+            return "no"
+        if "STAGE: score" in system:
+            return "1"
+        return base(kind, body)
+
+    openai_server.responder = responder
+    enforced, _ = _generate(openai_server, freeform_leaf())
+    assert enforced.samples == [] and sum(enforced.stats["dropped"].values()) == enforced.stats["generated"]
+    advisory, _ = _generate(openai_server, freeform_leaf(), SETTINGS.with_(judges="advisory"))
+    _check_accounting(advisory)
+    assert len(advisory.samples) == 6
+    assert all(s["metadata"]["scores"] == {"judge_question": False, "score": 1} for s in advisory.samples)
+    stages = advisory.stats["stages"]
+    assert stages["judge_question"]["advisory_kept"] == stages["judge_question"]["requests"]
+    assert stages["score"]["advisory_kept"] == stages["score"]["requests"]

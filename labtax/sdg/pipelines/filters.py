@@ -49,6 +49,10 @@ async def judge(
             kept.append(row)
         elif verdict is None:
             runner.drop(f"{stage}_unparsed")
+        elif not verdict and runner.settings.judges == "advisory":
+            runner.kept_advisory(stage)
+            row.scores[stage] = False
+            kept.append(row)
         elif not verdict:
             runner.drop(drop_reason)
         else:
@@ -89,6 +93,10 @@ async def score(runner: Runner, rows: list[Row], make: Callable[[int, Row], Teac
             kept.append(row)
         elif value is None:
             runner.drop("score_unparsed")
+        elif value < runner.settings.score_threshold and runner.settings.judges == "advisory":
+            runner.kept_advisory("score")
+            row.scores["score"] = value
+            kept.append(row)
         elif value < runner.settings.score_threshold:
             runner.drop("low_score")
         else:

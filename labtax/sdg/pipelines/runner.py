@@ -139,6 +139,10 @@ class Runner:
         """A judge's answer that could not be read, kept anyway (settings.unreadable_verdicts='keep')."""
         self.stages[stage]["unreadable_kept"] = self.stages[stage].get("unreadable_kept", 0) + 1
 
+    def kept_advisory(self, stage: str) -> None:
+        """A row a judge would have dropped, kept because verdicts are advisory (settings.judges)."""
+        self.stages[stage]["advisory_kept"] = self.stages[stage].get("advisory_kept", 0) + 1
+
     def unusable(self, stage: str) -> None:
         """A generation request whose answer held nothing usable (garbage, empty, wrong format)."""
         self.stages[stage]["unusable"] += 1
