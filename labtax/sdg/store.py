@@ -18,12 +18,13 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 FORMAT = "labtax-leaf/1"
+T = TypeVar("T")
 
 # mkstemp creates 0600 files; the outputs are ordinary files, so give them the umask's usual mode.
 _UMASK = os.umask(0o022)
@@ -226,26 +227,19 @@ class LeafStore:
     def load(self, key: str) -> LeafData:
         """The leaf's data. Raises KeyError when absent, CorruptLeafError (after moving the file
         aside) when it does not verify."""
-        path = self.path_for(key)
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            raise KeyError(key) from None
-        try:
-            return decode_leaf(raw, key)
-        except CorruptLeafError:
-            self.quarantine(key)
-            raise
+        return self._read(key, decode_leaf)
 
     def load_raw(self, key: str) -> RawLeaf:
         """Like `load`, without decoding the samples (the mixer works on the encoded lines)."""
-        path = self.path_for(key)
+        return self._read(key, decode_raw)
+
+    def _read(self, key: str, decode: Callable[[bytes, str], T]) -> T:
         try:
-            raw = path.read_bytes()
+            raw = self.path_for(key).read_bytes()
         except FileNotFoundError:
             raise KeyError(key) from None
         try:
-            return decode_raw(raw, key)
+            return decode(raw, key)
         except CorruptLeafError:
             self.quarantine(key)
             raise
