@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 SAMPLES=${DEMO_SAMPLES:-2}
-MAX_TOKENS=${DEMO_MAX_TOKENS:-128}
+MAX_TOKENS=${DEMO_MAX_TOKENS:-256}
 # tiny (a 2-layer model with the embedded tokenizer) trains in seconds; embedded (135M) took ~15 min
 # for 2 steps per phase on this shared 2-core machine and writes GBs of checkpoints and state.
 MODEL=${DEMO_MODEL:-tiny}
