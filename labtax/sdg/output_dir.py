@@ -1,0 +1,99 @@
+"""The diff-generate output directory: its layout, the lock that serialises runs on it, and
+`labtax gc` (`collect_garbage`), which frees the store of data no current leaf references.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from labtax.errors import LockedError, UsageError
+from labtax.sdg import mix
+from labtax.sdg.ledger import Ledger
+from labtax.sdg.store import LeafStore
+
+LEDGER_FILE = "ledger.sqlite"
+LOCK_FILE = ".lock"
+LEAVES_DIR = "leaves"
+
+
+# ------------------------------------------------------------------------------------- locking
+
+
+@contextmanager
+def output_lock(output: Path, *, wait: float = 0.0) -> Iterator[None]:
+    """Hold `<output>/.lock` (fcntl.flock, released by the kernel even on SIGKILL). Raises LockedError
+    when another run holds it and it is not released within `wait` seconds."""
+    output.mkdir(parents=True, exist_ok=True)
+    path = output / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "?"
+                    raise LockedError(
+                        f"output directory {output} is in use by another labtax run (pid {holder})",
+                        hint="wait for it to finish, or pass --wait SECONDS",
+                    ) from None
+                time.sleep(0.1)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+# ------------------------------------------------------------------------------------------ gc
+
+
+@dataclass
+class GcResult:
+    removed: list[str]
+    bytes_freed: int
+    leftovers: list[str]
+    requests_pruned: int
+    kept: int
+
+
+def collect_garbage(output: Path, *, dry_run: bool = False, wait: float = 0.0) -> GcResult:
+    """Delete store files no current leaf references (the manifest's generated/reused leaves), the
+    leftovers of killed writers and quarantined corrupt files, and their ledger responses."""
+    manifest = mix.read_manifest(output)
+    if manifest is None:
+        raise UsageError(f"no {mix.MANIFEST} in {output}: nothing says which data is current",
+                         hint="run labtax diff-generate first")
+    keep = {e["key"] for e in manifest.get("leaves") or [] if e.get("status") in ("generated", "reused")
+            and e.get("key")}
+    # A failed leaf has no store file yet, but its recorded responses are what its next run replays.
+    resumable = keep | {e["key"] for e in manifest.get("leaves") or [] if e.get("status") == "failed"
+                        and e.get("key")}
+    store = LeafStore(output / LEAVES_DIR)
+    with output_lock(output, wait=wait):
+        doomed = sorted(k for k in store.all_keys() if k not in keep)
+        leftovers = list(store.garbage())
+        freed = 0
+        pruned = 0
+        if not dry_run:
+            for k in doomed:
+                freed += store.remove(k)
+            for p in leftovers:
+                try:
+                    freed += p.stat().st_size
+                    p.unlink()
+                except FileNotFoundError:
+                    pass
+            if (output / LEDGER_FILE).exists():
+                with Ledger(output / LEDGER_FILE) as ledger:
+                    pruned = ledger.prune_requests(resumable)
+        else:
+            freed = sum(store.path_for(k).stat().st_size for k in doomed)
+        return GcResult(doomed, freed, [str(p.relative_to(output)) for p in leftovers], pruned, len(keep))

@@ -1,0 +1,345 @@
+"""Planning a diff-generate run: compare the leaves at head with the store, the ledger's memo and the
+diff, and decide for each leaf whether to generate, reuse or drop it (`plan_run`).
+
+The leaf store is the source of truth; the diff only narrows what must be looked at.
+
+  1. the diff between base and head says which leaves were added, modified, renamed or deleted;
+  2. every leaf at head gets its content key. A key is recomputed (parse + read documents) only when
+     the diff reports the leaf, or its qna.yaml blob, its folder or its local document folder differ
+     from what the ledger's memo (`leaf_keys`) saw last time; otherwise the memo's key is used. So a
+     no-op run on 1,000 leaves parses nothing and reads no document;
+  3. a leaf at head whose key is in the store (checksum verified) is reused; otherwise it is
+     generated, whether or not the diff reported it (the first run with a non-empty base, a
+     corrupted store file, changed settings or teacher): the sets must hold every leaf at head;
+  4. deleted leaves, and leaves of the previous manifest no longer at head, are dropped from the
+     sets; their data stays in the store until `labtax gc`.
+
+Planning writes nothing: the memo updates it computes travel in the Plan, for the run to record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Literal
+
+from labtax.errors import LabtaxError, UsageError
+from labtax.sdg import mix
+from labtax.sdg.keys import content_key, environment_digest, files_digest
+from labtax.sdg.ledger import Ledger, MemoRow
+from labtax.sdg.store import LeafStore
+
+if TYPE_CHECKING:
+    from labtax.diff.gitio import Taxonomy
+    from labtax.sdg.settings import GenerationSettings
+    from labtax.taxonomy.model import Leaf
+
+Action = Literal["generate", "reuse", "drop", "invalid"]
+
+
+# ----------------------------------------------------------------------------------- snapshots
+
+
+class Snapshot:
+    """The leaves at head with cheap change detectors: the qna.yaml blob id and folder fingerprints
+    (git tree ids at a commit; names, sizes and mtimes in the working tree)."""
+
+    def __init__(self, tax: Taxonomy, commit: str | None) -> None:
+        from labtax.diff.gitio import blob_sha, leaf_files_at, split_z
+
+        self.tax = tax
+        self.commit = commit
+        self.blobs: dict[str, str] = {}
+        self.data: dict[str, bytes] = {}
+        self._trees: dict[str, str] = {}
+        self._fp_cache: dict[str, str] = {}
+        if commit is None:
+            for _sha, path in leaf_files_at(tax, None):
+                raw = (tax.worktree / tax.to_repo(path)).read_bytes()
+                self.data[path] = raw
+                self.blobs[path] = blob_sha(raw)
+        else:
+            args = ["ls-tree", "-r", "-t", "-z", "--full-tree", commit]
+            if tax.prefix:
+                args += ["--", tax.prefix]
+            for item in split_z(tax.git(*args)):
+                meta, _, repo_path = item.partition("\t")
+                parts = meta.split()
+                if len(parts) != 3:
+                    continue
+                rel = tax.from_repo(repo_path)
+                if rel is None:
+                    continue
+                if parts[1] == "tree":
+                    self._trees[rel] = parts[2]
+                elif parts[1] == "blob" and _is_leaf(rel):
+                    self.blobs[rel] = parts[2]
+
+    @property
+    def paths(self) -> list[str]:
+        return sorted(self.blobs)
+
+    def read(self, paths: list[str]) -> dict[str, bytes]:
+        missing = [p for p in paths if p not in self.data]
+        if missing and self.commit is not None:
+            from labtax.diff.gitio import BlobReader
+
+            reader = BlobReader(self.tax)
+            for p in missing:
+                raw = reader.at(self.commit, self.tax.to_repo(p))
+                if raw is not None:
+                    self.data[p] = raw
+        return {p: self.data[p] for p in paths if p in self.data}
+
+    def fingerprint(self, dirs: list[str]) -> str:
+        return hashlib.sha256("\0".join(self._dir_fp(d) for d in dirs).encode()).hexdigest()
+
+    def _dir_fp(self, rel: str) -> str:
+        if rel in self._fp_cache:
+            return self._fp_cache[rel]
+        if self.commit is not None:
+            fp = self._trees.get(rel, "-")
+        else:
+            h = hashlib.sha256()
+            root = self.tax.worktree / self.tax.to_repo(rel)
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames[:] = sorted(d for d in dirnames if d != ".git")
+                for name in sorted(filenames):
+                    p = Path(dirpath) / name
+                    try:
+                        st = p.stat()
+                    except OSError:
+                        continue
+                    h.update(f"{p.relative_to(root).as_posix()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+            fp = h.hexdigest()
+        self._fp_cache[rel] = fp
+        return fp
+
+
+def _is_leaf(rel: str) -> bool:
+    from labtax.diff.gitio import is_leaf_path
+
+    return is_leaf_path(rel)
+
+
+def watched_dirs(leaf: Leaf) -> list[str]:
+    """Folders whose change may change the leaf's key without its qna.yaml changing: the leaf's own
+    folder and, for a knowledge leaf, a document folder inside the taxonomy (`document.repo` a path)."""
+    from labtax.sdg.documents import URL_PREFIXES
+
+    dirs = [leaf.leaf_dir]
+    doc = leaf.data.get("document")
+    if isinstance(doc, dict):
+        repo = str(doc.get("repo") or "")
+        if repo and not repo.startswith(URL_PREFIXES):
+            dirs.append(PurePosixPath(repo).as_posix().strip("/"))
+    return dirs
+
+# -------------------------------------------------------------------------------------- plans
+
+
+@dataclass
+class LeafPlan:
+    path: str
+    kind: str
+    action: Action
+    key: str | None = None
+    changed: bool = False  # the diff reported it added, modified or renamed in this run
+    change: str | None = None  # the diff's status, when it reported one
+    old_path: str | None = None
+    reason: str = ""
+    estimated_requests: int = 0
+    recorded_requests: int = 0  # responses already in the ledger for this key (a resume)
+    error: str | None = None
+    leaf: Leaf | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path, "kind": self.kind, "action": self.action, "key": self.key,
+            "changed": self.changed, "change": self.change, "old_path": self.old_path, "reason": self.reason,
+            "estimated_requests": self.estimated_requests, "recorded_requests": self.recorded_requests,
+            "error": self.error,
+        }
+
+
+@dataclass
+class Plan:
+    base: str
+    head: str | None
+    base_ref: str | None
+    head_ref: str | None
+    model_id: str
+    settings: dict[str, Any]
+    mix_settings: dict[str, Any]
+    env: str
+    leaves: list[LeafPlan]
+    max_tokens: int
+    memo_updates: dict[str, MemoRow] = field(default_factory=dict, repr=False)
+    memo_removals: list[str] = field(default_factory=list, repr=False)
+    verified: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
+    taxonomy: Path = field(default=Path("."), repr=False)
+
+    def of(self, action: Action) -> list[LeafPlan]:
+        return [lp for lp in self.leaves if lp.action == action]
+
+    @property
+    def nothing_to_generate(self) -> bool:
+        return not self.of("generate")
+
+    @property
+    def estimated_requests(self) -> int:
+        return sum(lp.estimated_requests for lp in self.of("generate"))
+
+    @property
+    def estimated_tokens(self) -> int:
+        """An upper bound on completion tokens: every request answered at full length."""
+        return self.estimated_requests * self.max_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "base": self.base, "head": self.head, "teacher_model": self.model_id, "settings": self.settings,
+            "summary": {a: len(self.of(a)) for a in ("generate", "reuse", "drop", "invalid")},
+            "estimated_requests": self.estimated_requests, "estimated_completion_tokens": self.estimated_tokens,
+            "leaves": [lp.to_dict() for lp in self.leaves],
+        }
+
+
+def environment(model_id: str, settings: GenerationSettings) -> str:
+    from labtax.sdg.pipelines import pipeline_files
+
+    digest = f"{files_digest(pipeline_files())}|store-format-{mix.STORE_FORMAT}"
+    return environment_digest(pipeline_digest=digest, model_id=model_id, settings=settings.as_dict())
+
+
+def plan_run(
+    taxonomy: Path,
+    output: Path,
+    *,
+    base: str | None,
+    head: str | None,
+    model_id: str,
+    settings: GenerationSettings,
+    mix_settings: mix.MixSettings,
+    ledger: Ledger | None,
+    store: LeafStore,
+) -> Plan:
+    """Decide, for every leaf at head and every leaf that left, what this run does with it."""
+    from labtax.diff import diff_taxonomy
+    from labtax.diff.gitio import open_taxonomy
+    from labtax.sdg.pipelines import estimate_requests
+
+    diff = diff_taxonomy(taxonomy, base, head)
+    changes = {c.path: c for c in diff.changes}
+    env = environment(model_id, settings)
+    memo = ledger.memo() if ledger is not None else {}
+    verified = ledger.verified() if ledger is not None else {}
+    plans: list[LeafPlan] = []
+    memo_updates: dict[str, MemoRow] = {}
+
+    with open_taxonomy(taxonomy) as tax:
+        snap = Snapshot(tax, diff.head)
+        keys: dict[str, str] = {}
+        kinds: dict[str, str] = {}
+        to_parse: list[str] = []
+        for path in snap.paths:
+            change = changes.get(path)
+            row = memo.get(path)
+            fresh = (
+                row is not None and row.blob == snap.blobs[path] and row.env == env
+                and row.tree == snap.fingerprint(json.loads(row.dirs))
+            )
+            if fresh and change is None and row is not None:
+                keys[path], kinds[path] = row.key, row.kind
+            else:
+                to_parse.append(path)
+
+        parsed: dict[str, Leaf] = {}
+        errors: dict[str, str] = {}
+        raw = snap.read(to_parse)
+        for path in to_parse:
+            try:
+                leaf = parse_leaf_at_head(path, raw.get(path))
+                docs = _documents(leaf, taxonomy)
+            except (LabtaxError, ValueError, OSError) as exc:  # LeafError, a bad document reference
+                errors[path] = str(exc)
+                continue
+            parsed[path] = leaf
+            keys[path], kinds[path] = content_key(leaf, docs, env), leaf.kind
+            dirs = watched_dirs(leaf)
+            memo_updates[path] = MemoRow(snap.blobs[path], snap.fingerprint(dirs), env, keys[path], leaf.kind,
+                                         json.dumps(dirs))
+
+        recorded_cache: dict[str, int] = {}
+        planned_keys: set[str] = set()
+        for path in snap.paths:
+            change = changes.get(path)
+            changed = change is not None and change.status in ("added", "modified", "renamed")
+            lp = LeafPlan(path=path, kind=kinds.get(path, _kind(path)), action="reuse", changed=changed,
+                          change=change.status if change else None, old_path=change.old_path if change else None)
+            if path in errors:
+                lp.action, lp.error, lp.reason = "invalid", errors[path], "cannot be read"
+                plans.append(lp)
+                continue
+            lp.key = keys[path]
+            if lp.key in planned_keys:
+                lp.reason = "same content as another leaf generated in this run"
+            elif store.verify(lp.key, verified):
+                lp.reason = "renamed, content unchanged" if change and change.status == "renamed" else (
+                    "content key already in the store" if changed else "unchanged")
+            else:
+                lp.action = "generate"
+                lp.reason = change.status if changed and change else "not in the store"
+                leaf = parsed.get(path) or parse_leaf_at_head(path, snap.read([path]).get(path))
+                lp.leaf = leaf
+                lp.estimated_requests = estimate_requests(leaf, settings)
+                if ledger is not None:
+                    if lp.key not in recorded_cache:
+                        recorded_cache[lp.key] = ledger.count_responses(lp.key)
+                    lp.recorded_requests = recorded_cache[lp.key]
+                planned_keys.add(lp.key)
+            plans.append(lp)
+
+    # Dropped: deleted in the diff, or in the previous manifest and no longer at head.
+    current = set(snap.paths)
+    renamed_from = {c.old_path for c in diff.changes if c.status == "renamed" and c.old_path}
+    previous = mix.read_manifest(output) or {}
+    prev_keys = {e["path"]: e.get("key") for e in previous.get("leaves") or [] if e.get("status") != "dropped"}
+    gone = {c.path for c in diff.changes if c.status == "deleted"} | set(prev_keys)
+    for path in sorted(gone - current - renamed_from):
+        row = memo.get(path)
+        plans.append(LeafPlan(path=path, kind=_kind(path), action="drop", key=prev_keys.get(path) or (
+            row.key if row else None), change="deleted" if path in changes else None,
+            reason="deleted" if path in changes else "no longer at head"))
+    removals = sorted(set(memo) - current)
+    plans.sort(key=lambda lp: lp.path)
+    return Plan(
+        base=diff.base, head=diff.head, base_ref=base, head_ref=head, model_id=model_id,
+        settings=settings.as_dict(), mix_settings=mix_settings.as_dict(), env=env, leaves=plans,
+        max_tokens=settings.max_tokens, memo_updates=memo_updates, memo_removals=removals,
+        verified=verified, taxonomy=Path(taxonomy),
+    )
+
+
+def _kind(path: str) -> str:
+    return PurePosixPath(path).parts[0]
+
+
+def parse_leaf_at_head(path: str, raw: bytes | None) -> Leaf:
+    """Parse a leaf's qna.yaml as read at head. Public because a run re-parses the leaves whose store
+    file failed its checksum after planning."""
+    from labtax.taxonomy import parse_leaf
+
+    if raw is None:
+        raise UsageError(f"{path}: cannot be read at head")
+    return parse_leaf(path, raw)
+
+
+def _documents(leaf: Leaf, taxonomy: Path) -> list[str]:
+    if leaf.kind != "knowledge" or not leaf.data.get("document"):
+        return []
+    from labtax.sdg.documents import load_documents
+
+    return [f"{d.path}\0{d.text}" for d in load_documents(leaf, taxonomy)]

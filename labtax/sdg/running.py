@@ -1,0 +1,264 @@
+"""Running a planned diff-generate (`execute`): under the output directory's lock (held by the
+caller), generate the missing keys through a `LedgerTeacher` (completed requests are replayed, never
+re-sent), store each leaf atomically as it finishes, then rebuild the sets from every leaf at head
+and write the manifest last (`rebuild`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from labtax.errors import LabtaxError, TeacherError, UsageError
+from labtax.sdg import mix
+from labtax.sdg.ledger import Ledger, LedgerTeacher
+from labtax.sdg.planning import LeafPlan, Plan, parse_leaf_at_head
+from labtax.sdg.store import CorruptLeafError, LeafData, LeafStore, RawLeaf
+
+if TYPE_CHECKING:
+    from labtax.sdg.settings import GenerationSettings
+    from labtax.sdg.teachers.base import Teacher
+
+MANIFEST_FORMAT = "labtax-manifest/1"
+
+
+@dataclass
+class RunResult:
+    plan: Plan
+    output: Path
+    manifest: dict[str, Any]
+    requests_sent: int = 0
+    requests_replayed: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    failed: list[str] = field(default_factory=list)  # leaf paths whose generation failed
+    sets_rebuilt: bool = False
+
+
+ProgressFn = Callable[[str], None]
+
+
+def execute(
+    plan: Plan,
+    output: Path,
+    *,
+    taxonomy: Path,
+    teacher: Teacher | None,
+    settings: GenerationSettings,
+    mix_settings: mix.MixSettings,
+    ledger: Ledger,
+    store: LeafStore,
+    command: str = "diff-generate",
+    leaf_concurrency: int = 4,
+    progress: ProgressFn | None = None,
+) -> RunResult:
+    """Generate what the plan says, store it, rebuild the sets and the manifest. The caller holds the
+    output lock."""
+    started = time.monotonic()
+    for run in ledger.runs():
+        if run["status"] == "running":  # we hold the lock: a "running" row is a killed run
+            ledger.finish_run(run["id"], status="killed", requests_sent=run["requests_sent"],
+                              requests_replayed=run["requests_replayed"], tokens=run["tokens"],
+                              seconds=run["seconds"] or 0.0)
+    run_id = ledger.start_run(command=command, base=plan.base, head=plan.head, model=plan.model_id,
+                              settings=plan.settings)
+    ledger.update_memo(plan.memo_updates, remove=plan.memo_removals)
+    result = RunResult(plan=plan, output=output, manifest={})
+    todo = plan.of("generate")
+    for attempt in range(2):
+        if todo:
+            if teacher is None:
+                raise UsageError("there are leaves to generate but no teacher")
+            asyncio.run(_generate_all(todo, teacher, settings, ledger, store, run_id, taxonomy, result,
+                                      leaf_concurrency, progress))
+        result.seconds = time.monotonic() - started
+        try:
+            result.manifest, result.sets_rebuilt = rebuild(plan, output, store, mix_settings, result)
+            break
+        except BrokenLeaves as broken:
+            # A file that passed the cheap (stat) check failed its checksum on loading: it was moved
+            # aside; generate those leaves again (their requests replay from the ledger) and re-mix.
+            if attempt:
+                raise UsageError(f"leaf data keeps failing its checksum: {', '.join(broken.paths)}") from None
+            todo = []
+            for lp in plan.leaves:
+                if lp.path in broken.paths:
+                    lp.action, lp.reason = "generate", "store file failed its checksum"
+                    lp.leaf = parse_leaf_at_head(lp.path, _read_at(plan, lp.path))
+                    todo.append(lp)
+    for lp in plan.of("generate"):
+        if lp.key and lp.path not in result.failed:
+            store.verify(lp.key, plan.verified)
+    ledger.update_verified({k: v for k, v in plan.verified.items() if store.exists(k)})
+    ledger.record_leaves(run_id, result.manifest["leaves"])
+    result.seconds = time.monotonic() - started
+    ledger.finish_run(run_id, status="failed" if result.failed else "ok", requests_sent=result.requests_sent,
+                      requests_replayed=result.requests_replayed, tokens=result.tokens, seconds=result.seconds)
+    return result
+
+
+async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: GenerationSettings, ledger: Ledger,
+                        store: LeafStore, run_id: int, taxonomy: Path, result: RunResult, concurrency: int,
+                        progress: ProgressFn | None) -> None:
+    from labtax.sdg.mix import prepare_leaf, seed_test_samples
+    from labtax.sdg.pipelines import generate_leaf
+
+    # Record progress per request for a server teacher (it bounds its own concurrency); in whole
+    # forward-pass batches for an in-process one, so batching is kept.
+    batch = getattr(teacher, "batch_size", None) or (1 if hasattr(teacher, "concurrency") else 64)
+    base = LedgerTeacher(teacher, ledger, run_id=run_id, batch_size=int(batch))
+    sem = asyncio.Semaphore(max(1, concurrency))
+    # A whole stage failing means the teacher is down or misconfigured: start no further leaf (the
+    # ones in flight finish), so a dead endpoint costs one leaf's retries, not every leaf's.
+    teacher_down = asyncio.Event()
+
+    async def one(lp: LeafPlan) -> None:
+        assert lp.leaf is not None and lp.key is not None
+        async with sem:
+            if teacher_down.is_set():
+                result.failed.append(lp.path)
+                return
+            t = base.for_leaf(lp.key)
+            began = time.monotonic()
+            try:
+                res = await generate_leaf(lp.leaf, t, settings, taxonomy_root=taxonomy)
+            except TeacherError as exc:
+                result.failed.append(lp.path)
+                if not teacher_down.is_set() and progress:
+                    progress(f"failed    {lp.path}: {exc}; starting no further leaf")
+                teacher_down.set()
+                return
+            except LabtaxError as exc:  # this leaf's own problem (an unreadable document): skip it
+                result.failed.append(lp.path)
+                if progress:
+                    progress(f"failed    {lp.path}: {exc}")
+                return
+            finally:
+                result.requests_sent += t.sent
+                result.requests_replayed += t.replayed
+                result.tokens += t.tokens
+            stats = dict(res.stats)
+            if t.failed:
+                # Not stored: the next run retries just the failed requests (the rest replay).
+                result.failed.append(lp.path)
+                if progress:
+                    progress(f"failed    {lp.path}: {t.failed} teacher requests failed; rerun to retry them")
+                return
+            meta = {
+                "kind": lp.leaf.kind, "generated_for": lp.path, "teacher": teacher.model_id,
+                "tokens": t.tokens, "seconds": round(time.monotonic() - began, 3),
+                "requests": t.sent + t.replayed, "stats": stats,
+            }
+            prepared = prepare_leaf(lp.leaf.kind, res.samples, seed_test_samples(lp.leaf))
+            store.put(LeafData(lp.key, prepared.samples, prepared.test, meta, prepared.index))
+            if progress:
+                progress(f"generated {lp.path}: {len(res.samples)} samples, {t.sent} requests sent, "
+                         f"{t.replayed} replayed")
+
+    try:
+        await asyncio.gather(*(one(lp) for lp in todo))
+    finally:
+        await teacher.aclose()
+
+
+class BrokenLeaves(Exception):
+    """Leaves whose store files vanished or failed their checksum while the sets were rebuilt."""
+
+    def __init__(self, paths: list[str]) -> None:
+        super().__init__(", ".join(paths))
+        self.paths = paths
+
+
+def _read_at(plan: Plan, path: str) -> bytes:
+    from labtax.diff import read_blob
+
+    return read_blob(plan.taxonomy, plan.head, path)
+
+
+def rebuild(plan: Plan, output: Path, store: LeafStore, mix_settings: mix.MixSettings,
+            result: RunResult | None = None) -> tuple[dict[str, Any], bool]:
+    """Rebuild the sets from every leaf at head with data in the store; write the manifest last.
+    Skips rewriting the sets when their inputs are unchanged and the files are intact."""
+    failed = set(result.failed if result else [])
+    current = [lp for lp in plan.leaves if lp.action in ("generate", "reuse") and lp.key and lp.path not in failed]
+    fingerprint = mix.sets_fingerprint([(lp.path, lp.kind, lp.key or "") for lp in current], mix_settings)
+    previous = mix.read_manifest(output) or {}
+    reuse_sets = previous.get("fingerprint") == fingerprint and mix.sets_intact(output, previous)
+
+    metas: dict[str, dict[str, Any]] = {}
+    counts: dict[str, dict[str, int]] = {}
+    if not reuse_sets:
+        inputs: list[mix.MixLeaf] = []
+        cache: dict[str, RawLeaf] = {}
+        broken: list[str] = []
+        for lp in current:
+            assert lp.key is not None
+            if lp.key not in cache:
+                try:
+                    cache[lp.key] = store.load_raw(lp.key)
+                except (KeyError, CorruptLeafError):
+                    broken.append(lp.path)
+                    continue
+            data = cache[lp.key]
+            if not {"q", "u"} <= set(data.index):  # written by another store format: regenerate
+                broken.append(lp.path)
+                continue
+            metas[lp.path] = {"tokens": data.meta.get("tokens", 0), "seconds": data.meta.get("seconds", 0.0)}
+            inputs.append(mix.MixLeaf(lp.path, lp.kind, lp.key, data.data, data.train_span, data.test_span,
+                                      data.index))
+        if broken:
+            raise BrokenLeaves(broken)
+        sets = mix.build_sets(inputs, mix_settings)
+        sets_info = mix.write_sets(output, sets)
+        counts = sets.counts
+    else:
+        sets_info = previous["sets"]
+        prev_entries = {e["path"]: e for e in previous.get("leaves") or []}
+        for lp in current:
+            e = prev_entries.get(lp.path) or {}
+            counts[lp.path] = e.get("counts") or {}
+            metas[lp.path] = {"tokens": e.get("tokens", 0), "seconds": e.get("seconds", 0.0)}
+
+    generated_now = {lp.path for lp in plan.of("generate")} - failed
+    entries: list[dict[str, Any]] = []
+    for lp in plan.leaves:
+        if lp.action == "invalid" or lp.path in failed:
+            status = "invalid" if lp.action == "invalid" else "failed"
+            entries.append({"path": lp.path, "key": lp.key, "kind": lp.kind, "status": status, "changed": lp.changed,
+                            "counts": {}, "tokens": 0, "seconds": 0.0, "error": lp.error})
+            continue
+        if lp.action == "drop":
+            entries.append({"path": lp.path, "key": lp.key, "kind": lp.kind, "status": "dropped", "changed": False,
+                            "counts": {}, "tokens": 0, "seconds": 0.0})
+            continue
+        status = "generated" if lp.path in generated_now else "reused"
+        m = metas.get(lp.path, {})
+        entries.append({"path": lp.path, "key": lp.key, "kind": lp.kind, "status": status, "changed": lp.changed,
+                        "counts": counts.get(lp.path, {}), "tokens": int(m.get("tokens") or 0),
+                        "seconds": float(m.get("seconds") or 0.0)})
+
+    manifest: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "base": plan.base,
+        "head": plan.head,
+        "base_ref": plan.base_ref,
+        "head_ref": plan.head_ref,
+        "teacher_model": plan.model_id,
+        "settings": plan.settings,
+        "mix": plan.mix_settings,
+        "sets": sets_info,
+        "fingerprint": fingerprint,
+        "leaves": entries,
+        "run": {
+            "requests_sent": result.requests_sent if result else 0,
+            "requests_replayed": result.requests_replayed if result else 0,
+            "tokens": result.tokens if result else 0,
+            "seconds": round(result.seconds, 3) if result else 0.0,
+        },
+    }
+    mix.write_manifest(output, manifest)
+    return manifest, not reuse_sets
