@@ -45,9 +45,10 @@ if ! command -v "${LABTAX_ARGV[0]}" >/dev/null 2>&1; then
 fi
 
 # Reads NUL-separated paths on stdin; prints, NUL-separated and once each, the qna.yaml files they
-# stand for (an attribution.txt stands for the qna.yaml beside it). $1: the tree to check paths in.
+# stand for (an attribution.txt stands for the qna.yaml beside it) and that exist in $1: a folder on
+# disk, or `commit:SHA` for a commit's tree.
 leaf_files() {
-  local tree=$1 path leaf
+  local where=$1 path leaf
   declare -A seen=()
   while IFS= read -r -d '' path; do
     case "$path" in
@@ -56,7 +57,11 @@ leaf_files() {
       */attribution.txt) leaf=${path%/attribution.txt}/qna.yaml ;;
       *) continue ;;
     esac
-    [ -e "$tree/$leaf" ] || continue # attribution.txt of a deleted leaf: nothing left to check
+    # An attribution.txt of a deleted leaf: nothing left to check.
+    case "$where" in
+      commit:*) git cat-file -e "${where#commit:}:$leaf" 2>/dev/null || continue ;;
+      *) [ -e "$where/$leaf" ] || continue ;;
+    esac
     if [ -z "${seen[$leaf]:-}" ]; then
       seen[$leaf]=1
       printf '%s\0' "$leaf"
@@ -131,10 +136,10 @@ pre_push() {
     [ "$base" = none ] && continue
     local files=()
     if [ "$base" = empty ]; then
-      mapfile -d '' files < <(git ls-tree -r -z --name-only "$local_sha" | leaf_files_at "$local_sha")
+      mapfile -d '' files < <(git ls-tree -r -z --name-only "$local_sha" | leaf_files "commit:$local_sha")
     else
       mapfile -d '' files < <(git diff --name-only -z --diff-filter=ACMR "$base" "$local_sha" \
-        | leaf_files_at "$local_sha")
+        | leaf_files "commit:$local_sha")
     fi
     [ "${#files[@]}" -eq 0 ] && continue
     say "$local_ref -> $remote_ref: validating ${#files[@]} changed leaf file(s)"
@@ -146,25 +151,6 @@ pre_push() {
     fi
   done
   return "$rc"
-}
-
-# Like leaf_files, but checks existence in commit $1 instead of on disk.
-leaf_files_at() {
-  local commit=$1 path leaf
-  declare -A seen=()
-  while IFS= read -r -d '' path; do
-    case "$path" in
-      qna.yaml | */qna.yaml) leaf=$path ;;
-      attribution.txt) leaf=qna.yaml ;;
-      */attribution.txt) leaf=${path%/attribution.txt}/qna.yaml ;;
-      *) continue ;;
-    esac
-    git cat-file -e "$commit:$leaf" 2>/dev/null || continue
-    if [ -z "${seen[$leaf]:-}" ]; then
-      seen[$leaf]=1
-      printf '%s\0' "$leaf"
-    fi
-  done
 }
 
 validate_commit() {
