@@ -37,22 +37,20 @@ def schema_name(kind: str, version: int) -> str | None:
     return name if resources.files(SCHEMA_PACKAGE).joinpath(name).is_file() else None
 
 
+# bool before int: a YAML boolean is an int to Python.
+_DESCRIPTIONS: tuple[tuple[type, str], ...] = (
+    (bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"),
+    (list, "a list"), (dict, "a mapping"),
+)
+
+
 def describe(value: Any) -> str:
     """The YAML-facing type name of a constructed value, for messages."""
     if value is None:
         return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
+    for kind, name in _DESCRIPTIONS:
+        if isinstance(value, kind):
+            return name
     return f"a {type(value).__name__}"  # dates, bytes
 
 

@@ -27,6 +27,26 @@ def rng_for(runner: Runner, stage: str, index: int) -> random.Random:
     return random.Random(derive_seed(runner.settings.seed, runner.leaf.path, f"{stage}/examples", index))
 
 
+def _apply_verdict(runner: Runner, stage: str, row: Row, value: Any, passes: bool | None,
+                   drop_reason: str) -> bool:
+    """The one verdict policy of judges and scorers: record `value` in the row's scores and say whether
+    the row stays. `passes` is None for an unreadable answer (kept only under
+    settings.unreadable_verdicts='keep'); a failing verdict drops the row unless settings.judges is
+    'advisory', where it is only counted."""
+    if passes is None:
+        if runner.settings.unreadable_verdicts != "keep":
+            runner.drop(f"{stage}_unparsed")
+            return False
+        runner.kept_unreadable(stage)
+    elif not passes:
+        if runner.settings.judges != "advisory":
+            runner.drop(drop_reason)
+            return False
+        runner.kept_advisory(stage)
+    row.scores[stage] = value
+    return True
+
+
 async def judge(
     runner: Runner,
     stage: str,
@@ -43,20 +63,7 @@ async def judge(
             runner.drop("teacher_error")
             continue
         verdict = parse(resp.text)
-        if verdict is None and runner.settings.unreadable_verdicts == "keep":
-            runner.kept_unreadable(stage)
-            row.scores[stage] = None
-            kept.append(row)
-        elif verdict is None:
-            runner.drop(f"{stage}_unparsed")
-        elif not verdict and runner.settings.judges == "advisory":
-            runner.kept_advisory(stage)
-            row.scores[stage] = False
-            kept.append(row)
-        elif not verdict:
-            runner.drop(drop_reason)
-        else:
-            row.scores[stage] = True
+        if _apply_verdict(runner, stage, row, verdict, verdict, drop_reason):
             kept.append(row)
     return kept
 
@@ -87,20 +94,8 @@ async def score(runner: Runner, rows: list[Row], make: Callable[[int, Row], Teac
             runner.drop("teacher_error")
             continue
         value = parse_score(resp.text)
-        if value is None and runner.settings.unreadable_verdicts == "keep":
-            runner.kept_unreadable("score")
-            row.scores["score"] = None
-            kept.append(row)
-        elif value is None:
-            runner.drop("score_unparsed")
-        elif value < runner.settings.score_threshold and runner.settings.judges == "advisory":
-            runner.kept_advisory("score")
-            row.scores["score"] = value
-            kept.append(row)
-        elif value < runner.settings.score_threshold:
-            runner.drop("low_score")
-        else:
-            row.scores["score"] = value
+        passes = None if value is None else value >= runner.settings.score_threshold
+        if _apply_verdict(runner, "score", row, value, passes, "low_score"):
             kept.append(row)
     return kept
 
