@@ -36,8 +36,10 @@ from lab_taxonomy import add_knowledge, add_skill, prompts_of
 from openai_server import OpenAIServer, lab_responder
 
 from labtax.sdg import mix
-from labtax.sdg.incremental import LEAVES_DIR, LEDGER_FILE, plan_run, rebuild
 from labtax.sdg.ledger import Ledger
+from labtax.sdg.output_dir import LEAVES_DIR, LEDGER_FILE
+from labtax.sdg.planning import plan_run
+from labtax.sdg.running import rebuild
 from labtax.sdg.settings import GenerationSettings
 from labtax.sdg.store import LeafData, LeafStore
 from labtax.taxonomy import parse_leaf

@@ -69,8 +69,8 @@ async def bare_aiohttp(url: str, n: int, concurrency: int) -> float:
 
 
 async def labtax_client(url: str, n: int, concurrency: int) -> tuple[float, int]:
-    from labtax.sdg.teachers import make_teacher
-    from labtax.sdg.teachers.base import TeacherRequest
+    from labtax.teachers import make_teacher
+    from labtax.teachers.base import TeacherRequest
 
     teacher = make_teacher("openai", endpoints=[url], model="test-model", concurrency=concurrency)
     requests = [TeacherRequest(messages=(("user", "hi"),), max_tokens=8, seed=i) for i in range(n)]
@@ -110,8 +110,8 @@ def bench_openai(args: argparse.Namespace) -> bool:
 
 
 def bench_embedded(args: argparse.Namespace) -> bool:
-    from labtax.sdg.teachers.base import TeacherRequest
-    from labtax.sdg.teachers.transformers import TransformersTeacher
+    from labtax.teachers.base import TeacherRequest
+    from labtax.teachers.transformers import TransformersTeacher
 
     single = TransformersTeacher("embedded", batch_size=1, threads=args.threads)
     topics = ["rain", "a lighthouse", "bread", "the moon", "a river", "autumn", "a violin", "snow",

@@ -118,7 +118,7 @@ def baseline(target: Path, files: list[Path], cwd: Path, with_yamllint: bool) ->
 def labtax_in_process_per_leaf(tree: Path, files: list[Path]) -> float:
     """labtax's per-leaf CPU on one core over the same sample (no process pool, no interpreter start)."""
     sys.path.insert(0, str(ROOT))
-    from labtax.config import Config
+    from labtax.taxonomy.config import Config
     from labtax.taxonomy.engine import check_many
 
     rels = [f.relative_to(tree).as_posix() for f in files]

@@ -87,10 +87,10 @@ def validate_cmd(paths: tuple[str, ...], taxonomy_dir: str | None, fmt: str, str
     import os
     from pathlib import Path
 
-    from labtax.config import load_config
     from labtax.errors import UsageError
     from labtax.report import ReportContext, render
     from labtax.taxonomy import check_targets
+    from labtax.taxonomy.config import load_config
     from labtax.taxonomy.discover import git_toplevel
 
     if list_rules:
@@ -263,7 +263,7 @@ def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: str, output: str, teache
     from labtax.errors import EXIT_OK
     from labtax.sdg.generate import generate_leaves, load_forced_leaves, summary_line, write_report
     from labtax.sdg.settings import GenerationSettings
-    from labtax.sdg.teachers import make_teacher
+    from labtax.teachers import make_teacher
 
     root = Path(taxonomy_dir)
     forced = load_forced_leaves(root, leaves)
@@ -316,11 +316,12 @@ def diff_generate_cmd(taxonomy_dir: str, base: str | None, head: str | None, out
     """
     import json
 
-    from labtax.sdg import incremental, render_incremental
-    from labtax.sdg.lazy_teacher import LazyTeacher, teacher_model_id
+    from labtax.sdg import render_incremental
     from labtax.sdg.mix import MixSettings
+    from labtax.sdg.running import diff_generate
     from labtax.sdg.settings import GenerationSettings
-    from labtax.sdg.teachers import make_teacher
+    from labtax.teachers import make_teacher
+    from labtax.teachers.lazy import LazyTeacher, teacher_model_id
 
     if teacher != "openai" and endpoints:
         raise click.UsageError("--endpoint needs --teacher openai")
@@ -334,7 +335,7 @@ def diff_generate_cmd(taxonomy_dir: str, base: str | None, head: str | None, out
                                                batch_size=batch_size),
                           teacher_model_id(teacher, model))
     progress = None if fmt == "json" else (lambda line: click.echo(line, err=True))
-    outcome = incremental.diff_generate(
+    outcome = diff_generate(
         Path(taxonomy_dir), Path(output), base=base, head=head, settings=settings,
         mix_settings=MixSettings(replay_ratio=replay_ratio, seed=seed), teacher=backend, dry_run=dry_run,
         wait=wait_s, progress=progress,
@@ -356,7 +357,7 @@ def diff_generate_cmd(taxonomy_dir: str, base: str | None, head: str | None, out
 @_guarded
 def gc_cmd(output: str, dry_run: bool, wait_s: float) -> int:
     """Delete leaf data that no current leaf (manifest.json) references, and leftovers of killed runs."""
-    from labtax.sdg.incremental import collect_garbage
+    from labtax.sdg.output_dir import collect_garbage
 
     res = collect_garbage(Path(output), dry_run=dry_run, wait=wait_s)
     verb = "would remove" if dry_run else "removed"

@@ -18,9 +18,10 @@ None for the working tree (staged, unstaged and untracked-but-not-ignored files)
 
 from __future__ import annotations
 
+from labtax.diff.contents import list_leaves_at, read_blob, read_blobs
 from labtax.diff.engine import changed_leaves, diff_taxonomy
-from labtax.diff.gitio import EMPTY, list_leaves_at, read_blob, read_blobs
 from labtax.diff.model import REASONS, STATUSES, DiffResult, LeafChange
+from labtax.diff.repository import EMPTY
 
 __all__ = [
     "EMPTY",

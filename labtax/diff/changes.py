@@ -14,23 +14,20 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from labtax.diff.gitio import (
+from labtax.diff.contents import blob_sha, is_leaf_path, null_sha, split_z
+from labtax.diff.repository import (
     DEFAULT_BASES,
     EMPTY,
     Job,
     RevRange,
     Taxonomy,
-    blob_sha,
     check_ref_syntax,
     check_repository_usable,
     empty_tree,
     head_is_born,
-    is_leaf_path,
     is_shallow,
     merge_base_range,
-    null_sha,
     resolve_commit,
-    split_z,
     try_merge_base_range,
 )
 from labtax.errors import GitError

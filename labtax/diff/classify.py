@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 from labtax.diff import documents
 from labtax.diff.changes import FileChange, Range
-from labtax.diff.gitio import BlobReader, Taxonomy, is_leaf_path, leaf_files_at
+from labtax.diff.contents import BlobReader, is_leaf_path, leaf_files_at
 from labtax.diff.model import REASONS, LeafChange, Reason, Status
+from labtax.diff.repository import Taxonomy
 from labtax.taxonomy.model import ATTRIBUTION_FILENAME, LEAF_FILENAME, kind_of
 
 

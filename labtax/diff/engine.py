@@ -5,17 +5,11 @@ from __future__ import annotations
 
 import os
 
-from labtax.diff.changes import (
-    FileChange,
-    Range,
-    changed_files,
-    range_and_files,
-    resolve_range,
-    spawn_untracked,
-)
+from labtax.diff.changes import range_and_files, spawn_untracked
 from labtax.diff.classify import Classifier
-from labtax.diff.gitio import BlobReader, open_taxonomy, split_z
+from labtax.diff.contents import BlobReader, split_z
 from labtax.diff.model import DiffResult, LeafChange
+from labtax.diff.repository import open_taxonomy
 
 
 def diff_taxonomy(
@@ -51,13 +45,3 @@ def changed_leaves(
     """The changes of `diff_taxonomy(repo, base, head)`, sorted by path."""
     return diff_taxonomy(repo, base, head).changes
 
-
-__all__ = [
-    "FileChange",
-    "Range",
-    "changed_files",
-    "changed_leaves",
-    "diff_taxonomy",
-    "range_and_files",
-    "resolve_range",
-]

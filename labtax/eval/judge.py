@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from labtax.eval.data import Example
 from labtax.models import render_chat
-from labtax.sdg.teachers.base import Teacher, TeacherRequest, TeacherResponse
+from labtax.teachers.base import Teacher, TeacherRequest, TeacherResponse
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

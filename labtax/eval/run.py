@@ -25,7 +25,7 @@ from labtax.eval.judge import (
     tally,
 )
 from labtax.eval.scorer import DEFAULT_BATCH_TOKENS, LeafScore, resolve_device, score_leaves
-from labtax.sdg.teachers.base import Teacher
+from labtax.teachers.base import Teacher
 
 SCHEMA = "labtax.eval/1"
 
@@ -126,7 +126,7 @@ def _judge(
 
 def default_teacher_factory(judge: JudgeOptions) -> Callable[[], Teacher]:
     def make() -> Teacher:
-        from labtax.sdg.teachers import make_teacher
+        from labtax.teachers import make_teacher
 
         return make_teacher(
             "openai", endpoints=list(judge.endpoints), model=judge.model,

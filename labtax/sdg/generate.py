@@ -21,8 +21,8 @@ from typing import Any
 from labtax.errors import LabtaxError
 from labtax.sdg.pipelines import LeafResult, generate_leaf
 from labtax.sdg.settings import GenerationSettings
-from labtax.sdg.teachers.base import Teacher
 from labtax.taxonomy.model import Leaf
+from labtax.teachers.base import Teacher
 
 
 @dataclass

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labtax.sdg.teachers.base import Teacher, TeacherRequest, TeacherResponse
+from labtax.teachers.base import Teacher, TeacherRequest, TeacherResponse
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs(

@@ -19,9 +19,7 @@ Planning writes nothing: the memo updates it computes travel in the Plan, for th
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
@@ -33,96 +31,10 @@ from labtax.sdg.ledger import Ledger, MemoRow
 from labtax.sdg.store import LeafStore
 
 if TYPE_CHECKING:
-    from labtax.diff.gitio import Taxonomy
     from labtax.sdg.settings import GenerationSettings
     from labtax.taxonomy.model import Leaf
 
 Action = Literal["generate", "reuse", "drop", "invalid"]
-
-
-# ----------------------------------------------------------------------------------- snapshots
-
-
-class Snapshot:
-    """The leaves at head with cheap change detectors: the qna.yaml blob id and folder fingerprints
-    (git tree ids at a commit; names, sizes and mtimes in the working tree)."""
-
-    def __init__(self, tax: Taxonomy, commit: str | None) -> None:
-        from labtax.diff.gitio import blob_sha, leaf_files_at, split_z
-
-        self.tax = tax
-        self.commit = commit
-        self.blobs: dict[str, str] = {}
-        self.data: dict[str, bytes] = {}
-        self._trees: dict[str, str] = {}
-        self._fp_cache: dict[str, str] = {}
-        if commit is None:
-            for _sha, path in leaf_files_at(tax, None):
-                raw = (tax.worktree / tax.to_repo(path)).read_bytes()
-                self.data[path] = raw
-                self.blobs[path] = blob_sha(raw)
-        else:
-            args = ["ls-tree", "-r", "-t", "-z", "--full-tree", commit]
-            if tax.prefix:
-                args += ["--", tax.prefix]
-            for item in split_z(tax.git(*args)):
-                meta, _, repo_path = item.partition("\t")
-                parts = meta.split()
-                if len(parts) != 3:
-                    continue
-                rel = tax.from_repo(repo_path)
-                if rel is None:
-                    continue
-                if parts[1] == "tree":
-                    self._trees[rel] = parts[2]
-                elif parts[1] == "blob" and _is_leaf(rel):
-                    self.blobs[rel] = parts[2]
-
-    @property
-    def paths(self) -> list[str]:
-        return sorted(self.blobs)
-
-    def read(self, paths: list[str]) -> dict[str, bytes]:
-        missing = [p for p in paths if p not in self.data]
-        if missing and self.commit is not None:
-            from labtax.diff.gitio import BlobReader
-
-            reader = BlobReader(self.tax)
-            for p in missing:
-                raw = reader.at(self.commit, self.tax.to_repo(p))
-                if raw is not None:
-                    self.data[p] = raw
-        return {p: self.data[p] for p in paths if p in self.data}
-
-    def fingerprint(self, dirs: list[str]) -> str:
-        return hashlib.sha256("\0".join(self._dir_fp(d) for d in dirs).encode()).hexdigest()
-
-    def _dir_fp(self, rel: str) -> str:
-        if rel in self._fp_cache:
-            return self._fp_cache[rel]
-        if self.commit is not None:
-            fp = self._trees.get(rel, "-")
-        else:
-            h = hashlib.sha256()
-            root = self.tax.worktree / self.tax.to_repo(rel)
-            for dirpath, dirnames, filenames in os.walk(root):
-                dirnames[:] = sorted(d for d in dirnames if d != ".git")
-                for name in sorted(filenames):
-                    p = Path(dirpath) / name
-                    try:
-                        st = p.stat()
-                    except OSError:
-                        continue
-                    h.update(f"{p.relative_to(root).as_posix()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-            fp = h.hexdigest()
-        self._fp_cache[rel] = fp
-        return fp
-
-
-def _is_leaf(rel: str) -> bool:
-    from labtax.diff.gitio import is_leaf_path
-
-    return is_leaf_path(rel)
 
 
 def watched_dirs(leaf: Leaf) -> list[str]:
@@ -228,7 +140,8 @@ def plan_run(
 ) -> Plan:
     """Decide, for every leaf at head and every leaf that left, what this run does with it."""
     from labtax.diff import diff_taxonomy
-    from labtax.diff.gitio import open_taxonomy
+    from labtax.diff.repository import open_taxonomy
+    from labtax.diff.snapshot import Snapshot
     from labtax.sdg.pipelines import estimate_requests
 
     diff = diff_taxonomy(taxonomy, base, head)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from labtax.errors import EXIT_FINDINGS, EXIT_OK, EXIT_TEACHER
-from labtax.sdg.incremental import LeafPlan, Plan, RunResult
+from labtax.sdg.planning import LeafPlan, Plan
+from labtax.sdg.running import RunResult
 
 
 def _short(sha: str | None) -> str:

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 from labtax.errors import LabtaxError, TeacherError, UsageError
 from labtax.sdg import mix
 from labtax.sdg.ledger import Ledger, LedgerTeacher
-from labtax.sdg.planning import LeafPlan, Plan, parse_leaf_at_head
-from labtax.sdg.store import CorruptLeafError, LeafData, LeafStore, RawLeaf
+from labtax.sdg.output_dir import LEAVES_DIR, LEDGER_FILE, output_lock
+from labtax.sdg.planning import LeafPlan, Plan, parse_leaf_at_head, plan_run
+from labtax.sdg.store import CorruptLeafError, LeafData, LeafStore, RawLeaf, ReadOnlyLeafStore
 
 if TYPE_CHECKING:
     from labtax.sdg.settings import GenerationSettings
-    from labtax.sdg.teachers.base import Teacher
+    from labtax.teachers.base import Teacher
 
 MANIFEST_FORMAT = "labtax-manifest/1"
 
@@ -262,3 +263,34 @@ def rebuild(plan: Plan, output: Path, store: LeafStore, mix_settings: mix.MixSet
     }
     mix.write_manifest(output, manifest)
     return manifest, not reuse_sets
+
+
+def diff_generate(
+    taxonomy: Path,
+    output: Path,
+    *,
+    base: str | None,
+    head: str | None,
+    settings: GenerationSettings,
+    mix_settings: mix.MixSettings,
+    teacher: Teacher,
+    dry_run: bool = False,
+    wait: float = 0.0,
+    progress: ProgressFn | None = None,
+) -> Plan | RunResult:
+    """Plan (and, unless `dry_run`, run) one diff-generate. A dry run takes no lock, writes nothing and
+    returns the Plan; a real run holds the output lock throughout and returns a RunResult."""
+    store = LeafStore(output / LEAVES_DIR)
+    if dry_run:
+        ledger = Ledger(output / LEDGER_FILE) if (output / LEDGER_FILE).exists() else None
+        try:
+            return plan_run(taxonomy, output, base=base, head=head, model_id=teacher.model_id, settings=settings,
+                            mix_settings=mix_settings, ledger=ledger, store=ReadOnlyLeafStore(store.root))
+        finally:
+            if ledger is not None:
+                ledger.close()
+    with output_lock(output, wait=wait), Ledger(output / LEDGER_FILE) as ledger:
+        plan = plan_run(taxonomy, output, base=base, head=head, model_id=teacher.model_id, settings=settings,
+                        mix_settings=mix_settings, ledger=ledger, store=store)
+        return execute(plan, output, taxonomy=taxonomy, teacher=teacher, settings=settings,
+                       mix_settings=mix_settings, ledger=ledger, store=store, progress=progress)

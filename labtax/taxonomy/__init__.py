@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from labtax.config import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_YAML_NODES, Config
 from labtax.errors import LabtaxError
+from labtax.taxonomy.config import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_YAML_NODES, Config
 from labtax.taxonomy.discover import find_leaves, find_targets, targets_for_paths
 from labtax.taxonomy.engine import check_many, finalize, leaf_version, parse_text, read_leaf_bytes
 from labtax.taxonomy.model import KINDS, Finding, Leaf, kind_of

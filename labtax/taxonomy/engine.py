@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from labtax.config import Config
+from labtax.taxonomy.config import Config
 from labtax.taxonomy.discover import looks_like_leaf
 from labtax.taxonomy.lint import LINT_RULES, lint_text
 from labtax.taxonomy.model import ATTRIBUTION_FILENAME, LEAF_FILENAME, Finding, Kind, kind_of

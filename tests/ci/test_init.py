@@ -10,8 +10,8 @@ import yaml
 from cihelpers import ROOT, VENV_BIN, run
 from gitrepo import GitRepo
 
-from labtax.config import load_config
 from labtax.scaffold.init import InitOptions, planned_files
+from labtax.taxonomy.config import load_config
 
 WRITTEN = (
     ".pre-commit-config.yaml",

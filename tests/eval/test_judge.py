@@ -15,7 +15,7 @@ from labtax.cli import cli
 from labtax.eval.gate import Thresholds
 from labtax.eval.judge import JUDGE_TAG, parse_rating
 from labtax.eval.run import EvalOptions, JudgeOptions, run_eval
-from labtax.sdg.teachers.openai import OpenAITeacher
+from labtax.teachers.openai import OpenAITeacher
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from lab_taxonomy import (
     teacher_args,
 )
 
-from labtax.sdg.incremental import output_lock
+from labtax.sdg.output_dir import output_lock
 
 
 def dg(repo, out: Path, server, *extra: str, base: str = "empty") -> tuple[int, str]:  # type: ignore[no-untyped-def]
@@ -384,7 +384,7 @@ def test_a_run_with_nothing_to_generate_never_builds_the_teacher(git_repo, opena
             str(out), *teacher_args(openai_server)]
     script = ("import sys\nfrom labtax.cli import cli\n"
               f"try:\n    cli({argv!r}, standalone_mode=False)\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-              "print('teacher built:', 'labtax.sdg.teachers.openai' in sys.modules, 'torch' in sys.modules)\n")
+              "print('teacher built:', 'labtax.teachers.openai' in sys.modules, 'torch' in sys.modules)\n")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "nothing to generate" in proc.stdout
@@ -393,8 +393,8 @@ def test_a_run_with_nothing_to_generate_never_builds_the_teacher(git_repo, opena
 
 def test_predicted_model_id_is_the_teachers(openai_server) -> None:  # type: ignore[no-untyped-def]
     from labtax import models
-    from labtax.sdg.lazy_teacher import LazyTeacher, teacher_model_id
-    from labtax.sdg.teachers import make_teacher
+    from labtax.teachers import make_teacher
+    from labtax.teachers.lazy import LazyTeacher, teacher_model_id
 
     real = make_teacher("openai", endpoints=[openai_server.base_url], model="test-model")
     assert teacher_model_id("openai", "test-model") == real.model_id

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from labtax.sdg.ledger import Ledger, LedgerTeacher, MemoRow, ledger_request_key
-from labtax.sdg.teachers.base import TeacherRequest, TeacherResponse
+from labtax.teachers.base import TeacherRequest, TeacherResponse
 
 
 class CountingTeacher:

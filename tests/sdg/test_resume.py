@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from lab_taxonomy import add_knowledge, add_skill, manifest, run_cli, teacher_args
 
 from labtax.sdg.ledger import ledger_request_key
-from labtax.sdg.teachers.base import TeacherRequest
+from labtax.teachers.base import TeacherRequest
 
 SETS = ("phase1_knowledge.jsonl", "phase2_skills.jsonl", "test.jsonl")
 MODEL_ID = "openai:test-model"

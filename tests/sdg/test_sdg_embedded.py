@@ -11,8 +11,8 @@ from sdgleaves import freeform_leaf, run
 
 from labtax.sdg.generate import generate_leaves, output_path
 from labtax.sdg.settings import GenerationSettings
-from labtax.sdg.teachers.base import TeacherRequest
-from labtax.sdg.teachers.transformers import TransformersTeacher
+from labtax.teachers.base import TeacherRequest
+from labtax.teachers.transformers import TransformersTeacher
 
 torch = pytest.importorskip("torch")
 
@@ -75,7 +75,7 @@ def test_concurrent_calls_share_batches(one_thread: None) -> None:
 
 def test_any_local_model_directory(tmp_path: Path, one_thread: None) -> None:
     from labtax import models
-    from labtax.sdg.teachers import make_teacher
+    from labtax.teachers import make_teacher
 
     models.build_tiny_model(seed=3).save_pretrained(tmp_path / "m")
     models.load_tokenizer("tiny").save_pretrained(tmp_path / "m")

@@ -16,9 +16,9 @@ from labtax.errors import TeacherError
 from labtax.sdg.pipelines import estimate_requests, generate_leaf, pipeline_files, pipeline_name
 from labtax.sdg.pipelines.runner import LeafResult
 from labtax.sdg.settings import GenerationSettings
-from labtax.sdg.teachers import make_teacher
-from labtax.sdg.teachers.base import Teacher, TeacherRequest, TeacherResponse
 from labtax.taxonomy.model import Leaf
+from labtax.teachers import make_teacher
+from labtax.teachers.base import Teacher, TeacherRequest, TeacherResponse
 
 SETTINGS = GenerationSettings(samples_per_leaf=6, seed=7)
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from labtax.config import Config, load_config
 from labtax.errors import ConfigError
+from labtax.taxonomy.config import Config, load_config
 
 
 def test_defaults_without_a_file(tmp_path: Path) -> None:

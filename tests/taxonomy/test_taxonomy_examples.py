@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from labtax.config import Config
 from labtax.taxonomy import collect_targets, validate
+from labtax.taxonomy.config import Config
 
 EXAMPLES = Path(__file__).parent / "examples"
 GOOD, BAD = EXAMPLES / "good", EXAMPLES / "bad"

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from labtax import taxonomy
-from labtax.config import Config
+from labtax.taxonomy.config import Config
 from labtax.taxonomy.engine import check_data
 
 GOOD = Path(__file__).parent / "examples" / "good"

@@ -54,7 +54,8 @@ def test_loss_is_a_token_mean_whatever_the_micro_batches(data_dir: Path, tmp_pat
     train(data_dir, tmp_path / "big", ["knowledge"], max_tokens_per_batch=4096, max_seq_len=200, epochs=1)
     small = step_records(tmp_path / "small" / "knowledge" / "metrics.jsonl")
     big = step_records(tmp_path / "big" / "knowledge" / "metrics.jsonl")
-    assert [round(s["loss"], 5) for s in small] == [round(b["loss"], 5) for b in big]
+    # Equal to float32 summation noise (the order of the sums differs between the two layouts).
+    assert [s["loss"] for s in small] == pytest.approx([b["loss"] for b in big], abs=2e-5)
 
 
 def test_phase_two_starts_from_the_selected_phase_one_checkpoint_with_replay(data_dir: Path, tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ from pathlib import Path
 from labtax.sdg.pipelines.runner import PIPELINE_DIR, LeafResult, Progress, Runner, load_pipeline
 from labtax.sdg.prompts import prompt_files
 from labtax.sdg.settings import GenerationSettings
-from labtax.sdg.teachers.base import Teacher
 from labtax.taxonomy.model import Leaf
+from labtax.teachers.base import Teacher
 
 __all__ = ["LeafResult", "Progress", "estimate_requests", "generate_leaf", "pipeline_files", "pipeline_name"]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from labtax.sdg.pipelines.parse import parse_answer, parse_score
 from labtax.sdg.pipelines.runner import Runner, derive_seed
-from labtax.sdg.teachers.base import TeacherRequest, TeacherResponse
+from labtax.teachers.base import TeacherRequest, TeacherResponse
 
 
 @dataclass

@@ -26,8 +26,8 @@ from labtax.errors import TeacherError
 from labtax.sdg.documents import estimate_tokens
 from labtax.sdg.prompts import Prompt, load_prompt
 from labtax.sdg.settings import GenerationSettings
-from labtax.sdg.teachers.base import Teacher, TeacherRequest, TeacherResponse
 from labtax.taxonomy.model import Leaf
+from labtax.teachers.base import Teacher, TeacherRequest, TeacherResponse
 
 PIPELINE_DIR = Path(__file__).parent
 Progress = Callable[[str, int, int], None]  # (stage, done, total)

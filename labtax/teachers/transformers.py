@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from labtax.sdg.teachers.base import TeacherRequest, TeacherResponse
+from labtax.teachers.base import TeacherRequest, TeacherResponse
 
 
 class _Queue:

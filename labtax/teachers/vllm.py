@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from labtax.errors import UsageError
-from labtax.sdg.teachers.base import TeacherRequest, TeacherResponse
+from labtax.teachers.base import TeacherRequest, TeacherResponse
 
 
 class VLLMTeacher:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from labtax.sdg.teachers.base import Teacher, TeacherRequest, TeacherResponse
+from labtax.teachers.base import Teacher, TeacherRequest, TeacherResponse
 
 
 def teacher_model_id(kind: str, model: str | None) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from labtax.errors import UsageError
-from labtax.sdg.teachers.base import Teacher, TeacherRequest, TeacherResponse
+from labtax.teachers.base import Teacher, TeacherRequest, TeacherResponse
 
 KINDS = ("embedded", "transformers", "openai", "vllm")
 
@@ -36,18 +36,18 @@ def make_teacher(
     if kind in ("embedded", "transformers"):
         if endpoints:
             raise UsageError("--endpoint is only for --teacher openai")
-        from labtax.sdg.teachers.transformers import TransformersTeacher
+        from labtax.teachers.transformers import TransformersTeacher
 
         return TransformersTeacher(model or "embedded", batch_size=batch_size)
     if kind == "openai":
-        from labtax.sdg.teachers.openai import OpenAITeacher
+        from labtax.teachers.openai import OpenAITeacher
 
         return OpenAITeacher(
             list(endpoints), model=model, api_key_env=api_key_env, concurrency=concurrency,
             timeout=timeout, completions=completions, max_retries=retries,
         )
     if kind == "vllm":
-        from labtax.sdg.teachers.vllm import VLLMTeacher
+        from labtax.teachers.vllm import VLLMTeacher
 
         return VLLMTeacher(model or "embedded")
     raise UsageError(f"unknown teacher {kind!r} (choose one of: {', '.join(KINDS)})")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from labtax.errors import ConfigError
+from labtax.taxonomy.catalog import RULES
 
 CONFIG_FILE = ".labtax.yaml"
 DEFAULT_MAX_FILE_BYTES = 1024 * 1024
@@ -64,8 +65,6 @@ def _from_mapping(raw: Any, source: str) -> Config:
         raise ConfigError(f"{source}: 'strict' must be true or false")
     if not isinstance(disable, list) or not all(isinstance(d, str) for d in disable):
         raise ConfigError(f"{source}: 'disable' must be a list of rule ids")
-    from labtax.taxonomy.catalog import RULES
-
     for pattern in disable:
         if not any(fnmatch.fnmatchcase(rule, pattern) for rule in RULES):
             raise ConfigError(f"{source}: 'disable' names no known rule: {pattern!r}",

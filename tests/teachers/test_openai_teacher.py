@@ -12,9 +12,9 @@ from openai_server import Fault, OpenAIServer, Reply, fail_first, lab_responder
 from sdgleaves import run
 
 from labtax.errors import TeacherError, UsageError
-from labtax.sdg.teachers import make_teacher
-from labtax.sdg.teachers.base import TeacherRequest
-from labtax.sdg.teachers.openai import OpenAITeacher, normalize_endpoint, render_plain_prompt
+from labtax.teachers import make_teacher
+from labtax.teachers.base import TeacherRequest
+from labtax.teachers.openai import OpenAITeacher, normalize_endpoint, render_plain_prompt
 
 
 def _requests(n: int, tag: str = "t") -> list[TeacherRequest]:

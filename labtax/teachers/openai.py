@@ -32,7 +32,7 @@ from typing import Any
 import aiohttp
 
 from labtax.errors import TeacherError, UsageError
-from labtax.sdg.teachers.base import TeacherRequest, TeacherResponse
+from labtax.teachers.base import TeacherRequest, TeacherResponse
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 MAX_BACKOFF_S = 30.0

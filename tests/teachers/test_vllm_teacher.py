@@ -7,7 +7,7 @@ import importlib.util
 import pytest
 from sdgleaves import run
 
-from labtax.sdg.teachers.base import TeacherRequest
+from labtax.teachers.base import TeacherRequest
 
 pytestmark = pytest.mark.gpu
 
@@ -22,7 +22,7 @@ def _has_cuda() -> bool:
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None or not _has_cuda(), reason="needs vllm and a CUDA GPU")
 def test_vllm_teacher_answers_a_batch() -> None:
-    from labtax.sdg.teachers import make_teacher
+    from labtax.teachers import make_teacher
 
     teacher = make_teacher("vllm", model="embedded")
     requests = [TeacherRequest(messages=(("user", f"Count to {i}."),), max_tokens=16, seed=i) for i in range(1, 5)]
@@ -36,7 +36,7 @@ def test_vllm_teacher_without_vllm_is_a_usage_error() -> None:
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vllm is installed")
     from labtax.errors import UsageError
-    from labtax.sdg.teachers import make_teacher
+    from labtax.teachers import make_teacher
 
     with pytest.raises(UsageError, match="vllm"):
         make_teacher("vllm")
