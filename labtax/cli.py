@@ -29,7 +29,9 @@ def _guarded(func: Callable[..., int]) -> Callable[..., None]:
             click.echo("labtax: interrupted", err=True)
             sys.exit(130)
         except (LabtaxError, OSError) as exc:
-            click.echo(f"labtax: error: {exc}", err=True)
+            from labtax.teachers.redact import redact
+
+            click.echo(f"labtax: error: {redact(str(exc))}", err=True)
             sys.exit(exit_code_for(exc))
         sys.exit(code or 0)
 

@@ -23,6 +23,7 @@ from labtax.sdg.pipelines import LeafResult, generate_leaf
 from labtax.sdg.settings import GenerationSettings
 from labtax.taxonomy.model import Leaf
 from labtax.teachers.base import Teacher
+from labtax.teachers.redact import redact, redact_obj
 
 
 @dataclass
@@ -112,7 +113,7 @@ async def generate_leaves(
 
 def summary_line(outcome: LeafOutcome) -> str:
     if outcome.error is not None or outcome.result is None:
-        return f"{outcome.leaf}: FAILED: {outcome.error}"
+        return redact(f"{outcome.leaf}: FAILED: {outcome.error}")
     st = outcome.result.stats
     dropped = ", ".join(f"{k} {v}" for k, v in st["dropped"].items()) or "none"
     return (
@@ -135,9 +136,10 @@ def load_forced_leaves(root: Path, paths: Sequence[str], cwd: Path | None = None
 def write_report(output: Path, outcomes: Sequence[LeafOutcome]) -> Path:
     """`<output>/generate-report.json`: every leaf's stats (or error), for scripts and CI."""
     report = {
-        o.leaf: (o.result.stats if o.result else {"error": str(o.error)}) | {"output": str(o.output or "")}
+        o.leaf: (o.result.stats if o.result else {"error": redact(str(o.error))}) | {"output": str(o.output or "")}
         for o in outcomes
     }
+    report = dict(redact_obj(report))  # type: ignore[call-overload]
     path = output / "generate-report.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -60,6 +60,8 @@ def execute(
     """Generate what the plan says, store it, rebuild the sets and the manifest. The caller holds the
     output lock."""
     started = time.monotonic()
+    if progress is not None:
+        progress = _redacting(progress)
     for run in ledger.runs():
         if run["status"] == "running":  # we hold the lock: a "running" row is a killed run
             ledger.finish_run(run["id"], status="killed", requests_sent=run["requests_sent"],
@@ -100,6 +102,13 @@ def execute(
     ledger.finish_run(run_id, status="failed" if result.failed else "ok", requests_sent=result.requests_sent,
                       requests_replayed=result.requests_replayed, tokens=result.tokens, seconds=result.seconds)
     return result
+
+
+def _redacting(progress: ProgressFn) -> ProgressFn:
+    """Every progress line through `redact`: an error text may quote a server's reply."""
+    from labtax.teachers.redact import redact
+
+    return lambda line: progress(redact(line))
 
 
 async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: GenerationSettings, ledger: Ledger,
@@ -230,7 +239,8 @@ def rebuild(plan: Plan, output: Path, store: LeafStore, mix_settings: mix.MixSet
         if lp.action == "invalid" or lp.path in failed:
             status = "invalid" if lp.action == "invalid" else "failed"
             entries.append({"path": lp.path, "key": lp.key, "kind": lp.kind, "status": status, "changed": lp.changed,
-                            "counts": {}, "tokens": 0, "seconds": 0.0, "error": lp.error})
+                            "counts": {}, "tokens": 0, "seconds": 0.0,
+                            "error": _redact(lp.error) if lp.error else None})
             continue
         if lp.action == "drop":
             entries.append({"path": lp.path, "key": lp.key, "kind": lp.kind, "status": "dropped", "changed": False,
@@ -294,3 +304,9 @@ def diff_generate(
                         mix_settings=mix_settings, ledger=ledger, store=store)
         return execute(plan, output, taxonomy=taxonomy, teacher=teacher, settings=settings,
                        mix_settings=mix_settings, ledger=ledger, store=store, progress=progress)
+
+
+def _redact(text: str) -> str:
+    from labtax.teachers.redact import redact
+
+    return redact(text)

@@ -33,6 +33,7 @@ import aiohttp
 
 from labtax.errors import TeacherError, UsageError
 from labtax.teachers.base import TeacherRequest, TeacherResponse
+from labtax.teachers.redact import redact, register_secret
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 MAX_BACKOFF_S = 30.0
@@ -109,6 +110,7 @@ class OpenAITeacher:
             if not key:
                 raise UsageError(f"environment variable {api_key_env} (the API key) is not set or empty")
             self._api_key = key
+            register_secret(key)  # every later error text, report and log line hides it
         self.model = model or self._discover_model()
         self.model_id = f"openai:{self.model}"
         self.outstanding = [0] * len(self.endpoints)
@@ -139,7 +141,7 @@ class OpenAITeacher:
                 data = json.loads(reply.read().decode("utf-8"))
             return str(data["data"][0]["id"])
         except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError, TypeError) as exc:
-            reason = getattr(exc, "reason", None) or type(exc).__name__
+            reason = redact(str(getattr(exc, "reason", None) or type(exc).__name__))[:200]
             raise TeacherError(
                 f"could not list the models at {url} ({reason})", hint="pass --model NAME"
             ) from None
@@ -236,7 +238,9 @@ class OpenAITeacher:
                 if reply.status in RETRY_STATUSES:
                     raise _Retryable(f"status {reply.status}", _retry_after_seconds(reply.headers.get("Retry-After")))
                 if reply.status >= 400:
-                    raise _Fatal(f"status {reply.status}: {raw[:200].decode('utf-8', 'replace')}")
+                    # Redact the whole body before cutting it: a 401 body often quotes the key sent.
+                    body_text = redact(raw.decode("utf-8", "replace"))
+                    raise _Fatal(redact(f"status {reply.status}: {body_text[:200]}"))
         except asyncio.TimeoutError:
             raise _Retryable("timeout") from None
         except aiohttp.ClientError as exc:

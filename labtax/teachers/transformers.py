@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from labtax.teachers.base import TeacherRequest, TeacherResponse
+from labtax.teachers.redact import redact
 
 
 class _Queue:
@@ -160,7 +161,7 @@ class TransformersTeacher:
             try:
                 generated = self.model.generate(**enc, **kwargs)  # type: ignore[operator]
             except (RuntimeError, ValueError) as exc:
-                return [TeacherResponse("", ok=False, error=f"generation failed: {exc}") for _ in prompts]
+                return [TeacherResponse("", ok=False, error=redact(f"generation failed: {exc}")) for _ in prompts]
         width = enc["input_ids"].shape[1]
         eos = self.tokenizer.eos_token_id
         responses = []

@@ -14,6 +14,7 @@ from typing import Any
 
 from labtax.errors import UsageError
 from labtax.teachers.base import TeacherRequest, TeacherResponse
+from labtax.teachers.redact import redact
 
 
 class VLLMTeacher:
@@ -57,7 +58,10 @@ class VLLMTeacher:
             )
             for r in requests
         ]
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        try:
+            outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        except (RuntimeError, ValueError) as exc:  # each request fails alone; the text may quote a prompt
+            return [TeacherResponse("", ok=False, error=redact(f"generation failed: {exc}")) for _ in requests]
         responses = []
         for out in outputs:
             best = out.outputs[0]

@@ -95,12 +95,30 @@ def test_generate_diffs_before_after_and_uploads_sets_and_manifest() -> None:
     assert steps_using(job, "actions/checkout")[0]["with"]["fetch-depth"] == 0
     run = next(s for s in job["steps"] if s.get("uses") == "./.labtax")
     assert run["with"]["command"] == "diff-generate" and run["with"]["base"] == "auto"
-    assert run["env"]["LABTAX_TEACHER_API_KEY"] == "${{ secrets.teacher-api-key }}"
+    # The key goes in as an action input, which only the action's labtax step turns into env
+    # (issue 12: a step-level env would reach every sub-step of the composite action, pip included).
+    assert run["with"]["teacher-api-key"] == "${{ secrets.teacher-api-key }}" and "env" not in run
     assert "--endpoint" in run["with"]["args"] and "--api-key-env LABTAX_TEACHER_API_KEY" in run["with"]["args"]
     upload = steps_using(job, "actions/upload-artifact")[0]
     for name in ("phase1_knowledge.jsonl", "phase2_skills.jsonl", "test.jsonl", "manifest.json"):
         assert name in upload["with"]["path"]
     assert steps_using(job, "actions/cache"), "the leaf store must survive between runs"
+
+
+def test_the_teacher_key_reaches_only_the_step_that_runs_labtax() -> None:
+    action = load(ROOT / "action.yml")
+    holders = [s.get("id") or s.get("name") for s in action["runs"]["steps"]
+               if "teacher-api-key" in yaml.safe_dump(s)]
+    assert holders == ["run"]
+    run = next(s for s in action["runs"]["steps"] if s.get("id") == "run")
+    assert run["env"]["LABTAX_TEACHER_API_KEY"] == "${{ inputs.teacher-api-key }}"
+    for path in WORKFLOWS + EXAMPLES + [ROOT / "action.yml"]:
+        workflow = load(path)
+        assert "teacher-api-key" not in yaml.safe_dump(workflow.get("env") or {}), path
+        for job in (workflow.get("jobs") or {}).values():
+            assert "secrets." not in yaml.safe_dump(job.get("env") or {}), path
+            for step in job.get("steps") or []:
+                assert "secrets." not in yaml.safe_dump(step.get("env") or {}), (path, step.get("name"))
 
 
 def test_train_is_gpu_guarded_bounded_and_serialised() -> None:
