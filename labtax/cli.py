@@ -78,9 +78,11 @@ def _validate_targets(root: Path, paths: tuple[str, ...], changed: bool, base: s
 @click.option("--output", "output_file", type=click.Path(dir_okay=False), metavar="FILE",
               help="Write the report to FILE instead of standard output.")
 @click.option("--list-rules", is_flag=True, help="Print every rule id with its severity and exit.")
+@click.option("--fix", is_flag=True, help="First fix trailing spaces, a missing final newline, tabs in "
+              "indentation and CRLF in place (comments kept); exit 1 when a file was changed.")
 @_guarded
 def validate_cmd(paths: tuple[str, ...], taxonomy_dir: str | None, fmt: str, strict: bool, changed: bool,
-                 base: str | None, output_file: str | None, list_rules: bool) -> int:
+                 base: str | None, output_file: str | None, list_rules: bool, fix: bool) -> int:
     """Check qna.yaml leaves (schema, YAML hygiene, rules). Never runs taxonomy code or uses the network.
 
     PATHS may be leaf files, attribution.txt files (their leaf is checked) or directories; without
@@ -112,6 +114,15 @@ def validate_cmd(paths: tuple[str, ...], taxonomy_dir: str | None, fmt: str, str
     root = root.absolute()
     config = load_config(root).with_strict(strict)
     targets = _validate_targets(root, paths, changed, base)
+    fixed = 0
+    if fix:
+        from labtax.taxonomy.fix import fix_targets
+
+        for result in fix_targets(root, targets):
+            if result.changed or result.skipped:
+                fixed += result.changed
+                what = f"fixed {', '.join(result.fixed)}" if result.changed else f"not fixed: {result.skipped}"
+                click.echo(f"labtax validate --fix: {result.path}: {what}", err=True)
     if not targets and not paths and not changed:  # most likely the wrong --taxonomy
         click.echo(f"labtax validate: no leaves found under {root} (knowledge/, compositional_skills/, "
                    "foundational_skills/)", err=True)
@@ -128,7 +139,7 @@ def validate_cmd(paths: tuple[str, ...], taxonomy_dir: str | None, fmt: str, str
         Path(output_file).write_text(report, encoding="utf-8")
     else:
         click.echo(report, nl=False)
-    return 1 if any(f.severity == "error" for f in findings) else 0
+    return 1 if fixed or any(f.severity == "error" for f in findings) else 0
 
 
 # ---------------------------------------------------------------- diff (diff/)
