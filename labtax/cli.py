@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from labtax import __version__
+from labtax.cli_options import generation_options, output_wait_option, taxonomy_option, teacher_options
 from labtax.errors import LabtaxError, exit_code_for
 
 
@@ -53,8 +54,6 @@ def cli() -> None:
 
 def _validate_targets(root: Path, paths: tuple[str, ...], changed: bool, base: str | None) -> list[str]:
     """The root-relative files to check: PATHS, the changed leaves, or the whole taxonomy."""
-    from pathlib import Path
-
     from labtax.taxonomy import collect_targets
 
     if changed:
@@ -68,8 +67,7 @@ def _validate_targets(root: Path, paths: tuple[str, ...], changed: bool, base: s
 
 @cli.command("validate")
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--taxonomy", "taxonomy_dir", type=click.Path(file_okay=False), metavar="DIR",
-              help="Taxonomy root (default: the current git work tree's root, else the current directory).")
+@taxonomy_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "github", "sarif"]), default="text",
               show_default=True, help="Output format (json and sarif 2.1.0 are stable).")
 @click.option("--strict", is_flag=True, help="Treat warnings as errors (also `strict: true` in .labtax.yaml).")
@@ -81,21 +79,17 @@ def _validate_targets(root: Path, paths: tuple[str, ...], changed: bool, base: s
 @click.option("--fix", is_flag=True, help="First fix trailing spaces, a missing final newline, tabs in "
               "indentation and CRLF in place (comments kept); exit 1 when a file was changed.")
 @_guarded
-def validate_cmd(paths: tuple[str, ...], taxonomy_dir: str | None, fmt: str, strict: bool, changed: bool,
+def validate_cmd(paths: tuple[str, ...], taxonomy_dir: Path, fmt: str, strict: bool, changed: bool,
                  base: str | None, output_file: str | None, list_rules: bool, fix: bool) -> int:
     """Check qna.yaml leaves (schema, YAML hygiene, rules). Never runs taxonomy code or uses the network.
 
     PATHS may be leaf files, attribution.txt files (their leaf is checked) or directories; without
     PATHS the whole taxonomy is checked. Exit 0: clean or warnings only; 1: errors; 2: usage/IO error.
     """
-    import os
-    from pathlib import Path
-
     from labtax.errors import UsageError
     from labtax.report import ReportContext, render
     from labtax.taxonomy import check_targets
     from labtax.taxonomy.config import load_config
-    from labtax.taxonomy.discover import git_toplevel
 
     if list_rules:
         from labtax.taxonomy.catalog import RULES
@@ -107,11 +101,9 @@ def validate_cmd(paths: tuple[str, ...], taxonomy_dir: str | None, fmt: str, str
         raise UsageError("give PATHS or --changed, not both")
     if base and not changed:
         raise UsageError("--base needs --changed")
-    cwd = Path.cwd()
-    root = Path(taxonomy_dir) if taxonomy_dir else (git_toplevel(cwd) or cwd)
-    if not root.is_dir():
-        raise UsageError(f"{root}: not a directory")
-    root = root.absolute()
+    if not taxonomy_dir.is_dir():
+        raise UsageError(f"{taxonomy_dir}: not a directory")
+    root = taxonomy_dir.absolute()
     config = load_config(root).with_strict(strict)
     targets = _validate_targets(root, paths, changed, base)
     fixed = 0
@@ -127,14 +119,7 @@ def validate_cmd(paths: tuple[str, ...], taxonomy_dir: str | None, fmt: str, str
         click.echo(f"labtax validate: no leaves found under {root} (knowledge/, compositional_skills/, "
                    "foundational_skills/)", err=True)
     findings = check_targets(root, targets, config)
-    repo = git_toplevel(root)
-    rel_display = os.path.relpath(root, cwd)
-    display = "" if rel_display == "." else rel_display + "/"  # like a compiler: relative to the cwd
-    rel_repo = os.path.relpath(root.resolve(), repo) if repo else "."
-    ctx = ReportContext(root=root, files_checked=len(targets), display_prefix=display.replace(os.sep, "/"),
-                        repo_prefix="" if rel_repo == "." else rel_repo.replace(os.sep, "/") + "/",
-                        repo_root=repo)
-    report = render(fmt, findings, ctx)
+    report = render(fmt, findings, ReportContext.for_root(root, len(targets)))
     if output_file:
         Path(output_file).write_text(report, encoding="utf-8")
     else:
@@ -146,34 +131,15 @@ def validate_cmd(paths: tuple[str, ...], taxonomy_dir: str | None, fmt: str, str
 
 
 @cli.command("diff")
-@click.option(
-    "--taxonomy",
-    "taxonomy",
-    default=".",
-    show_default=True,
-    metavar="DIR",
-    type=click.Path(file_okay=False, path_type=str),
-    help="Taxonomy root folder (may be a subfolder of the git working tree).",
-)
-@click.option(
-    "--base",
-    default=None,
-    metavar="REF",
-    help="Default: origin/main, else main. 'empty': every leaf is added.",
-)
-@click.option(
-    "--head", default=None, metavar="REF", help="Default: the working tree (staged, unstaged, untracked)."
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="One line per leaf, or the stable JSON document {base, head, changes}.",
-)
+@taxonomy_option
+@click.option("--base", default=None, metavar="REF",
+              help="Default: origin/main, else main. 'empty': every leaf is added.")
+@click.option("--head", default=None, metavar="REF",
+              help="Default: the working tree (staged, unstaged, untracked).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="One line per leaf, or the stable JSON document {base, head, changes}.")
 @_guarded
-def diff_command(taxonomy: str, base: str | None, head: str | None, fmt: str) -> int:
+def diff_command(taxonomy_dir: Path, base: str | None, head: str | None, fmt: str) -> int:
     """List the leaves changed since the merge-base of BASE and HEAD.
 
     One line per leaf, sorted by path: `A|M|D path`, `R old -> new`. Exit 0, also when nothing
@@ -183,7 +149,7 @@ def diff_command(taxonomy: str, base: str | None, head: str | None, fmt: str) ->
 
     from labtax.diff import diff_taxonomy
 
-    result = diff_taxonomy(taxonomy, base, head)
+    result = diff_taxonomy(taxonomy_dir, base, head)
     if fmt == "json":
         text = json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
     else:
@@ -201,98 +167,31 @@ def diff_command(taxonomy: str, base: str | None, head: str | None, fmt: str) ->
 # ---------------------------------------------------------------- generate, diff-generate, gc (sdg/)
 
 
-def teacher_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The teacher and generation-settings options shared by `generate` and `diff-generate`."""
-    options = [
-        click.option("--teacher", type=click.Choice(["embedded", "transformers", "openai", "vllm"]),
-                     default="embedded", show_default=True, help="Generation backend."),
-        click.option("--endpoint", "endpoints", multiple=True, metavar="URL",
-                     help="OpenAI-compatible base URL (repeat for several servers; balanced by outstanding "
-                          "requests)."),
-        click.option("--model", default=None, metavar="NAME|DIR",
-                     help="openai: served model name (default: the first of /v1/models); embedded/vllm: a "
-                          "local HF dir."),
-        click.option("--api-key-env", default=None, metavar="VAR", help="Environment variable holding the API key."),
-        click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True,
-                     help="openai: requests in flight at most."),
-        click.option("--samples-per-leaf", type=click.IntRange(min=1), default=20, show_default=True),
-        click.option("--seed", type=int, default=42, show_default=True),
-        click.option("--completions", is_flag=True, help="openai: use /v1/completions instead of chat."),
-        click.option("--max-tokens", type=click.IntRange(min=1), default=512, show_default=True,
-                     help="Per request."),
-        click.option("--timeout", type=click.FloatRange(min=0.1), default=120.0, show_default=True,
-                     help="openai: seconds per request (then retried)."),
-        click.option("--score-threshold", type=click.IntRange(1, 3), default=2, show_default=True,
-                     help="Skills: keep pairs scored at least this (1-3)."),
-        click.option("--chunk-tokens", type=click.IntRange(min=16), default=400, show_default=True,
-                     help="Knowledge: document chunk size in teacher tokens."),
-        click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
-                     help="embedded/transformers: prompts per forward pass."),
-        click.option("--keep-unreadable-verdicts/--drop-unreadable-verdicts", "keep_unreadable_verdicts",
-                     default=None,
-                     help="Whether a judge/score answer that cannot be read passes (counted per stage). "
-                          "Default: keep for the embedded 135M teacher, which rarely writes a readable "
-                          "verdict; drop for every other teacher."),
-        click.option("--judges", type=click.Choice(["enforce", "advisory"]), default=None,
-                     help="enforce: a judge's 'no' or a low score drops the row (the LAB recipe); advisory: "
-                          "verdicts are recorded in metadata.scores but drop nothing. Default: advisory for "
-                          "the embedded 135M teacher (its judge answers 'No' to everything), else enforce."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def judges_policy(teacher: str, judges: str | None) -> str:
-    """The settings value for --judges (unset: advisory only for `embedded`)."""
-    return judges or ("advisory" if teacher == "embedded" else "enforce")
-
-
-def unreadable_policy(teacher: str, keep: bool | None) -> str:
-    """The settings value for --keep/--drop-unreadable-verdicts (unset: keep only for `embedded`)."""
-    if keep is None:
-        keep = teacher == "embedded"
-    return "keep" if keep else "drop"
-
-
 @cli.command("generate")
 @click.argument("leaves", nargs=-1, type=click.Path())
-@click.option("--taxonomy", "taxonomy_dir", default=".", show_default=True, type=click.Path(file_okay=False),
-              metavar="DIR", help="Taxonomy root.")
+@taxonomy_option
 @click.option("--output", default="generated", show_default=True, type=click.Path(file_okay=False),
               metavar="DIR", help="Where <leaf folder>.jsonl and generate-report.json are written.")
 @teacher_options
-@click.option("--retries", type=click.IntRange(min=0), default=6, show_default=True,
-              help="openai: retries per request (back-off with jitter; Retry-After honoured).")
+@generation_options
 @_guarded
-def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: str, output: str, teacher: str,
-                 endpoints: tuple[str, ...], model: str | None, api_key_env: str | None, concurrency: int,
-                 samples_per_leaf: int, seed: int, completions: bool, max_tokens: int, timeout: float,
-                 score_threshold: int, chunk_tokens: int, batch_size: int,
-                 keep_unreadable_verdicts: bool | None, judges: str | None, retries: int) -> int:
+def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: Path, output: str, **params: Any) -> int:
     """Generate synthetic data for LEAVES (qna.yaml files or their folders; default: every leaf)."""
     import asyncio
 
     from labtax.errors import EXIT_OK
     from labtax.sdg.generate import generate_leaves, load_forced_leaves, summary_line, write_report
     from labtax.sdg.settings import GenerationSettings
-    from labtax.teachers import make_teacher
+    from labtax.teachers import TeacherSpec
 
-    root = Path(taxonomy_dir)
-    forced = load_forced_leaves(root, leaves)
+    forced = load_forced_leaves(taxonomy_dir, leaves)
     if not forced:
         click.echo("no leaves to generate", err=True)
         return EXIT_OK
-    settings = GenerationSettings(samples_per_leaf=samples_per_leaf, seed=seed, max_tokens=max_tokens,
-                                  score_threshold=score_threshold, chunk_tokens=chunk_tokens,
-                                  unreadable_verdicts=unreadable_policy(teacher, keep_unreadable_verdicts),
-                                  judges=judges_policy(teacher, judges))
-    if teacher != "openai" and endpoints:
-        raise click.UsageError("--endpoint needs --teacher openai")
-    backend = make_teacher(teacher, endpoints=endpoints, model=model, api_key_env=api_key_env,
-                           concurrency=concurrency, timeout=timeout, completions=completions,
-                           batch_size=batch_size, retries=retries)
-    outcomes = asyncio.run(generate_leaves(forced, backend, settings, taxonomy_root=root, output=Path(output)))
+    settings = GenerationSettings.from_options(params)
+    backend = TeacherSpec.from_options(params).build()
+    outcomes = asyncio.run(generate_leaves(forced, backend, settings, taxonomy_root=taxonomy_dir,
+                                           output=Path(output)))
     for outcome in outcomes:
         click.echo(summary_line(outcome))
     write_report(Path(output), outcomes)
@@ -301,8 +200,7 @@ def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: str, output: str, teache
 
 
 @cli.command("diff-generate")
-@click.option("--taxonomy", "taxonomy_dir", default=".", show_default=True, type=click.Path(file_okay=False),
-              metavar="DIR", help="Taxonomy root (inside a git checkout).")
+@taxonomy_option
 @click.option("--base", default=None, metavar="REF",
               help="Compare from (merge-base with) REF; 'empty' = every leaf added. Default: origin/main, else main.")
 @click.option("--head", default=None, metavar="REF", help="Compare to REF. Default: the working tree.")
@@ -311,17 +209,13 @@ def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: str, output: str, teache
 @click.option("--dry-run", is_flag=True, help="Print the plan (generate/reuse/drop, estimates); change nothing.")
 @click.option("--replay-ratio", type=click.FloatRange(min=0.0), default=0.03, show_default=True,
               help="Phase 2 knowledge replay, as a share of the skill samples.")
-@click.option("--wait", "wait_s", type=click.FloatRange(min=0.0), default=0.0, show_default=True, metavar="S",
-              help="Wait up to S seconds for another run on the same --output (then exit 4).")
+@output_wait_option("another run on the same --output")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @teacher_options
+@generation_options
 @_guarded
-def diff_generate_cmd(taxonomy_dir: str, base: str | None, head: str | None, output: str, dry_run: bool,
-                      replay_ratio: float, wait_s: float, fmt: str, teacher: str, endpoints: tuple[str, ...],
-                      model: str | None, api_key_env: str | None, concurrency: int, samples_per_leaf: int,
-                      seed: int, completions: bool, max_tokens: int, timeout: float, score_threshold: int,
-                      chunk_tokens: int, batch_size: int, keep_unreadable_verdicts: bool | None,
-                      judges: str | None) -> int:
+def diff_generate_cmd(taxonomy_dir: Path, base: str | None, head: str | None, output: str, dry_run: bool,
+                      replay_ratio: float, wait_s: float, fmt: str, **params: Any) -> int:
     """Generate data for the leaves that changed between --base and --head, reuse the rest, re-mix.
 
     Writes phase1_knowledge.jsonl, phase2_skills.jsonl, test.jsonl and manifest.json into --output.
@@ -333,25 +227,15 @@ def diff_generate_cmd(taxonomy_dir: str, base: str | None, head: str | None, out
     from labtax.sdg.mix import MixSettings
     from labtax.sdg.running import diff_generate
     from labtax.sdg.settings import GenerationSettings
-    from labtax.teachers import make_teacher
-    from labtax.teachers.lazy import LazyTeacher, teacher_model_id
+    from labtax.teachers import TeacherSpec
 
-    if teacher != "openai" and endpoints:
-        raise click.UsageError("--endpoint needs --teacher openai")
-    settings = GenerationSettings(samples_per_leaf=samples_per_leaf, seed=seed, max_tokens=max_tokens,
-                                  score_threshold=score_threshold, chunk_tokens=chunk_tokens,
-                                  unreadable_verdicts=unreadable_policy(teacher, keep_unreadable_verdicts),
-                                  judges=judges_policy(teacher, judges))
-    # Built on first use: a run with nothing to generate never loads a model.
-    backend = LazyTeacher(lambda: make_teacher(teacher, endpoints=endpoints, model=model, api_key_env=api_key_env,
-                                               concurrency=concurrency, timeout=timeout, completions=completions,
-                                               batch_size=batch_size),
-                          teacher_model_id(teacher, model))
+    spec = TeacherSpec.from_options(params)
+    settings = GenerationSettings.from_options(params)
     progress = None if fmt == "json" else (lambda line: click.echo(line, err=True))
     outcome = diff_generate(
-        Path(taxonomy_dir), Path(output), base=base, head=head, settings=settings,
-        mix_settings=MixSettings(replay_ratio=replay_ratio, seed=seed), teacher=backend, dry_run=dry_run,
-        wait=wait_s, progress=progress,
+        taxonomy_dir, Path(output), base=base, head=head, settings=settings,
+        mix_settings=MixSettings(replay_ratio=replay_ratio, seed=settings.seed), teacher=spec.build_lazy(),
+        dry_run=dry_run, wait=wait_s, progress=progress,
     )
     if fmt == "json":
         click.echo(json.dumps(render_incremental.as_json(outcome), indent=2, sort_keys=True))
@@ -365,8 +249,7 @@ def diff_generate_cmd(taxonomy_dir: str, base: str | None, head: str | None, out
 @click.option("--output", default="generated", show_default=True, type=click.Path(file_okay=False),
               metavar="DIR", help="The diff-generate output directory.")
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
-@click.option("--wait", "wait_s", type=click.FloatRange(min=0.0), default=0.0, show_default=True, metavar="S",
-              help="Wait up to S seconds for a run holding --output (then exit 4).")
+@output_wait_option("a run holding --output")
 @_guarded
 def gc_cmd(output: str, dry_run: bool, wait_s: float) -> int:
     """Delete leaf data that no current leaf (manifest.json) references, and leftovers of killed runs."""
@@ -421,32 +304,21 @@ def train_cmd(**params: Any) -> int:
     A killed run resumes from its last saved state when the same command runs again.
     """
     import os
-    from pathlib import Path
 
     from labtax.train.launch import launch, under_torchrun
 
     if params["nproc_per_node"] and not under_torchrun():
         options = {p.name: p.opts[0] for p in click.get_current_context().command.params if p.name and p.opts}
         return launch(params, options)
-    from labtax.train.config import load_config
+    from labtax.train.config import OVERRIDE_OPTIONS, load_config
     from labtax.train.phases import run_training
 
-    names = ("lr", "epochs", "effective_batch", "max_steps", "max_seq_len", "max_tokens_per_batch",
-             "warmup_steps", "schedule", "save_every", "seed")
     config = load_config(Path(params["config_file"]) if params["config_file"] else None,
-                         {k: params[k] for k in names})
+                         {k: params[k] for k in OVERRIDE_OPTIONS})
     data_dir = Path(params["data_dir"])
     scorer = None
     if params["select"] == "eval":
-        try:
-            try:
-                from labtax.eval import score_checkpoint
-            except ImportError:
-                from labtax.eval.scorer import score_checkpoint
-        except ImportError as exc:
-            from labtax.errors import UsageError
-
-            raise UsageError(f"--select eval needs labtax.eval.score_checkpoint ({exc})") from None
+        from labtax.eval import score_checkpoint
 
         def scorer(checkpoint: Path) -> float:
             return float(score_checkpoint(checkpoint, data_dir))
@@ -457,7 +329,6 @@ def train_cmd(**params: Any) -> int:
     if summary.get("final") and os.environ.get("RANK", "0") == "0":
         click.echo(summary["final"])
     return 0
-
 
 
 # ---------------------------------------------------------------- eval (eval/)
@@ -497,37 +368,17 @@ def train_cmd(**params: Any) -> int:
 @click.option("--output", "output", type=click.Path(dir_okay=False), default=None,
               metavar="FILE", help="Also write the rendered report to FILE.")
 @_guarded
-def eval_command(
-    base: str, candidate: str, data_dir: str, leaves: str, sample_unchanged: int, seed: int,
-    regression_pct: float, improvement_pct: float, judge_endpoints: tuple[str, ...], judge_model: str | None,
-    judge_api_key_env: str | None, judge_concurrency: int, max_new_tokens: int, batch_tokens: int,
-    device: str, fmt: str, output: str | None,
-) -> int:
+def eval_command(fmt: str, output: str | None, **params: Any) -> int:
     """Score base and candidate per leaf on held-out seed examples; exit 1 when the gate fails.
 
     A changed leaf must improve; a sampled unchanged leaf may not regress by more than
     --fail-on-regression percent (relative change of the mean per-token negative log-likelihood).
     Exit codes: 0 pass, 1 gate failed, 2 usage error (missing data, bad model name, no leaves).
     """
-    from pathlib import Path
-
-    from labtax.eval.gate import Thresholds
     from labtax.eval.render import RENDERERS
-    from labtax.eval.run import EvalOptions, JudgeOptions, run_eval
+    from labtax.eval.run import EvalOptions, run_eval
 
-    judge = None
-    if judge_endpoints:
-        judge = JudgeOptions(
-            endpoints=judge_endpoints, model=judge_model, api_key_env=judge_api_key_env,
-            concurrency=judge_concurrency, max_new_tokens=max_new_tokens,
-        )
-    options = EvalOptions(
-        base=base, candidate=candidate, data_dir=Path(data_dir),
-        leaves="all" if leaves == "all" else "changed", sample_unchanged=sample_unchanged, seed=seed,
-        thresholds=Thresholds(fail_on_regression_pct=regression_pct, min_improvement_pct=improvement_pct),
-        judge=judge, batch_tokens=batch_tokens, device=device,
-    )
-    report = run_eval(options, log=lambda msg: click.echo(f"labtax eval: {msg}", err=True))
+    report = run_eval(EvalOptions.from_options(params), log=lambda msg: click.echo(f"labtax eval: {msg}", err=True))
     rendered = RENDERERS[fmt](report)
     click.echo(rendered, nl=False)
     if output is not None:
@@ -536,52 +387,28 @@ def eval_command(
     return int(report["exit_code"])
 
 
-
 # ---------------------------------------------------------------- init, install-hooks (hooks, CI)
-
-
-def _echo_written(results: list[Any], root: Any) -> int:
-    """One line per file; returns how many were skipped because they exist and differ."""
-    from labtax.scaffold.files import Outcome
-
-    skipped = 0
-    for result in results:
-        try:
-            shown = result.path.relative_to(root)
-        except ValueError:
-            shown = result.path
-        if result.outcome is Outcome.SKIPPED:
-            skipped += 1
-            click.echo(f"skipped      {shown} (exists and differs; --force overwrites it)")
-        else:
-            click.echo(f"{result.outcome.value:<12} {shown}")
-    return skipped
 
 
 @cli.command("init")
 @click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Overwrite files that exist with other content.")
-@click.option(
-    "--labtax-repository",
-    default=None,
-    metavar="OWNER/NAME",
-    help="The labtax repository the workflows and the pre-commit config point at.",
-)
+@click.option("--labtax-repository", default=None, metavar="OWNER/NAME",
+              help="The labtax repository the workflows and the pre-commit config point at.")
 @click.option("--labtax-ref", default=None, metavar="REF", help="The labtax tag or SHA they pin.")
 @_guarded
-def init_command(
-    directory: Path, force: bool, labtax_repository: str | None, labtax_ref: str | None
-) -> int:
+def init_command(directory: Path, force: bool, labtax_repository: str | None, labtax_ref: str | None) -> int:
     """Write .pre-commit-config.yaml, GitHub workflow callers and a commented .labtax.yaml at the top
     of the taxonomy repository containing DIRECTORY. Existing files are kept unless --force."""
+    from labtax.scaffold.files import written_lines
     from labtax.scaffold.gitdirs import worktree_root
     from labtax.scaffold.init import DEFAULT_REF, DEFAULT_REPOSITORY, InitOptions, init_repository
 
-    options = InitOptions(
-        repository=labtax_repository or DEFAULT_REPOSITORY, ref=labtax_ref or DEFAULT_REF, force=force
-    )
+    options = InitOptions(repository=labtax_repository or DEFAULT_REPOSITORY, ref=labtax_ref or DEFAULT_REF,
+                          force=force)
     root = worktree_root(directory.resolve())
-    _echo_written(init_repository(root, options), root)
+    for line in written_lines(init_repository(root, options), root)[0]:
+        click.echo(line)
     click.echo("next: `pre-commit install` (or `labtax install-hooks`), commit the files, and set the")
     click.echo("      teacher endpoint/secret the generate workflow names (see .labtax.yaml)")
     return 0
@@ -589,23 +416,21 @@ def init_command(
 
 @cli.command("install-hooks")
 @click.option("--force", is_flag=True, help="Replace hooks that labtax did not write.")
-@click.option(
-    "--hook",
-    "hooks",
-    multiple=True,
-    type=click.Choice(["pre-commit", "pre-push"]),
-    help="Install only this hook (repeatable; default: both).",
-)
+@click.option("--hook", "hooks", multiple=True, type=click.Choice(["pre-commit", "pre-push"]),
+              help="Install only this hook (repeatable; default: both).")
 @_guarded
 def install_hooks_command(force: bool, hooks: tuple[str, ...]) -> int:
     """Install git pre-commit and pre-push hooks that run `labtax validate` on the changed leaves,
     into the directory git runs hooks from (core.hooksPath, shared by all worktrees)."""
+    from labtax.scaffold.files import written_lines
     from labtax.scaffold.gitdirs import hooks_dir
     from labtax.scaffold.install_hooks import HOOK_NAMES, install_hooks
 
     cwd = Path.cwd()
     target = hooks_dir(cwd)
-    skipped = _echo_written(install_hooks(cwd, hooks or HOOK_NAMES, force=force), target.parent)
+    lines, skipped = written_lines(install_hooks(cwd, hooks or HOOK_NAMES, force=force), target.parent)
+    for line in lines:
+        click.echo(line)
     if skipped:
         click.echo("labtax: a hook that labtax did not write was kept; --force replaces it", err=True)
         return 1

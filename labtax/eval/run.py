@@ -53,6 +53,23 @@ class EvalOptions:
     batch_tokens: int = DEFAULT_BATCH_TOKENS
     device: str = "auto"  # "auto": a GPU when torch sees one, else the CPU
 
+    @classmethod
+    def from_options(cls, params: dict[str, Any]) -> EvalOptions:
+        """The options from `labtax eval`'s parsed command line (the judge only with an endpoint)."""
+        judge = None
+        if params["judge_endpoints"]:
+            judge = JudgeOptions(endpoints=tuple(params["judge_endpoints"]), model=params["judge_model"],
+                                 api_key_env=params["judge_api_key_env"],
+                                 concurrency=params["judge_concurrency"], max_new_tokens=params["max_new_tokens"])
+        return cls(
+            base=params["base"], candidate=params["candidate"], data_dir=Path(params["data_dir"]),
+            leaves="all" if params["leaves"] == "all" else "changed",
+            sample_unchanged=params["sample_unchanged"], seed=params["seed"],
+            thresholds=Thresholds(fail_on_regression_pct=params["regression_pct"],
+                                  min_improvement_pct=params["improvement_pct"]),
+            judge=judge, batch_tokens=params["batch_tokens"], device=params["device"],
+        )
+
 
 @dataclass
 class _ModelResult:

@@ -35,6 +35,24 @@ class Written:
     outcome: Outcome
 
 
+def written_lines(results: list[Written], root: Path) -> tuple[list[str], int]:
+    """One line per file (relative to `root` where it lies below it), and how many were skipped
+    because they exist and differ."""
+    lines: list[str] = []
+    skipped = 0
+    for result in results:
+        try:
+            shown = result.path.relative_to(root)
+        except ValueError:
+            shown = result.path
+        if result.outcome is Outcome.SKIPPED:
+            skipped += 1
+            lines.append(f"skipped      {shown} (exists and differs; --force overwrites it)")
+        else:
+            lines.append(f"{result.outcome.value:<12} {shown}")
+    return lines, skipped
+
+
 def read_template(*parts: str) -> str:
     """The text of a data file shipped in `labtax/scaffold/` (works from a wheel or a checkout)."""
     node = resources.files("labtax.scaffold")

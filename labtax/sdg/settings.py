@@ -6,8 +6,24 @@ engine can hash it into a leaf's content key: a changed knob means regenerated d
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
+
+# The generation options a command line gives directly (the rest keep their defaults).
+OPTION_FIELDS = ("samples_per_leaf", "seed", "max_tokens", "score_threshold", "chunk_tokens")
+
+
+def judges_policy(teacher: str, judges: str | None) -> str:
+    """--judges, unset: advisory only for the embedded 135M teacher (its judge says No to everything)."""
+    return judges or ("advisory" if teacher == "embedded" else "enforce")
+
+
+def unreadable_policy(teacher: str, keep: bool | None) -> str:
+    """--keep/--drop-unreadable-verdicts, unset: keep only for `embedded` (it rarely writes a verdict)."""
+    if keep is None:
+        keep = teacher == "embedded"
+    return "keep" if keep else "drop"
 
 
 @dataclass(frozen=True)
@@ -63,6 +79,15 @@ class GenerationSettings:
         data = asdict(self)
         data.pop("batch_requests")
         return dict(sorted(data.items()))
+
+    @classmethod
+    def from_options(cls, params: Mapping[str, Any]) -> GenerationSettings:
+        """The settings from parsed command options: the knobs given plus the teacher-dependent
+        policies (`teacher`, `judges`, `keep_unreadable_verdicts`)."""
+        teacher = params.get("teacher", "embedded")
+        return cls(**{k: params[k] for k in OPTION_FIELDS if k in params},
+                   unreadable_verdicts=unreadable_policy(teacher, params.get("keep_unreadable_verdicts")),
+                   judges=judges_policy(teacher, params.get("judges")))
 
     def with_(self, **changes: Any) -> GenerationSettings:
         return replace(self, **changes)

@@ -9,14 +9,16 @@ Backends are imported only when chosen, so the openai teacher never imports torc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
 
 from labtax.errors import UsageError
 from labtax.teachers.base import Teacher, TeacherRequest, TeacherResponse
 
 KINDS = ("embedded", "transformers", "openai", "vllm")
 
-__all__ = ["KINDS", "Teacher", "TeacherRequest", "TeacherResponse", "make_teacher"]
+__all__ = ["KINDS", "Teacher", "TeacherRequest", "TeacherResponse", "TeacherSpec", "make_teacher"]
 
 
 def make_teacher(
@@ -51,3 +53,40 @@ def make_teacher(
 
         return VLLMTeacher(model or "embedded")
     raise UsageError(f"unknown teacher {kind!r} (choose one of: {', '.join(KINDS)})")
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """Which teacher to build and how it reaches its model: the values of the shared teacher options."""
+
+    teacher: str = "embedded"
+    endpoints: tuple[str, ...] = ()
+    model: str | None = None
+    api_key_env: str | None = None
+    concurrency: int = 16
+    timeout: float = 120.0
+    completions: bool = False
+    batch_size: int = 8
+    retries: int = 6
+
+    def __post_init__(self) -> None:
+        if self.teacher != "openai" and self.endpoints:
+            raise UsageError("--endpoint needs --teacher openai")
+
+    @classmethod
+    def from_options(cls, params: Mapping[str, Any]) -> TeacherSpec:
+        """The spec from parsed command options (other keys are ignored)."""
+        values = {f.name: params[f.name] for f in fields(cls) if f.name in params}
+        values["endpoints"] = tuple(values.get("endpoints", ()))
+        return cls(**values)
+
+    def build(self) -> Teacher:
+        return make_teacher(self.teacher, endpoints=self.endpoints, model=self.model, api_key_env=self.api_key_env,
+                            concurrency=self.concurrency, timeout=self.timeout, completions=self.completions,
+                            batch_size=self.batch_size, retries=self.retries)
+
+    def build_lazy(self) -> Teacher:
+        """Built on first use: a run with nothing to generate never loads a model."""
+        from labtax.teachers.lazy import LazyTeacher, teacher_model_id
+
+        return LazyTeacher(self.build, teacher_model_id(self.teacher, self.model))

@@ -20,6 +20,9 @@ PHASES: tuple[str, ...] = ("knowledge", "skills")
 DATA_FILES: dict[str, str] = {"knowledge": "phase1_knowledge.jsonl", "skills": "phase2_skills.jsonl"}
 TEST_FILE = "test.jsonl"
 SCHEDULES = ("cosine", "constant")
+# The command-line options that override a phase setting (None: not given) or the seed.
+OVERRIDE_OPTIONS = ("lr", "epochs", "effective_batch", "max_steps", "max_seq_len", "max_tokens_per_batch",
+                    "warmup_steps", "schedule", "save_every", "seed")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,95 @@
+"""Option decorators shared by the labtax commands, so that every command spells an option the same way.
+
+`taxonomy_option`: `--taxonomy DIR`, defaulting to the root of the git work tree holding the current
+directory (else the current directory), on every command that reads a taxonomy.
+`teacher_options`: the backend and how requests reach it, on every command that runs a teacher.
+`generation_options`: the knobs of `GenerationSettings` (what the pipelines ask for and keep).
+The values are gathered back into `TeacherSpec` and `GenerationSettings` by their own packages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _stack(options: list[Decorator]) -> Decorator:
+    def apply(func: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return apply
+
+
+def _default_root(ctx: click.Context, param: click.Parameter, value: str | None) -> Path:
+    """A given DIR as is; none: the work tree root (found without running git), else the cwd."""
+    if value is not None:
+        return Path(value)
+    from labtax.taxonomy.discover import git_toplevel
+
+    cwd = Path.cwd()
+    return git_toplevel(cwd) or cwd
+
+
+def taxonomy_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`--taxonomy DIR` as a Path named `taxonomy_dir`."""
+    return click.option(
+        "--taxonomy", "taxonomy_dir", default=None, metavar="DIR", callback=_default_root,
+        type=click.Path(file_okay=False),
+        help="Taxonomy root; may be a subfolder of the git work tree (default: the current git work "
+             "tree's root, else the current directory).",
+    )(func)
+
+
+teacher_options = _stack([
+    click.option("--teacher", type=click.Choice(["embedded", "transformers", "openai", "vllm"]),
+                 default="embedded", show_default=True, help="Generation backend."),
+    click.option("--endpoint", "endpoints", multiple=True, metavar="URL",
+                 help="OpenAI-compatible base URL (repeat for several servers; balanced by outstanding "
+                      "requests)."),
+    click.option("--model", default=None, metavar="NAME|DIR",
+                 help="openai: served model name (default: the first of /v1/models); embedded/vllm: a "
+                      "local HF dir."),
+    click.option("--api-key-env", default=None, metavar="VAR", help="Environment variable holding the API key."),
+    click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True,
+                 help="openai: requests in flight at most."),
+    click.option("--completions", is_flag=True, help="openai: use /v1/completions instead of chat."),
+    click.option("--timeout", type=click.FloatRange(min=0.1), default=120.0, show_default=True,
+                 help="openai: seconds per request (then retried)."),
+    click.option("--retries", type=click.IntRange(min=0), default=6, show_default=True,
+                 help="openai: retries per request (back-off with jitter; Retry-After honoured)."),
+    click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+                 help="embedded/transformers: prompts per forward pass."),
+])
+
+generation_options = _stack([
+    click.option("--samples-per-leaf", type=click.IntRange(min=1), default=20, show_default=True),
+    click.option("--seed", type=int, default=42, show_default=True),
+    click.option("--max-tokens", type=click.IntRange(min=1), default=512, show_default=True,
+                 help="Per request."),
+    click.option("--score-threshold", type=click.IntRange(1, 3), default=2, show_default=True,
+                 help="Skills: keep pairs scored at least this (1-3)."),
+    click.option("--chunk-tokens", type=click.IntRange(min=16), default=400, show_default=True,
+                 help="Knowledge: document chunk size in teacher tokens."),
+    click.option("--keep-unreadable-verdicts/--drop-unreadable-verdicts", "keep_unreadable_verdicts",
+                 default=None,
+                 help="Whether a judge/score answer that cannot be read passes (counted per stage). "
+                      "Default: keep for the embedded 135M teacher, which rarely writes a readable "
+                      "verdict; drop for every other teacher."),
+    click.option("--judges", type=click.Choice(["enforce", "advisory"]), default=None,
+                 help="enforce: a judge's 'no' or a low score drops the row (the LAB recipe); advisory: "
+                      "verdicts are recorded in metadata.scores but drop nothing. Default: advisory for "
+                      "the embedded 135M teacher (its judge answers 'No' to everything), else enforce."),
+])
+
+
+def output_wait_option(what: str) -> Decorator:
+    """`--wait S`: how long to wait for another run holding the output directory."""
+    return click.option("--wait", "wait_s", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+                        metavar="S", help=f"Wait up to S seconds for {what} (then exit 4).")
