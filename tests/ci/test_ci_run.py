@@ -118,3 +118,22 @@ def test_generation_output_goes_to_the_job_summary(tmp_path: Path) -> None:
     assert summary.read_text() == (
         '### labtax diff-generate (exit 3)\n\n```text\n["diff-generate", "--base", "abc"]\n```\n'
     )
+
+
+def test_sarif_step_writes_the_report_code_scanning_reads(git_repo: GitRepo, tmp_path: Path) -> None:
+    # The validate workflow's second labtax step: the same changed leaves, as SARIF into a file.
+    add_leaf(git_repo, "compositional_skills/writing/haiku")
+    base = git_repo.commit("base")
+    add_leaf(git_repo, "compositional_skills/new/bad", good=False)
+    git_repo.commit("a bad leaf")
+    sarif = tmp_path / "labtax-validate.sarif"
+    out_file = tmp_path / "github_output"
+    out_file.write_text("")
+    proc = run([str(HOOKS / "ci-run.sh")], cwd=git_repo.root, env={
+        "LABTAX_COMMAND": "validate", "LABTAX_BASE": base, "LABTAX_FORMAT": "sarif",
+        "LABTAX_ARGS": f"--taxonomy . --output {sarif}", "GITHUB_OUTPUT": str(out_file)})
+    assert proc.returncode == 1 and "exit-code=1" in out_file.read_text(), proc.stderr
+    report = json.loads(sarif.read_text())
+    assert report["version"] == "2.1.0"
+    uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in report["runs"][0]["results"]}
+    assert uris == {"compositional_skills/new/bad/qna.yaml"}  # repository-relative, changed leaves only

@@ -197,3 +197,35 @@ def test_actionlint_also_shellchecks_inline_run_blocks(tmp_path: Path) -> None:
     out = subprocess.run([str(VENV_BIN / "actionlint"), *files], check=False, capture_output=True,
                          text=True, env=env)
     assert out.returncode == 0, out.stdout
+
+
+def test_validate_uploads_sarif_from_a_separate_job_for_same_repository_prs() -> None:
+    workflow = reusable("validate.yml")
+    scanning_input = on(workflow)["workflow_call"]["inputs"]["code-scanning"]
+    assert scanning_input["default"] == "auto"
+    job = workflow["jobs"]["validate"]
+    condition = " ".join(job["env"]["CODE_SCANNING"].split())
+    for needle in ("inputs.code-scanning == 'true'", "inputs.code-scanning == 'auto'",
+                   "github.event.pull_request.head.repo.full_name == github.repository"):
+        assert needle in condition, needle
+    sarif = next(s for s in job["steps"] if s.get("id") == "sarif")
+    assert sarif["uses"] == "./.labtax" and sarif["with"]["format"] == "sarif"
+    assert "--output ${{ runner.temp }}/labtax-validate.sarif" in " ".join(sarif["with"]["args"].split())
+    assert "env.CODE_SCANNING == 'true'" in sarif["if"] and "!cancelled()" in sarif["if"]
+    # The job reading the pull request's files never holds a token that can write.
+    assert job["permissions"] == {"contents": "read"}
+    upload = workflow["jobs"]["code-scanning"]
+    assert upload["needs"] == "validate" and "needs.validate.outputs.sarif == 'true'" in upload["if"]
+    assert upload["permissions"]["security-events"] == "write"
+    assert set(upload["permissions"].values()) <= {"read", "write"}
+    step = steps_using(upload, "github/codeql-action/upload-sarif@")[0]
+    ref = step["uses"].split("@")[1]
+    assert len(ref) == 40 and all(c in "0123456789abcdef" for c in ref)  # pinned by full SHA
+    assert step["with"]["sarif_file"] == "sarif/labtax-validate.sarif"
+    assert not any("./.labtax" == s.get("uses") or "checkout" in str(s.get("uses")) for s in upload["steps"])
+
+
+def test_the_validate_caller_grants_the_upload_job_its_permission() -> None:
+    caller = load(ROOT / "examples/workflows/labtax-validate.yml")
+    assert caller["permissions"] == {"contents": "read"}
+    assert caller["jobs"]["validate"]["permissions"]["security-events"] == "write"
