@@ -108,13 +108,9 @@ def validate_cmd(paths: tuple[str, ...], taxonomy_dir: Path, fmt: str, strict: b
     targets = _validate_targets(root, paths, changed, base)
     fixed = 0
     if fix:
-        from labtax.taxonomy.fix import fix_targets
+        from labtax.taxonomy.fix import fix_and_report
 
-        for result in fix_targets(root, targets):
-            if result.changed or result.skipped:
-                fixed += result.changed
-                what = f"fixed {', '.join(result.fixed)}" if result.changed else f"not fixed: {result.skipped}"
-                click.echo(f"labtax validate --fix: {result.path}: {what}", err=True)
+        fixed = fix_and_report(root, targets, lambda line: click.echo(line, err=True))
     if not targets and not paths and not changed:  # most likely the wrong --taxonomy
         click.echo(f"labtax validate: no leaves found under {root} (knowledge/, compositional_skills/, "
                    "foundational_skills/)", err=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,3 +145,15 @@ def fix_file(root: Path, rel: str) -> FixResult:
 def fix_targets(root: Path, targets: list[str]) -> list[FixResult]:
     """Fix every qna.yaml among `targets` (root-relative); attribution.txt is left alone."""
     return [fix_file(root, rel) for rel in targets if rel.endswith((".yaml", ".yml"))]
+
+
+def fix_and_report(root: Path, targets: list[str], echo: Callable[[str], None]) -> int:
+    """Fix `targets`, one line per file changed or left alone; returns how many were changed."""
+    changed = 0
+    for result in fix_targets(root, targets):
+        if result.changed:
+            changed += 1
+            echo(f"labtax validate --fix: {result.path}: fixed {', '.join(result.fixed)}")
+        elif result.skipped:
+            echo(f"labtax validate --fix: {result.path}: not fixed: {result.skipped}")
+    return changed
