@@ -13,7 +13,7 @@ test: setup
 	@.venv/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: setup
-	@for b in bench/*_bench.py; do echo "== $$b"; .venv/bin/python $$b || exit 1; done
+	@bash scripts/bench_all.sh
 
 lint: setup
 	@.venv/bin/ruff check labtax tests bench && .venv/bin/mypy labtax

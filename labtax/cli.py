@@ -391,16 +391,18 @@ def eval_command(fmt: str, output: str | None, **params: Any) -> int:
 @click.option("--force", is_flag=True, help="Overwrite files that exist with other content.")
 @click.option("--labtax-repository", default=None, metavar="OWNER/NAME",
               help="The labtax repository the workflows and the pre-commit config point at.")
-@click.option("--labtax-ref", default=None, metavar="REF", help="The labtax tag or SHA they pin.")
+@click.option("--rev", "--labtax-ref", "labtax_ref", default=None, metavar="REF",
+              help="The labtax tag or SHA they pin (default: the installed labtax's commit).")
 @_guarded
 def init_command(directory: Path, force: bool, labtax_repository: str | None, labtax_ref: str | None) -> int:
     """Write .pre-commit-config.yaml, GitHub workflow callers and a commented .labtax.yaml at the top
     of the taxonomy repository containing DIRECTORY. Existing files are kept unless --force."""
     from labtax.scaffold.files import written_lines
     from labtax.scaffold.gitdirs import worktree_root
-    from labtax.scaffold.init import DEFAULT_REF, DEFAULT_REPOSITORY, InitOptions, init_repository
+    from labtax.scaffold.init import DEFAULT_REPOSITORY, InitOptions, init_repository
+    from labtax.scaffold.revision import installed_ref
 
-    options = InitOptions(repository=labtax_repository or DEFAULT_REPOSITORY, ref=labtax_ref or DEFAULT_REF,
+    options = InitOptions(repository=labtax_repository or DEFAULT_REPOSITORY, ref=labtax_ref or installed_ref(),
                           force=force)
     root = worktree_root(directory.resolve())
     for line in written_lines(init_repository(root, options), root)[0]:

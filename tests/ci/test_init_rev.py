@@ -1,0 +1,91 @@
+"""`labtax init` pins a labtax commit that exists: the installed one (this checkout's HEAD here) or
+the one `--rev` names; the real pre-commit runs the written config against a local clone."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from cihelpers import ROOT, VENV_BIN, add_leaf, run
+from gitrepo import GitRepo
+
+from labtax.scaffold import revision
+
+PRE_COMMIT = VENV_BIN / "pre-commit"
+
+
+def head_of_this_checkout() -> str:
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def written_refs(root: Path) -> tuple[str, str, str]:
+    config = yaml.safe_load((root / ".pre-commit-config.yaml").read_text())
+    caller = yaml.safe_load((root / ".github/workflows/labtax-validate.yml").read_text())
+    job = caller["jobs"]["validate"]
+    return config["repos"][0]["rev"], job["uses"].split("@")[1], job["with"]["labtax-ref"]
+
+
+def test_default_ref_is_the_installed_commit(git_repo: GitRepo) -> None:
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout of labtax")
+    proc = run([str(VENV_BIN / "labtax"), "init"], cwd=git_repo.root)
+    assert proc.returncode == 0, proc.stderr
+    sha = head_of_this_checkout()
+    assert written_refs(git_repo.root) == (sha, sha, sha)
+    generate = (git_repo.root / ".github/workflows/labtax-generate.yml").read_text()
+    assert f"@{sha}" in generate and "v0.1.0" not in generate
+
+
+def test_rev_option_wins(git_repo: GitRepo) -> None:
+    proc = run([str(VENV_BIN / "labtax"), "init", "--rev", "v9.9.9"], cwd=git_repo.root)
+    assert proc.returncode == 0, proc.stderr
+    assert written_refs(git_repo.root) == ("v9.9.9", "v9.9.9", "v9.9.9")
+
+
+def test_commit_recorded_by_pip_for_a_git_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dist = tmp_path / "labtax-0.1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: labtax\nVersion: 0.1.0\n")
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    (dist / "direct_url.json").write_text(json.dumps(
+        {"url": "https://github.com/acme/labtax", "vcs_info": {"vcs": "git", "commit_id": sha}}))
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    assert revision.commit_from_direct_url() == sha
+
+
+def test_no_commit_known_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(revision, "commit_from_direct_url", lambda: None)
+    monkeypatch.setattr(revision, "PACKAGE_DIR", tmp_path / "labtax")  # not inside a labtax checkout
+    (tmp_path / "labtax").mkdir()
+    with pytest.raises(revision.UsageError, match="--rev"):
+        revision.installed_ref()
+    assert revision.commit_of_checkout(tmp_path / "labtax") is None
+
+
+@pytest.mark.skipif(not PRE_COMMIT.exists(), reason="pre-commit is not installed in this venv")
+def test_written_pre_commit_config_runs_against_a_local_clone(tmp_path: Path) -> None:
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout of labtax")
+    clone = tmp_path / "labtax-clone"
+    subprocess.run(["git", "clone", "-q", "--no-local", str(ROOT), str(clone)], check=True)
+    sha = head_of_this_checkout()
+    subprocess.run(["git", "-C", str(clone), "fetch", "-q", str(ROOT), sha], check=True)
+    tax = GitRepo(tmp_path / "taxonomy")
+    add_leaf(tax, "compositional_skills/writing/haiku")
+    assert run([str(VENV_BIN / "labtax"), "init"], cwd=tax.root).returncode == 0
+    config = tax.root / ".pre-commit-config.yaml"
+    # Only the URL changes (no network here): the rev is what init wrote.
+    config.write_text(config.read_text().replace("https://github.com/labtax/labtax", str(clone)))
+    tax.git("add", "-A")
+    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pc-home"), "PRE_COMMIT_COLOR": "never",
+           "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
+    proc = subprocess.run([str(PRE_COMMIT), "run", "--all-files"], cwd=tax.root, env=env, capture_output=True,
+                          text=True, check=False, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "labtax validate" in proc.stdout and "Passed" in proc.stdout
