@@ -35,6 +35,7 @@ from gitrepo import GitRepo
 from lab_taxonomy import add_knowledge, add_skill, prompts_of
 from openai_server import OpenAIServer, lab_responder
 
+from labtax.data import MANIFEST
 from labtax.sdg import mix
 from labtax.sdg.ledger import Ledger
 from labtax.sdg.output_dir import LEAVES_DIR, LEDGER_FILE
@@ -147,7 +148,7 @@ def main() -> int:
     with Ledger(out / LEDGER_FILE) as ledger:
         plan = plan_run(repo.root, out, base=base, head=head, model_id="openai:test-model", settings=settings,
                         mix_settings=mix_settings, ledger=ledger, store=store)
-    (out / mix.MANIFEST).unlink()
+    (out / MANIFEST).unlink()
     t = time.perf_counter()
     manifest, rebuilt = rebuild(plan, out, store, mix_settings)
     rebuild_s = time.perf_counter() - t
@@ -166,7 +167,7 @@ def main() -> int:
           f"{n} samples, {size / 1e6:.0f} MB; baseline decode+encode {base_s:.2f} s; "
           f"ratio {rebuild_s / base_s:.2f}x")
     # The same through the command: a no-op run whose sets must be rebuilt (manifest gone).
-    (out / mix.MANIFEST).unlink()
+    (out / MANIFEST).unlink()
     with OpenAIServer(lab_responder()) as server:
         cli_s, proc = labtax("diff-generate", "--taxonomy", str(repo.root), "--output", str(out), "--base", head,
                              "--head", head, *teacher(server))

@@ -1,19 +1,19 @@
 """Reading the held-out test set and the run manifest, and choosing which leaves to evaluate.
 
-`test.jsonl` holds one held-out seed example per line in the messages format; `manifest.json` says
-which leaves changed in the run that produced the data. A leaf is identified by its folder
-(`compositional_skills/writing/poem`), so a manifest that names `.../qna.yaml` and a test set that
-names the folder (or the other way round) still match.
+`test.jsonl` holds one held-out seed example per line (a `labtax.data.TestRow`); `manifest.json` says
+which leaves changed in the run that produced the data. Both name a leaf by its path
+(`.../poem/qna.yaml`); the report shows it by its folder (`compositional_skills/writing/poem`).
 """
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
+from labtax.data import TEST, Sample, leaf_folder, read_manifest, read_set
+from labtax.data.sample import reference_split
 from labtax.errors import UsageError
 
 LeafMode = Literal["changed", "all"]
@@ -53,69 +53,42 @@ class Selection:
     manifest: bool  # whether a manifest.json was found
 
 
-def leaf_id(path: str) -> str:
-    """The folder form of a leaf path, used to match manifest entries to test examples."""
-    p = path.strip().replace("\\", "/").rstrip("/")
-    if p.endswith("/qna.yaml"):
-        p = p[: -len("/qna.yaml")]
-    elif p == "qna.yaml":
-        p = "."
-    return p
-
-
 def read_test_set(path: Path) -> dict[str, list[Example]]:
     """Group the examples of a test.jsonl by leaf, keeping file order within a leaf."""
     if not path.is_file():
         raise UsageError(f"no test set at {path}", hint="run `labtax diff-generate` first, or pass --data")
     by_leaf: dict[str, list[Example]] = {}
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                example = _example(record)
-            except (ValueError, KeyError, TypeError) as exc:
-                raise UsageError(f"{path}:{lineno}: not a test example: {exc}") from None
-            by_leaf.setdefault(example.leaf, []).append(example)
+    for example in read_set(path, _example, "test example"):
+        by_leaf.setdefault(example.leaf, []).append(example)
     return by_leaf
 
 
-def _example(record: dict[str, Any]) -> Example:
-    messages = record["messages"]
-    if not isinstance(messages, list) or len(messages) < 2:
-        raise ValueError("'messages' must hold at least a user turn and an assistant turn")
-    turns = tuple((str(m["role"]), str(m["content"])) for m in messages)
-    if turns[-1][0] != "assistant":
-        raise ValueError("the last message must be the assistant's reference answer")
-    leaf = (record.get("metadata") or {}).get("leaf")
+def _example(row: Sample) -> Example:
+    prompt, answer = reference_split(row)
+    leaf = (row.get("metadata") or {}).get("leaf")
     if not leaf:
         raise ValueError("metadata.leaf is missing")
-    return Example(leaf=leaf_id(str(leaf)), prompt=turns[:-1], answer=turns[-1][1])
+    return Example(leaf=leaf_folder(str(leaf)), prompt=prompt, answer=answer)
 
 
-def read_manifest(path: Path) -> tuple[set[str], set[str]] | None:
+def manifest_leaves(path: Path) -> tuple[set[str], set[str]] | None:
     """(changed leaves, excluded leaves) from a manifest.json, or None when there is none.
 
     A leaf is changed when its entry says `changed: true` and it has data (status `generated` or
     `reused`). Leaves that were dropped (deleted), failed generation or are invalid are excluded:
     the candidate was not trained on them, so neither gate applies.
     """
-    if not path.is_file():
+    manifest = read_manifest(path, strict=True)
+    if manifest is None:
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        entries = data["leaves"]
-        changed: set[str] = set()
-        dropped: set[str] = set()
-        for entry in entries:
-            leaf = leaf_id(str(entry["path"]))
-            if entry.get("status") in EXCLUDED_STATUSES:
-                dropped.add(leaf)
-            elif entry.get("changed"):
-                changed.add(leaf)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UsageError(f"{path}: not a labtax manifest: {exc}") from None
+    changed: set[str] = set()
+    dropped: set[str] = set()
+    for entry in manifest["leaves"]:
+        leaf = leaf_folder(entry["path"])
+        if entry.get("status") in EXCLUDED_STATUSES:
+            dropped.add(leaf)
+        elif entry.get("changed"):
+            changed.add(leaf)
     return changed, dropped
 
 
@@ -134,8 +107,8 @@ def select_leaves(
     """
     if not data_dir.is_dir():
         raise UsageError(f"data directory {data_dir} does not exist")
-    examples = read_test_set(data_dir / "test.jsonl")
-    manifest = read_manifest(data_dir / "manifest.json")
+    examples = read_test_set(data_dir / TEST)
+    manifest = manifest_leaves(data_dir)
     changed, dropped = manifest if manifest is not None else (set(), set())
     if mode == "changed" and manifest is None:
         raise UsageError(

@@ -267,10 +267,11 @@ def score_checkpoint(checkpoint_dir: Path, data_dir: Path, *, device: str = "aut
     its reference answers. All leaves, not a sample: every checkpoint of a run is compared on the
     same, complete set.
     """
+    from labtax.data import TEST
     from labtax.eval.data import read_test_set
     from labtax.models import load_model, load_tokenizer
 
-    examples = read_test_set(Path(data_dir) / "test.jsonl")
+    examples = read_test_set(Path(data_dir) / TEST)
     name = str(checkpoint_dir)
     model = load_model(name)
     model.to(resolve_device(device))  # type: ignore[arg-type]  # (transformers' stub wants a model)

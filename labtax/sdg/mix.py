@@ -10,7 +10,7 @@ git or the store's file format. Outputs, in `<output>/`:
                           knowledge data, plus (with probability replay_context_prob) its own chunk,
                           in shuffled order, as the LAB/RAFT recipe does.
   test.jsonl              the seed examples (never generated data), one Q&A per line.
-  manifest.json           written last (see `build_manifest`).
+  manifest.json           written last by `sdg.running.rebuild` (the record: `labtax.data.manifest`).
 
 Every choice is drawn from `random.Random` seeded with strings (stable across Python versions and
 processes), and inputs are sorted by leaf path, so the sets are byte-identical for the same leaves,
@@ -29,17 +29,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labtax.sdg.store import atomic_write_bytes, atomic_write_chunks
+from labtax.data import PHASE1, PHASE2, SET_FILES, TEST, Manifest
 from labtax.taxonomy.model import Leaf
+from labtax.util.atomic import atomic_write_chunks
 
 MIX_VERSION = 1
-# The form `prepare_leaf` stores; part of every content key, so a change regenerates stale data.
-STORE_FORMAT = 1
-PHASE1 = "phase1_knowledge.jsonl"
-PHASE2 = "phase2_skills.jsonl"
-TEST = "test.jsonl"
-MANIFEST = "manifest.json"
-SET_FILES = (PHASE1, PHASE2, TEST)
 
 
 @dataclass(frozen=True)
@@ -420,7 +414,7 @@ def sets_fingerprint(leaves: Sequence[tuple[str, str, str]], settings: MixSettin
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def sets_intact(output: Path, manifest: dict[str, Any], *, full: bool = False) -> bool:
+def sets_intact(output: Path, manifest: Manifest, *, full: bool = False) -> bool:
     """True when every set file named in `manifest` is the one it recorded: same size and mtime (a
     rewrite changes them), or with `full` the same sha256."""
     sets = manifest.get("sets") or {}
@@ -439,33 +433,3 @@ def sets_intact(output: Path, manifest: dict[str, Any], *, full: bool = False) -
         except OSError:
             return False
     return True
-
-
-def read_manifest(output: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((output / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def encode_manifest(manifest: dict[str, Any]) -> str:
-    """Readable and quick to write: one top-level key per line, one leaf entry per line (the pretty
-    printer is pure Python and slow on 1,000 leaves). Any JSON reader reads it."""
-
-    def one(value: Any) -> str:
-        return json.dumps(value, sort_keys=True, ensure_ascii=False)
-
-    parts = []
-    for key in sorted(manifest):
-        value = manifest[key]
-        if isinstance(value, list):
-            body = ",\n".join(f"    {one(v)}" for v in value)
-            parts.append(f"  {one(key)}: [\n{body}\n  ]" if value else f"  {one(key)}: []")
-        else:
-            parts.append(f"  {one(key)}: {one(value)}")
-    return "{\n" + ",\n".join(parts) + "\n}\n"
-
-
-def write_manifest(output: Path, manifest: dict[str, Any]) -> None:
-    atomic_write_bytes(output / MANIFEST, encode_manifest(manifest).encode("utf-8"))

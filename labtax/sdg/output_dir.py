@@ -12,8 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from labtax.data import MANIFEST, read_manifest
 from labtax.errors import LockedError, UsageError
-from labtax.sdg import mix
 from labtax.sdg.ledger import Ledger
 from labtax.sdg.store import LeafStore
 
@@ -67,9 +67,9 @@ class GcResult:
 def collect_garbage(output: Path, *, dry_run: bool = False, wait: float = 0.0) -> GcResult:
     """Delete store files no current leaf references (the manifest's generated/reused leaves), the
     leftovers of killed writers and quarantined corrupt files, and their ledger responses."""
-    manifest = mix.read_manifest(output)
+    manifest = read_manifest(output)
     if manifest is None:
-        raise UsageError(f"no {mix.MANIFEST} in {output}: nothing says which data is current",
+        raise UsageError(f"no {MANIFEST} in {output}: nothing says which data is current",
                          hint="run labtax diff-generate first")
     keep = {e["key"] for e in manifest.get("leaves") or [] if e.get("status") in ("generated", "reused")
             and e.get("key")}

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
+from labtax.data import Manifest, read_manifest
+from labtax.data.names import STORE_FORMAT
 from labtax.errors import LabtaxError, UsageError
 from labtax.sdg import mix
 from labtax.sdg.keys import content_key, environment_digest, files_digest
@@ -122,7 +124,7 @@ class Plan:
 def environment(model_id: str, settings: GenerationSettings) -> str:
     from labtax.sdg.pipelines import pipeline_files
 
-    digest = f"{files_digest(pipeline_files())}|store-format-{mix.STORE_FORMAT}"
+    digest = f"{files_digest(pipeline_files())}|store-format-{STORE_FORMAT}"
     return environment_digest(pipeline_digest=digest, model_id=model_id, settings=settings.as_dict())
 
 
@@ -218,7 +220,7 @@ def plan_run(
     # Dropped: deleted in the diff, or in the previous manifest and no longer at head.
     current = set(snap.paths)
     renamed_from = {c.old_path for c in diff.changes if c.status == "renamed" and c.old_path}
-    previous = mix.read_manifest(output) or {}
+    previous: Manifest = read_manifest(output) or {}
     prev_keys = {e["path"]: e.get("key") for e in previous.get("leaves") or [] if e.get("status") != "dropped"}
     gone = {c.path for c in diff.changes if c.status == "deleted"} | set(prev_keys)
     for path in sorted(gone - current - renamed_from):

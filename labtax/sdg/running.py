@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from labtax.data import Manifest, read_manifest, write_manifest
+from labtax.data.names import MANIFEST_FORMAT
 from labtax.errors import LabtaxError, TeacherError, UsageError
 from labtax.sdg import mix
 from labtax.sdg.ledger import Ledger, LedgerTeacher
@@ -24,14 +26,11 @@ if TYPE_CHECKING:
     from labtax.sdg.settings import GenerationSettings
     from labtax.teachers.base import Teacher
 
-MANIFEST_FORMAT = "labtax-manifest/1"
-
-
 @dataclass
 class RunResult:
     plan: Plan
     output: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     requests_sent: int = 0
     requests_replayed: int = 0
     tokens: int = 0
@@ -190,13 +189,13 @@ def _read_at(plan: Plan, path: str) -> bytes:
 
 
 def rebuild(plan: Plan, output: Path, store: LeafStore, mix_settings: mix.MixSettings,
-            result: RunResult | None = None) -> tuple[dict[str, Any], bool]:
+            result: RunResult | None = None) -> tuple[Manifest, bool]:
     """Rebuild the sets from every leaf at head with data in the store; write the manifest last.
     Skips rewriting the sets when their inputs are unchanged and the files are intact."""
     failed = set(result.failed if result else [])
     current = [lp for lp in plan.leaves if lp.action in ("generate", "reuse") and lp.key and lp.path not in failed]
     fingerprint = mix.sets_fingerprint([(lp.path, lp.kind, lp.key or "") for lp in current], mix_settings)
-    previous = mix.read_manifest(output) or {}
+    previous: Manifest = read_manifest(output) or {}
     reuse_sets = previous.get("fingerprint") == fingerprint and mix.sets_intact(output, previous)
 
     metas: dict[str, dict[str, Any]] = {}
@@ -252,7 +251,7 @@ def rebuild(plan: Plan, output: Path, store: LeafStore, mix_settings: mix.MixSet
                         "counts": counts.get(lp.path, {}), "tokens": int(m.get("tokens") or 0),
                         "seconds": float(m.get("seconds") or 0.0)})
 
-    manifest: dict[str, Any] = {
+    manifest: Manifest = {
         "format": MANIFEST_FORMAT,
         "base": plan.base,
         "head": plan.head,
@@ -271,7 +270,7 @@ def rebuild(plan: Plan, output: Path, store: LeafStore, mix_settings: mix.MixSet
             "seconds": round(result.seconds, 3) if result else 0.0,
         },
     }
-    mix.write_manifest(output, manifest)
+    write_manifest(output, manifest)
     return manifest, not reuse_sets
 
 

@@ -17,18 +17,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-FORMAT = "labtax-leaf/1"
-T = TypeVar("T")
+from labtax.data.names import LEAF_FILE_FORMAT as FORMAT
+from labtax.util.atomic import atomic_write_bytes
 
-# mkstemp creates 0600 files; the outputs are ordinary files, so give them the umask's usual mode.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+T = TypeVar("T")
 
 
 class CorruptLeafError(Exception):
@@ -66,45 +63,6 @@ class RawLeaf:
     @property
     def test(self) -> bytes:
         return self.data[self.test_span[0] : self.test_span[1]]
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename in `path` durable. Best effort where directories cannot be opened."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that no reader ever sees a partial file: temp name, fsync, rename."""
-    atomic_write_chunks(path, [data])
-
-
-def atomic_write_chunks(path: Path, chunks: Sequence[bytes | memoryview]) -> None:
-    """`atomic_write_bytes` for data given in pieces (not joined in memory first)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), 0o666 & ~_UMASK)
-            fh.writelines(chunks)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_dir(path.parent)
 
 
 def _dumps(obj: Any) -> bytes:

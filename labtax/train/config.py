@@ -17,8 +17,6 @@ import yaml
 from labtax.errors import ConfigError
 
 PHASES: tuple[str, ...] = ("knowledge", "skills")
-DATA_FILES: dict[str, str] = {"knowledge": "phase1_knowledge.jsonl", "skills": "phase2_skills.jsonl"}
-TEST_FILE = "test.jsonl"
 SCHEDULES = ("cosine", "constant")
 # The command-line options that override a phase setting (None: not given) or the seed.
 OVERRIDE_OPTIONS = ("lr", "epochs", "effective_batch", "max_steps", "max_seq_len", "max_tokens_per_batch",

@@ -1,6 +1,6 @@
 """Data processing: chat template, loss masks, drop-overlong, and a token cache per input file.
 
-A sample is one JSONL line `{"messages": [...], "metadata": {...}, "unmask": bool}`. It is rendered
+A sample is one line of a set file (`labtax.data.Sample`: messages, metadata, unmask). It is rendered
 with the model's chat template and tokenized once; the loss covers the assistant replies (their
 content and end-of-turn token, not the `<|im_start|>assistant` header), or, for `unmask: true`,
 every token that is not part of a system message (nor of a default system prompt the template adds).
@@ -20,14 +20,13 @@ import json
 import os
 import shutil
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from labtax.errors import UsageError
+from labtax.data import Sample, read_set
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -182,18 +181,8 @@ class TokenizedFile:
         return np.asarray(self.ids[lo:hi]), np.asarray(self.targets[lo:hi])
 
 
-def _iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                sample = json.loads(line)
-                if not isinstance(sample.get("messages"), list) or not sample["messages"]:
-                    raise ValueError("no messages")
-            except (ValueError, AttributeError) as exc:
-                raise UsageError(f"{path}:{lineno}: not a training sample ({exc})") from None
-            yield sample
+def _as_is(sample: Sample) -> Sample:
+    return sample
 
 
 def tokenize_file(path: Path, tokenizer: PreTrainedTokenizerBase, max_seq_len: int,
@@ -234,7 +223,7 @@ def tokenize_file(path: Path, tokenizer: PreTrainedTokenizerBase, max_seq_len: i
                 sources[_sample_source(sample.get("metadata") or {})] += 1
 
         chunk: list[dict[str, Any]] = []
-        for sample in _iter_jsonl(path):
+        for sample in read_set(path, _as_is, "training sample"):
             chunk.append(sample)
             if len(chunk) == _TOKENIZE_CHUNK:
                 flush(chunk)

@@ -25,9 +25,11 @@ from typing import Any, TextIO
 
 import torch
 
+from labtax.data import PHASE_FILES as DATA_FILES
+from labtax.data import TEST as TEST_FILE
 from labtax.errors import ConfigError, LockedError, UsageError
 from labtax.models import load_model, load_tokenizer, model_id
-from labtax.train.config import DATA_FILES, PHASES, TEST_FILE, TrainConfig
+from labtax.train.config import PHASES, TrainConfig
 from labtax.train.data import tokenize_file, tokenizer_hash
 from labtax.train.loop import train_phase
 from labtax.train.packing import PACKED_MODEL_TYPES

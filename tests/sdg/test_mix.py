@@ -10,10 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from labtax.data import PHASE1, PHASE2, TEST
 from labtax.sdg.mix import (
-    PHASE1,
-    PHASE2,
-    TEST,
     MixLeaf,
     MixSettings,
     build_sets,

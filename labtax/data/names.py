@@ -1,0 +1,24 @@
+"""Names and versions of what a `labtax diff-generate` output directory holds."""
+
+from __future__ import annotations
+
+PHASE1 = "phase1_knowledge.jsonl"  # phase 1 training set: knowledge, loss on every token
+PHASE2 = "phase2_skills.jsonl"  # phase 2 training set: skills plus a knowledge replay share
+TEST = "test.jsonl"  # held-out seed examples, one test row per line
+MANIFEST = "manifest.json"  # written last: which leaves the sets hold, and the sets' checksums
+SET_FILES = (PHASE1, PHASE2, TEST)
+PHASE_FILES: dict[str, str] = {"knowledge": PHASE1, "skills": PHASE2}
+
+# The one version of the leaf store's form (what `sdg.mix.prepare_leaf` stores, in the layout
+# `sdg.store` writes). It is part of every content key, so a change regenerates stale data.
+STORE_FORMAT = 1
+LEAF_FILE_FORMAT = f"labtax-leaf/{STORE_FORMAT}"
+MANIFEST_FORMAT = "labtax-manifest/1"
+
+_LEAF_SUFFIX = "/qna.yaml"
+
+
+def leaf_folder(path: str) -> str:
+    """A leaf's folder (`compositional_skills/writing/poem`) from its path as labtax writes it in
+    samples and the manifest (`.../poem/qna.yaml`): the name reports show a leaf by."""
+    return path.removesuffix(_LEAF_SUFFIX)

@@ -1,0 +1,1 @@
+"""Small utilities every stage shares, written once: atomic file writes (atomic.py)."""
