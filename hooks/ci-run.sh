@@ -7,6 +7,8 @@
 #   LABTAX_HEAD      a ref or ""
 #   LABTAX_FORMAT    output format for validate, diff, eval ("" = the command's default)
 #   LABTAX_ARGS      extra arguments, split on whitespace (they come from workflow files, not users)
+#   LABTAX_CONFIG_REF  validate: read .labtax.yaml as committed there (a pull request's base), so
+#                    the change under review cannot relax the policy it is checked against
 #   LABTAX_SKIP      "true": print LABTAX_SKIP_REASON and do nothing
 #   LABTAX           the labtax program (default: labtax on PATH)
 set -euo pipefail
@@ -35,6 +37,7 @@ case "$cmd" in
   validate)
     # validate checks the working tree; --changed limits it to the leaves changed since base.
     if [ -n "$base" ] && [ "$base" != empty ]; then args+=(--changed --base "$base"); fi
+    if [ -n "${LABTAX_CONFIG_REF:-}" ]; then args+=(--config-ref "$LABTAX_CONFIG_REF"); fi
     ;;
   diff | diff-generate)
     if [ -n "$base" ]; then args+=(--base "$base"); fi

@@ -78,9 +78,12 @@ def _validate_targets(root: Path, paths: tuple[str, ...], changed: bool, base: s
 @click.option("--list-rules", is_flag=True, help="Print every rule id with its severity and exit.")
 @click.option("--fix", is_flag=True, help="First fix trailing spaces, a missing final newline, tabs in "
               "indentation and CRLF in place (comments kept); exit 1 when a file was changed.")
+@click.option("--config-ref", metavar="REF",
+              help="Read .labtax.yaml as committed at REF (a pull request's base), not the working tree's.")
 @_guarded
 def validate_cmd(paths: tuple[str, ...], taxonomy_dir: Path, fmt: str, strict: bool, changed: bool,
-                 base: str | None, output_file: str | None, list_rules: bool, fix: bool) -> int:
+                 base: str | None, output_file: str | None, list_rules: bool, fix: bool,
+                 config_ref: str | None) -> int:
     """Check qna.yaml leaves (schema, YAML hygiene, rules). Never runs taxonomy code or uses the network.
 
     PATHS may be leaf files, attribution.txt files (their leaf is checked) or directories; without
@@ -89,7 +92,7 @@ def validate_cmd(paths: tuple[str, ...], taxonomy_dir: Path, fmt: str, strict: b
     from labtax.errors import UsageError
     from labtax.report import ReportContext, render
     from labtax.taxonomy import check_targets
-    from labtax.taxonomy.config import load_config
+    from labtax.taxonomy.config import load_config, load_config_at
 
     if list_rules:
         from labtax.taxonomy.catalog import RULES
@@ -104,16 +107,16 @@ def validate_cmd(paths: tuple[str, ...], taxonomy_dir: Path, fmt: str, strict: b
     if not taxonomy_dir.is_dir():
         raise UsageError(f"{taxonomy_dir}: not a directory")
     root = taxonomy_dir.absolute()
-    config = load_config(root).with_strict(strict)
+    config = (load_config_at(root, config_ref) if config_ref else load_config(root)).with_strict(strict)
     targets = _validate_targets(root, paths, changed, base)
+    if not targets and not paths and not changed:  # most likely the wrong --taxonomy: not a green run
+        raise UsageError(f"no leaves found under {root} (knowledge/, compositional_skills/, foundational_skills/)",
+                         hint="pass --taxonomy DIR, the folder holding those three")
     fixed = 0
     if fix:
         from labtax.taxonomy.fix import fix_and_report
 
         fixed = fix_and_report(root, targets, lambda line: click.echo(line, err=True))
-    if not targets and not paths and not changed:  # most likely the wrong --taxonomy
-        click.echo(f"labtax validate: no leaves found under {root} (knowledge/, compositional_skills/, "
-                   "foundational_skills/)", err=True)
     findings = check_targets(root, targets, config)
     report = render(fmt, findings, ReportContext.for_root(root, len(targets)))
     if output_file:

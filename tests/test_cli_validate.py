@@ -135,8 +135,10 @@ def test_github_format_writes_step_summary(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_empty_taxonomy_says_so(tmp_path: Path) -> None:
+    # Issue 12: no leaf found is a usage error (exit 2), so a CI step pointed at the wrong folder fails.
     result = CliRunner().invoke(cli, ["validate", "--taxonomy", str(tmp_path)])
-    assert result.exit_code == 0 and "no leaves found under" in result.output
+    assert result.exit_code == 2 and "no leaves found under" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
 def test_list_rules() -> None:

@@ -1,31 +1,47 @@
 """A snapshot of the leaves at one revision with cheap change detectors, for callers that must notice
 a change without parsing every leaf (diff-generate's planning): the qna.yaml blob id of each leaf
-and fingerprints of folders (git tree ids at a commit; names, sizes and mtimes in the working tree)."""
+and fingerprints of folders (git tree ids at a commit; names, sizes and mtimes in the working tree).
+
+A qna.yaml is read the way `validate` reads it: a symlink leaving the repository (absolute, or `../`
+out of it, in the working tree or as committed) is never followed; its findings are in `problems`
+and the leaf has no bytes. A committed symlink inside the repository is read at its target."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 from pathlib import Path
 
 from labtax.diff.contents import BlobReader, blob_sha, is_leaf_path, leaf_files_at, split_z
 from labtax.diff.repository import Taxonomy
+from labtax.taxonomy.config import DEFAULT_MAX_FILE_BYTES
+from labtax.taxonomy.engine import read_leaf_bytes
+from labtax.taxonomy.model import Finding
+
+SYMLINK_MODE = "120000"
 
 
 class Snapshot:
     """The leaves at head with cheap change detectors: the qna.yaml blob id and folder fingerprints
     (git tree ids at a commit; names, sizes and mtimes in the working tree)."""
 
-    def __init__(self, tax: Taxonomy, commit: str | None) -> None:
+    def __init__(self, tax: Taxonomy, commit: str | None, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
         self.tax = tax
         self.commit = commit
         self.blobs: dict[str, str] = {}
         self.data: dict[str, bytes] = {}
+        self.problems: dict[str, list[Finding]] = {}  # leaves that cannot be read safely, and why
+        self._links: dict[str, str] = {}  # leaf -> repo path of its (inside) symlink target, at commit
         self._trees: dict[str, str] = {}
         self._fp_cache: dict[str, str] = {}
         if commit is None:
             for _sha, path in leaf_files_at(tax, None):
-                raw = (tax.worktree / tax.to_repo(path)).read_bytes()
+                raw, problems = read_leaf_bytes(tax.worktree, tax.to_repo(path), max_bytes)
+                if raw is None:
+                    self.problems[path] = [_relabel(f, path) for f in problems]
+                    self.blobs[path] = "unreadable"
+                    continue
                 self.data[path] = raw
                 self.blobs[path] = blob_sha(raw)
         else:
@@ -44,20 +60,53 @@ class Snapshot:
                     self._trees[rel] = parts[2]
                 elif parts[1] == "blob" and is_leaf_path(rel):
                     self.blobs[rel] = parts[2]
+                    if parts[0] == SYMLINK_MODE:
+                        self._links[rel] = repo_path
 
     @property
     def paths(self) -> list[str]:
         return sorted(self.blobs)
 
     def read(self, paths: list[str]) -> dict[str, bytes]:
-        missing = [p for p in paths if p not in self.data]
+        missing = [p for p in paths if p not in self.data and p not in self.problems]
         if missing and self.commit is not None:
             reader = BlobReader(self.tax)
             for p in missing:
-                raw = reader.at(self.commit, self.tax.to_repo(p))
+                target = self._link_target(reader, p) if p in self._links else self.tax.to_repo(p)
+                if target is None:
+                    continue
+                raw = reader.at(self.commit, target)
                 if raw is not None:
                     self.data[p] = raw
         return {p: self.data[p] for p in paths if p in self.data}
+
+    def attribution(self, path: str) -> bytes | None:
+        """The bytes of the leaf's attribution.txt at this revision (None: missing or not a file)."""
+        from labtax.taxonomy.engine import attribution_path
+
+        repo_path = self.tax.to_repo(attribution_path(path))
+        if self.commit is None:
+            raw, _problems = read_leaf_bytes(self.tax.worktree, repo_path, DEFAULT_MAX_FILE_BYTES)
+            return raw
+        reader = BlobReader(self.tax)
+        try:
+            return reader.at(self.commit, repo_path)
+        finally:
+            reader.close()
+
+    def _link_target(self, reader: BlobReader, path: str) -> str | None:
+        """The repo path a committed qna.yaml symlink names, or None (with a finding) when it leaves
+        the repository: the same rule as validate's in the working tree."""
+        assert self.commit is not None
+        repo_path = self._links[path]
+        text = (reader.at(self.commit, repo_path) or b"").decode("utf-8", "replace")
+        joined = posixpath.normpath(posixpath.join(posixpath.dirname(repo_path), text))
+        if text.startswith("/") or joined == ".." or joined.startswith("../"):
+            self.problems[path] = [Finding("symlink-outside", "error", path, 1, 1,
+                                           f"symlink points outside the repository (to {text})",
+                                           "", "replace the link with the file itself")]
+            return None
+        return joined
 
     def fingerprint(self, dirs: list[str]) -> str:
         return hashlib.sha256("\0".join(self._dir_fp(d) for d in dirs).encode()).hexdigest()
@@ -82,3 +131,10 @@ class Snapshot:
             fp = h.hexdigest()
         self._fp_cache[rel] = fp
         return fp
+
+
+def _relabel(finding: Finding, path: str) -> Finding:
+    """A finding on the repo-relative path read, named by the leaf's taxonomy-relative path."""
+    from dataclasses import replace
+
+    return replace(finding, path=path)

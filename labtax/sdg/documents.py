@@ -102,6 +102,27 @@ def _inside(path: Path, root: Path) -> bool:
     return True
 
 
+def _looks_like_git_dir(path: Path) -> bool:
+    return (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()
+
+
+def _in_git_dir(local: Path, rel: PurePosixPath, taxonomy_root: Path) -> bool:
+    """`local` is (inside) a git directory: a `.git`/`x.git` component, or a folder on the way down
+    from the taxonomy root that holds HEAD, objects/ and refs/ (also reached through a symlink)."""
+    if any(part.lower().endswith(".git") for part in rel.parts):
+        return True
+    try:
+        resolved, root = local.resolve(), taxonomy_root.resolve()
+    except OSError:
+        return False
+    for folder in (resolved, *resolved.parents):
+        if folder == root or folder == folder.parent:
+            break
+        if folder.name.lower().endswith(".git") or _looks_like_git_dir(folder):
+            return True
+    return False
+
+
 def document_root(leaf: Leaf, taxonomy_root: Path) -> Path:
     """The folder the leaf's `patterns` apply to (a cached checkout, or a folder in the taxonomy)."""
     doc = leaf.data.get("document") or {}
@@ -120,6 +141,9 @@ def document_root(leaf: Leaf, taxonomy_root: Path) -> Path:
             hint="use a path relative to the taxonomy root, or a URL (file://, https://)",
         )
     local = taxonomy_root / repo
+    if _in_git_dir(local, rel, taxonomy_root):
+        raise UsageError(f"{leaf.path}: document.repo {repo!r} is inside a git directory",
+                         hint="its config and credentials are no document: point at a folder of documents")
     if not _inside(local, taxonomy_root):
         raise UsageError(f"{leaf.path}: document.repo {repo!r} leaves the taxonomy (through a symlink)")
     if not local.is_dir():
@@ -162,7 +186,8 @@ def load_documents(leaf: Leaf, taxonomy_root: Path) -> list[Document]:
         _check_pattern(leaf, pattern)
         for path in root.glob(pattern):
             rel = path.relative_to(root).as_posix()
-            if not path.is_file() or rel.startswith(".git/") or rel == ".labtax-complete":
+            parts = PurePosixPath(rel).parts
+            if not path.is_file() or any(p.lower() == ".git" for p in parts) or rel == ".labtax-complete":
                 continue
             if not _inside(path, root):
                 raise UsageError(f"{leaf.path}: document {rel!r} is a link out of the document repository")

@@ -33,8 +33,10 @@ from labtax.sdg.ledger import Ledger, MemoRow
 from labtax.sdg.store import LeafStore
 
 if TYPE_CHECKING:
+    from labtax.diff.snapshot import Snapshot
     from labtax.sdg.settings import GenerationSettings
-    from labtax.taxonomy.model import Leaf
+    from labtax.taxonomy.config import Config
+    from labtax.taxonomy.model import Finding, Leaf
 
 Action = Literal["generate", "reuse", "drop", "invalid"]
 
@@ -154,8 +156,9 @@ def plan_run(
     plans: list[LeafPlan] = []
     memo_updates: dict[str, MemoRow] = {}
 
+    config = validation_config(taxonomy)
     with open_taxonomy(taxonomy) as tax:
-        snap = Snapshot(tax, diff.head)
+        snap = Snapshot(tax, diff.head, config.max_file_bytes)
         keys: dict[str, str] = {}
         kinds: dict[str, str] = {}
         to_parse: list[str] = []
@@ -175,6 +178,11 @@ def plan_run(
         errors: dict[str, str] = {}
         raw = snap.read(to_parse)
         for path in to_parse:
+            # The same checks as `labtax validate`: an invalid leaf is skipped with its findings.
+            problems = snap.problems.get(path) or leaf_findings(path, raw.get(path), config, snap)
+            if problems:
+                errors[path] = format_findings(problems)
+                continue
             try:
                 leaf = parse_leaf_at_head(path, raw.get(path))
                 docs = _documents(leaf, taxonomy)
@@ -195,7 +203,7 @@ def plan_run(
             lp = LeafPlan(path=path, kind=kinds.get(path, _kind(path)), action="reuse", changed=changed,
                           change=change.status if change else None, old_path=change.old_path if change else None)
             if path in errors:
-                lp.action, lp.error, lp.reason = "invalid", errors[path], "cannot be read"
+                lp.action, lp.error, lp.reason = "invalid", errors[path], "invalid leaf"
                 plans.append(lp)
                 continue
             lp.key = keys[path]
@@ -236,6 +244,33 @@ def plan_run(
         max_tokens=settings.max_tokens, memo_updates=memo_updates, memo_removals=removals,
         verified=verified, taxonomy=Path(taxonomy),
     )
+
+
+def validation_config(taxonomy: Path) -> Config:
+    """validate's settings for the taxonomy (its protected rules cannot be disabled)."""
+    from labtax.taxonomy.config import load_config
+
+    return load_config(Path(taxonomy))
+
+
+def leaf_findings(path: str, raw: bytes | None, config: Config, snap: Snapshot) -> list[Finding]:
+    """validate's error findings for a leaf as read at head (attribution.txt read there too)."""
+    from labtax.taxonomy import kind_of
+    from labtax.taxonomy.engine import check_attribution_bytes, check_data, finalize
+    from labtax.taxonomy.model import Finding
+
+    if raw is None:
+        return [Finding("file-unreadable", "error", path, 1, 1, "cannot be read at head")]
+    findings = check_data(".", path, kind_of(path), raw, config,
+                          attribution=lambda rel: check_attribution_bytes(rel, snap.attribution(rel)))
+    return [f for f in finalize(findings, config) if f.severity == "error"]
+
+
+def format_findings(findings: list[Finding], limit: int = 5) -> str:
+    """`file:line:col: message [rule]`, the first few, for a plan line and the manifest."""
+    shown = [f"{f.path}:{f.line}:{f.col}: {f.message} [{f.rule}]" for f in findings[:limit]]
+    more = len(findings) - limit
+    return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
 
 
 def _kind(path: str) -> str:

@@ -37,6 +37,7 @@ RULES: dict[str, tuple[str, str]] = {
     "schema-unknown-key": ("error", "A key the schema does not allow."),
     "attribution": ("error", "No non-empty attribution.txt beside a qna.yaml of version 2 or later."),
     "document-pattern": ("error", "A knowledge document pattern that is absolute or climbs out with '..'."),
+    "document-git-dir": ("error", "A knowledge document folder or pattern inside a .git directory."),
     "duplicate-question": ("warning", "The same question appears twice with different answers."),
     "grounded-context": ("warning", "A skill gives a context on some examples but not all."),
     "document-repo": ("warning", "document.repo is not an https/ssh/git/file URL nor a path in the repository."),

@@ -7,6 +7,12 @@ Validation settings live under a `validate` key (or at the top level for brevity
       strict: true              # warnings become errors
       disable: [word-limit]     # rule ids (fnmatch patterns allowed: "document-*")
       max_file_bytes: 1048576   # larger qna.yaml files are refused
+
+The rules that keep hostile or broken input out of the generation path (`PROTECTED`: syntax,
+encoding, types, links and folders leaving the repository) cannot be disabled: a pattern that names
+only protected rules is a config error, and a broader pattern (`yaml-*`) leaves them on.
+In a pull request, the policy is read from the base commit (`load_config_at`), never from the tree
+under review.
 """
 
 from __future__ import annotations
@@ -23,6 +29,12 @@ CONFIG_FILE = ".labtax.yaml"
 DEFAULT_MAX_FILE_BYTES = 1024 * 1024
 DEFAULT_MAX_YAML_NODES = 100_000
 _KEYS = {"strict", "disable", "max_file_bytes", "max_yaml_nodes"}
+# Without these a leaf could crash generation, or make the repository's own secrets training data.
+PROTECTED = frozenset({
+    "file-unreadable", "file-not-regular", "symlink-outside", "encoding", "yaml-syntax", "yaml-tag",
+    "yaml-key", "yaml-alias-limit", "yaml-empty", "yaml-not-mapping", "version", "knowledge-version",
+    "schema-required", "schema-type", "document-pattern", "document-git-dir",
+})
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,8 @@ class Config:
     source: str | None = field(default=None, compare=False)
 
     def disabled(self, rule: str) -> bool:
+        if rule in PROTECTED:
+            return False
         return any(fnmatch.fnmatchcase(rule, pattern) for pattern in self.disable)
 
     def with_strict(self, strict: bool) -> Config:
@@ -66,9 +80,13 @@ def _from_mapping(raw: Any, source: str) -> Config:
     if not isinstance(disable, list) or not all(isinstance(d, str) for d in disable):
         raise ConfigError(f"{source}: 'disable' must be a list of rule ids")
     for pattern in disable:
-        if not any(fnmatch.fnmatchcase(rule, pattern) for rule in RULES):
+        matched = [rule for rule in RULES if fnmatch.fnmatchcase(rule, pattern)]
+        if not matched:
             raise ConfigError(f"{source}: 'disable' names no known rule: {pattern!r}",
                               hint="see `labtax validate --list-rules`")
+        if all(rule in PROTECTED for rule in matched):
+            raise ConfigError(f"{source}: rule {pattern!r} cannot be disabled",
+                              hint="it keeps unreadable or unsafe leaves out of generation")
     limits = {}
     for key, default in (("max_file_bytes", DEFAULT_MAX_FILE_BYTES), ("max_yaml_nodes", DEFAULT_MAX_YAML_NODES)):
         value = section.get(key, default)
@@ -81,26 +99,52 @@ def _from_mapping(raw: Any, source: str) -> Config:
 def load_config(root: Path) -> Config:
     """The settings for the taxonomy at `root` (defaults when it has none)."""
     yaml_file = root / CONFIG_FILE
-    if yaml_file.is_file():
+    yaml_bytes = yaml_file.read_bytes()[: DEFAULT_MAX_FILE_BYTES + 1] if yaml_file.is_file() else None
+    pyproject = root / "pyproject.toml"
+    toml_bytes = pyproject.read_bytes() if pyproject.is_file() else None
+    return _from_files(yaml_bytes, str(yaml_file), toml_bytes, str(pyproject))
+
+
+def load_config_at(root: Path, ref: str) -> Config:
+    """The settings as committed at `ref` (a pull request's base), ignoring the working tree, so the
+    change under review cannot relax the policy it is checked against."""
+    import subprocess
+
+    def show(name: str) -> bytes | None:
+        try:
+            proc = subprocess.run(["git", "-C", str(root), "show", f"{ref}:./{name}"], capture_output=True,
+                                  check=False, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return proc.stdout[: DEFAULT_MAX_FILE_BYTES + 1] if proc.returncode == 0 else None
+
+    probe = subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+                           capture_output=True, check=False)
+    if probe.returncode != 0:
+        raise ConfigError(f"--config-ref {ref!r} is not a commit of the repository at {root}")
+    return _from_files(show(CONFIG_FILE), f"{ref}:{CONFIG_FILE}", show("pyproject.toml"), f"{ref}:pyproject.toml")
+
+
+def _from_files(yaml_bytes: bytes | None, yaml_name: str, toml_bytes: bytes | None, toml_name: str) -> Config:
+    if yaml_bytes is not None:
         import yaml
 
         try:
-            text = yaml_file.read_bytes()[: DEFAULT_MAX_FILE_BYTES + 1].decode("utf-8")
+            text = yaml_bytes.decode("utf-8")
             raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         except (UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{yaml_file}: cannot read: {exc}".splitlines()[0]) from None
-        return _from_mapping(raw, str(yaml_file))
-    pyproject = root / "pyproject.toml"
-    if pyproject.is_file():
+            raise ConfigError(f"{yaml_name}: cannot read: {exc}".splitlines()[0]) from None
+        return _from_mapping(raw, yaml_name)
+    if toml_bytes is not None:
         try:
             import tomllib
         except ModuleNotFoundError:  # Python 3.10 without tomli: pyproject settings are unavailable
             return Config()
         try:
-            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+            data = tomllib.loads(toml_bytes.decode("utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{pyproject}: cannot read: {exc}") from None
+            raise ConfigError(f"{toml_name}: cannot read: {exc}") from None
         table = data.get("tool", {}).get("labtax")
         if table is not None:
-            return _from_mapping(table, f"{pyproject} [tool.labtax]")
+            return _from_mapping(table, f"{toml_name} [tool.labtax]")
     return Config()

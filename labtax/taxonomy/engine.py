@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -94,8 +95,23 @@ def leaf_version(rel: str, kind: str, value: dict[Any, Any], positions: dict[str
     return version, []
 
 
+def attribution_path(rel: str) -> str:
+    return f"{rel.rpartition('/')[0]}/{ATTRIBUTION_FILENAME}" if "/" in rel else ATTRIBUTION_FILENAME
+
+
+def check_attribution_bytes(rel: str, data: bytes | None) -> list[Finding]:
+    """The attribution check on the file's bytes as read elsewhere (a commit's tree); None = missing."""
+    attribution = attribution_path(rel)
+    if data is None:
+        return [_err(rel, "attribution", f"no {ATTRIBUTION_FILENAME} beside this qna.yaml",
+                     f"add {attribution} naming the sources of the seed examples (title, link, license)")]
+    if not data.strip():
+        return [_err(rel, "attribution", f"{attribution} is empty", "name the sources of the seed examples")]
+    return []
+
+
 def check_attribution(root: str | Path, rel: str) -> list[Finding]:
-    attribution = f"{rel.rpartition('/')[0]}/{ATTRIBUTION_FILENAME}" if "/" in rel else ATTRIBUTION_FILENAME
+    attribution = attribution_path(rel)
     full = os.path.join(root, attribution)
     try:
         info = os.stat(full)
@@ -146,8 +162,10 @@ def check_leaf(root: str | Path, rel: str, config: Config) -> list[Finding]:
     return findings + check_data(root, rel, kind, data, config)
 
 
-def check_data(root: str | Path, rel: str, kind: Kind | None, data: bytes, config: Config) -> list[Finding]:
-    """Every finding about a leaf's content (`root` is only used to look for attribution.txt)."""
+def check_data(root: str | Path, rel: str, kind: Kind | None, data: bytes, config: Config,
+               attribution: Callable[[str], list[Finding]] | None = None) -> list[Finding]:
+    """Every finding about a leaf's content (`root` is only used to look for attribution.txt, unless
+    `attribution(rel)` checks it elsewhere: in a commit's tree)."""
     findings: list[Finding] = []
     parsed, text, problems = parse_text(rel, data, config.max_yaml_nodes)
     findings += problems
@@ -167,7 +185,7 @@ def check_data(root: str | Path, rel: str, kind: Kind | None, data: bytes, confi
         findings += check_schema(rel, value, schema, parsed.positions, parsed.key_positions)
     findings += check_rules(rel, kind, version, value, parsed.positions, parsed.key_positions)
     if version >= 2:
-        findings += check_attribution(root, rel)
+        findings += attribution(rel) if attribution is not None else check_attribution(root, rel)
     return _by_version(findings, version)
 
 

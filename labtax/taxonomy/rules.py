@@ -158,6 +158,11 @@ def _escapes(path: str) -> bool:
     return False
 
 
+def _in_git_dir(path: str) -> bool:
+    """A component `.git` or `<name>.git` (a bare repository), in any case (case-insensitive disks)."""
+    return any(p.lower().endswith(".git") for p in re.split(r"[\\/]+", path) if p not in ("", "."))
+
+
 def document_reference(ctx: Ctx, data: dict[str, Any]) -> None:
     """Knowledge `document`: safe patterns (error), a usable repo and a pinned commit (warnings)."""
     document = data.get("document")
@@ -174,7 +179,11 @@ def document_reference(ctx: Ctx, data: dict[str, Any]) -> None:
             or "://" in pattern
             or _escapes(pattern)
         )
-        if bad:
+        if _in_git_dir(pattern):
+            ctx.add("document-git-dir", "error", path,
+                    f"pattern {pattern!r} reaches into a .git directory",
+                    "match the document files themselves, e.g. docs/*.md")
+        elif bad:
             ctx.add("document-pattern", "error", path,
                     f"pattern {pattern!r} must be a relative glob inside the document repository",
                     "write a path relative to the repository root, e.g. docs/*.md, without '..'")
@@ -182,7 +191,11 @@ def document_reference(ctx: Ctx, data: dict[str, Any]) -> None:
     if isinstance(repo, str) and repo:
         is_url = _URL.fullmatch(repo) is not None or _SCP.fullmatch(repo) is not None
         is_local = "://" not in repo and not repo.startswith(("/", "~")) and not _escapes(repo)
-        if not (is_url or is_local):
+        if is_local and _in_git_dir(repo):
+            ctx.add("document-git-dir", "error", "document.repo",
+                    f"repo {repo!r} is inside a git directory (its config and credentials are no document)",
+                    "point document.repo at a folder of documents, or a repository URL")
+        elif not (is_url or is_local):
             ctx.add("document-repo", "warning", "document.repo",
                     f"repo {repo!r} is not an https, ssh, git or file URL, nor a path inside this repository",
                     "use https://host/org/repo.git, or a path relative to the taxonomy root")

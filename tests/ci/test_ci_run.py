@@ -106,6 +106,25 @@ def test_validate_step_on_a_pull_request_end_to_end(git_repo: GitRepo, tmp_path:
     assert "compositional_skills/old/broken" not in proc.stdout + table  # unchanged: not checked
 
 
+def test_a_pull_request_cannot_relax_the_policy_it_is_validated_against(git_repo: GitRepo, tmp_path: Path) -> None:
+    add_leaf(git_repo, "compositional_skills/writing/haiku")
+    base = git_repo.commit("base")
+    git_repo.git("checkout", "-q", "-b", "pr")
+    git_repo.write(".labtax.yaml", "validate:\n  disable: [attribution]\n")
+    add_leaf(git_repo, "compositional_skills/writing/free")
+    git_repo.remove("compositional_skills/writing/free/attribution.txt")
+    git_repo.commit("relax the policy, add a leaf without attribution")
+    outputs_file = tmp_path / "out"
+    outputs_file.write_text("")
+    env = {"GITHUB_OUTPUT": str(outputs_file), "LABTAX_COMMAND": "validate", "LABTAX_BASE": base,
+           "LABTAX_FORMAT": "github"}
+    assert run([str(HOOKS / "ci-run.sh")], cwd=git_repo.root, env=env).returncode == 0  # its own policy
+    proc = run([str(HOOKS / "ci-run.sh")], cwd=git_repo.root, env={**env, "LABTAX_CONFIG_REF": base})
+    assert proc.returncode == 1 and "attribution" in proc.stdout, proc.stdout + proc.stderr
+    action = (HOOKS.parent / "action.yml").read_text()
+    assert "LABTAX_CONFIG_REF: ${{ inputs.command == 'validate' && github.event.pull_request.base.sha" in action
+
+
 def test_generation_output_goes_to_the_job_summary(tmp_path: Path) -> None:
     summary = tmp_path / "summary.md"
     out_file = tmp_path / "github_output"

@@ -33,7 +33,7 @@ def knowledge_yaml(name: str, doc_dir: str) -> str:
         for j in range(3):
             lines.append(f"      - question: What does section {i} say about point {j} of {name}?")
             lines.append(f"        answer: Section {i} says point {j} of {name} matters.")
-    lines += ["document:", f"  repo: {doc_dir}", "  commit: " + "0" * 40, "  patterns:", "    - '*.md'"]
+    lines += ["document:", f"  repo: {doc_dir}", "  commit: '" + "0" * 40 + "'", "  patterns:", "    - '*.md'"]
     return "\n".join(lines) + "\n"
 
 
