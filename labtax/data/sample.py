@@ -8,6 +8,11 @@ Every set line is a JSON object:
 
 A test row (test.jsonl) is a sample whose last message is the reference answer; it may also carry
 top-level `choices` (the options of a multiple-choice item) and `answer_index` (the right one).
+
+The metadata does not repeat the conversation: the question and the chunk (or grounding context)
+are read from the last user turn, `{context}\n\n{question}`, where `question_at` says where the
+question starts; the answer is the last assistant turn. `question_of` and `chunk_of` read them
+(also from older data that still carries `question` and `context` in its metadata).
 """
 
 from __future__ import annotations
@@ -35,8 +40,9 @@ class SampleMetadata(TypedDict, total=False):
     teacher: str  # the teacher's model id
     seed: int  # the generation seed
     scores: dict[str, Any]  # the judges' verdicts and scores, by stage
-    question: str  # the question alone (the user turn may hold a context above it)
-    context: str  # the document chunk (knowledge) or grounding context (skills)
+    question_at: int  # where the question starts in the last user turn (a context stands above it)
+    question: str  # only where the user turn does not end with the question (or in older data)
+    context: str  # only where the user turn does not hold the context (or in older data)
     document: str  # knowledge: the document the chunk comes from
     chunk: int  # knowledge: the chunk's index in its document
     replay: bool  # phase 2: a replayed knowledge sample
@@ -82,3 +88,73 @@ def reference_split(row: Sample) -> tuple[tuple[tuple[str, str], ...], str]:
     if turns[-1][0] != "assistant":
         raise ValueError("the last message must be the assistant's reference answer")
     return turns[:-1], turns[-1][1]
+
+
+def _user_index(sample: Sample) -> int | None:
+    msgs = sample.get("messages") or []
+    for i in range(len(msgs) - 1, -1, -1):
+        if msgs[i].get("role") == "user":
+            return i
+    return None
+
+
+def user_text(sample: Sample) -> str:
+    """The last user turn ('' when there is none)."""
+    i = _user_index(sample)
+    return str(sample["messages"][i].get("content", "")) if i is not None else ""
+
+
+def with_user(sample: Sample, content: str) -> Sample:
+    """A copy whose last user turn is `content` (inserted first when there is none)."""
+    i = _user_index(sample)
+    msgs = [dict(m) for m in sample.get("messages") or []]
+    if i is None:
+        msgs.insert(0, {"role": "user", "content": content})
+    else:
+        msgs[i]["content"] = content
+    out = dict(sample)
+    out["messages"] = msgs
+    return out  # type: ignore[return-value]
+
+
+def question_of(sample: Sample) -> str:
+    """The question alone: the user turn from `question_at`, else `metadata.question`, else the turn."""
+    meta = sample.get("metadata") or {}
+    at = meta.get("question_at")
+    if isinstance(at, int):
+        return user_text(sample)[at:]
+    q = meta.get("question")
+    if isinstance(q, str) and q.strip():
+        return q
+    return user_text(sample)
+
+
+def chunk_of(sample: Sample) -> str:
+    """The context above the question (a knowledge sample's document chunk); '' when there is none."""
+    meta = sample.get("metadata") or {}
+    v = meta.get("context")
+    if isinstance(v, str) and v.strip():
+        return v.strip()
+    at = meta.get("question_at")
+    return user_text(sample)[:at].strip() if isinstance(at, int) else ""
+
+
+def slim(sample: Sample) -> Sample:
+    """The sample with its metadata no longer repeating the conversation: `question`, `context` and
+    `answer` are dropped where the turns hold them (`question_at` marks the question), kept where
+    they do not (so `question_of` and `chunk_of` read the same before and after)."""
+    meta: dict[str, Any] = dict(sample.get("metadata") or {})
+    question, context = question_of(sample), chunk_of(sample)
+    user = user_text(sample)
+    if "question" in meta and question and user.endswith(question):
+        del meta["question"]
+        if len(user) > len(question):
+            meta["question_at"] = len(user) - len(question)
+    if "context" in meta and ("question_at" in meta or "question" not in meta):
+        probe = {**sample, "metadata": {k: v for k, v in meta.items() if k != "context"}}
+        if chunk_of(probe) == context:  # type: ignore[arg-type]
+            del meta["context"]
+    msgs = sample.get("messages") or []
+    if "answer" in meta and msgs and msgs[-1].get("role") == "assistant" and msgs[-1].get("content") == meta["answer"]:
+        del meta["answer"]
+    return {**sample, "metadata": meta}  # type: ignore[typeddict-item]

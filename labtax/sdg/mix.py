@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from labtax.data import PHASE1, PHASE2, SET_FILES, TEST, Manifest
+from labtax.data.sample import chunk_of, question_of, slim, user_text, with_user
 from labtax.taxonomy.model import Leaf
 from labtax.util.atomic import atomic_write_chunks
 
-MIX_VERSION = 1
+MIX_VERSION = 2  # 2: slim metadata (question_at), replays carry no context
 
 
 @dataclass(frozen=True)
@@ -128,51 +129,6 @@ def text_hash(text: str) -> str:
     return hashlib.sha1(normalise_question(text).encode("utf-8")).hexdigest()[:16]
 
 
-def _user_index(sample: dict[str, Any]) -> int | None:
-    msgs = sample.get("messages") or []
-    for i in range(len(msgs) - 1, -1, -1):
-        if msgs[i].get("role") == "user":
-            return i
-    return None
-
-
-def _user_text(sample: dict[str, Any]) -> str:
-    i = _user_index(sample)
-    return str(sample["messages"][i].get("content", "")) if i is not None else ""
-
-
-def question_of(sample: dict[str, Any]) -> str:
-    """The question alone: `metadata.question` when the pipeline kept it, else the last user turn."""
-    meta = sample.get("metadata") or {}
-    q = meta.get("question")
-    if isinstance(q, str) and q.strip():
-        return q
-    return _user_text(sample)
-
-
-def chunk_of(sample: dict[str, Any]) -> str:
-    """The document chunk a knowledge sample is grounded in ('' when the pipeline recorded none)."""
-    meta = sample.get("metadata") or {}
-    # The pipelines record the chunk text as `context` (and its index as `chunk`).
-    for name in ("context", "chunk"):
-        v = meta.get(name)
-        if isinstance(v, str) and v.strip():
-            return v.strip()
-    return ""
-
-
-def _with_user(sample: dict[str, Any], content: str) -> dict[str, Any]:
-    i = _user_index(sample)
-    msgs = [dict(m) for m in sample.get("messages") or []]
-    if i is None:
-        msgs.insert(0, {"role": "user", "content": content})
-    else:
-        msgs[i]["content"] = content
-    out = dict(sample)
-    out["messages"] = msgs
-    return out
-
-
 # ----------------------------------------------------------------------- preparing leaf data
 
 
@@ -198,20 +154,23 @@ def prepare_leaf(kind: str, samples: Sequence[dict[str, Any]], test: Sequence[di
         s = _stamp(s, kind)
         if kind == "knowledge":
             s = _knowledge_phase1(s)
+        s = slim(s)
+        if kind == "knowledge":
             c = chunk_of(s)
             if c and c not in chunk_ids:
                 chunk_ids[c] = len(chunks)
                 chunks.append(c)
         out.append(s)
         q_hashes.append(text_hash(question_of(s)))
-        u_hashes.append(text_hash(_user_text(s)))
+        u_hashes.append(text_hash(user_text(s)))
     tests = []
     t_hashes: list[str] = []
     for t in test:
         t = _stamp(t, kind)
         t["metadata"]["source"] = "seed"
+        t = slim(t)
         tests.append(t)
-        t_hashes += [text_hash(question_of(t)), text_hash(_user_text(t))]
+        t_hashes += [text_hash(question_of(t)), text_hash(user_text(t))]
     index = {"q": q_hashes, "u": u_hashes, "test": sorted(set(t_hashes))}
     if kind == "knowledge":
         index["chunks"] = chunks
@@ -231,8 +190,8 @@ def _stamp(sample: dict[str, Any], kind: str) -> dict[str, Any]:
 def _knowledge_phase1(sample: dict[str, Any]) -> dict[str, Any]:
     """Phase 1 form: loss on every token (`unmask: true`), the chunk above the question."""
     chunk = chunk_of(sample)
-    if chunk and chunk not in _user_text(sample):
-        sample = _with_user(sample, _user_turn(chunk, question_of(sample)))
+    if chunk and chunk not in user_text(sample):
+        sample = with_user(sample, _user_turn(chunk, question_of(sample)))
     sample["unmask"] = True
     return sample
 
@@ -378,9 +337,13 @@ def _replay(sample: dict[str, Any], chunks: list[str], settings: MixSettings,
     docs = distractors + ([own] if with_own else [])
     rng.shuffle(docs)
     prefix = "".join(f"Document:\n{d}\n\n" for d in docs)
-    out = _with_user(sample, prefix + question_of(sample).strip())
+    question = question_of(sample).strip()
+    out = with_user(sample, prefix + question)
     out["unmask"] = False
     meta = dict(out.get("metadata") or {})
+    if "question" not in meta:
+        meta["question_at"] = len(prefix)
+    meta.pop("context", None)  # the chunks shown are in the turn; the replay never reads it back
     meta["replay"] = True
     meta["replay_with_chunk"] = with_own
     out["metadata"] = meta

@@ -20,6 +20,7 @@ from lab_taxonomy import (
     teacher_args,
 )
 
+from labtax.data.sample import chunk_of
 from labtax.sdg.output_dir import output_lock
 
 
@@ -81,7 +82,7 @@ def test_manifest_and_sets_formats(git_repo, openai_server, tmp_path: Path) -> N
         assert len(read_jsonl(out / name)) == info["samples"]
     phase1 = read_jsonl(out / "phase1_knowledge.jsonl")
     assert phase1 and all(s["unmask"] is True and s["metadata"]["kind"] == "knowledge" for s in phase1)
-    assert all(s["metadata"]["context"] in s["messages"][0]["content"] for s in phase1)
+    assert all(chunk_of(s) and chunk_of(s) in s["messages"][0]["content"] for s in phase1)
     phase2 = read_jsonl(out / "phase2_skills.jsonl")
     assert {s["metadata"]["kind"] for s in phase2 if not s["metadata"].get("replay")} == {
         "compositional_skills", "foundational_skills"}

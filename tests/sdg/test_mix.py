@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from labtax.data import PHASE1, PHASE2, TEST
+from labtax.data.sample import chunk_of, question_of
 from labtax.sdg.mix import (
     MixLeaf,
     MixSettings,
@@ -87,7 +88,8 @@ def test_phase1_is_all_knowledge_unmasked_with_chunk_in_user_turn() -> None:
         assert s["unmask"] is True
         assert s["metadata"]["kind"] == "knowledge"
         user = s["messages"][0]["content"]
-        assert user == f"{s['metadata']['context']}\n\n{s['metadata']['question']}"
+        assert user == f"{chunk_of(s)}\n\n{question_of(s)}"
+        assert not {"question", "context", "answer"} & set(s["metadata"])  # not repeated in metadata
 
 
 def test_phase2_is_all_skills_plus_replay_share() -> None:
@@ -106,6 +108,9 @@ def test_phase2_is_all_skills_plus_replay_share() -> None:
 
 
 def test_replay_shows_own_chunk_among_distractors_part_of_the_time() -> None:
+    # A replay's own chunk is the one its question has in phase 1.
+    own = {question_of(s): chunk_of(s) for s in rows(build_sets(leaves(), MixSettings()).phase1)}
+
     def replays(p: float) -> list[dict[str, Any]]:
         sets = build_sets(leaves(), MixSettings(replay_ratio=1.0, replay_context_prob=p, distractors=3))
         return [s for s in rows(sets.phase2) if s["metadata"].get("replay")]
@@ -113,13 +118,13 @@ def test_replay_shows_own_chunk_among_distractors_part_of_the_time() -> None:
     for s in replays(1.0):
         user = s["messages"][0]["content"]
         assert user.count("Document:\n") == 4
-        assert f"Document:\n{s['metadata']['context']}\n\n" in user
-        assert user.endswith(s["metadata"]["question"])
+        assert f"Document:\n{own[question_of(s)]}\n\n" in user
+        assert user.endswith(question_of(s))
         assert s["unmask"] is False
     for s in replays(0.0):
         user = s["messages"][0]["content"]
         assert user.count("Document:\n") == 3
-        assert s["metadata"]["context"] not in user
+        assert own[question_of(s)] not in user
     mixed = replays(0.4)
     with_chunk = sum(s["metadata"]["replay_with_chunk"] for s in mixed)
     assert 0 < with_chunk < len(mixed)
@@ -161,7 +166,7 @@ def test_no_sample_in_both_train_and_test() -> None:
                skill_sample(0, 2)]
     sets = build_sets([MixLeaf.from_samples("compositional_skills/sum/qna.yaml", "compositional_skills", "k",
                                             samples, seeds)], MixSettings())
-    assert [s["metadata"]["question"] for s in rows(sets.phase2)] == ["skill question 0-2"]
+    assert [question_of(s) for s in rows(sets.phase2)] == ["skill question 0-2"]
     assert sets.counts["compositional_skills/sum/qna.yaml"] == {"samples": 3, "train": 1, "test": 2, "replay": 0,
                                                                 "overlap": 2}
 
