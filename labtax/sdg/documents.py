@@ -17,7 +17,6 @@ local tokenizer (the openai teacher) tokens are estimated as words × 1.3, round
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import shutil
@@ -28,6 +27,7 @@ from pathlib import Path, PurePosixPath
 
 from labtax.errors import UsageError
 from labtax.taxonomy.model import Leaf
+from labtax.teachers.base import estimate_tokens
 
 TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".rst"}
 URL_PREFIXES = ("http://", "https://", "ssh://", "git://", "file://", "git@")
@@ -48,11 +48,6 @@ class Chunk:
     index: int  # position of the chunk within its document
     text: str
     tokens: int
-
-
-def estimate_tokens(text: str) -> int:
-    """The documented fallback when no tokenizer is at hand: words × 1.3, rounded up."""
-    return math.ceil(len(text.split()) * 1.3)
 
 
 def _git(args: list[str], cwd: Path) -> str:

@@ -118,8 +118,7 @@ async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: Genera
 
     # Record progress per request for a server teacher (it bounds its own concurrency); in whole
     # forward-pass batches for an in-process one, so batching is kept.
-    batch = getattr(teacher, "batch_size", None) or (1 if hasattr(teacher, "concurrency") else 64)
-    base = LedgerTeacher(teacher, ledger, run_id=run_id, batch_size=int(batch))
+    base = LedgerTeacher(teacher, ledger, run_id=run_id, batch_size=teacher.batch_size)
     sem = asyncio.Semaphore(max(1, concurrency))
     # A whole stage failing means the teacher is down or misconfigured: start no further leaf (the
     # ones in flight finish), so a dead endpoint costs one leaf's retries, not every leaf's.

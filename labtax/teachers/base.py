@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -56,11 +57,40 @@ class TeacherResponse:
     extra: dict[str, object] = field(default_factory=dict)
 
 
+def estimate_tokens(text: str) -> int:
+    """The documented fallback when no tokenizer is at hand: words x 1.3, rounded up."""
+    return math.ceil(len(text.split()) * 1.3)
+
+
 class Teacher(Protocol):
-    """A backend that answers batches of requests. Order of responses matches order of requests."""
+    """A backend that answers batches of requests. Order of responses matches order of requests.
+
+    `batch_size`: how many requests are worth handing over together (a forward pass for an in-process
+    model; 1 for a server, which bounds its own concurrency), so a caller recording progress per
+    batch keeps the batching. `concurrency`: requests in flight at most. `count_tokens`: a text's
+    length in the teacher's own tokens (knowledge chunks are sized with it)."""
 
     model_id: str
+    batch_size: int
+    concurrency: int
+
+    def count_tokens(self, text: str) -> int: ...
 
     async def complete(self, requests: Sequence[TeacherRequest]) -> list[TeacherResponse]: ...
 
     async def aclose(self) -> None: ...
+
+
+class TeacherBase:
+    """The protocol's defaults for a backend: one request at a time, the words x 1.3 token estimate,
+    nothing to close. Backends override what they know better."""
+
+    model_id: str
+    batch_size: int = 1
+    concurrency: int = 1
+
+    def count_tokens(self, text: str) -> int:
+        return estimate_tokens(text)
+
+    async def aclose(self) -> None:
+        return None

@@ -10,7 +10,6 @@ ask its server (GET /v1/models), and then it is built at once.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from labtax.teachers.base import Teacher, TeacherRequest, TeacherResponse
 
@@ -31,7 +30,8 @@ def teacher_model_id(kind: str, model: str | None) -> str | None:
 
 
 class LazyTeacher:
-    """Forwards everything to the teacher `factory()` builds, building it on first use."""
+    """The protocol, answered by the teacher `factory()` builds on first use (only `model_id` is
+    known before)."""
 
     def __init__(self, factory: Callable[[], Teacher], model_id: str | None) -> None:
         self._factory = factory
@@ -44,7 +44,7 @@ class LazyTeacher:
     def teacher(self) -> Teacher:
         if self._teacher is None:
             self._teacher = self._factory()
-            if getattr(self, "model_id", None) not in (None, self._teacher.model_id):
+            if self.__dict__.get("model_id") not in (None, self._teacher.model_id):
                 raise RuntimeError(f"teacher model id {self._teacher.model_id!r} != predicted {self.model_id!r}")
         return self._teacher
 
@@ -59,8 +59,13 @@ class LazyTeacher:
         if self._teacher is not None:
             await self._teacher.aclose()
 
-    def __getattr__(self, name: str) -> Any:
-        # count_tokens, batch_size, ...: what the backend offers beyond the protocol.
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.teacher, name)
+    @property
+    def batch_size(self) -> int:
+        return self.teacher.batch_size
+
+    @property
+    def concurrency(self) -> int:
+        return self.teacher.concurrency
+
+    def count_tokens(self, text: str) -> int:
+        return self.teacher.count_tokens(text)

@@ -32,7 +32,7 @@ from typing import Any
 import aiohttp
 
 from labtax.errors import TeacherError, UsageError
-from labtax.teachers.base import TeacherRequest, TeacherResponse
+from labtax.teachers.base import TeacherBase, TeacherRequest, TeacherResponse
 from labtax.teachers.redact import redact, register_secret
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -79,7 +79,7 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-class OpenAITeacher:
+class OpenAITeacher(TeacherBase):
     """An async client for one or more OpenAI-compatible endpoints. See the module docstring."""
 
     def __init__(

@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from labtax.teachers.base import TeacherRequest, TeacherResponse
+from labtax.teachers.base import TeacherBase, TeacherRequest, TeacherResponse
 from labtax.teachers.redact import redact
 
 
@@ -33,7 +33,7 @@ class _Queue:
         self.worker: asyncio.Task[None] | None = None
 
 
-class TransformersTeacher:
+class TransformersTeacher(TeacherBase):
     def __init__(
         self,
         model: str = "embedded",

@@ -13,11 +13,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from labtax.errors import UsageError
-from labtax.teachers.base import TeacherRequest, TeacherResponse
+from labtax.teachers.base import TeacherBase, TeacherRequest, TeacherResponse
 from labtax.teachers.redact import redact
 
 
-class VLLMTeacher:
+class VLLMTeacher(TeacherBase):
+    batch_size = 64  # vLLM batches internally; callers hand it this many requests at a time
+
     def __init__(self, model: str = "embedded", **engine_kwargs: Any) -> None:
         try:
             import vllm

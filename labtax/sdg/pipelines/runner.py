@@ -23,11 +23,10 @@ from typing import Any
 import yaml
 
 from labtax.errors import TeacherError
-from labtax.sdg.documents import estimate_tokens
 from labtax.sdg.prompts import Prompt, load_prompt
 from labtax.sdg.settings import GenerationSettings
 from labtax.taxonomy.model import Leaf
-from labtax.teachers.base import Teacher, TeacherRequest, TeacherResponse
+from labtax.teachers.base import Teacher, TeacherRequest, TeacherResponse, estimate_tokens
 
 PIPELINE_DIR = Path(__file__).parent
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -169,17 +168,15 @@ class Runner:
 
 
 def count_tokens_for(teacher: Teacher) -> Callable[[str], int]:
-    """The teacher's tokenizer when it has one (transformers, vllm), else the words × 1.3 estimate."""
-    # Wrappers (the run ledger) keep the real teacher in `.inner`: chunking must not depend on them.
-    seen = 0
-    while seen < 8:
-        count = getattr(teacher, "count_tokens", None)
-        if callable(count):
-            return count  # type: ignore[no-any-return]
-        inner = getattr(teacher, "inner", None)
-        if inner is None:
+    """`teacher.count_tokens` (every labtax teacher and wrapper implements it: the protocol). A teacher
+    from outside labtax that implements only `complete` (a test double, a plugin) gets the words x 1.3
+    estimate, or the tokenizer of the teacher it wraps as `.inner`."""
+    for _ in range(8):  # duck-typed wrappers of wrappers, bounded
+        if hasattr(teacher, "count_tokens"):
+            return teacher.count_tokens
+        if not hasattr(teacher, "inner"):
             break
-        teacher, seen = inner, seen + 1
+        teacher = teacher.inner
     return estimate_tokens
 
 
