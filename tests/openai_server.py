@@ -35,7 +35,8 @@ The responder runs on the server's event loop thread; keep it quick (use `Fault(
     same body then reach `responder`. Deterministic under concurrency because it keys on the body.
   - `lab_responder()`: answers every labtax LAB pipeline stage sensibly by recognising the stage's
     prompt (numbered questions, contexts, keep/drop verdicts, answers, 1-3 scores, knowledge Q&A
-    pairs, yes/no filter verdicts), varied by a hash of the request so that dedup keeps the rows.
+    pairs, yes/no filter verdicts, knowledge multiple-choice items, `labtax eval`'s pairwise verdicts),
+    varied by a hash of the request so that dedup keeps the rows.
 
 As a pytest fixture: `openai_server` (in tests/conftest.py) yields a started server with
 `lab_responder()`; set `server.responder = ...` in a test to script it differently.
@@ -392,9 +393,31 @@ def lab_responder(*, drop_every: int = 0, low_score_every: int = 0) -> Responder
             return "\n\n".join(pairs)
         if "STAGE: faithful" in text or "STAGE: relevant" in text or "STAGE: standalone" in text:
             return "Reasoning: checked against the document.\nVerdict: yes"
+        if "STAGE: eval_pairwise" in text:
+            return _pairwise_verdict(text)
         return "I am a test server."
 
     return respond
+
+
+def _pairwise_verdict(text: str) -> str:
+    """A judge of `labtax eval`'s pairwise prompt: the answer sharing more words with the reference
+    wins, equal overlap is a tie ([[C]])."""
+
+    def words(label: str, until: str | None) -> set[str]:
+        start = text.find(label)
+        if start < 0:
+            return set()
+        rest = text[start + len(label):]
+        if until is not None and until in rest:
+            rest = rest[: rest.find(until)]
+        return set(re.findall(r"[a-z]+", rest.lower()))
+
+    reference = words("Reference answer:", "Answer of assistant A:")
+    a = len(words("Answer of assistant A:", "Answer of assistant B:") & reference)
+    b = len(words("Answer of assistant B:", None) & reference)
+    verdict = "A" if a > b else "B" if b > a else "C"
+    return f"A shares {a} words with the reference, B shares {b}.\n[[{verdict}]]"
 
 
 # ---------------------------------------------------------------- separate process

@@ -19,12 +19,13 @@ from labtax.data.names import (
     SET_FILES,
     STORE_FORMAT,
     TEST,
+    VALIDATION,
     leaf_folder,
 )
 from labtax.data.sample import Message, Sample, SampleMetadata, TestRow, read_set
 
 __all__ = [
-    "MANIFEST", "PHASE1", "PHASE2", "PHASE_FILES", "SET_FILES", "STORE_FORMAT", "TEST",
+    "MANIFEST", "PHASE1", "PHASE2", "PHASE_FILES", "SET_FILES", "STORE_FORMAT", "TEST", "VALIDATION",
     "LeafEntry", "Manifest", "Message", "Sample", "SampleMetadata", "TestRow",
     "leaf_folder", "read_manifest", "read_set", "write_manifest",
 ]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 PHASE1 = "phase1_knowledge.jsonl"  # phase 1 training set: knowledge, loss on every token
 PHASE2 = "phase2_skills.jsonl"  # phase 2 training set: skills plus a knowledge replay share
-TEST = "test.jsonl"  # held-out seed examples, one test row per line
+TEST = "test.jsonl"  # the gate's held-out items (seed examples, multiple-choice items), one test row per line
+VALIDATION = "validation.jsonl"  # held out of training for checkpoint selection; never the gate's items
 MANIFEST = "manifest.json"  # written last: which leaves the sets hold, and the sets' checksums
 SET_FILES = (PHASE1, PHASE2, TEST)
 PHASE_FILES: dict[str, str] = {"knowledge": PHASE1, "skills": PHASE2}

@@ -1,6 +1,8 @@
 """Reading the held-out test set and the run manifest, and choosing which leaves to evaluate.
 
-`test.jsonl` holds one held-out seed example per line (a `labtax.data.TestRow`); `manifest.json` says
+`test.jsonl` holds one held-out item per line (a `labtax.data.TestRow`): a seed example (the reference
+answer is the last assistant turn), or a closed-book multiple-choice item, which carries top-level
+`choices` and `answer_index` beside `messages` (its assistant turn is the right option); `manifest.json` says
 which leaves changed in the run that produced the data. Both name a leaf by its path
 (`.../poem/qna.yaml`); the report shows it by its folder (`compositional_skills/writing/poem`).
 """
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from labtax.data import TEST, Sample, leaf_folder, read_manifest, read_set
+from labtax.data import TEST, Sample, TestRow, leaf_folder, read_manifest, read_set
 from labtax.data.sample import reference_split
 from labtax.errors import UsageError
 
@@ -27,6 +29,15 @@ class Example:
     leaf: str
     prompt: tuple[tuple[str, str], ...]  # (role, content) turns before the final assistant turn
     answer: str
+    choices: tuple[str, ...] = ()  # a multiple-choice item's options (empty: a reference answer)
+    answer_index: int = -1  # the right option of a multiple-choice item
+    # Whether the generation pipelines may have shown this item to the teacher as an in-context
+    # example (the leaf's seeds are their examples; generated multiple-choice items never are).
+    shown_to_teacher: bool = False
+
+    @property
+    def is_choice(self) -> bool:
+        return bool(self.choices)
 
     def prompt_messages(self) -> list[dict[str, str]]:
         return [{"role": role, "content": content} for role, content in self.prompt]
@@ -65,10 +76,24 @@ def read_test_set(path: Path) -> dict[str, list[Example]]:
 
 def _example(row: Sample) -> Example:
     prompt, answer = reference_split(row)
-    leaf = (row.get("metadata") or {}).get("leaf")
+    meta = row.get("metadata") or {}
+    leaf = meta.get("leaf")
     if not leaf:
         raise ValueError("metadata.leaf is missing")
-    return Example(leaf=leaf_folder(str(leaf)), prompt=prompt, answer=answer)
+    test_row: TestRow = row  # type: ignore[assignment]
+    choices, index = test_row.get("choices"), test_row.get("answer_index")
+    if choices is None and index is None:
+        shown = meta.get("shown_to_teacher")
+        # Seeds written before the flag existed were in-context examples all the same.
+        seen = bool(shown) if shown is not None else meta.get("source", "seed") == "seed"
+        return Example(leaf=leaf_folder(str(leaf)), prompt=prompt, answer=answer, shown_to_teacher=seen)
+    if (not isinstance(choices, list) or len(choices) < 2
+            or not all(isinstance(c, str) and c.strip() for c in choices) or len(set(choices)) != len(choices)):
+        raise ValueError("'choices' must be a list of at least two distinct, non-empty strings")
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(choices):
+        raise ValueError("'answer_index' must be the index of one of the choices")
+    return Example(leaf=leaf_folder(str(leaf)), prompt=prompt, answer=choices[index], choices=tuple(choices),
+                   answer_index=index, shown_to_teacher=bool(meta.get("shown_to_teacher", False)))
 
 
 def manifest_leaves(path: Path) -> tuple[set[str], set[str]] | None:

@@ -1,10 +1,12 @@
-"""The optional judge: each model answers the held-out questions (greedy, bounded length) and an
-OpenAI-compatible judge model rates each answer 1-10 against the reference answer.
+"""The pairwise judge: base and candidate answer each held-out question (greedy, bounded length), and a
+judge model (any OpenAI-compatible endpoint, or the embedded teacher) compares the two answers against
+the reference, in both orders (base first, then candidate first) so a position bias cancels out.
 
-The prompt is the MT-Bench reference-guided single-answer grading prompt; the judge must end with
-`[[N]]`. A reply without a readable rating in 1..10 is counted as malformed and left out of the
-mean; a request the client gave up on (ok=False) is counted as failed. Neither stops the run: the
-gate is decided by the log-likelihood scores, the judge scores are reported beside them.
+The judge ends its reply with [[A]], [[B]] or [[C]] (tie); the last such mark counts. A reply without
+one is *malformed*, a request the client gave up on is *failed*; both are counted and leave that order
+out. Per question the candidate scores the mean over its readable orders of 1 (won), 0.5 (tie) or 0
+(lost); a question with no readable order is left out. The win rate is the mean over the questions.
+The prompt is a data file, `labtax/eval/prompts/pairwise.yaml`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+import yaml
 
 from labtax.eval.data import Example
 from labtax.models import render_chat
@@ -24,64 +30,57 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_NEW_TOKENS = 128
 DEFAULT_JUDGE_MAX_TOKENS = 512
-JUDGE_TAG = "eval_judge"
-
-JUDGE_SYSTEM = "You are a helpful assistant."
-JUDGE_TEMPLATE = """[Instruction]
-Please act as an impartial judge and evaluate the quality of the response provided by an AI \
-assistant to the user question displayed below. Your evaluation should consider correctness and \
-helpfulness. You will be given a reference answer and the assistant's answer. Begin your evaluation \
-by comparing the assistant's answer with the reference answer. Identify and correct any mistakes. Be \
-as objective as possible. After providing your explanation, you must rate the response on a scale of \
-1 to 10 by strictly following this format: "[[rating]]", for example: "Rating: [[5]]".
-
-[Question]
-{question}
-
-[The Start of Reference Answer]
-{reference}
-[The End of Reference Answer]
-
-[The Start of Assistant's Answer]
-{answer}
-[The End of Assistant's Answer]"""
-
-_BRACKETED = re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]")
-_LABELLED = re.compile(r"rating\s*[:=]\s*\**\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
+JUDGE_TAG = "eval_pairwise"
+PROMPT_FILE = Path(__file__).parent / "prompts" / "pairwise.yaml"
+_VERDICT = re.compile(r"\[\[\s*([ABC])\s*\]\]")
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
 
-@dataclass(frozen=True)
-class JudgeTally:
-    """One model's judge results on one leaf."""
-
-    scores: tuple[float, ...]  # the readable ratings
-    malformed: int  # replies without a rating in 1..10
-    failed: int  # requests the client gave up on
-
-    @property
-    def mean(self) -> float | None:
-        return sum(self.scores) / len(self.scores) if self.scores else None
+@cache
+def _prompt() -> tuple[str, str]:
+    data = yaml.safe_load(PROMPT_FILE.read_text(encoding="utf-8"))
+    return str(data["system"]).strip(), str(data["user"]).strip()
 
 
-def parse_rating(text: str) -> float | None:
-    """The judge's rating: the last `[[N]]`, else the last `Rating: N`; None unless 1 <= N <= 10."""
-    for pattern in (_BRACKETED, _LABELLED):
-        found = pattern.findall(text)
-        if found:
-            value = float(found[-1])
-            return value if 1.0 <= value <= 10.0 else None
-    return None
+def _fill(template: str, values: dict[str, str]) -> str:
+    # One pass: an answer that itself contains "{question}" is never expanded again.
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
 
 
-def judge_request(example: Example, answer: str, *, max_tokens: int = DEFAULT_JUDGE_MAX_TOKENS) -> TeacherRequest:
-    prompt = JUDGE_TEMPLATE.format(question=example.question(), reference=example.answer, answer=answer)
+def parse_verdict(text: str) -> str | None:
+    """'A', 'B' or 'C' (tie): the last [[X]] mark of the reply; None when there is none."""
+    found = _VERDICT.findall(text)
+    return found[-1] if found else None
+
+
+def pairwise_request(example: Example, answer_a: str, answer_b: str, *,
+                     max_tokens: int = DEFAULT_JUDGE_MAX_TOKENS) -> TeacherRequest:
+    system, user = _prompt()
+    values = {"question": example.question(), "reference": example.answer, "answer_a": answer_a,
+              "answer_b": answer_b}
     return TeacherRequest(
-        messages=(("system", JUDGE_SYSTEM), ("user", prompt)),
+        messages=(("system", system), ("user", _fill(user, values))),
         max_tokens=max_tokens,
         temperature=0.0,  # a judge should be as repeatable as the server allows
         seed=0,
         tag=JUDGE_TAG,
     )
+
+
+@dataclass(frozen=True)
+class PairTally:
+    """One leaf's pairwise results: per question score (None: no readable order), and the counts."""
+
+    scores: tuple[float | None, ...]
+    wins: int  # orders the candidate won
+    ties: int
+    losses: int
+    malformed: int
+    failed: int
+
+    @property
+    def readable(self) -> list[float]:
+        return [s for s in self.scores if s is not None]
 
 
 def generate_answers(
@@ -122,38 +121,54 @@ def generate_answers(
     return answers
 
 
-def judge_answers(
+def _outcome(response: TeacherResponse, candidate_is: str) -> float | str:
+    if not response.ok:
+        return "failed"
+    verdict = parse_verdict(response.text)
+    if verdict is None:
+        return "malformed"
+    if verdict == "C":
+        return 0.5
+    return 1.0 if verdict == candidate_is else 0.0
+
+
+def judge_pairs(
     teacher: Teacher,
     examples: Sequence[Example],
-    answers: Sequence[str],
+    base_answers: Sequence[str],
+    cand_answers: Sequence[str],
     *,
     max_tokens: int = DEFAULT_JUDGE_MAX_TOKENS,
-) -> list[float | str]:
-    """Each answer's rating, or "malformed" / "failed", in input order. Closes `teacher`."""
-    requests = [judge_request(ex, ans, max_tokens=max_tokens) for ex, ans in zip(examples, answers)]
+) -> list[tuple[float | str, float | str]]:
+    """Per question (candidate's score with the base shown first, with the candidate shown first);
+    each 1, 0.5, 0, "malformed" or "failed". One batch, one event loop; closes `teacher`."""
+    requests = []
+    for ex, b, c in zip(examples, base_answers, cand_answers):
+        requests.append(pairwise_request(ex, b, c, max_tokens=max_tokens))  # base is A
+        requests.append(pairwise_request(ex, c, b, max_tokens=max_tokens))  # candidate is A
 
-    # One event loop for every request and the close: a client's HTTP session belongs to the loop
-    # it was opened on. The teacher is closed here; it is not reusable afterwards.
+    # A client's HTTP session belongs to the loop it was opened on: requests and close share one.
     async def run() -> list[TeacherResponse]:
         try:
             return await teacher.complete(requests)
         finally:
             await teacher.aclose()
 
-    responses = asyncio.run(run())
-    results: list[float | str] = []
-    for response in responses:
-        if not response.ok:
-            results.append("failed")
-            continue
-        rating = parse_rating(response.text)
-        results.append(rating if rating is not None else "malformed")
-    return results
+    responses = asyncio.run(run()) if requests else []
+    return [(_outcome(responses[2 * i], "B"), _outcome(responses[2 * i + 1], "A")) for i in range(len(examples))]
 
 
-def tally(results: Sequence[float | str]) -> JudgeTally:
-    return JudgeTally(
-        scores=tuple(float(r) for r in results if not isinstance(r, str)),
-        malformed=sum(1 for r in results if r == "malformed"),
-        failed=sum(1 for r in results if r == "failed"),
+def tally(results: Sequence[tuple[float | str, float | str]]) -> PairTally:
+    scores: list[float | None] = []
+    outcomes = [o for pair in results for o in pair]
+    for pair in results:
+        readable = [float(o) for o in pair if not isinstance(o, str)]
+        scores.append(sum(readable) / len(readable) if readable else None)
+    return PairTally(
+        scores=tuple(scores),
+        wins=sum(1 for o in outcomes if o == 1.0 and not isinstance(o, str)),
+        ties=sum(1 for o in outcomes if o == 0.5 and not isinstance(o, str)),
+        losses=sum(1 for o in outcomes if o == 0.0 and not isinstance(o, str)),
+        malformed=outcomes.count("malformed"),
+        failed=outcomes.count("failed"),
     )

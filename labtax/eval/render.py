@@ -43,68 +43,115 @@ def _headline(report: dict[str, Any]) -> str:
     )
 
 
+def _regressed_phrase(report: dict[str, Any]) -> str:
+    t = report["thresholds"]
+    rows = [r for r in report["leaves"] if r["status"] == "regressed"]
+    by_likelihood = all(r.get("evidence", "likelihood") == "likelihood" for r in rows)
+    tail = f" by more than {t['fail_on_regression_pct']:g}%" if by_likelihood else ""
+    return f"{len(rows)} unchanged leaf(s) regressed{tail}"
+
+
 def _verdict_line(report: dict[str, Any]) -> str:
     s = report["summary"]
     t = report["thresholds"]
+    if report["verdict"] == "nothing-changed":
+        return (f"NOTHING CHANGED: no changed leaf to check for learning; {s['unchanged']} unchanged leaf(s) "
+                "checked for forgetting, none regressed")
     if report["verdict"] == "pass":
         return f"PASS: every changed leaf improved, no unchanged leaf regressed by more than {t['fail_on_regression_pct']:g}%"
     parts = []
     if s["not_improved"]:
         parts.append(f"{s['not_improved']} changed leaf(s) did not improve")
     if s["regressed"]:
-        parts.append(f"{s['regressed']} unchanged leaf(s) regressed by more than {t['fail_on_regression_pct']:g}%")
+        parts.append(_regressed_phrase(report))
     return "FAIL: " + "; ".join(parts)
+
+
+def _ci(iv: dict[str, Any] | None, unit: str = "%", scale: float = 1.0) -> str:
+    """'-8.9% [-12.1, -5.3]' (a point without an interval prints alone)."""
+    if not iv or iv.get("estimate") is None:
+        return "n/a"
+    est = f"{iv['estimate'] * scale:+.1f}{unit}"
+    if iv.get("low") is None or iv.get("high") is None:
+        return est
+    return f"{est} [{iv['low'] * scale:+.1f}, {iv['high'] * scale:+.1f}]"
+
+
+def evidence_cells(r: dict[str, Any]) -> tuple[str, str, str]:
+    """(what the verdict rests on, base -> candidate, the change with its interval) of one row."""
+    ev = r.get("evidence", "likelihood")
+    if ev == "choices" and r.get("choices"):
+        c = r["choices"]
+        return (f"choices ({c['items']})", f"{c['base_accuracy']:.0%} -> {c['candidate_accuracy']:.0%}",
+                _ci(c["change"], " pts", 100.0))
+    if ev == "judge" and r.get("judge") and r["judge"].get("interval"):
+        j = r["judge"]
+        return (f"judge ({j['rated']})", f"{j['wins']}W {j['ties']}T {j['losses']}L",
+                "win " + _ci(j["interval"], "%", 100.0).replace("+", ""))
+    lk = r.get("likelihood")
+    if ev == "likelihood" and lk:
+        beyond = lk.get("beyond_controls_pct")
+        if beyond is not None:
+            return (f"likelihood vs {lk['controls']} control(s)", f"{_num(r['base'])} -> {_num(r['candidate'])}",
+                    _ci(beyond))
+        return ("likelihood", f"{_num(r['base'])} -> {_num(r['candidate'])}", _ci(lk["change_pct"]))
+    return ("none", "n/a", "n/a")
 
 
 def render_text(report: dict[str, Any]) -> str:
     rows = report["leaves"]
-    with_judge = report.get("judge") is not None
-    header = ["leaf", "kind", "base", "candidate", "change", "status"]
-    if with_judge:
-        header[5:5] = ["judge base", "judge cand"]
+    header = ["leaf", "kind", "base", "candidate", "change", "evidence", "measure", "change [95% CI]", "status"]
     table = [header]
     for r in rows:
-        line = [
+        table.append([
             r["leaf"], "changed" if r["changed"] else "unchanged",
-            _num(r["base"]), _num(r["candidate"]), _pct(r["change_pct"]), r["status"],
-        ]
-        if with_judge:
-            j = r["judge"] or {}
-            line[5:5] = [_judge_cell(j.get("base")), _judge_cell(j.get("candidate"))]
-        table.append(line)
+            _num(r["base"]), _num(r["candidate"]), _pct(r["change_pct"]), *evidence_cells(r), r["status"],
+        ])
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     out = [
         f"labtax eval: base {report['base']['model']} -> candidate {report['candidate']['model']}: "
         + _headline(report),
         "",
     ]
+    left = {0, 1, 5, 6, len(header) - 1}
     for k, row in enumerate(table):
-        cells = [c.ljust(w) if i in (0, 1) or i == len(row) - 1 else c.rjust(w)
-                 for i, (c, w) in enumerate(zip(row, widths))]
+        cells = [c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
         out.append("  ".join(cells).rstrip())
         if k == 0:
             out.append("  ".join("-" * w for w in widths))
     out.append("")
     out.append("score: mean per-token log-likelihood of the reference answer (nats, higher is better);")
-    out.append("change: relative change of the per-token NLL, candidate vs base (negative is better).")
-    if with_judge:
+    out.append("change: relative change of the per-token NLL, candidate vs base (negative is better);")
+    out.append("the interval is a 95% paired bootstrap; likelihood evidence is the change beyond the controls'.")
+    if report.get("judge") is not None:
         j = report["judge"]
-        out.append(f"judge: 1-10 ratings by {j['model']}; {j['malformed']} malformed and {j['failed']} "
-                   f"failed replies of {j['requests']} (left out of the means).")
+        out.append(f"judge: pairwise by {j['model']} (both orders, against the reference); {j['malformed']} malformed and "
+                   f"{j['failed']} failed replies of {j['requests']} (left out).")
+    out.extend(_held_out_lines(report))
     if not report.get("same_tokenization", True):
         out.append(TOKENIZER_NOTE)
     out.append(_verdict_line(report))
     return "\n".join(out) + "\n"
 
 
+def _held_out_lines(report: dict[str, Any]) -> list[str]:
+    h = report.get("held_out") or {}
+    if not h.get("shown_to_teacher"):
+        return []
+    return [f"held out: {h['shown_to_teacher']} of {h['items']} items were shown to the teacher as in-context "
+            f"examples ({h['which']}): " + ", ".join(h["leaves"])]
+
+
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("`", "'")
 
 
+VERDICT_MARK = {"improved": "⬆️", "no-change": "➖", "regressed": "⬇️"}
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """A self-contained block: post it as a PR comment or append it to $GITHUB_STEP_SUMMARY."""
-    with_judge = report.get("judge") is not None
-    icon = "✅" if report["verdict"] == "pass" else "❌"
+    icon = {"pass": "✅", "fail": "❌"}.get(report["verdict"], "➖")
     out = [
         f"### {icon} labtax eval: {report['verdict']}",
         "",
@@ -112,23 +159,23 @@ def render_markdown(report: dict[str, Any]) -> str:
          f"`{_md_escape(report['candidate']['model'])}`: {_headline(report)}."),
         "",
     ]
-    header = ["Leaf", "Kind", "Base", "Candidate", "Change", "Status"]
-    align = [":---", ":---", "---:", "---:", "---:", ":---"]
-    if with_judge:
-        header[5:5] = ["Judge base", "Judge candidate"]
-        align[5:5] = ["---:", "---:"]
-    out.append("| " + " | ".join(header) + " |")
-    out.append("| " + " | ".join(align) + " |")
+    out.append("| Leaf | Kind | Base | Candidate | Change | Status |")
+    out.append("| :--- | :--- | ---: | ---: | ---: | :--- |")
     for r in report["leaves"]:
         cells = [
             f"`{_md_escape(r['leaf'])}`", "changed" if r["changed"] else "unchanged",
             _num(r["base"]), _num(r["candidate"]), _pct(r["change_pct"]),
             f"{STATUS_MARK.get(r['status'], '')} {r['status'].replace('_', ' ')}",
         ]
-        if with_judge:
-            j = r["judge"] or {}
-            cells[5:5] = [_judge_cell(j.get("base")), _judge_cell(j.get("candidate"))]
         out.append("| " + " | ".join(cells) + " |")
+    out.append("")
+    out.append("| Leaf | Evidence | Base → candidate | Change [95% CI] | Verdict |")
+    out.append("| :--- | :--- | :--- | :--- | :--- |")
+    for r in report["leaves"]:
+        evidence, measure, change = evidence_cells(r)
+        name = f"**`{_md_escape(r['leaf'])}`** (changed)" if r["changed"] else f"`{_md_escape(r['leaf'])}`"
+        verdict = r.get("verdict", "no-change")
+        out.append(f"| {name} | {evidence} | {measure} | {change} | {VERDICT_MARK.get(verdict, '')} {verdict} |")
     out.append("")
     out.append(f"**{_verdict_line(report)}**")
     out.append("")
@@ -136,13 +183,18 @@ def render_markdown(report: dict[str, Any]) -> str:
     notes = (
         "Score: mean per-token log-likelihood of the held-out reference answers (nats, higher is "
         "better). Change: `100 × (NLL_candidate − NLL_base) / NLL_base` (negative is better). "
-        f"A changed leaf must improve by more than {t['min_improvement_pct']:g}%; an unchanged leaf "
-        f"may not get worse by more than {t['fail_on_regression_pct']:g}%."
+        "Each verdict rests on the leaf's strongest evidence: closed-book multiple choice, then the "
+        "pairwise judge, then the likelihood change beyond the unchanged (control) leaves'; intervals "
+        f"are 95% paired bootstraps. An unchanged leaf may not get worse by more than "
+        f"{t['fail_on_regression_pct']:g}%."
     )
-    if with_judge:
+    if report.get("judge") is not None:
         j = report["judge"]
-        notes += (f" Judge: 1–10 ratings by `{_md_escape(j['model'])}` of greedy answers; "
+        notes += (f" Judge: `{_md_escape(j['model'])}`, pairwise in both orders; "
                   f"{j['malformed']} malformed and {j['failed']} failed replies of {j['requests']}.")
+    held = _held_out_lines(report)
+    if held:
+        notes += " " + held[0][len("held out: "):].capitalize()
     if not report.get("same_tokenization", True):
         notes += " " + TOKENIZER_NOTE[len("note: "):].capitalize()
     out.append(f"<sub>{notes}</sub>")

@@ -1,43 +1,56 @@
 """`labtax eval` end to end: select leaves, score base and candidate, optionally judge, gate.
 
-The result is one plain, JSON-ready dict (the stable `--format json` document, see
-docs/eval.md); the text and markdown renderers read only that dict, so the three formats
-always agree.
+Per model (one in memory at a time): the per-item log-likelihood of every reference answer, the
+option it prefers on every multiple-choice item (closed book), and, when a judge is configured, its
+greedy answers to the changed skill leaves' questions. Then the judge compares the two models'
+answers pairwise, and `report.build_report` turns it all into the stable JSON-ready dict (see
+docs/eval.md); the renderers read only that dict, so every format agrees.
 """
 
 from __future__ import annotations
 
 import gc
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labtax.errors import UsageError
 from labtax.eval.data import Example, LeafMode, Selection, select_leaves
-from labtax.eval.gate import Thresholds, decide, nll_change_pct
+from labtax.eval.gate import Thresholds
 from labtax.eval.judge import (
     DEFAULT_JUDGE_MAX_TOKENS,
     DEFAULT_MAX_NEW_TOKENS,
-    JudgeTally,
+    PairTally,
     generate_answers,
-    judge_answers,
+    judge_pairs,
     tally,
 )
-from labtax.eval.scorer import DEFAULT_BATCH_TOKENS, LeafScore, resolve_device, score_leaves
+from labtax.eval.report import SCHEMA, ModelResult, build_report, failed_leaves
+from labtax.eval.scorer import (
+    DEFAULT_BATCH_TOKENS,
+    LeafScore,
+    choice_examples,
+    pick_choice,
+    resolve_device,
+    score_examples,
+)
+from labtax.models import TINY_SEED
 from labtax.teachers.base import Teacher
 
-SCHEMA = "labtax.eval/1"
+__all__ = ["SCHEMA", "EvalOptions", "JudgeOptions", "build_report", "failed_leaves", "run_eval"]
+_ModelResult = ModelResult  # the name the report tests build by hand
 
 
 @dataclass(frozen=True)
 class JudgeOptions:
-    endpoints: tuple[str, ...]
-    model: str | None = None  # None: the model the first endpoint lists at /v1/models
+    endpoints: tuple[str, ...] = ()
+    model: str | None = None  # None: the model the first endpoint lists (openai), `embedded` (embedded)
     api_key_env: str | None = None
     concurrency: int = 8
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS  # bound on each evaluated model's answer
     max_tokens: int = DEFAULT_JUDGE_MAX_TOKENS  # bound on the judge's reply
+    teacher: str = "openai"  # "openai" (the endpoints) or "embedded" (in-process)
 
 
 @dataclass(frozen=True)
@@ -52,15 +65,23 @@ class EvalOptions:
     judge: JudgeOptions | None = None
     batch_tokens: int = DEFAULT_BATCH_TOKENS
     device: str = "auto"  # "auto": a GPU when torch sees one, else the CPU
+    tiny_seed: int = TINY_SEED  # the seed `tiny` is built from: labtax train's default
 
     @classmethod
     def from_options(cls, params: dict[str, Any]) -> EvalOptions:
-        """The options from `labtax eval`'s parsed command line (the judge only with an endpoint)."""
+        """The options from `labtax eval`'s parsed command line: a judge with --judge-endpoint (openai)
+        or --judge embedded."""
         judge = None
-        if params["judge_endpoints"]:
-            judge = JudgeOptions(endpoints=tuple(params["judge_endpoints"]), model=params["judge_model"],
-                                 api_key_env=params["judge_api_key_env"],
-                                 concurrency=params["judge_concurrency"], max_new_tokens=params["max_new_tokens"])
+        endpoints = tuple(params.get("judge_endpoints") or ())
+        kind = params.get("judge_teacher") or ("openai" if endpoints else None)
+        if kind == "openai" and not endpoints:
+            raise UsageError("--judge openai needs --judge-endpoint URL")
+        if kind == "embedded" and endpoints:
+            raise UsageError("--judge-endpoint is only for --judge openai")
+        if kind is not None:
+            judge = JudgeOptions(endpoints=endpoints, model=params["judge_model"],
+                                 api_key_env=params["judge_api_key_env"], concurrency=params["judge_concurrency"],
+                                 max_new_tokens=params["max_new_tokens"], teacher=kind)
         return cls(
             base=params["base"], candidate=params["candidate"], data_dir=Path(params["data_dir"]),
             leaves="all" if params["leaves"] == "all" else "changed",
@@ -68,14 +89,8 @@ class EvalOptions:
             thresholds=Thresholds(fail_on_regression_pct=params["regression_pct"],
                                   min_improvement_pct=params["improvement_pct"]),
             judge=judge, batch_tokens=params["batch_tokens"], device=params["device"],
+            tiny_seed=params.get("tiny_seed", TINY_SEED),
         )
-
-
-@dataclass
-class _ModelResult:
-    scores: dict[str, LeafScore]
-    answers: list[str] | None = None  # greedy answers, in `_flat(selection)` order (judge only)
-    judged: dict[str, JudgeTally] | None = None
 
 
 def _check_model_name(name: str) -> None:
@@ -85,31 +100,62 @@ def _check_model_name(name: str) -> None:
     load_tokenizer(name)
 
 
-def _flat(selection: Selection) -> list[tuple[str, Example]]:
-    return [(leaf, ex) for leaf, exs in selection.examples.items() for ex in exs]
+def judged_leaves(selection: Selection) -> dict[str, list[Example]]:
+    """The questions the judge sees: the reference items of the changed skill leaves."""
+    return {
+        chosen.leaf: [ex for ex in selection.examples.get(chosen.leaf, []) if not ex.is_choice]
+        for chosen in selection.leaves
+        if chosen.changed and not chosen.leaf.startswith("knowledge/")
+    }
 
 
-def _evaluate_model(
-    name: str, selection: Selection, options: EvalOptions, log: Callable[[str], None]
-) -> _ModelResult:
+def load_for_eval(name: str, options: EvalOptions) -> Any:
+    """The model a name means here: `tiny` is built from the seed `labtax train` starts from."""
+    from labtax.models import load_model
+
+    model = load_model(name, seed=options.tiny_seed)
+    model.to(resolve_device(options.device))
+    return model
+
+
+def _evaluate_model(name: str, selection: Selection, options: EvalOptions,
+                    log: Callable[[str], None]) -> ModelResult:
     from transformers.utils import logging as hf_logging
 
-    from labtax.models import load_model, load_tokenizer
+    from labtax.models import load_tokenizer
 
     hf_logging.disable_progress_bar()  # stderr carries our progress lines only
     tokenizer = load_tokenizer(name)
-    model = load_model(name)  # `tiny` is seed 0, as in `labtax train`
-    model.to(resolve_device(options.device))  # type: ignore[arg-type]  # (transformers' stub wants a model)
-    examples = {leaf: exs for leaf, exs in selection.examples.items() if exs}
-    count = sum(len(v) for v in examples.values())
-    log(f"scoring {name}: {count} examples from {len(examples)} leaves")
-    result = _ModelResult(score_leaves(model, tokenizer, examples, batch_tokens=options.batch_tokens))
+    model = load_for_eval(name, options)
+    refs = [(leaf, ex) for leaf, exs in selection.examples.items() for ex in exs if not ex.is_choice]
+    mcs = [(leaf, ex) for leaf, exs in selection.examples.items() for ex in exs if ex.is_choice]
+    options_flat = [opt for _, ex in mcs for opt in choice_examples(ex)]
+    log(f"scoring {name}: {len(refs)} reference answers and {len(mcs)} multiple-choice items "
+        f"({len(options_flat)} options) from {len(selection.examples)} leaves")
+    # One batched pass over answers and options together: batches fill up across both.
+    scored = score_examples(model, tokenizer, [ex for _, ex in refs] + options_flat,
+                            batch_tokens=options.batch_tokens)
+    result = ModelResult(scores={}, items={}, picks={})
+    assert result.items is not None and result.picks is not None
+    for (leaf, _), score in zip(refs, scored):
+        result.items.setdefault(leaf, []).append(score)
+    pos = len(refs)
+    for leaf, ex in mcs:
+        result.picks.setdefault(leaf, []).append(pick_choice(scored[pos: pos + len(ex.choices)]))
+        pos += len(ex.choices)
+    for leaf, exs in selection.examples.items():
+        got = result.items.get(leaf, [])
+        if any(not ex.is_choice for ex in exs):
+            result.scores[leaf] = LeafScore(leaf, len(got), sum(s.tokens for s in got), sum(s.logprob for s in got))
     if options.judge is not None:
-        flat = _flat(selection)
-        log(f"generating {len(flat)} answers with {name} (greedy, <= {options.judge.max_new_tokens} tokens)")
-        result.answers = generate_answers(
-            model, tokenizer, [ex for _, ex in flat], max_new_tokens=options.judge.max_new_tokens
-        )
+        questions = [ex for exs in judged_leaves(selection).values() for ex in exs]
+        log(f"answering {len(questions)} questions with {name} (greedy, <= {options.judge.max_new_tokens} tokens)")
+        answers = generate_answers(model, tokenizer, questions, max_new_tokens=options.judge.max_new_tokens)
+        result.answers = {}
+        pos = 0
+        for leaf, exs in judged_leaves(selection).items():
+            result.answers[leaf] = answers[pos: pos + len(exs)]
+            pos += len(exs)
     del model  # one model in memory at a time
     gc.collect()
     _empty_cuda_cache()
@@ -123,28 +169,28 @@ def _empty_cuda_cache() -> None:
         torch.cuda.empty_cache()
 
 
-def _judge(
-    teacher: Teacher, selection: Selection, options: EvalOptions, results: Sequence[_ModelResult],
-    log: Callable[[str], None],
-) -> None:
-    """Rate every model's answers in one batch (one event loop, one connection pool)."""
+def _judge(teacher: Teacher, selection: Selection, options: EvalOptions, base: ModelResult,
+           candidate: ModelResult, log: Callable[[str], None]) -> dict[str, PairTally]:
+    """Every changed skill leaf's questions, both orders, in one batch (one event loop)."""
     assert options.judge is not None
-    flat = _flat(selection)
-    examples = [ex for _, ex in flat] * len(results)
-    answers = [a for r in results for a in (r.answers or [])]
-    log(f"judging {len(answers)} answers with {teacher.model_id}")
-    ratings = judge_answers(teacher, examples, answers, max_tokens=options.judge.max_tokens)
-    for k, result in enumerate(results):
-        by_leaf: dict[str, list[float | str]] = {}
-        for (leaf, _), rating in zip(flat, ratings[k * len(flat): (k + 1) * len(flat)]):
-            by_leaf.setdefault(leaf, []).append(rating)
-        result.judged = {leaf: tally(r) for leaf, r in by_leaf.items()}
+    leaves = judged_leaves(selection)
+    flat = [(leaf, i, ex) for leaf, exs in leaves.items() for i, ex in enumerate(exs)]
+    b_ans = [(base.answers or {})[leaf][i] for leaf, i, _ in flat]
+    c_ans = [(candidate.answers or {})[leaf][i] for leaf, i, _ in flat]
+    log(f"judging {len(flat)} answer pairs in both orders with {teacher.model_id}")
+    outcomes = judge_pairs(teacher, [ex for _, _, ex in flat], b_ans, c_ans, max_tokens=options.judge.max_tokens)
+    by_leaf: dict[str, list[Any]] = {leaf: [] for leaf in leaves}
+    for (leaf, _, _), outcome in zip(flat, outcomes):
+        by_leaf[leaf].append(outcome)
+    return {leaf: tally(results) for leaf, results in by_leaf.items()}
 
 
 def default_teacher_factory(judge: JudgeOptions) -> Callable[[], Teacher]:
     def make() -> Teacher:
         from labtax.teachers import make_teacher
 
+        if judge.teacher == "embedded":
+            return make_teacher("embedded", model=judge.model or "embedded")
         return make_teacher(
             "openai", endpoints=list(judge.endpoints), model=judge.model,
             api_key_env=judge.api_key_env, concurrency=judge.concurrency,
@@ -159,7 +205,7 @@ def run_eval(
     make_teacher: Callable[[], Teacher] | None = None,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> dict[str, Any]:
-    """Evaluate and return the report dict (see `build_report`)."""
+    """Evaluate and return the report dict (see `report.build_report`)."""
     selection = select_leaves(
         options.data_dir, mode=options.leaves, sample_unchanged=options.sample_unchanged, seed=options.seed
     )
@@ -172,121 +218,9 @@ def run_eval(
     base = _evaluate_model(options.base, selection, options, log)
     if options.candidate == options.base:
         # The same model twice (a dry run of the gate): scoring is deterministic, so reuse it.
-        candidate = _ModelResult(dict(base.scores), list(base.answers) if base.answers is not None else None)
+        candidate = ModelResult(dict(base.scores), base.items, base.picks, base.answers)
     else:
         candidate = _evaluate_model(options.candidate, selection, options, log)
-    if teacher is not None:
-        _judge(teacher, selection, options, [base, candidate], log)
-    return build_report(options, selection, base, candidate, judge_model=teacher.model_id if teacher else None)
-
-
-def _finite(value: float | None) -> float | None:
-    """JSON has no infinities or NaN: a non-finite number is written as null."""
-    return value if value is not None and math.isfinite(value) else None
-
-
-def _judge_row(base: JudgeTally | None, cand: JudgeTally | None) -> dict[str, Any] | None:
-    if base is None and cand is None:
-        return None
-    b = base.mean if base else None
-    c = cand.mean if cand else None
-    return {
-        "base": b,
-        "candidate": c,
-        "change": (c - b) if b is not None and c is not None else None,
-        "base_rated": len(base.scores) if base else 0,
-        "candidate_rated": len(cand.scores) if cand else 0,
-        "malformed": (base.malformed if base else 0) + (cand.malformed if cand else 0),
-        "failed": (base.failed if base else 0) + (cand.failed if cand else 0),
-    }
-
-
-def build_report(
-    options: EvalOptions,
-    selection: Selection,
-    base: _ModelResult,
-    candidate: _ModelResult,
-    *,
-    judge_model: str | None = None,
-) -> dict[str, Any]:
-    from labtax.models import model_id
-
-    rows: list[dict[str, Any]] = []
-    for chosen in selection.leaves:
-        b = base.scores.get(chosen.leaf)
-        c = candidate.scores.get(chosen.leaf)
-        has_data = b is not None and c is not None and b.tokens > 0 and c.tokens > 0
-        change = nll_change_pct(b.mean_logprob, c.mean_logprob) if has_data and b and c else None
-        status, passed = decide(chosen.changed, change, options.thresholds)
-        judged = None
-        if base.judged is not None or candidate.judged is not None:
-            judged = _judge_row(
-                (base.judged or {}).get(chosen.leaf), (candidate.judged or {}).get(chosen.leaf)
-            )
-        rows.append({
-            "leaf": chosen.leaf,
-            "changed": chosen.changed,
-            "examples": len(selection.examples.get(chosen.leaf, [])),
-            "tokens": c.tokens if c else 0,
-            "base": _finite(b.mean_logprob) if has_data and b else None,
-            "candidate": _finite(c.mean_logprob) if has_data and c else None,
-            "change_pct": _finite(change),
-            "status": status,
-            "passed": passed,
-            "judge": judged,
-        })
-    # Per-token scores of two models compare fairly only when both count the same tokens.
-    same_tokens = all(
-        base.scores[leaf].tokens == candidate.scores[leaf].tokens
-        for leaf in base.scores.keys() & candidate.scores.keys()
-    )
-    failed = [r for r in rows if not r["passed"]]
-    statuses = [r["status"] for r in rows]
-    judge_summary = None
-    if options.judge is not None:
-        judged_rows = [r["judge"] for r in rows if r["judge"]]
-        judge_summary = {
-            "endpoints": list(options.judge.endpoints),
-            "model": judge_model or options.judge.model or "",
-            "max_new_tokens": options.judge.max_new_tokens,
-            "requests": 2 * sum(r["examples"] for r in rows if r["status"] != "no_data"),
-            "malformed": sum(j["malformed"] for j in judged_rows),
-            "failed": sum(j["failed"] for j in judged_rows),
-        }
-    return {
-        "schema": SCHEMA,
-        "verdict": "fail" if failed else "pass",
-        "exit_code": 1 if failed else 0,
-        "base": {"model": options.base, "id": model_id(options.base)},
-        "candidate": {"model": options.candidate, "id": model_id(options.candidate)},
-        "data": str(options.data_dir),
-        "metric": {
-            "score": "mean per-token log-likelihood of the reference answer, nats (<= 0, higher is better)",
-            "change_pct": "100 * (NLL_candidate - NLL_base) / NLL_base, NLL = -score (negative is better)",
-        },
-        "selection": {
-            "leaves": selection.mode,
-            "sample_unchanged": selection.sample_unchanged,
-            "seed": selection.seed,
-            "manifest": selection.manifest,
-        },
-        "thresholds": {
-            "fail_on_regression_pct": options.thresholds.fail_on_regression_pct,
-            "min_improvement_pct": options.thresholds.min_improvement_pct,
-        },
-        "judge": judge_summary,
-        "same_tokenization": same_tokens,
-        "leaves": rows,
-        "summary": {
-            "leaves": len(rows),
-            "changed": sum(1 for r in rows if r["changed"]),
-            "unchanged": sum(1 for r in rows if not r["changed"]),
-            "examples": sum(r["examples"] for r in rows),
-            "failed": len(failed),
-            **{s: statuses.count(s) for s in ("improved", "not_improved", "stable", "regressed", "no_data")},
-        },
-    }
-
-
-def failed_leaves(report: dict[str, Any]) -> Sequence[str]:
-    return [r["leaf"] for r in report["leaves"] if not r["passed"]]
+    pairs = _judge(teacher, selection, options, base, candidate, log) if teacher is not None else None
+    return build_report(options, selection, base, candidate, judge_model=teacher.model_id if teacher else None,
+                        pairs=pairs)

@@ -209,6 +209,38 @@ def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
     return 0
 
 
+def score_examples(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: Sequence[Example],
+    *,
+    batch_tokens: int = DEFAULT_BATCH_TOKENS,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    fast_head: bool = True,
+) -> list[ExampleScore]:
+    """Each example's summed answer log-probability and token count, in input order (one batched
+    pass over all of them: batches mix leaves, so they fill up)."""
+    max_len = min(int(getattr(model.config, "max_position_embeddings", DEFAULT_MAX_LEN) or DEFAULT_MAX_LEN),
+                  DEFAULT_MAX_LEN)
+    encoded = [encode(tokenizer, ex, max_len=max_len) for ex in examples]
+    return score_encoded(
+        model, encoded, pad_id=pad_token_id(tokenizer), batch_tokens=batch_tokens,
+        max_batch=max_batch, fast_head=fast_head,
+    )
+
+
+def choice_examples(item: Example) -> list[Example]:
+    """One scoring example per option of a multiple-choice item: the option as the assistant's reply."""
+    return [Example(item.leaf, item.prompt, choice) for choice in item.choices]
+
+
+def pick_choice(scores: Sequence[ExampleScore]) -> int:
+    """The option the model prefers: the highest mean per-token log-likelihood (length-normalised, so
+    a short option is not favoured for being short); the first on a tie."""
+    means = [s.logprob / s.tokens if s.tokens else float("-inf") for s in scores]
+    return max(range(len(means)), key=lambda i: (means[i], -i))
+
+
 def score_leaves(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -218,15 +250,10 @@ def score_leaves(
     max_batch: int = DEFAULT_MAX_BATCH,
     fast_head: bool = True,
 ) -> dict[str, LeafScore]:
-    """Score every leaf's examples in one batched pass (batches mix leaves, so they fill up)."""
-    max_len = min(int(getattr(model.config, "max_position_embeddings", DEFAULT_MAX_LEN) or DEFAULT_MAX_LEN),
-                  DEFAULT_MAX_LEN)
+    """Score every leaf's examples in one batched pass and sum them per leaf."""
     flat = [(leaf, ex) for leaf, exs in examples.items() for ex in exs]
-    encoded = [encode(tokenizer, ex, max_len=max_len) for _, ex in flat]
-    scores = score_encoded(
-        model, encoded, pad_id=pad_token_id(tokenizer), batch_tokens=batch_tokens,
-        max_batch=max_batch, fast_head=fast_head,
-    )
+    scores = score_examples(model, tokenizer, [ex for _, ex in flat], batch_tokens=batch_tokens,
+                            max_batch=max_batch, fast_head=fast_head)
     totals: dict[str, list[float]] = {leaf: [0, 0, 0.0] for leaf in examples}
     for (leaf, _), score in zip(flat, scores):
         totals[leaf][0] += 1
@@ -263,15 +290,17 @@ def resolve_device(spec: str = "auto") -> str:
 def score_checkpoint(checkpoint_dir: Path, data_dir: Path, *, device: str = "auto") -> float:
     """Checkpoint selection score for `labtax train --select eval` (higher is better).
 
-    The mean over every leaf of `data_dir/test.jsonl` of the leaf's mean per-token log-likelihood of
-    its reference answers. All leaves, not a sample: every checkpoint of a run is compared on the
-    same, complete set.
+    The mean over every leaf of the validation split (`data_dir/validation.jsonl`, held out of
+    training and distinct from the gate's test split; `test.jsonl` only for data mixed before the
+    validation split existed) of the leaf's mean per-token log-likelihood of its reference answers.
+    All leaves, not a sample: every checkpoint of a run is compared on the same, complete set.
     """
-    from labtax.data import TEST
+    from labtax.data import TEST, VALIDATION
     from labtax.eval.data import read_test_set
     from labtax.models import load_model, load_tokenizer
 
-    examples = read_test_set(Path(data_dir) / TEST)
+    split = Path(data_dir) / VALIDATION
+    examples = read_test_set(split if split.is_file() else Path(data_dir) / TEST)
     name = str(checkpoint_dir)
     model = load_model(name)
     model.to(resolve_device(device))  # type: ignore[arg-type]  # (transformers' stub wants a model)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from labtax.eval.data import SelectedLeaf, Selection
+from labtax.eval.data import Example, SelectedLeaf, Selection
 from labtax.eval.gate import Thresholds
-from labtax.eval.judge import JudgeTally
+from labtax.eval.judge import PairTally
 from labtax.eval.render import render_json, render_markdown, render_text
 from labtax.eval.run import EvalOptions, JudgeOptions, _ModelResult, build_report
 from labtax.eval.scorer import LeafScore
@@ -16,8 +16,9 @@ from labtax.eval.scorer import LeafScore
 def _report(judge: bool) -> dict:  # type: ignore[type-arg]
     leaves = [SelectedLeaf("skills/a|b", True), SelectedLeaf("skills/new", True),
               SelectedLeaf("knowledge/c", False), SelectedLeaf("knowledge/d", False)]
-    selection = Selection(leaves=leaves, examples={"skills/a|b": [object()] * 2, "skills/new": [],  # type: ignore[list-item]
-                                                   "knowledge/c": [object()] * 3, "knowledge/d": [object()]},  # type: ignore[list-item]
+    item = Example("x", (("user", "q?"),), "a.")
+    selection = Selection(leaves=leaves, examples={"skills/a|b": [item] * 2, "skills/new": [],
+                                                   "knowledge/c": [item] * 3, "knowledge/d": [item]},
                           mode="changed", sample_unchanged=5, seed=0, manifest=True)
     base = _ModelResult({"skills/a|b": LeafScore("skills/a|b", 2, 10, -20.0),
                          "knowledge/c": LeafScore("knowledge/c", 3, 10, -10.0),
@@ -26,13 +27,14 @@ def _report(judge: bool) -> dict:  # type: ignore[type-arg]
                          "knowledge/c": LeafScore("knowledge/c", 3, 10, -10.4),  # 1.0 -> 1.04: +4 %
                          "knowledge/d": LeafScore("knowledge/d", 1, 4, -4.4)})   # 1.0 -> 1.1: +10 %
     judge_options = None
+    pairs = None
     if judge:
         judge_options = JudgeOptions(endpoints=("http://127.0.0.1:1/v1",), model="j")
-        base.judged = {"skills/a|b": JudgeTally((4.0, 6.0), 0, 0), "knowledge/c": JudgeTally((7.0,), 1, 1)}
-        cand.judged = {"skills/a|b": JudgeTally((8.0,), 1, 0), "knowledge/c": JudgeTally((), 3, 0)}
+        # Two questions: won in both orders; one order malformed, the other a tie.
+        pairs = {"skills/a|b": PairTally((1.0, 0.5), wins=2, ties=1, losses=0, malformed=1, failed=0)}
     options = EvalOptions(base="tiny", candidate="ckpt", data_dir=Path("data"), thresholds=Thresholds(),
                           judge=judge_options)
-    return build_report(options, selection, base, cand, judge_model="openai:j" if judge else None)
+    return build_report(options, selection, base, cand, judge_model="openai:j" if judge else None, pairs=pairs)
 
 
 def test_report_rows_and_verdict() -> None:
@@ -59,19 +61,23 @@ def test_text_and_markdown() -> None:
     assert "| `knowledge/d` | unchanged | -1.0000 | -1.1000 | +10.00% | ❌ regressed |" in md
 
 
-def test_judge_columns_and_counts() -> None:
+def test_judge_win_rate_decides_a_changed_skill_leaf() -> None:
     report = _report(judge=True)
     rows = {r["leaf"]: r for r in report["leaves"]}
-    assert rows["skills/a|b"]["judge"] == {"base": 5.0, "candidate": 8.0, "change": 3.0, "base_rated": 2,
-                                            "candidate_rated": 1, "malformed": 1, "failed": 0}
-    assert rows["knowledge/c"]["judge"]["candidate"] is None and rows["knowledge/c"]["judge"]["malformed"] == 4
+    j = rows["skills/a|b"]["judge"]
+    assert j["questions"] == 2 and j["rated"] == 2 and j["win_rate"] == 0.75
+    assert (j["wins"], j["ties"], j["losses"], j["malformed"], j["failed"]) == (2, 1, 0, 1, 0)
+    # The judge is the stronger evidence for a skill leaf: a 0.75 win rate whose interval holds 0.5
+    # (two questions) is no change, so the leaf fails although its likelihood improved.
+    assert rows["skills/a|b"]["evidence"] == "judge" and rows["skills/a|b"]["verdict"] == "no-change"
+    assert rows["skills/a|b"]["status"] == "not_improved"
+    assert rows["knowledge/c"]["judge"] is None  # knowledge leaves are not judged
     assert report["judge"]["model"] == "openai:j"
-    assert report["judge"]["malformed"] == 5 and report["judge"]["failed"] == 1
+    assert report["judge"]["requests"] == 4 and report["judge"]["malformed"] == 1
     md = render_markdown(report)
-    assert "| Leaf | Kind | Base | Candidate | Change | Judge base | Judge candidate | Status |" in md
-    assert "| 5.00 | 8.00 | ✅ improved |" in md
-    assert "5 malformed and 1 failed replies" in md
-    assert "judge base" in render_text(report)
+    assert "| judge (2) | 2W 1T 0L |" in md
+    assert "1 malformed and 0 failed replies of 4" in md
+    assert "pairwise by openai:j" in render_text(report)
 
 
 def test_a_tokenization_mismatch_is_flagged() -> None:
@@ -79,10 +85,20 @@ def test_a_tokenization_mismatch_is_flagged() -> None:
     assert report["same_tokenization"] is True
     assert "tokenize the answers differently" not in render_text(report)
     options = EvalOptions(base="a", candidate="b", data_dir=Path("data"))
-    selection = Selection(leaves=[SelectedLeaf("s/x", True)], examples={"s/x": [object()]},  # type: ignore[list-item]
+    selection = Selection(leaves=[SelectedLeaf("s/x", True)], examples={"s/x": [Example("s/x", (), "a.")]},
                           mode="changed", sample_unchanged=5, seed=0, manifest=True)
     mismatch = build_report(options, selection, _ModelResult({"s/x": LeafScore("s/x", 1, 10, -20.0)}),
                             _ModelResult({"s/x": LeafScore("s/x", 1, 12, -20.0)}))
     assert mismatch["same_tokenization"] is False
     assert "tokenize the answers differently" in render_text(mismatch)
     assert "Base and candidate tokenize the answers differently" in render_markdown(mismatch)
+
+
+def test_eval_png_is_written(tmp_path: Path) -> None:
+    from matplotlib.image import imread
+
+    from labtax.eval.plot import write_plot
+
+    png = write_plot(_report(judge=False), tmp_path / "out" / "eval.png")
+    image = imread(png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image.shape[0] > 100 and image.shape[1] > 100

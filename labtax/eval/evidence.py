@@ -1,0 +1,172 @@
+"""Per-leaf evidence and verdicts: what the candidate learned, on the strongest evidence a leaf has.
+
+Evidence, strongest first:
+
+  choices     closed-book multiple-choice accuracy (knowledge leaves): candidate minus base, paired
+              bootstrap interval over the items. A style change does not make the right option more
+              likely than three wrong ones in the same style, so this needs no controls.
+  judge       (changed skill leaves, when a judge is configured) the candidate's pairwise win rate
+              against the base, both orders, ties half; interval over the items.
+  likelihood  the relative change of the per-token NLL of the reference answers, *minus* the mean
+              change of the unchanged leaves sampled as controls: an improvement every leaf shares
+              (the answer template, the style) cancels out. Without controls, the leaf's own change.
+
+Verdicts:
+
+  changed leaf    improved   choices: interval above 0; judge: above 0.5; likelihood: beyond-controls
+                             interval below 0 and the change below -min_improvement_pct
+                  regressed  the same intervals on the other side
+                  no-change  otherwise (the interval holds 0, or 0.5)
+  unchanged leaf  regressed  choices interval below 0, or the likelihood change above
+                             fail_on_regression_pct (a tolerance: a little drift is not forgetting)
+                  improved   choices interval above 0, or the likelihood interval below 0
+                  no-change  otherwise
+
+A leaf measured without per-item scores (a hand-made report) is decided on its point estimates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from labtax.eval.gate import Thresholds
+from labtax.eval.stats import (
+    Interval,
+    PairedLikelihood,
+    accuracy_change,
+    beyond_controls,
+    controls_change,
+    likelihood_change,
+    rng_for,
+    win_rate,
+)
+
+IMPROVED, NO_CHANGE, REGRESSED = "improved", "no-change", "regressed"
+
+
+@dataclass
+class LeafItems:
+    """One leaf's per-item measurements of both models (any of them may be empty)."""
+
+    likelihood: PairedLikelihood | None = None
+    base_correct: list[bool] = field(default_factory=list)  # per multiple-choice item
+    cand_correct: list[bool] = field(default_factory=list)
+    pairwise: list[float] = field(default_factory=list)  # per judged item: 1 won, 0.5 tie, 0 lost
+
+
+def _point_interval(value: float | None) -> Interval | None:
+    # A point without per-item scores has no interval: the bounds are NaN (written as null).
+    return None if value is None or not math.isfinite(value) else Interval(value, math.nan, math.nan)
+
+
+def _defined(iv: Interval) -> bool:
+    return math.isfinite(iv.low) and math.isfinite(iv.high)
+
+
+def _side(iv: Interval | None, zero: float) -> str:
+    if iv is None:
+        return NO_CHANGE
+    low, high = (iv.low, iv.high) if _defined(iv) else (iv.estimate, iv.estimate)
+    if low > zero:
+        return "above"
+    if high < zero:
+        return "below"
+    return NO_CHANGE
+
+
+@dataclass
+class Controls:
+    """The unchanged leaves' likelihood changes, pooled (each leaf weighs the same)."""
+
+    leaves: int
+    point: float | None
+    samples: Any = None  # numpy array of resampled means, or None without per-item scores
+
+    @classmethod
+    def build(cls, items: dict[str, LeafItems], points: dict[str, float | None], seed: int) -> Controls:
+        paired = [i.likelihood for i in items.values() if i.likelihood is not None and len(i.likelihood)]
+        if paired:
+            point, samples = controls_change(paired, rng_for("controls", seed))
+            return cls(len(paired), point, samples)
+        finite = [p for p in points.values() if p is not None and math.isfinite(p)]
+        return cls(len(finite), sum(finite) / len(finite) if finite else None)
+
+
+def leaf_evidence(leaf: str, changed: bool, items: LeafItems, change_pct: float | None,
+                  controls: Controls, thresholds: Thresholds, *, judged: bool, seed: int = 0) -> dict[str, Any]:
+    """The evidence block of one leaf's report row: every measure it has, and the verdict."""
+    rng = rng_for(leaf, seed)
+    out: dict[str, Any] = {"choices": None, "pairwise": None, "likelihood": None}
+
+    own: Interval | None = None
+    beyond: Interval | None = None
+    lk = items.likelihood
+    if lk is not None and len(lk):
+        own = likelihood_change(lk, rng)
+        if changed and controls.leaves and controls.samples is not None:
+            beyond = beyond_controls(lk, controls.point or 0.0, controls.samples, rng)
+    elif change_pct is not None:
+        own = _point_interval(change_pct)
+    if changed and beyond is None and own is not None and controls.leaves and controls.point is not None:
+        beyond = Interval(own.estimate - controls.point, math.nan, math.nan)
+    if own is not None:
+        out["likelihood"] = {
+            "change_pct": own.as_dict(),
+            "controls": controls.leaves if changed else None,
+            "control_change_pct": controls.point if changed else None,
+            "beyond_controls_pct": beyond.as_dict() if beyond is not None else None,
+        }
+
+    acc: Interval | None = None
+    if items.base_correct:
+        acc = accuracy_change(items.base_correct, items.cand_correct, rng)
+        n = len(items.base_correct)
+        out["choices"] = {
+            "items": n,
+            "base_accuracy": sum(items.base_correct) / n,
+            "candidate_accuracy": sum(items.cand_correct) / n,
+            "change": acc.as_dict(),
+        }
+
+    wins: Interval | None = None
+    if items.pairwise:
+        wins = win_rate(items.pairwise, rng)
+        out["pairwise"] = {"items": len(items.pairwise), "win_rate": wins.as_dict()}
+
+    verdict, evidence = _decide(changed, own, beyond, acc, wins if judged else None, thresholds)
+    out["verdict"], out["evidence"] = verdict, evidence
+    return out
+
+
+def _decide(changed: bool, own: Interval | None, beyond: Interval | None, acc: Interval | None,
+            wins: Interval | None, t: Thresholds) -> tuple[str, str]:
+    """(verdict, the evidence it rests on)."""
+    to_verdict = {"above": IMPROVED, "below": REGRESSED, NO_CHANGE: NO_CHANGE}
+    if changed:
+        if acc is not None:
+            return to_verdict[_side(acc, 0.0)], "choices"
+        if wins is not None:
+            return to_verdict[_side(wins, 0.5)], "judge"
+        ref = beyond if beyond is not None else own
+        if ref is None or own is None:
+            return NO_CHANGE, "none"
+        side = _side(ref, 0.0)
+        if side == "below" and own.estimate < -t.min_improvement_pct:
+            return IMPROVED, "likelihood"
+        if side == "above" and _side(own, 0.0) == "above":
+            return REGRESSED, "likelihood"
+        return NO_CHANGE, "likelihood"
+    # An unchanged leaf: a control. Forgetting is what the gate looks for here.
+    if acc is not None and _side(acc, 0.0) == "below":
+        return REGRESSED, "choices"
+    if own is not None and own.estimate > t.fail_on_regression_pct:
+        return REGRESSED, "likelihood"
+    if acc is not None and _side(acc, 0.0) == "above":
+        return IMPROVED, "choices"
+    if own is not None and _side(own, 0.0) == "below":
+        return IMPROVED, "likelihood"
+    if acc is None and own is None:
+        return NO_CHANGE, "none"
+    return NO_CHANGE, "choices" if acc is not None else "likelihood"
