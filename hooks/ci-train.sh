@@ -2,6 +2,8 @@
 # The train workflow's main step: labtax train, then labtax eval of the chosen checkpoint against
 # the base model, its markdown table appended to the job summary. Exits with eval's code (1 when a
 # leaf regressed), after the table is written.
+# Before the eval table the summary gets each phase's loss curve (OUTPUT/<phase>/loss.md, a chart
+# GitHub renders; loss.png itself is in the uploaded checkpoints artifact).
 # Inputs (environment):
 #   LABTAX_DATA        folder with phase1_knowledge.jsonl, phase2_skills.jsonl, test.jsonl
 #   LABTAX_MODEL       base model: embedded | tiny | a local Hugging Face directory
@@ -36,6 +38,14 @@ PY
 echo "chosen checkpoint: $checkpoint"
 output "checkpoint=$checkpoint"
 
+if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then
+  for curve in "$out"/knowledge/loss.md "$out"/skills/loss.md; do
+    if [ -f "$curve" ]; then
+      { cat "$curve"; echo "(\`$(dirname "$curve")/loss.png\` in the checkpoints artifact)"; echo; } >>"$GITHUB_STEP_SUMMARY"
+    fi
+  done
+fi
+
 report="$out/eval.md"
 rc=0
 "${labtax[@]}" eval --base "${LABTAX_EVAL_BASE:-$model}" --candidate "$checkpoint" --data "$data" \
@@ -43,6 +53,10 @@ rc=0
 cat "$report"
 if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then
   { echo "## labtax eval: $checkpoint vs ${LABTAX_EVAL_BASE:-$model}"; echo; cat "$report"; } >>"$GITHUB_STEP_SUMMARY"
+fi
+# The checkpoint's model card gets the eval table too, so a shared checkpoint carries its results.
+if [ -f "$checkpoint/README.md" ] && [ -s "$report" ]; then
+  { echo; echo "## labtax eval against ${LABTAX_EVAL_BASE:-$model}"; echo; cat "$report"; } >>"$checkpoint/README.md"
 fi
 output "eval-exit-code=$rc"
 exit "$rc"

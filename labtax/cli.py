@@ -15,7 +15,13 @@ from typing import Any
 import click
 
 from labtax import __version__
-from labtax.cli_options import generation_options, output_wait_option, taxonomy_option, teacher_options
+from labtax.cli_options import (
+    generation_options,
+    output_wait_option,
+    taxonomy_option,
+    teacher_options,
+    train_output_options,
+)
 from labtax.errors import LabtaxError, exit_code_for
 
 
@@ -296,37 +302,25 @@ def gc_cmd(output: str, dry_run: bool, wait_s: float) -> int:
 @click.option("--nnodes", type=int, default=1, show_default=True, metavar="M", help="Number of nodes (torchrun).")
 @click.option("--node-rank", type=int, default=0, show_default=True, metavar="R", help="This node's rank.")
 @click.option("--rdzv-endpoint", metavar="HOST:PORT", help="Rendezvous address shared by all nodes.")
+@train_output_options
 @_guarded
 def train_cmd(**params: Any) -> int:
     """Train in phases (LAB): knowledge, then skills from phase 1's chosen checkpoint.
 
     A killed run resumes from its last saved state when the same command runs again.
     """
-    import os
-
     from labtax.train.launch import launch, under_torchrun
+    from labtax.train.reporting import resolve_report_to
 
+    report_to = resolve_report_to(params["report_to"])  # a missing tracker fails before torchrun starts
     if params["nproc_per_node"] and not under_torchrun():
         options = {p.name: p.opts[0] for p in click.get_current_context().command.params if p.name and p.opts}
         return launch(params, options)
-    from labtax.train.config import OVERRIDE_OPTIONS, load_config
-    from labtax.train.phases import run_training
+    from labtax.train.command import run_train_command
 
-    config = load_config(Path(params["config_file"]) if params["config_file"] else None,
-                         {k: params[k] for k in OVERRIDE_OPTIONS})
-    data_dir = Path(params["data_dir"])
-    scorer = None
-    if params["select"] == "eval":
-        from labtax.eval import score_checkpoint
-
-        def scorer(checkpoint: Path) -> float:
-            return float(score_checkpoint(checkpoint, data_dir))
-
-    phases = ["knowledge", "skills"] if params["phase"] == "all" else [params["phase"]]
-    summary = run_training(data_dir, params["model"], Path(params["output"]), phases, config,
-                           select=params["select"], scorer=scorer)
-    if summary.get("final") and os.environ.get("RANK", "0") == "0":
-        click.echo(summary["final"])
+    final = run_train_command(params, report_to)
+    if final:
+        click.echo(final)
     return 0
 
 

@@ -93,3 +93,12 @@ def output_wait_option(what: str) -> Decorator:
     """`--wait S`: how long to wait for another run holding the output directory."""
     return click.option("--wait", "wait_s", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
                         metavar="S", help=f"Wait up to S seconds for {what} (then exit 4).")
+
+
+train_output_options = _stack([
+    click.option("--report-to", "report_to", default=None, metavar="TARGET[,TARGET]",
+                 help="Where per-step metrics go: tensorboard, wandb, mlflow or none (default: tensorboard "
+                      "when installed; events in OUTPUT/tensorboard/<phase>). A loss.png is always written."),
+    click.option("--save-dtype", type=click.Choice(["bf16", "fp32"]), default=None,
+                 help="dtype of the saved Hugging Face checkpoints (default: bf16 on a GPU, fp32 on a CPU)."),
+])

@@ -63,6 +63,9 @@ def save_hf(model: TrainModule, tokenizer: PreTrainedTokenizerBase, target: Path
     if runtime.is_main:
         from transformers import AutoModelForCausalLM
 
+        dtype = runtime.checkpoint_dtype
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+
         tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         # A fresh, unwrapped module around the gathered weights: FSDP-wrapped modules and DTensors
@@ -70,6 +73,7 @@ def save_hf(model: TrainModule, tokenizer: PreTrainedTokenizerBase, target: Path
         with torch.device("meta"):
             plain = AutoModelForCausalLM.from_config(model.lm.config)
         plain.load_state_dict(state, assign=True, strict=False)
+        plain.config.dtype = dtype  # config.json then says what the weights are
         if getattr(model.lm.config, "tie_word_embeddings", False):
             plain.tie_weights()
         plain.save_pretrained(tmp)

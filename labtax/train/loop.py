@@ -84,8 +84,9 @@ def _fmt_eta(seconds: float) -> str:
 class MetricsLog:
     """The phase's JSONL metrics, rank 0 only; on resume, lines past the restored step are dropped."""
 
-    def __init__(self, path: Path, runtime: Runtime, resume_step: int) -> None:
-        self.path, self.enabled = path, runtime.is_main
+    def __init__(self, path: Path, runtime: Runtime, resume_step: int,
+                 listener: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.path, self.enabled, self.listener = path, runtime.is_main, listener
         if not self.enabled:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,12 +105,15 @@ class MetricsLog:
         if self.enabled:
             with self.path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
+            if self.listener is not None:  # --report-to trackers (labtax/train/reporting.py)
+                self.listener(record)
 
 
 def train_phase(model: TrainModule, tokenizer: PreTrainedTokenizerBase, data: TokenizedFile,
                 test: TokenizedFile | None, cfg: PhaseConfig, seed: int, phase_dir: Path,
                 runtime: Runtime, packed: bool = True,
-                log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True)) -> PhaseResult:
+                log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
+                on_record: Callable[[dict[str, Any]], None] | None = None) -> PhaseResult:
     """Train one phase in place on `model` (already prepared for the runtime); resume if a state exists."""
     n = len(data)
     per_epoch = steps_per_epoch(n, cfg.effective_batch)
@@ -141,7 +145,7 @@ def train_phase(model: TrainModule, tokenizer: PreTrainedTokenizerBase, data: To
         result.checkpoints = progress["checkpoints"]
         if runtime.is_main:
             log(f"[{cfg.name}] resuming at step {step}/{total_steps} ({samples_seen} samples seen)")
-    metrics = MetricsLog(phase_dir / "metrics.jsonl", runtime, step)
+    metrics = MetricsLog(phase_dir / "metrics.jsonl", runtime, step, on_record)
     if step == 0:
         metrics.write({"event": "start", "phase": cfg.name, "samples": n, "steps": total_steps,
                        "config": cfg.to_dict(), "data": data.meta, "world_size": runtime.world_size,

@@ -29,6 +29,7 @@ class Runtime:
     world_size: int = 1
     local_rank: int = 0
     distributed: bool = False  # launched by torchrun: a process group and FSDP2, even with one rank
+    save_dtype: str | None = None  # --save-dtype: "bf16" or "fp32" (None: bf16 on a GPU, else fp32)
 
     @property
     def is_main(self) -> bool:
@@ -38,6 +39,12 @@ class Runtime:
     def amp_dtype(self) -> torch.dtype | None:
         """bf16 compute on GPUs (fp32 master weights); exact fp32 on CPU."""
         return torch.bfloat16 if self.device.type == "cuda" else None
+
+    @property
+    def checkpoint_dtype(self) -> torch.dtype:
+        """The dtype Hugging Face checkpoints are saved in (training state keeps full precision)."""
+        name = self.save_dtype or ("bf16" if self.device.type == "cuda" else "fp32")
+        return torch.bfloat16 if name == "bf16" else torch.float32
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.amp_dtype is None or self.distributed:  # FSDP's MixedPrecisionPolicy casts instead

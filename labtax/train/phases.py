@@ -14,6 +14,7 @@ resumes from its state. Checkpoint selection receives a scorer instead of import
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import math
@@ -32,8 +33,10 @@ from labtax.models import load_model, load_tokenizer, model_id
 from labtax.train.config import PHASES, TrainConfig
 from labtax.train.data import tokenize_file, tokenizer_hash
 from labtax.train.loop import train_phase
+from labtax.train.model_card import write_cards
 from labtax.train.packing import PACKED_MODEL_TYPES
 from labtax.train.parallel import Runtime, init_runtime, main_first, prepare_model, shutdown
+from labtax.train.reporting import PhaseReporter, finish_phase
 
 Scorer = Callable[[Path], float]
 SELECT_MODES = ("last", "loss", "eval")
@@ -75,9 +78,10 @@ def _start_model(phase: str, model: str, results: dict[str, dict[str, Any]]) -> 
 
 def run_training(data_dir: Path, model: str, output: Path, phases: list[str], config: TrainConfig,
                  select: str = "loss", scorer: Scorer | None = None,
-                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                 log: Callable[[str], None] | None = None, report_to: list[str] | None = None,
+                 save_dtype: str | None = None) -> dict[str, Any]:
     """Run the requested phases in order and return the summary (also written to summary.json)."""
-    runtime = init_runtime()
+    runtime = dataclasses.replace(init_runtime(), save_dtype=save_dtype)
     emit = log or (lambda s: print(s, file=sys.stderr, flush=True))
     say: Callable[[str], None] = emit if runtime.is_main else (lambda s: None)
     if select not in SELECT_MODES:
@@ -95,7 +99,7 @@ def run_training(data_dir: Path, model: str, output: Path, phases: list[str], co
         raise UsageError(f"--select loss needs {data_dir / TEST_FILE}", hint="use --select last")
     lock = _lock(output) if runtime.is_main else None
     try:
-        return _run(data_dir, model, output, phases, config, select, scorer, runtime, say)
+        return _run(data_dir, model, output, phases, config, select, scorer, runtime, say, report_to or [])
     finally:
         if lock is not None:
             lock.close()
@@ -103,7 +107,7 @@ def run_training(data_dir: Path, model: str, output: Path, phases: list[str], co
 
 
 def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: TrainConfig, select: str,
-         scorer: Scorer | None, runtime: Runtime, say: Callable[[str], None]) -> dict[str, Any]:
+         scorer: Scorer | None, runtime: Runtime, say: Callable[[str], None], report_to: list[str]) -> dict[str, Any]:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own progress lines are the only ones on stderr
@@ -141,8 +145,15 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
         net.config.use_cache = False
         packed = getattr(net.config, "model_type", "") in PACKED_MODEL_TYPES
         module = prepare_model(net, runtime)
-        result = train_phase(module, tokenizer, data, test, pc, config.seed, phase_dir, runtime, packed,
-                             log=say)
+        reporter = PhaseReporter(report_to, phase, output, pc.to_dict()) if runtime.is_main else None
+        try:
+            result = train_phase(module, tokenizer, data, test, pc, config.seed, phase_dir, runtime, packed,
+                                 log=say, on_record=reporter.record if reporter else None)
+        finally:
+            if reporter is not None:
+                reporter.close()
+        if runtime.is_main and finish_phase(phase_dir, phase):
+            say(f"[{phase}] loss curve: {phase_dir / 'loss.png'}")
         del net, module
         summary: dict[str, Any] = {
             "phase": phase, "start": start, "model": model_id(model), "steps": result.steps,
@@ -150,6 +161,8 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
         }
         if runtime.is_main:
             summary["selected"] = select_checkpoint(result.checkpoints, select, scorer)
+            dtype = "bf16" if runtime.checkpoint_dtype == torch.bfloat16 else "fp32"
+            write_cards(summary, data_dir, dtype)
             tmp = done.with_name(f".result.json.tmp-{os.getpid()}")
             tmp.write_text(json.dumps(summary, indent=1))
             os.replace(tmp, done)

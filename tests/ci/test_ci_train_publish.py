@@ -98,3 +98,30 @@ def test_publish_copies_checkpoints_without_the_resume_state(tmp_path: Path) -> 
 def test_publish_without_destination_does_nothing(tmp_path: Path) -> None:
     proc = run([str(HOOKS / "ci-publish.sh")], cwd=tmp_path, env={"LABTAX_CHECKPOINTS": str(tmp_path)})
     assert proc.returncode == 0 and "no destination" in proc.stdout
+
+
+def test_loss_curves_reach_the_summary_and_eval_reaches_the_model_card(tmp_path: Path) -> None:
+    from labtax.train.reporting import loss_markdown
+
+    labtax, _ = stand_in(tmp_path, eval_code=0)
+    out = tmp_path / "train"
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text("".join(json.dumps({"event": "step", "step": s, "loss": 3.0 - s / 10}) + "\n"
+                               for s in range(1, 6)))
+    for phase in ("knowledge", "skills"):  # what labtax train leaves (the stand-in writes the rest)
+        (out / phase).mkdir(parents=True)
+        (out / phase / "loss.md").write_text(loss_markdown(metrics, f"labtax train: {phase}") or "")
+    card = out / "skills" / "checkpoints" / "samples_8" / "README.md"
+    card.parent.mkdir(parents=True)
+    card.write_text("# skills checkpoint\n")
+    summary = tmp_path / "summary.md"
+    summary.write_text("")
+    proc = run([str(HOOKS / "ci-train.sh")], cwd=tmp_path, env={
+        "LABTAX": labtax, "LABTAX_DATA": "d", "LABTAX_MODEL": "tiny", "LABTAX_OUTPUT": str(out),
+        "GITHUB_STEP_SUMMARY": str(summary)})
+    assert proc.returncode == 0, proc.stderr
+    text = summary.read_text()
+    assert text.index("### labtax train: knowledge") < text.index("### labtax train: skills") < text.index("## labtax eval")
+    assert "```mermaid\nxychart-beta" in text and "line [2.9000, 2.8000, 2.7000, 2.6000, 2.5000]" in text
+    assert f"`{out / 'skills'}/loss.png` in the checkpoints artifact" in text
+    assert card.read_text().startswith("# skills checkpoint\n\n## labtax eval against tiny\n\n| leaf |")

@@ -1,0 +1,30 @@
+"""`labtax train` after option parsing: settings, the eval scorer for `--select eval`, the phases."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from labtax.train.config import OVERRIDE_OPTIONS, load_config
+from labtax.train.phases import Scorer, run_training
+
+
+def run_train_command(params: dict[str, Any], report_to: list[str]) -> str | None:
+    """Train as the parsed options say; returns the final checkpoint's path on rank 0 (else None)."""
+    config = load_config(Path(params["config_file"]) if params["config_file"] else None,
+                         {k: params[k] for k in OVERRIDE_OPTIONS})
+    data_dir = Path(params["data_dir"])
+    scorer: Scorer | None = None
+    if params["select"] == "eval":
+        from labtax.eval import score_checkpoint
+
+        def scorer(checkpoint: Path) -> float:
+            return float(score_checkpoint(checkpoint, data_dir))
+
+    phases = ["knowledge", "skills"] if params["phase"] == "all" else [params["phase"]]
+    summary = run_training(data_dir, params["model"], Path(params["output"]), phases, config,
+                           select=params["select"], scorer=scorer, report_to=report_to,
+                           save_dtype=params.get("save_dtype"))
+    final = summary.get("final")
+    return str(final) if final and os.environ.get("RANK", "0") == "0" else None
