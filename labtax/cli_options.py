@@ -69,7 +69,10 @@ teacher_options = _stack([
 ])
 
 generation_options = _stack([
-    click.option("--samples-per-leaf", type=click.IntRange(min=1), default=20, show_default=True),
+    click.option("--samples-per-leaf", type=click.IntRange(min=1), default=150, show_default=True,
+                 help="Samples kept per 5 seed examples (knowledge: per 5 seed example x chunk cells)."),
+    click.option("--max-requests-per-leaf", type=click.IntRange(min=1), default=1000, show_default=True,
+                 help="The most first-stage requests of a leaf; reported when it binds."),
     click.option("--seed", type=int, default=42, show_default=True),
     click.option("--max-tokens", type=click.IntRange(min=1), default=512, show_default=True,
                  help="Per request."),

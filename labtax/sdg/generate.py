@@ -116,11 +116,22 @@ def summary_line(outcome: LeafOutcome) -> str:
         return redact(f"{outcome.leaf}: FAILED: {outcome.error}")
     st = outcome.result.stats
     dropped = ", ".join(f"{k} {v}" for k, v in st["dropped"].items()) or "none"
-    return (
+    line = (
         f"{outcome.leaf}: generated {st['generated']}, kept {st['kept']} (dropped: {dropped}); "
         f"requests {st['requests']} ({st['failed_requests']} failed); "
         f"tokens {st['prompt_tokens']} in + {st['completion_tokens']} out; {st['seconds']:.1f} s"
     )
+    return line + funnel_text(st)
+
+
+def funnel_text(stats: dict[str, Any]) -> str:
+    """'; funnel asked 50 -> parsed 48 -> ... -> kept 20' plus a note when the request bound bound."""
+    funnel = stats.get("funnel") or {}
+    out = ("; funnel " + " -> ".join(f"{k} {v}" for k, v in funnel.items())) if funnel else ""
+    if stats.get("max_requests_bound"):
+        out += (f"; --max-requests-per-leaf bound: {stats['stages'][next(iter(stats['stages']))]['requests']} of "
+                f"{stats['requests_wanted']} requests sent")
+    return out
 
 
 def load_forced_leaves(root: Path, paths: Sequence[str], cwd: Path | None = None) -> list[Leaf]:

@@ -175,6 +175,7 @@ def plan_run(
                 to_parse.append(path)
 
         parsed: dict[str, Leaf] = {}
+        doc_texts: dict[str, list[str]] = {}
         errors: dict[str, str] = {}
         raw = snap.read(to_parse)
         for path in to_parse:
@@ -190,6 +191,7 @@ def plan_run(
                 errors[path] = str(exc)
                 continue
             parsed[path] = leaf
+            doc_texts[path] = docs
             keys[path], kinds[path] = content_key(leaf, docs, env), leaf.kind
             dirs = watched_dirs(leaf)
             memo_updates[path] = MemoRow(snap.blobs[path], snap.fingerprint(dirs), env, keys[path], leaf.kind,
@@ -217,7 +219,8 @@ def plan_run(
                 lp.reason = change.status if changed and change else "not in the store"
                 leaf = parsed.get(path) or parse_leaf_at_head(path, snap.read([path]).get(path))
                 lp.leaf = leaf
-                lp.estimated_requests = estimate_requests(leaf, settings)
+                lp.estimated_requests = estimate_requests(leaf, settings, _chunks_estimate(
+                    leaf, doc_texts[path] if path in doc_texts else _documents(leaf, taxonomy), settings))
                 if ledger is not None:
                     if lp.key not in recorded_cache:
                         recorded_cache[lp.key] = ledger.count_responses(lp.key)
@@ -285,6 +288,16 @@ def parse_leaf_at_head(path: str, raw: bytes | None) -> Leaf:
     if raw is None:
         raise UsageError(f"{path}: cannot be read at head")
     return parse_leaf(path, raw)
+
+
+def _chunks_estimate(leaf: Leaf, docs: list[str], settings: GenerationSettings) -> int | None:
+    """The knowledge leaf's chunk count by the word estimate (the teacher's tokenizer is not loaded
+    while planning): for the dry-run's request estimate only."""
+    if leaf.kind != "knowledge":
+        return None
+    from labtax.sdg.documents import chunk_text
+
+    return sum(len(chunk_text(d.split("\0", 1)[-1], settings.chunk_tokens)) for d in docs) or None
 
 
 def _documents(leaf: Leaf, taxonomy: Path) -> list[str]:

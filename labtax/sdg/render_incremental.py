@@ -31,6 +31,21 @@ def _leaf_line(lp: LeafPlan) -> str | None:
     return f"{lp.action:<9} {lp.path}{extra}"
 
 
+def funnel_line(entry: dict[str, Any]) -> str | None:
+    """A generated leaf's funnel (asked -> parsed -> ... -> kept -> in the sets), and the request bound
+    when it bound; None for other leaves."""
+    gen = entry.get("generation") or {}
+    if entry.get("status") != "generated" or not gen.get("funnel"):
+        return None
+    steps = " -> ".join(f"{k} {v}" for k, v in gen["funnel"].items())
+    counts = entry.get("counts") or {}
+    if "train" in counts:
+        steps += f" -> in sets {counts['train']}"
+    bound = (f" (--max-requests-per-leaf bound: {gen.get('requests_wanted')} requests wanted)"
+             if gen.get("max_requests_bound") else "")
+    return f"funnel    {entry['path']}: {steps}{bound}"
+
+
 def plan_lines(plan: Plan) -> list[str]:
     lines = [f"plan: {_short(plan.base)}..{_short(plan.head)}, teacher {plan.model_id}"]
     lines += [line for lp in plan.leaves if (line := _leaf_line(lp))]
@@ -50,6 +65,7 @@ def as_text(outcome: Plan | RunResult) -> list[str]:
     lines = [line for lp in plan.leaves if lp.action in ("drop", "invalid") and (line := _leaf_line(lp))]
     if plan.nothing_to_generate:
         lines.append("nothing to generate")
+    lines += [line for e in m["leaves"] if (line := funnel_line(e))]
     statuses = [e["status"] for e in m["leaves"]]
     lines.append(
         f"generated {statuses.count('generated')} leaves ({outcome.requests_sent} requests sent, "

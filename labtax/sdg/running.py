@@ -164,13 +164,29 @@ async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: Genera
             prepared = prepare_leaf(lp.leaf.kind, res.samples, seed_test_samples(lp.leaf))
             store.put(LeafData(lp.key, prepared.samples, prepared.test, meta, prepared.index))
             if progress:
+                from labtax.sdg.generate import funnel_text
+
                 progress(f"generated {lp.path}: {len(res.samples)} samples, {t.sent} requests sent, "
-                         f"{t.replayed} replayed")
+                         f"{t.replayed} replayed{funnel_text(stats)}")
 
     try:
         await asyncio.gather(*(one(lp) for lp in todo))
     finally:
         await teacher.aclose()
+
+
+GENERATION_NUMBERS = ("quota", "requests_wanted", "max_requests_bound", "chunks", "chunks_used", "seeds_used",
+                      "documents", "generated", "kept", "requests")
+
+
+def generation_numbers(stats: dict[str, Any]) -> dict[str, Any]:
+    """What the manifest records of a leaf's generation: its volume numbers and its funnel."""
+    out = {k: stats[k] for k in GENERATION_NUMBERS if k in stats}
+    if stats.get("funnel"):
+        out["funnel"] = stats["funnel"]
+    if stats.get("dropped"):
+        out["dropped"] = stats["dropped"]
+    return out
 
 
 class BrokenLeaves(Exception):
@@ -215,7 +231,8 @@ def rebuild(plan: Plan, output: Path, store: LeafStore, mix_settings: mix.MixSet
             if not {"q", "u"} <= set(data.index):  # written by another store format: regenerate
                 broken.append(lp.path)
                 continue
-            metas[lp.path] = {"tokens": data.meta.get("tokens", 0), "seconds": data.meta.get("seconds", 0.0)}
+            metas[lp.path] = {"tokens": data.meta.get("tokens", 0), "seconds": data.meta.get("seconds", 0.0),
+                              "generation": generation_numbers(data.meta.get("stats") or {})}
             inputs.append(mix.MixLeaf(lp.path, lp.kind, lp.key, data.data, data.train_span, data.test_span,
                                       data.index))
         if broken:
@@ -229,7 +246,8 @@ def rebuild(plan: Plan, output: Path, store: LeafStore, mix_settings: mix.MixSet
         for lp in current:
             e = prev_entries.get(lp.path) or {}
             counts[lp.path] = e.get("counts") or {}
-            metas[lp.path] = {"tokens": e.get("tokens", 0), "seconds": e.get("seconds", 0.0)}
+            metas[lp.path] = {"tokens": e.get("tokens", 0), "seconds": e.get("seconds", 0.0),
+                              "generation": e.get("generation") or {}}
 
     generated_now = {lp.path for lp in plan.of("generate")} - failed
     entries: list[dict[str, Any]] = []
@@ -248,7 +266,7 @@ def rebuild(plan: Plan, output: Path, store: LeafStore, mix_settings: mix.MixSet
         m = metas.get(lp.path, {})
         entries.append({"path": lp.path, "key": lp.key, "kind": lp.kind, "status": status, "changed": lp.changed,
                         "counts": counts.get(lp.path, {}), "tokens": int(m.get("tokens") or 0),
-                        "seconds": float(m.get("seconds") or 0.0)})
+                        "seconds": float(m.get("seconds") or 0.0), "generation": m.get("generation") or {}})
 
     manifest: Manifest = {
         "format": MANIFEST_FORMAT,

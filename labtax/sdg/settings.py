@@ -11,7 +11,11 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 # The generation options a command line gives directly (the rest keep their defaults).
-OPTION_FIELDS = ("samples_per_leaf", "seed", "max_tokens", "score_threshold", "chunk_tokens")
+OPTION_FIELDS = ("samples_per_leaf", "max_requests_per_leaf", "seed", "max_tokens", "score_threshold",
+                 "chunk_tokens")
+
+# The seed-example count `samples_per_leaf` is stated for (a taxonomy's minimum per leaf).
+SEED_BASE = 5
 
 
 def judges_policy(teacher: str, judges: str | None) -> str:
@@ -28,7 +32,11 @@ def unreadable_policy(teacher: str, keep: bool | None) -> str:
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    samples_per_leaf: int = 20  # the most samples kept per leaf (generation overshoots, then trims)
+    # The most samples kept for a leaf with SEED_BASE seed examples, scaled with the leaf's own count:
+    # a skills leaf keeps ceil(samples_per_leaf * seeds / SEED_BASE); a knowledge leaf, whose volume
+    # follows its documents, ceil(samples_per_leaf * seed examples * chunks / SEED_BASE). 150 is the
+    # reference recipe's ~30 samples per seed example.
+    samples_per_leaf: int = 150
     seed: int = 42  # base of every request seed (derived with the leaf path, stage and index)
     temperature: float = 0.7  # for the creative stages (contexts, questions, answers, knowledge Q&A)
     judge_temperature: float = 0.0  # judges and scorers answer greedily: the verdicts are stable
@@ -36,9 +44,13 @@ class GenerationSettings:
     max_tokens: int = 512  # per request
     score_threshold: int = 2  # pairs scored below this (on 1-3) are dropped
     chunk_tokens: int = 400  # knowledge: document chunk budget, in the teacher's tokens
-    questions_per_request: int = 5  # skills: questions asked for per request
+    questions_per_request: int = 10  # skills: questions asked for per request (one seed shown)
     qa_per_request: int = 3  # knowledge: question-answer pairs asked for per chunk request
-    icl_examples: int = 3  # seed examples shown in each generation prompt
+    icl_examples: int = 3  # grounded skills: seed contexts shown per new-context request
+    # The most teacher requests of a leaf's first stage (knowledge Q&A, skills questions/contexts);
+    # when the leaf's volume asks for more, requests are spread over every chunk and seed and the
+    # leaf's stats say the bound bound (`max_requests_bound`).
+    max_requests_per_leaf: int = 1000
     overgenerate: float = 2.0  # ask for this many times samples_per_leaf candidates (filters drop some)
     dedup_threshold: float = 0.8  # word-3-shingle Jaccard at or above which two texts are near-duplicates
     # What an unreadable judge/score answer means: "drop" (default: the row is dropped and counted as
@@ -63,7 +75,8 @@ class GenerationSettings:
             raise ValueError("chunk_tokens must be at least 16")
         if not 0.0 < self.dedup_threshold <= 1.0:
             raise ValueError("dedup_threshold must be in (0, 1]")
-        for name in ("questions_per_request", "qa_per_request", "icl_examples", "max_tokens", "batch_requests"):
+        for name in ("questions_per_request", "qa_per_request", "icl_examples", "max_tokens", "batch_requests",
+                     "max_requests_per_leaf"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.unreadable_verdicts not in ("drop", "keep"):

@@ -366,7 +366,7 @@ def test_a_dead_teacher_stops_the_run_early(git_repo, openai_server, tmp_path: P
     openai_server.responder = lambda kind, body: Fault(400)
     out = tmp_path / "out"
     code, text = run_cli(["diff-generate", "--taxonomy", str(git_repo.root), "--base", "empty", "--head", "HEAD",
-                          "--output", str(out), *teacher_args(openai_server)])
+                          "--output", str(out), *teacher_args(openai_server), "--max-requests-per-leaf", "1"])
     assert code == 3, text
     assert "starting no further leaf" in text
     # At most the leaves already in flight (4 at a time) asked anything.

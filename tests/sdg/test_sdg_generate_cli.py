@@ -46,9 +46,12 @@ def test_generate_writes_one_jsonl_per_leaf(tmp_path: Path, make_git_repo: Calla
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.jsonl"))
     assert files == ["compositional_skills/email/summary.jsonl", "compositional_skills/writing/poems.jsonl",
                      "knowledge/astronomy/planets.jsonl"]
+    report = json.loads((out / "generate-report.json").read_text(encoding="utf-8"))
+    # Knowledge volume follows the document: 4 samples per 5 (seed example, chunk) cells.
+    chunks = report["knowledge/astronomy/planets/qna.yaml"]["chunks"]
     for rel in files:
         rows = [json.loads(line) for line in (out / rel).read_text(encoding="utf-8").splitlines()]
-        assert len(rows) == 4
+        assert len(rows) == (4 * chunks if rel.startswith("knowledge") else 4)
         for row in rows:
             assert set(row) == {"messages", "metadata", "unmask"}
             meta = row["metadata"]
@@ -58,9 +61,9 @@ def test_generate_writes_one_jsonl_per_leaf(tmp_path: Path, make_git_repo: Calla
             for key in ("question", "answer", "context", "scores", "pipeline"):
                 assert key in meta
     lines = result.output.strip().splitlines()
-    assert len(lines) == 3 and all("generated" in line and "kept 4" in line and "tokens" in line for line in lines)
-    report = json.loads((out / "generate-report.json").read_text(encoding="utf-8"))
-    assert report["knowledge/astronomy/planets/qna.yaml"]["kept"] == 4
+    assert len(lines) == 3 and all("generated" in line and "kept 4" in line and "tokens" in line
+                                   for line in lines if not line.startswith("knowledge"))
+    assert report["knowledge/astronomy/planets/qna.yaml"]["kept"] == 4 * chunks
 
 
 def test_generate_one_forced_leaf_by_folder(tmp_path: Path, openai_server: OpenAIServer,

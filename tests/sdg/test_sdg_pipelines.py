@@ -141,7 +141,7 @@ def test_garbage_empty_and_truncated_answers_cost_only_their_rows(openai_server:
         return base(kind, body)
 
     openai_server.responder = responder
-    result, _ = _generate(openai_server, freeform_leaf(), GenerationSettings(samples_per_leaf=30, seed=1))
+    result, _ = _generate(openai_server, freeform_leaf(), GenerationSettings(samples_per_leaf=30, seed=1, questions_per_request=5))
     _check_accounting(result)
     dropped = result.stats["dropped"]
     for reason in ("judge_question_unparsed", "answer_empty", "answer_truncated", "score_unparsed"):
@@ -220,7 +220,8 @@ def test_knowledge_pipeline_from_a_local_document_folder(tmp_path: Path, openai_
     assert [c[0].tag for c in rec.calls] == ["knowledge_qa", "faithful", "relevant", "standalone"]
     _check_accounting(result)
     assert result.stats["chunks"] > 1 and result.stats["documents"] == 1
-    assert len(result.samples) == 5
+    # The quota follows the documents: samples_per_leaf per 5 (seed example, chunk) cells.
+    assert len(result.samples) == 5 * result.stats["chunks"] == result.stats["quota"]
     sample = result.samples[0]
     meta = sample["metadata"]
     assert sample["unmask"] is True and meta["kind"] == "knowledge" and meta["pipeline"] == "knowledge"
@@ -266,8 +267,9 @@ def test_estimate_and_pipeline_files() -> None:
     assert {"freeform_skills.yaml", "grounded_skills.yaml", "knowledge.yaml", "answer.yaml"} <= names
     assert all(f.is_file() for f in files)
     s = GenerationSettings(samples_per_leaf=10, questions_per_request=5, overgenerate=2.0)
-    assert estimate_requests(freeform_leaf(), s) == 4 + 3 * 20
-    assert estimate_requests(grounded_leaf(), s) == 4 + 4 + 3 * 20
+    # At least one question request per seed (5 seeds), each asking for 5 questions.
+    assert estimate_requests(freeform_leaf(), s) == 5 + 3 * 25
+    assert estimate_requests(grounded_leaf(), s) == 5 + 5 + 3 * 25
     assert "batch_requests" not in s.as_dict() and s.as_dict()["seed"] == 42
 
 

@@ -1,7 +1,7 @@
 """The LAB generation pipelines, one leaf at a time. The API the incremental engine builds on:
 
   generate_leaf(leaf, teacher, settings, *, taxonomy_root, progress=None) -> LeafResult   (async)
-  estimate_requests(leaf, settings) -> int      the most teacher requests a leaf can cost
+  estimate_requests(leaf, settings, chunks=None) -> int   the most teacher requests a leaf can cost
   pipeline_files() -> list[Path]                every pipeline and prompt data file (content key)
   pipeline_name(leaf) -> "knowledge" | "grounded_skills" | "freeform_skills"
 
@@ -33,18 +33,19 @@ def pipeline_files() -> list[Path]:
     return sorted(PIPELINE_DIR.glob("*.yaml")) + prompt_files()
 
 
-def stage_plan(leaf: Leaf, settings: GenerationSettings) -> dict[str, int]:
-    """The most requests each stage of the leaf's pipeline can send."""
+def stage_plan(leaf: Leaf, settings: GenerationSettings, chunks: int | None = None) -> dict[str, int]:
+    """The most requests each stage of the leaf's pipeline can send (knowledge: for `chunks` chunks;
+    unknown, the bound of max_requests_per_leaf)."""
     if leaf.kind == "knowledge":
         from labtax.sdg.pipelines.knowledge import plan
     else:
         from labtax.sdg.pipelines.skills import plan
-    return plan(leaf, settings)
+    return plan(leaf, settings, chunks)
 
 
-def estimate_requests(leaf: Leaf, settings: GenerationSettings) -> int:
+def estimate_requests(leaf: Leaf, settings: GenerationSettings, chunks: int | None = None) -> int:
     """An upper bound on the teacher requests for one leaf (before retries): for a dry-run plan."""
-    return sum(stage_plan(leaf, settings).values())
+    return sum(stage_plan(leaf, settings, chunks).values())
 
 
 async def generate_leaf(

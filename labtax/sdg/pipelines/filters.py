@@ -100,9 +100,8 @@ async def score(runner: Runner, rows: list[Row], make: Callable[[int, Row], Teac
     return kept
 
 
-def trim(runner: Runner, rows: Sequence[Row]) -> list[Row]:
-    """Keep the first samples_per_leaf rows (generation overshoots on purpose)."""
-    limit = runner.settings.samples_per_leaf
+def trim(runner: Runner, rows: Sequence[Row], limit: int) -> list[Row]:
+    """Keep the first `limit` rows, the leaf's quota (generation overshoots on purpose)."""
     if len(rows) > limit:
         runner.drop("over_quota", len(rows) - limit)
     return list(rows[:limit])

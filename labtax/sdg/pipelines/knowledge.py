@@ -2,8 +2,12 @@
 per chunk (guided by one seed example's context and Q&A) -> drop unfaithful, irrelevant and not
 self-contained pairs -> dedup and trim.
 
-Requests are spread evenly over the chunks: with more chunks than requests, request i takes chunk
-i*len(chunks)//requests, so a long document is sampled from start to end rather than only its head.
+Coverage follows the documents, as the reference recipe's chunk x seed example product: the leaf's
+quota is samples_per_leaf per SEED_BASE (seed example, chunk) cells, and the requests walk the cells
+in rounds, each round visiting every chunk once (round r pairs chunk c with seed example (c + r) mod
+S), so every chunk is used before any is used twice and every seed example is shown. With fewer
+requests than chunks (a small quota, or --max-requests-per-leaf binding) request i takes chunk
+i*C//R: the document is sampled from start to end rather than only its head.
 """
 
 from __future__ import annotations
@@ -13,11 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from labtax.sdg.dedup import Deduper
-from labtax.sdg.documents import Chunk, chunk_documents, load_documents
+from labtax.sdg.documents import chunk_documents, load_documents
 from labtax.sdg.pipelines import filters
-from labtax.sdg.pipelines.filters import Row, rng_for
+from labtax.sdg.pipelines.filters import Row
 from labtax.sdg.pipelines.parse import parse_pairs, parse_yes
-from labtax.sdg.pipelines.runner import Runner, candidates_wanted, count_tokens_for
+from labtax.sdg.pipelines.runner import (
+    Runner,
+    bounded_requests,
+    candidates_wanted,
+    count_tokens_for,
+    leaf_quota,
+)
 from labtax.sdg.settings import GenerationSettings
 from labtax.taxonomy.model import Leaf
 
@@ -38,16 +48,29 @@ def knowledge_seeds(leaf: Leaf) -> list[dict[str, Any]]:
     return out
 
 
-def plan(leaf: Leaf, settings: GenerationSettings) -> dict[str, int]:
-    first = math.ceil(candidates_wanted(settings) / settings.qa_per_request)
+def volume(leaf: Leaf, settings: GenerationSettings, chunks: int) -> dict[str, int]:
+    """The leaf's quota and requests for `chunks` chunks: {quota, wanted, requests, bound (0/1)}."""
+    seeds = max(1, len(knowledge_seeds(leaf)))
+    quota = leaf_quota(settings, seeds * max(1, chunks))
+    wanted = math.ceil(candidates_wanted(settings, quota) / settings.qa_per_request)
+    requests, bound = bounded_requests(settings, wanted)
+    return {"quota": quota, "wanted": wanted, "requests": requests, "bound": int(bound)}
+
+
+def plan(leaf: Leaf, settings: GenerationSettings, chunks: int | None = None) -> dict[str, int]:
+    """The most requests per stage; without a chunk count, the bound of --max-requests-per-leaf."""
+    first = volume(leaf, settings, chunks)["requests"] if chunks else settings.max_requests_per_leaf
     rows = first * settings.qa_per_request
     return {"knowledge_qa": first, **{f: rows for f in FILTERS}}
 
 
-def pick_chunk(chunks: list[Chunk], i: int, requests: int) -> Chunk:
-    if len(chunks) >= requests:
-        return chunks[(i * len(chunks)) // requests]
-    return chunks[i % len(chunks)]
+def cell(i: int, requests: int, chunks: int, seeds: int) -> tuple[int, int]:
+    """(chunk, seed example) of request i: rounds over every chunk, seed examples rotating."""
+    if requests < chunks:
+        c = (i * chunks) // requests
+        return c, c % seeds
+    r, c = divmod(i, chunks)
+    return c, (c + r) % seeds
 
 
 async def run_knowledge(runner: Runner, taxonomy_root: Path) -> list[dict[str, Any]]:
@@ -62,12 +85,20 @@ async def run_knowledge(runner: Runner, taxonomy_root: Path) -> list[dict[str, A
     domain = str(leaf.data.get("domain") or "").strip()
     outline = str(leaf.data.get("document_outline") or "").strip()
     n = s.qa_per_request
-    count = plan(leaf, s)["knowledge_qa"]
-    picked_chunks = [pick_chunk(chunks, i, count) for i in range(count)]
+    vol = volume(leaf, s, len(chunks))
+    count = vol["requests"]
+    runner.extra["quota"] = vol["quota"]
+    runner.extra["requests_wanted"] = vol["wanted"]
+    runner.extra["max_requests_bound"] = bool(vol["bound"])
+    runner.funnel = dict.fromkeys(("asked", "parsed", "deduplicated", "judged"), 0)
+    cells = [cell(i, count, len(chunks), len(seeds)) for i in range(count)]
+    picked_chunks = [chunks[c] for c, _ in cells]
+    runner.extra["chunks_used"] = len({c for c, _ in cells})
+    runner.extra["seeds_used"] = len({e for _, e in cells})
 
     requests = []
-    for i, chunk in enumerate(picked_chunks):
-        example = rng_for(runner, "knowledge_qa", i).choice(seeds)
+    for i, (chunk, (_, e)) in enumerate(zip(picked_chunks, cells)):
+        example = seeds[e]
         shown = "\n".join(f"Question: {q}\nAnswer: {a}" for q, a in example["pairs"][:n])
         requests.append(
             runner.request(
@@ -82,6 +113,7 @@ async def run_knowledge(runner: Runner, taxonomy_root: Path) -> list[dict[str, A
         for q, a in seed["pairs"]:
             dedup.add(f"{q}\n{a}")
     rows: list[Row] = []
+    runner.count("asked", count * n)
     for chunk, resp in zip(picked_chunks, responses):
         if not resp.ok:
             continue
@@ -94,6 +126,7 @@ async def run_knowledge(runner: Runner, taxonomy_root: Path) -> list[dict[str, A
             runner.generated += 1
             runner.drop("answer_truncated")
             pairs = pairs[:-1]
+        runner.count("parsed", len(pairs))
         for q, a in pairs:
             runner.generated += 1
             why = dedup.check(f"{q}\n{a}")
@@ -102,6 +135,7 @@ async def run_knowledge(runner: Runner, taxonomy_root: Path) -> list[dict[str, A
             else:
                 rows.append(Row(q, chunk.text, a, extra={"document": chunk.document, "chunk": chunk.index}))
 
+    runner.count("deduplicated", len(rows))
     drop_reasons = {name: runner.pipeline.stages[name].drop or f"not_{name}" for name in FILTERS}
     for name in FILTERS:
 
@@ -110,7 +144,8 @@ async def run_knowledge(runner: Runner, taxonomy_root: Path) -> list[dict[str, A
 
         rows = await filters.judge(runner, name, rows, make, parse_yes, drop_reasons[name])
 
-    rows = filters.trim(runner, rows)
+    runner.count("judged", len(rows))
+    rows = filters.trim(runner, rows, vol["quota"])
     return [_sample(runner, row) for row in rows]
 
 

@@ -24,7 +24,7 @@ import yaml
 
 from labtax.errors import TeacherError
 from labtax.sdg.prompts import Prompt, load_prompt
-from labtax.sdg.settings import GenerationSettings
+from labtax.sdg.settings import SEED_BASE, GenerationSettings
 from labtax.taxonomy.model import Leaf
 from labtax.teachers.base import Teacher, TeacherRequest, TeacherResponse, estimate_tokens
 
@@ -89,6 +89,8 @@ class Runner:
     stages: dict[str, dict[str, int]] = field(default_factory=dict)
     generated: int = 0
     extra: dict[str, Any] = field(default_factory=dict)  # pipeline-specific counts (documents, chunks)
+    # Rows at each step, in pipeline order (asked, parsed, deduplicated, judged, answered, scored, kept).
+    funnel: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
 
     def request(self, stage: str, index: int, **values: str) -> TeacherRequest:
@@ -146,6 +148,10 @@ class Runner:
         """A generation request whose answer held nothing usable (garbage, empty, wrong format)."""
         self.stages[stage]["unusable"] += 1
 
+    def count(self, step: str, rows: int) -> None:
+        """Record how many rows are left after a step of the funnel."""
+        self.funnel[step] = self.funnel.get(step, 0) + rows
+
     def stats(self, kept: int) -> dict[str, Any]:
         totals = {k: sum(s[k] for s in self.stages.values()) for k in ("requests", "failed", "prompt_tokens",
                                                                           "completion_tokens")}
@@ -163,6 +169,7 @@ class Runner:
             "completion_tokens": totals["completion_tokens"],
             "seconds": round(time.monotonic() - self.started, 3),
             "stages": self.stages,
+            "funnel": {**self.funnel, "kept": kept},
             **self.extra,
         }
 
@@ -180,8 +187,20 @@ def count_tokens_for(teacher: Teacher) -> Callable[[str], int]:
     return estimate_tokens
 
 
-def candidates_wanted(settings: GenerationSettings) -> int:
-    return math.ceil(settings.samples_per_leaf * settings.overgenerate)
+def leaf_quota(settings: GenerationSettings, units: int) -> int:
+    """The most samples a leaf keeps: samples_per_leaf per SEED_BASE units (seed examples for skills,
+    seed examples x chunks for knowledge), at least one."""
+    return max(1, math.ceil(settings.samples_per_leaf * max(1, units) / SEED_BASE))
+
+
+def candidates_wanted(settings: GenerationSettings, quota: int) -> int:
+    return math.ceil(quota * settings.overgenerate)
+
+
+def bounded_requests(settings: GenerationSettings, wanted: int) -> tuple[int, bool]:
+    """(requests to send, whether --max-requests-per-leaf cut them)."""
+    limit = settings.max_requests_per_leaf
+    return (wanted, False) if wanted <= limit else (limit, True)
 
 
 def block(label: str, text: str | None) -> str:

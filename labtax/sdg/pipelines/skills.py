@@ -1,9 +1,14 @@
 """The skills pipelines, built from ONE leaf's seeds.
 
-freeform: questions (k seed questions shown per request) -> judge each question (keep/drop) ->
-answer (one seed pair shown as the style example) -> score each pair 1-3, keep >= threshold.
-grounded: new contexts first (seed contexts shown), then questions about each context, then the
-same steps with the context in every prompt and in the sample.
+As the reference "full" pipelines: every request of the first stage shows ONE seed example and asks
+for many (questions_per_request) new questions; request i shows seed i mod S, and a leaf sends at
+least one request per seed, so every seed example is shown (an edit to any seed changes requests).
+
+freeform: questions -> judge each question (keep/drop) -> answer (the question's own seed pair shown
+as the style example) -> score each pair 1-3, keep >= threshold.
+grounded: new contexts first (request i shows seed i mod S's context, then up to icl_examples-1
+other seed contexts), then questions about each context (its seed's question shown), then the same
+steps with the context in every prompt and in the sample.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from labtax.sdg.dedup import Deduper
 from labtax.sdg.pipelines import filters
 from labtax.sdg.pipelines.filters import Row, rng_for
 from labtax.sdg.pipelines.parse import parse_context, parse_keep, parse_questions
-from labtax.sdg.pipelines.runner import Runner, block, candidates_wanted
+from labtax.sdg.pipelines.runner import Runner, block, bounded_requests, candidates_wanted, leaf_quota
 from labtax.sdg.settings import GenerationSettings
 from labtax.taxonomy.model import Leaf
 
@@ -33,10 +38,19 @@ def _dedup_key(question: str, context: str | None) -> str:
     return f"{context}\n{question}" if context else question
 
 
-def plan(leaf: Leaf, settings: GenerationSettings) -> dict[str, int]:
+def volume(leaf: Leaf, settings: GenerationSettings) -> dict[str, int]:
+    """The leaf's quota and first-stage requests: {quota, wanted, requests, bound (0/1)}."""
+    seeds = max(1, len(skill_seeds(leaf)))
+    quota = leaf_quota(settings, seeds)
+    wanted = max(seeds, math.ceil(candidates_wanted(settings, quota) / settings.questions_per_request))
+    requests, bound = bounded_requests(settings, wanted)
+    return {"quota": quota, "wanted": wanted, "requests": requests, "bound": int(bound)}
+
+
+def plan(leaf: Leaf, settings: GenerationSettings, chunks: int | None = None) -> dict[str, int]:
     """Requests per stage, at most (filters only reduce later stages)."""
     n = settings.questions_per_request
-    first = math.ceil(candidates_wanted(settings) / n)
+    first = volume(leaf, settings)["requests"]
     rows = first * n
     stages = {"questions": first, "judge_question": rows, "answer": rows, "score": rows}
     if leaf.grounded:
@@ -49,19 +63,25 @@ async def run_skills(runner: Runner) -> list[dict[str, Any]]:
     seeds = skill_seeds(leaf)
     task = str(leaf.data.get("task_description") or "").strip()
     n = s.questions_per_request
-    k = min(s.icl_examples, len(seeds))
-    requests_wanted = plan(leaf, s)["questions"]
+    vol = volume(leaf, s)
+    requests_wanted = vol["requests"]
+    runner.extra["quota"] = vol["quota"]
+    runner.extra["requests_wanted"] = vol["wanted"]
+    runner.extra["max_requests_bound"] = bool(vol["bound"])
+    runner.funnel = dict.fromkeys(("asked", "parsed", "deduplicated", "judged", "answered", "scored"), 0)
+    runner.extra["seeds_used"] = min(len(seeds), requests_wanted)
 
-    contexts: list[str | None]
+    # (context, index of the seed the request shows)
+    sources: list[tuple[str | None, int]]
     if leaf.grounded:
-        contexts = list(await _contexts(runner, seeds, task, requests_wanted))
-        if not contexts:
+        sources = list(await _contexts(runner, seeds, task, requests_wanted))
+        if not sources:
             return []
     else:
-        contexts = [None] * requests_wanted
+        sources = [(None, i % len(seeds) if seeds else -1) for i in range(requests_wanted)]
 
-    def question_request(i: int, context: str | None) -> Any:
-        picked = rng_for(runner, "questions", i).sample(seeds, k) if k else []
+    def question_request(i: int, context: str | None, e: int) -> Any:
+        picked = [seeds[e]] if e >= 0 else []
         if context is None:
             examples = "\n".join(f"{j + 1}. {p['question']}" for j, p in enumerate(picked))
         else:
@@ -71,12 +91,13 @@ async def run_skills(runner: Runner) -> list[dict[str, Any]]:
             values["context"] = context
         return runner.request("questions", i, **values)
 
-    responses = await runner.run("questions", [question_request(i, c) for i, c in enumerate(contexts)])
+    responses = await runner.run("questions", [question_request(i, c, e) for i, (c, e) in enumerate(sources)])
+    runner.count("asked", len(sources) * n)
     dedup = Deduper(s.dedup_threshold)
     for seed in seeds:
         dedup.add(_dedup_key(seed["question"], seed.get("context")))
     rows: list[Row] = []
-    for context, resp in zip(contexts, responses):
+    for (context, e), resp in zip(sources, responses):
         if not resp.ok:
             continue  # counted as a failed request of the stage
         questions = parse_questions(resp.text)
@@ -85,13 +106,15 @@ async def run_skills(runner: Runner) -> list[dict[str, Any]]:
         if not questions:
             runner.unusable("questions")
             continue
+        runner.count("parsed", len(questions[:n]))
         for question in questions[:n]:
             runner.generated += 1
             why = dedup.check(_dedup_key(question, context))
             if why:
                 runner.drop(f"duplicate_{why}")
             else:
-                rows.append(Row(question, context))
+                rows.append(Row(question, context, extra={"seed_index": e}))
+    runner.count("deduplicated", len(rows))
 
     def judge_request(i: int, row: Row) -> Any:
         return runner.request(
@@ -100,9 +123,11 @@ async def run_skills(runner: Runner) -> list[dict[str, Any]]:
         )
 
     rows = await filters.judge(runner, "judge_question", rows, judge_request, parse_keep, "judge_drop")
+    runner.count("judged", len(rows))
 
     def answer_request(i: int, row: Row) -> Any:
-        example = rng_for(runner, "answer", i).choice(seeds) if seeds else {"question": "", "answer": ""}
+        e = int(row.extra.get("seed_index", -1))
+        example = seeds[e] if e >= 0 else {"question": "", "answer": ""}
         shown = f"Example question: {example['question']}\nExample answer: {example.get('answer', '')}"
         if example.get("context"):
             shown = f"Example text: {example['context']}\n{shown}"
@@ -112,6 +137,7 @@ async def run_skills(runner: Runner) -> list[dict[str, Any]]:
         )
 
     rows = await filters.answer(runner, rows, answer_request)
+    runner.count("answered", len(rows))
 
     def score_request(i: int, row: Row) -> Any:
         return runner.request(
@@ -120,28 +146,36 @@ async def run_skills(runner: Runner) -> list[dict[str, Any]]:
         )
 
     rows = await filters.score(runner, rows, score_request)
-    rows = filters.trim(runner, rows)
+    runner.count("scored", len(rows))
+    rows = filters.trim(runner, rows, vol["quota"])
     return [_sample(runner, row) for row in rows]
 
 
-async def _contexts(runner: Runner, seeds: list[dict[str, str]], task: str, count: int) -> list[str]:
-    """New contexts in the style of the seed contexts, deduplicated against them and each other."""
+async def _contexts(runner: Runner, seeds: list[dict[str, str]], task: str,
+                    count: int) -> list[tuple[str, int]]:
+    """New contexts in the style of the seed contexts, deduplicated against them and each other; each
+    with the index of the seed whose context request i showed first (seed i mod S)."""
     s = runner.settings
-    with_context = [p for p in seeds if p.get("context")]
+    with_context = [j for j, p in enumerate(seeds) if p.get("context")]
     k = min(s.icl_examples, len(with_context))
     requests = []
+    shown: list[int] = []
     for i in range(count):
-        picked = rng_for(runner, "contexts", i).sample(with_context, k) if k else []
+        first = with_context[i % len(with_context)] if with_context else -1
+        others = [j for j in with_context if j != first]
+        rest = rng_for(runner, "contexts", i).sample(others, min(k - 1, len(others))) if k > 1 else []
+        picked = [seeds[j] for j in ([first] if first >= 0 else []) + rest]
+        shown.append(first)
         examples = "\n\n".join(f"Context: {p['context']}" for p in picked)
         requests.append(runner.request("contexts", i, task_description=task, examples=examples))
     responses = await runner.run("contexts", requests)
     dedup = Deduper(s.dedup_threshold)
-    for p in with_context:
-        dedup.add(p["context"])
+    for j in with_context:
+        dedup.add(seeds[j]["context"])
     stage = runner.stages["contexts"]
     stage.setdefault("duplicate", 0)
     out = []
-    for resp in responses:
+    for first, resp in zip(shown, responses):
         if not resp.ok:
             continue
         context = parse_context(resp.text) if resp.finish_reason != "length" else None
@@ -150,7 +184,8 @@ async def _contexts(runner: Runner, seeds: list[dict[str, str]], task: str, coun
         elif dedup.check(context):
             stage["duplicate"] += 1
         else:
-            out.append(context)
+            # A seed without context (a mixed leaf) still pairs with the first seed that has one.
+            out.append((context, max(first, 0)))
     return out
 
 
