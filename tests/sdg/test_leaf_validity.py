@@ -5,13 +5,9 @@ repository (a symlinked qna.yaml, the repository's own .git) ever becomes traini
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
 from lab_taxonomy import (
     ATTRIBUTION,
     add_knowledge,

@@ -12,8 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
-
 from lab_taxonomy import add_knowledge, add_skill, manifest, run_cli, teacher_args
 
 from labtax.sdg.ledger import ledger_request_key

@@ -11,9 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sdg"))
-
 from lab_taxonomy import add_skill
 from openai_server import Fault, OpenAIServer
 from sdgleaves import FREEFORM, write_taxonomy

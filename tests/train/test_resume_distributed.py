@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from train_fixtures import REPO, run_cli, step_records
@@ -22,6 +23,7 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(checkpoints[-1] / "model.safetensors"))
 
 
+@pytest.mark.slow  # two real training subprocesses, one of them killed: minutes on 2 cores
 def test_sigkill_mid_phase_then_resume_gives_the_same_weights(data_dir: Path, tmp_path: Path) -> None:
     args = [*COMMON, "--data", str(data_dir), "--effective-batch", "4", "--epochs", "2", "--save-every", "4"]
     whole = run_cli([*args, "--output", str(tmp_path / "whole")])
@@ -65,6 +67,7 @@ def step_records_safe(metrics: Path) -> list[dict[str, object]]:
         return []
 
 
+@pytest.mark.slow  # torchrun with 2 gloo ranks next to a 1-process run
 def test_torchrun_two_cpu_ranks_match_one_process(data_dir: Path, tmp_path: Path) -> None:
     args = [*COMMON, "--data", str(data_dir), "--effective-batch", "8", "--epochs", "2",
             "--max-tokens-per-batch", "600"]
