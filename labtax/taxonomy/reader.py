@@ -2,16 +2,15 @@
 
 libyaml's composer (`yaml.compose` with `CSafeLoader`) builds a node tree whose nodes carry line and
 column marks, ~10x faster than a round-trip parser. Values are constructed here from those nodes, with
-the YAML 1.1 semantics of PyYAML's safe loader (what the public InstructLab tools use): `yes`/`no`/
-`on`/`off` are booleans, `1:30` is the sexagesimal int 90, `017` is octal. Building values ourselves lets
+the YAML 1.1 semantics of PyYAML's safe loader (what the public InstructLab tools use), by PyYAML's own
+scalar constructors: `yes`/`no`/`on`/`off` are booleans, `1:30` is the sexagesimal int 90, `017` is
+octal. Building the collections ourselves lets
 us record a position for every YAML path, find duplicate keys, and refuse alias bombs before anything
 is expanded.
 """
 
 from __future__ import annotations
 
-import base64
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,8 +31,6 @@ _STR, _SEQ, _MAP, _MERGE = TAG + "str", TAG + "seq", TAG + "map", TAG + "merge"
 # the "billion laughs" pattern multiplies nodes through aliases and is refused long before this.
 DEFAULT_MAX_NODES = 100_000
 
-_BOOL = {"yes": True, "true": True, "on": True, "y": True, "no": False, "false": False, "off": False, "n": False}
-_TIMESTAMP = yaml.constructor.SafeConstructor()
 
 
 @dataclass
@@ -80,59 +77,28 @@ def child_path(parent: str, key: Any) -> str:
 
 # ------------------------------------------------------------------------------------ scalars
 
-
-def _int(text: str) -> int:
-    sign = -1 if text[:1] == "-" else 1
-    text = text.lstrip("+-").replace("_", "")
-    if text == "0":
-        return 0
-    if text.startswith("0b"):
-        return sign * int(text, 0)  # 0b101
-    if text.startswith("0x"):
-        return sign * int(text, 0)  # 0x1f
-    if text.startswith("0") and len(text) > 1:
-        return sign * int(text[1:], 8)
-    if ":" in text:  # sexagesimal: 1:30 == 90
-        value = 0
-        for part in text.split(":"):
-            value = value * 60 + int(part)
-        return sign * value
-    return sign * int(text)
-
-
-def _float(text: str) -> float:
-    text = text.lower().replace("_", "")
-    sign = -1.0 if text[:1] == "-" else 1.0
-    text = text.lstrip("+-")
-    if text == ".inf":
-        return sign * math.inf
-    if text == ".nan":
-        return math.nan
-    if ":" in text:
-        value = 0.0
-        for part in text.split(":"):
-            value = value * 60 + float(part)
-        return sign * value
-    return sign * float(text)
+# PyYAML's own constructors for the YAML 1.1 scalar tags, so a value means here exactly what it means
+# to `yaml.safe_load` (the public tools' reader): `!!bool y` is an error there, `!!int 0o17` is 15.
+# They read only the node's text, so one instance serves every file.
+_CONSTRUCT = yaml.constructor.SafeConstructor()
+_SCALARS = {
+    TAG + "bool": _CONSTRUCT.construct_yaml_bool,
+    TAG + "int": _CONSTRUCT.construct_yaml_int,
+    TAG + "float": _CONSTRUCT.construct_yaml_float,
+    TAG + "null": _CONSTRUCT.construct_yaml_null,
+    TAG + "timestamp": _CONSTRUCT.construct_yaml_timestamp,
+    TAG + "binary": _CONSTRUCT.construct_yaml_binary,
+}
 
 
 def _scalar(node: ScalarNode, path: str) -> Any:
-    tag, text = node.tag, node.value
-    if tag == TAG + "str":
-        return text
-    if tag == TAG + "bool":
-        return _BOOL[text.lower()]
-    if tag == TAG + "int":
-        return _int(text)
-    if tag == TAG + "float":
-        return _float(text)
-    if tag == TAG + "null":
-        return None
-    if tag == TAG + "timestamp":
-        return _TIMESTAMP.construct_yaml_timestamp(node)
-    if tag == TAG + "binary":
-        return base64.decodebytes(text.encode("ascii"))
-    raise _Refused("yaml-tag", node, f"unsupported YAML tag {tag!r}", path, "remove the tag; qna.yaml holds plain data")
+    if node.tag == _STR:
+        return node.value
+    construct = _SCALARS.get(node.tag)
+    if construct is None:
+        raise _Refused("yaml-tag", node, f"unsupported YAML tag {node.tag!r}", path,
+                       "remove the tag; qna.yaml holds plain data")
+    return construct(node)
 
 
 def _scalar_at(node: ScalarNode, path: str) -> Any:

@@ -99,3 +99,24 @@ def test_unreadable_yaml_gives_one_positioned_finding(text: str, rule: str, line
     assert not parsed.ok
     assert [f.rule for f in parsed.findings] == [rule]
     assert parsed.findings[0].line == line and parsed.findings[0].col >= 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a: !!int 0o17", "a: !!int 017", "a: !!bool yes", "a: !!float 1:30.5", "a: !!int 1:30", "a: !!null ''",
+     "a: !!float .NaN", "a: !!int -0x1f", "a: !!binary aGVsbG8=", "a: !!timestamp 2024-01-02 10:00:00"],
+)
+def test_explicit_tags_match_pyyaml(text: str) -> None:
+    ours, theirs = value(text + "\n"), yaml.safe_load(text)
+    if isinstance(theirs["a"], float) and math.isnan(theirs["a"]):
+        assert math.isnan(ours["a"])  # type: ignore[index]
+    else:
+        assert ours == theirs and type(ours["a"]) is type(theirs["a"])  # type: ignore[index]
+
+
+@pytest.mark.parametrize("text", ["a: !!bool y\n", "a: !!bool n\n", "a: !!int 0o8\n"])
+def test_values_pyyaml_refuses_are_findings(text: str) -> None:
+    with pytest.raises(Exception):  # noqa: B017 - PyYAML raises KeyError or ValueError here
+        yaml.safe_load(text)
+    parsed = read_yaml("f.yaml", text)
+    assert not parsed.ok and parsed.findings[0].rule == "yaml-syntax"
