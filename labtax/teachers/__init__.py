@@ -32,6 +32,7 @@ def make_teacher(
     completions: bool = False,
     batch_size: int = 8,
     retries: int = 6,
+    vllm_options: Any = None,
 ) -> Teacher:
     """Build a teacher. `timeout` and `retries` are per request (openai); `batch_size` is prompts per
     forward pass (transformers)."""
@@ -51,7 +52,7 @@ def make_teacher(
     if kind == "vllm":
         from labtax.teachers.vllm import VLLMTeacher
 
-        return VLLMTeacher(model or "embedded")
+        return VLLMTeacher(model or "embedded", vllm_options)
     raise UsageError(f"unknown teacher {kind!r} (choose one of: {', '.join(KINDS)})")
 
 
@@ -68,10 +69,27 @@ class TeacherSpec:
     completions: bool = False
     batch_size: int = 8
     retries: int = 6
+    # vLLM engine settings (--teacher vllm), named as `vllm serve` names them.
+    tensor_parallel_size: int = 1
+    max_model_len: int | None = None
+    gpu_memory_utilization: float = 0.9
+    dtype: str = "auto"
 
     def __post_init__(self) -> None:
         if self.teacher != "openai" and self.endpoints:
             raise UsageError("--endpoint needs --teacher openai")
+        engine = (self.tensor_parallel_size, self.max_model_len, self.gpu_memory_utilization, self.dtype)
+        if self.teacher != "vllm" and engine != (1, None, 0.9, "auto"):
+            raise UsageError("--tensor-parallel-size, --max-model-len, --gpu-memory-utilization and --dtype "
+                             "are vLLM engine settings: they need --teacher vllm",
+                             hint="for a vLLM server, pass them to `vllm serve` and use --teacher openai")
+
+    def vllm_options(self) -> Any:
+        """The engine settings as the vllm teacher takes them (validated there)."""
+        from labtax.teachers.vllm import VLLMEngineOptions
+
+        return VLLMEngineOptions(tensor_parallel_size=self.tensor_parallel_size, max_model_len=self.max_model_len,
+                                 gpu_memory_utilization=self.gpu_memory_utilization, dtype=self.dtype)
 
     @classmethod
     def from_options(cls, params: Mapping[str, Any]) -> TeacherSpec:
@@ -83,7 +101,8 @@ class TeacherSpec:
     def build(self) -> Teacher:
         return make_teacher(self.teacher, endpoints=self.endpoints, model=self.model, api_key_env=self.api_key_env,
                             concurrency=self.concurrency, timeout=self.timeout, completions=self.completions,
-                            batch_size=self.batch_size, retries=self.retries)
+                            batch_size=self.batch_size, retries=self.retries,
+                            vllm_options=self.vllm_options() if self.teacher == "vllm" else None)
 
     def build_lazy(self) -> Teacher:
         """Built on first use: a run with nothing to generate never loads a model."""

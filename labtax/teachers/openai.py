@@ -111,7 +111,7 @@ class OpenAITeacher(TeacherBase):
                 raise UsageError(f"environment variable {api_key_env} (the API key) is not set or empty")
             self._api_key = key
             register_secret(key)  # every later error text, report and log line hides it
-        self.model = model or self._discover_model()
+        self.model = self._resolve_model(model)
         self.model_id = f"openai:{self.model}"
         self.outstanding = [0] * len(self.endpoints)
         self.sent = Counter[str]()  # attempts per endpoint
@@ -132,19 +132,50 @@ class OpenAITeacher(TeacherBase):
             headers["Authorization"] = f"Bearer {self._api_key}"
         return headers
 
-    def _discover_model(self) -> str:
-        """No --model: ask the first endpoint's /models which model it serves (vLLM serves one)."""
-        url = f"{self.endpoints[0]}/models"
+    def _served_models(self, endpoint: str) -> list[str]:
+        """The model ids an endpoint's /models lists (vLLM serves one)."""
+        url = f"{endpoint}/models"
         request = urllib.request.Request(url, headers=self._headers())
         try:
             with urllib.request.urlopen(request, timeout=min(self.timeout, 30.0)) as reply:
                 data = json.loads(reply.read().decode("utf-8"))
-            return str(data["data"][0]["id"])
+            ids = [str(item["id"]) for item in data["data"]]
+            if not ids:
+                raise IndexError
+            return ids
         except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError, TypeError) as exc:
             reason = redact(str(getattr(exc, "reason", None) or type(exc).__name__))[:200]
             raise TeacherError(
                 f"could not list the models at {url} ({reason})", hint="pass --model NAME"
             ) from None
+
+    def _resolve_model(self, model: str | None) -> str:
+        """The served model name. One endpoint: --model as given, else the first it lists. Several:
+        requests are balanced across them, so they must all serve the same model; a set of servers
+        serving different models is refused here rather than mixing their answers in one data set."""
+        if len(self.endpoints) == 1:
+            return model or self._served_models(self.endpoints[0])[0]
+        # An endpoint that cannot be listed now is left to the per-request retries (a dead server among
+        # several costs retries, not the run); the first one must answer when --model is not given.
+        served: dict[str, list[str]] = {}
+        for i, endpoint in enumerate(self.endpoints):
+            try:
+                served[endpoint] = self._served_models(endpoint)
+            except TeacherError:
+                if model is None and i == 0:
+                    raise
+        if not served:
+            return model  # type: ignore[return-value]  # model is set: only then may every listing fail
+        if len({frozenset(ids) for ids in served.values()}) == 1:
+            return model or next(iter(served.values()))[0]  # the same server everywhere: as with one
+        if model is not None and all(model in ids for ids in served.values()):
+            return model
+        listing = "; ".join(f"{e} serves {', '.join(ids)}" for e, ids in served.items())
+        what = f"--model {model} is not served by every --endpoint" if model else \
+            "the --endpoint servers serve different models"
+        raise UsageError(f"{what} ({listing})",
+                         hint="labtax balances requests across endpoints, so they must serve one model: run "
+                              "one labtax per model, or pass --model NAME that all of them serve")
 
     # -- the Teacher protocol
     async def complete(self, requests: Sequence[TeacherRequest]) -> list[TeacherResponse]:

