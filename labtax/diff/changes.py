@@ -25,6 +25,7 @@ from labtax.diff.repository import (
     check_repository_usable,
     empty_tree,
     head_is_born,
+    head_is_detached,
     is_shallow,
     merge_base_range,
     resolve_commit,
@@ -48,7 +49,7 @@ def resolve_range(tax: Taxonomy, base: str | None, head: str | None) -> Range:
     if head is None and not head_is_born(tax):
         if base == EMPTY:
             return Range(empty_tree(tax), None)  # the first commit is being prepared: all is new
-        check_repository_usable(tax)  # GitPython also says "unborn" for a repository git refuses
+        check_repository_usable(tax)  # an unborn HEAD is also what a repository git refuses looks like
         raise GitError(
             "the repository has no commits yet (HEAD is unborn)",
             hint="commit something first, or pass --base empty to count every leaf as added",
@@ -64,7 +65,7 @@ def resolve_range(tax: Taxonomy, base: str | None, head: str | None) -> Range:
         if found is not None:
             return _range_from(tax, candidate, head_expr, found, head is not None)
     resolve_commit(tax, head_expr)  # an unknown --head is the real problem, if it is one
-    detached = head is None and tax.repo.head.is_detached
+    detached = head is None and head_is_detached(tax)
     what = "HEAD is detached and neither" if detached else "neither"
     hint = "pass --base REF (a branch, tag or SHA), or --base empty to count every leaf as added"
     if is_shallow(tax):

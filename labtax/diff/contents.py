@@ -26,6 +26,7 @@ from typing import Any
 from labtax.diff.repository import GIT_ENV, Taxonomy, open_taxonomy, resolve_commit
 from labtax.errors import GitError
 from labtax.taxonomy.model import KINDS, LEAF_FILENAME
+from labtax.util.git import spawn_git
 
 # ------------------------------------------------------------------ leaves and paths
 
@@ -68,17 +69,11 @@ class BlobReader:
     def __init__(self, tax: Taxonomy) -> None:
         self.tax = tax
         self._proc: Any = None
-        self._handle: Any = None
 
     def start(self) -> None:
         """Start the process now, so that its start-up overlaps other git work."""
         if self._proc is None:
-            import subprocess
-
-            self._handle = self.tax.repo.git.execute(
-                ["git", "cat-file", "--batch"], as_process=True, istream=subprocess.PIPE, env=GIT_ENV
-            )
-            self._proc = self._handle.proc  # the Popen inside GitPython's handle
+            self._proc = spawn_git(["cat-file", "--batch"], self.tax.worktree, env=GIT_ENV, stdin=True)
 
     def __enter__(self) -> BlobReader:  # noqa: PYI034 (Python 3.10 has no typing.Self)
         return self
@@ -89,7 +84,7 @@ class BlobReader:
     def close(self) -> None:
         """End the cat-file process (also done when the reader is garbage-collected)."""
         if self._proc is not None:
-            proc, self._proc, self._handle = self._proc, None, None
+            proc, self._proc = self._proc, None
             try:
                 proc.stdin.close()
                 proc.stdout.read()
@@ -135,16 +130,12 @@ class BlobReader:
     def read_bulk(self, names: Sequence[str]) -> list[bytes | None]:
         """Like `read_many`, for thousands of names: one `git cat-file --batch --buffer` fed all names
         at once (output buffered, not flushed per object), parsed from one buffer."""
-        import subprocess
-
         results: list[bytes | None] = [None] * len(names)
         todo = [(i, n) for i, n in enumerate(names) if "\n" not in n and n]
         if len(todo) < self.BULK:
             return self.read_many(names)
-        handle = self.tax.repo.git.execute(
-            ["git", "cat-file", "--batch", "--buffer"], as_process=True, istream=subprocess.PIPE, env=GIT_ENV
-        )
-        out, _err = handle.proc.communicate(b"".join(os.fsencode(n) + b"\n" for _i, n in todo))
+        proc = spawn_git(["cat-file", "--batch", "--buffer"], self.tax.worktree, env=GIT_ENV, stdin=True)
+        out, _err = proc.communicate(b"".join(os.fsencode(n) + b"\n" for _i, n in todo))
         pos = 0
         for index, _name in todo:
             eol = out.find(b"\n", pos)

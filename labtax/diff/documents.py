@@ -13,12 +13,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 URL_PREFIXES = ("http://", "https://", "ssh://", "git://", "file://", "git@")
 # Cheap pre-filter for scanning thousands of leaves: the first `repo:` value, without parsing YAML.
 _REPO_LINE = re.compile(rb"^[ \t]*repo[ \t]*:[ \t]*['\"]?([^\s'\"#]*)", re.MULTILINE)
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # An unquoted YAML alias (`*name`): its value lives elsewhere, so equal text would prove nothing.
 _ALIAS = re.compile(rb"(?:^|[\s\[{,:])\*[^\s,\]}]")
 
@@ -31,8 +28,10 @@ def load_yaml(data: bytes) -> Any:
     """The parsed YAML, or None when it does not parse (such a leaf simply compares by bytes)."""
     if len(data) > MAX_PARSE_BYTES:
         return None
+    import yaml  # only when a leaf's text changed: most diffs never parse YAML
+
     try:
-        return yaml.load(data, Loader=_Loader)  # a safe loader: plain data only
+        return yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # plain data only
     except Exception:  # noqa: BLE001 (any parser failure: garbage is validate's business, not ours)
         return None
 

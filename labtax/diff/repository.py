@@ -3,19 +3,22 @@ and resolving refs.
 
 `repo` arguments elsewhere are the taxonomy folder (str or Path); it may be a subfolder of the git
 working tree, and it may be inside a linked worktree (`git worktree add`). `open_taxonomy` turns it into
-a `Taxonomy`: the GitPython repository plus where the taxonomy lies inside its working tree.
+a `Taxonomy`: the work tree, its common git directory and where the taxonomy lies inside it. git runs
+as a plain subprocess (`labtax.util.git`); no git library is imported.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from labtax.errors import GitError, UsageError
+from labtax.util.git import first_line, run_git, spawn_git
 
 # `--base empty` compares against the empty tree: every leaf counts as added.
 EMPTY = "empty"
@@ -31,9 +34,9 @@ GIT_ENV = {"GIT_OPTIONAL_LOCKS": "0", "GIT_LITERAL_PATHSPECS": "1", "LC_ALL": "C
 class Taxonomy:
     """An open git repository plus where the taxonomy lies inside its working tree."""
 
-    repo: git.Repo  # type: ignore[name-defined]
     worktree: Path
     prefix: str  # posix path of the taxonomy root inside the working tree; "" at the root
+    common_dir: Path  # the git directory shared by all linked worktrees (shallow, refs)
 
     def to_repo(self, path: str) -> str:
         """A taxonomy-relative path as a path relative to the working tree root."""
@@ -50,39 +53,23 @@ class Taxonomy:
         """Run one git command at the working tree root; raw stdout, GitError on an unexpected exit."""
         code, out, err = self.git_status(*args)
         if code not in ok:
-            raise GitError(f"git {args[0]} failed: {_first_line(err) or f'exit {code}'}")
+            raise GitError(f"git {args[0]} failed: {first_line(err) or f'exit {code}'}")
         return out
 
     def git_status(self, *args: str) -> tuple[int, bytes, str]:
-        """Run one git command through GitPython; (exit code, raw stdout, stderr text), never raising."""
-        code, out, err = self.repo.git.execute(
-            ["git", *args],
-            with_extended_output=True,
-            with_exceptions=False,
-            stdout_as_string=False,
-            strip_newline_in_stdout=False,  # -z output may legitimately end in a newline-named path
-            env=GIT_ENV,
-        )
-        text = err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err or "")
-        return int(code or 0), out if isinstance(out, bytes) else bytes(out or b""), text
+        """Run one git command; (exit code, raw stdout, stderr text), never raising for git's exit."""
+        return tuple(run_git(args, self.worktree, env=GIT_ENV))  # type: ignore[return-value]
 
-    def spawn(self, *args: str) -> Job:
+    def spawn(self, *args: str, stdin: bool = False) -> Job:
         """Start one git command in the background (it runs while other git commands run)."""
-        handle = self.repo.git.execute(["git", *args], as_process=True, env=GIT_ENV)
-        return Job(handle, args[0])
-
-    def close(self) -> None:
-        self.repo.close()
+        return Job(spawn_git(args, self.worktree, env=GIT_ENV, stdin=stdin), args[0])
 
 
 class Job:
     """A git command running in the background; `result()` waits for its stdout."""
 
-    def __init__(self, handle: Any, name: str) -> None:
-        # GitPython's AutoInterrupt handle kills the process when collected: keep it for our lifetime,
-        # and talk to the plain Popen inside it.
-        self.handle = handle
-        self.proc = handle.proc
+    def __init__(self, proc: subprocess.Popen[bytes], name: str) -> None:
+        self.proc = proc
         self.name = name
         self._out: bytes | None = None
 
@@ -91,8 +78,8 @@ class Job:
             return self._out
         out, err = self.proc.communicate()
         if self.proc.returncode != 0:
-            text = err.decode("utf-8", "replace") if isinstance(err, bytes) else str(err)
-            raise GitError(f"git {self.name} failed: {_first_line(text) or f'exit {self.proc.returncode}'}")
+            text = err.decode("utf-8", "replace")
+            raise GitError(f"git {self.name} failed: {first_line(text) or f'exit {self.proc.returncode}'}")
         self._out = bytes(out)
         return self._out
 
@@ -102,60 +89,84 @@ class Job:
             self.proc.communicate()
 
 
-def _first_line(text: str) -> str:
-    for line in text.splitlines():
-        line = line.strip()
-        if line:
-            return line.removeprefix("fatal: ").removeprefix("error: ")
-    return ""
+def _find_repository(start: Path) -> tuple[Path, Path] | None:
+    """(work tree, common git directory) found on disk the way git finds them, without starting git:
+    the nearest `.git` folder, or `.git` file (`gitdir: ...`, a linked worktree or a submodule)."""
+    for folder in (start, *start.parents):
+        dotgit = folder / ".git"
+        if dotgit.is_dir():
+            gitdir = dotgit
+        elif dotgit.is_file():
+            try:
+                text = dotgit.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError):
+                return None
+            if not text.startswith("gitdir:"):
+                return None
+            gitdir = (folder / text.removeprefix("gitdir:").strip()).resolve()
+        else:
+            continue
+        try:
+            common = (gitdir / (gitdir / "commondir").read_text(encoding="utf-8").strip()).resolve()
+        except OSError:
+            common = gitdir  # not a linked worktree: the git directory is the common one
+        return folder, common
+    return None
+
+
+def _ask_git(folder: Path) -> tuple[Path, Path]:
+    """What git itself says (GIT_DIR set, or nothing found on disk): the work tree and common git
+    directory, or why there is none (not a repository, bare, git refusing it)."""
+    # --show-toplevel comes last: it is the one that fails in a bare repository.
+    code, out, err = run_git(["rev-parse", "--is-bare-repository", "--git-common-dir", "--show-toplevel"],
+                             folder, env=GIT_ENV)
+    lines = out.decode("utf-8", "surrogateescape").splitlines()
+    if lines[:1] == ["true"]:
+        raise GitError(f"{folder} is in a bare repository (no working tree)")
+    if code != 0 or len(lines) < 3:
+        if "not a git repository" in err:
+            raise GitError(
+                f"not a git repository: {folder}",
+                hint="run labtax inside a git checkout of the taxonomy, or pass --taxonomy DIR",
+            )
+        raise GitError(f"git cannot use the repository at {folder}: {first_line(err) or f'exit {code}'}")
+    return Path(lines[2]).resolve(), (folder / lines[1]).resolve()
 
 
 @contextmanager
 def open_taxonomy(path: str | os.PathLike[str]) -> Iterator[Taxonomy]:
     """Find the git repository holding the taxonomy folder `path` (searching parent folders)."""
-    try:
-        import git  # GitPython: imported here so that `import labtax.diff` stays cheap
-    except ImportError as exc:  # GitPython refuses to import without a working git executable
-        raise GitError(
-            f"git is not usable: {str(exc).splitlines()[0]}", hint="install git and put it on PATH"
-        ) from None
-
     folder = Path(path)
     if not folder.exists():
         raise UsageError(f"taxonomy folder does not exist: {folder}")
     if not folder.is_dir():
         raise UsageError(f"taxonomy path is not a folder: {folder}")
+    found = None if "GIT_DIR" in os.environ else _find_repository(folder.resolve())
+    if found is None:
+        found = _ask_git(folder)
+    worktree, common_dir = found
     try:
-        repo = git.Repo(folder, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        raise GitError(
-            f"not a git repository: {folder}",
-            hint="run labtax inside a git checkout of the taxonomy, or pass --taxonomy DIR",
-        ) from None
-    try:
-        if repo.working_tree_dir is None:
-            raise GitError(f"{folder} is in a bare repository (no working tree)")
-        worktree = Path(repo.working_tree_dir).resolve()
-        try:
-            prefix = folder.resolve().relative_to(worktree).as_posix()
-        except ValueError:
-            raise GitError(f"taxonomy folder {folder} is not inside the working tree {worktree}") from None
-        tax = Taxonomy(repo=repo, worktree=worktree, prefix="" if prefix == "." else prefix)
-        yield tax
-    finally:
-        repo.close()
+        prefix = folder.resolve().relative_to(worktree).as_posix()
+    except ValueError:
+        raise GitError(f"taxonomy folder {folder} is not inside the working tree {worktree}") from None
+    yield Taxonomy(worktree=worktree, prefix="" if prefix == "." else prefix, common_dir=common_dir)
 
 
 # ------------------------------------------------------------------ refs
 
 
 def is_shallow(tax: Taxonomy) -> bool:
-    return (Path(tax.repo.common_dir) / "shallow").exists()
+    return (tax.common_dir / "shallow").exists()
 
 
 def head_is_born(tax: Taxonomy) -> bool:
     """False in an empty repository (or on an orphan branch before its first commit)."""
-    return tax.repo.head.is_valid()
+    return tax.git_status("rev-parse", "--verify", "--quiet", "HEAD^{commit}")[0] == 0
+
+
+def head_is_detached(tax: Taxonomy) -> bool:
+    """True when HEAD names a commit rather than a branch."""
+    return tax.git_status("symbolic-ref", "--quiet", "HEAD")[0] != 0
 
 
 def check_ref_syntax(ref: str) -> None:
@@ -180,7 +191,7 @@ def check_repository_usable(tax: Taxonomy) -> None:
     code, _, err = tax.git_status("rev-parse", "--git-dir")
     if code != 0:
         raise GitError(
-            f"git cannot use the repository at {tax.worktree}: {_first_line(err) or f'exit {code}'}"
+            f"git cannot use the repository at {tax.worktree}: {first_line(err) or f'exit {code}'}"
         )
 
 

@@ -71,13 +71,16 @@ class Snapshot:
         missing = [p for p in paths if p not in self.data and p not in self.problems]
         if missing and self.commit is not None:
             reader = BlobReader(self.tax)
-            for p in missing:
-                target = self._link_target(reader, p) if p in self._links else self.tax.to_repo(p)
-                if target is None:
-                    continue
-                raw = reader.at(self.commit, target)
-                if raw is not None:
-                    self.data[p] = raw
+            try:
+                for p in missing:
+                    target = self._link_target(reader, p) if p in self._links else self.tax.to_repo(p)
+                    if target is None:
+                        continue
+                    raw = reader.at(self.commit, target)
+                    if raw is not None:
+                        self.data[p] = raw
+            finally:
+                reader.close()
         return {p: self.data[p] for p in paths if p in self.data}
 
     def attribution(self, path: str) -> bytes | None:

@@ -10,12 +10,17 @@ Public API (used by the other stages):
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from labtax.errors import LabtaxError
-from labtax.taxonomy.config import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_YAML_NODES, Config
 from labtax.taxonomy.discover import find_leaves, find_targets, targets_for_paths
-from labtax.taxonomy.engine import check_many, finalize, leaf_version, parse_text, read_leaf_bytes
 from labtax.taxonomy.model import KINDS, Finding, Leaf, kind_of
+
+if TYPE_CHECKING:
+    from labtax.taxonomy.config import Config
+
+# The reader, the schema and the rules (engine, config) are imported by the functions that use them:
+# `labtax diff` needs only the model (leaf paths and kinds) and must not pay for the validator.
 
 __all__ = [
     "KINDS", "Finding", "Leaf", "LeafError", "check_targets", "collect_targets", "find_leaves", "kind_of", "load_leaf", "parse_leaf", "validate",
@@ -35,6 +40,9 @@ class LeafError(LabtaxError):
 
 def parse_leaf(path: str, data: bytes) -> Leaf:
     """Parse and construct a leaf from its bytes. `path` is the posix path relative to the taxonomy root."""
+    from labtax.taxonomy.config import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_YAML_NODES
+    from labtax.taxonomy.engine import leaf_version, parse_text
+
     kind = kind_of(path)
     if kind is None:
         raise LeafError(path, [Finding("leaf-location", "error", path, 1, 1,
@@ -54,6 +62,9 @@ def parse_leaf(path: str, data: bytes) -> Leaf:
 
 def load_leaf(root: Path, path: str) -> Leaf:
     """Read and parse `root/path` (same safety checks as validate: symlinks, size, file type)."""
+    from labtax.taxonomy.config import DEFAULT_MAX_FILE_BYTES
+    from labtax.taxonomy.engine import read_leaf_bytes
+
     data, findings = read_leaf_bytes(Path(root), path, DEFAULT_MAX_FILE_BYTES)
     if data is None:
         raise LeafError(path, findings)
@@ -70,6 +81,9 @@ def collect_targets(root: Path, paths: list[str] | None, cwd: Path | None = None
 
 def check_targets(root: Path, targets: list[str], config: Config | None = None) -> list[Finding]:
     """Sorted findings, config applied, for already-collected root-relative targets."""
+    from labtax.taxonomy.config import Config
+    from labtax.taxonomy.engine import check_many, finalize
+
     config = config or Config()
     return finalize(check_many(Path(root), targets, config), config)
 

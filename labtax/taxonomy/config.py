@@ -18,6 +18,7 @@ under review.
 from __future__ import annotations
 
 import fnmatch
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -136,10 +137,10 @@ def _from_files(yaml_bytes: bytes | None, yaml_name: str, toml_bytes: bytes | No
             raise ConfigError(f"{yaml_name}: cannot read: {exc}".splitlines()[0]) from None
         return _from_mapping(raw, yaml_name)
     if toml_bytes is not None:
-        try:
+        if sys.version_info >= (3, 11):
             import tomllib
-        except ModuleNotFoundError:  # Python 3.10 without tomli: pyproject settings are unavailable
-            return Config()
+        else:  # a declared dependency on 3.10
+            import tomli as tomllib
         try:
             data = tomllib.loads(toml_bytes.decode("utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -81,6 +81,9 @@ def run_training(data_dir: Path, model: str, output: Path, phases: list[str], co
                  log: Callable[[str], None] | None = None, report_to: list[str] | None = None,
                  save_dtype: str | None = None) -> dict[str, Any]:
     """Run the requested phases in order and return the summary (also written to summary.json)."""
+    from labtax.train.versions import check_training_versions
+
+    check_training_versions()
     runtime = dataclasses.replace(init_runtime(), save_dtype=save_dtype)
     emit = log or (lambda s: print(s, file=sys.stderr, flush=True))
     say: Callable[[str], None] = emit if runtime.is_main else (lambda s: None)
