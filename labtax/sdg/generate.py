@@ -120,6 +120,7 @@ def summary_line(outcome: LeafOutcome) -> str:
         f"{outcome.leaf}: generated {st['generated']}, kept {st['kept']} (dropped: {dropped}); "
         f"requests {st['requests']} ({st['failed_requests']} failed); "
         f"tokens {st['prompt_tokens']} in + {st['completion_tokens']} out; {st['seconds']:.1f} s"
+        + ("; faults: " + ", ".join(f"{k} {v}" for k, v in st["faults"].items()) if st.get("faults") else "")
     )
     return line + funnel_text(st)
 

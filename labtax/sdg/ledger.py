@@ -22,12 +22,14 @@ import hashlib
 import json
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from labtax.teachers.base import Teacher, TeacherRequest, TeacherResponse
+from labtax.teachers.replies import clean_reply
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs(
@@ -280,6 +282,7 @@ class LedgerTeacher:
         self.failed = 0
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.faults: Counter[str] = Counter()  # replies repaired or refused, by reason
 
     @property
     def concurrency(self) -> int:
@@ -318,6 +321,11 @@ class LedgerTeacher:
             responses = await self.inner.complete(batch)
             for (key, idxs), req, resp in zip(chunk, batch, responses):
                 self.sent += 1
+                # Cleaned before it is stored: a reply the ledger could not encode (a lone surrogate)
+                # or would replay forever (10 MB of text) must cost only its own row.
+                resp, faults = clean_reply(req, resp)
+                for fault in faults:
+                    self.faults[fault] += 1
                 if resp.ok:
                     self.ledger.record_response(key, resp, leaf_key=self.leaf_key, run_id=self.run_id,
                                                 tag=req.tag)

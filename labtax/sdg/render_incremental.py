@@ -76,9 +76,20 @@ def as_text(outcome: Plan | RunResult) -> list[str]:
     )
     sets = ", ".join(f"{name} {info['samples']}" for name, info in sorted(m["sets"].items()))
     lines.append(f"sets {'rebuilt' if outcome.sets_rebuilt else 'unchanged'}: {sets} -> {outcome.output}")
+    lines += fault_lines(outcome)
     if outcome.failed:
         lines.append(f"{len(outcome.failed)} leaves failed; run again to retry only their missing requests")
     return lines
+
+
+def fault_lines(outcome: RunResult) -> list[str]:
+    """One line saying how many requests were retried, failed or unreadable, and why; none if clean."""
+    f = outcome.fault_summary()
+    if not (f["retried"] or f["failed"] or f["unreadable"] or f["reasons"]):
+        return []
+    why = ", ".join(f"{reason} {n}" for reason, n in f["reasons"].items())
+    return [f"teacher faults: {f['retried']} retried, {f['failed']} failed, {f['unreadable']} unreadable"
+            + (f" ({why})" if why else "")]
 
 
 def as_json(outcome: Plan | RunResult) -> dict[str, Any]:
@@ -89,8 +100,11 @@ def as_json(outcome: Plan | RunResult) -> dict[str, Any]:
 
 
 def exit_code(outcome: Plan | RunResult) -> int:
-    """3 when a leaf's generation failed, 1 when a leaf at head cannot be read, else 0."""
+    """3 when the teacher failed a leaf, 1 when a leaf at head is invalid or its own input (a document)
+    cannot be read, else 0."""
     plan = outcome if isinstance(outcome, Plan) else outcome.plan
-    if isinstance(outcome, RunResult) and outcome.failed:
+    if isinstance(outcome, RunResult) and set(outcome.failed) - set(outcome.leaf_errors):
         return EXIT_TEACHER
+    if isinstance(outcome, RunResult) and outcome.leaf_errors:
+        return EXIT_FINDINGS  # a leaf's own input (its document) failed it: a leaf error, not the teacher
     return EXIT_FINDINGS if plan.of("invalid") else EXIT_OK

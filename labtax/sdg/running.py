@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,22 @@ class RunResult:
     tokens: int = 0
     seconds: float = 0.0
     failed: list[str] = field(default_factory=list)  # leaf paths whose generation failed
+    leaf_errors: list[str] = field(default_factory=list)  # of those, the ones failed by their own input
     sets_rebuilt: bool = False
+    faults: Counter[str] = field(default_factory=Counter)  # teacher faults by reason (see fault_summary)
+    retried: int = 0  # requests the teacher client sent again (transport faults)
+    unreadable: int = 0  # 200 replies that parsed to nothing
+    failed_requests: int = 0  # requests that failed after every retry
+
+    @staticmethod
+    def empty_faults() -> dict[str, Any]:
+        return {"retried": 0, "failed": 0, "unreadable": 0, "reasons": {}}
+
+    def fault_summary(self) -> dict[str, Any]:
+        """For the manifest, the run summary and the job summary: how many requests were retried,
+        failed or unreadable, and why."""
+        return {"retried": self.retried, "failed": self.failed_requests, "unreadable": self.unreadable,
+                "reasons": dict(sorted(self.faults.items()))}
 
 
 ProgressFn = Callable[[str], None]
@@ -142,6 +158,8 @@ async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: Genera
                 return
             except LabtaxError as exc:  # this leaf's own problem (an unreadable document): skip it
                 result.failed.append(lp.path)
+                result.leaf_errors.append(lp.path)
+                lp.error = str(exc)
                 if progress:
                     progress(f"failed    {lp.path}: {exc}")
                 return
@@ -149,7 +167,14 @@ async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: Genera
                 result.requests_sent += t.sent
                 result.requests_replayed += t.replayed
                 result.tokens += t.tokens
+                result.failed_requests += t.failed
+                result.faults.update(t.faults)
             stats = dict(res.stats)
+            for name, n in (stats.get("faults") or {}).items():
+                if name == "unreadable":
+                    result.unreadable += n
+                if name != "failed":  # counted once, from the ledger wrapper
+                    result.faults[name] += n
             if t.failed:
                 # Not stored: the next run retries just the failed requests (the rest replay).
                 result.failed.append(lp.path)
@@ -173,6 +198,20 @@ async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: Genera
         await asyncio.gather(*(one(lp) for lp in todo))
     finally:
         await teacher.aclose()
+        _add_transport_faults(teacher, result)
+
+
+def _add_transport_faults(teacher: Teacher, result: RunResult) -> None:
+    """The client's own counts (openai: retries and failed attempts by reason), when it has them."""
+    if getattr(teacher, "built", True) is False:  # a lazy teacher never built sent nothing
+        return
+    stats = getattr(teacher, "stats", None)
+    if not callable(stats):
+        return
+    data = stats()
+    result.retried += int(data.get("retries") or 0)
+    for reason, n in (data.get("faults") or {}).items():
+        result.faults[str(reason)] += int(n)
 
 
 GENERATION_NUMBERS = ("quota", "requests_wanted", "max_requests_bound", "chunks", "chunks_used", "seeds_used",
@@ -285,6 +324,7 @@ def rebuild(plan: Plan, output: Path, store: LeafStore, mix_settings: mix.MixSet
             "requests_replayed": result.requests_replayed if result else 0,
             "tokens": result.tokens if result else 0,
             "seconds": round(result.seconds, 3) if result else 0.0,
+            "faults": result.fault_summary() if result else RunResult.empty_faults(),
         },
     }
     write_manifest(output, manifest)

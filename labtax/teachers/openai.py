@@ -34,6 +34,7 @@ import aiohttp
 from labtax.errors import TeacherError, UsageError
 from labtax.teachers.base import TeacherBase, TeacherRequest, TeacherResponse
 from labtax.teachers.redact import redact, register_secret
+from labtax.teachers.replies import clean_fields
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 MAX_BACKOFF_S = 30.0
@@ -286,16 +287,31 @@ class OpenAITeacher(TeacherBase):
                 text = choice["text"]
             else:
                 text = choice["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError):
+        except (ValueError, KeyError, IndexError, TypeError, RecursionError):
             # A proxy hiccup or a half-written body: worth another try.
             raise _Retryable("malformed body") from None
-        usage = data.get("usage") or {}
-        return TeacherResponse(
+        if not isinstance(choice, dict):
+            raise _Retryable("malformed body")
+        # Everything else in the body is the server's word too: a `usage` that is a list, counts of
+        # 1e999, a lone surrogate in the text cost only this reply (cleaned, counted), never the run.
+        usage = data.get("usage") if isinstance(data, dict) else None
+        if not isinstance(usage, dict):
+            if usage is not None:
+                self.faults["bad usage"] += 1
+            usage = {}
+        finish = choice.get("finish_reason")
+        response = TeacherResponse(
             text=text if isinstance(text, str) else "",
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            finish_reason=choice.get("finish_reason"),
+            prompt_tokens=usage.get("prompt_tokens") or 0,  # type: ignore[arg-type]
+            completion_tokens=usage.get("completion_tokens") or 0,  # type: ignore[arg-type]
+            finish_reason=finish if isinstance(finish, str) else None,
         )
+        text, counts, faults = clean_fields(response)
+        for fault in sorted(set(faults)):
+            self.faults[fault] += 1
+        response.text, response.prompt_tokens, response.completion_tokens = (
+            text, counts["prompt_tokens"], counts["completion_tokens"])
+        return response
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -311,3 +327,4 @@ class _Fatal(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+

@@ -11,6 +11,7 @@ from typing import Any
 from labtax.sdg.pipelines.parse import parse_answer, parse_score
 from labtax.sdg.pipelines.runner import Runner, derive_seed
 from labtax.teachers.base import TeacherRequest, TeacherResponse
+from labtax.teachers.replies import OVERLONG
 
 
 @dataclass
@@ -56,7 +57,8 @@ async def judge(
     drop_reason: str,
 ) -> list[Row]:
     """Ask a yes/no (keep/drop) question about every row; keep the rows judged yes."""
-    responses = await runner.run(stage, [make(i, row) for i, row in enumerate(rows)])
+    responses = await runner.run(stage, [make(i, row) for i, row in enumerate(rows)],
+                                 readable=lambda t: parse(t) is not None)
     kept = []
     for row, resp in zip(rows, responses):
         if not resp.ok:
@@ -70,13 +72,16 @@ async def judge(
 
 async def answer(runner: Runner, rows: list[Row], make: Callable[[int, Row], TeacherRequest]) -> list[Row]:
     """Answer every row's question; empty and truncated answers drop their row."""
-    responses = await runner.run("answer", [make(i, row) for i, row in enumerate(rows)])
+    responses = await runner.run("answer", [make(i, row) for i, row in enumerate(rows)],
+                                 readable=lambda t: parse_answer(t) is not None)
     kept = []
     for row, resp in zip(rows, responses):
         if not resp.ok:
             runner.drop("teacher_error")
         elif resp.finish_reason == "length":
             runner.drop("answer_truncated")
+        elif resp.finish_reason == OVERLONG:  # longer than max_tokens allows: not from this request
+            runner.drop("answer_overlong")
         elif (text := parse_answer(resp.text)) is None:
             runner.drop("answer_empty")
         else:
@@ -87,7 +92,8 @@ async def answer(runner: Runner, rows: list[Row], make: Callable[[int, Row], Tea
 
 async def score(runner: Runner, rows: list[Row], make: Callable[[int, Row], TeacherRequest]) -> list[Row]:
     """Score every pair 1-3; keep those at or above settings.score_threshold."""
-    responses = await runner.run("score", [make(i, row) for i, row in enumerate(rows)])
+    responses = await runner.run("score", [make(i, row) for i, row in enumerate(rows)],
+                                 readable=lambda t: parse_score(t) is not None)
     kept = []
     for row, resp in zip(rows, responses):
         if not resp.ok:

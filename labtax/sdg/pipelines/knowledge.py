@@ -106,7 +106,7 @@ async def run_knowledge(runner: Runner, taxonomy_root: Path) -> list[dict[str, A
                 example_pairs=shown, chunk=chunk.text, n=str(n),
             )
         )
-    responses = await runner.run("knowledge_qa", requests)
+    responses = await runner.run("knowledge_qa", requests, readable=lambda t: bool(parse_pairs(t)))
 
     dedup = Deduper(s.dedup_threshold)
     for seed in seeds:

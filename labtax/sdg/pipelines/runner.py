@@ -10,6 +10,7 @@ such as the run ledger sees and can replay every request.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import time
@@ -27,9 +28,13 @@ from labtax.sdg.prompts import Prompt, load_prompt
 from labtax.sdg.settings import SEED_BASE, GenerationSettings
 from labtax.taxonomy.model import Leaf
 from labtax.teachers.base import Teacher, TeacherRequest, TeacherResponse, estimate_tokens
+from labtax.teachers.replies import OVERLONG, clean_reply
 
 PIPELINE_DIR = Path(__file__).parent
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+UNREADABLE_RETRIES = 2  # extra attempts for a reply that parses to nothing
+FAULT_COUNTS = ("failed", "unreadable", "retried_unreadable", "overlong", "invalid unicode", "control characters",
+                "bad usage", "text not a string")
 
 
 def derive_seed(base: int, leaf_path: str, stage: str, index: int) -> int:
@@ -106,18 +111,20 @@ class Runner:
             tag=stage,
         )
 
-    async def run(self, stage: str, requests: Sequence[TeacherRequest]) -> list[TeacherResponse]:
-        """Send one stage's requests (in slices), in order; raise TeacherError if none got through."""
+    async def run(self, stage: str, requests: Sequence[TeacherRequest],
+                  readable: Callable[[str], bool] | None = None) -> list[TeacherResponse]:
+        """Send one stage's requests (in slices), in order; raise TeacherError if none got through.
+
+        `readable(text)`: whether a reply parses to something. A 200 reply that parses to nothing is
+        counted `unreadable` and asked again, up to UNREADABLE_RETRIES times, as a new request (its
+        seed derived from the attempt), so a resumed run replays the same attempts from the ledger."""
         st = self.stages.setdefault(
             stage, {"requests": 0, "failed": 0, "truncated": 0, "unusable": 0,
                     "prompt_tokens": 0, "completion_tokens": 0},
         )
-        out: list[TeacherResponse] = []
-        step = self.settings.batch_requests
-        for start in range(0, len(requests), step):
-            out.extend(await self.teacher.complete(requests[start : start + step]))
-            if self.progress is not None:
-                self.progress(stage, len(out), len(requests))
+        out = await self._send(stage, list(requests))
+        if readable is not None:
+            out = await self._retry_unreadable(stage, list(requests), out, readable)
         for resp in out:
             st["requests"] += 1
             st["prompt_tokens"] += resp.prompt_tokens
@@ -132,6 +139,48 @@ class Runner:
                 hint="check the teacher (--endpoint, --model) and its logs",
             )
         return out
+
+    async def _send(self, stage: str, requests: list[TeacherRequest]) -> list[TeacherResponse]:
+        out: list[TeacherResponse] = []
+        step = self.settings.batch_requests
+        for start in range(0, len(requests), step):
+            out.extend(await self.teacher.complete(requests[start : start + step]))
+            if self.progress is not None:
+                self.progress(stage, len(out), len(requests))
+        st = self.stages[stage]
+        cleaned = []
+        for request, resp in zip(requests, out):
+            resp, faults = clean_reply(request, resp)  # any backend, ledger or not
+            for fault in faults:
+                st[fault] = st.get(fault, 0) + 1
+            cleaned.append(resp)
+        return cleaned
+
+    async def _retry_unreadable(self, stage: str, requests: list[TeacherRequest], out: list[TeacherResponse],
+                                readable: Callable[[str], bool]) -> list[TeacherResponse]:
+        st = self.stages[stage]
+        for attempt in range(1, UNREADABLE_RETRIES + 1):
+            bad = [i for i, r in enumerate(out) if r.ok and r.finish_reason != OVERLONG and not readable(r.text)]
+            if not bad:
+                break
+            st["unreadable"] = st.get("unreadable", 0) + len(bad)
+            again = [dataclasses.replace(requests[i], seed=derive_seed(requests[i].seed, "", "retry", attempt))
+                     for i in bad]
+            st["retried_unreadable"] = st.get("retried_unreadable", 0) + len(again)
+            for i, resp in zip(bad, await self._send(stage, again)):
+                out[i] = resp
+        else:
+            bad = [i for i, r in enumerate(out) if r.ok and r.finish_reason != OVERLONG and not readable(r.text)]
+            st["unreadable"] = st.get("unreadable", 0) + len(bad)
+        return out
+
+    def faults(self) -> dict[str, int]:
+        """Replies repaired, refused or asked again, by reason, over every stage."""
+        total: Counter[str] = Counter()
+        for st in self.stages.values():
+            for name in FAULT_COUNTS:
+                total[name] += st.get(name, 0)
+        return {k: v for k, v in sorted(total.items()) if v}
 
     def drop(self, reason: str, n: int = 1) -> None:
         self.dropped[reason] += n
@@ -170,6 +219,7 @@ class Runner:
             "seconds": round(time.monotonic() - self.started, 3),
             "stages": self.stages,
             "funnel": {**self.funnel, "kept": kept},
+            "faults": self.faults(),
             **self.extra,
         }
 

@@ -91,7 +91,8 @@ async def run_skills(runner: Runner) -> list[dict[str, Any]]:
             values["context"] = context
         return runner.request("questions", i, **values)
 
-    responses = await runner.run("questions", [question_request(i, c, e) for i, (c, e) in enumerate(sources)])
+    responses = await runner.run("questions", [question_request(i, c, e) for i, (c, e) in enumerate(sources)],
+                                 readable=lambda t: bool(parse_questions(t)))
     runner.count("asked", len(sources) * n)
     dedup = Deduper(s.dedup_threshold)
     for seed in seeds:
@@ -168,7 +169,7 @@ async def _contexts(runner: Runner, seeds: list[dict[str, str]], task: str,
         shown.append(first)
         examples = "\n\n".join(f"Context: {p['context']}" for p in picked)
         requests.append(runner.request("contexts", i, task_description=task, examples=examples))
-    responses = await runner.run("contexts", requests)
+    responses = await runner.run("contexts", requests, readable=lambda t: parse_context(t) is not None)
     dedup = Deduper(s.dedup_threshold)
     for j in with_context:
         dedup.add(seeds[j]["context"])
