@@ -10,6 +10,7 @@ ask its server (GET /v1/models), and then it is built at once.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from labtax.teachers.base import Teacher, TeacherRequest, TeacherResponse
 
@@ -69,3 +70,8 @@ class LazyTeacher:
 
     def count_tokens(self, text: str) -> int:
         return self.teacher.count_tokens(text)
+
+    def stats(self) -> dict[str, Any]:
+        """The built backend's own counts (openai: sent, retries, faults by reason); {} when unbuilt."""
+        counts = getattr(self._teacher, "stats", None)
+        return dict(counts()) if callable(counts) else {}
