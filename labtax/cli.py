@@ -6,9 +6,6 @@ modules are imported inside each command so that `labtax validate` never imports
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
@@ -16,36 +13,21 @@ import click
 
 from labtax import __version__
 from labtax.cli_options import (
+    LabtaxGroup,
     generation_options,
+    guarded,
     output_wait_option,
     taxonomy_option,
     teacher_options,
     train_output_options,
 )
-from labtax.errors import LabtaxError, exit_code_for
+from labtax.cli_tools import config_command, export_command
+from labtax.progress import note
+
+_guarded = guarded
 
 
-def _guarded(func: Callable[..., int]) -> Callable[..., None]:
-    """Run a command body; map domain errors to one line on stderr and the documented exit code."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        try:
-            code = func(*args, **kwargs)
-        except KeyboardInterrupt:
-            click.echo("labtax: interrupted", err=True)
-            sys.exit(130)
-        except (LabtaxError, OSError) as exc:
-            from labtax.teachers.redact import redact
-
-            click.echo(f"labtax: error: {redact(str(exc))}", err=True)
-            sys.exit(exit_code_for(exc))
-        sys.exit(code or 0)
-
-    return wrapper
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=LabtaxGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="labtax")
 def cli() -> None:
     """labtax: validate, diff, generate and train on a LAB taxonomy of qna.yaml files.
@@ -165,7 +147,7 @@ def diff_command(taxonomy_dir: Path, base: str | None, head: str | None, fmt: st
     # Bytes, so that a file name that is not UTF-8 comes out as the very bytes git has.
     click.echo(text.encode("utf-8", "surrogateescape"), nl=False)
     if not result.changes:
-        click.echo("no changed leaves", err=True)
+        note("no changed leaves")
     return 0
 
 
@@ -191,7 +173,7 @@ def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: Path, output: str, **par
 
     forced = load_forced_leaves(taxonomy_dir, leaves)
     if not forced:
-        click.echo("no leaves to generate", err=True)
+        note("no leaves to generate")
         return EXIT_OK
     settings = GenerationSettings.from_options(params)
     backend = TeacherSpec.from_options(params).build()
@@ -236,7 +218,7 @@ def diff_generate_cmd(taxonomy_dir: Path, base: str | None, head: str | None, ou
 
     spec = TeacherSpec.from_options(params)
     settings = GenerationSettings.from_options(params)
-    progress = None if fmt == "json" else (lambda line: click.echo(line, err=True))
+    progress = None if fmt == "json" else note
     outcome = diff_generate(
         taxonomy_dir, Path(output), base=base, head=head, settings=settings,
         mix_settings=MixSettings(replay_ratio=replay_ratio, seed=settings.seed), teacher=spec.build_lazy(),
@@ -379,14 +361,14 @@ def eval_command(fmt: str, output: str | None, plot: str | None, **params: Any) 
     from labtax.eval.render import RENDERERS
     from labtax.eval.run import EvalOptions, run_eval
 
-    report = run_eval(EvalOptions.from_options(params), log=lambda msg: click.echo(f"labtax eval: {msg}", err=True))
+    report = run_eval(EvalOptions.from_options(params), log=lambda msg: note(f"labtax eval: {msg}"))
     rendered = RENDERERS[fmt](report)
     click.echo(rendered, nl=False)
     if output is not None:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         Path(output).write_text(rendered, encoding="utf-8")
     if (png := plot_path(plot, output)) is not None:
-        click.echo(f"labtax eval: wrote {write_plot(report, png)}", err=True)
+        note(f"labtax eval: wrote {write_plot(report, png)}")
     return int(report["exit_code"])
 
 
@@ -440,6 +422,10 @@ def install_hooks_command(force: bool, hooks: tuple[str, ...]) -> int:
         click.echo("labtax: a hook that labtax did not write was kept; --force replaces it", err=True)
         return 1
     return 0
+
+
+cli.add_command(config_command)
+cli.add_command(export_command)
 
 
 def main() -> None:

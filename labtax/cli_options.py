@@ -9,11 +9,16 @@ The values are gathered back into `TeacherSpec` and `GenerationSettings` by thei
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
+from functools import wraps
 from pathlib import Path
 from typing import Any
 
 import click
+
+from labtax.errors import LabtaxError, exit_code_for
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -25,6 +30,66 @@ def _stack(options: list[Decorator]) -> Decorator:
         return func
 
     return apply
+
+
+def guarded(func: Callable[..., int]) -> Callable[..., None]:
+    """Run a command body; map domain errors to one line on stderr and the documented exit code."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            code = func(*args, **kwargs)
+        except KeyboardInterrupt:
+            click.echo("labtax: interrupted", err=True)
+            sys.exit(130)
+        except (LabtaxError, OSError) as exc:
+            from labtax.teachers.redact import redact
+
+            click.echo(f"labtax: error: {redact(str(exc))}", err=True)
+            sys.exit(exit_code_for(exc))
+        sys.exit(code or 0)
+
+    return wrapper
+
+
+class LabtaxCommand(click.Command):
+    """Every labtax command: `--quiet`/`-q` and `--verbose`/`-v` added here, once, for all of them.
+    They set `labtax.progress`'s level before the command body runs and are not passed to it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.append(click.Option(["--quiet", "-q"], is_flag=True, expose_value=True,
+                                        help="Only errors and results: no progress lines or bars."))
+        self.params.append(click.Option(["--verbose", "-v"], is_flag=True, expose_value=True,
+                                        help="More detail on stderr (every training step beside the bar, ...)."))
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from labtax.progress import NORMAL, QUIET, VERBOSE, set_verbosity, verbosity
+
+        quiet, verbose = ctx.params.pop("quiet", False), ctx.params.pop("verbose", False)
+        if quiet and verbose:
+            raise click.UsageError("--quiet and --verbose exclude each other")
+        # A flag wins; a torchrun worker (started by labtax itself) keeps its parent's level.
+        inherited = os.environ.get("LABTAX_TORCHRUN") == "1"
+        set_verbosity(QUIET if quiet else VERBOSE if verbose else verbosity() if inherited else NORMAL)
+        return super().invoke(ctx)
+
+
+class LabtaxGroup(click.Group):
+    """The `labtax` group: every command a LabtaxCommand, and `.labtax.yaml`'s `generate:` and
+    `train:` sections as the commands' defaults (labtax.settings; a flag still wins)."""
+
+    command_class = LabtaxCommand
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from labtax.settings import config_root, default_map
+
+        try:
+            ctx.default_map = {**default_map(self, config_root()), **(ctx.default_map or {})}
+        except LabtaxError as exc:
+            click.echo(f"labtax: error: {exc}", err=True)
+            sys.exit(exit_code_for(exc))
+        return super().invoke(ctx)
 
 
 def _default_root(ctx: click.Context, param: click.Parameter, value: str | None) -> Path:

@@ -78,9 +78,23 @@ def _ensure_embedded_hf_dir() -> Path:
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from labtax.progress import bar
+
     gguf = embedded_gguf_path()
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    quantized = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # First use only (minutes on a small CPU): say so, in steps, since nothing else shows for it.
+    with bar(4, "embedded model: first-time conversion from GGUF", "step") as progress:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        progress.update()
+        quantized = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        progress.update()
+        target = _save_converted(tokenizer, quantized, target, progress)
+    return target
+
+
+def _save_converted(tokenizer: Any, quantized: Any, target: Path, progress: Any) -> Path:
+    """Copy the dequantised weights into a plain model and save it with the tokenizer at `target`."""
+    from transformers import AutoModelForCausalLM
+
     # The weights are already dequantised to fp32, but transformers refuses to save a model that still
     # carries its GGUF quantizer: copy them into a plain model of the same config.
     config = quantized.config
@@ -88,6 +102,7 @@ def _ensure_embedded_hf_dir() -> Path:
         del config.quantization_config
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(quantized.state_dict())
+    progress.update()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
     model.save_pretrained(tmp)
@@ -99,6 +114,7 @@ def _ensure_embedded_hf_dir() -> Path:
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
+    progress.update()
     return target
 
 

@@ -152,8 +152,11 @@ def score_encoded(
     device = next(model.parameters()).device
     parts = _head_parts(model) if fast_head else None
     scores: list[ExampleScore | None] = [None] * len(items)
-    with torch.inference_mode():
+    from labtax.progress import bar
+
+    with torch.inference_mode(), bar(len(items), "eval scoring", "example") as progress:
         for batch in _batches(items, batch_tokens, max_batch):
+            progress.update(len(batch))
             width = max(items[i].length for i in batch)
             ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)

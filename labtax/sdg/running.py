@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from labtax.data import Manifest, read_manifest, write_manifest
 from labtax.data.names import MANIFEST_FORMAT
 from labtax.errors import LabtaxError, TeacherError, UsageError
+from labtax.progress import counting
 from labtax.sdg import mix
 from labtax.sdg.ledger import Ledger, LedgerTeacher
 from labtax.sdg.output_dir import LEAVES_DIR, LEDGER_FILE, output_lock
@@ -91,8 +92,10 @@ def execute(
         if todo:
             if teacher is None:
                 raise UsageError("there are leaves to generate but no teacher")
-            asyncio.run(_generate_all(todo, teacher, settings, ledger, store, run_id, taxonomy, result,
-                                      leaf_concurrency, progress))
+            # One progress line per finished leaf: on a terminal they also drive a bar (rate, ETA).
+            with counting(len(todo), "diff-generate", "leaf", progress) as per_leaf:
+                asyncio.run(_generate_all(todo, teacher, settings, ledger, store, run_id, taxonomy, result,
+                                          leaf_concurrency, per_leaf))
         result.seconds = time.monotonic() - started
         try:
             result.manifest, result.sets_rebuilt = rebuild(plan, output, store, mix_settings, result)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from labtax.progress import note
 from labtax.train.config import OVERRIDE_OPTIONS, load_config
 from labtax.train.phases import Scorer, run_training
 
@@ -24,7 +25,7 @@ def run_train_command(params: dict[str, Any], report_to: list[str]) -> str | Non
 
     phases = ["knowledge", "skills"] if params["phase"] == "all" else [params["phase"]]
     summary = run_training(data_dir, params["model"], Path(params["output"]), phases, config,
-                           select=params["select"], scorer=scorer, report_to=report_to,
+                           select=params["select"], scorer=scorer, report_to=report_to, log=note,
                            save_dtype=params.get("save_dtype"))
     final = summary.get("final")
     return str(final) if final and os.environ.get("RANK", "0") == "0" else None

@@ -34,7 +34,7 @@ from labtax.train.config import PHASES, TrainConfig
 from labtax.train.data import tokenize_file, tokenizer_hash
 from labtax.train.loop import train_phase
 from labtax.train.model_card import write_cards
-from labtax.train.packing import PACKED_MODEL_TYPES
+from labtax.train.packing import PACKED_MODEL_TYPES, steps_per_epoch
 from labtax.train.parallel import Runtime, init_runtime, main_first, prepare_model, shutdown
 from labtax.train.reporting import PhaseReporter, finish_phase
 
@@ -148,10 +148,12 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
         net.config.use_cache = False
         packed = getattr(net.config, "model_type", "") in PACKED_MODEL_TYPES
         module = prepare_model(net, runtime)
-        reporter = PhaseReporter(report_to, phase, output, pc.to_dict()) if runtime.is_main else None
+        total = min(steps_per_epoch(len(data), pc.effective_batch) * pc.epochs, pc.max_steps or 1 << 62)
+        reporter = PhaseReporter(report_to, phase, output, pc.to_dict(), total) if runtime.is_main else None
         try:
             result = train_phase(module, tokenizer, data, test, pc, config.seed, phase_dir, runtime, packed,
-                                 log=say, on_record=reporter.record if reporter else None)
+                                 log=reporter.filtered(say) if reporter else say,
+                                 on_record=reporter.record if reporter else None)
         finally:
             if reporter is not None:
                 reporter.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -112,11 +113,36 @@ def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 class PhaseReporter:
     """Receives the loop's metric records (`record`) and fans them out to the trackers, which are
-    opened on the first step record so that a resumed run knows its first step."""
+    opened on the first step record so that a resumed run knows its first step. On a terminal it
+    also draws a progress bar over the phase's `total_steps` (labtax.progress), and `filtered(log)`
+    then keeps the per-step lines out of the way of the bar (they stay with --verbose, and in logs,
+    where they are the progress lines)."""
 
-    def __init__(self, targets: list[str], phase: str, run_dir: Path, config: dict[str, Any]) -> None:
+    def __init__(self, targets: list[str], phase: str, run_dir: Path, config: dict[str, Any],
+                 total_steps: int | None = None) -> None:
         self.targets, self.phase, self.run_dir, self.config = targets, phase, run_dir, config
         self.trackers: list[Tracker] | None = None
+        self.total_steps = total_steps
+        self.bar: Any = None
+
+    def filtered(self, log: Callable[[str], None]) -> Callable[[str], None]:
+        from labtax.progress import VERBOSE, verbosity
+
+        def emit(line: str) -> None:
+            if self.bar is None:
+                log(line)
+            elif not line.startswith(f"[{self.phase}] step ") or verbosity() >= VERBOSE:
+                self.bar.write(line)
+
+        return emit
+
+    def _advance(self, step: int) -> None:
+        from labtax.progress import QUIET, interactive, make_bar, verbosity
+
+        if self.bar is None and self.total_steps and interactive() and verbosity() > QUIET:
+            self.bar = make_bar(self.total_steps, f"train {self.phase}", "step", initial=step - 1)
+        if self.bar is not None and step > self.bar.n:
+            self.bar.update(step - self.bar.n)
 
     def _open(self, first_step: int) -> list[Tracker]:
         trackers: list[Tracker] = []
@@ -132,6 +158,7 @@ class PhaseReporter:
     def record(self, record: dict[str, Any]) -> None:
         event, step = record.get("event"), record.get("step")
         if event == "step" and isinstance(step, int):
+            self._advance(step)
             scalars = {name: float(record[key]) for key, name in STEP_SCALARS.items() if key in record}
         elif event == "checkpoint" and isinstance(step, int) and _finite(record.get("test_loss")):
             scalars = {"eval/test_loss": float(record["test_loss"])}
@@ -146,6 +173,9 @@ class PhaseReporter:
         for tracker in self.trackers or []:
             tracker.close()
         self.trackers = None
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _finite(value: Any) -> bool:
