@@ -27,7 +27,8 @@ from typing import Any
 import click
 
 from labtax.errors import ConfigError
-from labtax.taxonomy.config import CONFIG_FILE
+
+CONFIG_FILE = ".labtax.yaml"  # = labtax.taxonomy.config.CONFIG_FILE; not imported: every command reads this
 
 # section of .labtax.yaml -> the commands it sets defaults for
 SECTIONS: dict[str, tuple[str, ...]] = {"generate": ("generate", "diff-generate"), "train": ("train",)}

@@ -87,3 +87,10 @@ def test_the_commented_sections_labtax_init_writes_are_valid(tmp_path: Path, mon
     got = {s["name"]: s for s in json.loads(shown.output)["settings"]}
     assert got["generate.samples_per_leaf"]["value"] == 150 and got["train.select"]["value"] == "loss"
     assert got["train.model"]["source"] == ".labtax.yaml"
+
+
+def test_the_one_configuration_file_is_the_validator_s() -> None:
+    from labtax import settings
+    from labtax.taxonomy.config import CONFIG_FILE
+
+    assert settings.CONFIG_FILE == CONFIG_FILE
