@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import enum
-import os
 import stat
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from labtax.util.atomic import atomic_write_text
 
 
 class Outcome(enum.Enum):
@@ -71,18 +71,7 @@ def render(text: str, values: dict[str, str]) -> str:
 
 def write_atomic(path: Path, content: str, *, executable: bool = False) -> None:
     """Write through a temporary file and a rename so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(content)
-        mode = 0o755 if executable else 0o644
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, content, mode=0o755 if executable else 0o644)
 
 
 def _is_executable(path: Path) -> bool:

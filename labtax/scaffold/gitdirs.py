@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from labtax.errors import GitError
+from labtax.util.git import run_git
 
 
 def _rev_parse(cwd: Path, *args: str) -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", *args], cwd=cwd, capture_output=True, text=True, check=False
-        )
-    except FileNotFoundError as exc:
-        raise GitError("git is not installed or not on PATH") from exc
-    if out.returncode != 0:
+    code, out, _err = run_git(["rev-parse", *args], cwd)
+    if code != 0:
         raise GitError(
             f"{cwd} is not inside a git work tree",
             hint="run this in a taxonomy repository (or `git init` first)",
         )
-    return out.stdout.strip()
+    return out.decode("utf-8", "surrogateescape").strip()
 
 
 def worktree_root(cwd: Path) -> Path:

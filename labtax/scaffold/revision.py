@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from labtax.errors import UsageError
+from labtax.errors import GitError, UsageError
+from labtax.util.git import run_git
 
 _SHA = re.compile(r"[0-9a-f]{40}([0-9a-f]{24})?")
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -38,10 +38,10 @@ def commit_of_checkout(package_dir: Path | None = None) -> str | None:
     package_dir = package_dir or PACKAGE_DIR
     def git(*args: str) -> str | None:
         try:
-            out = subprocess.run(["git", *args], cwd=package_dir, capture_output=True, text=True, check=False)
-        except OSError:
+            code, out, _err = run_git(args, package_dir)
+        except GitError:  # no git here: not a checkout we can read
             return None
-        return out.stdout.strip() if out.returncode == 0 else None
+        return out.decode("utf-8", "replace").strip() if code == 0 else None
 
     top = git("rev-parse", "--show-toplevel")
     if not top or not (Path(top) / ".pre-commit-hooks.yaml").is_file() or Path(top) != package_dir.parent:

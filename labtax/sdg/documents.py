@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -28,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from labtax.errors import UsageError
 from labtax.taxonomy.model import Leaf
 from labtax.teachers.base import estimate_tokens
+from labtax.util.git import run_git
 
 TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".rst"}
 URL_PREFIXES = ("http://", "https://", "ssh://", "git://", "file://", "git@")
@@ -51,12 +51,10 @@ class Chunk:
 
 
 def _git(args: list[str], cwd: Path) -> str:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1"}
-    try:
-        out = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True)
-    except subprocess.CalledProcessError as exc:
-        raise UsageError(f"git {args[0]} failed in document checkout: {exc.stderr.strip()[:300]}") from None
-    return out.stdout.strip()
+    code, out, err = run_git(args, cwd, env={"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1"})
+    if code != 0:
+        raise UsageError(f"git {args[0]} failed in document checkout: {err.strip()[:300]}")
+    return out.decode("utf-8", "replace").strip()
 
 
 def _fetch_commit(source: str, commit: str) -> Path:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from labtax.sdg.settings import GenerationSettings
 from labtax.taxonomy.model import Leaf
 from labtax.teachers.base import Teacher
 from labtax.teachers.redact import redact, redact_obj
+from labtax.util.atomic import atomic_write_text
 
 
 @dataclass
@@ -41,16 +40,7 @@ def output_path(output: Path, leaf: Leaf) -> Path:
 
 def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     """Temp file in the same folder, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False, sort_keys=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 class _Bars:

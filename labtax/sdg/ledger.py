@@ -23,14 +23,19 @@ import json
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labtax.errors import UsageError
 from labtax.teachers.base import Teacher, TeacherRequest, TeacherResponse
 from labtax.teachers.replies import clean_reply
 
+# The ledger's schema version, kept in SQLite's `PRAGMA user_version`. A ledger of an older version is
+# brought up to date by MIGRATIONS[v] (v -> v+1) in one transaction each; a newer one is refused.
+SCHEMA_VERSION = 1
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs(
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -58,6 +63,9 @@ CREATE TABLE IF NOT EXISTS verified(
   key TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL
 );
 """
+# Version 0 is every ledger written before versions were recorded: the same tables, which SCHEMA
+# creates where missing (CREATE ... IF NOT EXISTS).
+MIGRATIONS: dict[int, str] = {0: SCHEMA}
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,39 @@ class Ledger:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA busy_timeout=30000")
-        self.conn.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring the ledger to SCHEMA_VERSION, one migration per transaction. IMMEDIATE: two runs
+        opening an old ledger at once migrate it once (the second sees the new version)."""
+        while True:
+            with self.transaction(immediate=True):
+                version = self.schema_version()
+                if version > SCHEMA_VERSION:
+                    raise UsageError(f"{self.path}: ledger schema version {version} is newer than this "
+                                     f"labtax reads ({SCHEMA_VERSION})",
+                                     hint="use the labtax that wrote it, or a newer one")
+                if version == SCHEMA_VERSION:
+                    return
+                for statement in MIGRATIONS[version].split(";"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version={version + 1}")
+
+    @contextmanager
+    def transaction(self, *, immediate: bool = False) -> Iterator[None]:
+        """BEGIN ... COMMIT, or ROLLBACK when the block raises (the connection autocommits otherwise).
+        `immediate` takes the write lock at once (for read-then-write blocks)."""
+        self.conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
 
     def close(self) -> None:
         self.conn.close()
@@ -119,8 +159,7 @@ class Ledger:
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
     def record_leaves(self, run_id: int, rows: Iterable[dict[str, Any]]) -> None:
-        self.conn.execute("BEGIN")
-        try:
+        with self.transaction():
             self.conn.executemany(
                 "INSERT OR REPLACE INTO leaves(run_id, path, key, status, changed, counts, tokens, seconds)"
                 " VALUES(?,?,?,?,?,?,?,?)",
@@ -131,10 +170,6 @@ class Ledger:
                     for r in rows
                 ],
             )
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
 
     # ------------------------------------------------------------------------------------- memo
 
@@ -147,31 +182,21 @@ class Ledger:
         }
 
     def update_memo(self, rows: dict[str, MemoRow], *, remove: Iterable[str] = ()) -> None:
-        self.conn.execute("BEGIN")
-        try:
+        with self.transaction():
             self.conn.executemany("DELETE FROM leaf_keys WHERE path=?", [(p,) for p in remove])
             self.conn.executemany(
                 "INSERT OR REPLACE INTO leaf_keys(path, blob, tree, env, key, kind, dirs) VALUES(?,?,?,?,?,?,?)",
                 [(p, m.blob, m.tree, m.env, m.key, m.kind, m.dirs) for p, m in rows.items()],
             )
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
 
     def verified(self) -> dict[str, tuple[int, int]]:
         return {k: (size, mtime) for k, size, mtime in self.conn.execute("SELECT key, size, mtime_ns FROM verified")}
 
     def update_verified(self, cache: dict[str, tuple[int, int]]) -> None:
-        self.conn.execute("BEGIN")
-        try:
+        with self.transaction():
             self.conn.execute("DELETE FROM verified")
             self.conn.executemany("INSERT INTO verified(key, size, mtime_ns) VALUES(?,?,?)",
                                   [(k, s, m) for k, (s, m) in cache.items()])
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
 
     # ---------------------------------------------------------------------------------- requests
 
@@ -214,15 +239,10 @@ class Ledger:
         doomed = [
             (k,) for (k,) in self.conn.execute("SELECT DISTINCT leaf_key FROM requests") if k not in keep
         ]
-        self.conn.execute("BEGIN")
-        try:
+        with self.transaction():
             before = self.conn.total_changes
             self.conn.executemany("DELETE FROM requests WHERE leaf_key=?", doomed)
             deleted = self.conn.total_changes - before
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
         return deleted
 
 

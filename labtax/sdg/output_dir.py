@@ -4,9 +4,6 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,9 +13,9 @@ from labtax.data import MANIFEST, read_manifest
 from labtax.errors import LockedError, UsageError
 from labtax.sdg.ledger import Ledger
 from labtax.sdg.store import LeafStore
+from labtax.util.lock import directory_lock
 
 LEDGER_FILE = "ledger.sqlite"
-LOCK_FILE = ".lock"
 LEAVES_DIR = "leaves"
 
 
@@ -29,28 +26,12 @@ LEAVES_DIR = "leaves"
 def output_lock(output: Path, *, wait: float = 0.0) -> Iterator[None]:
     """Hold `<output>/.lock` (fcntl.flock, released by the kernel even on SIGKILL). Raises LockedError
     when another run holds it and it is not released within `wait` seconds."""
-    output.mkdir(parents=True, exist_ok=True)
-    path = output / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "?"
-                    raise LockedError(
-                        f"output directory {output} is in use by another labtax run (pid {holder})",
-                        hint="wait for it to finish, or pass --wait SECONDS",
-                    ) from None
-                time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    def busy(pid: str) -> LockedError:
+        return LockedError(f"output directory {output} is in use by another labtax run (pid {pid})",
+                           hint="wait for it to finish, or pass --wait SECONDS")
+
+    with directory_lock(output, wait=wait, busy=busy):
         yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
 
 # ------------------------------------------------------------------------------------------ gc
 

@@ -109,19 +109,13 @@ def load_config(root: Path) -> Config:
 def load_config_at(root: Path, ref: str) -> Config:
     """The settings as committed at `ref` (a pull request's base), ignoring the working tree, so the
     change under review cannot relax the policy it is checked against."""
-    import subprocess
+    from labtax.util.git import run_git
 
     def show(name: str) -> bytes | None:
-        try:
-            proc = subprocess.run(["git", "-C", str(root), "show", f"{ref}:./{name}"], capture_output=True,
-                                  check=False, timeout=60)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return proc.stdout[: DEFAULT_MAX_FILE_BYTES + 1] if proc.returncode == 0 else None
+        code, out, _err = run_git(["show", f"{ref}:./{name}"], root)
+        return out[: DEFAULT_MAX_FILE_BYTES + 1] if code == 0 else None
 
-    probe = subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
-                           capture_output=True, check=False)
-    if probe.returncode != 0:
+    if run_git(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], root).code != 0:
         raise ConfigError(f"--config-ref {ref!r} is not a commit of the repository at {root}")
     return _from_files(show(CONFIG_FILE), f"{ref}:{CONFIG_FILE}", show("pyproject.toml"), f"{ref}:pyproject.toml")
 

@@ -11,12 +11,13 @@ written. Like pre-commit's own fixers, the caller exits 1 when a file was change
 from __future__ import annotations
 
 import io
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from labtax.util.atomic import atomic_write_bytes
 
 TAB_WIDTH = 2  # the InstructLab taxonomy's indentation step
 _LEADING = re.compile(r"^[ \t]+")
@@ -134,10 +135,7 @@ def fix_file(root: Path, rel: str) -> FixResult:
     if problem or not rules:
         result.skipped = problem
         return result
-    tmp = full.with_name(f".{full.name}.labtax-fix")
-    tmp.write_bytes(after.encode("utf-8"))
-    os.chmod(tmp, full.stat().st_mode & 0o7777)
-    os.replace(tmp, full)
+    atomic_write_bytes(full, after.encode("utf-8"), mode=full.stat().st_mode & 0o7777)
     result.fixed = rules
     return result
 

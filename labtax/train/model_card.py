@@ -9,23 +9,14 @@ was selected). `labtax eval`'s markdown table is appended by the train workflow 
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
-MANIFEST = "manifest.json"
+from labtax.data import read_manifest
+from labtax.util.atomic import atomic_write_text
+
 CARD = "README.md"
-
-
-def read_manifest(data_dir: Path) -> dict[str, Any] | None:
-    """The data's manifest.json, or None when it is missing or unreadable (hand-made sets)."""
-    try:
-        value = json.loads((data_dir / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _num(value: Any) -> str:
@@ -103,8 +94,6 @@ def write_cards(phase: dict[str, Any], data_dir: Path, dtype: str) -> int:
         folder = Path(checkpoint["path"])
         if not folder.is_dir():
             continue
-        tmp = folder / f".{CARD}.tmp-{os.getpid()}"
-        tmp.write_text(render_card(checkpoint, phase, manifest, dtype), encoding="utf-8")
-        os.replace(tmp, folder / CARD)
+        atomic_write_text(folder / CARD, render_card(checkpoint, phase, manifest, dtype))
         written += 1
     return written

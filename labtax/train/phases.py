@@ -15,14 +15,13 @@ resumes from its state. Checkpoint selection receives a scorer instead of import
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 import math
-import os
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import torch
 
@@ -37,21 +36,11 @@ from labtax.train.model_card import write_cards
 from labtax.train.packing import PACKED_MODEL_TYPES, steps_per_epoch
 from labtax.train.parallel import Runtime, init_runtime, main_first, prepare_model, shutdown
 from labtax.train.reporting import PhaseReporter, finish_phase
+from labtax.util.atomic import atomic_write_text
+from labtax.util.lock import directory_lock
 
 Scorer = Callable[[Path], float]
 SELECT_MODES = ("last", "loss", "eval")
-
-
-def _lock(output: Path) -> TextIO:
-    """Hold an exclusive lock on the output directory for the whole run (exit 4 if taken)."""
-    output.mkdir(parents=True, exist_ok=True)
-    handle = (output / ".lock").open("w")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise LockedError(f"another labtax train run is using {output}") from None
-    return handle
 
 
 def select_checkpoint(checkpoints: list[dict[str, Any]], mode: str, scorer: Scorer | None) -> dict[str, Any]:
@@ -100,12 +89,13 @@ def run_training(data_dir: Path, model: str, output: Path, phases: list[str], co
                               f"max_seq_len ({pc.max_seq_len}) so that every kept sample fits a micro-batch")
     if select == "loss" and not (data_dir / TEST_FILE).is_file():
         raise UsageError(f"--select loss needs {data_dir / TEST_FILE}", hint="use --select last")
-    lock = _lock(output) if runtime.is_main else None
+    # Only the main rank locks: the run directory is one run's, whatever its world size (exit 4).
+    lock = directory_lock(output, busy=lambda pid: LockedError(
+        f"another labtax train run is using {output} (pid {pid})")) if runtime.is_main else nullcontext()
     try:
-        return _run(data_dir, model, output, phases, config, select, scorer, runtime, say, report_to or [])
+        with lock:
+            return _run(data_dir, model, output, phases, config, select, scorer, runtime, say, report_to or [])
     finally:
-        if lock is not None:
-            lock.close()
         shutdown(runtime)
 
 
@@ -168,9 +158,7 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
             summary["selected"] = select_checkpoint(result.checkpoints, select, scorer)
             dtype = "bf16" if runtime.checkpoint_dtype == torch.bfloat16 else "fp32"
             write_cards(summary, data_dir, dtype)
-            tmp = done.with_name(f".result.json.tmp-{os.getpid()}")
-            tmp.write_text(json.dumps(summary, indent=1))
-            os.replace(tmp, done)
+            atomic_write_text(done, json.dumps(summary, indent=1))
         runtime.barrier()
         summary = json.loads(done.read_text())
         results[phase] = summary

@@ -1,1 +1,8 @@
-"""Small utilities every stage shares, written once: atomic file writes (atomic.py)."""
+"""Small utilities every stage shares, written once:
+
+  atomic.py  atomic file writes (temporary name, fsync, rename, fsync the folder)
+  lock.py    the directory lock of a run's output folder (fcntl.flock on `<dir>/.lock`, exit 4)
+  git.py     running git as a subprocess
+
+The ledger's transaction and schema version live with the ledger (`sdg/ledger.py`), its only user.
+"""

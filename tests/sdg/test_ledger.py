@@ -8,6 +8,8 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from labtax.sdg.ledger import Ledger, LedgerTeacher, MemoRow, ledger_request_key
 from labtax.teachers.base import TeacherRequest, TeacherResponse
 
@@ -129,3 +131,35 @@ def test_memo_runs_and_prune(tmp_path: Path) -> None:
         asyncio.run(LedgerTeacher(CountingTeacher(), ledger, leaf_key="k2").complete([req("b")]))
         assert ledger.prune_requests({"k2"}) == 1
         assert ledger.count_responses() == 1
+
+
+def test_schema_version_is_recorded_and_an_old_ledger_migrates(tmp_path: Path) -> None:
+
+    from labtax.errors import UsageError
+    from labtax.sdg.ledger import SCHEMA_VERSION
+
+    # A ledger written before versions were recorded: user_version 0, one table and one row.
+    old = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(old)
+    conn.executescript("CREATE TABLE verified(key TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL);"
+                       "INSERT INTO verified VALUES('k', 1, 2);")
+    conn.close()
+    with Ledger(old) as ledger:
+        assert ledger.schema_version() == SCHEMA_VERSION
+        assert ledger.verified() == {"k": (1, 2)} and ledger.memo() == {}  # kept, and the rest created
+    with Ledger(old) as again:
+        assert again.schema_version() == SCHEMA_VERSION
+    # A ledger from a newer labtax is refused with one line, not misread.
+    conn = sqlite3.connect(old)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(UsageError, match="newer than this labtax"):
+        Ledger(old)
+
+
+def test_a_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        with pytest.raises(RuntimeError), ledger.transaction():
+            ledger.conn.execute("INSERT INTO verified VALUES('k', 1, 2)")
+            raise RuntimeError("boom")
+        assert ledger.verified() == {}
