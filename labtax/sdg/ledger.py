@@ -312,6 +312,9 @@ class LedgerTeacher:
         # Knowledge chunks are sized in the real teacher's tokens, whatever wraps it.
         return self.inner.count_tokens(text)
 
+    def stats(self) -> dict[str, Any]:
+        return self.inner.stats()
+
     def for_leaf(self, leaf_key: str) -> LedgerTeacher:
         return LedgerTeacher(self.inner, self.ledger, run_id=self.run_id, leaf_key=leaf_key,
                              batch_size=self.batch_size)

@@ -206,12 +206,7 @@ async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: Genera
 
 def _add_transport_faults(teacher: Teacher, result: RunResult) -> None:
     """The client's own counts (openai: retries and failed attempts by reason), when it has them."""
-    if getattr(teacher, "built", True) is False:  # a lazy teacher never built sent nothing
-        return
-    stats = getattr(teacher, "stats", None)
-    if not callable(stats):
-        return
-    data = stats()
+    data = teacher.stats()  # {} from a teacher that counts nothing (or a lazy one never built)
     result.retried += int(data.get("retries") or 0)
     for reason, n in (data.get("faults") or {}).items():
         result.faults[str(reason)] += int(n)

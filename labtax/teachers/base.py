@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -68,13 +68,16 @@ class Teacher(Protocol):
     `batch_size`: how many requests are worth handing over together (a forward pass for an in-process
     model; 1 for a server, which bounds its own concurrency), so a caller recording progress per
     batch keeps the batching. `concurrency`: requests in flight at most. `count_tokens`: a text's
-    length in the teacher's own tokens (knowledge chunks are sized with it)."""
+    length in the teacher's own tokens (knowledge chunks are sized with it). `stats`: the backend's
+    own counts for the run summary (openai: sent, retries, faults by reason; {} when it has none)."""
 
     model_id: str
     batch_size: int
     concurrency: int
 
     def count_tokens(self, text: str) -> int: ...
+
+    def stats(self) -> dict[str, Any]: ...
 
     async def complete(self, requests: Sequence[TeacherRequest]) -> list[TeacherResponse]: ...
 
@@ -91,6 +94,9 @@ class TeacherBase:
 
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)
+
+    def stats(self) -> dict[str, Any]:
+        return {}
 
     async def aclose(self) -> None:
         return None

@@ -73,5 +73,4 @@ class LazyTeacher:
 
     def stats(self) -> dict[str, Any]:
         """The built backend's own counts (openai: sent, retries, faults by reason); {} when unbuilt."""
-        counts = getattr(self._teacher, "stats", None)
-        return dict(counts()) if callable(counts) else {}
+        return dict(self._teacher.stats()) if self._teacher is not None else {}
