@@ -140,8 +140,11 @@ def diff_command(taxonomy_dir: Path, base: str | None, head: str | None, fmt: st
     if fmt == "json":
         text = json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
     else:
+        from labtax.report.quoting import quote_path  # a newline in a name must not forge a line
+
         text = "".join(
-            f"{c.letter} {c.old_path} -> {c.path}\n" if c.old_path else f"{c.letter} {c.path}\n"
+            f"{c.letter} {quote_path(c.old_path)} -> {quote_path(c.path)}\n" if c.old_path
+            else f"{c.letter} {quote_path(c.path)}\n"
             for c in result.changes
         )
     # Bytes, so that a file name that is not UTF-8 comes out as the very bytes git has.

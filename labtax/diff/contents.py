@@ -159,8 +159,20 @@ class BlobReader:
         """Files at working-tree-relative paths, at `commit` or (None) in the working tree."""
         if commit is None:
             return [_read_file(self.tax.worktree / p) for p in repo_paths]
-        names = [f"{commit}:{p}" for p in repo_paths]
+        # cat-file --batch takes one name per line: a path with a newline is looked up by its blob id.
+        names = [self._blob_id(commit, p) if "\n" in p else f"{commit}:{p}" for p in repo_paths]
         return self.read_bulk(names) if len(names) >= self.BULK else self.read_many(names)
+
+    def _blob_id(self, commit: str, repo_path: str) -> str:
+        """The blob id of `repo_path` at `commit` ('' when there is none), asked with the path as an
+        argument, where a newline is just another character."""
+        out = self.tax.git("ls-tree", "-z", "--full-tree", commit, "--", repo_path)
+        for item in split_z(out):
+            meta, _, path = item.partition("\t")
+            parts = meta.split()
+            if path == repo_path and len(parts) == 3 and parts[1] == "blob":
+                return parts[2]
+        return ""
 
     def at(self, commit: str | None, repo_path: str) -> bytes | None:
         return self.at_many(commit, [repo_path])[0]

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from labtax.report.context import ReportContext, counts
+from labtax.report.quoting import one_line, quote_path
 from labtax.taxonomy.model import Finding
 
 
 def format_finding(finding: Finding, ctx: ReportContext) -> str:
-    line = f"{ctx.shown(finding)}:{finding.line}:{finding.col}: {finding.severity} [{finding.rule}] {finding.message}"
+    line = (f"{quote_path(ctx.shown(finding))}:{finding.line}:{finding.col}: {finding.severity} [{finding.rule}] "
+            f"{one_line(finding.message)}")
     if finding.yaml_path:
-        line += f" (at {finding.yaml_path})"
+        line += f" (at {one_line(finding.yaml_path)})"
     if finding.hint:
-        line += f"\n    hint: {finding.hint}"
+        line += f"\n    hint: {one_line(finding.hint)}"
     return line
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from labtax.errors import LabtaxError
+from labtax.report.quoting import one_line, quote_path
 from labtax.sdg.pipelines import LeafResult, generate_leaf
 from labtax.sdg.settings import GenerationSettings
 from labtax.taxonomy.model import Leaf
@@ -103,11 +104,11 @@ async def generate_leaves(
 
 def summary_line(outcome: LeafOutcome) -> str:
     if outcome.error is not None or outcome.result is None:
-        return redact(f"{outcome.leaf}: FAILED: {outcome.error}")
+        return one_line(redact(f"{quote_path(outcome.leaf)}: FAILED: {outcome.error}"))
     st = outcome.result.stats
     dropped = ", ".join(f"{k} {v}" for k, v in st["dropped"].items()) or "none"
     line = (
-        f"{outcome.leaf}: generated {st['generated']}, kept {st['kept']} (dropped: {dropped}); "
+        f"{quote_path(outcome.leaf)}: generated {st['generated']}, kept {st['kept']} (dropped: {dropped}); "
         f"requests {st['requests']} ({st['failed_requests']} failed); "
         f"tokens {st['prompt_tokens']} in + {st['completion_tokens']} out; {st['seconds']:.1f} s"
         + ("; faults: " + ", ".join(f"{k} {v}" for k, v in st["faults"].items()) if st.get("faults") else "")

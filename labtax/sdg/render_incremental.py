@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from labtax.errors import EXIT_FINDINGS, EXIT_OK, EXIT_TEACHER
+from labtax.report.quoting import one_line, quote_path
 from labtax.sdg.planning import LeafPlan, Plan
 from labtax.sdg.running import RunResult
 
@@ -19,7 +20,7 @@ def _leaf_line(lp: LeafPlan) -> str | None:
         return None
     extra = ""
     if lp.old_path:
-        extra += f" (from {lp.old_path})"
+        extra += f" (from {quote_path(lp.old_path)})"
     if lp.action == "generate":
         extra += f": {lp.reason}, <= {lp.estimated_requests} requests"
         if lp.recorded_requests:
@@ -28,7 +29,7 @@ def _leaf_line(lp: LeafPlan) -> str | None:
         extra += f": {lp.error}"
     else:
         extra += f": {lp.reason}"
-    return f"{lp.action:<9} {lp.path}{extra}"
+    return f"{lp.action:<9} {quote_path(lp.path)}{one_line(extra)}"
 
 
 def funnel_line(entry: dict[str, Any]) -> str | None:
@@ -43,7 +44,7 @@ def funnel_line(entry: dict[str, Any]) -> str | None:
         steps += f" -> in sets {counts['train']}"
     bound = (f" (--max-requests-per-leaf bound: {gen.get('requests_wanted')} requests wanted)"
              if gen.get("max_requests_bound") else "")
-    return f"funnel    {entry['path']}: {steps}{bound}"
+    return f"funnel    {quote_path(entry['path'])}: {steps}{bound}"
 
 
 def plan_lines(plan: Plan) -> list[str]:

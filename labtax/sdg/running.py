@@ -18,6 +18,7 @@ from labtax.data import Manifest, read_manifest, write_manifest
 from labtax.data.names import MANIFEST_FORMAT
 from labtax.errors import LabtaxError, TeacherError, UsageError
 from labtax.progress import counting
+from labtax.report.quoting import quote_path
 from labtax.sdg import mix
 from labtax.sdg.ledger import Ledger, LedgerTeacher
 from labtax.sdg.output_dir import LEAVES_DIR, LEDGER_FILE, output_lock
@@ -124,9 +125,10 @@ def execute(
 
 def _redacting(progress: ProgressFn) -> ProgressFn:
     """Every progress line through `redact`: an error text may quote a server's reply."""
+    from labtax.report.quoting import one_line
     from labtax.teachers.redact import redact
 
-    return lambda line: progress(redact(line))
+    return lambda line: progress(one_line(redact(line)))
 
 
 async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: GenerationSettings, ledger: Ledger,
@@ -156,7 +158,7 @@ async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: Genera
             except TeacherError as exc:
                 result.failed.append(lp.path)
                 if not teacher_down.is_set() and progress:
-                    progress(f"failed    {lp.path}: {exc}; starting no further leaf")
+                    progress(f"failed    {quote_path(lp.path)}: {exc}; starting no further leaf")
                 teacher_down.set()
                 return
             except LabtaxError as exc:  # this leaf's own problem (an unreadable document): skip it
@@ -164,7 +166,7 @@ async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: Genera
                 result.leaf_errors.append(lp.path)
                 lp.error = str(exc)
                 if progress:
-                    progress(f"failed    {lp.path}: {exc}")
+                    progress(f"failed    {quote_path(lp.path)}: {exc}")
                 return
             finally:
                 result.requests_sent += t.sent
@@ -182,7 +184,7 @@ async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: Genera
                 # Not stored: the next run retries just the failed requests (the rest replay).
                 result.failed.append(lp.path)
                 if progress:
-                    progress(f"failed    {lp.path}: {t.failed} teacher requests failed; rerun to retry them")
+                    progress(f"failed    {quote_path(lp.path)}: {t.failed} teacher requests failed; rerun to retry them")
                 return
             meta = {
                 "kind": lp.leaf.kind, "generated_for": lp.path, "teacher": teacher.model_id,
@@ -194,7 +196,7 @@ async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: Genera
             if progress:
                 from labtax.sdg.generate import funnel_text
 
-                progress(f"generated {lp.path}: {len(res.samples)} samples, {t.sent} requests sent, "
+                progress(f"generated {quote_path(lp.path)}: {len(res.samples)} samples, {t.sent} requests sent, "
                          f"{t.replayed} replayed{funnel_text(stats)}")
 
     try:
