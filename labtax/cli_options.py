@@ -119,8 +119,9 @@ teacher_options = _stack([
                  help="OpenAI-compatible base URL (repeat for several servers; balanced by outstanding "
                       "requests)."),
     click.option("--model", default=None, metavar="NAME|DIR",
-                 help="openai: served model name (default: the first of /v1/models); embedded/vllm: a "
-                      "local HF dir."),
+                 help="openai: served model name (default: the first of /v1/models); embedded: "
+                      "`embedded` (Qwen2.5-Coder-1.5B, default), `embedded-small` (SmolLM2-135M, the "
+                      "fallback) or a local HF dir; vllm: a local HF dir."),
     click.option("--api-key-env", default=None, metavar="VAR", help="Environment variable holding the API key."),
     click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True,
                  help="openai: requests in flight at most."),
@@ -156,12 +157,11 @@ generation_options = _stack([
     click.option("--keep-unreadable-verdicts/--drop-unreadable-verdicts", "keep_unreadable_verdicts",
                  default=None,
                  help="Whether a judge/score answer that cannot be read passes (counted per stage). "
-                      "Default: keep for the embedded 135M teacher, which rarely writes a readable "
-                      "verdict; drop for every other teacher."),
+                      "Default: drop. Verdicts read from probabilities are always readable."),
     click.option("--judges", type=click.Choice(["enforce", "advisory"]), default=None,
-                 help="enforce: a judge's 'no' or a low score drops the row (the LAB recipe); advisory: "
-                      "verdicts are recorded in metadata.scores but drop nothing. Default: advisory for "
-                      "the embedded 135M teacher (its judge answers 'No' to everything), else enforce."),
+                 help="enforce (default): a judge's 'no' or a low score drops the row (the LAB recipe; "
+                      "with probabilities, against the cut calibrated on the leaf's seeds); advisory: "
+                      "verdicts are recorded in metadata but drop nothing."),
 ])
 
 

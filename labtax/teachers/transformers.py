@@ -1,14 +1,20 @@
 """The `transformers` teacher: in-process batched generation with a local Hugging Face model.
 
-`embedded` (the default teacher) is SmolLM2-135M-Instruct from `labtax.models`; any local model
-directory works too. Requests are grouped by sampling parameters, sorted by prompt length (so a batch
+`embedded` (the default teacher) is Qwen2.5-Coder-1.5B-Instruct from `labtax.models` (bf16),
+`embedded-small` SmolLM2-135M-Instruct; any local model directory works too. Requests are grouped by sampling parameters, sorted by prompt length (so a batch
 carries little padding), and generated `batch_size` at a time with LEFT padding: every prompt then
 ends at the same position and the new tokens line up. Generation runs in a worker thread so the event
 loop stays responsive (progress bars, a ledger writing rows). Calls that arrive together (a wrapper
 that sends one request per call, several leaves generated at once) are merged into shared batches.
 
-Threads: `threads=` (or $LABTAX_TORCH_THREADS) sets torch's thread count for the process; on a shared
-CPU one thread is several times faster than two oversubscribed ones.
+Threads: `threads=` (else $LABTAX_TORCH_THREADS, else `models.choose_threads()`: the cores the load
+leaves free) sets torch's thread count for the process; on a shared CPU one thread is several times
+faster than two oversubscribed ones.
+
+Verdicts: a request with `choices` is not generated at all. One forward pass over the prompt gives the
+next-token distribution; the probability mass on each choice's tokens, normalised, is the answer
+(`extra["choice_probs"]`, and the most likely choice as the text). That is one pass instead of a
+generation of up to max_tokens steps.
 
 Sampling seeds: a batch shares one generator, seeded from the keys of the requests in it, so the same
 requests in the same batches give the same text. Stop strings are applied after generation.
@@ -45,13 +51,13 @@ class TransformersTeacher(TeacherBase):
     ) -> None:
         from labtax import models
 
-        threads = threads or int(os.environ.get("LABTAX_TORCH_THREADS") or 0) or None
-        if threads:
-            # Process-wide. On a shared or small CPU one thread per process beats oversubscription by far
-            # (measured here: 8 tokens/s with 1 thread, 1.3 with 2 threads on 2 busy cores).
-            import torch
+        threads = threads or models.choose_threads()
+        # Process-wide. On a shared or small CPU one thread per process beats oversubscription by far
+        # (measured here: 8 tokens/s with 1 thread, 1.3 with 2 threads on 2 busy cores).
+        import torch
 
-            torch.set_num_threads(threads)
+        torch.set_num_threads(threads)
+        self.threads = threads
 
         self.name = model
         self.batch_size = max(1, batch_size)
@@ -64,7 +70,12 @@ class TransformersTeacher(TeacherBase):
 
         # A GPU when there is one (a self-hosted runner), else the CPU; `device=` overrides.
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if dtype is None and self.device == "cpu" and os.environ.get("LABTAX_TEACHER_DTYPE") != "bf16":
+            # The bf16 cache is computed in fp32 on a CPU: without native bf16 (AVX2) a bf16 matmul ran
+            # at 10.6 GFLOPS against 77 for fp32 here, one thread; decoding was no faster in bf16 either.
+            dtype = torch.float32
         self.model = models.load_model(model, dtype=dtype).to(self.device)  # type: ignore[arg-type]
+        self._choice_ids: dict[tuple[str, ...], dict[str, list[int]]] = {}
         # Per event loop: the calls waiting to be generated, and the task that generates them.
         self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Queue] = weakref.WeakKeyDictionary()
 
@@ -120,9 +131,19 @@ class TransformersTeacher(TeacherBase):
         prompts = [self.render(r) for r in requests]
         lengths = [len(self.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
         groups: dict[tuple[int, float, float], list[int]] = {}
+        scored: dict[tuple[str, ...], list[int]] = {}
         for i, r in enumerate(requests):
-            groups.setdefault((r.max_tokens, r.temperature, r.top_p), []).append(i)
+            if r.choices:
+                scored.setdefault(r.choices, []).append(i)
+            else:
+                groups.setdefault((r.max_tokens, r.temperature, r.top_p), []).append(i)
         out: list[TeacherResponse | None] = [None] * len(requests)
+        for choices, members in sorted(scored.items()):
+            members.sort(key=lambda i: (lengths[i], i))
+            for start in range(0, len(members), self.batch_size):
+                batch = members[start : start + self.batch_size]
+                for i, resp in zip(batch, self._score([prompts[i] for i in batch], choices)):
+                    out[i] = resp
         for (max_tokens, temperature, top_p), members in sorted(groups.items()):
             # Stable sort by length: deterministic batches with little padding.
             members.sort(key=lambda i: (lengths[i], i))
@@ -133,6 +154,39 @@ class TransformersTeacher(TeacherBase):
                 for i, resp in zip(batch, texts):
                     out[i] = resp
         return [r if r is not None else TeacherResponse("", ok=False, error="not generated") for r in out]
+
+    def _score(self, prompts: list[str], choices: tuple[str, ...]) -> list[TeacherResponse]:
+        """One forward pass: P(choice) from the distribution of the token after each prompt."""
+        import torch
+
+        from labtax.teachers import choices as choice_tokens
+
+        ids = self._choice_ids.get(choices)
+        if ids is None:
+            ids = self._choice_ids[choices] = choice_tokens.token_ids(self.tokenizer, choices)
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        with torch.inference_mode():
+            try:
+                # Left padding: the last position of every row is its prompt's last token.
+                logits = self.model(**enc, logits_to_keep=1).logits[:, -1, :]  # type: ignore[operator]
+            except (RuntimeError, ValueError) as exc:
+                return [TeacherResponse("", ok=False, error=f"scoring failed: {exc}") for _ in prompts]
+            probs = torch.softmax(logits.float(), dim=-1)
+        responses = []
+        for row, mask in zip(probs, enc["attention_mask"]):
+            mass = {c: float(row[ids[c]].sum()) if ids[c] else 0.0 for c in choices}
+            normalised = choice_tokens.normalise(mass)
+            if normalised is None:
+                responses.append(TeacherResponse("", ok=True, prompt_tokens=int(mask.sum()), finish_reason="stop"))
+                continue
+            best = max(choices, key=lambda c: normalised[c])
+            responses.append(
+                TeacherResponse(
+                    text=best, prompt_tokens=int(mask.sum()), completion_tokens=0, finish_reason="stop",
+                    extra={"choice_probs": normalised, "choice_mass": round(sum(mass.values()), 6)},
+                )
+            )
+        return responses
 
     def _generate(
         self,

@@ -68,10 +68,10 @@ class VLLMTeacher(TeacherBase):
         from labtax import models
 
         path = model
-        if model in (models.EMBEDDED, models.TINY):
+        if model in models.NAMES:
             # The embedded model's Hugging Face directory (converted from the GGUF once).
             path = str(models.load_tokenizer(model).name_or_path)
-        self.model_id = models.model_id(model) if model in (models.EMBEDDED, models.TINY) else f"vllm:{model}"
+        self.model_id = models.model_id(model) if model in models.NAMES else f"vllm:{model}"
         self.options = options or VLLMEngineOptions()
         self._vllm = engine_module
         self.llm = engine_module.LLM(model=path, **self.options.as_kwargs())

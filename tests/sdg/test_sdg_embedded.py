@@ -97,7 +97,7 @@ def test_stop_strings_cut_the_answer(one_thread: None) -> None:
 @pytest.mark.slow
 def test_embedded_teacher_end_to_end(tmp_path: Path, one_thread: None) -> None:
     """SmolLM2-135M-Instruct really generates a small leaf: every stage runs on real model text."""
-    teacher = TransformersTeacher("embedded", batch_size=8, threads=1)
+    teacher = TransformersTeacher("embedded-small", batch_size=8, threads=1)
     # A 135M model writes usable questions and answers but rarely a readable grade: unreadable
     # verdicts pass here (counted), as `labtax generate --keep-unreadable-verdicts` does.
     settings = GenerationSettings(samples_per_leaf=2, questions_per_request=3, overgenerate=1.0,

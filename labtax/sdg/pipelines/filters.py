@@ -1,5 +1,10 @@
 """Rows (candidate samples) and the steps that keep or drop them, shared by the skills and knowledge
-pipelines. Every dropped row is counted under one reason in the runner's `dropped` counter."""
+pipelines. Every dropped row is counted under one reason in the runner's `dropped` counter.
+
+Judges and the scorer read their verdict from probabilities when the teacher gives them (P(yes), or
+the expected 1-3 score), against a threshold calibrated on the leaf's seeds (calibrate.py); every
+row's value, the cut and the outcome are in `row.verdicts` (the sample's metadata.verdicts). Without
+probabilities the teacher's text verdict is parsed, as before."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from labtax.sdg.pipelines.calibrate import Calibration, calibrate, verdict_value
 from labtax.sdg.pipelines.parse import parse_answer, parse_score
 from labtax.sdg.pipelines.runner import Runner, derive_seed
 from labtax.teachers.base import TeacherRequest, TeacherResponse
@@ -21,6 +27,11 @@ class Row:
     answer: str | None = None
     scores: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+# Good seeds and broken copies of them for one judge stage (see calibrate.py).
+Examples = tuple[list[Row], list[Row]]
 
 
 def rng_for(runner: Runner, stage: str, index: int) -> random.Random:
@@ -48,6 +59,39 @@ def _apply_verdict(runner: Runner, stage: str, row: Row, value: Any, passes: boo
     return True
 
 
+async def _calibration(runner: Runner, stage: str, values: Sequence[float | None], examples: Examples | None,
+                       make: Callable[[int, Row], TeacherRequest], yes: str | None, default: float) -> Calibration:
+    """The stage's calibration for this leaf: "text" when the teacher gave no probabilities (nothing
+    more is asked), else fitted on the examples once per leaf and stage."""
+    if all(v is None for v in values):
+        cal = Calibration(stage, "text")
+    elif stage in runner.calibrations:
+        return runner.calibrations[stage]
+    elif examples is None:
+        cal = Calibration(stage, "default", default)
+    else:
+        cal = await calibrate(runner, stage, examples[0], examples[1], make, yes, default)
+    runner.calibrations[stage] = cal
+    return cal
+
+
+def _graded(runner: Runner, stage: str, row: Row, value: float, cal: Calibration, drop_reason: str,
+            recorded: Any) -> bool:
+    """A verdict read from probabilities: compare with the calibrated cut, or keep the row unjudged."""
+    entry: dict[str, Any] = {"p": round(value, 4), "threshold": cal.threshold, "auc": cal.auc,
+                             "calibration": cal.status}
+    row.verdicts[stage] = entry
+    if not cal.usable:
+        entry["verdict"] = "unjudged"
+        runner.unjudged(stage)
+        row.scores[stage] = None
+        return True
+    assert cal.threshold is not None
+    passes = value >= cal.threshold
+    entry["verdict"] = "pass" if passes else "fail"
+    return _apply_verdict(runner, stage, row, recorded if recorded is not None else passes, passes, drop_reason)
+
+
 async def judge(
     runner: Runner,
     stage: str,
@@ -55,14 +99,23 @@ async def judge(
     make: Callable[[int, Row], TeacherRequest],
     parse: Callable[[str], bool | None],
     drop_reason: str,
+    examples: Examples | None = None,
+    yes: str = "yes",
 ) -> list[Row]:
-    """Ask a yes/no (keep/drop) question about every row; keep the rows judged yes."""
+    """Ask a yes/no (keep/drop) question about every row; keep the rows judged yes (P(`yes`) at or
+    above the leaf's calibrated cut when the teacher gives probabilities)."""
     responses = await runner.run(stage, [make(i, row) for i, row in enumerate(rows)],
                                  readable=lambda t: parse(t) is not None)
+    values = [verdict_value(r, yes) for r in responses]
+    cal = await _calibration(runner, stage, values, examples, make, yes, 0.5) if rows else None
     kept = []
-    for row, resp in zip(rows, responses):
+    for row, resp, value in zip(rows, responses, values):
         if not resp.ok:
             runner.drop("teacher_error")
+            continue
+        if value is not None and cal is not None and cal.status != "text":
+            if _graded(runner, stage, row, value, cal, drop_reason, None):
+                kept.append(row)
             continue
         verdict = parse(resp.text)
         if _apply_verdict(runner, stage, row, verdict, verdict, drop_reason):
@@ -90,14 +143,26 @@ async def answer(runner: Runner, rows: list[Row], make: Callable[[int, Row], Tea
     return kept
 
 
-async def score(runner: Runner, rows: list[Row], make: Callable[[int, Row], TeacherRequest]) -> list[Row]:
-    """Score every pair 1-3; keep those at or above settings.score_threshold."""
+async def score(runner: Runner, rows: list[Row], make: Callable[[int, Row], TeacherRequest],
+                examples: Examples | None = None) -> list[Row]:
+    """Score every pair 1-3; keep those at or above settings.score_threshold (with probabilities: the
+    expected score at or above the leaf's calibrated cut)."""
     responses = await runner.run("score", [make(i, row) for i, row in enumerate(rows)],
                                  readable=lambda t: parse_score(t) is not None)
+    values = [verdict_value(r, None) for r in responses]
+    default = float(runner.settings.score_threshold)
+    cal = await _calibration(runner, "score", values, examples, make, None, default) if rows else None
     kept = []
-    for row, resp in zip(rows, responses):
+    for row, resp, expected in zip(rows, responses, values):
         if not resp.ok:
             runner.drop("teacher_error")
+            continue
+        if expected is not None and cal is not None and cal.status != "text":
+            # Recorded on the nominal scale: shifted so that the leaf's calibrated cut sits at
+            # settings.score_threshold (a kept pair reads >= it, as with text scores).
+            shifted = expected if cal.threshold is None else expected - cal.threshold + default
+            if _graded(runner, "score", row, expected, cal, "low_score", round(min(3.0, max(1.0, shifted)), 3)):
+                kept.append(row)
             continue
         value = parse_score(resp.text)
         passes = None if value is None else value >= runner.settings.score_threshold
@@ -122,6 +187,7 @@ def metadata(runner: Runner, row: Row) -> dict[str, Any]:
         "answer": row.answer,
         "context": row.context,
         "scores": dict(row.scores),
+        "verdicts": dict(row.verdicts),
         "teacher": runner.teacher.model_id,
         "seed": runner.settings.seed,
         **row.extra,

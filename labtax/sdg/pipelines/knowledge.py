@@ -19,7 +19,8 @@ from typing import Any
 from labtax.sdg.dedup import Deduper
 from labtax.sdg.documents import chunk_documents, load_documents
 from labtax.sdg.pipelines import filters
-from labtax.sdg.pipelines.filters import Row
+from labtax.sdg.pipelines.calibrate import dependent, pick_off_topic, rotate
+from labtax.sdg.pipelines.filters import Examples, Row
 from labtax.sdg.pipelines.parse import parse_pairs, parse_yes
 from labtax.sdg.pipelines.runner import (
     Runner,
@@ -137,16 +138,37 @@ async def run_knowledge(runner: Runner, taxonomy_root: Path) -> list[dict[str, A
 
     runner.count("deduplicated", len(rows))
     drop_reasons = {name: runner.pipeline.stages[name].drop or f"not_{name}" for name in FILTERS}
+    examples = calibration_examples(seeds, domain)
     for name in FILTERS:
 
         def make(i: int, row: Row, name: str = name) -> Any:
             return runner.request(name, i, chunk=row.context or "", question=row.question, answer=row.answer or "")
 
-        rows = await filters.judge(runner, name, rows, make, parse_yes, drop_reasons[name])
+        rows = await filters.judge(runner, name, rows, make, parse_yes, drop_reasons[name], examples[name])
 
     runner.count("judged", len(rows))
     rows = filters.trim(runner, rows, vol["quota"])
     return [_sample(runner, row) for row in rows]
+
+
+def calibration_examples(seeds: list[dict[str, Any]], domain: str) -> dict[str, Examples]:
+    """Per filter, the seed Q&A (good) and broken copies of them: for `faithful` an answer taken from
+    another seed's context (not in this document), for `relevant` an off-topic question or another
+    pair's answer, for `standalone` the question made to point at "the passage above". One pair per
+    seed first, so a few examples still span every seed context."""
+    flat = [(s["context"], q, a) for k in range(3) for s in seeds if s["context"] and len(s["pairs"]) > k
+            for q, a in [s["pairs"][k]]]
+    good = [Row(q, c, a) for c, q, a in flat]
+    other_answers = rotate([a for _, _, a in flat])  # the next seed's answer at the same position
+    not_in_document = [Row(q, c, a) for (c, q, own), a in zip(flat, other_answers) if a != own]
+    topic = " ".join([domain] + [q for _, q, _ in flat])
+    off_topic = [Row(pick_off_topic(topic, i), c, a) for i, (c, _, a) in enumerate(flat)]
+    mixed = [r for pair in zip(off_topic, not_in_document) for r in pair]
+    return {
+        "faithful": (good, not_in_document),
+        "relevant": (good, mixed),
+        "standalone": (good, [Row(dependent(q), c, a) for c, q, a in flat]),
+    }
 
 
 def _sample(runner: Runner, row: Row) -> dict[str, Any]:

@@ -50,6 +50,7 @@ class StageSpec:
     judge: bool = False
     max_tokens: int | None = None
     drop: str | None = None  # the drop reason a "no" verdict counts as
+    choices: tuple[str, ...] = ()  # a verdict's answer words: their first-token probabilities are asked for
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def load_pipeline(name: str) -> PipelineSpec:
     stages = {
         stage: StageSpec(
             stage, load_prompt(spec["prompt"]), bool(spec.get("judge", False)), spec.get("max_tokens"),
-            spec.get("drop"),
+            spec.get("drop"), tuple(str(c) for c in spec.get("choices") or ()),
         )
         for stage, spec in data["stages"].items()
     }
@@ -96,6 +97,7 @@ class Runner:
     extra: dict[str, Any] = field(default_factory=dict)  # pipeline-specific counts (documents, chunks)
     # Rows at each step, in pipeline order (asked, parsed, deduplicated, judged, answered, scored, kept).
     funnel: dict[str, int] = field(default_factory=dict)
+    calibrations: dict[str, Any] = field(default_factory=dict)  # judge stage -> calibrate.Calibration
     started: float = field(default_factory=time.monotonic)
 
     def request(self, stage: str, index: int, **values: str) -> TeacherRequest:
@@ -109,6 +111,7 @@ class Runner:
             top_p=1.0 if spec.judge else s.top_p,
             seed=derive_seed(s.seed, self.leaf.path, stage, index),
             tag=stage,
+            choices=spec.choices,
         )
 
     async def run(self, stage: str, requests: Sequence[TeacherRequest],
@@ -193,6 +196,10 @@ class Runner:
         """A row a judge would have dropped, kept because verdicts are advisory (settings.judges)."""
         self.stages[stage]["advisory_kept"] = self.stages[stage].get("advisory_kept", 0) + 1
 
+    def unjudged(self, stage: str) -> None:
+        """A row kept without a verdict: the judge could not tell seeds from broken copies on this leaf."""
+        self.stages[stage]["unjudged"] = self.stages[stage].get("unjudged", 0) + 1
+
     def unusable(self, stage: str) -> None:
         """A generation request whose answer held nothing usable (garbage, empty, wrong format)."""
         self.stages[stage]["unusable"] += 1
@@ -220,6 +227,7 @@ class Runner:
             "stages": self.stages,
             "funnel": {**self.funnel, "kept": kept},
             "faults": self.faults(),
+            "calibration": {stage: cal.as_dict() for stage, cal in sorted(self.calibrations.items())},
             **self.extra,
         }
 

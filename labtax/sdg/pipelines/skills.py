@@ -18,7 +18,8 @@ from typing import Any
 
 from labtax.sdg.dedup import Deduper
 from labtax.sdg.pipelines import filters
-from labtax.sdg.pipelines.filters import Row, rng_for
+from labtax.sdg.pipelines.calibrate import pick_off_topic, rotate
+from labtax.sdg.pipelines.filters import Examples, Row, rng_for
 from labtax.sdg.pipelines.parse import parse_context, parse_keep, parse_questions
 from labtax.sdg.pipelines.runner import Runner, block, bounded_requests, candidates_wanted, leaf_quota
 from labtax.sdg.settings import GenerationSettings
@@ -123,7 +124,8 @@ async def run_skills(runner: Runner) -> list[dict[str, Any]]:
             question=row.question,
         )
 
-    rows = await filters.judge(runner, "judge_question", rows, judge_request, parse_keep, "judge_drop")
+    rows = await filters.judge(runner, "judge_question", rows, judge_request, parse_keep, "judge_drop",
+                               _question_examples(seeds, task), yes="keep")
     runner.count("judged", len(rows))
 
     def answer_request(i: int, row: Row) -> Any:
@@ -146,10 +148,27 @@ async def run_skills(runner: Runner) -> list[dict[str, Any]]:
             question=row.question, answer=row.answer or "",
         )
 
-    rows = await filters.score(runner, rows, score_request)
+    rows = await filters.score(runner, rows, score_request, _pair_examples(seeds))
     runner.count("scored", len(rows))
     rows = filters.trim(runner, rows, vol["quota"])
     return [_sample(runner, row) for row in rows]
+
+
+def _question_examples(seeds: list[dict[str, str]], task: str) -> Examples:
+    """Calibration of the question judge: the seed questions vs off-topic ones in their place."""
+    topic = " ".join([task] + [p["question"] for p in seeds])
+    good = [Row(p["question"], p.get("context")) for p in seeds]
+    broken = [Row(pick_off_topic(topic, i), p.get("context")) for i, p in enumerate(seeds)]
+    return good, broken
+
+
+def _pair_examples(seeds: list[dict[str, str]]) -> Examples:
+    """Calibration of the scorer: each seed's own answer vs another seed's answer to its question."""
+    with_answer = [p for p in seeds if p.get("answer")]
+    good = [Row(p["question"], p.get("context"), p["answer"]) for p in with_answer]
+    others = rotate([p["answer"] for p in with_answer])
+    broken = [Row(p["question"], p.get("context"), a) for p, a in zip(with_answer, others) if a != p["answer"]]
+    return good, broken
 
 
 async def _contexts(runner: Runner, seeds: list[dict[str, str]], task: str,
