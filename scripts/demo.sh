@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make demo`: the whole LAB method on examples/taxonomy, offline, on a CPU, with the embedded
-# teacher (SmolLM2-135M-Instruct) and a tiny training budget. Everything goes under demo-out/:
+# `make demo`: the whole LAB method on examples/taxonomy, offline, on a CPU: the embedded teacher
+# (Qwen2.5-Coder-1.5B-Instruct, in process) generates, a pretrained student (SmolLM2-135M,
+# `embedded-small`) trains, and the eval compares it per leaf with where it started. Under demo-out/:
 #   demo-out/taxonomy/    a git repository: commit 1 = every leaf but one, commit 2 adds the last
 #   demo-out/generated/   training sets, manifest, leaf store and ledger (labtax diff-generate)
 #   demo-out/train/       checkpoints per phase (labtax train)
@@ -8,22 +9,43 @@
 #   demo-out/demo.log     this run's full output
 # A second run is fast: the taxonomy is unchanged, so diff-generate has nothing to generate, and
 # training and eval are skipped while their inputs (stamped in demo-out/.stamps/) are unchanged.
-# Knobs (environment): DEMO_SAMPLES (per leaf), DEMO_MAX_TOKENS, DEMO_MODEL (embedded|tiny),
-# DEMO_MAX_STEPS, DEMO_TRAIN_ARGS, DEMO_OUT, DEMO_SRC (another taxonomy), DEMO_FRESH=1 (start over).
+# DEMO_FAST=1: a two-minute plumbing run instead (teacher embedded-small, student tiny).
+# Knobs (environment): DEMO_SAMPLES (per leaf), DEMO_MAX_TOKENS, DEMO_TEACHER_MODEL, DEMO_MODEL
+# (the student: embedded-small|tiny|DIR), DEMO_MAX_STEPS, DEMO_TRAIN_ARGS, DEMO_GEN_ARGS, DEMO_OUT,
+# DEMO_SRC (another taxonomy), DEMO_FRESH=1 (start over).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# Every line shows when it happens: python does not buffer into the pipes below, sed -u neither.
+export PYTHONUNBUFFERED=1
 
-SAMPLES=${DEMO_SAMPLES:-2}
-MAX_TOKENS=${DEMO_MAX_TOKENS:-256}
-# tiny (a 2-layer model with the embedded tokenizer) trains in seconds; embedded (135M) took ~15 min
-# for 2 steps per phase on this shared 2-core machine and writes GBs of checkpoints and state.
-MODEL=${DEMO_MODEL:-tiny}
-MAX_STEPS=${DEMO_MAX_STEPS:-8}
-# The LAB recipe's learning rates (2e-5, 6e-6, 25 warm-up steps) are for pretrained 7B models; the
-# tiny model starts from random weights and gets only a few steps, so it needs a much higher rate to
-# show any effect in the eval table.
-if [ "$MODEL" = tiny ]; then default_train_args="--lr 3e-3 --warmup-steps 1 --schedule constant"; else default_train_args=""; fi
+FAST=${DEMO_FAST:-0}
+if [ "$FAST" = 1 ]; then
+  TEACHER_MODEL=${DEMO_TEACHER_MODEL:-embedded-small}
+  MODEL=${DEMO_MODEL:-tiny}
+  SAMPLES=${DEMO_SAMPLES:-2}
+  MAX_TOKENS=${DEMO_MAX_TOKENS:-128}
+  MAX_STEPS=${DEMO_MAX_STEPS:-8}
+  default_gen_args="--max-requests-per-leaf 2 --chunk-tokens 160"
+else
+  TEACHER_MODEL=${DEMO_TEACHER_MODEL:-embedded}
+  MODEL=${DEMO_MODEL:-embedded-small}
+  SAMPLES=${DEMO_SAMPLES:-1}
+  MAX_TOKENS=${DEMO_MAX_TOKENS:-160}
+  MAX_STEPS=${DEMO_MAX_STEPS:-6}
+  # A 1.5B teacher on two CPU cores: one first-stage request per leaf and short chunks keep the
+  # generation to minutes (its verdicts are single forward passes; its writing is what costs).
+  default_gen_args="--max-requests-per-leaf 1 --chunk-tokens 160"
+fi
+GEN_ARGS=${DEMO_GEN_ARGS-$default_gen_args}
+# The LAB recipe's learning rates (2e-5, 6e-6, 25 warm-up steps) are for 7B models and thousands of
+# steps. The random tiny model needs a much higher rate to move at all in a few steps; the pretrained
+# 135M student a moderate one. Small steps (4 samples) and no resumable optimizer state (3x the
+# model per checkpoint) keep its training to a few minutes and a few hundred MB on disk.
+case "$MODEL" in
+  tiny) default_train_args="--lr 3e-3 --warmup-steps 1 --schedule constant" ;;
+  *) default_train_args="--lr 1e-4 --warmup-steps 1 --schedule constant --effective-batch 4 --config $ROOT/scripts/demo-train.yaml" ;;
+esac
 TRAIN_ARGS=${DEMO_TRAIN_ARGS-$default_train_args}
 OUT=${DEMO_OUT:-$ROOT/demo-out}
 TAX=$OUT/taxonomy
@@ -65,7 +87,11 @@ fingerprint() { # sha256 of the given files' names and contents
 
 # ---------------------------------------------------------------- 1. install
 step "install ($VENV)"
-bash scripts/bootstrap.sh
+if [ "$TEACHER_MODEL" = embedded ]; then
+  bash scripts/bootstrap.sh --with-teacher # + the 1.5B teacher's 22 pinned weight parts (1.09 GB)
+else
+  bash scripts/bootstrap.sh
+fi
 "$LABTAX" --version
 done_step
 
@@ -107,26 +133,28 @@ else
 fi
 C1=$(git -C "$TAX" rev-parse HEAD~1)
 C2=$(git -C "$TAX" rev-parse HEAD)
-git -C "$TAX" log --oneline | sed 's/^/   /'
+git -C "$TAX" log --oneline | sed -u 's/^/   /'
 
 # ---------------------------------------------------------------- 3. validate
 step "labtax validate"
-(cd "$TAX" && "$LABTAX" validate) | sed 's/^/   /'
+(cd "$TAX" && "$LABTAX" validate) | sed -u 's/^/   /'
 done_step "whole taxonomy"
 
 # ---------------------------------------------------------------- 4. diff
 step "labtax diff HEAD~1..HEAD"
-(cd "$TAX" && "$LABTAX" diff --base "$C1" --head "$C2") | sed 's/^/   /'
+(cd "$TAX" && "$LABTAX" diff --base "$C1" --head "$C2") | sed -u 's/^/   /'
 done_step "the leaf commit 2 adds"
 
 # ---------------------------------------------------------------- 5. diff-generate
 # Generation resumes from the last generated commit: the first run does commit 1 (every leaf
 # added), then commit 1..2 (only the new leaf); a later run finds nothing to generate.
 generate() { # generate BASE HEAD
-  say "labtax diff-generate --base $1 --head $2 --teacher embedded --samples-per-leaf $SAMPLES --max-tokens $MAX_TOKENS"
+  local gen_args=()
+  read -r -a gen_args <<<"$GEN_ARGS"
+  say "labtax diff-generate --base $1 --head $2 --teacher embedded --model $TEACHER_MODEL --samples-per-leaf $SAMPLES --max-tokens $MAX_TOKENS $GEN_ARGS"
   (cd "$TAX" && "$LABTAX" diff-generate --taxonomy . --base "$1" --head "$2" --output "$GEN" \
-    --teacher embedded --samples-per-leaf "$SAMPLES" --seed 42 --max-tokens "$MAX_TOKENS") 2>&1 \
-    | sed 's/^/   /'
+    --teacher embedded --model "$TEACHER_MODEL" --samples-per-leaf "$SAMPLES" --seed 42 \
+    --max-tokens "$MAX_TOKENS" "${gen_args[@]}") 2>&1 | sed -u 's/^/   /'
   echo "$2" >"$STAMPS/generated-at"
 }
 step "labtax diff-generate"
@@ -142,8 +170,8 @@ done_step "$(wc -l <"$GEN/phase1_knowledge.jsonl") knowledge, $(wc -l <"$GEN/pha
 # ---------------------------------------------------------------- 6. train
 n_knowledge=$(wc -l <"$GEN/phase1_knowledge.jsonl")
 n_skills=$(wc -l <"$GEN/phase2_skills.jsonl")
-# Both phases normally; a phase whose set came out empty (a 135M teacher at a few samples per leaf
-# can have every candidate dropped by its own judge) is left out rather than trained on nothing.
+# Both phases normally; a phase whose set came out empty (every candidate of a small run dropped by
+# the calibrated judges) is left out rather than trained on nothing.
 PHASE=all
 LAST=skills
 if [ "$n_knowledge" -eq 0 ] && [ "$n_skills" -eq 0 ]; then PHASE=none
@@ -152,7 +180,7 @@ elif [ "$n_skills" -eq 0 ]; then PHASE=knowledge LAST=knowledge
 fi
 step "labtax train (phase: $PHASE)"
 train_key=$({ fingerprint "$GEN/phase1_knowledge.jsonl" "$GEN/phase2_skills.jsonl" "$GEN/test.jsonl"
-  echo "$MODEL $MAX_STEPS $PHASE $TRAIN_ARGS"; } | sha256sum | cut -d' ' -f1)
+  cat "$ROOT/scripts/demo-train.yaml"; echo "$MODEL $MAX_STEPS $PHASE $TRAIN_ARGS"; } | sha256sum | cut -d' ' -f1)
 CANDIDATE=""
 eval_rc=0
 if [ "$PHASE" = none ]; then
@@ -169,7 +197,7 @@ else
     say "labtax train --model $MODEL --phase $PHASE --max-steps $MAX_STEPS $TRAIN_ARGS"
     read -r -a train_args <<<"$TRAIN_ARGS"
     "$LABTAX" train --data "$GEN" --model "$MODEL" --output "$TRAIN" --phase "$PHASE" \
-      --max-steps "$MAX_STEPS" "${train_args[@]}" 2>&1 | sed 's/^/   /'
+      --max-steps "$MAX_STEPS" "${train_args[@]}" 2>&1 | sed -u 's/^/   /'
     echo "$train_key" >"$STAMPS/train"
     done_step "$MODEL, $MAX_STEPS steps per phase"
   fi
@@ -190,7 +218,7 @@ else
     echo "$eval_rc" >"$STAMPS/eval-rc"
     done_step "gate exit code $eval_rc"
   fi
-  sed 's/^/   /' "$OUT/eval.md"
+  sed -u 's/^/   /' "$OUT/eval.md"
 fi
 
 # ---------------------------------------------------------------- summary

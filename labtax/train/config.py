@@ -40,6 +40,10 @@ class PhaseConfig:
     grad_clip: float
     max_steps: int
     save_every: int
+    # Whether each checkpoint also writes the resumable training state (optimizer moments, RNG,
+    # data position: three times the model's size). Off, a killed run starts its phase over; the
+    # demo turns it off to train its 135M student without writing GBs per checkpoint.
+    save_state: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -95,6 +99,9 @@ def _coerce(name: str, key: str, value: Any) -> Any:
                 raise ValueError
         elif key == "schedule":
             if value not in SCHEDULES:
+                raise ValueError
+        elif key == "save_state":
+            if not isinstance(value, bool):
                 raise ValueError
         elif key == "betas":
             value = tuple(float(b) for b in value)

@@ -161,6 +161,8 @@ def train_phase(model: TrainModule, tokenizer: PreTrainedTokenizerBase, data: To
         result.checkpoints = [c for c in result.checkpoints if c["path"] != str(target)]
         result.checkpoints.append({"path": str(target), **meta})
         metrics.write({"event": "checkpoint", **result.checkpoints[-1]})
+        if not cfg.save_state:
+            return
         save_state(model, optimizer, scheduler,
                    {"step": step, "samples": samples_seen, "checkpoints": result.checkpoints,
                     "data_key": data.meta["key"], "config": cfg.to_dict()},

@@ -171,3 +171,17 @@ def test_torchrun_command_lines() -> None:
     assert {"--nnodes=2", "--node-rank=1", "--master-addr=h", "--master-port=29500"} <= set(multi)
     with pytest.raises(UsageError):
         torchrun_command(args, 4, 2, 1, None)
+
+
+def test_checkpoints_without_the_resumable_state(data_dir: Path, tmp_path: Path) -> None:
+    """save_state: false (the demo's 135M student): checkpoints as usual, no optimizer state on disk."""
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text("common:\n  save_state: false\n")
+    config = load_config(cfg, {**FAST, "epochs": 1})
+    assert config.phases["knowledge"].save_state is False and load_config().phases["skills"].save_state is True
+    summary = run_training(data_dir, "tiny", tmp_path / "run", ["knowledge"], config, log=lambda s: None)
+    assert summary["phases"]["knowledge"]["checkpoints"]
+    assert not list((tmp_path / "run").rglob("state.pt"))
+    cfg.write_text("common:\n  save_state: 'no'\n")
+    with pytest.raises(ConfigError):
+        load_config(cfg)
