@@ -132,21 +132,11 @@ def diff_command(taxonomy_dir: Path, base: str | None, head: str | None, fmt: st
     One line per leaf, sorted by path: `A|M|D path`, `R old -> new`. Exit 0, also when nothing
     changed ("no changed leaves" on stderr); 2 for a git error (unknown ref, shallow clone, ...).
     """
-    import json
-
     from labtax.diff import diff_taxonomy
+    from labtax.report import render_report
 
     result = diff_taxonomy(taxonomy_dir, base, head)
-    if fmt == "json":
-        text = json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n"
-    else:
-        from labtax.report.quoting import quote_path  # a newline in a name must not forge a line
-
-        text = "".join(
-            f"{c.letter} {quote_path(c.old_path)} -> {quote_path(c.path)}\n" if c.old_path
-            else f"{c.letter} {quote_path(c.path)}\n"
-            for c in result.changes
-        )
+    text = render_report("diff", fmt, result)
     # Bytes, so that a file name that is not UTF-8 comes out as the very bytes git has.
     click.echo(text.encode("utf-8", "surrogateescape"), nl=False)
     if not result.changes:
@@ -211,11 +201,9 @@ def diff_generate_cmd(taxonomy_dir: Path, base: str | None, head: str | None, ou
     Writes phase1_knowledge.jsonl, phase2_skills.jsonl, test.jsonl and manifest.json into --output.
     A killed run resumes where it stopped; nothing changed means zero teacher calls.
     """
-    import json
-
-    from labtax.sdg import render_incremental
+    from labtax.report import render_report
     from labtax.sdg.mix import MixSettings
-    from labtax.sdg.running import diff_generate
+    from labtax.sdg.running import diff_generate, exit_code
     from labtax.sdg.settings import GenerationSettings
     from labtax.teachers import TeacherSpec
 
@@ -227,12 +215,8 @@ def diff_generate_cmd(taxonomy_dir: Path, base: str | None, head: str | None, ou
         mix_settings=MixSettings(replay_ratio=replay_ratio, seed=settings.seed), teacher=spec.build_lazy(),
         dry_run=dry_run, wait=wait_s, progress=progress,
     )
-    if fmt == "json":
-        click.echo(json.dumps(render_incremental.as_json(outcome), indent=2, sort_keys=True))
-    else:
-        for line in render_incremental.as_text(outcome):
-            click.echo(line)
-    return render_incremental.exit_code(outcome)
+    click.echo(render_report("diff-generate", fmt, outcome), nl=False)
+    return exit_code(outcome)
 
 
 @cli.command("gc")
@@ -362,11 +346,11 @@ def eval_command(fmt: str, output: str | None, plot: str | None, **params: Any) 
     one may not regress. Exit codes: 0 pass (or nothing changed), 1 gate failed, 2 usage error.
     """
     from labtax.eval.plot import plot_path, write_plot
-    from labtax.eval.render import RENDERERS
     from labtax.eval.run import EvalOptions, run_eval
+    from labtax.report import render_report
 
     report = run_eval(EvalOptions.from_options(params), log=lambda msg: note(f"labtax eval: {msg}"))
-    rendered = RENDERERS[fmt](report)
+    rendered = render_report("eval", fmt, report)
     click.echo(rendered, nl=False)
     if output is not None:
         Path(output).parent.mkdir(parents=True, exist_ok=True)

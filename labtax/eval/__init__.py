@@ -5,7 +5,7 @@
   judge.py   optional 1-10 ratings of greedy answers by an OpenAI-compatible judge
   gate.py    the regression definition and the per-leaf pass/fail decision
   run.py     end to end, returning the stable JSON-ready report dict
-  render.py  text, json and markdown renderers of that dict
+  (the text, json and markdown renderings of that dict are labtax/report/eval.py)
 
 Importing this package does not import torch.
 """

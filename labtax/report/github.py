@@ -1,12 +1,11 @@
 """GitHub Actions: workflow-command annotations plus a Markdown table in the job summary.
 
 GitHub shows at most 10 error and 10 warning annotations per step; the rest are printed as plain
-lines and counted in a notice, and every finding goes to $GITHUB_STEP_SUMMARY.
+lines and counted in a notice; `markdown` is the table of every finding for $GITHUB_STEP_SUMMARY
+(written by `labtax.report.render`, not here: renderers only return text).
 """
 
 from __future__ import annotations
-
-import os
 
 from labtax.report.context import ReportContext, counts
 from labtax.report.text import format_finding, summary
@@ -68,11 +67,4 @@ def render(findings: list[Finding], ctx: ReportContext) -> str:
                      "not annotated (GitHub shows 10 of each); all are listed below and in the job summary")
         lines += [format_finding(f, ctx) for f in rest]
     lines.append(summary(findings, ctx))
-    path = os.environ.get("GITHUB_STEP_SUMMARY")
-    if path:
-        try:
-            with open(path, "a", encoding="utf-8") as handle:
-                handle.write(markdown(findings, ctx))
-        except OSError as exc:
-            lines.append(f"::warning title=labtax validate::cannot write the job summary: {exc.strerror}")
     return "\n".join(lines) + "\n"

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from labtax.data import Manifest, read_manifest, write_manifest
 from labtax.data.names import MANIFEST_FORMAT
-from labtax.errors import LabtaxError, TeacherError, UsageError
+from labtax.errors import EXIT_FINDINGS, EXIT_OK, EXIT_TEACHER, LabtaxError, TeacherError, UsageError
 from labtax.progress import counting
 from labtax.report.quoting import quote_path
 from labtax.sdg import mix
@@ -366,3 +366,14 @@ def _redact(text: str) -> str:
     from labtax.teachers.redact import redact
 
     return redact(text)
+
+
+def exit_code(outcome: Plan | RunResult) -> int:
+    """3 when the teacher failed a leaf, 1 when a leaf at head is invalid or its own input (a document)
+    cannot be read, else 0."""
+    plan = outcome if isinstance(outcome, Plan) else outcome.plan
+    if isinstance(outcome, RunResult) and set(outcome.failed) - set(outcome.leaf_errors):
+        return EXIT_TEACHER
+    if isinstance(outcome, RunResult) and outcome.leaf_errors:
+        return EXIT_FINDINGS  # a leaf's own input (its document) failed it: a leaf error, not the teacher
+    return EXIT_FINDINGS if plan.of("invalid") else EXIT_OK

@@ -8,9 +8,9 @@ from pathlib import Path
 from labtax.eval.data import Example, SelectedLeaf, Selection
 from labtax.eval.gate import Thresholds
 from labtax.eval.judge import PairTally
-from labtax.eval.render import render_json, render_markdown, render_text
 from labtax.eval.run import EvalOptions, JudgeOptions, _ModelResult, build_report
 from labtax.eval.scorer import LeafScore
+from labtax.report.eval import render_json, render_markdown, render_text
 
 
 def _report(judge: bool) -> dict:  # type: ignore[type-arg]

@@ -1,5 +1,6 @@
-"""Renderers of the eval report dict: text (terminal), json (stable, documented), markdown (PR comment
-or GitHub job summary). They read only the dict that `labtax.eval.run.build_report` returns."""
+"""`labtax eval`'s renderers (registry names `eval/text`, `eval/json`, `eval/markdown`): text
+(terminal), json (stable, documented), markdown (PR comment or GitHub job summary). They read only
+the dict that `labtax.eval.run.build_report` returns, and return a string."""
 
 from __future__ import annotations
 
@@ -199,6 +200,3 @@ def render_markdown(report: dict[str, Any]) -> str:
         notes += " " + TOKENIZER_NOTE[len("note: "):].capitalize()
     out.append(f"<sub>{notes}</sub>")
     return "\n".join(out) + "\n\n"
-
-
-RENDERERS = {"text": render_text, "json": render_json, "markdown": render_markdown}

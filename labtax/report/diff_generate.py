@@ -1,10 +1,11 @@
-"""Text and JSON renderings of a diff-generate plan or run, and its exit code (used by cli.py only)."""
+"""`labtax diff-generate`'s renderers (registry names `diff-generate/text`, `diff-generate/json`) of a
+plan (--dry-run) or a run."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from labtax.errors import EXIT_FINDINGS, EXIT_OK, EXIT_TEACHER
 from labtax.report.quoting import one_line, quote_path
 from labtax.sdg.planning import LeafPlan, Plan
 from labtax.sdg.running import RunResult
@@ -100,12 +101,9 @@ def as_json(outcome: Plan | RunResult) -> dict[str, Any]:
             "sets_rebuilt": outcome.sets_rebuilt, "manifest": outcome.manifest}
 
 
-def exit_code(outcome: Plan | RunResult) -> int:
-    """3 when the teacher failed a leaf, 1 when a leaf at head is invalid or its own input (a document)
-    cannot be read, else 0."""
-    plan = outcome if isinstance(outcome, Plan) else outcome.plan
-    if isinstance(outcome, RunResult) and set(outcome.failed) - set(outcome.leaf_errors):
-        return EXIT_TEACHER
-    if isinstance(outcome, RunResult) and outcome.leaf_errors:
-        return EXIT_FINDINGS  # a leaf's own input (its document) failed it: a leaf error, not the teacher
-    return EXIT_FINDINGS if plan.of("invalid") else EXIT_OK
+def render_text(outcome: Plan | RunResult) -> str:
+    return "".join(line + "\n" for line in as_text(outcome))
+
+
+def render_json(outcome: Plan | RunResult) -> str:
+    return json.dumps(as_json(outcome), indent=2, sort_keys=True) + "\n"
