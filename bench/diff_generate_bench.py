@@ -37,6 +37,7 @@ from openai_server import OpenAIServer, lab_responder
 
 from labtax.data import MANIFEST
 from labtax.sdg import mix
+from labtax.sdg.held_out import seed_test_samples
 from labtax.sdg.ledger import Ledger
 from labtax.sdg.output_dir import LEAVES_DIR, LEDGER_FILE
 from labtax.sdg.planning import plan_run
@@ -109,7 +110,7 @@ def main() -> int:
         assert lp.key is not None
         leaf = parse_leaf(lp.path, (repo.root / lp.path).read_bytes())
         prepared = mix.prepare_leaf(lp.kind, fake_samples(lp.path, lp.kind, args.samples),
-                                    mix.seed_test_samples(leaf))
+                                    seed_test_samples(leaf))
         store.put(LeafData(lp.key, prepared.samples, prepared.test, {"kind": lp.kind, "tokens": 1000, "seconds": 1.0},
                            prepared.index))
     print(f"setup: store filled ({args.leaves} x {args.samples} samples) in {time.perf_counter() - t:.1f} s")

@@ -421,6 +421,10 @@ def lab_responder(*, drop_every: int = 0, low_score_every: int = 0) -> Responder
                     f"Answer: The document mentions {w} in its discussion ({_phrase(seed + 17 * i, 3)})."
                 )
             return "\n\n".join(pairs)
+        if "STAGE: knowledge_mc" in text:
+            return _mc_items(text, seed)
+        if "STAGE: mc_faithful" in text:
+            return "The right answer is in the document; the others contradict it.\nVerdict: yes"
         if "STAGE: faithful" in text or "STAGE: relevant" in text or "STAGE: standalone" in text:
             return "Reasoning: checked against the document.\nVerdict: yes"
         if "STAGE: eval_pairwise" in text:
@@ -428,6 +432,22 @@ def lab_responder(*, drop_every: int = 0, low_score_every: int = 0) -> Responder
         return "I am a test server."
 
     return respond
+
+
+def _mc_items(text: str, seed: int) -> str:
+    """Multiple-choice items about the chunk: the right option is a word of the chunk, the wrong ones
+    words of the server's own list (so they differ from it)."""
+    n = _requested_count(text)
+    chunk = _last_block(text, "Document:")
+    words = [w for w in re.findall(r"[A-Za-z]+", chunk) if len(w) > 3] or ["topic"]
+    items = []
+    for i in range(n):
+        right = words[(seed + 7 * i) % len(words)]
+        wrong = [w for w in dict.fromkeys(_WORDS[(_h(f"{seed}-{i}-{k}")) % len(_WORDS)] for k in range(12))
+                 if w.casefold() != right.casefold()][:3]
+        items.append(f"Question: Which term goes with {_phrase(seed + 29 * i, 3)} in this account?\n"
+                     f"Right: {right}\n" + "".join(f"Wrong: {w}\n" for w in wrong))
+    return "\n".join(items)
 
 
 def _pairwise_verdict(text: str) -> str:

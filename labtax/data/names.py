@@ -7,12 +7,12 @@ PHASE2 = "phase2_skills.jsonl"  # phase 2 training set: skills plus a knowledge 
 TEST = "test.jsonl"  # the gate's held-out items (seed examples, multiple-choice items), one test row per line
 VALIDATION = "validation.jsonl"  # held out of training for checkpoint selection; never the gate's items
 MANIFEST = "manifest.json"  # written last: which leaves the sets hold, and the sets' checksums
-SET_FILES = (PHASE1, PHASE2, TEST)
+SET_FILES = (PHASE1, PHASE2, TEST)  # always written; VALIDATION only when some leaf has held-out rows
 PHASE_FILES: dict[str, str] = {"knowledge": PHASE1, "skills": PHASE2}
 
 # The one version of the leaf store's form (what `sdg.mix.prepare_leaf` stores, in the layout
 # `sdg.store` writes). It is part of every content key, so a change regenerates stale data.
-STORE_FORMAT = 1
+STORE_FORMAT = 2  # 2: closed-book knowledge seeds, multiple-choice and validation rows in the test block
 LEAF_FILE_FORMAT = f"labtax-leaf/{STORE_FORMAT}"
 MANIFEST_FORMAT = "labtax-manifest/1"
 

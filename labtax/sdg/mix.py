@@ -9,7 +9,11 @@ git or the store's file format. Outputs, in `<output>/`:
                           each replayed question comes after `distractors` other chunks of the
                           knowledge data, plus (with probability replay_context_prob) its own chunk,
                           in shuffled order, as the LAB/RAFT recipe does.
-  test.jsonl              the seed examples (never generated data), one Q&A per line.
+  test.jsonl              the gate's held-out items: the seed examples (knowledge ones closed-book:
+                          the question alone, no context) and the multiple-choice items the knowledge
+                          pipeline wrote (`choices`, `answer_index`); never trained on.
+  validation.jsonl        generated rows held out of training for checkpoint selection (the rows past
+                          each leaf's quota; `metadata.split: "validation"`): never the gate's items.
   manifest.json           written last by `sdg.running.rebuild` (the record: `labtax.data.manifest`).
 
 Every choice is drawn from `random.Random` seeded with strings (stable across Python versions and
@@ -29,12 +33,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labtax.data import PHASE1, PHASE2, SET_FILES, TEST, Manifest
+from labtax.data import PHASE1, PHASE2, SET_FILES, TEST, VALIDATION, Manifest
 from labtax.data.sample import chunk_of, question_of, slim, user_text, with_user
-from labtax.taxonomy.model import Leaf
+from labtax.sdg.held_out import user_turn
 from labtax.util.atomic import atomic_write_chunks
 
-MIX_VERSION = 2  # 2: slim metadata (question_at), replays carry no context
+MIX_VERSION = 3  # 2: slim metadata (question_at), replays carry no context; 3: the validation split
 
 
 @dataclass(frozen=True)
@@ -59,54 +63,12 @@ class MixSettings:
 # ------------------------------------------------------------------------------ test set (seeds)
 
 
-def _user_turn(context: str | None, question: str) -> str:
-    context = (context or "").strip()
-    question = question.strip()
-    return f"{context}\n\n{question}" if context else question
-
-
-def seed_test_samples(leaf: Leaf) -> list[dict[str, Any]]:
-    """The leaf's seed examples as test samples (path-free; `metadata.leaf` is stamped by the mixer).
-
-    Skills: one sample per seed example, its context (grounded skills) above the question.
-    Knowledge: one sample per question-answer pair of each seed example, the example's context above.
-    """
-    out: list[dict[str, Any]] = []
-    seeds = leaf.data.get("seed_examples") or []
-    for i, seed in enumerate(seeds):
-        if not isinstance(seed, dict):
-            continue
-        if leaf.kind == "knowledge":
-            context = str(seed.get("context") or "")
-            for j, qa in enumerate(seed.get("questions_and_answers") or []):
-                if isinstance(qa, dict) and qa.get("question") and qa.get("answer"):
-                    out.append(_seed_sample(leaf.kind, context, str(qa["question"]), str(qa["answer"]), i, j))
-        elif seed.get("question") and seed.get("answer"):
-            grounding = str(seed.get("context") or "") or None
-            out.append(_seed_sample(leaf.kind, grounding, str(seed["question"]), str(seed["answer"]), i, None))
-    return out
-
-
-def _seed_sample(kind: str, context: str | None, question: str, answer: str, i: int,
-                 j: int | None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"kind": kind, "source": "seed", "seed_index": i, "question": question.strip()}
-    if j is not None:
-        meta["qa_index"] = j
-    if context:
-        meta["context"] = context.strip()
-    return {
-        "messages": [
-            {"role": "user", "content": _user_turn(context, question)},
-            {"role": "assistant", "content": answer.strip()},
-        ],
-        "metadata": meta,
-        "unmask": False,
-    }
-
-
 # ------------------------------------------------------------------------------------ helpers
 
 _WS = re.compile(r"\s+")
+# How a validation row looks in a stored line (keys sorted, compact): a text holding these bytes would
+# have its quotes escaped, so only the metadata key matches.
+_VALIDATION_MARK = b'"split":"validation"'
 
 # Stored samples are path-free: `metadata.leaf` holds this placeholder, which the mixer replaces
 # with the leaf's current path as bytes (no JSON decoding of 100,000 samples per rebuild). NULs
@@ -167,7 +129,11 @@ def prepare_leaf(kind: str, samples: Sequence[dict[str, Any]], test: Sequence[di
     t_hashes: list[str] = []
     for t in test:
         t = _stamp(t, kind)
-        t["metadata"]["source"] = "seed"
+        if t["metadata"].get("split") == "validation":
+            # A held-out generated row: in training form (the sets it validates), not a test item.
+            tests.append(slim(_knowledge_phase1(t) if kind == "knowledge" else t))
+            continue
+        t["metadata"].setdefault("source", "seed")
         t = slim(t)
         tests.append(t)
         t_hashes += [text_hash(question_of(t)), text_hash(user_text(t))]
@@ -191,7 +157,7 @@ def _knowledge_phase1(sample: dict[str, Any]) -> dict[str, Any]:
     """Phase 1 form: loss on every token (`unmask: true`), the chunk above the question."""
     chunk = chunk_of(sample)
     if chunk and chunk not in user_text(sample):
-        sample = with_user(sample, _user_turn(chunk, question_of(sample)))
+        sample = with_user(sample, user_turn(chunk, question_of(sample)))
     sample["unmask"] = True
     return sample
 
@@ -252,12 +218,14 @@ class MixedSets:
     phase1: list[bytes | memoryview] = field(default_factory=list)
     phase2: list[bytes | memoryview] = field(default_factory=list)
     test: list[bytes | memoryview] = field(default_factory=list)
-    samples: dict[str, int] = field(default_factory=lambda: {PHASE1: 0, PHASE2: 0, TEST: 0})
-    # per leaf path: {"samples": stored, "train": in the sets, "test": n, "replay": n, "overlap": n}
+    validation: list[bytes | memoryview] = field(default_factory=list)
+    samples: dict[str, int] = field(default_factory=lambda: {PHASE1: 0, PHASE2: 0, TEST: 0, VALIDATION: 0})
+    # per leaf path: {"samples": stored, "train": in the sets, "test": n, "replay": n, "overlap": n}, plus
+    # "validation": n for a leaf with validation rows
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def by_file(self) -> dict[str, list[bytes | memoryview]]:
-        return {PHASE1: self.phase1, PHASE2: self.phase2, TEST: self.test}
+        return {PHASE1: self.phase1, PHASE2: self.phase2, TEST: self.test, VALIDATION: self.validation}
 
 
 def build_sets(leaves: Sequence[MixLeaf], settings: MixSettings) -> MixedSets:
@@ -273,10 +241,19 @@ def build_sets(leaves: Sequence[MixLeaf], settings: MixSettings) -> MixedSets:
     for leaf in ordered:
         train, test, n_test = leaf.stamped()
         stamped[leaf.path] = train
+        n_val = 0
+        if _VALIDATION_MARK in bytes(test):  # a leaf's few test lines: the copy is cheap
+            lines = bytes(test).split(b"\n")[:-1]
+            held = [line + b"\n" for line in lines if _VALIDATION_MARK in line]
+            n_val = len(held)
+            sets.validation.append(b"".join(held))
+            test = b"".join(line + b"\n" for line in lines if _VALIDATION_MARK not in line)  # type: ignore[assignment]
+            n_test -= n_val
         sets.test.append(test)
         sets.samples[TEST] += n_test
+        sets.samples[VALIDATION] += n_val
         sets.counts[leaf.path] = {"samples": len(leaf.index["q"]), "train": 0, "test": n_test, "replay": 0,
-                                  "overlap": 0}
+                                  "overlap": 0, **({"validation": n_val} if n_val else {})}
         test_hashes.update(leaf.index.get("test") or [])
 
     # Kept knowledge samples, for the replay: (leaf, its kept line numbers), in order.
@@ -358,9 +335,13 @@ def encode_jsonl(rows: Sequence[bytes]) -> bytes:
 
 
 def write_sets(output: Path, sets: MixedSets) -> dict[str, dict[str, Any]]:
-    """Write the three set files atomically; returns {file: {samples, bytes, sha256, mtime_ns}}."""
+    """Write the set files atomically; returns {file: {samples, bytes, sha256, mtime_ns}}."""
     info: dict[str, dict[str, Any]] = {}
     for name, chunks in sets.by_file().items():
+        if name == VALIDATION and not sets.samples[VALIDATION]:
+            # No held-out rows: no file (a stale one from an earlier run would be read as current).
+            (output / name).unlink(missing_ok=True)
+            continue
         digest = hashlib.sha256()
         for chunk in chunks:
             digest.update(chunk)
@@ -381,7 +362,9 @@ def sets_intact(output: Path, manifest: Manifest, *, full: bool = False) -> bool
     """True when every set file named in `manifest` is the one it recorded: same size and mtime (a
     rewrite changes them), or with `full` the same sha256."""
     sets = manifest.get("sets") or {}
-    if set(sets) != set(SET_FILES):
+    if not set(SET_FILES) <= set(sets) <= {*SET_FILES, VALIDATION}:
+        return False
+    if VALIDATION not in sets and (output / VALIDATION).exists():
         return False
     for name, meta in sets.items():
         path = output / name

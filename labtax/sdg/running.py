@@ -134,7 +134,8 @@ def _redacting(progress: ProgressFn) -> ProgressFn:
 async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: GenerationSettings, ledger: Ledger,
                         store: LeafStore, run_id: int, taxonomy: Path, result: RunResult, concurrency: int,
                         progress: ProgressFn | None) -> None:
-    from labtax.sdg.mix import prepare_leaf, seed_test_samples
+    from labtax.sdg.held_out import seed_test_samples
+    from labtax.sdg.mix import prepare_leaf
     from labtax.sdg.pipelines import generate_leaf
 
     # Record progress per request for a server teacher (it bounds its own concurrency); in whole
@@ -191,7 +192,7 @@ async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: Genera
                 "tokens": t.tokens, "seconds": round(time.monotonic() - began, 3),
                 "requests": t.sent + t.replayed, "stats": stats,
             }
-            prepared = prepare_leaf(lp.leaf.kind, res.samples, seed_test_samples(lp.leaf))
+            prepared = prepare_leaf(lp.leaf.kind, res.samples, seed_test_samples(lp.leaf) + res.held_out)
             store.put(LeafData(lp.key, prepared.samples, prepared.test, meta, prepared.index))
             if progress:
                 from labtax.sdg.generate import funnel_text

@@ -65,6 +65,12 @@ class GenerationSettings:
     # A judge read from probabilities is calibrated per leaf on its seeds vs broken copies of them; one
     # whose AUC there is below this cannot tell them apart and is reported unusable (rows unjudged).
     judge_min_auc: float = 0.75
+    # Held out, never trained on: closed-book multiple-choice items per knowledge leaf (the gate's test
+    # split; 0: none), asked for this many per request; and generated rows per leaf kept past the
+    # quota as the validation split that checkpoint selection uses (distinct from the gate's items).
+    mc_per_leaf: int = 10
+    mc_per_request: int = 3
+    validation_per_leaf: int = 2
     batch_requests: int = 256  # requests handed to the teacher per complete() call (progress granularity)
 
     def __post_init__(self) -> None:
@@ -76,8 +82,10 @@ class GenerationSettings:
             raise ValueError("chunk_tokens must be at least 16")
         if not 0.0 < self.dedup_threshold <= 1.0:
             raise ValueError("dedup_threshold must be in (0, 1]")
+        if self.mc_per_leaf < 0 or self.validation_per_leaf < 0:
+            raise ValueError("mc_per_leaf and validation_per_leaf must be at least 0")
         for name in ("questions_per_request", "qa_per_request", "icl_examples", "max_tokens", "batch_requests",
-                     "max_requests_per_leaf"):
+                     "max_requests_per_leaf", "mc_per_request"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.unreadable_verdicts not in ("drop", "keep"):

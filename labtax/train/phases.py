@@ -27,6 +27,7 @@ import torch
 
 from labtax.data import PHASE_FILES as DATA_FILES
 from labtax.data import TEST as TEST_FILE
+from labtax.data import VALIDATION
 from labtax.errors import ConfigError, LockedError, UsageError
 from labtax.models import load_model, load_tokenizer, model_id
 from labtax.train.config import PHASES, TrainConfig
@@ -87,8 +88,8 @@ def run_training(data_dir: Path, model: str, output: Path, phases: list[str], co
         if pc.max_tokens_per_batch < pc.max_seq_len:
             raise ConfigError(f"{phase}: max_tokens_per_batch ({pc.max_tokens_per_batch}) must be at least "
                               f"max_seq_len ({pc.max_seq_len}) so that every kept sample fits a micro-batch")
-    if select == "loss" and not (data_dir / TEST_FILE).is_file():
-        raise UsageError(f"--select loss needs {data_dir / TEST_FILE}", hint="use --select last")
+    if select == "loss" and held_out_file(data_dir) is None:
+        raise UsageError(f"--select loss needs {data_dir / VALIDATION} (or {TEST_FILE})", hint="use --select last")
     # Only the main rank locks: the run directory is one run's, whatever its world size (exit 4).
     lock = directory_lock(output, busy=lambda pid: LockedError(
         f"another labtax train run is using {output} (pid {pid})")) if runtime.is_main else nullcontext()
@@ -97,6 +98,15 @@ def run_training(data_dir: Path, model: str, output: Path, phases: list[str], co
             return _run(data_dir, model, output, phases, config, select, scorer, runtime, say, report_to or [])
     finally:
         shutdown(runtime)
+
+
+def held_out_file(data_dir: Path) -> Path | None:
+    """The split whose loss selects checkpoints: validation.jsonl (generated rows held out of training,
+    never the eval gate's items); test.jsonl only for data mixed before the validation split existed."""
+    for name in (VALIDATION, TEST_FILE):
+        if (data_dir / name).is_file():
+            return data_dir / name
+    return None
 
 
 def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: TrainConfig, select: str,
@@ -108,6 +118,10 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
     tok_hash = tokenizer_hash(tokenizer)
     cache = output / "cache" / "tokens"
     results: dict[str, dict[str, Any]] = {}
+    held_out = held_out_file(data_dir)
+    if held_out is not None and held_out.name == TEST_FILE:
+        say(f"note: no {VALIDATION} in {data_dir}: held-out loss is measured on {TEST_FILE}, the eval gate's "
+            "test split (rerun labtax diff-generate to get a validation split)")
     if "skills" in phases and "knowledge" not in phases and (output / "knowledge" / "result.json").is_file():
         results["knowledge"] = json.loads((output / "knowledge" / "result.json").read_text())
     for phase in phases:
@@ -121,8 +135,7 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
         start = _start_model(phase, model, results)
         with main_first(runtime):
             data = tokenize_file(data_dir / DATA_FILES[phase], tokenizer, pc.max_seq_len, cache, tok_hash)
-            test_path = data_dir / TEST_FILE
-            test = tokenize_file(test_path, tokenizer, pc.max_seq_len, cache, tok_hash) if test_path.is_file() else None
+            test = tokenize_file(held_out, tokenizer, pc.max_seq_len, cache, tok_hash) if held_out else None
         if len(data) == 0:
             if len(phases) > 1:
                 # A taxonomy without knowledge leaves (or a teacher that kept none) has an empty phase 1:
@@ -153,6 +166,7 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
         summary: dict[str, Any] = {
             "phase": phase, "start": start, "model": model_id(model), "steps": result.steps,
             "samples": result.samples, "data": data.meta, "select": select, "checkpoints": result.checkpoints,
+            "held_out": held_out.name if held_out else None,  # the split `test_loss` is measured on
         }
         if runtime.is_main:
             summary["selected"] = select_checkpoint(result.checkpoints, select, scorer)

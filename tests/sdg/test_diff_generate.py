@@ -85,9 +85,17 @@ def test_manifest_and_sets_formats(git_repo, openai_server, tmp_path: Path) -> N
         "compositional_skills", "foundational_skills"}
     assert sum(1 for s in phase2 if s["metadata"].get("replay")) == 1  # ceil(3% of skills), <= knowledge
     test = read_jsonl(out / "test.jsonl")
-    assert len(test) == 5 + 5 + 5 + 15
-    assert all(t["metadata"]["source"] == "seed" for t in test)
-    assert {t["metadata"]["leaf"] for t in test} == set(leaves)
+    # The seeds, plus the knowledge leaf's closed-book multiple-choice items (issue 14).
+    seeds = [t for t in test if t["metadata"]["source"] == "seed"]
+    mc = [t for t in test if t["metadata"]["source"] == "mc"]
+    assert len(seeds) == 5 + 5 + 5 + 15 and len(seeds) + len(mc) == len(test)
+    assert {t["metadata"]["leaf"] for t in seeds} == set(leaves)
+    assert mc and {t["metadata"]["leaf"] for t in mc} == {"knowledge/astro/moon/qna.yaml"}
+    assert all(t["choices"][t["answer_index"]] == t["messages"][-1]["content"] for t in mc)
+    validation = read_jsonl(out / "validation.jsonl")
+    assert validation and all(v["metadata"]["split"] == "validation" for v in validation)
+    assert not {v["messages"][0]["content"] for v in validation} & {
+        s["messages"][0]["content"] for s in phase1 + phase2}
     grounded = [t for t in test if t["metadata"]["leaf"].endswith("summary/qna.yaml")]
     assert all(t["messages"][0]["content"].startswith("A paragraph of background") for t in grounded)
     train_users = {s["messages"][0]["content"] for s in phase1 + phase2}

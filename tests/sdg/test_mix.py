@@ -12,11 +12,11 @@ import yaml
 
 from labtax.data import PHASE1, PHASE2, TEST
 from labtax.data.sample import chunk_of, question_of
+from labtax.sdg.held_out import seed_test_samples
 from labtax.sdg.mix import (
     MixLeaf,
     MixSettings,
     build_sets,
-    seed_test_samples,
     sets_fingerprint,
     sets_intact,
     write_sets,
@@ -146,10 +146,12 @@ def leaf(text: str, path: str) -> Leaf:
 def test_test_set_from_seeds() -> None:
     k = seed_test_samples(leaf(KNOWLEDGE_YAML, "knowledge/astro/moon/qna.yaml"))
     assert len(k) == 3
-    assert k[0]["messages"] == [
-        {"role": "user", "content": "The moon orbits the earth every 27 days.\n\nHow long is the moon's orbit?"},
+    assert k[0]["messages"] == [  # closed book: the question alone, its context kept aside
+        {"role": "user", "content": "How long is the moon's orbit?"},
         {"role": "assistant", "content": "About 27 days."},
     ]
+    assert k[0]["metadata"]["context"] == "The moon orbits the earth every 27 days."
+    assert all(x["metadata"]["shown_to_teacher"] for x in k)
     assert k[0]["metadata"]["source"] == "seed"
     s = seed_test_samples(leaf(SKILL_YAML, "compositional_skills/sum/qna.yaml"))
     assert [x["messages"][0]["content"] for x in s] == [

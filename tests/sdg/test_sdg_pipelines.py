@@ -219,7 +219,9 @@ def test_knowledge_pipeline_from_a_local_document_folder(tmp_path: Path, openai_
     settings = GenerationSettings(samples_per_leaf=5, chunk_tokens=60, seed=3)
     result, rec = _generate(openai_server, leaf, settings, root=tmp_path / "tax")
     assert pipeline_name(leaf) == "knowledge"
-    assert [c[0].tag for c in rec.calls] == ["knowledge_qa", "faithful", "relevant", "standalone"]
+    # The Q&A stages, then the multiple-choice test items' own stage and judge (issue 14).
+    assert [c[0].tag for c in rec.calls] == ["knowledge_qa", "faithful", "relevant", "standalone", "mc_items",
+                                              "mc_faithful"]
     _check_accounting(result)
     assert result.stats["chunks"] > 1 and result.stats["documents"] == 1
     # The quota follows the documents: samples_per_leaf per 5 (seed example, chunk) cells.
@@ -233,6 +235,32 @@ def test_knowledge_pipeline_from_a_local_document_folder(tmp_path: Path, openai_
     assert "astronomy" in qa_prompt and "a planet of the solar system with its own moons" in qa_prompt
     # Requests are spread over the chunks, not all on the first one.
     assert len({r.messages[1][1].split("Document:")[1] for r in rec.calls[0]}) > 1
+
+
+def test_knowledge_multiple_choice_items_are_held_out(tmp_path: Path, openai_server: OpenAIServer) -> None:
+    docs = tmp_path / "tax" / ".documents" / "planets"
+    docs.mkdir(parents=True)
+    (docs / "planets.md").write_text(PLANETS_MD, encoding="utf-8")
+    leaf = make_leaf("knowledge/astronomy/planets/qna.yaml", knowledge_data(".documents/planets", "", ["*.md"]))
+    settings = GenerationSettings(samples_per_leaf=5, chunk_tokens=60, seed=3, mc_per_leaf=4)
+    result, rec = _generate(openai_server, leaf, settings, root=tmp_path / "tax")
+    mc = [r for r in result.held_out if r["metadata"].get("source") == "mc"]
+    validation = [r for r in result.held_out if r["metadata"].get("split") == "validation"]
+    assert len(mc) == 4 and result.stats["mc"]["kept"] == 4
+    assert result.stats["mc"]["generated"] == sum(result.stats["mc"]["dropped"].values()) + 4
+    for item in mc:
+        assert len(item["choices"]) == 4 and len(set(item["choices"])) == 4
+        assert item["choices"][item["answer_index"]] == item["messages"][-1]["content"]
+        assert item["messages"][0]["content"] == item["metadata"]["question"]  # closed book: no chunk
+        assert item["metadata"]["context"] in PLANETS_MD and item["metadata"]["shown_to_teacher"] is False
+    assert len({item["answer_index"] for item in mc}) > 1  # the options are shuffled
+    # Never training data: no training question is a test question, validation rows are extra rows.
+    train_questions = {s["metadata"]["question"] for s in result.samples}
+    assert not train_questions & {item["messages"][0]["content"] for item in mc}
+    assert validation and result.stats["dropped"]["held_out_validation"] == len(validation)
+    assert not train_questions & {v["metadata"]["question"] for v in validation}
+    judged = next(c for c in rec.calls if c[0].tag == "mc_faithful")
+    assert all("Wrong answers:" in r.messages[1][1] and "Document:" in r.messages[1][1] for r in judged)
 
 
 def test_knowledge_filters_drop_by_reason(tmp_path: Path, openai_server: OpenAIServer) -> None:

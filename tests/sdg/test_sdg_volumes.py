@@ -11,6 +11,7 @@ from openai_server import OpenAIServer, lab_responder
 from sdgleaves import FREEFORM, GROUNDED, knowledge_data, make_leaf, run
 
 from labtax.sdg.pipelines import estimate_requests, generate_leaf
+from labtax.sdg.pipelines.knowledge_mc import plan as mc_plan
 from labtax.sdg.pipelines.runner import LeafResult
 from labtax.sdg.settings import GenerationSettings
 from labtax.teachers import make_teacher
@@ -96,7 +97,8 @@ def test_a_small_bound_still_spreads_over_every_chunk(tmp_path: Path, openai_ser
     # Six requests over twelve chunks: from the start of the document to its end.
     hit = sorted(i for i, m in enumerate(markers) if any(m in p for p in prompts))
     assert hit[0] == 0 and hit[-1] >= 10 and len(hit) == 6
-    assert estimate_requests(leaf, settings, 12) == 6 + 3 * 18
+    # Q&A and its three judges, plus the held-out multiple-choice stage and its judge (issue 14).
+    assert estimate_requests(leaf, settings, 12) == 6 + 3 * 18 + sum(mc_plan(settings).values())
 
 
 def test_every_seed_is_shown_and_the_quota_scales_with_seeds(openai_server: OpenAIServer) -> None:

@@ -67,4 +67,4 @@ async def generate_leaf(
         from labtax.sdg.pipelines.skills import run_skills
 
         samples = await run_skills(runner)
-    return LeafResult(leaf.path, samples, runner.stats(len(samples)))
+    return LeafResult(leaf.path, samples, runner.stats(len(samples)), runner.held_out)

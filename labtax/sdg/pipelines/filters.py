@@ -172,10 +172,27 @@ async def score(runner: Runner, rows: list[Row], make: Callable[[int, Row], Teac
 
 
 def trim(runner: Runner, rows: Sequence[Row], limit: int) -> list[Row]:
-    """Keep the first `limit` rows, the leaf's quota (generation overshoots on purpose)."""
-    if len(rows) > limit:
-        runner.drop("over_quota", len(rows) - limit)
-    return list(rows[:limit])
+    """Keep the first `limit` rows, the leaf's quota (generation overshoots on purpose); see `split_quota`."""
+    return split_quota(runner, rows, limit)[0]
+
+
+def split_quota(runner: Runner, rows: Sequence[Row], limit: int) -> tuple[list[Row], list[Row]]:
+    """(training rows, validation rows): the first `limit` rows (the leaf's quota) train; of the rows
+    past the quota, the next validation_per_leaf are held out as the validation split (judged like the
+    rest, never trained on); any further ones are dropped as over_quota."""
+    validation = list(rows[limit: limit + runner.settings.validation_per_leaf])
+    if len(rows) > limit + len(validation):
+        runner.drop("over_quota", len(rows) - limit - len(validation))
+    if validation:
+        # Generated, kept by every filter, then held out: counted like a drop so that kept + dropped
+        # still adds up to generated.
+        runner.drop("held_out_validation", len(validation))
+    return list(rows[:limit]), validation
+
+
+def as_validation(sample: dict[str, Any]) -> dict[str, Any]:
+    """A held-out generated row, marked for the validation split."""
+    return {**sample, "metadata": {**sample.get("metadata", {}), "split": "validation"}}
 
 
 def metadata(runner: Runner, row: Row) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """The knowledge pipeline: the leaf's documents -> chunks of `chunk_tokens` -> question-answer pairs
 per chunk (guided by one seed example's context and Q&A) -> drop unfaithful, irrelevant and not
-self-contained pairs -> dedup and trim.
+self-contained pairs -> dedup and trim (the rows past the quota: the validation split) -> the
+multiple-choice test items (knowledge_mc.py, a stage of its own).
 
 Coverage follows the documents, as the reference recipe's chunk x seed example product: the leaf's
 quota is samples_per_leaf per SEED_BASE (seed example, chunk) cells, and the requests walk the cells
@@ -21,6 +22,8 @@ from labtax.sdg.documents import chunk_documents, load_documents
 from labtax.sdg.pipelines import filters
 from labtax.sdg.pipelines.calibrate import dependent, pick_off_topic, rotate
 from labtax.sdg.pipelines.filters import Examples, Row
+from labtax.sdg.pipelines.knowledge_mc import mc_items
+from labtax.sdg.pipelines.knowledge_mc import plan as mc_plan
 from labtax.sdg.pipelines.parse import parse_pairs, parse_yes
 from labtax.sdg.pipelines.runner import (
     Runner,
@@ -62,7 +65,7 @@ def plan(leaf: Leaf, settings: GenerationSettings, chunks: int | None = None) ->
     """The most requests per stage; without a chunk count, the bound of --max-requests-per-leaf."""
     first = volume(leaf, settings, chunks)["requests"] if chunks else settings.max_requests_per_leaf
     rows = first * settings.qa_per_request
-    return {"knowledge_qa": first, **{f: rows for f in FILTERS}}
+    return {"knowledge_qa": first, **{f: rows for f in FILTERS}, **mc_plan(settings)}
 
 
 def cell(i: int, requests: int, chunks: int, seeds: int) -> tuple[int, int]:
@@ -147,7 +150,11 @@ async def run_knowledge(runner: Runner, taxonomy_root: Path) -> list[dict[str, A
         rows = await filters.judge(runner, name, rows, make, parse_yes, drop_reasons[name], examples[name])
 
     runner.count("judged", len(rows))
-    rows = filters.trim(runner, rows, vol["quota"])
+    rows, validation = filters.split_quota(runner, rows, vol["quota"])
+    runner.held_out += [filters.as_validation(_sample(runner, row)) for row in validation]
+    # A separate stage: closed-book multiple-choice test items from the same chunks.
+    seed_questions = [q for seed in seeds for q, _ in seed["pairs"]]
+    runner.held_out += await mc_items(runner, chunks, rows + validation, seed_questions, domain, outline)
     return [_sample(runner, row) for row in rows]
 
 

@@ -119,3 +119,41 @@ def parse_pairs(text: str) -> list[tuple[str, str]]:
             answer.append(line)
     close()
     return pairs
+
+
+_MC_LABEL = re.compile(r"^\s*(?:\*\*)?(question|right|correct|wrong|incorrect)(?:\s+answer)?\s*\d*\s*[:.)-]\s*(?:\*\*)?\s*(.*)$",
+                       re.IGNORECASE)
+
+
+def parse_mc(text: str, wrong: int = 3) -> list[tuple[str, str, list[str]]]:
+    """'Question:' / 'Right:' / 'Wrong:' blocks as (question, right answer, wrong answers), in order.
+    One pass over the lines. A block is kept only with a question of MIN_QUESTION_WORDS words or more,
+    one right answer and exactly `wrong` distinct wrong ones that all differ from the right one."""
+    items: list[tuple[str, str, list[str]]] = []
+    question: str | None = None
+    right: str | None = None
+    wrongs: list[str] = []
+
+    def close() -> None:
+        if question is None or right is None or len(question.split()) < MIN_QUESTION_WORDS:
+            return
+        keys = {right.casefold(), *(w.casefold() for w in wrongs)}
+        if len(wrongs) == wrong and len(keys) == wrong + 1:
+            items.append((question, right, list(wrongs)))
+
+    for line in text.splitlines():
+        m = _MC_LABEL.match(line)
+        if m is None:
+            continue
+        label, value = m.group(1).lower(), " ".join(m.group(2).split()).strip("*").strip()
+        if label == "question":
+            close()
+            question, right, wrongs = value, None, []
+        elif not value or question is None:
+            continue
+        elif label in ("right", "correct") and right is None:
+            right = value
+        elif label in ("wrong", "incorrect"):
+            wrongs.append(value)
+    close()
+    return items

@@ -75,11 +75,14 @@ def load_pipeline(name: str) -> PipelineSpec:
 
 @dataclass
 class LeafResult:
-    """A leaf's samples (in a deterministic order) and its statistics."""
+    """A leaf's training samples (in a deterministic order), its statistics, and its held-out rows
+    (never trained on): multiple-choice test rows (`metadata.source: "mc"`) and validation rows
+    (`metadata.split: "validation"`)."""
 
     leaf: str
     samples: list[dict[str, Any]]
     stats: dict[str, Any]
+    held_out: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -98,6 +101,7 @@ class Runner:
     # Rows at each step, in pipeline order (asked, parsed, deduplicated, judged, answered, scored, kept).
     funnel: dict[str, int] = field(default_factory=dict)
     calibrations: dict[str, Any] = field(default_factory=dict)  # judge stage -> calibrate.Calibration
+    held_out: list[dict[str, Any]] = field(default_factory=list)  # test and validation rows (see LeafResult)
     started: float = field(default_factory=time.monotonic)
 
     def request(self, stage: str, index: int, **values: str) -> TeacherRequest:

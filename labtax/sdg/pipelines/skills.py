@@ -150,7 +150,8 @@ async def run_skills(runner: Runner) -> list[dict[str, Any]]:
 
     rows = await filters.score(runner, rows, score_request, _pair_examples(seeds))
     runner.count("scored", len(rows))
-    rows = filters.trim(runner, rows, vol["quota"])
+    rows, validation = filters.split_quota(runner, rows, vol["quota"])
+    runner.held_out += [filters.as_validation(_sample(runner, row)) for row in validation]
     return [_sample(runner, row) for row in rows]
 
 

@@ -1,0 +1,41 @@
+"""Checkpoint selection (`--select loss`) measures the validation split, never the eval gate's test split."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from train_fixtures import make_data_dir, make_sample, write_jsonl
+
+from labtax.train.config import load_config
+from labtax.train.phases import held_out_file, run_training
+
+FAST = {"lr": 3e-3, "epochs": 2, "effective_batch": 8, "warmup_steps": 2, "max_seq_len": 512,
+        "max_tokens_per_batch": 1024}
+
+
+def test_loss_selection_reads_validation_not_test(tmp_path: Path) -> None:
+    data = make_data_dir(tmp_path / "data")
+    assert held_out_file(data) == data / "test.jsonl"  # data mixed before the validation split
+    rng = random.Random(5)
+    write_jsonl(data / "validation.jsonl", [make_sample(rng, "knowledge/history/rivers", 12) for _ in range(4)])
+    # A test split the loss would choke on if it were read: a line that is not a sample.
+    (data / "test.jsonl").write_text("{not json\n")
+    assert held_out_file(data) == data / "validation.jsonl"
+    lines: list[str] = []
+    summary = run_training(data, "tiny", tmp_path / "run", ["knowledge"], load_config(overrides=FAST),
+                           select="loss", log=lines.append)
+    phase = summary["phases"]["knowledge"]
+    assert phase["held_out"] == "validation.jsonl"
+    losses = [c["test_loss"] for c in phase["checkpoints"]]
+    assert all(loss is not None for loss in losses) and phase["selected"]["test_loss"] == min(losses)
+    assert not any("eval gate's test split" in line for line in lines)
+
+
+def test_without_a_validation_split_it_says_so(tmp_path: Path) -> None:
+    data = make_data_dir(tmp_path / "data")
+    lines: list[str] = []
+    summary = run_training(data, "tiny", tmp_path / "run", ["knowledge"], load_config(overrides=FAST),
+                           select="loss", log=lines.append)
+    assert summary["phases"]["knowledge"]["held_out"] == "test.jsonl"
+    assert any("no validation.jsonl" in line and "eval gate's test split" in line for line in lines)
