@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from labtax.errors import UsageError
-from labtax.teachers.base import Teacher, TeacherRequest, TeacherResponse
+from labtax.teachers.base import Teacher, TeacherRequest, TeacherResponse, WrapperBase
 from labtax.teachers.replies import clean_reply
 
 # The ledger's schema version, kept in SQLite's `PRAGMA user_version`. A ledger of an older version is
@@ -279,7 +279,7 @@ def ledger_request_key(model_id: str, request: TeacherRequest) -> str:
     return hashlib.sha256(f"{model_id}\0{request.key()}".encode()).hexdigest()
 
 
-class LedgerTeacher:
+class LedgerTeacher(WrapperBase):
     """A Teacher that answers from the ledger what already completed and sends only the rest.
 
     Each response is recorded the moment it arrives (the missing requests are sent in small
@@ -305,15 +305,8 @@ class LedgerTeacher:
         self.faults: Counter[str] = Counter()  # replies repaired or refused, by reason
 
     @property
-    def concurrency(self) -> int:
-        return self.inner.concurrency
-
-    def count_tokens(self, text: str) -> int:
-        # Knowledge chunks are sized in the real teacher's tokens, whatever wraps it.
-        return self.inner.count_tokens(text)
-
-    def stats(self) -> dict[str, Any]:
-        return self.inner.stats()
+    def wrapped(self) -> Teacher:
+        return self.inner
 
     def for_leaf(self, leaf_key: str) -> LedgerTeacher:
         return LedgerTeacher(self.inner, self.ledger, run_id=self.run_id, leaf_key=leaf_key,

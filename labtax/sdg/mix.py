@@ -49,12 +49,11 @@ class MixSettings:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        if self.replay_ratio < 0:
-            raise ValueError("replay_ratio must be >= 0")
-        if not 0.0 <= self.replay_context_prob <= 1.0:
-            raise ValueError("replay_context_prob must be in [0, 1]")
-        if self.distractors < 0:
-            raise ValueError("distractors must be >= 0")
+        for ok, problem in ((self.replay_ratio >= 0, "replay_ratio must be >= 0"),
+                            (0.0 <= self.replay_context_prob <= 1.0, "replay_context_prob must be in [0, 1]"),
+                            (self.distractors >= 0, "distractors must be >= 0")):
+            if not ok:
+                raise ValueError(problem)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(sorted(asdict(self).items()))

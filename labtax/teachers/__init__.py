@@ -9,7 +9,7 @@ Backends are imported only when chosen, so the openai teacher never imports torc
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -21,39 +21,12 @@ KINDS = ("embedded", "transformers", "openai", "vllm")
 __all__ = ["KINDS", "Teacher", "TeacherRequest", "TeacherResponse", "TeacherSpec", "make_teacher"]
 
 
-def make_teacher(
-    kind: str,
-    *,
-    endpoints: Sequence[str] = (),
-    model: str | None = None,
-    api_key_env: str | None = None,
-    concurrency: int = 16,
-    timeout: float = 120.0,
-    completions: bool = False,
-    batch_size: int = 8,
-    retries: int = 6,
-    vllm_options: Any = None,
-) -> Teacher:
-    """Build a teacher. `timeout` and `retries` are per request (openai); `batch_size` is prompts per
-    forward pass (transformers)."""
-    if kind in ("embedded", "transformers"):
-        if endpoints:
-            raise UsageError("--endpoint is only for --teacher openai")
-        from labtax.teachers.transformers import TransformersTeacher
-
-        return TransformersTeacher(model or "embedded", batch_size=batch_size)
-    if kind == "openai":
-        from labtax.teachers.openai import OpenAITeacher
-
-        return OpenAITeacher(
-            list(endpoints), model=model, api_key_env=api_key_env, concurrency=concurrency,
-            timeout=timeout, completions=completions, max_retries=retries,
-        )
-    if kind == "vllm":
-        from labtax.teachers.vllm import VLLMTeacher
-
-        return VLLMTeacher(model or "embedded", vllm_options)
-    raise UsageError(f"unknown teacher {kind!r} (choose one of: {', '.join(KINDS)})")
+def make_teacher(kind: str, **options: Any) -> Teacher:
+    """Build a teacher by name; `options` are `TeacherSpec`'s fields (endpoints, model, api_key_env,
+    concurrency, timeout and retries per request, completions, batch_size, the vLLM engine settings)."""
+    if "endpoints" in options:
+        options["endpoints"] = tuple(options["endpoints"])
+    return TeacherSpec(teacher=kind, **options).build()
 
 
 @dataclass(frozen=True)
@@ -99,10 +72,22 @@ class TeacherSpec:
         return cls(**values)
 
     def build(self) -> Teacher:
-        return make_teacher(self.teacher, endpoints=self.endpoints, model=self.model, api_key_env=self.api_key_env,
-                            concurrency=self.concurrency, timeout=self.timeout, completions=self.completions,
-                            batch_size=self.batch_size, retries=self.retries,
-                            vllm_options=self.vllm_options() if self.teacher == "vllm" else None)
+        """The backend, imported only now (the openai teacher never imports torch)."""
+        if self.teacher in ("embedded", "transformers"):
+            from labtax.teachers.transformers import TransformersTeacher
+
+            return TransformersTeacher(self.model or "embedded", batch_size=self.batch_size)
+        if self.teacher == "openai":
+            from labtax.teachers.openai import OpenAITeacher
+
+            return OpenAITeacher(list(self.endpoints), model=self.model, api_key_env=self.api_key_env,
+                                 concurrency=self.concurrency, timeout=self.timeout, completions=self.completions,
+                                 max_retries=self.retries)
+        if self.teacher == "vllm":
+            from labtax.teachers.vllm import VLLMTeacher
+
+            return VLLMTeacher(self.model or "embedded", self.vllm_options())
+        raise UsageError(f"unknown teacher {self.teacher!r} (choose one of: {', '.join(KINDS)})")
 
     def build_lazy(self) -> Teacher:
         """Built on first use: a run with nothing to generate never loads a model."""

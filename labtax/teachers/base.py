@@ -115,5 +115,25 @@ class TeacherBase:
     def stats(self) -> dict[str, Any]:
         return {}
 
+
+class WrapperBase:
+    """For a teacher that wraps another (`wrapped`): the protocol's sizing and counting members are
+    the wrapped teacher's, answered explicitly rather than by attribute forwarding."""
+
+    @property
+    def wrapped(self) -> Teacher:
+        raise NotImplementedError
+
+    @property
+    def concurrency(self) -> int:
+        return self.wrapped.concurrency
+
+    def count_tokens(self, text: str) -> int:
+        # Knowledge chunks are sized in the real teacher's tokens, whatever wraps it.
+        return self.wrapped.count_tokens(text)
+
+    def stats(self) -> dict[str, Any]:
+        return self.wrapped.stats()
+
     async def aclose(self) -> None:
         return None

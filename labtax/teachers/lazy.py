@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from labtax.teachers.base import Teacher, TeacherRequest, TeacherResponse
+from labtax.teachers.base import Teacher, TeacherRequest, TeacherResponse, WrapperBase
 
 
 def teacher_model_id(kind: str, model: str | None) -> str | None:
@@ -30,7 +30,7 @@ def teacher_model_id(kind: str, model: str | None) -> str | None:
     return None
 
 
-class LazyTeacher:
+class LazyTeacher(WrapperBase):
     """The protocol, answered by the teacher `factory()` builds on first use (only `model_id` is
     known before)."""
 
@@ -61,15 +61,12 @@ class LazyTeacher:
             await self._teacher.aclose()
 
     @property
-    def batch_size(self) -> int:
-        return self.teacher.batch_size
+    def wrapped(self) -> Teacher:
+        return self.teacher
 
     @property
-    def concurrency(self) -> int:
-        return self.teacher.concurrency
-
-    def count_tokens(self, text: str) -> int:
-        return self.teacher.count_tokens(text)
+    def batch_size(self) -> int:
+        return self.teacher.batch_size
 
     def stats(self) -> dict[str, Any]:
         """The built backend's own counts (openai: sent, retries, faults by reason); {} when unbuilt."""
