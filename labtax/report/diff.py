@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from labtax.report.quoting import quote_path
+from labtax.util.quoting import quote_path
 
 
 def render_text(result: Any) -> str:

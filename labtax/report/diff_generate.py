@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from labtax.report.quoting import one_line, quote_path
 from labtax.sdg.planning import LeafPlan, Plan
 from labtax.sdg.running import RunResult
+from labtax.util.quoting import one_line, quote_path
 
 
 def _short(sha: str | None) -> str:

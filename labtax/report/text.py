@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from labtax.report.context import ReportContext, counts
-from labtax.report.quoting import one_line, quote_path
 from labtax.taxonomy.model import Finding
+from labtax.util.quoting import one_line, quote_path
 
 
 def format_finding(finding: Finding, ctx: ReportContext) -> str:

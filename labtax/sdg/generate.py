@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from labtax.errors import LabtaxError
-from labtax.report.quoting import one_line, quote_path
 from labtax.sdg.pipelines import LeafResult, generate_leaf
 from labtax.sdg.settings import GenerationSettings
 from labtax.taxonomy.model import Leaf
 from labtax.teachers.base import Teacher
 from labtax.teachers.redact import redact, redact_obj
 from labtax.util.atomic import atomic_write_text
+from labtax.util.quoting import one_line, quote_path
 
 
 @dataclass

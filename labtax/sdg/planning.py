@@ -271,7 +271,7 @@ def leaf_findings(path: str, raw: bytes | None, config: Config, snap: Snapshot) 
 
 def format_findings(findings: list[Finding], limit: int = 5) -> str:
     """`file:line:col: message [rule]`, the first few, for a plan line and the manifest."""
-    from labtax.report.quoting import one_line, quote_path
+    from labtax.util.quoting import one_line, quote_path
 
     shown = [f"{quote_path(f.path)}:{f.line}:{f.col}: {one_line(f.message)} [{f.rule}]" for f in findings[:limit]]
     more = len(findings) - limit

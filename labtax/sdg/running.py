@@ -18,12 +18,12 @@ from labtax.data import Manifest, read_manifest, write_manifest
 from labtax.data.names import MANIFEST_FORMAT
 from labtax.errors import EXIT_FINDINGS, EXIT_OK, EXIT_TEACHER, LabtaxError, TeacherError, UsageError
 from labtax.progress import counting
-from labtax.report.quoting import quote_path
 from labtax.sdg import mix
 from labtax.sdg.ledger import Ledger, LedgerTeacher
 from labtax.sdg.output_dir import LEAVES_DIR, LEDGER_FILE, output_lock
 from labtax.sdg.planning import LeafPlan, Plan, parse_leaf_at_head, plan_run
 from labtax.sdg.store import CorruptLeafError, LeafData, LeafStore, RawLeaf, ReadOnlyLeafStore
+from labtax.util.quoting import quote_path
 
 if TYPE_CHECKING:
     from labtax.sdg.settings import GenerationSettings
@@ -125,8 +125,8 @@ def execute(
 
 def _redacting(progress: ProgressFn) -> ProgressFn:
     """Every progress line through `redact`: an error text may quote a server's reply."""
-    from labtax.report.quoting import one_line
     from labtax.teachers.redact import redact
+    from labtax.util.quoting import one_line
 
     return lambda line: progress(one_line(redact(line)))
 

@@ -13,7 +13,7 @@ from lab_taxonomy import ATTRIBUTION, manifest, run_cli, skill_yaml, teacher_arg
 
 
 def quote_path(path: str) -> str:
-    from labtax.report.quoting import quote_path as quote
+    from labtax.util.quoting import quote_path as quote
 
     return quote(path)
 EVIL = "compositional_skills/x\n::warning file=README.md,line=1::forged\n/leaf"
