@@ -57,6 +57,11 @@ def read_manifest(path: Path, *, strict: bool = False) -> Manifest | None:
         for entry in data["leaves"]:
             if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
                 raise TypeError("a leaf entry without a path")
+        sets = data.get("sets", {})
+        if not isinstance(sets, dict) or not all(isinstance(v, dict) for v in sets.values()):
+            raise TypeError("'sets' is not a mapping of set files")
+        if not isinstance(data.get("fingerprint", ""), str) or not isinstance(data.get("run", {}), dict):
+            raise TypeError("'fingerprint' or 'run' has the wrong type")
     except (OSError, ValueError, TypeError) as exc:
         if strict:
             raise UsageError(f"{path}: not a labtax manifest: {exc}") from None

@@ -17,10 +17,12 @@ local tokenizer (the openai teacher) tokens are estimated as words × 1.3, round
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -57,6 +59,28 @@ def _git(args: list[str], cwd: Path) -> str:
     return out.decode("utf-8", "replace").strip()
 
 
+class DocumentFetchError(UsageError):
+    """The leaf's document repository could not be fetched (offline, DNS, no such commit): an error
+    of that leaf, not of the taxonomy or the teacher."""
+
+
+class NotFetched(UsageError):
+    """A dry run needs a document that is not in the cache: it does not fetch (no network, no writes)."""
+
+
+# Set (`no_fetch()`) for a dry run: reading the cache is allowed, filling it is not.
+_NO_FETCH: contextvars.ContextVar[bool] = contextvars.ContextVar("labtax_no_fetch", default=False)
+
+
+@contextlib.contextmanager
+def no_fetch() -> Iterator[None]:
+    token = _NO_FETCH.set(True)
+    try:
+        yield
+    finally:
+        _NO_FETCH.reset(token)
+
+
 def _fetch_commit(source: str, commit: str) -> Path:
     """The pinned commit of `source` checked out in the cache (fetched only once; atomic rename)."""
     from labtax.models import cache_dir
@@ -64,13 +88,18 @@ def _fetch_commit(source: str, commit: str) -> Path:
     target = cache_dir() / "documents" / commit
     if (target / ".labtax-complete").exists():
         return target
+    if _NO_FETCH.get():
+        raise NotFetched(f"documents at {commit[:12]} are not fetched yet (a dry run does not fetch)")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{commit}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         _git(["init", "-q"], tmp)
-        _git(["fetch", "-q", "--depth", "1", source, commit], tmp)
+        try:
+            _git(["fetch", "-q", "--depth", "1", source, commit], tmp)
+        except UsageError as exc:
+            raise DocumentFetchError(f"cannot fetch the documents: {exc}") from None
         _git(["-c", "advice.detachedHead=false", "checkout", "-q", "FETCH_HEAD"], tmp)
         head = _git(["rev-parse", "HEAD"], tmp)
         if head != commit:

@@ -20,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import sqlite3
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -82,17 +84,61 @@ class MemoRow:
 
 
 class Ledger:
-    """A connection to `<output>/ledger.sqlite`. One per process; not shared across threads."""
+    """A connection to `<output>/ledger.sqlite`. One per process; not shared across threads.
 
-    def __init__(self, path: Path) -> None:
+    The store is the truth, the ledger a cache of it: a ledger SQLite cannot read (truncated, a
+    garbage header, a failed integrity check) is moved aside to `ledger.sqlite.corrupt` and rebuilt
+    empty, with one line on stderr, and the run carries on (its requests are sent again). A stored
+    response that cannot be decoded is deleted and sent again. `readonly=True` (a dry run) writes
+    nothing: a broken ledger then reads as an empty one."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.readonly = readonly
+        self.recovered = False
+        self.dropped_rows = 0
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            if getattr(self, "conn", None) is not None:
+                self.conn.close()
+            if readonly:
+                self.conn = sqlite3.connect(":memory:", isolation_level=None)
+                self._migrate()
+                return
+            self._move_aside(exc)
+            self._open()
+
+    def _open(self) -> None:
+        if self.readonly:
+            # Opening a WAL database read-only still creates its -wal/-shm files; when a writer left
+            # none (it checkpointed on close), read the file as immutable so nothing is created.
+            wal = self.path.with_name(self.path.name + "-wal").exists()
+            mode = "mode=ro" if wal else "mode=ro&immutable=1"
+            self.conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?{mode}", uri=True, timeout=30.0,
+                                        isolation_level=None)
+            self.conn.execute("PRAGMA query_only=1")
+            _check(self.conn)
+            if self.schema_version() != SCHEMA_VERSION:
+                raise sqlite3.DatabaseError("an older ledger schema (a real run migrates it)")
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so every record is committed promptly.
         self.conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA busy_timeout=30000")
+        _check(self.conn)
         self._migrate()
+
+    def _move_aside(self, exc: Exception) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            part = self.path.with_name(self.path.name + suffix)
+            if part.exists():
+                os.replace(part, part.with_name(part.name + ".corrupt"))
+        self.recovered = True
+        sys.stderr.write(f"labtax: {self.path} was unreadable ({exc}); moved aside to "
+                         f"{self.path.name}.corrupt and rebuilt (requests not in the store are sent again)\n")
 
     def _migrate(self) -> None:
         """Bring the ledger to SCHEMA_VERSION, one migration per transaction. IMMEDIATE: two runs
@@ -210,8 +256,16 @@ class Ledger:
             for key, blob in self.conn.execute(
                 f"SELECT key, response FROM requests WHERE key IN ({marks})", chunk
             ):
-                found[key] = _decode_response(blob)
+                try:
+                    found[key] = _decode_response(blob)
+                except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+                    self._drop_response(key)  # a damaged row: asked again, never a crash
         return found
+
+    def _drop_response(self, key: str) -> None:
+        self.dropped_rows += 1
+        if not self.readonly:
+            self.conn.execute("DELETE FROM requests WHERE key=?", (key,))
 
     def record_response(self, key: str, response: TeacherResponse, *, leaf_key: str, run_id: int | None,
                         tag: str) -> None:
@@ -261,8 +315,17 @@ def _encode_response(r: TeacherResponse) -> str:
     )
 
 
+def _check(conn: sqlite3.Connection) -> None:
+    """Raise DatabaseError unless SQLite can read the file (header, pages, indexes)."""
+    row = conn.execute("PRAGMA quick_check").fetchone()
+    if row is None or row[0] != "ok":
+        raise sqlite3.DatabaseError(f"integrity check: {row[0] if row else 'no answer'}")
+
+
 def _decode_response(blob: str) -> TeacherResponse:
     d = json.loads(blob)
+    if not isinstance(d, dict) or not isinstance(d.get("text"), str):
+        raise ValueError("not a stored response")  # noqa: TRY004 (a bad row, decoded by the caller)
     return TeacherResponse(
         text=d["text"],
         ok=True,

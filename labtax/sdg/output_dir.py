@@ -48,17 +48,19 @@ class GcResult:
 def collect_garbage(output: Path, *, dry_run: bool = False, wait: float = 0.0) -> GcResult:
     """Delete store files no current leaf references (the manifest's generated/reused leaves), the
     leftovers of killed writers and quarantined corrupt files, and their ledger responses."""
-    manifest = read_manifest(output)
-    if manifest is None:
-        raise UsageError(f"no {MANIFEST} in {output}: nothing says which data is current",
-                         hint="run labtax diff-generate first")
-    keep = {e["key"] for e in manifest.get("leaves") or [] if e.get("status") in ("generated", "reused")
-            and e.get("key")}
-    # A failed leaf has no store file yet, but its recorded responses are what its next run replays.
-    resumable = keep | {e["key"] for e in manifest.get("leaves") or [] if e.get("status") == "failed"
-                        and e.get("key")}
     store = LeafStore(output / LEAVES_DIR)
     with output_lock(output, wait=wait):
+        # Read under the lock: a manifest read before it could predate a run that just finished, and
+        # its new leaves (and their ledger responses) would be deleted as unreferenced.
+        manifest = read_manifest(output)
+        if manifest is None:
+            raise UsageError(f"no {MANIFEST} in {output}: nothing says which data is current",
+                             hint="run labtax diff-generate first")
+        keep = {e["key"] for e in manifest.get("leaves") or [] if e.get("status") in ("generated", "reused")
+                and e.get("key")}
+        # A failed leaf has no store file yet, but its recorded responses are what its next run replays.
+        resumable = keep | {e["key"] for e in manifest.get("leaves") or [] if e.get("status") == "failed"
+                            and e.get("key")}
         doomed = sorted(k for k in store.all_keys() if k not in keep)
         leftovers = list(store.garbage())
         freed = 0

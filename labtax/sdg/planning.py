@@ -28,6 +28,7 @@ from labtax.data import Manifest, read_manifest
 from labtax.data.names import STORE_FORMAT
 from labtax.errors import LabtaxError, UsageError
 from labtax.sdg import mix
+from labtax.sdg.documents import DocumentFetchError, NotFetched
 from labtax.sdg.keys import content_key, environment_digest, files_digest
 from labtax.sdg.ledger import Ledger, MemoRow
 from labtax.sdg.store import LeafStore
@@ -141,8 +142,17 @@ def plan_run(
     mix_settings: mix.MixSettings,
     ledger: Ledger | None,
     store: LeafStore,
+    fetch: bool = True,
 ) -> Plan:
-    """Decide, for every leaf at head and every leaf that left, what this run does with it."""
+    """Decide, for every leaf at head and every leaf that left, what this run does with it.
+    `fetch=False` (a dry run): documents not in the cache are not fetched; such a leaf is planned
+    for generation without a key."""
+    if not fetch:
+        from labtax.sdg.documents import no_fetch
+
+        with no_fetch():
+            return plan_run(taxonomy, output, base=base, head=head, model_id=model_id, settings=settings,
+                            mix_settings=mix_settings, ledger=ledger, store=store)
     from labtax.diff import diff_taxonomy
     from labtax.diff.repository import open_taxonomy
     from labtax.diff.snapshot import Snapshot
@@ -177,6 +187,8 @@ def plan_run(
         parsed: dict[str, Leaf] = {}
         doc_texts: dict[str, list[str]] = {}
         errors: dict[str, str] = {}
+        reasons: dict[str, str] = {}
+        unfetched: dict[str, Leaf] = {}
         raw = snap.read(to_parse)
         for path in to_parse:
             # The same checks as `labtax validate`: an invalid leaf is skipped with its findings.
@@ -187,6 +199,12 @@ def plan_run(
             try:
                 leaf = parse_leaf_at_head(path, raw.get(path))
                 docs = _documents(leaf, taxonomy)
+            except NotFetched:
+                unfetched[path] = leaf
+                continue
+            except DocumentFetchError as exc:  # offline, DNS: this leaf's fetch error, said as such
+                errors[path], reasons[path] = str(exc), "document fetch failed"
+                continue
             except (LabtaxError, ValueError, OSError) as exc:  # LeafError, a bad document reference
                 errors[path] = str(exc)
                 continue
@@ -205,7 +223,12 @@ def plan_run(
             lp = LeafPlan(path=path, kind=kinds.get(path, _kind(path)), action="reuse", changed=changed,
                           change=change.status if change else None, old_path=change.old_path if change else None)
             if path in errors:
-                lp.action, lp.error, lp.reason = "invalid", errors[path], "invalid leaf"
+                lp.action, lp.error, lp.reason = "invalid", errors[path], reasons.get(path, "invalid leaf")
+                plans.append(lp)
+                continue
+            if path in unfetched:
+                lp.action, lp.reason, lp.leaf = "generate", "documents not fetched yet (dry run)", unfetched[path]
+                lp.estimated_requests = estimate_requests(lp.leaf, settings, None)
                 plans.append(lp)
                 continue
             lp.key = keys[path]

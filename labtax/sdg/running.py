@@ -251,7 +251,7 @@ def rebuild(plan: Plan, output: Path, store: LeafStore, mix_settings: mix.MixSet
     current = [lp for lp in plan.leaves if lp.action in ("generate", "reuse") and lp.key and lp.path not in failed]
     fingerprint = mix.sets_fingerprint([(lp.path, lp.kind, lp.key or "") for lp in current], mix_settings)
     previous: Manifest = read_manifest(output) or {}
-    reuse_sets = previous.get("fingerprint") == fingerprint and mix.sets_intact(output, previous)
+    reuse_sets = previous.get("fingerprint") == fingerprint and mix.sets_intact(output, previous, full=True)
 
     metas: dict[str, dict[str, Any]] = {}
     counts: dict[str, dict[str, int]] = {}
@@ -349,14 +349,17 @@ def diff_generate(
     returns the Plan; a real run holds the output lock throughout and returns a RunResult."""
     store = LeafStore(output / LEAVES_DIR)
     if dry_run:
-        ledger = Ledger(output / LEDGER_FILE) if (output / LEDGER_FILE).exists() else None
+        # Read-only: a dry run creates, migrates and repairs nothing.
+        ledger = Ledger(output / LEDGER_FILE, readonly=True) if (output / LEDGER_FILE).exists() else None
         try:
             return plan_run(taxonomy, output, base=base, head=head, model_id=teacher.model_id, settings=settings,
-                            mix_settings=mix_settings, ledger=ledger, store=ReadOnlyLeafStore(store.root))
+                            mix_settings=mix_settings, ledger=ledger, store=ReadOnlyLeafStore(store.root),
+                            fetch=False)
         finally:
             if ledger is not None:
                 ledger.close()
     with output_lock(output, wait=wait), Ledger(output / LEDGER_FILE) as ledger:
+        quarantine_manifest(output)
         plan = plan_run(taxonomy, output, base=base, head=head, model_id=teacher.model_id, settings=settings,
                         mix_settings=mix_settings, ledger=ledger, store=store)
         return execute(plan, output, taxonomy=taxonomy, teacher=teacher, settings=settings,
@@ -378,3 +381,20 @@ def exit_code(outcome: Plan | RunResult) -> int:
     if isinstance(outcome, RunResult) and outcome.leaf_errors:
         return EXIT_FINDINGS  # a leaf's own input (its document) failed it: a leaf error, not the teacher
     return EXIT_FINDINGS if plan.of("invalid") else EXIT_OK
+
+
+def quarantine_manifest(output: Path) -> bool:
+    """A manifest.json that cannot be read as one is moved aside to manifest.json.corrupt (one line
+    on stderr): the store is the truth, and this run writes a new manifest from it."""
+    import os
+    import sys
+
+    from labtax.data.names import MANIFEST
+
+    path = output / MANIFEST
+    if not path.is_file() or read_manifest(output) is not None:
+        return False
+    os.replace(path, path.with_name(path.name + ".corrupt"))
+    sys.stderr.write(f"labtax: {path} was not a readable manifest; moved aside to {path.name}.corrupt, "
+                     "rebuilt from the store\n")
+    return True
