@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from labtax.errors import UsageError
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -169,6 +172,17 @@ def _check_local_dir(name: str) -> Path:
     return path
 
 
+def _local(name: str, load: Callable[[], T]) -> T:
+    """A local model directory the user named: one that transformers cannot load (a config.json of
+    `{}`, no weights, no tokenizer files) is a usage error in one line, not a traceback."""
+    try:
+        return load()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise UsageError(f"model {name!r} cannot be loaded: {first}",
+                         hint="a model directory needs config.json, its weights and tokenizer files") from None
+
+
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     """The tokenizer (with its chat template) for a model name."""
     from transformers import AutoTokenizer
@@ -181,7 +195,8 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
         return AutoTokenizer.from_pretrained(str(_ensure_embedded_hf_dir()))
     if name == EMBEDDED:
         return AutoTokenizer.from_pretrained(str(_embedded_dir()))
-    return AutoTokenizer.from_pretrained(str(_check_local_dir(name)))
+    path = _check_local_dir(name)
+    return _local(name, lambda: AutoTokenizer.from_pretrained(str(path)))
 
 
 def build_tiny_model(seed: int = TINY_SEED, vocab_size: int | None = None) -> PreTrainedModel:
@@ -222,7 +237,7 @@ def load_model(name: str, *, dtype: Any = None, seed: int = TINY_SEED) -> PreTra
         kwargs: dict[str, Any] = {}
         if dtype is not None:
             kwargs["dtype"] = dtype
-        model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+        model = _local(name, lambda: AutoModelForCausalLM.from_pretrained(str(path), **kwargs))
     if dtype is not None:
         model = model.to(dtype)
     model.eval()

@@ -366,6 +366,7 @@ class LedgerTeacher(WrapperBase):
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.faults: Counter[str] = Counter()  # replies repaired or refused, by reason
+        self.undelivered = 0
 
     @property
     def wrapped(self) -> Teacher:
@@ -399,7 +400,10 @@ class LedgerTeacher(WrapperBase):
             batch = [requests[idxs[0]] for _, idxs in chunk]
             responses = await self.inner.complete(batch)
             for (key, idxs), req, resp in zip(chunk, batch, responses):
-                self.sent += 1
+                if resp.extra.get("delivered") is False:
+                    self.undelivered += 1  # never reached a server (connection refused): not "sent"
+                else:
+                    self.sent += 1
                 # Cleaned before it is stored: a reply the ledger could not encode (a lone surrogate)
                 # or would replay forever (10 MB of text) must cost only its own row.
                 resp, faults = clean_reply(req, resp)

@@ -80,3 +80,20 @@ def collect_garbage(output: Path, *, dry_run: bool = False, wait: float = 0.0) -
         else:
             freed = sum(store.path_for(k).stat().st_size for k in doomed)
         return GcResult(doomed, freed, [str(p.relative_to(output)) for p in leftovers], pruned, len(keep))
+
+
+def quarantine_manifest(output: Path) -> bool:
+    """A manifest.json that cannot be read as one is moved aside to manifest.json.corrupt (one line
+    on stderr): the store is the truth, and this run writes a new manifest from it."""
+    import os
+    import sys
+
+    from labtax.data.names import MANIFEST
+
+    path = output / MANIFEST
+    if not path.is_file() or read_manifest(output) is not None:
+        return False
+    os.replace(path, path.with_name(path.name + ".corrupt"))
+    sys.stderr.write(f"labtax: {path} was not a readable manifest; moved aside to {path.name}.corrupt, "
+                     "rebuilt from the store\n")
+    return True

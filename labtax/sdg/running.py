@@ -20,7 +20,7 @@ from labtax.errors import EXIT_FINDINGS, EXIT_OK, EXIT_TEACHER, LabtaxError, Tea
 from labtax.progress import counting
 from labtax.sdg import mix
 from labtax.sdg.ledger import Ledger, LedgerTeacher
-from labtax.sdg.output_dir import LEAVES_DIR, LEDGER_FILE, output_lock
+from labtax.sdg.output_dir import LEAVES_DIR, LEDGER_FILE, output_lock, quarantine_manifest
 from labtax.sdg.planning import LeafPlan, Plan, parse_leaf_at_head, plan_run
 from labtax.sdg.store import CorruptLeafError, LeafData, LeafStore, RawLeaf, ReadOnlyLeafStore
 from labtax.util.quoting import quote_path
@@ -381,20 +381,3 @@ def exit_code(outcome: Plan | RunResult) -> int:
     if isinstance(outcome, RunResult) and outcome.leaf_errors:
         return EXIT_FINDINGS  # a leaf's own input (its document) failed it: a leaf error, not the teacher
     return EXIT_FINDINGS if plan.of("invalid") else EXIT_OK
-
-
-def quarantine_manifest(output: Path) -> bool:
-    """A manifest.json that cannot be read as one is moved aside to manifest.json.corrupt (one line
-    on stderr): the store is the truth, and this run writes a new manifest from it."""
-    import os
-    import sys
-
-    from labtax.data.names import MANIFEST
-
-    path = output / MANIFEST
-    if not path.is_file() or read_manifest(output) is not None:
-        return False
-    os.replace(path, path.with_name(path.name + ".corrupt"))
-    sys.stderr.write(f"labtax: {path} was not a readable manifest; moved aside to {path.name}.corrupt, "
-                     "rebuilt from the store\n")
-    return True

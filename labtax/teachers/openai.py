@@ -26,6 +26,7 @@ import email.utils
 import json
 import os
 import random
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -79,10 +80,11 @@ def _retry_after_seconds(value: str | None) -> float | None:
 class _Retryable(Exception):
     """One failed attempt worth retrying; `retry_after` is the server's hint, if any."""
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str, retry_after: float | None = None, unreachable: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.unreachable = unreachable  # why the endpoint could not be reached at all
 
 
 class OpenAITeacher(TeacherBase):
@@ -123,6 +125,7 @@ class OpenAITeacher(TeacherBase):
         self.sent = Counter[str]()  # attempts per endpoint
         self.faults = Counter[str]()  # failed attempts by reason ("status 429", "timeout", ...)
         self.retries = 0
+        self._unreachable_said: set[str] = set()
         self._rotate = 0
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -246,6 +249,7 @@ class OpenAITeacher(TeacherBase):
         body = self._body(request)
         path = "/completions" if self.completions else "/chat/completions"
         last = "no attempt"
+        delivered = False  # did any attempt reach a server? (a refused connection sends nothing)
         # The slot is held through back-off sleeps too: a server answering 429 gets less traffic.
         async with self._semaphore:
             for attempt in range(self.max_retries + 1):
@@ -257,6 +261,10 @@ class OpenAITeacher(TeacherBase):
                 except _Retryable as exc:
                     last = exc.reason
                     self.faults[exc.reason] += 1
+                    if exc.unreachable is None:
+                        delivered = True
+                    else:
+                        self._say_unreachable(self.endpoints[index], exc.unreachable)
                     if attempt == self.max_retries:
                         break
                     self.retries += 1
@@ -275,7 +283,16 @@ class OpenAITeacher(TeacherBase):
                     return TeacherResponse("", ok=False, error=exc.reason)
                 finally:
                     self.outstanding[index] -= 1
-        return TeacherResponse("", ok=False, error=f"failed after {self.max_retries + 1} attempts: {last}")
+        return TeacherResponse("", ok=False, error=f"failed after {self.max_retries + 1} attempts: {last}",
+                               extra={} if delivered else {"delivered": False})
+
+    def _say_unreachable(self, endpoint: str, why: str) -> None:
+        """Said on the first failure, once per endpoint: a dead endpoint must not cost silent retries."""
+        if endpoint in self._unreachable_said:
+            return
+        self._unreachable_said.add(endpoint)
+        sys.stderr.write(redact(f"labtax: teacher endpoint {endpoint} is unreachable ({why}); retrying with "
+                                "back-off\n"))
 
     async def _attempt(self, url: str, body: dict[str, Any], choices: Sequence[str] = ()) -> TeacherResponse:
         assert self._session is not None
@@ -292,6 +309,8 @@ class OpenAITeacher(TeacherBase):
                     raise _Fatal(redact(f"status {reply.status}: {body_text[:200]}"))
         except asyncio.TimeoutError:
             raise _Retryable("timeout") from None
+        except aiohttp.ClientConnectorError as exc:  # refused, no route, DNS: nothing was delivered
+            raise _Retryable(f"connection: {type(exc).__name__}", unreachable=f"{type(exc).__name__}: {exc}") from None
         except aiohttp.ClientError as exc:
             raise _Retryable(f"connection: {type(exc).__name__}") from None
         response = self._parse(raw)

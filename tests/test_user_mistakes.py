@@ -1,0 +1,62 @@
+"""A user's mistakes get one line and the right exit code: a model folder transformers cannot load,
+and a teacher that refuses connections (said at once, nothing counted as sent)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).parent / "sdg"))
+sys.path.insert(0, str(Path(__file__).parent / "eval"))
+
+from labtax.cli import cli
+
+
+@pytest.mark.parametrize("config", [None, {}])
+def test_eval_with_a_model_folder_it_cannot_load_is_one_line_exit_2(tmp_path: Path, config: object) -> None:
+    from eval_fixtures import make_eval_data
+
+    data = make_eval_data(tmp_path / "data")
+    model = tmp_path / "checkpoint"
+    model.mkdir()
+    if config is None:  # a config but no weights, no tokenizer
+        from labtax.models import TINY_CONFIG
+
+        (model / "config.json").write_text(json.dumps({"model_type": "llama", **TINY_CONFIG}))
+    else:
+        (model / "config.json").write_text(json.dumps(config))
+    result = CliRunner().invoke(cli, ["eval", "--base", "tiny", "--candidate", str(model), "--data", str(data)])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert "Traceback" not in result.output and len(lines) <= 2, result.output
+    assert any(line.startswith("labtax: error: model") and "cannot be loaded" in line for line in lines)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_teacher_refusing_connections_is_said_at_once_and_nothing_counts_as_sent(git_repo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from lab_taxonomy import add_skill, manifest
+
+    add_skill(git_repo, "compositional_skills/writing/haiku")
+    git_repo.commit("taxonomy")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, [
+        "diff-generate", "--taxonomy", str(git_repo.root), "--base", "empty", "--head", "HEAD", "--output", str(out),
+        "--teacher", "openai", "--endpoint", f"http://127.0.0.1:{_closed_port()}/v1", "--model", "m",
+        "--retries", "1", "--samples-per-leaf", "2",
+    ])
+    assert result.exit_code == 3, result.output
+    said = [line for line in result.output.splitlines() if "is unreachable" in line]
+    assert len(said) == 1 and said[0].startswith("labtax: teacher endpoint http://127.0.0.1:"), result.output
+    assert result.output.index("is unreachable") < result.output.index("failed ")
+    assert "(0 requests sent" in result.output
+    assert manifest(out)["run"]["requests_sent"] == 0
