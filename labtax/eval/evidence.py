@@ -17,9 +17,10 @@ Verdicts:
                              interval below 0 and the change below -min_improvement_pct
                   regressed  the same intervals on the other side
                   no-change  otherwise (the interval holds 0, or 0.5)
-  unchanged leaf  regressed  choices interval below 0, or the likelihood change above
-                             fail_on_regression_pct (a tolerance: a little drift is not forgetting)
-                  improved   choices interval above 0, or the likelihood interval below 0
+  unchanged leaf  regressed  the likelihood change above fail_on_regression_pct (a tolerance: a
+                             little drift is not forgetting), or the choices interval below 0
+                  improved   the choices interval above 0 (a likelihood gain on a leaf nobody taught
+                             is style, not learning: no-change)
                   no-change  otherwise
 
 A leaf measured without per-item scores (a hand-made report) is decided on its point estimates.
@@ -158,15 +159,10 @@ def _decide(changed: bool, own: Interval | None, beyond: Interval | None, acc: I
         if side == "above" and _side(own, 0.0) == "above":
             return REGRESSED, "likelihood"
         return NO_CHANGE, "likelihood"
-    # An unchanged leaf: a control. Forgetting is what the gate looks for here.
-    if acc is not None and _side(acc, 0.0) == "below":
-        return REGRESSED, "choices"
+    # An unchanged leaf: a control. Forgetting is what the gate looks for here; its verdict rests on
+    # its choices when it has them (a likelihood gain alone on a leaf nobody taught is style).
     if own is not None and own.estimate > t.fail_on_regression_pct:
         return REGRESSED, "likelihood"
-    if acc is not None and _side(acc, 0.0) == "above":
-        return IMPROVED, "choices"
-    if own is not None and _side(own, 0.0) == "below":
-        return IMPROVED, "likelihood"
-    if acc is None and own is None:
-        return NO_CHANGE, "none"
-    return NO_CHANGE, "choices" if acc is not None else "likelihood"
+    if acc is not None:
+        return to_verdict[_side(acc, 0.0)], "choices"
+    return NO_CHANGE, "likelihood" if own is not None else "none"
