@@ -154,6 +154,8 @@ generation_options = _stack([
                  help="Skills: keep pairs scored at least this (1-3)."),
     click.option("--chunk-tokens", type=click.IntRange(min=16), default=400, show_default=True,
                  help="Knowledge: document chunk size in teacher tokens."),
+    click.option("--questions-per-request", type=click.IntRange(min=1), default=10, show_default=True,
+                 help="Skills: new questions asked for per request (a small CPU teacher: fewer)."),
     click.option("--keep-unreadable-verdicts/--drop-unreadable-verdicts", "keep_unreadable_verdicts",
                  default=None,
                  help="Whether a judge/score answer that cannot be read passes (counted per stage). "

