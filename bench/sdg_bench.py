@@ -6,11 +6,18 @@
    `--rounds` interleaved with the baseline's rounds); printed:
    its rate / ideal (budget >= 0.85), its rate / a bare aiohttp client's rate measured in the same run,
    and the client's peak RSS (budget <= 200 MB; measured before torch is imported).
-2. embedded teacher: the same prompts generated one at a time (batch_size 1) and batched
-   (batch_size 8); printed: batched tokens/s / single tokens/s (budget >= 2.0).
+2. in-process teacher (`--model`, embedded-small by default): the same prompts generated one at a
+   time (batch_size 1) and batched (batch_size 8); printed: batched tokens/s / single tokens/s
+   (budget >= 2.0).
+3. judge verdicts per second in process, the same judge_question prompts (labtax's own prompt file)
+   answered two ways by the same loaded model: P(keep) read from one forward pass (requests with
+   `choices`) vs a generated verdict (up to the stage's 128 tokens, greedy, then parsed). Rates in
+   verdicts per CPU-second of this process (a shared machine's load does not skew the ratio) and per
+   wall second; printed: probability / generated (budget >= 5.0).
 
 Usage: .venv/bin/python bench/sdg_bench.py [--requests 2000] [--delay-ms 100] [--concurrency 32] [--rounds 2]
-       [--prompts 8] [--new-tokens 32] [--threads 1] [--skip-embedded]
+       [--prompts 8] [--new-tokens 32] [--threads 1] [--model embedded-small] [--verdicts 16]
+       [--skip-embedded] [--skip-openai]
 `--threads` is torch's thread count for part 2 (1 by default: on a shared 2-core machine one thread
 is several times faster than two oversubscribed ones; the ratio compares like with like).
 """
@@ -113,7 +120,7 @@ def bench_embedded(args: argparse.Namespace) -> bool:
     from labtax.teachers.base import TeacherRequest
     from labtax.teachers.transformers import TransformersTeacher
 
-    single = TransformersTeacher("embedded", batch_size=1, threads=args.threads)
+    single = TransformersTeacher(args.model, batch_size=1, threads=args.threads)
     topics = ["rain", "a lighthouse", "bread", "the moon", "a river", "autumn", "a violin", "snow",
               "a market", "the sea", "a bicycle", "a garden"]
     requests = [
@@ -132,12 +139,47 @@ def bench_embedded(args: argparse.Namespace) -> bool:
     one_s, one_tok = measure(1)
     bat_s, bat_tok = measure(8)
     one_rate, bat_rate = one_tok / one_s, bat_tok / bat_s
-    print(f"embedded teacher ({args.threads} torch thread(s)), {args.prompts} prompts x <= {args.new_tokens} "
+    print(f"in-process teacher {args.model} ({args.threads} torch thread(s)), {args.prompts} prompts x <= {args.new_tokens} "
           f"new tokens, greedy:")
     print(f"  one at a time: {one_tok} tokens in {one_s:.1f} s = {one_rate:.1f} tokens/s")
     print(f"  batch of 8:    {bat_tok} tokens in {bat_s:.1f} s = {bat_rate:.1f} tokens/s")
     print(f"  ratio batched/single = {bat_rate / one_rate:.2f} (budget >= 2.0)")
     return bat_rate / one_rate >= 2.0
+
+
+def bench_verdicts(args: argparse.Namespace) -> bool:
+    from labtax.sdg.prompts import load_prompt
+    from labtax.teachers.base import TeacherRequest
+    from labtax.teachers.transformers import TransformersTeacher
+
+    teacher = TransformersTeacher(args.model, batch_size=8, threads=args.threads)
+    prompt = load_prompt("judge_question.yaml")
+    questions = [f"Write a haiku about {t}." for t in ("rain", "a lighthouse", "bread", "the moon")] + [
+        "What is the closing price of the stock index today?", "Describe the photo I attached.",
+        "Write a short poem about autumn leaves.", "How many eggs are in five pounds of eggs?"]
+    messages = [prompt.render(task_description="Write a haiku about a given subject.", context_block="",
+                              question=questions[i % len(questions)] + ("" if i < len(questions) else f" ({i})"))
+                for i in range(args.verdicts)]
+    scored = [TeacherRequest(messages=m, max_tokens=128, temperature=0.0, choices=("keep", "drop")) for m in messages]
+    generated = [TeacherRequest(messages=m, max_tokens=128, temperature=0.0) for m in messages]
+    teacher.complete_sync(scored[:1])  # warm-up
+
+    def measure(requests: list[TeacherRequest]) -> tuple[float, float, int]:
+        cpu, wall = time.process_time(), time.perf_counter()
+        out = teacher.complete_sync(requests)
+        return time.process_time() - cpu, time.perf_counter() - wall, sum(r.completion_tokens for r in out)
+
+    p_cpu, p_wall, p_tok = measure(scored)
+    g_cpu, g_wall, g_tok = measure(generated)
+    n = len(messages)
+    print(f"judge verdicts in process ({args.model}, {args.threads} thread(s), {n} judge_question prompts):")
+    print(f"  P(keep) from one forward pass: {n / p_cpu:.2f} verdicts/CPU-s, {n / p_wall:.2f}/s wall "
+          f"({p_tok} tokens generated)")
+    print(f"  generated verdict (<= 128 tokens): {n / g_cpu:.2f} verdicts/CPU-s, {n / g_wall:.2f}/s wall "
+          f"({g_tok} tokens generated)")
+    ratio = g_cpu / p_cpu
+    print(f"  ratio probability/generated = {ratio:.1f}x per CPU-second, {g_wall / p_wall:.1f}x wall (budget >= 5.0)")
+    return ratio >= 5.0
 
 
 def main() -> int:
@@ -149,11 +191,16 @@ def main() -> int:
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model", default="embedded-small",
+                        help="in-process model for parts 2 and 3 (embedded = the 1.5B teacher)")
+    parser.add_argument("--verdicts", type=int, default=16)
     parser.add_argument("--skip-embedded", action="store_true")
+    parser.add_argument("--skip-openai", action="store_true")
     args = parser.parse_args()
-    ok = bench_openai(args)
+    ok = True if args.skip_openai else bench_openai(args)
     if not args.skip_embedded:
         ok = bench_embedded(args) and ok
+        ok = bench_verdicts(args) and ok
     print("PASS" if ok else "FAIL: a budget was missed")
     return 0 if ok else 1
 
