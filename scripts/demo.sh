@@ -154,7 +154,7 @@ generate() { # generate BASE HEAD
   say "labtax diff-generate --base $1 --head $2 --teacher embedded --model $TEACHER_MODEL --samples-per-leaf $SAMPLES --max-tokens $MAX_TOKENS $GEN_ARGS"
   (cd "$TAX" && "$LABTAX" diff-generate --taxonomy . --base "$1" --head "$2" --output "$GEN" \
     --teacher embedded --model "$TEACHER_MODEL" --samples-per-leaf "$SAMPLES" --seed 42 \
-    --max-tokens "$MAX_TOKENS" "${gen_args[@]}") 2>&1 | sed -u 's/^/   /'
+    --max-tokens "$MAX_TOKENS" --verbose "${gen_args[@]}") 2>&1 | sed -u 's/^/   /'
   echo "$2" >"$STAMPS/generated-at"
 }
 step "labtax diff-generate"

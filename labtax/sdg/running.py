@@ -123,6 +123,16 @@ def execute(
     return result
 
 
+def _stage_lines(path: str, progress: ProgressFn | None) -> Any:
+    """With --verbose, a line per finished slice of each stage of a leaf: a slow in-process teacher
+    then shows where it is inside a leaf, not only when the leaf is done."""
+    from labtax.progress import VERBOSE, verbosity
+
+    if progress is None or verbosity() < VERBOSE:
+        return None
+    return lambda stage, done, total: progress(f"  {quote_path(path)}: {stage} {done}/{total}")
+
+
 def _redacting(progress: ProgressFn) -> ProgressFn:
     """Every progress line through `redact`: an error text may quote a server's reply."""
     from labtax.teachers.redact import redact
@@ -155,7 +165,8 @@ async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: Genera
             t = base.for_leaf(lp.key)
             began = time.monotonic()
             try:
-                res = await generate_leaf(lp.leaf, t, settings, taxonomy_root=taxonomy)
+                res = await generate_leaf(lp.leaf, t, settings, taxonomy_root=taxonomy,
+                                          progress=_stage_lines(lp.path, progress))
             except TeacherError as exc:
                 result.failed.append(lp.path)
                 if not teacher_down.is_set() and progress:
