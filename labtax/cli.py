@@ -191,11 +191,13 @@ def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: Path, output: str, **par
               help="Phase 2 knowledge replay, as a share of the skill samples.")
 @output_wait_option("another run on the same --output")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--untrusted-store", is_flag=True,
+              help="--output was restored from elsewhere (a CI cache): re-check every store file and record.")
 @teacher_options
 @generation_options
 @_guarded
 def diff_generate_cmd(taxonomy_dir: Path, base: str | None, head: str | None, output: str, dry_run: bool,
-                      replay_ratio: float, wait_s: float, fmt: str, **params: Any) -> int:
+                      replay_ratio: float, wait_s: float, fmt: str, untrusted_store: bool, **params: Any) -> int:
     """Generate data for the leaves that changed between --base and --head, reuse the rest, re-mix.
 
     Writes phase1_knowledge.jsonl, phase2_skills.jsonl, test.jsonl and manifest.json into --output.
@@ -213,7 +215,7 @@ def diff_generate_cmd(taxonomy_dir: Path, base: str | None, head: str | None, ou
     outcome = diff_generate(
         taxonomy_dir, Path(output), base=base, head=head, settings=settings,
         mix_settings=MixSettings(replay_ratio=replay_ratio, seed=settings.seed), teacher=spec.build_lazy(),
-        dry_run=dry_run, wait=wait_s, progress=progress,
+        dry_run=dry_run, wait=wait_s, progress=progress, untrusted_store=untrusted_store,
     )
     click.echo(render_report("diff-generate", fmt, outcome), nl=False)
     return exit_code(outcome)

@@ -355,10 +355,13 @@ def diff_generate(
     dry_run: bool = False,
     wait: float = 0.0,
     progress: ProgressFn | None = None,
+    untrusted_store: bool = False,
 ) -> Plan | RunResult:
     """Plan (and, unless `dry_run`, run) one diff-generate. A dry run takes no lock, writes nothing and
-    returns the Plan; a real run holds the output lock throughout and returns a RunResult."""
-    store = LeafStore(output / LEAVES_DIR)
+    returns the Plan; a real run holds the output lock throughout and returns a RunResult.
+    `untrusted_store` (a store restored from a CI cache): every store file is re-read and every record
+    parsed and checked before it is reused; the ledger's record of verified files is not trusted."""
+    store = LeafStore(output / LEAVES_DIR, untrusted=untrusted_store)
     if dry_run:
         # Read-only: a dry run creates, migrates and repairs nothing.
         ledger = Ledger(output / LEDGER_FILE, readonly=True) if (output / LEDGER_FILE).exists() else None

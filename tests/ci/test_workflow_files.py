@@ -229,3 +229,46 @@ def test_the_validate_caller_grants_the_upload_job_its_permission() -> None:
     caller = load(ROOT / "examples/workflows/labtax-validate.yml")
     assert caller["permissions"] == {"contents": "read"}
     assert caller["jobs"]["validate"]["permissions"]["security-events"] == "write"
+
+
+def _all_uses() -> list[tuple[Path, str, str]]:
+    """(file, the uses: value, the rest of its line) for every step of every workflow and the action."""
+    out = []
+    for path in [*WORKFLOWS, *EXAMPLES, ROOT / "action.yml"]:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            stripped = line.strip().lstrip("- ")
+            if stripped.startswith("uses:"):
+                value, _, comment = stripped[len("uses:"):].strip().partition("#")
+                out.append((path, value.strip(), comment.strip()))
+    return out
+
+
+def test_every_action_is_pinned_by_a_full_commit_sha_with_its_tag() -> None:
+    import re
+
+    remote = [(p, v, c) for p, v, c in _all_uses() if not v.startswith("./") and "/.github/workflows/" not in v]
+    assert remote
+    for path, value, comment in remote:
+        ref = value.rpartition("@")[2]
+        assert re.fullmatch(r"[0-9a-f]{40}", ref), (path.name, value)
+        assert re.fullmatch(r"v\d+(\.\d+)*", comment), (path.name, value, comment)
+
+
+def test_the_reusable_workflows_run_the_labtax_commit_the_caller_pinned() -> None:
+    for name in ("validate.yml", "generate.yml", "train.yml"):
+        job = next(iter(reusable(name)["jobs"].values()))
+        checkout = next(s for s in job["steps"] if s.get("with", {}).get("path") == ".labtax")
+        assert checkout["with"]["ref"] == "${{ job.workflow_sha || inputs.labtax-ref }}", name
+        assert checkout["with"]["repository"] == "${{ job.workflow_repository || inputs.labtax-repository }}", name
+
+
+def test_the_generation_cache_is_keyed_by_what_makes_the_data_valid() -> None:
+    job = reusable("generate.yml")["jobs"]["generate"]
+    cache = steps_using(job, "actions/cache")[0]["with"]
+    for part in ("github.ref_name", "job.workflow_sha", "inputs.teacher", "inputs.samples-per-leaf",
+                 "inputs.seed", "inputs.max-tokens", "github.sha"):
+        assert part in cache["key"], part
+    restore = [k for k in cache["restore-keys"].splitlines() if k.strip()]
+    assert len(restore) == 1 and "job.workflow_sha" in restore[0] and "inputs.teacher" in restore[0]
+    run = next(s for s in job["steps"] if s.get("uses") == "./.labtax")
+    assert "--untrusted-store" in run["with"]["args"]

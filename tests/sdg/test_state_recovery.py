@@ -187,3 +187,21 @@ def test_an_unfetchable_document_repository_is_that_leafs_fetch_error(git_repo, 
     entries = {e["path"]: e for e in manifest(out)["leaves"]}
     assert entries["compositional_skills/writing/haiku/qna.yaml"]["status"] == "generated"
     assert "cannot fetch the documents" in entries["knowledge/astro/moon/qna.yaml"]["error"]
+
+
+def test_an_untrusted_store_is_checked_record_by_record(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from labtax.sdg.store import LeafData, LeafStore
+
+    _two_leaves(git_repo)
+    out = tmp_path / "out"
+    assert dg(git_repo, out, openai_server)[0] == 0
+    good = _sets(out)
+    # A cache restored from elsewhere: a leaf file with a valid checksum and records that are not samples.
+    store = LeafStore(out / "leaves")
+    entry = next(e for e in manifest(out)["leaves"] if e["path"] == "compositional_skills/writing/haiku/qna.yaml")
+    real = store.load(entry["key"])
+    store.put(LeafData(real.key, [{"messages": "FORGED"}] * len(real.samples), real.test, real.meta, real.index))
+    code, text = dg(git_repo, out, openai_server, "--untrusted-store")
+    assert code == 0, text
+    assert "generated compositional_skills/writing/haiku/qna.yaml" in text  # regenerated (replayed)
+    assert _sets(out) == good and "FORGED" not in (out / "phase2_skills.jsonl").read_text()
