@@ -4,7 +4,6 @@ Click glue only, like cli.py; the logic is in labtax.settings and labtax.sdg.exp
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,8 @@ def config_command(fmt: str) -> int:
                 rows += [(f"{name}.{key}", value, source)
                          for key, value, source in effective(group, ctx.parent or ctx, name)]
     if fmt == "json":
+        import json
+
         click.echo(json.dumps({"root": str(root), "settings": [
             {"name": n, "value": list(v) if isinstance(v, tuple) else v, "source": s} for n, v, s in rows]},
             indent=2, default=str))

@@ -17,7 +17,6 @@ quotes and non-ASCII names arrive unquoted; they are decoded with `os.fsdecode`.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -45,6 +44,8 @@ def null_sha(sha: str | None) -> bool:
 
 def blob_sha(data: bytes, *, length: int = 40) -> str:
     """The object name git gives `data` as a blob (SHA-1, or SHA-256 in a 64-hex repository)."""
+    import hashlib  # only when a working-tree file is compared: most diffs hash nothing
+
     algo = hashlib.sha256 if length == 64 else hashlib.sha1
     return algo(b"blob %d\0" % len(data) + data).hexdigest()
 
