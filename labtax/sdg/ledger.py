@@ -97,10 +97,11 @@ class Ledger:
         self.readonly = readonly
         self.recovered = False
         self.dropped_rows = 0
+        self.conn: sqlite3.Connection
         try:
             self._open()
         except sqlite3.DatabaseError as exc:
-            if getattr(self, "conn", None) is not None:
+            if hasattr(self, "conn"):  # opened, then found unreadable
                 self.conn.close()
             if readonly:
                 self.conn = sqlite3.connect(":memory:", isolation_level=None)

@@ -244,7 +244,7 @@ def plan_run(
                 leaf = parsed.get(path) or parse_leaf_at_head(path, snap.read([path]).get(path))
                 lp.leaf = leaf
                 lp.estimated_requests = estimate_requests(leaf, settings, _chunks_estimate(
-                    leaf, doc_texts[path] if path in doc_texts else _documents(leaf, taxonomy), settings))
+                    leaf, doc_texts[path] if path in doc_texts else _documents_or_none(leaf, taxonomy), settings))
                 if ledger is not None:
                     if lp.key not in recorded_cache:
                         recorded_cache[lp.key] = ledger.count_responses(lp.key)
@@ -314,6 +314,15 @@ def parse_leaf_at_head(path: str, raw: bytes | None) -> Leaf:
     if raw is None:
         raise UsageError(f"{path}: cannot be read at head")
     return parse_leaf(path, raw)
+
+
+def _documents_or_none(leaf: Leaf, taxonomy: Path) -> list[str]:
+    """The documents for an estimate only: one that cannot be read now fails its leaf when the leaf is
+    generated (a leaf error), never the plan of every leaf."""
+    try:
+        return _documents(leaf, taxonomy)
+    except (LabtaxError, ValueError, OSError):
+        return []
 
 
 def _chunks_estimate(leaf: Leaf, docs: list[str], settings: GenerationSettings) -> int | None:

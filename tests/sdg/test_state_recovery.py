@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from lab_taxonomy import add_skill, knowledge_yaml, manifest, run_cli, teacher_args
+from lab_taxonomy import add_knowledge, add_skill, knowledge_yaml, manifest, run_cli, teacher_args
 
 
 def dg(repo, out: Path, server, *extra: str) -> tuple[int, str]:  # type: ignore[no-untyped-def]
@@ -205,3 +205,42 @@ def test_an_untrusted_store_is_checked_record_by_record(git_repo, openai_server,
     assert code == 0, text
     assert "generated compositional_skills/writing/haiku/qna.yaml" in text  # regenerated (replayed)
     assert _sets(out) == good and "FORGED" not in (out / "phase2_skills.jsonl").read_text()
+
+
+def test_a_leaf_whose_own_document_cannot_be_read_is_a_leaf_error_not_a_teacher_failure(  # type: ignore[no-untyped-def]
+        git_repo, openai_server, tmp_path: Path) -> None:
+    from fpdf import FPDF
+    from openai_server import Fault, lab_responder
+
+    add_skill(git_repo, "compositional_skills/writing/haiku")
+    path = add_knowledge(git_repo, "knowledge/astro/moon")
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=12)
+    pdf.multi_cell(0, 8, "The moon report describes craters, tides and the long lunar night in detail. " * 4)
+    doc = git_repo.root / ".documents/moon/moon.pdf"
+    pdf.output(str(doc))
+    (git_repo.root / ".documents/moon/moon.md").unlink()
+    git_repo.write(path, (git_repo.root / path).read_text().replace("'*.md'", "'*.pdf'"))
+    git_repo.commit("a knowledge leaf with a PDF")
+    base = lab_responder()
+
+    def no_knowledge(kind: str, body: dict) -> object:  # type: ignore[type-arg]
+        text = "\n".join(str(m.get("content", "")) for m in body.get("messages", []))
+        return Fault(400) if "STAGE: knowledge_qa" in text else base(kind, body)
+
+    openai_server.responder = no_knowledge
+    out = tmp_path / "out"
+    args = ["diff-generate", "--taxonomy", str(git_repo.root), "--base", "empty", "--output", str(out),
+            *teacher_args(openai_server)]  # the working tree, both times
+    assert run_cli(args)[0] == 3  # the teacher failed it: nothing stored, its key memoised
+    openai_server.responder = base
+    st = doc.stat()
+    doc.write_bytes(b"\0" * st.st_size)  # unreadable now, same size and mtime: the memo still holds
+    os.utime(doc, ns=(st.st_atime_ns, st.st_mtime_ns))
+    git_repo.commit("the damaged document")
+    # --base HEAD: the diff reports no leaf, so the memoised key is used and the document is first read
+    # when the leaf is generated.
+    code, text = run_cli([*args, "--base", "HEAD"])
+    assert code == 1, text
+    assert "failed    knowledge/astro/moon/qna.yaml: cannot read PDF" in text
