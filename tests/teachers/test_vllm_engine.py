@@ -23,6 +23,9 @@ pytestmark = [pytest.mark.vllm, pytest.mark.slow,
               pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not installed")]
 
 
+MEMORY_SHARE = float(os.environ.get("LABTAX_VLLM_MEMORY_SHARE", "0.1"))
+
+
 def model_dir() -> str:
     """SmolLM2-135M-Instruct as a Hugging Face directory (the embedded teacher's, converted offline)."""
     from labtax.models import load_tokenizer
@@ -38,7 +41,10 @@ def asks() -> list[TeacherRequest]:
 def test_in_process_engine_chat_batches_and_seeds() -> None:
     from labtax.teachers.vllm import VLLMEngineOptions, VLLMTeacher
 
-    teacher = VLLMTeacher(model_dir(), VLLMEngineOptions(max_model_len=1024, dtype="float32"))
+    # On the CPU build --gpu-memory-utilization is the share of *host* memory vLLM reserves (for the
+    # KV cache): a tenth is plenty for a 135M model and leaves a shared machine usable.
+    teacher = VLLMTeacher(model_dir(), VLLMEngineOptions(max_model_len=1024, dtype="float32",
+                                                         gpu_memory_utilization=MEMORY_SHARE))
     out = asyncio.run(teacher.complete(asks()))
     assert len(out) == 4 and all(r.ok and r.completion_tokens > 0 for r in out)
     again = asyncio.run(teacher.complete(asks()))
@@ -61,7 +67,8 @@ def test_vllm_serve_through_the_openai_teacher(tmp_path: Path) -> None:
     log = (tmp_path / "serve.log").open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir(),
-         "--served-model-name", "smollm2", "--port", str(port), "--max-model-len", "1024", "--dtype", "float32"],
+         "--served-model-name", "smollm2", "--port", str(port), "--max-model-len", "1024", "--dtype", "float32",
+         "--gpu-memory-utilization", str(MEMORY_SHARE)],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "VLLM_LOGGING_LEVEL": "WARNING"})
     try:
         deadline = time.monotonic() + 900
