@@ -23,7 +23,8 @@ _secrets: set[str] = set()
 # Shapes of credentials worth hiding even when labtax never saw them (a proxy's own token, a key in
 # a URL a server echoes back). Conservative: each needs a recognisable prefix.
 _SHAPES = re.compile(
-    r"(?i)\b(?:bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{6,}"
+    # a digit in the value: "token budget" is prose, "token ghp_1a2b..." a credential
+    r"(?i)\b(?:bearer|basic|token)\s+(?=[A-Za-z0-9._~+/=-]*\d)[A-Za-z0-9._~+/=-]{6,}"
     r"|\b(?:sk|pk|rk)-[A-Za-z0-9_-]{6,}"
     r"|\b(?:api[_-]?key|access[_-]?token|password|secret)([\"']?\s*[=:]\s*)[\"']?[^\s\"'&,;}]{4,}"
 )

@@ -106,3 +106,4 @@ def test_registered_secret_is_redacted_everywhere_and_plain_text_is_kept() -> No
     register_secret("plain-registered-value-77")
     assert redact("x plain-registered-value-77 y") == f"x {MARK} y"
     assert redact("status 429: slow down") == "status 429: slow down"
+    assert redact("the reply exceeds the token budget") == "the reply exceeds the token budget"
