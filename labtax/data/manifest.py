@@ -25,6 +25,7 @@ class LeafEntry(TypedDict, total=False):
     counts: dict[str, int]  # samples stored, in the training sets, test rows, replayed, overlapping
     tokens: int
     seconds: float
+    generation: dict[str, Any]  # the leaf's generation funnel (requests, candidates, kept, by stage)
     error: str | None  # failed or invalid leaves: why
 
 

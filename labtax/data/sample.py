@@ -18,7 +18,7 @@ question starts; the answer is the last assistant turn. `question_of` and `chunk
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypedDict, TypeVar
 
@@ -80,7 +80,7 @@ def read_set(path: Path, convert: Callable[[Sample], T], what: str = "sample") -
             yield item
 
 
-def reference_split(row: Sample) -> tuple[tuple[tuple[str, str], ...], str]:
+def reference_split(row: Mapping[str, Any]) -> tuple[tuple[tuple[str, str], ...], str]:
     """A test row as (the turns before the reference answer, the reference answer)."""
     turns = tuple((str(m["role"]), str(m["content"])) for m in row["messages"])
     if len(turns) < 2:
@@ -90,7 +90,7 @@ def reference_split(row: Sample) -> tuple[tuple[tuple[str, str], ...], str]:
     return turns[:-1], turns[-1][1]
 
 
-def _user_index(sample: Sample) -> int | None:
+def _user_index(sample: Mapping[str, Any]) -> int | None:
     msgs = sample.get("messages") or []
     for i in range(len(msgs) - 1, -1, -1):
         if msgs[i].get("role") == "user":
@@ -98,13 +98,13 @@ def _user_index(sample: Sample) -> int | None:
     return None
 
 
-def user_text(sample: Sample) -> str:
+def user_text(sample: Mapping[str, Any]) -> str:
     """The last user turn ('' when there is none)."""
     i = _user_index(sample)
     return str(sample["messages"][i].get("content", "")) if i is not None else ""
 
 
-def with_user(sample: Sample, content: str) -> Sample:
+def with_user(sample: Mapping[str, Any], content: str) -> dict[str, Any]:
     """A copy whose last user turn is `content` (inserted first when there is none)."""
     i = _user_index(sample)
     msgs = [dict(m) for m in sample.get("messages") or []]
@@ -114,10 +114,10 @@ def with_user(sample: Sample, content: str) -> Sample:
         msgs[i]["content"] = content
     out = dict(sample)
     out["messages"] = msgs
-    return out  # type: ignore[return-value]
+    return out
 
 
-def question_of(sample: Sample) -> str:
+def question_of(sample: Mapping[str, Any]) -> str:
     """The question alone: the user turn from `question_at`, else `metadata.question`, else the turn."""
     meta = sample.get("metadata") or {}
     at = meta.get("question_at")
@@ -129,7 +129,7 @@ def question_of(sample: Sample) -> str:
     return user_text(sample)
 
 
-def chunk_of(sample: Sample) -> str:
+def chunk_of(sample: Mapping[str, Any]) -> str:
     """The context above the question (a knowledge sample's document chunk); '' when there is none."""
     meta = sample.get("metadata") or {}
     v = meta.get("context")
@@ -139,7 +139,7 @@ def chunk_of(sample: Sample) -> str:
     return user_text(sample)[:at].strip() if isinstance(at, int) else ""
 
 
-def slim(sample: Sample) -> Sample:
+def slim(sample: Mapping[str, Any]) -> dict[str, Any]:
     """The sample with its metadata no longer repeating the conversation: `question`, `context` and
     `answer` are dropped where the turns hold them (`question_at` marks the question), kept where
     they do not (so `question_of` and `chunk_of` read the same before and after)."""
@@ -152,9 +152,9 @@ def slim(sample: Sample) -> Sample:
             meta["question_at"] = len(user) - len(question)
     if "context" in meta and ("question_at" in meta or "question" not in meta):
         probe = {**sample, "metadata": {k: v for k, v in meta.items() if k != "context"}}
-        if chunk_of(probe) == context:  # type: ignore[arg-type]
+        if chunk_of(probe) == context:
             del meta["context"]
     msgs = sample.get("messages") or []
     if "answer" in meta and msgs and msgs[-1].get("role") == "assistant" and msgs[-1].get("content") == meta["answer"]:
         del meta["answer"]
-    return {**sample, "metadata": meta}  # type: ignore[typeddict-item]
+    return {**sample, "metadata": meta}

@@ -4,6 +4,7 @@ plan (--dry-run) or a run."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from labtax.sdg.planning import LeafPlan, Plan
@@ -33,7 +34,7 @@ def _leaf_line(lp: LeafPlan) -> str | None:
     return f"{lp.action:<9} {quote_path(lp.path)}{one_line(extra)}"
 
 
-def funnel_line(entry: dict[str, Any]) -> str | None:
+def funnel_line(entry: Mapping[str, Any]) -> str | None:
     """A generated leaf's funnel (asked -> parsed -> ... -> kept -> in the sets), and the request bound
     when it bound; None for other leaves."""
     gen = entry.get("generation") or {}

@@ -25,7 +25,7 @@ import sqlite3
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,7 +205,7 @@ class Ledger:
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
-    def record_leaves(self, run_id: int, rows: Iterable[dict[str, Any]]) -> None:
+    def record_leaves(self, run_id: int, rows: Iterable[Mapping[str, Any]]) -> None:
         with self.transaction():
             self.conn.executemany(
                 "INSERT OR REPLACE INTO leaves(run_id, path, key, status, changed, counts, tokens, seconds)"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labtax.data import Manifest, read_manifest, write_manifest
+from labtax.data import LeafEntry, Manifest, read_manifest, write_manifest
 from labtax.data.names import MANIFEST_FORMAT
 from labtax.errors import EXIT_FINDINGS, EXIT_OK, EXIT_TEACHER, LabtaxError, TeacherError, UsageError
 from labtax.progress import counting
@@ -301,7 +301,7 @@ def rebuild(plan: Plan, output: Path, store: LeafStore, mix_settings: mix.MixSet
                               "generation": e.get("generation") or {}}
 
     generated_now = {lp.path for lp in plan.of("generate")} - failed
-    entries: list[dict[str, Any]] = []
+    entries: list[LeafEntry] = []
     for lp in plan.leaves:
         if lp.action == "invalid" or lp.path in failed:
             status = "invalid" if lp.action == "invalid" else "failed"

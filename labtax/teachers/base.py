@@ -89,8 +89,12 @@ class Teacher(Protocol):
     own counts for the run summary (openai: sent, retries, faults by reason; {} when it has none)."""
 
     model_id: str
-    batch_size: int
-    concurrency: int
+
+    @property
+    def batch_size(self) -> int: ...
+
+    @property
+    def concurrency(self) -> int: ...
 
     def count_tokens(self, text: str) -> int: ...
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from labtax.data import Sample, read_set
+from labtax.data import read_set
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -181,7 +181,7 @@ class TokenizedFile:
         return np.asarray(self.ids[lo:hi]), np.asarray(self.targets[lo:hi])
 
 
-def _as_is(sample: Sample) -> Sample:
+def _as_is(sample: Any) -> dict[str, Any]:
     return sample
 
 

@@ -10,6 +10,7 @@ was selected). `labtax eval`'s markdown table is appended by the train workflow 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def _taxonomy_section(manifest: dict[str, Any] | None) -> list[str]:
+def _taxonomy_section(manifest: Mapping[str, Any] | None) -> list[str]:
     if manifest is None:
         return ["## Taxonomy", "", ("No `manifest.json` beside the training sets: the data was not made by "
                 "`labtax diff-generate`, so its taxonomy commit and leaves are unknown."), ""]
@@ -53,7 +54,7 @@ def _taxonomy_section(manifest: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def render_card(checkpoint: dict[str, Any], phase: dict[str, Any], manifest: dict[str, Any] | None,
+def render_card(checkpoint: dict[str, Any], phase: dict[str, Any], manifest: Mapping[str, Any] | None,
                 dtype: str) -> str:
     """The README.md text for one checkpoint of a finished phase."""
     data = phase.get("data") or {}
