@@ -82,7 +82,6 @@ def test_quiet_and_verbose_on_the_command_line(git_repo, tmp_path: Path) -> None
 
 
 def test_train_verbose_and_quiet_levels_reach_the_training_lines(tmp_path: Path) -> None:
-    sys.path.insert(0, str(ROOT / "tests" / "train"))
     from train_fixtures import make_data_dir, run_cli
 
     data = make_data_dir(tmp_path / "data")
