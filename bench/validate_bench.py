@@ -136,7 +136,7 @@ def main() -> int:
     parser.add_argument("--core-sample", type=int, default=1000, help="leaves for the in-process baseline")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "labtax-bench")
-    parser.add_argument("--baseline-target", type=Path, default=Path(os.environ.get("LABTAX_ILAB_SCHEMA", "/tmp/ilab-schema")))
+    parser.add_argument("--baseline-target", type=Path, default=Path(os.environ.get("LABTAX_ILAB_SCHEMA", Path(sys.prefix) / "ilab-schema")))
     args = parser.parse_args()
 
     tree = ensure_tree(args.workdir, args.leaves)

