@@ -255,11 +255,16 @@ def test_every_action_is_pinned_by_a_full_commit_sha_with_its_tag() -> None:
 
 
 def test_the_reusable_workflows_run_the_labtax_commit_the_caller_pinned() -> None:
+    seen = 0
     for name in ("validate.yml", "generate.yml", "train.yml"):
-        job = next(iter(reusable(name)["jobs"].values()))
-        checkout = next(s for s in job["steps"] if s.get("with", {}).get("path") == ".labtax")
-        assert checkout["with"]["ref"] == "${{ job.workflow_sha || inputs.labtax-ref }}", name
-        assert checkout["with"]["repository"] == "${{ job.workflow_repository || inputs.labtax-repository }}", name
+        for job in reusable(name)["jobs"].values():
+            for step in job.get("steps") or []:
+                if step.get("with", {}).get("path") != ".labtax":
+                    continue
+                seen += 1
+                assert step["with"]["ref"] == "${{ job.workflow_sha || inputs.labtax-ref }}", name
+                assert step["with"]["repository"] == "${{ job.workflow_repository || inputs.labtax-repository }}", name
+    assert seen >= 3
 
 
 def test_the_generation_cache_is_keyed_by_what_makes_the_data_valid() -> None:
