@@ -19,9 +19,10 @@ from labtax.data.names import MANIFEST_FORMAT
 from labtax.errors import EXIT_FINDINGS, EXIT_OK, EXIT_TEACHER, LabtaxError, TeacherError, UsageError
 from labtax.progress import counting
 from labtax.sdg import mix
-from labtax.sdg.ledger import Ledger, LedgerTeacher
+from labtax.sdg.ledger import Ledger
 from labtax.sdg.output_dir import LEAVES_DIR, LEDGER_FILE, output_lock, quarantine_manifest
 from labtax.sdg.planning import LeafPlan, Plan, parse_leaf_at_head, plan_run
+from labtax.sdg.replay import LedgerTeacher
 from labtax.sdg.store import CorruptLeafError, LeafData, LeafStore, RawLeaf, ReadOnlyLeafStore
 from labtax.util.quoting import quote_path
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from labtax.sdg.ledger import Ledger, LedgerTeacher, MemoRow, ledger_request_key
+from labtax.sdg.ledger import Ledger, MemoRow
+from labtax.sdg.replay import LedgerTeacher, ledger_request_key
 from labtax.teachers.base import TeacherRequest, TeacherResponse
 
 

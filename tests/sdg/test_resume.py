@@ -14,7 +14,7 @@ from typing import Any
 
 from lab_taxonomy import add_knowledge, add_skill, manifest, run_cli, teacher_args
 
-from labtax.sdg.ledger import ledger_request_key
+from labtax.sdg.replay import ledger_request_key
 from labtax.teachers.base import TeacherRequest
 
 SETS = ("phase1_knowledge.jsonl", "phase2_skills.jsonl", "test.jsonl")

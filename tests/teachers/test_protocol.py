@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from labtax.sdg.ledger import Ledger, LedgerTeacher
+from labtax.sdg.ledger import Ledger
+from labtax.sdg.replay import LedgerTeacher
 from labtax.teachers import TeacherSpec
 from labtax.teachers.base import TeacherBase, estimate_tokens
 from labtax.teachers.lazy import LazyTeacher
