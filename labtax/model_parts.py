@@ -137,7 +137,7 @@ def ensure_converted(cache: Path) -> Path:
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         if getattr(model, "hf_quantizer", None) is not None:
-            model.hf_quantizer = None
+            model.hf_quantizer = None  # type: ignore[assignment]
         tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
         _say(f"loaded in {time.monotonic() - started:.0f} s; saving")
         model.save_pretrained(tmp)

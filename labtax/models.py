@@ -221,8 +221,16 @@ def build_tiny_model(seed: int = TINY_SEED, vocab_size: int | None = None) -> Pr
 def load_model(name: str, *, dtype: Any = None, seed: int = TINY_SEED) -> PreTrainedModel:
     """Load a causal LM by name (fp32 unless a dtype is given; `embedded` is bf16 unless told), in eval
     mode."""
+    import sys
+
     from transformers import AutoModelForCausalLM
 
+    if not sys.stderr.isatty():
+        # transformers' loading bar redraws one line with carriage returns: in a log or a pipe that is
+        # one endless line, not progress (the conversion prints its own lines).
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     if name == TINY:
         model = build_tiny_model(seed)
     else:
