@@ -76,9 +76,11 @@ def _weights(n: int, rng: np.random.Generator, resamples: int) -> np.ndarray:
     return rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
 
 
-def _percentile(values: np.ndarray) -> tuple[float, float]:
+def _percentile(values: np.ndarray, n: int) -> tuple[float, float]:
+    """The interval's bounds; NaN (no interval) for fewer than two items, where every resample is
+    the one item again and a zero-width interval would claim a certainty there is none of."""
     values = values[np.isfinite(values)]
-    if values.size == 0:
+    if values.size == 0 or n < 2:
         return math.nan, math.nan
     lo, hi = np.quantile(values, [(1 - LEVEL) / 2, 1 - (1 - LEVEL) / 2])
     return float(lo), float(hi)
@@ -102,7 +104,7 @@ def _point(p: PairedLikelihood) -> float:
 
 
 def likelihood_change(p: PairedLikelihood, rng: np.random.Generator, resamples: int = RESAMPLES) -> Interval:
-    return Interval(_point(p), *_percentile(_likelihood_samples(p, rng, resamples)))
+    return Interval(_point(p), *_percentile(_likelihood_samples(p, rng, resamples), len(p)))
 
 
 def controls_change(controls: Sequence[PairedLikelihood], rng: np.random.Generator,
@@ -117,18 +119,18 @@ def beyond_controls(p: PairedLikelihood, control_point: float, control_samples: 
                     rng: np.random.Generator, resamples: int = RESAMPLES) -> Interval:
     """The leaf's change minus the controls' change, with a bootstrap interval."""
     own = _likelihood_samples(p, rng, resamples)
-    return Interval(_point(p) - control_point, *_percentile(own - control_samples))
+    return Interval(_point(p) - control_point, *_percentile(own - control_samples, len(p)))
 
 
 def accuracy_change(base_correct: Sequence[bool], cand_correct: Sequence[bool], rng: np.random.Generator,
                     resamples: int = RESAMPLES) -> Interval:
     diff = np.asarray(cand_correct, dtype=np.float64) - np.asarray(base_correct, dtype=np.float64)
     w = _weights(diff.shape[0], rng, resamples)
-    return Interval(float(diff.mean()), *_percentile(w @ diff / diff.shape[0]))
+    return Interval(float(diff.mean()), *_percentile(w @ diff / diff.shape[0], diff.shape[0]))
 
 
 def win_rate(item_scores: Sequence[float], rng: np.random.Generator, resamples: int = RESAMPLES) -> Interval:
     """Mean of per-item scores in [0, 1] (1: the candidate won, 0.5: a tie, 0: the base won)."""
     s = np.asarray(item_scores, dtype=np.float64)
     w = _weights(s.shape[0], rng, resamples)
-    return Interval(float(s.mean()), *_percentile(w @ s / s.shape[0]))
+    return Interval(float(s.mean()), *_percentile(w @ s / s.shape[0], s.shape[0]))
