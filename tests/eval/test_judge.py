@@ -155,3 +155,15 @@ def test_cli_judge_option_errors(trained: dict[str, Path]) -> None:
     base = ["eval", "--base", "tiny", "--candidate", "tiny", "--data", str(trained["data"])]
     assert CliRunner().invoke(cli, [*base, "--judge", "openai"]).exit_code == 2
     assert CliRunner().invoke(cli, [*base, "--judge", "embedded", "--judge-endpoint", "http://x/v1"]).exit_code == 2
+
+
+def test_the_embedded_teacher_can_judge(trained: dict[str, Path]) -> None:
+    # The in-process judge path, with the tiny model as the judge: it writes no verdict mark, so every
+    # reply is counted malformed, and the leaf falls back to no judged evidence.
+    options = EvalOptions(base=str(trained["base"]), candidate=str(trained["candidate"]), data_dir=trained["data"],
+                          judge=JudgeOptions(teacher="embedded", model="tiny", max_new_tokens=4, max_tokens=8))
+    report = run_eval(options)
+    assert report["judge"]["teacher"] == "embedded" and report["judge"]["requests"] == 8
+    assert report["judge"]["malformed"] + report["judge"]["failed"] == 8
+    row = {r["leaf"]: r for r in report["leaves"]}[LEAF_A]
+    assert row["judge"]["rated"] == 0 and row["evidence"] == "likelihood"
