@@ -156,6 +156,8 @@ generation_options = _stack([
                  help="Knowledge: document chunk size in teacher tokens."),
     click.option("--questions-per-request", type=click.IntRange(min=1), default=10, show_default=True,
                  help="Skills: new questions asked for per request (a small CPU teacher: fewer)."),
+    click.option("--calibration-examples", type=click.IntRange(min=2), default=6, show_default=True,
+                 help="Per judge and leaf: seeds and broken copies each, to calibrate its verdicts."),
     click.option("--keep-unreadable-verdicts/--drop-unreadable-verdicts", "keep_unreadable_verdicts",
                  default=None,
                  help="Whether a judge/score answer that cannot be read passes (counted per stage). "

@@ -26,16 +26,16 @@ if [ "$FAST" = 1 ]; then
   SAMPLES=${DEMO_SAMPLES:-2}
   MAX_TOKENS=${DEMO_MAX_TOKENS:-128}
   MAX_STEPS=${DEMO_MAX_STEPS:-8}
-  default_gen_args="--max-requests-per-leaf 1 --questions-per-request 4 --chunk-tokens 160"
+  default_gen_args="--max-requests-per-leaf 1 --questions-per-request 4 --chunk-tokens 160 --calibration-examples 3"
 else
   TEACHER_MODEL=${DEMO_TEACHER_MODEL:-embedded}
   MODEL=${DEMO_MODEL:-embedded-small}
   SAMPLES=${DEMO_SAMPLES:-1}
-  MAX_TOKENS=${DEMO_MAX_TOKENS:-160}
+  MAX_TOKENS=${DEMO_MAX_TOKENS:-128}
   MAX_STEPS=${DEMO_MAX_STEPS:-6}
   # A 1.5B teacher on two CPU cores: one first-stage request per leaf and short chunks keep the
   # generation to minutes (its verdicts are single forward passes; its writing is what costs).
-  default_gen_args="--max-requests-per-leaf 1 --questions-per-request 3 --chunk-tokens 160"
+  default_gen_args="--max-requests-per-leaf 1 --questions-per-request 3 --chunk-tokens 128 --calibration-examples 3"
 fi
 GEN_ARGS=${DEMO_GEN_ARGS-$default_gen_args}
 # The LAB recipe's learning rates (2e-5, 6e-6, 25 warm-up steps) are for 7B models and thousands of

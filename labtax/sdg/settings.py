@@ -12,7 +12,7 @@ from typing import Any
 
 # The generation options a command line gives directly (the rest keep their defaults).
 OPTION_FIELDS = ("samples_per_leaf", "max_requests_per_leaf", "seed", "max_tokens", "score_threshold",
-                 "chunk_tokens", "questions_per_request")
+                 "chunk_tokens", "questions_per_request", "calibration_examples")
 
 # The seed-example count `samples_per_leaf` is stated for (a taxonomy's minimum per leaf).
 SEED_BASE = 5
@@ -65,6 +65,7 @@ class GenerationSettings:
     # A judge read from probabilities is calibrated per leaf on its seeds vs broken copies of them; one
     # whose AUC there is below this cannot tell them apart and is reported unusable (rows unjudged).
     judge_min_auc: float = 0.75
+    calibration_examples: int = 6  # per side (seeds, broken copies) and judge; a CPU teacher: fewer
     # Held out, never trained on: closed-book multiple-choice items per knowledge leaf (the gate's test
     # split; 0: none), asked for this many per request; and generated rows per leaf kept past the
     # quota as the validation split that checkpoint selection uses (distinct from the gate's items).
@@ -92,6 +93,8 @@ class GenerationSettings:
             raise ValueError("unreadable_verdicts must be 'drop' or 'keep'")
         if self.judges not in ("enforce", "advisory"):
             raise ValueError("judges must be 'enforce' or 'advisory'")
+        if self.calibration_examples < 2:
+            raise ValueError("calibration_examples must be at least 2")
         if not 0.5 <= self.judge_min_auc <= 1.0:
             raise ValueError("judge_min_auc must be in [0.5, 1]")
         if self.overgenerate < 1.0:

@@ -29,7 +29,6 @@ from labtax.teachers.base import TeacherRequest, TeacherResponse
 from labtax.teachers.choices import expected_score
 
 MIN_EXAMPLES = 2  # per side; fewer seeds than this and the default cut is used ("default")
-MAX_EXAMPLES = 6  # per side: enough to place a cut, few enough to stay cheap on a CPU teacher
 OFF_TOPIC = Path(__file__).with_name("off_topic.yaml")
 
 
@@ -103,7 +102,9 @@ async def calibrate(
     default: float,
 ) -> Calibration:
     """Ask the judge about the good and broken examples (stage `calibrate_<stage>` in the stats)."""
-    good, broken = list(good)[:MAX_EXAMPLES], list(broken)[:MAX_EXAMPLES]
+    # Per side: enough to place a cut, few enough to stay cheap on a CPU teacher.
+    most = runner.settings.calibration_examples
+    good, broken = list(good)[:most], list(broken)[:most]
     examples = good + broken
     # Request indexes past any real row's: the seeds of these requests never collide with the stage's.
     requests = [make(100_000 + i, row) for i, row in enumerate(examples)]
