@@ -19,6 +19,7 @@ against the real OpenAI-protocol test server (tests/openai_server.py) counting r
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -61,12 +62,27 @@ def teacher(server: OpenAIServer) -> list[str]:
             "--samples-per-leaf", str(SAMPLES_PER_LEAF_SETTING), "--seed", str(SEED)]
 
 
+_STEMS = ("amber", "harbor", "lantern", "thistle", "meadow", "glacier", "falcon", "willow", "quartz", "ember",
+          "canyon", "orchid", "tundra", "beacon", "cinder", "delta")
+
+
+def _words(seed: str, n: int) -> list[str]:
+    """n words of a 65,536-word made-up vocabulary, picked by a hash (a real taxonomy's breadth)."""
+    d = hashlib.sha256(seed.encode()).digest()
+    return [f"{_STEMS[x % 16]}{x // 16}" for x in (int.from_bytes(d[2 * k:2 * k + 2], "big") for k in range(n))]
+
+
 def fake_samples(path: str, kind: str, n: int) -> list[dict[str, object]]:
     """Messages-format samples of a realistic size (~600 bytes) for the rebuild measurement."""
     out = []
     for i in range(n):
-        q = f"Question {i} about {path}: how would you describe the subject in a short paragraph?"
-        a = f"Answer {i}: " + "a careful, plain description of the subject with a few details. " * 5
+        # Distinct wording per sample, as generated data is after the pipelines' own dedup (a template
+        # differing only in a number would be one near-duplicate repeated, and mixing drops those).
+        topic = " ".join(_words(f"{path}-{i}", 6))
+        # The leaf's path is in the answer, not the question: real questions of two leaves do not share
+        # their leaf's folder names.
+        q = f"Question {i}: how would you describe the {topic} in a short paragraph?"
+        a = f"Answer {i} ({path}): " + " ".join(f"the {w} is plain, with a few details." for w in _words(f"{path}-{i}-a", 10))
         meta: dict[str, object] = {"question": q, "answer": a, "pipeline": kind, "seed": SEED}
         user = q
         if kind == "knowledge":

@@ -16,6 +16,8 @@ from labtax.cli_options import (
     LabtaxGroup,
     generation_options,
     guarded,
+    mix_options,
+    mix_settings,
     output_wait_option,
     taxonomy_option,
     teacher_options,
@@ -187,8 +189,7 @@ def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: Path, output: str, **par
 @click.option("--output", default="generated", show_default=True, type=click.Path(file_okay=False),
               metavar="DIR", help="Leaf store, ledger, training sets and manifest.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (generate/reuse/drop, estimates); change nothing.")
-@click.option("--replay-ratio", type=click.FloatRange(min=0.0), default=0.03, show_default=True,
-              help="Phase 2 knowledge replay, as a share of the skill samples.")
+@mix_options
 @output_wait_option("another run on the same --output")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--untrusted-store", is_flag=True,
@@ -197,14 +198,13 @@ def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: Path, output: str, **par
 @generation_options
 @_guarded
 def diff_generate_cmd(taxonomy_dir: Path, base: str | None, head: str | None, output: str, dry_run: bool,
-                      replay_ratio: float, wait_s: float, fmt: str, untrusted_store: bool, **params: Any) -> int:
+                      wait_s: float, fmt: str, untrusted_store: bool, **params: Any) -> int:
     """Generate data for the leaves that changed between --base and --head, reuse the rest, re-mix.
 
     Writes phase1_knowledge.jsonl, phase2_skills.jsonl, test.jsonl and manifest.json into --output.
     A killed run resumes where it stopped; nothing changed means zero teacher calls.
     """
     from labtax.report import render_report
-    from labtax.sdg.mix import MixSettings
     from labtax.sdg.running import diff_generate, exit_code
     from labtax.sdg.settings import GenerationSettings
     from labtax.teachers import TeacherSpec
@@ -214,7 +214,7 @@ def diff_generate_cmd(taxonomy_dir: Path, base: str | None, head: str | None, ou
     progress = None if fmt == "json" else note
     outcome = diff_generate(
         taxonomy_dir, Path(output), base=base, head=head, settings=settings,
-        mix_settings=MixSettings(replay_ratio=replay_ratio, seed=settings.seed), teacher=spec.build_lazy(),
+        mix_settings=mix_settings(params, settings.seed), teacher=spec.build_lazy(),
         dry_run=dry_run, wait=wait_s, progress=progress, untrusted_store=untrusted_store,
     )
     click.echo(render_report("diff-generate", fmt, outcome), nl=False)

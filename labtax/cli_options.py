@@ -4,6 +4,7 @@
 directory (else the current directory), on every command that reads a taxonomy.
 `teacher_options`: the backend and how requests reach it, on every command that runs a teacher.
 `generation_options`: the knobs of `GenerationSettings` (what the pipelines ask for and keep).
+`mix_options`: the knobs of `MixSettings` a run sets (replay floors, replay data, system prompt).
 The values are gathered back into `TeacherSpec` and `GenerationSettings` by their own packages.
 """
 
@@ -167,6 +168,29 @@ generation_options = _stack([
                       "with probabilities, against the cut calibrated on the leaf's seeds); advisory: "
                       "verdicts are recorded in metadata but drop nothing."),
 ])
+
+
+mix_options = _stack([
+    click.option("--replay-ratio", type=click.FloatRange(min=0.0), default=0.03, show_default=True,
+                 help="Phase 2 knowledge replay: at least this share of the skill samples."),
+    click.option("--replay-min-per-leaf", type=click.IntRange(min=0), default=10, show_default=True,
+                 help="Phase 2 knowledge replay: at least this many rows of every knowledge leaf."),
+    click.option("--replay-data", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+                 metavar="FILE", help="Precomputed skills data (JSONL, messages format) added to phase 2."),
+    click.option("--system-prompt", default=None, metavar="TEXT",
+                 help="The system turn every sample begins with ('' for none; default: labtax's)."),
+])
+
+
+def mix_settings(params: dict[str, Any], seed: int) -> Any:
+    """The MixSettings of `mix_options` (popped from params) and the run's seed."""
+    from labtax.sdg.mix import MixSettings
+
+    system = params.pop("system_prompt")
+    extra = {} if system is None else {"system_prompt": system}
+    data = params.pop("replay_data")
+    return MixSettings(replay_ratio=params.pop("replay_ratio"), replay_min_per_leaf=params.pop("replay_min_per_leaf"),
+                       replay_data=str(data) if data else "", seed=seed, **extra)
 
 
 def output_wait_option(what: str) -> Decorator:

@@ -4,17 +4,18 @@ Inputs are plain dicts (samples in the messages format), so this module knows no
 git or the store's file format. Outputs, in `<output>/`:
 
   phase1_knowledge.jsonl  every knowledge sample, `unmask: true`, its chunk in the user turn.
-  phase2_skills.jsonl     every skill sample, then a knowledge replay share: min(all knowledge,
-                          ceil(replay_ratio * number of skill samples)) samples drawn with the seed;
-                          each replayed question comes after `distractors` other chunks of the
-                          knowledge data, plus (with probability replay_context_prob) its own chunk,
-                          in shuffled order, as the LAB/RAFT recipe does.
+  phase2_skills.jsonl     every skill sample, the rows of `--replay-data`, then the knowledge replay
+                          (sdg/knowledge_replay.py: the ratio and the per-leaf minimum are floors, every
+                          knowledge leaf is represented; distractors from the same leaf's chunks; an
+                          unmasked copy after each replayed row).
   test.jsonl              the gate's held-out items: the seed examples (knowledge ones closed-book:
                           the question alone, no context) and the multiple-choice items the knowledge
                           pipeline wrote (`choices`, `answer_index`); never trained on.
   validation.jsonl        generated rows held out of training for checkpoint selection (the rows past
                           each leaf's quota; `metadata.split: "validation"`): never the gate's items.
   manifest.json           written last by `sdg.running.rebuild` (the record: `labtax.data.manifest`).
+Every sample of the sets begins with the fixed system turn `system_prompt`. Near-duplicates across
+the whole taxonomy (and paraphrases of any leaf's seeds) are left out (sdg/xdedup.py).
 
 Every choice is drawn from `random.Random` seeded with strings (stable across Python versions and
 processes), and inputs are sorted by leaf path, so the sets are byte-identical for the same leaves,
@@ -25,8 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import random
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -35,21 +34,32 @@ from typing import Any
 
 from labtax.data import PHASE1, PHASE2, SET_FILES, TEST, VALIDATION, Manifest
 from labtax.data.sample import chunk_of, question_of, slim, user_text, with_user
+from labtax.sdg import knowledge_replay as rp
 from labtax.sdg.held_out import user_turn
+from labtax.sdg.knowledge_replay import DEFAULT_SYSTEM_PROMPT
+from labtax.sdg.xdedup import dedup_text, find_duplicates, signature, stored_signatures, text_at
 from labtax.util.atomic import atomic_write_chunks
 
-MIX_VERSION = 3  # 2: slim metadata (question_at), replays carry no context; 3: the validation split
+MIX_VERSION = 4  # 2: slim metadata (question_at); 3: the validation split; 4: the recipe's replay, system
+# turn and taxonomy-wide dedup
 
 
 @dataclass(frozen=True)
 class MixSettings:
-    replay_ratio: float = 0.03  # knowledge replay in phase 2, as a share of the skill samples
+    replay_ratio: float = 0.03  # knowledge replay in phase 2: at least this share of the skill samples
+    replay_min_per_leaf: int = 10  # ... and at least this many rows of every knowledge leaf
     replay_context_prob: float = 0.4  # how often a replayed question sees its own chunk (ilab: 0.4)
-    distractors: int = 3  # other chunks shown with each replayed question
+    distractors: int = 3  # other chunks of the same leaf shown with each replayed question
+    replay_unmasked_copy: bool = True  # each replayed row's phase-1 form (loss on all tokens) too
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT  # the first turn of every sample; "" for none
+    dedup_threshold: float = 0.7  # content-word Jaccard of a taxonomy-wide near-duplicate; 1.0: off
+    replay_data: str = ""  # a JSONL file of precomputed skills data for phase 2 (messages format)
     seed: int = 42
 
     def __post_init__(self) -> None:
         for ok, problem in ((self.replay_ratio >= 0, "replay_ratio must be >= 0"),
+                            (self.replay_min_per_leaf >= 0, "replay_min_per_leaf must be >= 0"),
+                            (0.0 < self.dedup_threshold <= 1.0, "dedup_threshold must be in (0, 1]"),
                             (0.0 <= self.replay_context_prob <= 1.0, "replay_context_prob must be in [0, 1]"),
                             (self.distractors >= 0, "distractors must be >= 0")):
             if not ok:
@@ -136,7 +146,9 @@ def prepare_leaf(kind: str, samples: Sequence[dict[str, Any]], test: Sequence[di
         t = slim(t)
         tests.append(t)
         t_hashes += [text_hash(question_of(t)), text_hash(user_text(t))]
-    index = {"q": q_hashes, "u": u_hashes, "test": sorted(set(t_hashes))}
+    index = {"q": q_hashes, "u": u_hashes, "test": sorted(set(t_hashes)),
+             "mh": "".join(signature(dedup_text(kind, s)) for s in out),
+             "tmh": "".join(signature(dedup_text(kind, t)) for t in tests)}
     if kind == "knowledge":
         index["chunks"] = chunks
     return PreparedLeaf(out, tests, index)
@@ -219,9 +231,11 @@ class MixedSets:
     test: list[bytes | memoryview] = field(default_factory=list)
     validation: list[bytes | memoryview] = field(default_factory=list)
     samples: dict[str, int] = field(default_factory=lambda: {PHASE1: 0, PHASE2: 0, TEST: 0, VALIDATION: 0})
-    # per leaf path: {"samples": stored, "train": in the sets, "test": n, "replay": n, "overlap": n}, plus
-    # "validation": n for a leaf with validation rows
+    # per leaf path: {"samples": stored, "train": in the sets, "test": n, "replay": n, "overlap": n,
+    # "duplicate": n (near-duplicates of another leaf's sample or of any seed)}, plus "validation": n
+    # for a leaf with validation rows
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    replay_data: int = 0  # rows from --replay-data
 
     def by_file(self) -> dict[str, list[bytes | memoryview]]:
         return {PHASE1: self.phase1, PHASE2: self.phase2, TEST: self.test, VALIDATION: self.validation}
@@ -229,101 +243,77 @@ class MixedSets:
 
 def build_sets(leaves: Sequence[MixLeaf], settings: MixSettings) -> MixedSets:
     """Mix the sets. The common case copies each leaf's stored lines in one piece, replacing the path
-    placeholder; only a leaf with train/test overlaps and the few replayed samples are split/decoded."""
+    placeholder and adding the system turn; only a leaf with train/test overlaps or duplicates and the
+    few replayed samples are split/decoded."""
     sets = MixedSets()
     ordered = sorted(leaves, key=lambda leaf: leaf.path)
+    system = settings.system_prompt
 
-    # Test first: every training sample whose question (or whole user turn) is a test question's is
-    # left out below, so no sample is in both train and test.
+    # Test first: every training sample whose question (or whole user turn) is a test question's, or
+    # a near-duplicate of any leaf's seed, is left out below, so no sample is in both train and test.
     test_hashes: set[str] = set()
     stamped: dict[str, memoryview] = {}
+    lines_in_test: list[int] = []
     for leaf in ordered:
         train, test, n_test = leaf.stamped()
         stamped[leaf.path] = train
+        lines_in_test.append(n_test)
         n_val = 0
         if _VALIDATION_MARK in bytes(test):  # a leaf's few test lines: the copy is cheap
             lines = bytes(test).split(b"\n")[:-1]
             held = [line + b"\n" for line in lines if _VALIDATION_MARK in line]
             n_val = len(held)
-            sets.validation.append(b"".join(held))
+            sets.validation.append(rp.with_system(b"".join(held), system))
             test = b"".join(line + b"\n" for line in lines if _VALIDATION_MARK not in line)  # type: ignore[assignment]
             n_test -= n_val
-        sets.test.append(test)
+        sets.test.append(rp.with_system(test, system))
         sets.samples[TEST] += n_test
         sets.samples[VALIDATION] += n_val
         sets.counts[leaf.path] = {"samples": len(leaf.index["q"]), "train": 0, "test": n_test, "replay": 0,
-                                  "overlap": 0, **({"validation": n_val} if n_val else {})}
+                                  "overlap": 0, "duplicate": 0, **({"validation": n_val} if n_val else {})}
         test_hashes.update(leaf.index.get("test") or [])
+    # Seeds (and validation rows) first, remembered and never dropped; then every leaf's samples.
+    groups = [(stored_signatures(leaf, "tmh", n), False) for leaf, n in zip(ordered, lines_in_test)]
+    groups += [(stored_signatures(leaf, "mh", len(leaf.index["q"])), True) for leaf in ordered]
+    duplicates = find_duplicates(groups, settings.dedup_threshold, lambda g, i: text_at(ordered, g, i))
+    duplicates = duplicates[len(ordered):]
 
     # Kept knowledge samples, for the replay: (leaf, its kept line numbers), in order.
     knowledge: list[tuple[MixLeaf, list[int]]] = []
-    all_chunks: set[str] = set()
-    for leaf in ordered:
+    for leaf, dups in zip(ordered, duplicates):
         q, u = leaf.index["q"], leaf.index["u"]
         n = len(q)
         c = sets.counts[leaf.path]
         target, name = (sets.phase1, PHASE1) if leaf.kind == "knowledge" else (sets.phase2, PHASE2)
-        if test_hashes.isdisjoint(q) and test_hashes.isdisjoint(u):
-            kept = list(range(n))
-            target.append(stamped[leaf.path])
+        kept = [i for i in range(n) if q[i] not in test_hashes and u[i] not in test_hashes]
+        c["overlap"] = n - len(kept)
+        kept = [i for i in kept if i not in dups]
+        c["duplicate"] = n - c["overlap"] - len(kept)
+        if len(kept) == n:
+            target.append(rp.with_system(stamped[leaf.path], system))
         else:
-            kept = [i for i in range(n) if q[i] not in test_hashes and u[i] not in test_hashes]
             lines = bytes(stamped[leaf.path]).split(b"\n")
-            target.append(b"".join(lines[i] + b"\n" for i in kept))
-            c["overlap"] = n - len(kept)
+            target.append(rp.with_system(b"".join(lines[i] + b"\n" for i in kept), system))
         c["train"] = len(kept)
         sets.samples[name] += len(kept)
         if leaf.kind == "knowledge":
             knowledge.append((leaf, kept))
-            all_chunks.update(leaf.index.get("chunks") or [])
 
-    n_knowledge = sum(len(kept) for _, kept in knowledge)
-    n_skills = sets.samples[PHASE2]
-    n_replay = min(n_knowledge, math.ceil(settings.replay_ratio * n_skills)) if n_skills else 0
-    if n_replay:
-        rng = random.Random(f"labtax-replay-{settings.seed}")
-        picked = sorted(rng.sample(range(n_knowledge), n_replay))
-        chunks = sorted(all_chunks)
-        flat = ((leaf, i) for leaf, kept in knowledge for i in kept)
-        replays: list[bytes] = []
-        pos = -1
-        for target_pos in picked:
-            while pos < target_pos:
-                leaf, i = next(flat)
-                pos += 1
-            sample = json.loads(leaf.lines()[i])
-            sample["metadata"]["leaf"] = leaf.path
-            replays.append(dumps_line(_replay(sample, chunks, settings, rng)) + b"\n")
-            sets.counts[leaf.path]["replay"] += 1
-        sets.phase2.append(b"".join(replays))
-        sets.samples[PHASE2] += len(replays)
+    if settings.replay_data:
+        extra = rp.read_replay_data(Path(settings.replay_data), system)
+        sets.phase2.append(b"".join(dumps_line(r) + b"\n" for r in extra))
+        sets.samples[PHASE2] += len(extra)
+        sets.replay_data = len(extra)
+    counts = rp.replay_counts([len(kept) for _, kept in knowledge], sets.samples[PHASE2], settings.replay_ratio,
+                              settings.replay_min_per_leaf)
+    for (leaf, kept), n in zip(knowledge, counts):
+        if n:
+            lines = rp.draw_replay(leaf.path, leaf.lines(), leaf.index.get("chunks") or [], kept, n, settings,
+                                   dumps_line)
+            sets.counts[leaf.path]["replay"] = n
+            sets.phase2.append(b"".join(lines))
+            sets.samples[PHASE2] += len(lines)
     return sets
-
-
-def _replay(sample: dict[str, Any], chunks: list[str], settings: MixSettings,
-            rng: random.Random) -> dict[str, Any]:
-    """A replayed knowledge sample: the question after distractor chunks, its own chunk among them
-    part of the time (the model must then find it, else answer from what it learned)."""
-    own = chunk_of(sample)
-    # Draw one spare index so that skipping the sample's own chunk still leaves enough distractors.
-    k = settings.distractors
-    picks = rng.sample(range(len(chunks)), min(k + 1, len(chunks)))
-    distractors = [chunks[j] for j in picks if chunks[j] != own][:k]
-    with_own = bool(own) and rng.random() < settings.replay_context_prob
-    docs = distractors + ([own] if with_own else [])
-    rng.shuffle(docs)
-    prefix = "".join(f"Document:\n{d}\n\n" for d in docs)
-    question = question_of(sample).strip()
-    out = with_user(sample, prefix + question)
-    out["unmask"] = False
-    meta = dict(out.get("metadata") or {})
-    if "question" not in meta:
-        meta["question_at"] = len(prefix)
-    meta.pop("context", None)  # the chunks shown are in the turn; the replay never reads it back
-    meta["replay"] = True
-    meta["replay_with_chunk"] = with_own
-    out["metadata"] = meta
-    return out
 
 
 # ------------------------------------------------------------------------------------- writing
@@ -352,8 +342,10 @@ def write_sets(output: Path, sets: MixedSets) -> dict[str, dict[str, Any]]:
 
 
 def sets_fingerprint(leaves: Sequence[tuple[str, str, str]], settings: MixSettings) -> str:
-    """What the sets are a function of: (path, kind, key) of every current leaf and the mix settings."""
-    payload = {"v": MIX_VERSION, "leaves": sorted(leaves), "mix": settings.as_dict()}
+    """What the sets are a function of: (path, kind, key) of every current leaf, the mix settings and
+    the content of the replay-data file."""
+    payload = {"v": MIX_VERSION, "leaves": sorted(leaves), "mix": settings.as_dict(),
+               "replay_data": rp.file_digest(settings.replay_data)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

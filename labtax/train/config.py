@@ -44,6 +44,7 @@ class PhaseConfig:
     # data position: three times the model's size). Off, a killed run starts its phase over; the
     # demo turns it off to train its 135M student without writing GBs per checkpoint.
     save_state: bool = True
+    fit_schedule: bool = True  # scale batch and warm-up down to small data (labtax/train/schedule.py)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -96,6 +97,9 @@ def _coerce(name: str, key: str, value: Any) -> Any:
         elif key in _FLOATS:
             value = float(value)
             if value < 0:
+                raise ValueError
+        elif key == "fit_schedule":
+            if not isinstance(value, bool):
                 raise ValueError
         elif key == "schedule":
             if value not in SCHEDULES:

@@ -37,6 +37,8 @@ from labtax.train.model_card import write_cards
 from labtax.train.packing import PACKED_MODEL_TYPES, steps_per_epoch
 from labtax.train.parallel import Runtime, init_runtime, main_first, prepare_model, shutdown
 from labtax.train.reporting import PhaseReporter, finish_phase
+from labtax.train.schedule import describe as describe_schedule
+from labtax.train.schedule import fit_schedule
 from labtax.util.atomic import atomic_write_text
 from labtax.util.lock import directory_lock
 
@@ -146,6 +148,8 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
             raise UsageError(f"{data_dir / DATA_FILES[phase]}: no usable sample (dropped: {data.meta['dropped'] or 'none'})")
         say(f"[{phase}] {len(data)} samples, {data.meta['tokens']:,} tokens "
             f"(dropped {data.meta['dropped'] or 'none'}; mix {data.meta['sources']}); starting from {start}")
+        pc, schedule = fit_schedule(pc, len(data))
+        say(describe_schedule(phase, schedule))
         torch.manual_seed(config.seed)
         net = load_model(start, seed=config.seed)
         net.config.use_cache = False
@@ -167,6 +171,7 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
             "phase": phase, "start": start, "model": model_id(model), "steps": result.steps,
             "samples": result.samples, "data": data.meta, "select": select, "checkpoints": result.checkpoints,
             "held_out": held_out.name if held_out else None,  # the split `test_loss` is measured on
+            "schedule": schedule,
         }
         if runtime.is_main:
             summary["selected"] = select_checkpoint(result.checkpoints, select, scorer)

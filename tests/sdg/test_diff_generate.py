@@ -17,7 +17,7 @@ from lab_taxonomy import (
     teacher_args,
 )
 
-from labtax.data.sample import chunk_of
+from labtax.data.sample import chunk_of, user_text
 from labtax.sdg.output_dir import output_lock
 
 
@@ -79,11 +79,15 @@ def test_manifest_and_sets_formats(git_repo, openai_server, tmp_path: Path) -> N
         assert len(read_jsonl(out / name)) == info["samples"]
     phase1 = read_jsonl(out / "phase1_knowledge.jsonl")
     assert phase1 and all(s["unmask"] is True and s["metadata"]["kind"] == "knowledge" for s in phase1)
-    assert all(chunk_of(s) and chunk_of(s) in s["messages"][0]["content"] for s in phase1)
+    assert all(chunk_of(s) and chunk_of(s) in user_text(s) for s in phase1)
     phase2 = read_jsonl(out / "phase2_skills.jsonl")
     assert {s["metadata"]["kind"] for s in phase2 if not s["metadata"].get("replay")} == {
         "compositional_skills", "foundational_skills"}
-    assert sum(1 for s in phase2 if s["metadata"].get("replay")) == 1  # ceil(3% of skills), <= knowledge
+    # Replay: at least ceil(3% of skills) and at least 10 rows of the knowledge leaf (or all it has),
+    # each replayed row followed by its unmasked copy.
+    moon = next(e for e in m["leaves"] if e["kind"] == "knowledge")["counts"]
+    assert moon["replay"] == min(10, moon["train"]) and moon["replay"] >= 1
+    assert sum(1 for s in phase2 if s["metadata"].get("replay")) == 2 * moon["replay"]
     test = read_jsonl(out / "test.jsonl")
     # The seeds, plus the knowledge leaf's closed-book multiple-choice items (issue 14).
     seeds = [t for t in test if t["metadata"]["source"] == "seed"]
@@ -97,9 +101,9 @@ def test_manifest_and_sets_formats(git_repo, openai_server, tmp_path: Path) -> N
     assert not {v["messages"][0]["content"] for v in validation} & {
         s["messages"][0]["content"] for s in phase1 + phase2}
     grounded = [t for t in test if t["metadata"]["leaf"].endswith("summary/qna.yaml")]
-    assert all(t["messages"][0]["content"].startswith("A paragraph of background") for t in grounded)
-    train_users = {s["messages"][0]["content"] for s in phase1 + phase2}
-    assert not train_users & {t["messages"][0]["content"] for t in test}
+    assert all(user_text(t).startswith("A paragraph of background") for t in grounded)
+    train_users = {user_text(s) for s in phase1 + phase2}
+    assert not train_users & {user_text(t) for t in test}
     # The ledger recorded the run.
     import sqlite3
     con = sqlite3.connect(out / "ledger.sqlite")
@@ -284,8 +288,8 @@ def test_corrupted_store_file_is_regenerated_not_used(git_repo, openai_server, t
     assert code == 0, text
     assert "generated compositional_skills/writing/haiku/qna.yaml" in text
     phase2 = read_jsonl(out / "phase2_skills.jsonl")
-    assert not any("carefXl" in s["messages"][1]["content"] for s in phase2)
-    assert sum("careful" in s["messages"][1]["content"] for s in phase2) > 0
+    assert not any("carefXl" in s["messages"][-1]["content"] for s in phase2)
+    assert sum("careful" in s["messages"][-1]["content"] for s in phase2) > 0
     # The regenerations replayed the ledger: no request was sent twice.
     bodies = [str(r.body) for r in openai_server.requests]
     assert len(bodies) == len(set(bodies))

@@ -62,10 +62,15 @@ def skill_sample(leaf: int, i: int, question: str | None = None) -> dict[str, An
 
 
 def knowledge_sample(leaf: int, i: int) -> dict[str, Any]:
-    chunk = f"chunk {leaf}-{i % 3} of the document"
+    chunk = f"chunk {leaf}-{i % 5} of the document"
     q = f"knowledge question {leaf}-{i}"
     return {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": f"fact {i}"}],
-            "metadata": {"question": q, "context": chunk, "chunk": i % 3}, "unmask": False}
+            "metadata": {"question": q, "context": chunk, "chunk": i % 5}, "unmask": False}
+
+
+# The mixing of labtax before the recipe issue: replay only as a ratio, no system turn, no unmasked
+# copies, no taxonomy-wide dedup (what these tests were written for; the recipe's own tests follow).
+PLAIN = {"replay_min_per_leaf": 0, "system_prompt": "", "replay_unmasked_copy": False, "dedup_threshold": 1.0}
 
 
 def leaves(n_skill: int = 4, n_knowledge: int = 3, per_leaf: int = 50) -> list[MixLeaf]:
@@ -82,7 +87,7 @@ def rows(chunks: list[bytes]) -> list[dict[str, Any]]:
 
 
 def test_phase1_is_all_knowledge_unmasked_with_chunk_in_user_turn() -> None:
-    sets = build_sets(leaves(), MixSettings())
+    sets = build_sets(leaves(), MixSettings(**PLAIN))
     assert len(rows(sets.phase1)) == 150 == sets.samples[PHASE1]
     for s in rows(sets.phase1):
         assert s["unmask"] is True
@@ -93,26 +98,26 @@ def test_phase1_is_all_knowledge_unmasked_with_chunk_in_user_turn() -> None:
 
 
 def test_phase2_is_all_skills_plus_replay_share() -> None:
-    sets = build_sets(leaves(), MixSettings())
+    sets = build_sets(leaves(), MixSettings(**PLAIN))
     skills = [s for s in rows(sets.phase2) if not s["metadata"].get("replay")]
     replay = [s for s in rows(sets.phase2) if s["metadata"].get("replay")]
     assert len(skills) == 200
     assert len(replay) == math.ceil(0.03 * 200) == 6
     assert sum(c["replay"] for c in sets.counts.values()) == 6
     # Configurable; capped at all knowledge data.
-    big = build_sets(leaves(), MixSettings(replay_ratio=5.0))
+    big = build_sets(leaves(), MixSettings(**PLAIN, replay_ratio=5.0))
     assert sum(1 for s in rows(big.phase2) if s["metadata"].get("replay")) == 150
-    assert not any(s["metadata"].get("replay") for s in rows(build_sets(leaves(), MixSettings(replay_ratio=0)).phase2))
+    assert not any(s["metadata"].get("replay") for s in rows(build_sets(leaves(), MixSettings(**PLAIN, replay_ratio=0)).phase2))
     # No skills: no replay.
-    assert build_sets(leaves(n_skill=0), MixSettings()).phase2 == []
+    assert build_sets(leaves(n_skill=0), MixSettings(**PLAIN)).phase2 == []
 
 
 def test_replay_shows_own_chunk_among_distractors_part_of_the_time() -> None:
     # A replay's own chunk is the one its question has in phase 1.
-    own = {question_of(s): chunk_of(s) for s in rows(build_sets(leaves(), MixSettings()).phase1)}
+    own = {question_of(s): chunk_of(s) for s in rows(build_sets(leaves(), MixSettings(**PLAIN)).phase1)}
 
     def replays(p: float) -> list[dict[str, Any]]:
-        sets = build_sets(leaves(), MixSettings(replay_ratio=1.0, replay_context_prob=p, distractors=3))
+        sets = build_sets(leaves(), MixSettings(**PLAIN, replay_ratio=1.0, replay_context_prob=p, distractors=3))
         return [s for s in rows(sets.phase2) if s["metadata"].get("replay")]
 
     for s in replays(1.0):
@@ -131,9 +136,9 @@ def test_replay_shows_own_chunk_among_distractors_part_of_the_time() -> None:
 
 
 def test_deterministic_for_a_seed_and_order_independent() -> None:
-    a = build_sets(leaves(), MixSettings(replay_ratio=0.2))
-    b = build_sets(list(reversed(leaves())), MixSettings(replay_ratio=0.2))
-    c = build_sets(leaves(), MixSettings(replay_ratio=0.2, seed=7))
+    a = build_sets(leaves(), MixSettings(**PLAIN, replay_ratio=0.2))
+    b = build_sets(list(reversed(leaves())), MixSettings(**PLAIN, replay_ratio=0.2))
+    c = build_sets(leaves(), MixSettings(**PLAIN, replay_ratio=0.2, seed=7))
     for name in ("phase1", "phase2", "test"):
         assert b"".join(map(bytes, getattr(a, name))) == b"".join(map(bytes, getattr(b, name)))
     assert b"".join(map(bytes, a.phase2)) != b"".join(map(bytes, c.phase2))
@@ -157,7 +162,7 @@ def test_test_set_from_seeds() -> None:
     assert [x["messages"][0]["content"] for x in s] == [
         "Some paragraph of text.\n\nSummarise the text.", "Write a title for the text."]
     mixed = build_sets([MixLeaf.from_samples("compositional_skills/renamed/qna.yaml", "compositional_skills", "k",
-                                             [], s)], MixSettings())
+                                             [], s)], MixSettings(**PLAIN))
     assert [t["metadata"]["leaf"] for t in rows(mixed.test)] == ["compositional_skills/renamed/qna.yaml"] * 2
     assert all(t["metadata"]["kind"] == "compositional_skills" for t in rows(mixed.test))
 
@@ -167,14 +172,14 @@ def test_no_sample_in_both_train_and_test() -> None:
     samples = [skill_sample(0, 0, "Write a title for the text."), skill_sample(0, 1, "  write a TITLE for the text. "),
                skill_sample(0, 2)]
     sets = build_sets([MixLeaf.from_samples("compositional_skills/sum/qna.yaml", "compositional_skills", "k",
-                                            samples, seeds)], MixSettings())
+                                            samples, seeds)], MixSettings(**PLAIN))
     assert [question_of(s) for s in rows(sets.phase2)] == ["skill question 0-2"]
     assert sets.counts["compositional_skills/sum/qna.yaml"] == {"samples": 3, "train": 1, "test": 2, "replay": 0,
-                                                                "overlap": 2}
+                                                                "overlap": 2, "duplicate": 0}
 
 
 def test_write_sets_atomic_and_checked(tmp_path: Path) -> None:
-    sets = build_sets(leaves(), MixSettings())
+    sets = build_sets(leaves(), MixSettings(**PLAIN))
     info = write_sets(tmp_path, sets)
     assert info[PHASE1]["samples"] == 150 and info[TEST]["samples"] == 0
     assert sets_intact(tmp_path, {"sets": info}) and sets_intact(tmp_path, {"sets": info}, full=True)
@@ -186,10 +191,10 @@ def test_write_sets_atomic_and_checked(tmp_path: Path) -> None:
 
 
 def test_fingerprint() -> None:
-    base = sets_fingerprint([("a", "knowledge", "k1")], MixSettings())
-    assert base == sets_fingerprint([("a", "knowledge", "k1")], MixSettings())
-    assert base != sets_fingerprint([("b", "knowledge", "k1")], MixSettings())
-    assert base != sets_fingerprint([("a", "knowledge", "k1")], MixSettings(seed=1))
+    base = sets_fingerprint([("a", "knowledge", "k1")], MixSettings(**PLAIN))
+    assert base == sets_fingerprint([("a", "knowledge", "k1")], MixSettings(**PLAIN))
+    assert base != sets_fingerprint([("b", "knowledge", "k1")], MixSettings(**PLAIN))
+    assert base != sets_fingerprint([("a", "knowledge", "k1")], MixSettings(**PLAIN, seed=1))
 
 
 def test_bad_settings() -> None:
@@ -202,10 +207,10 @@ def test_stored_samples_are_path_free_and_stamped_on_mixing() -> None:
     assert b"knowledge/a" not in leaf.data
     moved = MixLeaf("knowledge/b/qna.yaml", leaf.kind, leaf.key, leaf.data, leaf.train_span, leaf.test_span,
                     leaf.index)
-    (s,) = rows(build_sets([moved], MixSettings()).phase1)
+    (s,) = rows(build_sets([moved], MixSettings(**PLAIN)).phase1)
     assert s["metadata"]["leaf"] == "knowledge/b/qna.yaml"
     # A path needing JSON escapes is stamped correctly.
     odd = MixLeaf('knowledge/quo"te\\é/qna.yaml', leaf.kind, leaf.key, leaf.data, leaf.train_span,
                   leaf.test_span, leaf.index)
-    (s,) = rows(build_sets([odd], MixSettings()).phase1)
+    (s,) = rows(build_sets([odd], MixSettings(**PLAIN)).phase1)
     assert s["metadata"]["leaf"] == 'knowledge/quo"te\\é/qna.yaml'

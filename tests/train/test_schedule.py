@@ -1,0 +1,33 @@
+"""The schedule fits the data: small phases get a smaller batch and warm-up so the peak lr is reached."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from labtax.train.config import load_config
+from labtax.train.loop import lr_factor
+from labtax.train.schedule import describe, fit_schedule
+
+
+def test_ten_knowledge_leaves_reach_the_peak_learning_rate() -> None:
+    cfg = load_config().phases["knowledge"]  # batch 128, warm-up 25, 7 epochs
+    fitted, rec = fit_schedule(cfg, 200)  # ten leaves x 20 samples: 14 steps as configured
+    assert rec["fitted"] and rec["configured"] == {"effective_batch": 128, "warmup_steps": 25}
+    assert fitted.effective_batch == 20 and rec["steps_per_epoch"] == 10 and rec["total_steps"] == 70
+    assert fitted.warmup_steps == 7 and rec["peak_reached"]
+    factors = [lr_factor(s, fitted.warmup_steps, rec["total_steps"], fitted.schedule) for s in range(70)]
+    assert max(factors) == 1.0 and factors.index(1.0) == 6
+    line = describe("knowledge", rec)
+    assert "effective batch 20, warm-up 7 of 70 steps" in line and "fitted from batch 128" in line
+    skills, srec = fit_schedule(load_config().phases["skills"], 2000)  # batch 3840: one step per epoch
+    assert skills.effective_batch == 200 and skills.warmup_steps == 10 and srec["total_steps"] == 100
+
+
+def test_enough_data_or_fitting_off_keeps_the_configured_schedule() -> None:
+    cfg = load_config().phases["knowledge"]
+    same, rec = fit_schedule(cfg, 100_000)
+    assert same == cfg and not rec["fitted"] and rec["total_steps"] == 782 * 7
+    off = dataclasses.replace(cfg, fit_schedule=False)
+    kept, rec = fit_schedule(off, 200)
+    assert kept == off and not rec["fitted"] and not rec["peak_reached"]
+    assert load_config(overrides={"fit_schedule": False}).phases["skills"].fit_schedule is False
