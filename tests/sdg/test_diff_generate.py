@@ -98,8 +98,8 @@ def test_manifest_and_sets_formats(git_repo, openai_server, tmp_path: Path) -> N
     assert all(t["choices"][t["answer_index"]] == t["messages"][-1]["content"] for t in mc)
     validation = read_jsonl(out / "validation.jsonl")
     assert validation and all(v["metadata"]["split"] == "validation" for v in validation)
-    assert not {v["messages"][0]["content"] for v in validation} & {
-        s["messages"][0]["content"] for s in phase1 + phase2}
+    assert not {user_text(v) for v in validation} & {
+        user_text(s) for s in phase1 + phase2}
     grounded = [t for t in test if t["metadata"]["leaf"].endswith("summary/qna.yaml")]
     assert all(user_text(t).startswith("A paragraph of background") for t in grounded)
     train_users = {user_text(s) for s in phase1 + phase2}
