@@ -153,6 +153,8 @@ def find_duplicates(groups: Sequence[tuple[str, bool]], threshold: float,
         keep = group[i] != group[j]
         pairs.append(np.stack((i[keep], j[keep]), axis=1))
     cand = np.concatenate(pairs)  # a pair sharing several keys repeats: cheaper than a unique
+    if not len(cand):
+        return out
     found = []
     for c in range(0, len(cand), 200_000):
         part = cand[c:c + 200_000]

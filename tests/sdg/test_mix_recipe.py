@@ -172,3 +172,14 @@ def test_two_knowledge_and_three_skill_leaves_end_to_end(git_repo, openai_server
         assert gen["funnel"]["kept"] == gen["kept"] and gen["quota"] >= gen["kept"]
         assert "duplicate" in e["counts"]
     assert "funnel    knowledge/astro/mars/qna.yaml: asked" in text
+
+
+def test_dedup_with_nothing_to_compare() -> None:
+    from labtax.sdg.xdedup import find_duplicates, signature
+
+    assert find_duplicates([], 0.7, lambda g, i: "") == []
+    one = signature("Write a poem about the sea")
+    assert find_duplicates([(one, True)], 0.7, lambda g, i: "") == [set()]
+    other = signature("Explain how glaciers carve valleys")
+    assert find_duplicates([(one, False), (other, True)], 0.7, lambda g, i: "") == [set(), set()]
+    assert find_duplicates([("0" * 192 * 2, True)], 0.7, lambda g, i: "") == [set()]
