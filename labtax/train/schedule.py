@@ -2,14 +2,14 @@
 thousands of samples; a taxonomy with ten knowledge leaves has a few thousand, and at an effective
 batch of 128 (3,840 in phase 2) with 25 warm-up steps the peak learning rate is never reached.
 
-With `fit_schedule` on (the default), before a phase starts, when the configured warm-up would take
-more than half the phase's steps (LATE_PEAK; with too little data the peak is reached late or never):
+With `fit_schedule` on (the default), before a phase starts, when the configured warm-up is longer
+than the phase (too little data: the peak learning rate would never be reached):
   effective batch = min(configured, max(1, samples // MIN_STEPS_PER_EPOCH)): at least 10 optimizer
                     steps per epoch whenever there are at least 10 samples;
   warm-up steps   = min(configured, max(1, round(WARMUP_SHARE * total steps))): the peak is reached
                     within the first 10% of the phase.
 The learning rate itself is kept (the recipe's peak). A phase whose configured schedule reaches the
-peak by half-way keeps the configured numbers. The chosen numbers are printed and recorded in the phase's result.json and summary.json
+peak keeps the configured numbers. The chosen numbers are printed and recorded in the phase's result.json and summary.json
 (`schedule`), and the metrics' start event carries the fitted config.
 """
 
@@ -23,7 +23,6 @@ from labtax.train.packing import steps_per_epoch
 
 MIN_STEPS_PER_EPOCH = 10
 WARMUP_SHARE = 0.1
-LATE_PEAK = 0.5
 
 
 def fit_schedule(cfg: PhaseConfig, samples: int) -> tuple[PhaseConfig, dict[str, Any]]:
@@ -35,7 +34,7 @@ def fit_schedule(cfg: PhaseConfig, samples: int) -> tuple[PhaseConfig, dict[str,
         return per, min(per * cfg.epochs, cfg.max_steps) if cfg.max_steps else per * cfg.epochs
 
     per_epoch, total = total_steps(batch)
-    if cfg.fit_schedule and warmup > LATE_PEAK * total:
+    if cfg.fit_schedule and warmup > total:
         batch = min(batch, max(1, samples // MIN_STEPS_PER_EPOCH))
         per_epoch, total = total_steps(batch)
         warmup = min(warmup, max(1, round(WARMUP_SHARE * total)))

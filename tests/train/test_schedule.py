@@ -31,3 +31,19 @@ def test_enough_data_or_fitting_off_keeps_the_configured_schedule() -> None:
     kept, rec = fit_schedule(off, 200)
     assert kept == off and not rec["fitted"] and not rec["peak_reached"]
     assert load_config(overrides={"fit_schedule": False}).phases["skills"].fit_schedule is False
+
+
+def test_the_fitted_schedule_is_printed_and_recorded(data_dir, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from labtax.train.phases import run_training
+
+    said: list[str] = []
+    config = load_config(overrides={"lr": 3e-3, "epochs": 1, "max_seq_len": 512, "max_tokens_per_batch": 1024})
+    summary = run_training(data_dir, "tiny", tmp_path / "run", ["knowledge"], config, select="last", log=said.append)
+    rec = summary["phases"]["knowledge"]["schedule"]
+    assert rec["fitted"] and rec["effective_batch"] == 2 and rec["warmup_steps"] == 1 and rec["total_steps"] == 12
+    assert summary["phases"]["knowledge"]["steps"] == 12
+    assert any("schedule: effective batch 2, warm-up 1 of 12 steps" in line for line in said)
+    on_disk = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert on_disk["phases"]["knowledge"]["schedule"] == rec
