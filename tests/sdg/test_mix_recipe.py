@@ -15,8 +15,8 @@ from lab_taxonomy import add_knowledge, add_skill, read_jsonl, run_cli, teacher_
 from labtax.data import PHASE1, PHASE2, TEST, VALIDATION
 from labtax.data.sample import chunk_of, question_of, user_text
 from labtax.errors import UsageError
-from labtax.sdg.mix import MixLeaf, MixSettings, build_sets, sets_fingerprint
 from labtax.sdg.knowledge_replay import DEFAULT_SYSTEM_PROMPT, replay_counts
+from labtax.sdg.mix import MixLeaf, MixSettings, build_sets, sets_fingerprint
 
 WORDS = ["amber", "harbor", "lantern", "thistle", "meadow", "glacier", "falcon", "willow", "quartz", "ember", "canyon", "orchid", "tundra", "beacon", "cinder", "delta", "fjord", "grove", "haven", "island", "jungle", "kestrel", "lotus", "mesa", "nectar", "oasis", "prairie", "quarry", "ridge", "savanna"]
 
