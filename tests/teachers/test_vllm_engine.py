@@ -27,10 +27,10 @@ MEMORY_SHARE = float(os.environ.get("LABTAX_VLLM_MEMORY_SHARE", "0.1"))
 
 
 def model_dir() -> str:
-    """SmolLM2-135M-Instruct as a Hugging Face directory (the embedded teacher's, converted offline)."""
-    from labtax.models import load_tokenizer
+    """SmolLM2-135M-Instruct as a Hugging Face directory (`embedded-small`, converted offline)."""
+    from labtax.models import EMBEDDED_SMALL, load_tokenizer
 
-    return str(load_tokenizer("embedded").name_or_path)
+    return str(load_tokenizer(EMBEDDED_SMALL).name_or_path)
 
 
 def asks() -> list[TeacherRequest]:
