@@ -227,7 +227,8 @@ def _add_transport_faults(teacher: Teacher, result: RunResult) -> None:
         result.faults[str(reason)] += int(n)
 
 
-GENERATION_NUMBERS = ("quota", "requests_wanted", "max_requests_bound", "chunks", "chunks_used", "seeds_used",
+GENERATION_NUMBERS = ("quota", "requests_wanted", "max_requests_bound", "chunks", "chunks_used", "chunks_sized_by",
+                      "seeds_used",
                       "documents", "generated", "kept", "requests")
 
 

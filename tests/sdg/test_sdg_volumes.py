@@ -72,6 +72,11 @@ def test_default_run_covers_the_whole_document(tmp_path: Path, openai_server: Op
     result = _generate(openai_server, leaf, GenerationSettings(), tmp_path)
     st = result.stats
     assert st["chunks"] == 30 and st["chunks_used"] == 30 and st["seeds_used"] == 5
+    # The openai teacher has no tokenizer at hand: the estimate sized the chunks, and the run says so.
+    assert st["chunks_sized_by"] == "estimate (words x 1.3)"
+    from labtax.sdg.generate import LeafOutcome, summary_line
+
+    assert "chunks sized by the words x 1.3 estimate" in summary_line(LeafOutcome(leaf.path, result))
     prompts = _qa_prompts(openai_server)
     covered = {m for m in markers if any(m in p for p in prompts)}
     assert len(covered) >= 0.9 * len(markers), sorted(set(markers) - covered)
@@ -141,3 +146,23 @@ def test_an_edit_to_the_first_seed_changes_the_requests(openai_server: OpenAISer
         keys.append({r.body["messages"][1]["content"] for r in openai_server.requests})
     assert any("as a haiku" in p for p in keys[1])
     assert keys[0] != keys[1]
+
+
+def test_a_local_teacher_sizes_chunks_with_its_tokenizer() -> None:
+    from labtax.sdg.pipelines.runner import token_counter
+    from labtax.teachers.base import TeacherBase
+    from labtax.teachers.lazy import LazyTeacher
+
+    class Local(TeacherBase):
+        model_id = "local"
+
+        def count_tokens(self, text: str) -> int:
+            return len(text)
+
+    class Remote(TeacherBase):
+        model_id = "remote"
+
+    assert token_counter(Local()) == "teacher tokenizer"
+    assert token_counter(Remote()) == "estimate (words x 1.3)"
+    lazy = LazyTeacher(Local, "local")
+    assert token_counter(lazy) == "teacher tokenizer"

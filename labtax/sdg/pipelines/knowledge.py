@@ -31,6 +31,7 @@ from labtax.sdg.pipelines.runner import (
     candidates_wanted,
     count_tokens_for,
     leaf_quota,
+    token_counter,
 )
 from labtax.sdg.settings import GenerationSettings
 from labtax.taxonomy.model import Leaf
@@ -81,6 +82,7 @@ async def run_knowledge(runner: Runner, taxonomy_root: Path) -> list[dict[str, A
     leaf, s = runner.leaf, runner.settings
     documents = load_documents(leaf, taxonomy_root)
     chunks = chunk_documents(documents, s.chunk_tokens, count_tokens_for(runner.teacher))
+    runner.extra["chunks_sized_by"] = token_counter(runner.teacher)
     runner.extra["documents"] = len(documents)
     runner.extra["chunks"] = len(chunks)
     if not chunks:

@@ -249,6 +249,20 @@ def count_tokens_for(teacher: Teacher) -> Callable[[str], int]:
     return estimate_tokens
 
 
+def token_counter(teacher: Teacher) -> str:
+    """What knowledge chunks are sized with: "teacher tokenizer", or "estimate (words x 1.3)" for a
+    teacher without one (an OpenAI-protocol server: its tokenizer is not at hand), so a run says so."""
+    from labtax.teachers.base import TeacherBase
+
+    for _ in range(8):  # unwrap the ledger and lazy wrappers, bounded
+        inner = getattr(teacher, "wrapped", None) or getattr(teacher, "inner", None)
+        if inner is None:
+            break
+        teacher = inner
+    count = getattr(type(teacher), "count_tokens", None)
+    return "estimate (words x 1.3)" if count in (None, TeacherBase.count_tokens) else "teacher tokenizer"
+
+
 def leaf_quota(settings: GenerationSettings, units: int) -> int:
     """The most samples a leaf keeps: samples_per_leaf per SEED_BASE units (seed examples for skills,
     seed examples x chunks for knowledge), at least one."""
