@@ -149,3 +149,53 @@ def test_fit_auc_and_threshold() -> None:
     assert fit("s", [0.9, 0.8, 0.7], [0.2, 0.1, 0.75], min_auc=0.75, default=0.5).status == "calibrated"
     assert fit("s", [0.5, 0.4], [0.5, 0.6], min_auc=0.75, default=0.5).status == "unusable"
     assert fit("s", [0.9], [0.1], min_auc=0.75, default=0.5).status == "default"
+
+
+PLANETS = ("Mercury", "Venus", "Mars", "Jupiter", "Saturn", "Neptune", "Uranus")
+
+
+def knowledge_judge(kind: str, body: dict[str, Any]) -> Any:
+    """The three knowledge judges with logprobs, judging as a capable model would: an answer naming a
+    planet the document does not is unfaithful (and irrelevant); a question pointing at "the passage
+    above" does not stand alone."""
+    system, user = body["messages"][0]["content"], body["messages"][1]["content"]
+    if not any(f"STAGE: {s}" in system for s in ("faithful", "relevant", "standalone")):
+        return lab_responder()(kind, body)
+    if "STAGE: standalone" in system:
+        p = 0.1 if "passage above" in user else 0.9
+    else:
+        document = _field(user, "Document:")
+        answer = user.rsplit("Answer:", 1)[-1]
+        question = _field(user.split("Answer:")[0], "Question:")
+        foreign = [n for n in PLANETS if n in answer and n not in document]
+        off_topic = "STAGE: relevant" in system and question in set(off_topic_questions())
+        p = 0.1 if foreign or off_topic else 0.9
+    return Reply("yes" if p > 0.5 else "no", top_logprobs=verdict_logprobs(p))
+
+
+def test_knowledge_judges_are_calibrated_on_the_seed_contexts(tmp_path: Path, openai_server: OpenAIServer) -> None:
+    from sdgleaves import PLANETS_MD, knowledge_data, make_leaf
+
+    docs = tmp_path / "tax" / ".documents" / "planets"
+    docs.mkdir(parents=True)
+    (docs / "planets.md").write_text(PLANETS_MD, encoding="utf-8")
+    leaf = make_leaf("knowledge/astronomy/planets/qna.yaml", knowledge_data(".documents/planets", "", ["*.md"]))
+    openai_server.responder = knowledge_judge
+    teacher = make_teacher("openai", endpoints=[openai_server.base_url], model="test-model")
+
+    async def go() -> LeafResult:
+        try:
+            return await generate_leaf(leaf, teacher, GenerationSettings(samples_per_leaf=5, chunk_tokens=60, seed=3),
+                                       taxonomy_root=tmp_path / "tax")
+        finally:
+            await teacher.aclose()
+
+    result = run(go())
+    cal = result.stats["calibration"]
+    for stage in ("faithful", "relevant", "standalone"):
+        assert cal[stage]["status"] == "calibrated" and cal[stage]["auc"] == 1.0, (stage, cal[stage])
+        assert len(cal[stage]["good"]) == len(cal[stage]["broken"]) == 6
+    assert result.samples
+    for sample in result.samples:
+        verdicts = sample["metadata"]["verdicts"]
+        assert {v["verdict"] for s, v in verdicts.items() if s in ("faithful", "relevant", "standalone")} == {"pass"}

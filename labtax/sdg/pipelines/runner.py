@@ -60,13 +60,22 @@ class PipelineSpec:
     stages: dict[str, StageSpec]
 
 
+def _choices(stage: str, raw: Any) -> tuple[str, ...]:
+    """A stage's verdict words. Unquoted yes/no are booleans to YAML: refused rather than turned into
+    'True'/'False', which no teacher answers."""
+    words = list(raw or ())
+    if not all(isinstance(w, str) for w in words):
+        raise ValueError(f"pipeline stage {stage}: quote the choices ({words!r}): they must be strings")
+    return tuple(words)
+
+
 @cache
 def load_pipeline(name: str) -> PipelineSpec:
     data = yaml.safe_load((PIPELINE_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
     stages = {
         stage: StageSpec(
             stage, load_prompt(spec["prompt"]), bool(spec.get("judge", False)), spec.get("max_tokens"),
-            spec.get("drop"), tuple(str(c) for c in spec.get("choices") or ()),
+            spec.get("drop"), _choices(stage, spec.get("choices")),
         )
         for stage, spec in data["stages"].items()
     }
