@@ -113,7 +113,7 @@ def load_for_eval(name: str, options: EvalOptions) -> Any:
     """The model a name means here: `tiny` is built from the seed `labtax train` starts from."""
     from labtax.models import load_model
 
-    model = load_model(name, seed=options.tiny_seed)
+    model: Any = load_model(name, seed=options.tiny_seed)  # .to() on the model class confuses mypy
     model.to(resolve_device(options.device))
     return model
 
