@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 from labtax.data import LeafEntry, Manifest, read_manifest, write_manifest
 from labtax.data.names import MANIFEST_FORMAT
 from labtax.errors import EXIT_FINDINGS, EXIT_OK, EXIT_TEACHER, LabtaxError, TeacherError, UsageError
-from labtax.progress import counting
+from labtax.progress import VERBOSE, counting, verbosity
 from labtax.sdg import mix
 from labtax.sdg.ledger import Ledger
 from labtax.sdg.output_dir import LEAVES_DIR, LEDGER_FILE, output_lock, quarantine_manifest
+from labtax.sdg.pipelines.calibrate import calibration_summary, calibration_text
 from labtax.sdg.planning import LeafPlan, Plan, parse_leaf_at_head, plan_run
 from labtax.sdg.replay import LedgerTeacher
 from labtax.sdg.store import CorruptLeafError, LeafData, LeafStore, RawLeaf, ReadOnlyLeafStore
@@ -125,10 +126,7 @@ def execute(
 
 
 def _stage_lines(path: str, progress: ProgressFn | None) -> Any:
-    """With --verbose, a line per finished slice of each stage of a leaf: a slow in-process teacher
-    then shows where it is inside a leaf, not only when the leaf is done."""
-    from labtax.progress import VERBOSE, verbosity
-
+    """With --verbose, a line per finished slice of each stage of a leaf (a slow teacher shows where it is)."""
     if progress is None or verbosity() < VERBOSE:
         return None
     return lambda stage, done, total: progress(f"  {quote_path(path)}: {stage} {done}/{total}")
@@ -210,7 +208,7 @@ async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: Genera
                 from labtax.sdg.generate import funnel_text
 
                 progress(f"generated {quote_path(lp.path)}: {len(res.samples)} samples, {t.sent} requests sent, "
-                         f"{t.replayed} replayed{funnel_text(stats)}")
+                         f"{t.replayed} replayed{funnel_text(stats)}{calibration_text(stats)}")
 
     try:
         await asyncio.gather(*(one(lp) for lp in todo))
@@ -239,6 +237,8 @@ def generation_numbers(stats: dict[str, Any]) -> dict[str, Any]:
         out["funnel"] = stats["funnel"]
     if stats.get("dropped"):
         out["dropped"] = stats["dropped"]
+    if stats.get("calibration"):
+        out["calibration"] = calibration_summary(stats)
     return out
 
 

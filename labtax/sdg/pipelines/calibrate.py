@@ -142,3 +142,21 @@ def dependent(question: str) -> str:
     """A copy of a question that no longer stands alone (it points at a passage the reader never saw)."""
     q = question.strip()
     return f"According to the passage above, {q[:1].lower()}{q[1:]}" if q else "What does the text above say?"
+
+
+def calibration_summary(stats: dict[str, Any]) -> dict[str, Any]:
+    """Each judge's per-leaf calibration without its example values (what the manifest records)."""
+    return {stage: {k: c.get(k) for k in ("status", "auc", "threshold")}
+            for stage, c in (stats.get("calibration") or {}).items()}
+
+
+def calibration_text(stats: dict[str, Any]) -> str:
+    """'; judges: faithful calibrated (AUC 0.92, cut 0.41), standalone unusable (AUC 0.55)' or ''."""
+    parts = []
+    for stage, c in sorted((stats.get("calibration") or {}).items()):
+        if c.get("status") in ("calibrated", "unusable", "default"):
+            detail = [f"AUC {c['auc']:.2f}"] if c.get("auc") is not None else []
+            if c.get("threshold") is not None:
+                detail.append(f"cut {c['threshold']:.3f}")
+            parts.append(f"{stage} {c['status']}" + (f" ({', '.join(detail)})" if detail else ""))
+    return f"; judges: {', '.join(parts)}" if parts else ""
