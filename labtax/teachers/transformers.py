@@ -16,8 +16,9 @@ next-token distribution; the probability mass on each choice's tokens, normalise
 (`extra["choice_probs"]`, and the most likely choice as the text). That is one pass instead of a
 generation of up to max_tokens steps.
 
-Sampling seeds: a batch shares one generator, seeded from the keys of the requests in it, so the same
-requests in the same batches give the same text. Stop strings are applied after generation.
+Sampling seeds: each request draws from its own generator seeded with its seed (teachers/sampling.py),
+so a request's text does not depend on the other requests of its batch: a leaf's samples are the same
+whichever leaves share its batches. Stop strings are applied after generation.
 """
 
 from __future__ import annotations
@@ -204,11 +205,17 @@ class TransformersTeacher(TeacherBase):
         kwargs: dict[str, Any] = {
             "max_new_tokens": max_tokens,
             "pad_token_id": self.tokenizer.pad_token_id,
+            # Greedy decoding of what the processor leaves: sampling is per request (sampling.py).
+            "do_sample": False, "temperature": None, "top_p": None, "top_k": None,
         }
         if temperature > 0:
-            kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            from transformers import LogitsProcessorList
+
+            from labtax.teachers.sampling import PerRequestSampler
+
+            seeds = [r.seed for r in requests]
+            kwargs["logits_processor"] = LogitsProcessorList(
+                [PerRequestSampler(seeds, temperature, top_p, self.device)])
         cuda = [torch.device(self.device)] if self.device.startswith("cuda") else []
         with torch.random.fork_rng(devices=cuda), torch.inference_mode():
             torch.manual_seed(seed)
