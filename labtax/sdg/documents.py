@@ -9,7 +9,8 @@ Where the documents come from (`document.repo` in a knowledge qna.yaml):
 Absolute paths and paths leaving the taxonomy root are refused, and so are `patterns` that are
 absolute or climb out (`../x`) of the document root, including through a symlink.
 
-Reading: Markdown and plain text as UTF-8 (undecodable bytes replaced), PDF text through pypdf.
+Reading: Markdown and plain text as UTF-8 (undecodable bytes replaced), PDF text through pypdf,
+HTML and DOCX through sdg/readers.py (docling when installed; tables kept as Markdown).
 Chunking: paragraphs (blank-line separated) are packed into chunks of at most `budget` tokens of the
 teacher's tokenizer; a paragraph over the budget is split by sentences, then by words. Without a
 local tokenizer (the openai teacher) tokens are estimated as words × 1.3, rounded up.
@@ -193,6 +194,11 @@ def read_document(path: Path) -> str:
             return "\n\n".join((page.extract_text() or "").strip() for page in reader.pages).strip()
         except (PdfReadError, OSError, ValueError) as exc:
             raise UsageError(f"cannot read PDF {path.name}: {exc}") from None
+    from labtax.sdg.readers import read_rich
+
+    rich = read_rich(path)  # HTML and DOCX, tables as Markdown (docling when installed)
+    if rich is not None:
+        return rich
     return path.read_bytes().decode("utf-8", errors="replace")
 
 
