@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from labtax.data import LeafEntry, Manifest, read_manifest, write_manifest
 from labtax.data.names import MANIFEST_FORMAT
 from labtax.errors import EXIT_FINDINGS, EXIT_OK, EXIT_TEACHER, LabtaxError, TeacherError, UsageError
-from labtax.progress import VERBOSE, counting, verbosity
+from labtax.progress import VERBOSE, counting, note, verbosity
 from labtax.sdg import mix
 from labtax.sdg.ledger import Ledger
 from labtax.sdg.output_dir import LEAVES_DIR, LEDGER_FILE, output_lock, quarantine_manifest
@@ -126,10 +126,10 @@ def execute(
 
 
 def _stage_lines(path: str, progress: ProgressFn | None) -> Any:
-    """With --verbose, a line per finished slice of each stage of a leaf (a slow teacher shows where it is)."""
+    """--verbose: a line per finished stage slice of a leaf, on stderr (`progress` counts whole leaves)."""
     if progress is None or verbosity() < VERBOSE:
         return None
-    return lambda stage, done, total: progress(f"  {quote_path(path)}: {stage} {done}/{total}")
+    return lambda stage, done, total: note(f"  {quote_path(path)}: {stage} {done}/{total}", VERBOSE)
 
 
 def _redacting(progress: ProgressFn) -> ProgressFn:
