@@ -4,6 +4,7 @@ with rate and ETA on a terminal, plain lines in a log, nothing when quiet."""
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -90,7 +91,9 @@ def test_train_verbose_and_quiet_levels_reach_the_training_lines(tmp_path: Path)
             "--select", "last", "--report-to", "none"]
     quiet = run_cli([*args, "--output", str(tmp_path / "q"), "--quiet"])
     assert quiet.returncode == 0, quiet.stderr[-2000:]
-    assert "[knowledge]" not in quiet.stderr and quiet.stdout.strip().endswith("samples_16")
+    # The one line left is the checkpoint (its sample count depends on how the schedule was fitted).
+    assert "[knowledge]" not in quiet.stderr
+    assert re.fullmatch(r".*/knowledge/checkpoints/samples_\d+", quiet.stdout.strip())
     plain = run_cli([*args, "--output", str(tmp_path / "p")])
     assert "[knowledge] step 2/2" in plain.stderr  # not a terminal: the step lines are the progress
 
