@@ -75,30 +75,24 @@ class GenerationSettings:
     batch_requests: int = 256  # requests handed to the teacher per complete() call (progress granularity)
 
     def __post_init__(self) -> None:
-        if self.samples_per_leaf < 1:
-            raise ValueError("samples_per_leaf must be at least 1")
-        if not 1 <= self.score_threshold <= 3:
-            raise ValueError("score_threshold must be 1, 2 or 3")
-        if self.chunk_tokens < 16:
-            raise ValueError("chunk_tokens must be at least 16")
-        if not 0.0 < self.dedup_threshold <= 1.0:
-            raise ValueError("dedup_threshold must be in (0, 1]")
-        if self.mc_per_leaf < 0 or self.validation_per_leaf < 0:
-            raise ValueError("mc_per_leaf and validation_per_leaf must be at least 0")
-        for name in ("questions_per_request", "qa_per_request", "icl_examples", "max_tokens", "batch_requests",
-                     "max_requests_per_leaf", "mc_per_request"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-        if self.unreadable_verdicts not in ("drop", "keep"):
-            raise ValueError("unreadable_verdicts must be 'drop' or 'keep'")
-        if self.judges not in ("enforce", "advisory"):
-            raise ValueError("judges must be 'enforce' or 'advisory'")
-        if self.calibration_examples < 2:
-            raise ValueError("calibration_examples must be at least 2")
-        if not 0.5 <= self.judge_min_auc <= 1.0:
-            raise ValueError("judge_min_auc must be in [0.5, 1]")
-        if self.overgenerate < 1.0:
-            raise ValueError("overgenerate must be at least 1.0")
+        counts = ("samples_per_leaf", "questions_per_request", "qa_per_request", "icl_examples", "max_tokens",
+                  "batch_requests", "max_requests_per_leaf", "mc_per_request")
+        rules: list[tuple[bool, str]] = [
+            *((getattr(self, name) >= 1, f"{name} must be at least 1") for name in counts),
+            (1 <= self.score_threshold <= 3, "score_threshold must be 1, 2 or 3"),
+            (self.chunk_tokens >= 16, "chunk_tokens must be at least 16"),
+            (0.0 < self.dedup_threshold <= 1.0, "dedup_threshold must be in (0, 1]"),
+            (self.mc_per_leaf >= 0 and self.validation_per_leaf >= 0,
+             "mc_per_leaf and validation_per_leaf must be at least 0"),
+            (self.unreadable_verdicts in ("drop", "keep"), "unreadable_verdicts must be 'drop' or 'keep'"),
+            (self.judges in ("enforce", "advisory"), "judges must be 'enforce' or 'advisory'"),
+            (self.calibration_examples >= 2, "calibration_examples must be at least 2"),
+            (0.5 <= self.judge_min_auc <= 1.0, "judge_min_auc must be in [0.5, 1]"),
+            (self.overgenerate >= 1.0, "overgenerate must be at least 1.0"),
+        ]
+        for ok, message in rules:
+            if not ok:
+                raise ValueError(message)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain, sorted, JSON-ready: what goes into the content key. `batch_requests` does not change
