@@ -113,6 +113,11 @@ def taxonomy_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
+def _count(flag: str, default: int, help_text: str, low: int = 1) -> Decorator:
+    """An integer option of at least `low`, its default shown in --help."""
+    return click.option(flag, type=click.IntRange(min=low), default=default, show_default=True, help=help_text)
+
+
 teacher_options = _stack([
     click.option("--teacher", type=click.Choice(["embedded", "transformers", "openai", "vllm"]),
                  default="embedded", show_default=True, help="Generation backend."),
@@ -124,17 +129,13 @@ teacher_options = _stack([
                       "`embedded` (Qwen2.5-Coder-1.5B, default), `embedded-small` (SmolLM2-135M, the "
                       "fallback) or a local HF dir; vllm: a local HF dir."),
     click.option("--api-key-env", default=None, metavar="VAR", help="Environment variable holding the API key."),
-    click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True,
-                 help="openai: requests in flight at most."),
+    _count("--concurrency", 16, "openai: requests in flight at most."),
     click.option("--completions", is_flag=True, help="openai: use /v1/completions instead of chat."),
     click.option("--timeout", type=click.FloatRange(min=0.1), default=120.0, show_default=True,
                  help="openai: seconds per request (then retried)."),
-    click.option("--retries", type=click.IntRange(min=0), default=6, show_default=True,
-                 help="openai: retries per request (back-off with jitter; Retry-After honoured)."),
-    click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
-                 help="embedded/transformers: prompts per forward pass."),
-    click.option("--tensor-parallel-size", type=click.IntRange(min=1), default=1, show_default=True,
-                 help="vllm: GPUs one model is split across (tensor parallelism)."),
+    _count("--retries", 6, "openai: retries per request (back-off with jitter; Retry-After honoured).", low=0),
+    _count("--batch-size", 8, "embedded/transformers: prompts per forward pass."),
+    _count("--tensor-parallel-size", 1, "vllm: GPUs one model is split across (tensor parallelism)."),
     click.option("--max-model-len", type=click.IntRange(min=16), default=None, metavar="TOKENS",
                  help="vllm: context length the engine reserves (default: the model's)."),
     click.option("--gpu-memory-utilization", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.9,
@@ -144,21 +145,15 @@ teacher_options = _stack([
 ])
 
 generation_options = _stack([
-    click.option("--samples-per-leaf", type=click.IntRange(min=1), default=150, show_default=True,
-                 help="Samples kept per 5 seed examples (knowledge: per 5 seed example x chunk cells)."),
-    click.option("--max-requests-per-leaf", type=click.IntRange(min=1), default=1000, show_default=True,
-                 help="The most first-stage requests of a leaf; reported when it binds."),
+    _count("--samples-per-leaf", 150, "Samples kept per 5 seed examples (knowledge: per 5 seed example x chunk cells)."),
+    _count("--max-requests-per-leaf", 1000, "The most first-stage requests of a leaf; reported when it binds."),
     click.option("--seed", type=int, default=42, show_default=True),
-    click.option("--max-tokens", type=click.IntRange(min=1), default=512, show_default=True,
-                 help="Per request."),
+    _count("--max-tokens", 512, "Per request."),
     click.option("--score-threshold", type=click.IntRange(1, 3), default=2, show_default=True,
                  help="Skills: keep pairs scored at least this (1-3)."),
-    click.option("--chunk-tokens", type=click.IntRange(min=16), default=400, show_default=True,
-                 help="Knowledge: document chunk size in teacher tokens."),
-    click.option("--questions-per-request", type=click.IntRange(min=1), default=10, show_default=True,
-                 help="Skills: new questions asked for per request (a small CPU teacher: fewer)."),
-    click.option("--calibration-examples", type=click.IntRange(min=2), default=6, show_default=True,
-                 help="Per judge and leaf: seeds and broken copies each, to calibrate its verdicts."),
+    _count("--chunk-tokens", 400, "Knowledge: document chunk size in teacher tokens.", low=16),
+    _count("--questions-per-request", 10, "Skills: new questions asked for per request (a small CPU teacher: fewer)."),
+    _count("--calibration-examples", 6, "Per judge and leaf: seeds and broken copies each, to calibrate its verdicts.", low=2),
     click.option("--keep-unreadable-verdicts/--drop-unreadable-verdicts", "keep_unreadable_verdicts",
                  default=None,
                  help="Whether a judge/score answer that cannot be read passes (counted per stage). "
@@ -173,8 +168,7 @@ generation_options = _stack([
 mix_options = _stack([
     click.option("--replay-ratio", type=click.FloatRange(min=0.0), default=0.03, show_default=True,
                  help="Phase 2 knowledge replay: at least this share of the skill samples."),
-    click.option("--replay-min-per-leaf", type=click.IntRange(min=0), default=10, show_default=True,
-                 help="Phase 2 knowledge replay: at least this many rows of every knowledge leaf."),
+    _count("--replay-min-per-leaf", 10, "Phase 2 knowledge replay: at least this many rows of every knowledge leaf.", low=0),
     click.option("--replay-data", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
                  metavar="FILE", help="Precomputed skills data (JSONL, messages format) added to phase 2."),
     click.option("--system-prompt", default=None, metavar="TEXT",

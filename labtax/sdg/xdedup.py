@@ -172,12 +172,12 @@ def find_duplicates(groups: Sequence[tuple[str, bool]], threshold: float,
         return words[x]
 
     dropped: set[int] = set()
-    for i in sorted(partners):
-        if not droppable[group[i]]:
+    for row in sorted(partners):
+        if not droppable[group[row]]:
             continue
-        for j in sorted(partners[i]):
-            if j not in dropped and len(wset(i) & wset(j)) >= threshold * len(wset(i) | wset(j)):
-                dropped.add(i)
-                out[int(group[i])].add(int(local[i]))
+        for other in sorted(partners[row]):
+            if other not in dropped and len(wset(row) & wset(other)) >= threshold * len(wset(row) | wset(other)):
+                dropped.add(row)
+                out[int(group[row])].add(int(local[row]))
                 break
     return out

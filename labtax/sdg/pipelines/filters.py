@@ -59,6 +59,25 @@ def _apply_verdict(runner: Runner, stage: str, row: Row, value: Any, passes: boo
     return True
 
 
+async def _ask(runner: Runner, stage: str, rows: list[Row], make: Callable[[int, Row], TeacherRequest],
+               readable: Callable[[str], bool], examples: Examples | None, yes: str | None,
+               default: float) -> tuple[list[tuple[Row, TeacherResponse, float | None]], Calibration | None]:
+    """One verdict per row and the stage's calibration for this leaf. Rows whose request failed are
+    dropped here (counted); each answered row comes with its value read from probabilities, None when
+    the teacher gave none or the calibration says to read the text."""
+    responses = await runner.run(stage, [make(i, row) for i, row in enumerate(rows)], readable=readable)
+    values = [verdict_value(r, yes) for r in responses]
+    cal = await _calibration(runner, stage, values, examples, make, yes, default) if rows else None
+    graded = cal is not None and cal.status != "text"
+    answered = []
+    for row, resp, value in zip(rows, responses, values):
+        if resp.ok:
+            answered.append((row, resp, value if graded else None))
+        else:
+            runner.drop("teacher_error")
+    return answered, cal
+
+
 async def _calibration(runner: Runner, stage: str, values: Sequence[float | None], examples: Examples | None,
                        make: Callable[[int, Row], TeacherRequest], yes: str | None, default: float) -> Calibration:
     """The stage's calibration for this leaf: "text" when the teacher gave no probabilities (nothing
@@ -104,16 +123,10 @@ async def judge(
 ) -> list[Row]:
     """Ask a yes/no (keep/drop) question about every row; keep the rows judged yes (P(`yes`) at or
     above the leaf's calibrated cut when the teacher gives probabilities)."""
-    responses = await runner.run(stage, [make(i, row) for i, row in enumerate(rows)],
-                                 readable=lambda t: parse(t) is not None)
-    values = [verdict_value(r, yes) for r in responses]
-    cal = await _calibration(runner, stage, values, examples, make, yes, 0.5) if rows else None
+    answered, cal = await _ask(runner, stage, rows, make, lambda t: parse(t) is not None, examples, yes, 0.5)
     kept = []
-    for row, resp, value in zip(rows, responses, values):
-        if not resp.ok:
-            runner.drop("teacher_error")
-            continue
-        if value is not None and cal is not None and cal.status != "text":
+    for row, resp, value in answered:
+        if value is not None and cal is not None:
             if _graded(runner, stage, row, value, cal, drop_reason, None):
                 kept.append(row)
             continue
@@ -147,17 +160,12 @@ async def score(runner: Runner, rows: list[Row], make: Callable[[int, Row], Teac
                 examples: Examples | None = None) -> list[Row]:
     """Score every pair 1-3; keep those at or above settings.score_threshold (with probabilities: the
     expected score at or above the leaf's calibrated cut)."""
-    responses = await runner.run("score", [make(i, row) for i, row in enumerate(rows)],
-                                 readable=lambda t: parse_score(t) is not None)
-    values = [verdict_value(r, None) for r in responses]
     default = float(runner.settings.score_threshold)
-    cal = await _calibration(runner, "score", values, examples, make, None, default) if rows else None
+    answered, cal = await _ask(runner, "score", rows, make, lambda t: parse_score(t) is not None, examples,
+                               None, default)
     kept = []
-    for row, resp, expected in zip(rows, responses, values):
-        if not resp.ok:
-            runner.drop("teacher_error")
-            continue
-        if expected is not None and cal is not None and cal.status != "text":
+    for row, resp, expected in answered:
+        if expected is not None and cal is not None:
             # Recorded on the nominal scale: shifted so that the leaf's calibrated cut sits at
             # settings.score_threshold (a kept pair reads >= it, as with text scores).
             shifted = expected if cal.threshold is None else expected - cal.threshold + default
