@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -127,20 +128,43 @@ def _save_converted(tokenizer: Any, quantized: Any, target: Path, progress: Any)
 
 
 def choose_threads() -> int:
-    """torch threads for this machine: the cores this process may use that the load average leaves
+    """torch threads for this machine: the cores this process may use that other running work leaves
     free, at least one. Oversubscribing is far worse than idling a core: on 2 shared cores two torch
-    threads ran 8x slower than one. $LABTAX_TORCH_THREADS overrides."""
+    threads ran 8x slower than one. Other work is read from the kernel's count of runnable tasks now
+    (the 1-minute load average would count the previous step of the same job, and kept a pipeline of
+    labtax commands on one thread of an idle machine); the load average only where that count is not
+    available. $LABTAX_TORCH_THREADS overrides."""
     if os.environ.get("LABTAX_TORCH_THREADS"):
         return max(1, int(os.environ["LABTAX_TORCH_THREADS"]))
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:
-        busy = 0.0
+    running = others_running()
+    busy: float = float(running) if running is not None else _load_average()
     return max(1, min(cores, int(cores - busy)))
+
+
+def _load_average() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return 0.0
+
+
+def others_running(loadavg: Path = Path("/proc/loadavg"), samples: int = 5, interval: float = 0.04) -> int | None:
+    """Runnable tasks besides the reader, from the 4th field of /proc/loadavg ("running/total"), the
+    least of a few samples (a task that only passes by is not load); None where the file is absent."""
+    counts = []
+    for i in range(samples):
+        try:
+            running = int(loadavg.read_text().split()[3].split("/")[0])
+        except (OSError, IndexError, ValueError):
+            return None
+        counts.append(max(0, running - 1))
+        if i + 1 < samples:
+            time.sleep(interval)
+    return min(counts)
 
 
 def _embedded_dir() -> Path:

@@ -1,0 +1,49 @@
+"""How many torch threads an in-process model takes (labtax.models.choose_threads)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from labtax import models
+
+
+def loadavg(tmp_path: Path, line: str) -> Path:
+    path = tmp_path / "loadavg"
+    path.write_text(line)
+    return path
+
+
+def test_runnable_tasks_besides_the_reader(tmp_path: Path) -> None:
+    assert models.others_running(loadavg(tmp_path, "1.00 0.90 0.80 1/312 4242\n"), samples=2, interval=0) == 0
+    assert models.others_running(loadavg(tmp_path, "0.10 0.20 0.30 3/312 4242\n"), samples=2, interval=0) == 2
+
+
+def test_no_count_means_none(tmp_path: Path) -> None:
+    assert models.others_running(tmp_path / "absent", samples=1) is None
+    assert models.others_running(loadavg(tmp_path, "garbage\n"), samples=1) is None
+
+
+def test_an_idle_machine_after_a_busy_minute_gets_every_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A 1-minute load average of 1.0 left by the previous step of the same job is not other work.
+    monkeypatch.delenv("LABTAX_TORCH_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.0, 1.0, 1.0))
+    monkeypatch.setattr(models, "others_running", lambda: 0)
+    assert models.choose_threads() == 2
+    monkeypatch.setattr(models, "others_running", lambda: 1)
+    assert models.choose_threads() == 1
+    monkeypatch.setattr(models, "others_running", lambda: 5)
+    assert models.choose_threads() == 1
+
+
+def test_the_load_average_is_the_fallback_and_the_variable_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 1.0, 1.0))
+    monkeypatch.setattr(models, "others_running", lambda: None)
+    monkeypatch.delenv("LABTAX_TORCH_THREADS", raising=False)
+    assert models.choose_threads() == 2
+    monkeypatch.setenv("LABTAX_TORCH_THREADS", "3")
+    assert models.choose_threads() == 3
