@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -120,13 +121,14 @@ class TeacherBase:
         return {}
 
 
-class WrapperBase:
+class WrapperBase(ABC):
     """For a teacher that wraps another (`wrapped`): the protocol's sizing and counting members are
     the wrapped teacher's, answered explicitly rather than by attribute forwarding."""
 
     @property
+    @abstractmethod
     def wrapped(self) -> Teacher:
-        raise NotImplementedError
+        """The teacher this one wraps (a lazy wrapper builds it here on first use)."""
 
     @property
     def concurrency(self) -> int:
