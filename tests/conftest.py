@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -35,3 +35,13 @@ def openai_server():  # type: ignore[no-untyped-def]
 
     with OpenAIServer(lab_responder()) as server:
         yield server
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch's thread count restored after a test whose in-process teacher sets it."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)

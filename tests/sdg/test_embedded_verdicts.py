@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,13 +19,6 @@ from labtax.sdg.settings import GenerationSettings
 from labtax.teachers.base import TeacherRequest
 
 torch = pytest.importorskip("torch")
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
 
 
 def _verdict_request(answer: str) -> TeacherRequest:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,6 @@ from labtax.teachers.base import TeacherRequest
 from labtax.teachers.transformers import TransformersTeacher
 
 torch = pytest.importorskip("torch")
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """One torch thread (as the teacher sets it), restored afterwards for the other tests."""
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
 
 
 def _reqs(texts: list[str], **kw: object) -> list[TeacherRequest]:
