@@ -72,7 +72,7 @@ class GenerationSettings:
     mc_per_leaf: int = 10
     mc_per_request: int = 3
     validation_per_leaf: int = 2
-    batch_requests: int = 256  # requests handed to the teacher per complete() call (progress granularity)
+    batch_requests: int = 256  # a stage's progress line every this many requests (requests stream)
 
     def __post_init__(self) -> None:
         counts = ("samples_per_leaf", "questions_per_request", "qa_per_request", "icl_examples", "max_tokens",

@@ -7,7 +7,8 @@
 
 `LeafResult.samples` are messages-format dicts in a deterministic order; `LeafResult.stats` holds
 generated/kept counts, `dropped` per filter, requests, failed requests, tokens, seconds and per-stage
-counts. All teacher traffic goes through `teacher.complete(...)`, a stage at a time.
+counts. All teacher traffic goes through `teacher.complete(...)`; each request of a leaf goes out as
+soon as the reply it depends on has arrived (runner.py, stream.py).
 """
 
 from __future__ import annotations
@@ -59,12 +60,16 @@ async def generate_leaf(
     """Run the leaf's pipeline. Raises TeacherError when a whole stage failed, UsageError for bad
     documents; any single bad answer only drops its row (counted in stats["dropped"])."""
     runner = Runner(leaf, teacher, settings, load_pipeline(pipeline_name(leaf)), progress)
-    if leaf.kind == "knowledge":
-        from labtax.sdg.pipelines.knowledge import run_knowledge
+    try:
+        if leaf.kind == "knowledge":
+            from labtax.sdg.pipelines.knowledge import run_knowledge
 
-        samples = await run_knowledge(runner, Path(taxonomy_root))
-    else:
-        from labtax.sdg.pipelines.skills import run_skills
+            samples = await run_knowledge(runner, Path(taxonomy_root))
+        else:
+            from labtax.sdg.pipelines.skills import run_skills
 
-        samples = await run_skills(runner)
+            samples = await run_skills(runner)
+        runner.finish()
+    finally:
+        runner.close()  # a failed leaf leaves nothing in flight
     return LeafResult(leaf.path, samples, runner.stats(len(samples)), runner.held_out)

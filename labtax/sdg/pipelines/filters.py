@@ -8,14 +8,16 @@ probabilities the teacher's text verdict is parsed, as before."""
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from labtax.sdg.pipelines.calibrate import Calibration, calibrate, verdict_value
 from labtax.sdg.pipelines.parse import parse_answer, parse_score
 from labtax.sdg.pipelines.runner import Runner, derive_seed
+from labtax.sdg.pipelines.stream import Turns
 from labtax.teachers.base import TeacherRequest, TeacherResponse
 from labtax.teachers.replies import OVERLONG
 
@@ -59,41 +61,6 @@ def _apply_verdict(runner: Runner, stage: str, row: Row, value: Any, passes: boo
     return True
 
 
-async def _ask(runner: Runner, stage: str, rows: list[Row], make: Callable[[int, Row], TeacherRequest],
-               readable: Callable[[str], bool], examples: Examples | None, yes: str | None,
-               default: float) -> tuple[list[tuple[Row, TeacherResponse, float | None]], Calibration | None]:
-    """One verdict per row and the stage's calibration for this leaf. Rows whose request failed are
-    dropped here (counted); each answered row comes with its value read from probabilities, None when
-    the teacher gave none or the calibration says to read the text."""
-    responses = await runner.run(stage, [make(i, row) for i, row in enumerate(rows)], readable=readable)
-    values = [verdict_value(r, yes) for r in responses]
-    cal = await _calibration(runner, stage, values, examples, make, yes, default) if rows else None
-    graded = cal is not None and cal.status != "text"
-    answered = []
-    for row, resp, value in zip(rows, responses, values):
-        if resp.ok:
-            answered.append((row, resp, value if graded else None))
-        else:
-            runner.drop("teacher_error")
-    return answered, cal
-
-
-async def _calibration(runner: Runner, stage: str, values: Sequence[float | None], examples: Examples | None,
-                       make: Callable[[int, Row], TeacherRequest], yes: str | None, default: float) -> Calibration:
-    """The stage's calibration for this leaf: "text" when the teacher gave no probabilities (nothing
-    more is asked), else fitted on the examples once per leaf and stage."""
-    if all(v is None for v in values):
-        cal = Calibration(stage, "text")
-    elif stage in runner.calibrations:
-        return runner.calibrations[stage]
-    elif examples is None:
-        cal = Calibration(stage, "default", default)
-    else:
-        cal = await calibrate(runner, stage, examples[0], examples[1], make, yes, default)
-    runner.calibrations[stage] = cal
-    return cal
-
-
 def _graded(runner: Runner, stage: str, row: Row, value: float, cal: Calibration, drop_reason: str,
             recorded: Any) -> bool:
     """A verdict read from probabilities: compare with the calibrated cut, or keep the row unjudged."""
@@ -111,37 +78,123 @@ def _graded(runner: Runner, stage: str, row: Row, value: float, cal: Calibration
     return _apply_verdict(runner, stage, row, recorded if recorded is not None else passes, passes, drop_reason)
 
 
-async def judge(
-    runner: Runner,
-    stage: str,
-    rows: list[Row],
-    make: Callable[[int, Row], TeacherRequest],
-    parse: Callable[[str], bool | None],
-    drop_reason: str,
-    examples: Examples | None = None,
-    yes: str = "yes",
-) -> list[Row]:
-    """Ask a yes/no (keep/drop) question about every row; keep the rows judged yes (P(`yes`) at or
-    above the leaf's calibrated cut when the teacher gives probabilities)."""
-    answered, cal = await _ask(runner, stage, rows, make, lambda t: parse(t) is not None, examples, yes, 0.5)
-    kept = []
-    for row, resp, value in answered:
+class Verdicts:
+    """A judge stage's calibration for this leaf. The leaf's first verdict that comes with
+    probabilities starts the calibration of every judge stage of the leaf at once (beside the rows
+    still flowing); a row graded by probabilities waits for its stage's cut. A teacher that never
+    gives probabilities costs no calibration request: its stages are "text"; a stage without rows
+    and without calibration records nothing."""
+
+    def __init__(self, runner: Runner, stage: str, make: Callable[[int, Row], TeacherRequest],
+                 examples: Examples | None, yes: str | None, default: float) -> None:
+        self.runner, self.stage, self.make, self.examples = runner, stage, make, examples
+        self.yes, self.default = yes, default
+        self.asked = False
+        self._task: asyncio.Task[None] | None = None
+        runner.verdicts.append(self)
+
+    def start(self) -> None:
+        if self._task is None and self.stage not in self.runner.calibrations:
+            self._task = self.runner.spawn(self._calibrate())
+
+    async def _calibrate(self) -> None:
+        if self.examples is None:
+            cal = Calibration(self.stage, "default", self.default)
+        else:
+            cal = await calibrate(self.runner, self.stage, self.examples[0], self.examples[1], self.make, self.yes,
+                                  self.default)
+        self.runner.calibrations[self.stage] = cal
+
+    async def value(self, response: TeacherResponse) -> tuple[float | None, Calibration | None]:
+        """(P(yes) or the expected score, the calibration) of an answered row; (None, None) when the
+        teacher gave no probabilities: the caller reads the text verdict."""
+        self.asked = True
+        value = verdict_value(response, self.yes)
+        if value is None:
+            return None, None
+        for verdicts in self.runner.verdicts:
+            verdicts.start()
+        if self._task is not None:
+            await asyncio.shield(self._task)  # shared by every row of the stage: one row's cancel is not its
+        return value, self.runner.calibrations[self.stage]
+
+    def finish(self) -> None:
+        if self.asked and self.stage not in self.runner.calibrations:
+            self.runner.calibrations[self.stage] = Calibration(self.stage, "text")
+
+
+# A step of a row through a stage: (the row's index in the stage, the row) -> whether it stays.
+Step = Callable[[int, Row], Awaitable[bool]]
+
+
+class Chain:
+    """Rows through the same steps, each row as soon as its previous step answered. `add` numbers
+    rows in the leaf's order (call it in a `Turns` turn); a row's index at each step is its position
+    among the rows still alive there, as a one-stage-at-a-time run numbers them. `funnel` names the
+    funnel count each step adds to (None: none)."""
+
+    def __init__(self, runner: Runner, steps: Sequence[tuple[str | None, Step]]) -> None:
+        self.runner = runner
+        self.steps = list(steps)
+        self.turns = [Turns() for _ in self.steps]
+        self.size = 0
+        self._kept: dict[int, Row] = {}
+
+    def add(self, row: Row) -> None:
+        self.size += 1
+        self.runner.spawn(self._through(self.size - 1, row))
+
+    async def _through(self, k: int, row: Row) -> None:
+        alive = True
+        for (funnel, step), turns in zip(self.steps, self.turns):
+            index = await turns.number(k, alive)  # alive or not: the rows after it wait on its turn
+            if index is not None:
+                alive = await step(index, row)
+                if alive and funnel:
+                    self.runner.count(funnel, 1)
+        if alive:
+            self._kept[k] = row
+
+    def rows(self) -> list[Row]:
+        """The rows that passed every step, in the order they were added (after `runner.settle()`)."""
+        return [self._kept[k] for k in sorted(self._kept)]
+
+
+async def through(runner: Runner, rows: Sequence[Row], steps: Sequence[tuple[str | None, Step]]) -> list[Row]:
+    """A list of rows through steps at once: the rows that passed, in order."""
+    chain = Chain(runner, steps)
+    for row in rows:
+        chain.add(row)
+    await runner.settle()
+    return chain.rows()
+
+
+def judge_step(runner: Runner, stage: str, make: Callable[[int, Row], TeacherRequest],
+               parse: Callable[[str], bool | None], drop_reason: str, examples: Examples | None = None,
+               yes: str = "yes") -> Step:
+    """Ask a yes/no (keep/drop) question about a row; it stays when judged yes (P(`yes`) at or above
+    the leaf's calibrated cut when the teacher gives probabilities)."""
+    verdicts = Verdicts(runner, stage, make, examples, yes, 0.5)
+
+    async def step(i: int, row: Row) -> bool:
+        resp = await runner.ask(stage, make(i, row), readable=lambda t: parse(t) is not None)
+        if not resp.ok:
+            runner.drop("teacher_error")
+            return False
+        value, cal = await verdicts.value(resp)
         if value is not None and cal is not None:
-            if _graded(runner, stage, row, value, cal, drop_reason, None):
-                kept.append(row)
-            continue
+            return _graded(runner, stage, row, value, cal, drop_reason, None)
         verdict = parse(resp.text)
-        if _apply_verdict(runner, stage, row, verdict, verdict, drop_reason):
-            kept.append(row)
-    return kept
+        return _apply_verdict(runner, stage, row, verdict, verdict, drop_reason)
+
+    return step
 
 
-async def answer(runner: Runner, rows: list[Row], make: Callable[[int, Row], TeacherRequest]) -> list[Row]:
-    """Answer every row's question; empty and truncated answers drop their row."""
-    responses = await runner.run("answer", [make(i, row) for i, row in enumerate(rows)],
-                                 readable=lambda t: parse_answer(t) is not None)
-    kept = []
-    for row, resp in zip(rows, responses):
+def answer_step(runner: Runner, make: Callable[[int, Row], TeacherRequest]) -> Step:
+    """Answer a row's question; an empty or truncated answer drops its row."""
+
+    async def step(i: int, row: Row) -> bool:
+        resp = await runner.ask("answer", make(i, row), readable=lambda t: parse_answer(t) is not None)
         if not resp.ok:
             runner.drop("teacher_error")
         elif resp.finish_reason == "length":
@@ -152,31 +205,34 @@ async def answer(runner: Runner, rows: list[Row], make: Callable[[int, Row], Tea
             runner.drop("answer_empty")
         else:
             row.answer = text
-            kept.append(row)
-    return kept
+            return True
+        return False
+
+    return step
 
 
-async def score(runner: Runner, rows: list[Row], make: Callable[[int, Row], TeacherRequest],
-                examples: Examples | None = None) -> list[Row]:
-    """Score every pair 1-3; keep those at or above settings.score_threshold (with probabilities: the
+def score_step(runner: Runner, make: Callable[[int, Row], TeacherRequest], examples: Examples | None = None) -> Step:
+    """Score a pair 1-3; it stays at or above settings.score_threshold (with probabilities: the
     expected score at or above the leaf's calibrated cut)."""
     default = float(runner.settings.score_threshold)
-    answered, cal = await _ask(runner, "score", rows, make, lambda t: parse_score(t) is not None, examples,
-                               None, default)
-    kept = []
-    for row, resp, expected in answered:
+    verdicts = Verdicts(runner, "score", make, examples, None, default)
+
+    async def step(i: int, row: Row) -> bool:
+        resp = await runner.ask("score", make(i, row), readable=lambda t: parse_score(t) is not None)
+        if not resp.ok:
+            runner.drop("teacher_error")
+            return False
+        expected, cal = await verdicts.value(resp)
         if expected is not None and cal is not None:
             # Recorded on the nominal scale: shifted so that the leaf's calibrated cut sits at
             # settings.score_threshold (a kept pair reads >= it, as with text scores).
             shifted = expected if cal.threshold is None else expected - cal.threshold + default
-            if _graded(runner, "score", row, expected, cal, "low_score", round(min(3.0, max(1.0, shifted)), 3)):
-                kept.append(row)
-            continue
+            return _graded(runner, "score", row, expected, cal, "low_score", round(min(3.0, max(1.0, shifted)), 3))
         value = parse_score(resp.text)
         passes = None if value is None else value >= runner.settings.score_threshold
-        if _apply_verdict(runner, "score", row, value, passes, "low_score"):
-            kept.append(row)
-    return kept
+        return _apply_verdict(runner, "score", row, value, passes, "low_score")
+
+    return step
 
 
 def trim(runner: Runner, rows: Sequence[Row], limit: int) -> list[Row]:

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from labtax.sdg.dedup import Deduper
-from labtax.sdg.documents import chunk_documents, load_documents
+from labtax.sdg.documents import Chunk, chunk_documents, load_documents
 from labtax.sdg.pipelines import filters
 from labtax.sdg.pipelines.calibrate import dependent, pick_off_topic, rotate
 from labtax.sdg.pipelines.filters import Examples, Row
-from labtax.sdg.pipelines.knowledge_mc import mc_items
+from labtax.sdg.pipelines.knowledge_mc import mc_generate, mc_items
 from labtax.sdg.pipelines.knowledge_mc import plan as mc_plan
 from labtax.sdg.pipelines.parse import parse_pairs, parse_yes
 from labtax.sdg.pipelines.runner import (
@@ -33,6 +33,7 @@ from labtax.sdg.pipelines.runner import (
     leaf_quota,
     token_counter,
 )
+from labtax.sdg.pipelines.stream import Turns
 from labtax.sdg.settings import GenerationSettings
 from labtax.taxonomy.model import Leaf
 
@@ -102,62 +103,76 @@ async def run_knowledge(runner: Runner, taxonomy_root: Path) -> list[dict[str, A
     runner.extra["chunks_used"] = len({c for c, _ in cells})
     runner.extra["seeds_used"] = len({e for _, e in cells})
 
-    requests = []
-    for i, (chunk, (_, e)) in enumerate(zip(picked_chunks, cells)):
-        example = seeds[e]
+    def qa_request(i: int) -> Any:
+        example = seeds[cells[i][1]]
         shown = "\n".join(f"Question: {q}\nAnswer: {a}" for q, a in example["pairs"][:n])
-        requests.append(
-            runner.request(
-                "knowledge_qa", i, domain=domain, outline=outline, example_context=example["context"],
-                example_pairs=shown, chunk=chunk.text, n=str(n),
-            )
+        return runner.request(
+            "knowledge_qa", i, domain=domain, outline=outline, example_context=example["context"],
+            example_pairs=shown, chunk=picked_chunks[i].text, n=str(n),
         )
-    responses = await runner.run("knowledge_qa", requests, readable=lambda t: bool(parse_pairs(t)))
 
+    # The multiple-choice items need only the chunks: asked for at once, beside the Q&A.
+    mc_asked = runner.spawn(mc_generate(runner, chunks, domain, outline))
     dedup = Deduper(s.dedup_threshold)
     for seed in seeds:
         for q, a in seed["pairs"]:
             dedup.add(f"{q}\n{a}")
-    rows: list[Row] = []
-    runner.count("asked", count * n)
-    for chunk, resp in zip(picked_chunks, responses):
-        if not resp.ok:
-            continue
-        pairs = parse_pairs(resp.text)[:n]
-        if not pairs:
-            runner.unusable("knowledge_qa")
-            continue
-        if resp.finish_reason == "length":
-            # The last pair may be cut mid-answer: it costs that row only.
-            runner.generated += 1
-            runner.drop("answer_truncated")
-            pairs = pairs[:-1]
-        runner.count("parsed", len(pairs))
-        for q, a in pairs:
-            runner.generated += 1
-            why = dedup.check(f"{q}\n{a}")
-            if why:
-                runner.drop(f"duplicate_{why}")
-            else:
-                rows.append(Row(q, chunk.text, a, extra={"document": chunk.document, "chunk": chunk.index}))
-
-    runner.count("deduplicated", len(rows))
     drop_reasons = {name: runner.pipeline.stages[name].drop or f"not_{name}" for name in FILTERS}
     examples = calibration_examples(seeds, domain)
-    for name in FILTERS:
 
-        def make(i: int, row: Row, name: str = name) -> Any:
+    def judge(name: str) -> filters.Step:
+        def make(i: int, row: Row) -> Any:
             return runner.request(name, i, chunk=row.context or "", question=row.question, answer=row.answer or "")
 
-        rows = await filters.judge(runner, name, rows, make, parse_yes, drop_reasons[name], examples[name])
+        return filters.judge_step(runner, name, make, parse_yes, drop_reasons[name], examples[name])
 
-    runner.count("judged", len(rows))
+    # Each pair goes through the three judges as soon as the one before has answered.
+    chain = filters.Chain(runner, [("judged" if name == FILTERS[-1] else None, judge(name)) for name in FILTERS])
+    runner.count("asked", count * n)
+    turns = Turns()
+
+    async def qa(i: int) -> None:
+        resp = await runner.ask("knowledge_qa", qa_request(i), readable=lambda t: bool(parse_pairs(t)))
+        async with turns.turn(i):  # deduplicated in request order
+            for row in _pair_rows(runner, picked_chunks[i], resp, dedup):
+                chain.add(row)
+
+    for i in range(count):
+        runner.spawn(qa(i))
+    await runner.settle()
+    runner.count("deduplicated", chain.size)
+    rows = chain.rows()
     rows, validation = filters.split_quota(runner, rows, vol["quota"])
     runner.held_out += [filters.as_validation(_sample(runner, row)) for row in validation]
     # A separate stage: closed-book multiple-choice test items from the same chunks.
     seed_questions = [q for seed in seeds for q, _ in seed["pairs"]]
-    runner.held_out += await mc_items(runner, chunks, rows + validation, seed_questions, domain, outline)
+    runner.held_out += await mc_items(runner, mc_asked.result(), rows + validation, seed_questions)
     return [_sample(runner, row) for row in rows]
+
+
+def _pair_rows(runner: Runner, chunk: Chunk, resp: Any, dedup: Deduper) -> list[Row]:
+    """The new rows of one Q&A reply (parsed, a cut last pair dropped, deduplicated)."""
+    if not resp.ok:
+        return []
+    pairs = parse_pairs(resp.text)[: runner.settings.qa_per_request]
+    if not pairs:
+        runner.unusable("knowledge_qa")
+        return []
+    if resp.finish_reason == "length":
+        # The last pair may be cut mid-answer: it costs that row only.
+        runner.generated += 1
+        runner.drop("answer_truncated")
+        pairs = pairs[:-1]
+    runner.count("parsed", len(pairs))
+    rows = []
+    for q, a in pairs:
+        runner.generated += 1
+        why = dedup.check(f"{q}\n{a}")
+        if why:
+            runner.drop(f"duplicate_{why}")
+        else:
+            rows.append(Row(q, chunk.text, a, extra={"document": chunk.document, "chunk": chunk.index}))
+    return rows
 
 
 def calibration_examples(seeds: list[dict[str, Any]], domain: str) -> dict[str, Examples]:

@@ -29,6 +29,7 @@ from labtax.sdg.pipelines.filters import Row
 from labtax.sdg.pipelines.parse import parse_mc, parse_yes
 from labtax.sdg.pipelines.runner import Runner, derive_seed
 from labtax.sdg.settings import GenerationSettings
+from labtax.teachers.base import TeacherResponse
 
 STAGE, JUDGE = "mc_items", "mc_faithful"
 
@@ -46,31 +47,42 @@ def _pick(chunks: Sequence[Chunk], i: int, requests: int) -> Chunk:
     return chunks[(i * len(chunks)) // requests] if len(chunks) >= requests else chunks[i % len(chunks)]
 
 
-async def mc_items(runner: Runner, chunks: Sequence[Chunk], training: Sequence[Row],
-                   seed_questions: Sequence[str], domain: str, outline: str) -> list[dict[str, Any]]:
-    """The leaf's multiple-choice test rows (path-free, as the store keeps them). Their counts are
-    kept apart in `stats["mc"]` ({generated, kept, dropped}): the leaf's own generated/kept/dropped
-    describe its training rows."""
+# The chunks the item requests were asked about and their replies (empty when items are off).
+Asked = tuple[list[Chunk], list[TeacherResponse]]
+
+
+async def mc_generate(runner: Runner, chunks: Sequence[Chunk], domain: str, outline: str) -> Asked:
+    """The item requests: they need only the chunks, so they go out beside the Q&A requests."""
+    s = runner.settings
+    count = plan(s).get(STAGE, 0)
+    if not chunks or count == 0:
+        return [], []
+    picked = [_pick(chunks, i, count) for i in range(count)]
+    requests = [runner.request(STAGE, i, domain=domain, outline=outline, chunk=c.text, n=str(s.mc_per_request))
+                for i, c in enumerate(picked)]
+    return picked, await runner.run(STAGE, requests)
+
+
+async def mc_items(runner: Runner, asked: Asked, training: Sequence[Row],
+                   seed_questions: Sequence[str]) -> list[dict[str, Any]]:
+    """The leaf's multiple-choice test rows (path-free, as the store keeps them), once the training
+    rows are final. Their counts are kept apart in `stats["mc"]` ({generated, kept, dropped}): the
+    leaf's own generated/kept/dropped describe its training rows."""
     saved, runner.dropped = runner.dropped, Counter()
     try:
-        items, generated = await _mc_items(runner, chunks, training, seed_questions, domain, outline)
+        items, generated = await _mc_items(runner, asked, training, seed_questions)
         runner.extra["mc"] = {"generated": generated, "kept": len(items), "dropped": dict(sorted(runner.dropped.items()))}
         return items
     finally:
         runner.dropped = saved
 
 
-async def _mc_items(runner: Runner, chunks: Sequence[Chunk], training: Sequence[Row],
-                    seed_questions: Sequence[str], domain: str, outline: str) -> tuple[list[dict[str, Any]], int]:
+async def _mc_items(runner: Runner, asked: Asked, training: Sequence[Row],
+                    seed_questions: Sequence[str]) -> tuple[list[dict[str, Any]], int]:
     s = runner.settings
-    count = plan(s).get(STAGE, 0)
-    if not chunks or count == 0:
+    picked, responses = asked
+    if not picked:
         return [], 0
-    picked = [_pick(chunks, i, count) for i in range(count)]
-    requests = [runner.request(STAGE, i, domain=domain, outline=outline, chunk=c.text, n=str(s.mc_per_request))
-                for i, c in enumerate(picked)]
-    responses = await runner.run(STAGE, requests)
-
     # Against the training rows and the seeds: a test item must not be a sentence the model saw.
     seen = Deduper(s.dedup_threshold)
     for text in [row.question for row in training] + list(seed_questions):
@@ -99,7 +111,8 @@ async def _mc_items(runner: Runner, chunks: Sequence[Chunk], training: Sequence[
                               wrong=wrong)
 
     drop = runner.pipeline.stages[JUDGE].drop or "mc_unfaithful"
-    rows = await filters.judge(runner, JUDGE, rows, make, parse_yes, drop)
+    # After the training rows (the dedup above needs them), so the judge's drops are the items' own.
+    rows = await filters.through(runner, rows, [(None, filters.judge_step(runner, JUDGE, make, parse_yes, drop))])
     if len(rows) > s.mc_per_leaf:
         runner.drop("mc_over_quota", len(rows) - s.mc_per_leaf)
     rows = rows[: s.mc_per_leaf]

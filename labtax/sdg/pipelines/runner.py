@@ -1,35 +1,39 @@
-"""What every pipeline shares: building requests with derived seeds, sending a stage's requests to the
-teacher in batches, and keeping the leaf's statistics.
+"""What every pipeline shares: building requests with derived seeds, sending a leaf's requests to the
+teacher as soon as each is ready (stream.py), and keeping the leaf's statistics.
 
 Determinism: a request's seed is derived from (settings.seed, leaf path, stage, index) and its
-messages from the leaf's seeds and earlier answers only, so the same leaf, settings and teacher
-answers always give the same requests in the same order. All traffic goes through
-`teacher.complete(...)`, a stage at a time (in slices of `settings.batch_requests`), so a wrapper
-such as the run ledger sees and can replay every request.
+messages from the leaf's seeds and earlier answers only; the index is the item's position among the
+items alive at that stage in the leaf's own order (stream.Turns), not in the order replies arrive.
+So the same leaf, settings and teacher answers always give the same requests and samples, at any
+concurrency. All traffic goes through `teacher.complete(...)` (stream.Window), so a wrapper such as
+the run ledger sees and can replay every request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from labtax.errors import TeacherError
+from labtax.sdg.pipelines.stream import Flows, Window
 from labtax.sdg.prompts import Prompt, load_prompt
 from labtax.sdg.settings import SEED_BASE, GenerationSettings
 from labtax.taxonomy.model import Leaf
 from labtax.teachers.base import Teacher, TeacherRequest, TeacherResponse, estimate_tokens
 from labtax.teachers.replies import OVERLONG, clean_reply
 
+T = TypeVar("T")
 PIPELINE_DIR = Path(__file__).parent
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 UNREADABLE_RETRIES = 2  # extra attempts for a reply that parses to nothing
@@ -111,6 +115,7 @@ class Runner:
     funnel: dict[str, int] = field(default_factory=dict)
     calibrations: dict[str, Any] = field(default_factory=dict)  # judge stage -> calibrate.Calibration
     held_out: list[dict[str, Any]] = field(default_factory=list)  # test and validation rows (see LeafResult)
+    verdicts: list[Any] = field(default_factory=list)  # each judge stage's filters.Verdicts
     started: float = field(default_factory=time.monotonic)
 
     def request(self, stage: str, index: int, **values: str) -> TeacherRequest:
@@ -127,68 +132,100 @@ class Runner:
             choices=spec.choices,
         )
 
-    async def run(self, stage: str, requests: Sequence[TeacherRequest],
-                  readable: Callable[[str], bool] | None = None) -> list[TeacherResponse]:
-        """Send one stage's requests (in slices), in order; raise TeacherError if none got through.
+    def __post_init__(self) -> None:
+        batch = protocol_member(self.teacher, "batch_size", 1)
+        self.window = Window(self.teacher, limit=protocol_member(self.teacher, "concurrency", 1), batch=batch)
+        self.flows = Flows()
+        self._asked: dict[str, int] = {}  # requests asked for per stage so far (progress totals)
+        self._shown: dict[str, int] = {}  # the last progress count said per stage
+
+    def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Start a step of this leaf now; `settle()` waits for it."""
+        return self.flows.spawn(coro)
+
+    async def settle(self) -> None:
+        await self.flows.settle()
+
+    def close(self) -> None:
+        self.flows.cancel()
+        self.window.close()
+
+    def stage_counts(self, stage: str) -> dict[str, int]:
+        return self.stages.setdefault(
+            stage, {"requests": 0, "failed": 0, "truncated": 0, "unusable": 0,
+                    "prompt_tokens": 0, "completion_tokens": 0},
+        )
+
+    async def ask(self, stage: str, request: TeacherRequest,
+                  readable: Callable[[str], bool] | None = None) -> TeacherResponse:
+        """One request of a stage, sent as soon as the window has room; its final reply.
 
         `readable(text)`: whether a reply parses to something. A 200 reply that parses to nothing is
         counted `unreadable` and asked again, up to UNREADABLE_RETRIES times, as a new request (its
         seed derived from the attempt), so a resumed run replays the same attempts from the ledger."""
-        st = self.stages.setdefault(
-            stage, {"requests": 0, "failed": 0, "truncated": 0, "unusable": 0,
-                    "prompt_tokens": 0, "completion_tokens": 0},
-        )
-        out = await self._send(stage, list(requests))
+        st = self.stage_counts(stage)
+        self._asked[stage] = self._asked.get(stage, 0) + 1
+        resp = await self._send(stage, request)
         if readable is not None:
-            out = await self._retry_unreadable(stage, list(requests), out, readable)
-        for resp in out:
-            st["requests"] += 1
-            st["prompt_tokens"] += resp.prompt_tokens
-            st["completion_tokens"] += resp.completion_tokens
-            if not resp.ok:
-                st["failed"] += 1
-            elif resp.finish_reason == "length":
-                st["truncated"] += 1
+            for attempt in range(1, UNREADABLE_RETRIES + 1):
+                if not _unreadable(resp, readable):
+                    break
+                st["unreadable"] = st.get("unreadable", 0) + 1
+                st["retried_unreadable"] = st.get("retried_unreadable", 0) + 1
+                again = dataclasses.replace(request, seed=derive_seed(request.seed, "", "retry", attempt))
+                resp = await self._send(stage, again)
+            else:
+                if _unreadable(resp, readable):
+                    st["unreadable"] = st.get("unreadable", 0) + 1
+        st["requests"] += 1
+        st["prompt_tokens"] += resp.prompt_tokens
+        st["completion_tokens"] += resp.completion_tokens
+        if not resp.ok:
+            st["failed"] += 1
+        elif resp.finish_reason == "length":
+            st["truncated"] += 1
+        if self.progress is not None and st["requests"] % self.settings.batch_requests == 0:
+            self._say(stage)
+        return resp
+
+    async def run(self, stage: str, requests: Sequence[TeacherRequest],
+                  readable: Callable[[str], bool] | None = None) -> list[TeacherResponse]:
+        """A whole stage at once (its replies in request order); TeacherError if none got through."""
+        out = list(await asyncio.gather(*(self.ask(stage, r, readable) for r in requests)))
         if out and all(not r.ok for r in out):
-            raise TeacherError(
-                f"{self.leaf.path}: every {stage} request failed ({out[0].error})",
-                hint="check the teacher (--endpoint, --model) and its logs",
-            )
+            raise self._all_failed(stage, out[0].error)
         return out
 
-    async def _send(self, stage: str, requests: list[TeacherRequest]) -> list[TeacherResponse]:
-        out: list[TeacherResponse] = []
-        step = self.settings.batch_requests
-        for start in range(0, len(requests), step):
-            out.extend(await self.teacher.complete(requests[start : start + step]))
-            if self.progress is not None:
-                self.progress(stage, len(out), len(requests))
-        st = self.stages[stage]
-        cleaned = []
-        for request, resp in zip(requests, out):
-            resp, faults = clean_reply(request, resp)  # any backend, ledger or not
-            for fault in faults:
-                st[fault] = st.get(fault, 0) + 1
-            cleaned.append(resp)
-        return cleaned
+    def finish(self) -> None:
+        """After the leaf's last step: TeacherError when every request of a stage failed (the teacher
+        is down or misconfigured), each judge's calibration ("text" when no verdict had
+        probabilities), and each stage's last progress line."""
+        for verdicts in self.verdicts:
+            verdicts.finish()
+        for stage, st in self.ordered_stages().items():
+            if st["requests"] and st["failed"] == st["requests"]:
+                raise self._all_failed(stage, None)
+        if self.progress is not None:
+            for stage in self.stages:
+                self._say(stage)
 
-    async def _retry_unreadable(self, stage: str, requests: list[TeacherRequest], out: list[TeacherResponse],
-                                readable: Callable[[str], bool]) -> list[TeacherResponse]:
+    def _all_failed(self, stage: str, error: str | None) -> TeacherError:
+        why = f" ({error})" if error else ""
+        return TeacherError(f"{self.leaf.path}: every {stage} request failed{why}",
+                            hint="check the teacher (--endpoint, --model) and its logs")
+
+    def _say(self, stage: str) -> None:
         st = self.stages[stage]
-        for attempt in range(1, UNREADABLE_RETRIES + 1):
-            bad = [i for i, r in enumerate(out) if r.ok and r.finish_reason != OVERLONG and not readable(r.text)]
-            if not bad:
-                break
-            st["unreadable"] = st.get("unreadable", 0) + len(bad)
-            again = [dataclasses.replace(requests[i], seed=derive_seed(requests[i].seed, "", "retry", attempt))
-                     for i in bad]
-            st["retried_unreadable"] = st.get("retried_unreadable", 0) + len(again)
-            for i, resp in zip(bad, await self._send(stage, again)):
-                out[i] = resp
-        else:
-            bad = [i for i, r in enumerate(out) if r.ok and r.finish_reason != OVERLONG and not readable(r.text)]
-            st["unreadable"] = st.get("unreadable", 0) + len(bad)
-        return out
+        if self.progress is not None and self._shown.get(stage) != st["requests"]:
+            self._shown[stage] = st["requests"]
+            self.progress(stage, st["requests"], self._asked[stage])
+
+    async def _send(self, stage: str, request: TeacherRequest) -> TeacherResponse:
+        resp, faults = clean_reply(request, await self.window.ask(request))  # any backend, ledger or not
+        st = self.stages[stage]
+        for fault in faults:
+            st[fault] = st.get(fault, 0) + 1
+        return resp
 
     def faults(self) -> dict[str, int]:
         """Replies repaired, refused or asked again, by reason, over every stage."""
@@ -221,6 +258,17 @@ class Runner:
         """Record how many rows are left after a step of the funnel."""
         self.funnel[step] = self.funnel.get(step, 0) + rows
 
+    def ordered_stages(self) -> dict[str, dict[str, int]]:
+        """The stage counts in pipeline order, each judge's calibration after it: the order stages
+        first sent in depends on which reply came first, the stats must not."""
+        order = list(self.pipeline.stages)
+
+        def rank(stage: str) -> tuple[int, int, str]:
+            base = stage.removeprefix("calibrate_")
+            return (order.index(base) if base in order else len(order), base != stage, stage)
+
+        return {stage: self.stages[stage] for stage in sorted(self.stages, key=rank)}
+
     def stats(self, kept: int) -> dict[str, Any]:
         totals = {k: sum(s[k] for s in self.stages.values()) for k in ("requests", "failed", "prompt_tokens",
                                                                           "completion_tokens")}
@@ -237,12 +285,29 @@ class Runner:
             "prompt_tokens": totals["prompt_tokens"],
             "completion_tokens": totals["completion_tokens"],
             "seconds": round(time.monotonic() - self.started, 3),
-            "stages": self.stages,
+            "stages": self.ordered_stages(),
             "funnel": {**self.funnel, "kept": kept},
             "faults": self.faults(),
             "calibration": {stage: cal.as_dict() for stage, cal in sorted(self.calibrations.items())},
             **self.extra,
         }
+
+
+def _unreadable(resp: TeacherResponse, readable: Callable[[str], bool]) -> bool:
+    return resp.ok and resp.finish_reason != OVERLONG and not readable(resp.text)
+
+
+def protocol_member(teacher: Teacher, name: str, default: int) -> int:
+    """A sizing member of the protocol (`batch_size`, `concurrency`). A teacher from outside labtax
+    that implements only `complete` (a test double, a plugin) gets the one of the teacher it wraps as
+    `.inner`, else `default`."""
+    for _ in range(8):  # duck-typed wrappers of wrappers, bounded
+        if hasattr(teacher, name):
+            return int(getattr(teacher, name))
+        if not hasattr(teacher, "inner"):
+            break
+        teacher = teacher.inner
+    return default
 
 
 def count_tokens_for(teacher: Teacher) -> Callable[[str], int]:

@@ -14,6 +14,7 @@ steps with the context in every prompt and in the sample.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from labtax.sdg.dedup import Deduper
@@ -22,6 +23,7 @@ from labtax.sdg.pipelines.calibrate import pick_off_topic, rotate
 from labtax.sdg.pipelines.filters import Examples, Row, rng_for
 from labtax.sdg.pipelines.parse import parse_context, parse_keep, parse_questions
 from labtax.sdg.pipelines.runner import Runner, block, bounded_requests, candidates_wanted, leaf_quota
+from labtax.sdg.pipelines.stream import Turns
 from labtax.sdg.settings import GenerationSettings
 from labtax.taxonomy.model import Leaf
 
@@ -72,15 +74,6 @@ async def run_skills(runner: Runner) -> list[dict[str, Any]]:
     runner.funnel = dict.fromkeys(("asked", "parsed", "deduplicated", "judged", "answered", "scored"), 0)
     runner.extra["seeds_used"] = min(len(seeds), requests_wanted)
 
-    # (context, index of the seed the request shows)
-    sources: list[tuple[str | None, int]]
-    if leaf.grounded:
-        sources = list(await _contexts(runner, seeds, task, requests_wanted))
-        if not sources:
-            return []
-    else:
-        sources = [(None, i % len(seeds) if seeds else -1) for i in range(requests_wanted)]
-
     def question_request(i: int, context: str | None, e: int) -> Any:
         picked = [seeds[e]] if e >= 0 else []
         if context is None:
@@ -92,41 +85,11 @@ async def run_skills(runner: Runner) -> list[dict[str, Any]]:
             values["context"] = context
         return runner.request("questions", i, **values)
 
-    responses = await runner.run("questions", [question_request(i, c, e) for i, (c, e) in enumerate(sources)],
-                                 readable=lambda t: bool(parse_questions(t)))
-    runner.count("asked", len(sources) * n)
-    dedup = Deduper(s.dedup_threshold)
-    for seed in seeds:
-        dedup.add(_dedup_key(seed["question"], seed.get("context")))
-    rows: list[Row] = []
-    for (context, e), resp in zip(sources, responses):
-        if not resp.ok:
-            continue  # counted as a failed request of the stage
-        questions = parse_questions(resp.text)
-        if resp.finish_reason == "length" and questions:
-            questions = questions[:-1]  # the last line may be cut mid-question
-        if not questions:
-            runner.unusable("questions")
-            continue
-        runner.count("parsed", len(questions[:n]))
-        for question in questions[:n]:
-            runner.generated += 1
-            why = dedup.check(_dedup_key(question, context))
-            if why:
-                runner.drop(f"duplicate_{why}")
-            else:
-                rows.append(Row(question, context, extra={"seed_index": e}))
-    runner.count("deduplicated", len(rows))
-
     def judge_request(i: int, row: Row) -> Any:
         return runner.request(
             "judge_question", i, task_description=task, context_block=block("Context", row.context),
             question=row.question,
         )
-
-    rows = await filters.judge(runner, "judge_question", rows, judge_request, parse_keep, "judge_drop",
-                               _question_examples(seeds, task), yes="keep")
-    runner.count("judged", len(rows))
 
     def answer_request(i: int, row: Row) -> Any:
         e = int(row.extra.get("seed_index", -1))
@@ -139,20 +102,66 @@ async def run_skills(runner: Runner) -> list[dict[str, Any]]:
             question=row.question,
         )
 
-    rows = await filters.answer(runner, rows, answer_request)
-    runner.count("answered", len(rows))
-
     def score_request(i: int, row: Row) -> Any:
         return runner.request(
             "score", i, task_description=task, context_block=block("Context", row.context),
             question=row.question, answer=row.answer or "",
         )
 
-    rows = await filters.score(runner, rows, score_request, _pair_examples(seeds))
-    runner.count("scored", len(rows))
-    rows, validation = filters.split_quota(runner, rows, vol["quota"])
+    # Each question goes to the judge, the answerer and the scorer as soon as its previous step has
+    # answered; the rows are numbered in request order (Chain), not in the order replies arrive.
+    chain = filters.Chain(runner, [
+        ("judged", filters.judge_step(runner, "judge_question", judge_request, parse_keep, "judge_drop",
+                                      _question_examples(seeds, task), yes="keep")),
+        ("answered", filters.answer_step(runner, answer_request)),
+        ("scored", filters.score_step(runner, score_request, _pair_examples(seeds))),
+    ])
+    dedup = Deduper(s.dedup_threshold)
+    for seed in seeds:
+        dedup.add(_dedup_key(seed["question"], seed.get("context")))
+    turns = Turns()
+
+    async def questions(q: int, context: str | None, e: int) -> None:
+        """Question request q (context, index of the seed it shows) and its rows into the chain."""
+        resp = await runner.ask("questions", question_request(q, context, e), readable=lambda t: bool(parse_questions(t)))
+        runner.count("asked", n)
+        async with turns.turn(q):  # deduplicated in request order
+            for row in _question_rows(runner, resp, context, e, dedup):
+                chain.add(row)
+
+    if leaf.grounded:
+        _contexts(runner, seeds, task, requests_wanted, questions)
+    else:
+        for i in range(requests_wanted):
+            runner.spawn(questions(i, None, i % len(seeds) if seeds else -1))
+    await runner.settle()
+    runner.count("deduplicated", chain.size)
+    rows, validation = filters.split_quota(runner, chain.rows(), vol["quota"])
     runner.held_out += [filters.as_validation(_sample(runner, row)) for row in validation]
     return [_sample(runner, row) for row in rows]
+
+
+def _question_rows(runner: Runner, resp: Any, context: str | None, e: int, dedup: Deduper) -> list[Row]:
+    """The new rows of one question reply (parsed, the cut last line dropped, deduplicated)."""
+    n = runner.settings.questions_per_request
+    if not resp.ok:
+        return []  # counted as a failed request of the stage
+    questions = parse_questions(resp.text)
+    if resp.finish_reason == "length" and questions:
+        questions = questions[:-1]  # the last line may be cut mid-question
+    if not questions:
+        runner.unusable("questions")
+        return []
+    runner.count("parsed", len(questions[:n]))
+    rows = []
+    for question in questions[:n]:
+        runner.generated += 1
+        why = dedup.check(_dedup_key(question, context))
+        if why:
+            runner.drop(f"duplicate_{why}")
+        else:
+            rows.append(Row(question, context, extra={"seed_index": e}))
+    return rows
 
 
 def _question_examples(seeds: list[dict[str, str]], task: str) -> Examples:
@@ -172,42 +181,47 @@ def _pair_examples(seeds: list[dict[str, str]]) -> Examples:
     return good, broken
 
 
-async def _contexts(runner: Runner, seeds: list[dict[str, str]], task: str,
-                    count: int) -> list[tuple[str, int]]:
-    """New contexts in the style of the seed contexts, deduplicated against them and each other; each
-    with the index of the seed whose context request i showed first (seed i mod S)."""
+def _contexts(runner: Runner, seeds: list[dict[str, str]], task: str, count: int,
+              then: Callable[[int, str, int], Coroutine[Any, Any, None]]) -> None:
+    """Start the `count` new-context requests, in the style of the seed contexts; each context that is
+    not a duplicate of the seed contexts or an earlier one goes on to `then(q, context, seed)` at
+    once: q numbers the contexts kept, in request order; seed is the index of the seed whose context
+    request i showed first (seed i mod S)."""
     s = runner.settings
     with_context = [j for j, p in enumerate(seeds) if p.get("context")]
     k = min(s.icl_examples, len(with_context))
-    requests = []
-    shown: list[int] = []
-    for i in range(count):
+    dedup = Deduper(s.dedup_threshold)
+    for j in with_context:
+        dedup.add(seeds[j]["context"])
+    stage = runner.stage_counts("contexts")
+    stage.setdefault("duplicate", 0)
+    turns = Turns()
+
+    async def one(i: int) -> None:
         first = with_context[i % len(with_context)] if with_context else -1
         others = [j for j in with_context if j != first]
         rest = rng_for(runner, "contexts", i).sample(others, min(k - 1, len(others))) if k > 1 else []
         picked = [seeds[j] for j in ([first] if first >= 0 else []) + rest]
-        shown.append(first)
         examples = "\n\n".join(f"Context: {p['context']}" for p in picked)
-        requests.append(runner.request("contexts", i, task_description=task, examples=examples))
-    responses = await runner.run("contexts", requests, readable=lambda t: parse_context(t) is not None)
-    dedup = Deduper(s.dedup_threshold)
-    for j in with_context:
-        dedup.add(seeds[j]["context"])
-    stage = runner.stages["contexts"]
-    stage.setdefault("duplicate", 0)
-    out = []
-    for first, resp in zip(shown, responses):
-        if not resp.ok:
-            continue
-        context = parse_context(resp.text) if resp.finish_reason != "length" else None
-        if context is None:
-            runner.unusable("contexts")
-        elif dedup.check(context):
-            stage["duplicate"] += 1
-        else:
-            # A seed without context (a mixed leaf) still pairs with the first seed that has one.
-            out.append((context, max(first, 0)))
-    return out
+        resp = await runner.ask("contexts", runner.request("contexts", i, task_description=task, examples=examples),
+                                readable=lambda t: parse_context(t) is not None)
+        async with turns.turn(i):  # deduplicated and numbered in request order
+            context = parse_context(resp.text) if resp.ok and resp.finish_reason != "length" else None
+            if not resp.ok:
+                return
+            if context is None:
+                runner.unusable("contexts")
+                return
+            if dedup.check(context):
+                stage["duplicate"] += 1
+                return
+            q = turns.numbered
+            turns.numbered += 1
+        # A seed without context (a mixed leaf) still pairs with the first seed that has one.
+        await then(q, context, max(first, 0))
+
+    for i in range(count):
+        runner.spawn(one(i))
 
 
 def _sample(runner: Runner, row: Row) -> dict[str, Any]:
