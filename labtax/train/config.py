@@ -54,6 +54,9 @@ class PhaseConfig:
 class TrainConfig:
     seed: int
     phases: dict[str, PhaseConfig] = field(default_factory=dict)
+    # Per phase, the options the user chose (a flag, `.labtax.yaml train:`, or the --config YAML), as
+    # opposed to packaged defaults: the fitted schedule may only change what the user left to labtax.
+    explicit: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 _FIELDS = {f.name for f in dataclasses.fields(PhaseConfig)} - {"name"}
@@ -128,6 +131,7 @@ def load_config(config_file: Path | None = None, overrides: dict[str, Any] | Non
     if set(flags) - _FIELDS:
         raise ConfigError(f"unknown training option(s): {', '.join(sorted(set(flags) - _FIELDS))}")
     phases: dict[str, PhaseConfig] = {}
+    explicit: dict[str, frozenset[str]] = {}
     for phase in PHASES:
         merged: dict[str, Any] = {}
         for data, source in ((defaults, "defaults.yaml"), (user, str(config_file))):
@@ -136,8 +140,10 @@ def load_config(config_file: Path | None = None, overrides: dict[str, Any] | Non
         merged.update(flags)
         values = {key: _coerce(phase, key, merged[key]) for key in _FIELDS}
         phases[phase] = PhaseConfig(name=phase, **values)
+        explicit[phase] = frozenset(flags) | frozenset(_block(user, "common", str(config_file))) \
+            | frozenset(_block(user, phase, str(config_file)))
     try:
         seed = int(seed)
     except (TypeError, ValueError):
         raise ConfigError(f"bad seed: {seed!r}") from None
-    return TrainConfig(seed=seed, phases=phases)
+    return TrainConfig(seed=seed, phases=phases, explicit=explicit)

@@ -148,7 +148,7 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
             raise UsageError(f"{data_dir / DATA_FILES[phase]}: no usable sample (dropped: {data.meta['dropped'] or 'none'})")
         say(f"[{phase}] {len(data)} samples, {data.meta['tokens']:,} tokens "
             f"(dropped {data.meta['dropped'] or 'none'}; mix {data.meta['sources']}); starting from {start}")
-        pc, schedule = fit_schedule(pc, len(data))
+        pc, schedule = fit_schedule(pc, len(data), config.explicit.get(phase, frozenset()))  # flags win
         say(describe_schedule(phase, schedule))
         torch.manual_seed(config.seed)
         net = load_model(start, seed=config.seed)

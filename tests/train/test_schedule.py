@@ -47,3 +47,27 @@ def test_the_fitted_schedule_is_printed_and_recorded(data_dir, tmp_path) -> None
     assert any("schedule: effective batch 2, warm-up 1 of 12 steps" in line for line in said)
     on_disk = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert on_disk["phases"]["knowledge"]["schedule"] == rec
+
+
+def test_an_explicit_batch_or_warmup_wins_over_the_fitted_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    config = load_config(overrides={"effective_batch": 100})  # --effective-batch 100 (or .labtax.yaml train:)
+    cfg = config.phases["knowledge"]
+    fitted, rec = fit_schedule(cfg, 200, config.explicit["knowledge"])
+    assert fitted.effective_batch == 100 and rec["explicit"] == ["effective_batch"]
+    assert rec["steps_per_epoch"] == 2 and rec["total_steps"] == 14  # the warm-up is still fitted to these
+    assert fitted.warmup_steps == 1 and rec["peak_reached"] and rec["fitted"]
+    assert "effective batch as given" in describe("knowledge", rec)
+    both = load_config(overrides={"effective_batch": 100, "warmup_steps": 25})
+    kept, rec = fit_schedule(both.phases["knowledge"], 200, both.explicit["knowledge"])
+    assert (kept.effective_batch, kept.warmup_steps) == (100, 25) and not rec["fitted"] and not rec["peak_reached"]
+    # A value from the --config YAML is the user's too; one the YAML leaves out is still fitted.
+    yaml_file = tmp_path / "train.yaml"
+    yaml_file.write_text("knowledge:\n  effective_batch: 128\n")
+    from_yaml = load_config(yaml_file)
+    assert from_yaml.explicit["knowledge"] == {"effective_batch"} and "effective_batch" not in from_yaml.explicit["skills"]
+    kept, rec = fit_schedule(from_yaml.phases["knowledge"], 200, from_yaml.explicit["knowledge"])
+    assert kept.effective_batch == 128 and kept.warmup_steps == 1
+    skills, _ = fit_schedule(from_yaml.phases["skills"], 2000, from_yaml.explicit["skills"])
+    assert skills.effective_batch == 200  # the packaged default is still fitted
+    # Nothing given: the fitted values as before (the default stays the fitted one).
+    assert fit_schedule(cfg, 200, load_config().explicit["knowledge"])[0].effective_batch == 20
