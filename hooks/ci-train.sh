@@ -4,37 +4,44 @@
 # leaf regressed), after the table is written.
 # Before the eval table the summary gets each phase's loss curve (OUTPUT/<phase>/loss.md, a chart
 # GitHub renders; loss.png itself is in the uploaded checkpoints artifact).
+# Run it in the taxonomy's checkout: labtax train reads the `train:` section of its .labtax.yaml;
+# LABTAX_MODEL and LABTAX_PHASE, when set, override that (as flags do), and when empty the file's
+# setting (else labtax's default) applies.
 # Inputs (environment):
 #   LABTAX_DATA        folder with phase1_knowledge.jsonl, phase2_skills.jsonl, test.jsonl
-#   LABTAX_MODEL       base model: embedded | tiny | a local Hugging Face directory
+#   LABTAX_MODEL       base model: embedded | tiny | a local Hugging Face directory ("": .labtax.yaml)
 #   LABTAX_OUTPUT      training output folder (checkpoints per phase under it)
-#   LABTAX_PHASE       knowledge | skills | all (default all)
+#   LABTAX_PHASE       knowledge | skills | all ("": .labtax.yaml, else all)
 #   LABTAX_TRAIN_ARGS  extra `labtax train` arguments (e.g. --max-steps 100 --nproc-per-node 8)
-#   LABTAX_EVAL_BASE   model eval compares against (default: LABTAX_MODEL)
+#   LABTAX_EVAL_BASE   model eval compares against (default: the base model train started from)
 #   LABTAX_EVAL_ARGS   extra `labtax eval` arguments
 #   LABTAX             the labtax program (default: labtax on PATH)
 # Outputs (to $GITHUB_OUTPUT when set): checkpoint=<path of the chosen checkpoint>, eval-exit-code=N
 set -euo pipefail
 
 data=${LABTAX_DATA:?LABTAX_DATA is required}
-model=${LABTAX_MODEL:?LABTAX_MODEL is required}
 out=${LABTAX_OUTPUT:?LABTAX_OUTPUT is required}
-phase=${LABTAX_PHASE:-all}
 read -r -a labtax <<<"${LABTAX:-labtax}"
 read -r -a train_args <<<"${LABTAX_TRAIN_ARGS:-}"
 read -r -a eval_args <<<"${LABTAX_EVAL_ARGS:-}"
 output() { if [ -n "${GITHUB_OUTPUT:-}" ]; then printf '%s\n' "$1" >>"$GITHUB_OUTPUT"; fi; }
 
-"${labtax[@]}" train --data "$data" --model "$model" --output "$out" --phase "$phase" "${train_args[@]}"
+args=(train --data "$data" --output "$out")
+if [ -n "${LABTAX_MODEL:-}" ]; then args+=(--model "$LABTAX_MODEL"); fi
+if [ -n "${LABTAX_PHASE:-}" ]; then args+=(--phase "$LABTAX_PHASE"); fi
+"${labtax[@]}" "${args[@]}" "${train_args[@]}"
 
-# The checkpoint the last phase selected (OUTPUT/<phase>/result.json, written by labtax train).
-last=skills
-[ "$phase" = knowledge ] && last=knowledge
-checkpoint=$(python3 - "$out/$last/result.json" <<'PY'
+# What train chose and started from (OUTPUT/summary.json, written by labtax train): the last trained
+# phase's selected checkpoint, and the first phase's start, the base model, whichever of a flag,
+# .labtax.yaml or the default named it.
+{ read -r checkpoint; read -r base; } < <(python3 - "$out/summary.json" <<'PY'
 import json, sys
-print(json.load(open(sys.argv[1], encoding="utf-8"))["selected"]["path"])
+summary = json.load(open(sys.argv[1], encoding="utf-8"))
+print(summary["final"])
+print(next(iter(summary["phases"].values()))["start"])
 PY
 )
+base=${LABTAX_EVAL_BASE:-${LABTAX_MODEL:-$base}}
 echo "chosen checkpoint: $checkpoint"
 output "checkpoint=$checkpoint"
 
@@ -48,15 +55,15 @@ fi
 
 report="$out/eval.md"
 rc=0
-"${labtax[@]}" eval --base "${LABTAX_EVAL_BASE:-$model}" --candidate "$checkpoint" --data "$data" \
+"${labtax[@]}" eval --base "$base" --candidate "$checkpoint" --data "$data" \
   --format markdown "${eval_args[@]}" >"$report" || rc=$?
 cat "$report"
 if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then
-  { echo "## labtax eval: $checkpoint vs ${LABTAX_EVAL_BASE:-$model}"; echo; cat "$report"; } >>"$GITHUB_STEP_SUMMARY"
+  { echo "## labtax eval: $checkpoint vs $base"; echo; cat "$report"; } >>"$GITHUB_STEP_SUMMARY"
 fi
 # The checkpoint's model card gets the eval table too, so a shared checkpoint carries its results.
 if [ -f "$checkpoint/README.md" ] && [ -s "$report" ]; then
-  { echo; echo "## labtax eval against ${LABTAX_EVAL_BASE:-$model}"; echo; cat "$report"; } >>"$checkpoint/README.md"
+  { echo; echo "## labtax eval against $base"; echo; cat "$report"; } >>"$checkpoint/README.md"
 fi
 output "eval-exit-code=$rc"
 exit "$rc"

@@ -22,13 +22,20 @@ with open({log!r}, "a") as log:
 opt = dict(zip(args[1::2], args[2::2]))
 if args[0] == "train":
     out = Path(opt["--output"])
-    for phase in ("knowledge", "skills"):
+    # Without --model/--phase the real command takes them from .labtax.yaml (else its defaults).
+    model = opt.get("--model", "model-from-labtax-yaml")
+    phases = {{"all": ["knowledge", "skills"]}}.get(opt.get("--phase", "all"), [opt.get("--phase")])
+    results, start = {{}}, model
+    for phase in phases:
         ckpt = out / phase / "checkpoints" / "samples_8"
         ckpt.mkdir(parents=True, exist_ok=True)
         (ckpt / "model.safetensors").write_text("weights")
         (out / phase / "state").mkdir(exist_ok=True)
         (out / phase / "state" / "optimizer.pt").write_text("big")
-        (out / phase / "result.json").write_text(json.dumps({{"selected": {{"path": str(ckpt)}}}}))
+        results[phase] = {{"start": start, "selected": {{"path": str(ckpt)}}}}
+        (out / phase / "result.json").write_text(json.dumps(results[phase]))
+        start = str(ckpt)
+    (out / "summary.json").write_text(json.dumps({{"phases": results, "final": str(ckpt)}}))
     sys.exit(0)
 if args[0] == "eval":
     print("| leaf | base | candidate |\\n|---|---|---|\\n| knowledge/x | 2.0 | 2.5 |")
@@ -62,10 +69,32 @@ def test_train_then_eval_into_the_summary_keeping_eval_exit_code(tmp_path: Path)
     assert (out / "eval.md").read_text() == proc.stdout.split(f"chosen checkpoint: {chosen}\n")[1]
     assert f"checkpoint={chosen}" in outputs.read_text() and "eval-exit-code=1" in outputs.read_text()
     calls = [json.loads(line) for line in log.read_text().splitlines()]
-    assert calls[0] == ["train", "--data", str(tmp_path / "data"), "--model", "/models/base",
-                        "--output", str(out), "--phase", "all", "--max-steps", "5"]
+    assert calls[0] == ["train", "--data", str(tmp_path / "data"), "--output", str(out), "--model", "/models/base",
+                        "--max-steps", "5"]
     assert calls[1] == ["eval", "--base", "/models/base", "--candidate", chosen,
                         "--data", str(tmp_path / "data"), "--format", "markdown"]
+
+
+def test_unset_model_and_phase_leave_them_to_labtax_yaml(tmp_path: Path) -> None:
+    """The train workflow's inputs default to empty: no --model/--phase then, so `labtax train` takes
+    them from the `train:` section of .labtax.yaml; eval compares against the model train started from."""
+    labtax, log = stand_in(tmp_path, eval_code=0)
+    out = tmp_path / "o"
+    proc = run([str(HOOKS / "ci-train.sh")], cwd=tmp_path, env={
+        "LABTAX": labtax, "LABTAX_DATA": "d", "LABTAX_MODEL": "", "LABTAX_PHASE": "", "LABTAX_OUTPUT": str(out)})
+    assert proc.returncode == 0, proc.stderr
+    train, evaluated = (json.loads(line) for line in log.read_text().splitlines())
+    assert train == ["train", "--data", "d", "--output", str(out)]
+    assert evaluated[:5] == ["eval", "--base", "model-from-labtax-yaml", "--candidate",
+                             str(out / "skills" / "checkpoints" / "samples_8")]
+    # A phase the caller sets still wins (and the chosen checkpoint follows the phases trained).
+    log.unlink()
+    proc = run([str(HOOKS / "ci-train.sh")], cwd=tmp_path, env={
+        "LABTAX": labtax, "LABTAX_DATA": "d", "LABTAX_PHASE": "knowledge", "LABTAX_OUTPUT": str(tmp_path / "k")})
+    assert proc.returncode == 0, proc.stderr
+    train, evaluated = (json.loads(line) for line in log.read_text().splitlines())
+    assert train[-2:] == ["--phase", "knowledge"]
+    assert evaluated[4] == str(tmp_path / "k" / "knowledge" / "checkpoints" / "samples_8")
 
 
 def test_knowledge_only_evaluates_phase_one(tmp_path: Path) -> None:

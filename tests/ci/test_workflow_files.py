@@ -135,6 +135,13 @@ def test_train_is_gpu_guarded_bounded_and_serialised() -> None:
     assert steps_using(job, "actions/download-artifact")
     text = (ROOT / ".github/workflows/train.yml").read_text()
     assert "hooks/ci-train.sh" in text and "hooks/ci-publish.sh" in text
+    # model and phase default to empty and the train step runs in the taxonomy's checkout, so its
+    # .labtax.yaml `train:` section applies (ci-train.sh passes only what the caller set).
+    assert inputs["model"]["default"] == inputs["phase"]["default"] == "" and not inputs["model"].get("required")
+    taxonomy = next(s for s in steps_using(job, "actions/checkout") if s["with"]["path"] == "taxonomy")
+    assert "repository" not in taxonomy["with"]  # the caller's own repository
+    train = next(s for s in job["steps"] if s.get("id") == "train")
+    assert train["working-directory"] == "taxonomy" and train["run"] == "../.labtax/hooks/ci-train.sh"
     assert "ci-train.sh" in text and "GITHUB_STEP_SUMMARY" in (ROOT / "hooks/ci-train.sh").read_text()
 
 
