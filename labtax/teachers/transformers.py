@@ -26,10 +26,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import sys
+import time
 import weakref
 from collections.abc import Sequence
 from typing import Any
 
+from labtax.teachers import prefix
 from labtax.teachers.base import TeacherBase, TeacherRequest, TeacherResponse
 from labtax.teachers.redact import redact
 
@@ -77,6 +80,7 @@ class TransformersTeacher(TeacherBase):
             dtype = torch.float32
         self.model = models.load_model(model, dtype=dtype).to(self.device)  # type: ignore[arg-type]
         self._choice_ids: dict[tuple[str, ...], dict[str, list[int]]] = {}
+        self._counts: dict[str, dict[str, Any]] = {}
         # Per event loop: the calls waiting to be generated, and the task that generates them.
         self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Queue] = weakref.WeakKeyDictionary()
 
@@ -130,7 +134,8 @@ class TransformersTeacher(TeacherBase):
     def complete_sync(self, requests: Sequence[TeacherRequest]) -> list[TeacherResponse]:
         """Generate every request, `batch_size` prompts per forward pass; answers in request order."""
         prompts = [self.render(r) for r in requests]
-        lengths = [len(self.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+        ids: list[list[int]] = [list(x) for x in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+        lengths = [len(x) for x in ids]
         groups: dict[tuple[int, float, float], list[int]] = {}
         scored: dict[tuple[str, ...], list[int]] = {}
         for i, r in enumerate(requests):
@@ -140,24 +145,49 @@ class TransformersTeacher(TeacherBase):
                 groups.setdefault((r.max_tokens, r.temperature, r.top_p), []).append(i)
         out: list[TeacherResponse | None] = [None] * len(requests)
         for choices, members in sorted(scored.items()):
-            members.sort(key=lambda i: (lengths[i], i))
-            for start in range(0, len(members), self.batch_size):
-                batch = members[start : start + self.batch_size]
-                for i, resp in zip(batch, self._score([prompts[i] for i in batch], choices)):
+            # Verdicts: sorted by token ids, so prompts that share a prefix (a leaf's judge prompts,
+            # calibration copies of one seed) share a batch and compute that prefix once (prefix.py).
+            members.sort(key=lambda i: (ids[i], i))
+            for batch, shared in prefix.plan_batches(ids, members, self.batch_size):
+                t0 = time.monotonic()
+                for i, resp in zip(batch, self._score([ids[i] for i in batch], shared, choices)):
                     out[i] = resp
+                computed = shared + sum(lengths[i] - shared for i in batch)
+                self._account("verdicts", t0, len(batch), sum(lengths[i] for i in batch), computed, 0)
         for (max_tokens, temperature, top_p), members in sorted(groups.items()):
             # Stable sort by length: deterministic batches with little padding.
             members.sort(key=lambda i: (lengths[i], i))
             for start in range(0, len(members), self.batch_size):
                 batch = members[start : start + self.batch_size]
+                t0 = time.monotonic()
                 texts = self._generate([prompts[i] for i in batch], [requests[i] for i in batch],
                                        max_tokens, temperature, top_p)
+                prompt = sum(lengths[i] for i in batch)
+                self._account("generation", t0, len(batch), prompt, prompt, sum(r.completion_tokens for r in texts))
                 for i, resp in zip(batch, texts):
                     out[i] = resp
         return [r if r is not None else TeacherResponse("", ok=False, error="not generated") for r in out]
 
-    def _score(self, prompts: list[str], choices: tuple[str, ...]) -> list[TeacherResponse]:
-        """One forward pass: P(choice) from the distribution of the token after each prompt."""
+    def _account(self, kind: str, t0: float, rows: int, prompt: int, computed: int, new: int) -> None:
+        """Where the teacher's time goes (stats(), and one line per batch on stderr with
+        $LABTAX_TEACHER_TRACE): rows, prompt tokens, prompt tokens actually computed (a shared
+        prefix once), generated tokens, seconds."""
+        seconds = time.monotonic() - t0
+        c = self._counts.setdefault(kind, {"batches": 0, "rows": 0, "prompt_tokens": 0, "computed_tokens": 0,
+                                           "new_tokens": 0, "seconds": 0.0})
+        for key, n in (("batches", 1), ("rows", rows), ("prompt_tokens", prompt), ("computed_tokens", computed),
+                       ("new_tokens", new), ("seconds", seconds)):
+            c[key] += n
+        if os.environ.get("LABTAX_TEACHER_TRACE"):
+            print(f"teacher {kind}: {rows} rows, {prompt} prompt tokens ({computed} computed), {new} new, "
+                  f"{seconds:.1f}s", file=sys.stderr, flush=True)
+
+    def stats(self) -> dict[str, Any]:
+        return {"time": {k: {**v, "seconds": round(v["seconds"], 2)} for k, v in self._counts.items()}}
+
+    def _score(self, rows: list[list[int]], shared: int, choices: tuple[str, ...]) -> list[TeacherResponse]:
+        """One forward pass (the first `shared` tokens once for every row): P(choice) from the
+        distribution of the token after each prompt."""
         import torch
 
         from labtax.teachers import choices as choice_tokens
@@ -165,25 +195,23 @@ class TransformersTeacher(TeacherBase):
         ids = self._choice_ids.get(choices)
         if ids is None:
             ids = self._choice_ids[choices] = choice_tokens.token_ids(self.tokenizer, choices)
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         with torch.inference_mode():
             try:
-                # Left padding: the last position of every row is its prompt's last token.
-                logits = self.model(**enc, logits_to_keep=1).logits[:, -1, :]  # type: ignore[operator]
+                logits = prefix.last_token_logits(self.model, rows, shared, self.tokenizer.pad_token_id, self.device)
             except (RuntimeError, ValueError) as exc:
-                return [TeacherResponse("", ok=False, error=f"scoring failed: {exc}") for _ in prompts]
+                return [TeacherResponse("", ok=False, error=f"scoring failed: {exc}") for _ in rows]
             probs = torch.softmax(logits.float(), dim=-1)
         responses = []
-        for row, mask in zip(probs, enc["attention_mask"]):
+        for row, tokens in zip(probs, rows):
             mass = {c: float(row[ids[c]].sum()) if ids[c] else 0.0 for c in choices}
             normalised = choice_tokens.normalise(mass)
             if normalised is None:
-                responses.append(TeacherResponse("", ok=True, prompt_tokens=int(mask.sum()), finish_reason="stop"))
+                responses.append(TeacherResponse("", ok=True, prompt_tokens=len(tokens), finish_reason="stop"))
                 continue
             best = max(choices, key=lambda c: normalised[c])
             responses.append(
                 TeacherResponse(
-                    text=best, prompt_tokens=int(mask.sum()), completion_tokens=0, finish_reason="stop",
+                    text=best, prompt_tokens=len(tokens), completion_tokens=0, finish_reason="stop",
                     extra={"choice_probs": normalised, "choice_mass": round(sum(mass.values()), 6)},
                 )
             )
