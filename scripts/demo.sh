@@ -12,7 +12,8 @@
 # DEMO_FAST=1: a two-minute plumbing run instead (teacher embedded-small, student tiny).
 # Knobs (environment): DEMO_SAMPLES (per leaf), DEMO_MAX_TOKENS, DEMO_TEACHER_MODEL, DEMO_MODEL
 # (the student: embedded-small|tiny|DIR), DEMO_MAX_STEPS, DEMO_TRAIN_ARGS, DEMO_GEN_ARGS, DEMO_OUT,
-# DEMO_SRC (another taxonomy), DEMO_FRESH=1 (start over).
+# DEMO_SRC (another taxonomy), DEMO_FRESH=1 (start over), DEMO_UNTIL=generate|train (stop after that
+# step: a profile of the generation alone, say).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -166,6 +167,13 @@ if [ -z "$from" ]; then
 fi
 generate "$from" "$C2"
 done_step "$(wc -l <"$GEN/phase1_knowledge.jsonl") knowledge, $(wc -l <"$GEN/phase2_skills.jsonl") skills, $(wc -l <"$GEN/test.jsonl") test samples"
+until_here() { # until_here STEP: stop after STEP when DEMO_UNTIL names it
+  [ "${DEMO_UNTIL:-}" = "$1" ] || return 0
+  printf '   %s\n' "${TIMINGS[@]}"
+  say "DEMO_UNTIL=$1: stopping here"
+  exit 0
+}
+until_here generate
 
 # ---------------------------------------------------------------- 6. train
 n_knowledge=$(wc -l <"$GEN/phase1_knowledge.jsonl")
@@ -201,6 +209,7 @@ else
     echo "$train_key" >"$STAMPS/train"
     done_step "$MODEL, $MAX_STEPS steps per phase"
   fi
+  until_here train
   CANDIDATE=$("$VENV/bin/python" -c \
     'import json,sys; print(json.load(open(sys.argv[1]))["selected"]["path"])' "$TRAIN/$LAST/result.json")
 
