@@ -12,7 +12,7 @@ from typing import Any
 from openai_server import OpenAIServer, Reply, lab_responder, verdict_logprobs
 from sdgleaves import FREEFORM, freeform_leaf, run
 
-from labtax.sdg.pipelines import generate_leaf
+from labtax.sdg.pipelines import estimate_requests, generate_leaf, stage_plan
 from labtax.sdg.pipelines.calibrate import auc, best_threshold, fit, off_topic_questions
 from labtax.sdg.pipelines.runner import LeafResult
 from labtax.sdg.settings import GenerationSettings
@@ -88,6 +88,11 @@ def test_a_judge_that_separates_seeds_from_broken_copies_filters(openai_server: 
     assert 0.15 < cal["judge_question"]["threshold"] < 0.9
     assert cal["score"]["status"] == "calibrated" and cal["score"]["auc"] == 1.0
     assert st["stages"]["calibrate_judge_question"]["requests"] == 10  # 5 seeds + 5 off-topic copies
+    # --dry-run's estimate counts the calibration requests, stage by stage, as they were sent.
+    plan = stage_plan(freeform_leaf(), SETTINGS)
+    for stage in ("calibrate_judge_question", "calibrate_score"):
+        assert plan[stage] == st["stages"][stage]["requests"] > 0, stage
+    assert st["requests"] <= estimate_requests(freeform_leaf(), SETTINGS)
     assert st["dropped"]["judge_drop"] > 0  # the doubtful generated questions (P(keep) 0.4 < the cut)
     asked = [r.body for r in openai_server.requests if "STAGE: judge_question" in r.body["messages"][0]["content"]]
     assert asked and all(b["logprobs"] is True and b["top_logprobs"] == 20 for b in asked)
@@ -182,19 +187,22 @@ def test_knowledge_judges_are_calibrated_on_the_seed_contexts(tmp_path: Path, op
     leaf = make_leaf("knowledge/astronomy/planets/qna.yaml", knowledge_data(".documents/planets", "", ["*.md"]))
     openai_server.responder = knowledge_judge
     teacher = make_teacher("openai", endpoints=[openai_server.base_url], model="test-model")
+    settings = GenerationSettings(samples_per_leaf=5, chunk_tokens=60, seed=3)
 
     async def go() -> LeafResult:
         try:
-            return await generate_leaf(leaf, teacher, GenerationSettings(samples_per_leaf=5, chunk_tokens=60, seed=3),
-                                       taxonomy_root=tmp_path / "tax")
+            return await generate_leaf(leaf, teacher, settings, taxonomy_root=tmp_path / "tax")
         finally:
             await teacher.aclose()
 
     result = run(go())
     cal = result.stats["calibration"]
+    plan = stage_plan(leaf, settings, result.stats["chunks"])
     for stage in ("faithful", "relevant", "standalone"):
         assert cal[stage]["status"] == "calibrated" and cal[stage]["auc"] == 1.0, (stage, cal[stage])
         assert len(cal[stage]["good"]) == len(cal[stage]["broken"]) == 6
+        assert plan[f"calibrate_{stage}"] == result.stats["stages"][f"calibrate_{stage}"]["requests"] == 12
+    assert result.stats["requests"] <= estimate_requests(leaf, settings, result.stats["chunks"])
     assert result.samples
     for sample in result.samples:
         verdicts = sample["metadata"]["verdicts"]

@@ -305,9 +305,10 @@ def test_estimate_and_pipeline_files() -> None:
     assert {"freeform_skills.yaml", "grounded_skills.yaml", "knowledge.yaml", "answer.yaml"} <= names
     assert all(f.is_file() for f in files)
     s = GenerationSettings(samples_per_leaf=10, questions_per_request=5, overgenerate=2.0)
-    # At least one question request per seed (5 seeds), each asking for 5 questions.
-    assert estimate_requests(freeform_leaf(), s) == 5 + 3 * 25
-    assert estimate_requests(grounded_leaf(), s) == 5 + 5 + 3 * 25
+    # At least one question request per seed (5 seeds), each asking for 5 questions; the question
+    # judge and the scorer each calibrated on the 5 seeds and 5 broken copies.
+    assert estimate_requests(freeform_leaf(), s) == 5 + 3 * 25 + 2 * 10
+    assert estimate_requests(grounded_leaf(), s) == 5 + 5 + 3 * 25 + 2 * 10
     assert "batch_requests" not in s.as_dict() and s.as_dict()["seed"] == 42
 
 

@@ -102,8 +102,10 @@ def test_a_small_bound_still_spreads_over_every_chunk(tmp_path: Path, openai_ser
     # Six requests over twelve chunks: from the start of the document to its end.
     hit = sorted(i for i, m in enumerate(markers) if any(m in p for p in prompts))
     assert hit[0] == 0 and hit[-1] >= 10 and len(hit) == 6
-    # Q&A and its three judges, plus the held-out multiple-choice stage and its judge (issue 14).
-    assert estimate_requests(leaf, settings, 12) == 6 + 3 * 18 + sum(mc_plan(settings).values())
+    # Q&A and its three judges, their calibration on the seeds (each side capped at
+    # calibration_examples), plus the held-out multiple-choice stage and its judge (issue 14).
+    calibration = 3 * 2 * settings.calibration_examples
+    assert estimate_requests(leaf, settings, 12) == 6 + 3 * 18 + calibration + sum(mc_plan(settings).values())
 
 
 def test_every_seed_is_shown_and_the_quota_scales_with_seeds(openai_server: OpenAIServer) -> None:

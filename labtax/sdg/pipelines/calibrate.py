@@ -92,6 +92,13 @@ def fit(stage: str, good: list[float], broken: list[float], *, min_auc: float, d
     return Calibration(stage, "calibrated", best_threshold(good, broken), area, good, broken)
 
 
+def requests_needed(examples: tuple[Sequence[Any], Sequence[Any]], most: int) -> int:
+    """The calibration requests of one judge on one leaf: each side capped at `most`, as `calibrate`
+    sends them (an upper bound: a teacher without probabilities is sent none)."""
+    good, broken = examples
+    return min(most, len(good)) + min(most, len(broken))
+
+
 async def calibrate(
     runner: Any,
     stage: str,
@@ -103,7 +110,7 @@ async def calibrate(
 ) -> Calibration:
     """Ask the judge about the good and broken examples (stage `calibrate_<stage>` in the stats)."""
     # Per side: enough to place a cut, few enough to stay cheap on a CPU teacher.
-    most = runner.settings.calibration_examples
+    most = runner.settings.calibration_examples  # requests_needed counts these for --dry-run
     good, broken = list(good)[:most], list(broken)[:most]
     examples = good + broken
     # Request indexes past any real row's: the seeds of these requests never collide with the stage's.

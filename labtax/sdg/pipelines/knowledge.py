@@ -20,7 +20,7 @@ from typing import Any
 from labtax.sdg.dedup import Deduper
 from labtax.sdg.documents import Chunk, chunk_documents, load_documents
 from labtax.sdg.pipelines import filters
-from labtax.sdg.pipelines.calibrate import dependent, pick_off_topic, rotate
+from labtax.sdg.pipelines.calibrate import dependent, pick_off_topic, requests_needed, rotate
 from labtax.sdg.pipelines.filters import Examples, Row
 from labtax.sdg.pipelines.knowledge_mc import mc_generate, mc_items
 from labtax.sdg.pipelines.knowledge_mc import plan as mc_plan
@@ -67,7 +67,10 @@ def plan(leaf: Leaf, settings: GenerationSettings, chunks: int | None = None) ->
     """The most requests per stage; without a chunk count, the bound of --max-requests-per-leaf."""
     first = volume(leaf, settings, chunks)["requests"] if chunks else settings.max_requests_per_leaf
     rows = first * settings.qa_per_request
-    return {"knowledge_qa": first, **{f: rows for f in FILTERS}, **mc_plan(settings)}
+    # Each filter's calibration on the seed Q&A and their broken copies, once per leaf.
+    examples = calibration_examples(knowledge_seeds(leaf), str(leaf.data.get("domain") or "").strip())
+    calibration = {f"calibrate_{f}": requests_needed(examples[f], settings.calibration_examples) for f in FILTERS}
+    return {"knowledge_qa": first, **{f: rows for f in FILTERS}, **calibration, **mc_plan(settings)}
 
 
 def cell(i: int, requests: int, chunks: int, seeds: int) -> tuple[int, int]:

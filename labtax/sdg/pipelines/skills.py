@@ -19,7 +19,7 @@ from typing import Any
 
 from labtax.sdg.dedup import Deduper
 from labtax.sdg.pipelines import filters
-from labtax.sdg.pipelines.calibrate import pick_off_topic, rotate
+from labtax.sdg.pipelines.calibrate import pick_off_topic, requests_needed, rotate
 from labtax.sdg.pipelines.filters import Examples, Row, rng_for
 from labtax.sdg.pipelines.parse import parse_context, parse_keep, parse_questions
 from labtax.sdg.pipelines.runner import Runner, block, bounded_requests, candidates_wanted, leaf_quota
@@ -58,6 +58,11 @@ def plan(leaf: Leaf, settings: GenerationSettings, chunks: int | None = None) ->
     stages = {"questions": first, "judge_question": rows, "answer": rows, "score": rows}
     if leaf.grounded:
         stages = {"contexts": first, **stages}
+    # Each judge's calibration on the leaf's seeds and their broken copies, once per leaf.
+    seeds, task, most = skill_seeds(leaf), str(leaf.data.get("task_description") or "").strip(), \
+        settings.calibration_examples
+    stages["calibrate_judge_question"] = requests_needed(_question_examples(seeds, task), most)
+    stages["calibrate_score"] = requests_needed(_pair_examples(seeds), most)
     return stages
 
 
