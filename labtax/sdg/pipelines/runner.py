@@ -138,6 +138,7 @@ class Runner:
         self.flows = Flows()
         self._asked: dict[str, int] = {}  # requests asked for per stage so far (progress totals)
         self._shown: dict[str, int] = {}  # the last progress count said per stage
+        self._errors: dict[str, str | None] = {}  # the first failed request's error per stage (said)
 
     def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Start a step of this leaf now; `settle()` waits for it."""
@@ -182,6 +183,7 @@ class Runner:
         st["completion_tokens"] += resp.completion_tokens
         if not resp.ok:
             st["failed"] += 1
+            self._errors.setdefault(stage, resp.error)
         elif resp.finish_reason == "length":
             st["truncated"] += 1
         if self.progress is not None and st["requests"] % self.settings.batch_requests == 0:
@@ -204,7 +206,7 @@ class Runner:
             verdicts.finish()
         for stage, st in self.ordered_stages().items():
             if st["requests"] and st["failed"] == st["requests"]:
-                raise self._all_failed(stage, None)
+                raise self._all_failed(stage, self._errors.get(stage))
         if self.progress is not None:
             for stage in self.stages:
                 self._say(stage)
