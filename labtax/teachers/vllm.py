@@ -9,6 +9,11 @@ Batching across leaves: leaves run concurrently and each hands the teacher a few
 time; one engine call at a time drains *everything* that is waiting, from every leaf, and the
 requests that arrive while it runs form the next call. So the engine always gets the largest batch
 there is, and the GPU does not idle between one leaf's stages while another leaf has work.
+
+Verdicts: a request with `choices` is one decoding step with `logprobs` (vllm_choices.py): the
+choices' first-token probabilities go to `extra["choice_probs"]` and the most likely choice is the
+text, as the transformers teacher does; only a request whose top tokens hold no choice is generated
+as a text verdict (the fallback), with its own sampling settings.
 """
 
 from __future__ import annotations
@@ -79,6 +84,7 @@ class VLLMTeacher(TeacherBase):
         self._pending: list[tuple[TeacherRequest, asyncio.Future[TeacherResponse]]] = []
         self._drainer: asyncio.Task[None] | None = None
         self.engine_calls: list[int] = []  # requests per engine call (reported in stats)
+        self._choice_ids: dict[tuple[str, ...], dict[str, list[int]]] = {}
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -117,7 +123,27 @@ class VLLMTeacher(TeacherBase):
 
     def _complete_sync(self, requests: Sequence[TeacherRequest]) -> list[TeacherResponse]:
         self.engine_calls.append(len(requests))
-        conversations = [r.as_messages() for r in requests]
+        out: list[TeacherResponse | None] = [None] * len(requests)
+        verdicts = [i for i, r in enumerate(requests) if r.choices]
+        for i, resp in zip(verdicts, self._score([requests[i] for i in verdicts])):
+            out[i] = resp
+        # Everything else, and a verdict whose top tokens held no choice (read from its text).
+        rest = [i for i, r in enumerate(out) if r is None]
+        for i, resp in zip(rest, self._generate([requests[i] for i in rest])):
+            out[i] = resp
+        return [r if r is not None else TeacherResponse("", ok=False, error="not generated") for r in out]
+
+    def _chat(self, requests: Sequence[TeacherRequest], params: list[Any]) -> list[Any] | str:
+        """LLM.chat's outputs, or the error text (each request then fails alone)."""
+        if not requests:
+            return []
+        try:
+            return list(self.llm.chat([r.as_messages() for r in requests], params, use_tqdm=False,
+                                      add_generation_prompt=True))
+        except (RuntimeError, ValueError) as exc:  # the text may quote a prompt
+            return redact(f"generation failed: {exc}")
+
+    def _generate(self, requests: Sequence[TeacherRequest]) -> list[TeacherResponse]:
         params = [
             self._vllm.SamplingParams(
                 n=1, temperature=r.temperature, top_p=r.top_p, max_tokens=r.max_tokens, seed=r.seed,
@@ -125,10 +151,9 @@ class VLLMTeacher(TeacherBase):
             )
             for r in requests
         ]
-        try:
-            outputs = self.llm.chat(conversations, params, use_tqdm=False, add_generation_prompt=True)
-        except (RuntimeError, ValueError) as exc:  # each request fails alone; the text may quote a prompt
-            return [TeacherResponse("", ok=False, error=redact(f"generation failed: {exc}")) for _ in requests]
+        outputs = self._chat(requests, params)
+        if isinstance(outputs, str):
+            return [TeacherResponse("", ok=False, error=outputs) for _ in requests]
         responses = []
         for out in outputs:
             best = out.outputs[0]
@@ -140,4 +165,32 @@ class VLLMTeacher(TeacherBase):
                     finish_reason=best.finish_reason,
                 )
             )
+        return responses
+
+    def _score(self, requests: Sequence[TeacherRequest]) -> list[TeacherResponse | None]:
+        """One decoding step per verdict: P(choice) from the first position's logprobs; None where no
+        choice was among the top tokens (the caller generates those as text)."""
+        from labtax.teachers.choices import token_ids
+        from labtax.teachers.vllm_choices import TOP_LOGPROBS, choice_probs
+
+        params = [self._vllm.SamplingParams(n=1, temperature=0.0, max_tokens=1, logprobs=TOP_LOGPROBS, seed=r.seed)
+                  for r in requests]
+        outputs = self._chat(requests, params)
+        if isinstance(outputs, str):
+            return [TeacherResponse("", ok=False, error=outputs) for _ in requests]
+        responses: list[TeacherResponse | None] = []
+        for request, out in zip(requests, outputs):
+            ids = self._choice_ids.get(request.choices)
+            if ids is None:
+                ids = self._choice_ids[request.choices] = token_ids(self.tokenizer, request.choices)
+            best = out.outputs[0]
+            found = choice_probs((best.logprobs or [None])[0], ids, request.choices)
+            if found is None:
+                responses.append(None)
+                continue
+            probs, mass = found
+            responses.append(TeacherResponse(
+                text=max(request.choices, key=lambda c: probs[c]), prompt_tokens=len(out.prompt_token_ids or []),
+                completion_tokens=len(best.token_ids), finish_reason="stop",
+                extra={"choice_probs": probs, "choice_mass": mass}))
         return responses

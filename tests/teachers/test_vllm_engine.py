@@ -52,6 +52,17 @@ def test_in_process_engine_chat_batches_and_seeds() -> None:
     # LLM.chat: the prompt is the chat template's text, no special token added in front of it again
     text = teacher.tokenizer.apply_chat_template(asks()[0].as_messages(), tokenize=False, add_generation_prompt=True)
     assert out[0].prompt_tokens == len(teacher.tokenizer(text, add_special_tokens=False)["input_ids"])
+    # A verdict (`choices`): one step with logprobs, P(choice) normalised; the text is the likeliest.
+    judge = [TeacherRequest(messages=(("system", "Answer with one word: yes or no."), ("user", q)), max_tokens=8,
+                            temperature=0.0, seed=1, choices=("yes", "no"))
+             for q in ("Is the sky blue on a clear day?", "Is fire cold?")]
+    verdicts = asyncio.run(teacher.complete([*judge, *asks()[:1]]))
+    for v in verdicts[:2]:
+        probs = v.choice_probs
+        assert v.ok and probs is not None and set(probs) == {"yes", "no"}, v
+        assert abs(sum(probs.values()) - 1) < 1e-3 and v.text == max(probs, key=lambda c: probs[c])
+        assert 0 < float(v.extra["choice_mass"]) <= 1.0001
+    assert verdicts[2].choice_probs is None and verdicts[2].completion_tokens > 1  # generated as before
 
 
 def _free_port() -> int:
