@@ -5,6 +5,9 @@ It speaks enough of the OpenAI protocol for teacher and judge clients:
   POST /v1/chat/completions   {"model", "messages", ...} -> {"choices": [{"message": {...}, ...}], "usage"}
   POST /v1/completions        {"model", "prompt", ...}   -> {"choices": [{"text": ...}], "usage"}
   GET  /v1/models             -> {"data": [{"id": <model>}]}
+  POST /tokenize              {"model", "prompt", "add_special_tokens"} -> {"tokens": [...], "count": n}
+                              (vLLM's endpoint, at the root; only with `OpenAIServer(tokenize=True)`:
+                              a server without it answers 404, as llama.cpp's and Ollama's do)
 
 API
 ---
@@ -30,6 +33,9 @@ JSON body. It returns one of:
     instead when given (`Fault(200, body="{not json")`: a malformed answer). When `then` is a
     str/Reply, that normal answer is sent after the sleep instead (a slow success).
 `OpenAIServer(record=False)` keeps no request list (long benchmarks); counters still work.
+`OpenAIServer(tokenize=True)` serves `/tokenize`: a token is a word or a punctuation mark, plus one
+BOS unless `add_special_tokens` is false (`server_tokens(text)` counts the same);
+`server.tokenized` is how many texts it was asked to tokenize.
 `OpenAIServer(refuse_logprobs=True)` answers 400 to any request asking for logprobs (a server
 without them). `verdict_logprobs(p_first, first, second)` builds the one-position map of a yes/no
 verdict with P(first) = p_first.
@@ -116,6 +122,14 @@ class RecordedRequest:
     status: int = 0
 
 
+TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def server_tokens(text: str) -> int:
+    """What the server's /tokenize counts for `text` without special tokens."""
+    return len(TOKEN.findall(text))
+
+
 def default_responder(kind: str, body: dict[str, Any]) -> Answer:
     return "ok"
 
@@ -140,6 +154,7 @@ class OpenAIServer:
         port: int = 0,
         record: bool = True,
         refuse_logprobs: bool = False,
+        tokenize: bool = False,
     ) -> None:
         self.responder: Responder = responder or default_responder
         self.model = model
@@ -148,6 +163,8 @@ class OpenAIServer:
         self.port = port
         self.record = record
         self.refuse_logprobs = refuse_logprobs
+        self.tokenize = tokenize
+        self.tokenized = 0
         self.requests: list[RecordedRequest] = []
         self.status_counts: Counter[int] = Counter()
         self.in_flight = 0
@@ -206,6 +223,8 @@ class OpenAIServer:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_get("/v1/models", self._models)
+        if self.tokenize:
+            app.router.add_post("/tokenize", self._tokenize)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port, backlog=1024).start()
@@ -229,6 +248,15 @@ class OpenAIServer:
     # -- handlers
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": self.model, "object": "model"}]})
+
+    async def _tokenize(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        tokens = [_h(t) % 50_000 for t in TOKEN.findall(str(body.get("prompt", "")))]
+        if body.get("add_special_tokens", True):
+            tokens.insert(0, 1)  # BOS, as vLLM adds by default
+        with self._lock:
+            self.tokenized += 1
+        return web.json_response({"tokens": tokens, "count": len(tokens), "max_model_len": 8192})
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         return await self._handle("chat", request)

@@ -117,6 +117,11 @@ class TeacherBase:
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)
 
+    def token_counter(self) -> str:
+        """What `count_tokens` counts with, for the run's stats (`chunks_sized_by`)."""
+        own = type(self).count_tokens is not TeacherBase.count_tokens
+        return "teacher tokenizer" if own else "estimate (words x 1.3)"
+
     def stats(self) -> dict[str, Any]:
         return {}
 
@@ -137,6 +142,10 @@ class WrapperBase(ABC):
     def count_tokens(self, text: str) -> int:
         # Knowledge chunks are sized in the real teacher's tokens, whatever wraps it.
         return self.wrapped.count_tokens(text)
+
+    def token_counter(self) -> str:
+        inner = self.wrapped
+        return inner.token_counter() if isinstance(inner, TeacherBase | WrapperBase) else "teacher tokenizer"
 
     def stats(self) -> dict[str, Any]:
         return self.wrapped.stats()

@@ -17,6 +17,7 @@
   position (vLLM, llama.cpp server and OpenAI return them); the choices' probabilities are read from
   the first answer positions into `extra["choice_probs"]`. A server that refuses the parameter (a 400
   once logprobs were asked) is asked again without, and from then on only for text.
+- `count_tokens`: the server's `POST /tokenize` (vLLM's), else the words x 1.3 estimate (tokenize.py).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from labtax.errors import TeacherError, UsageError
 from labtax.teachers.base import TeacherBase, TeacherRequest, TeacherResponse
 from labtax.teachers.redact import redact, register_secret
 from labtax.teachers.replies import clean_fields
+from labtax.teachers.tokenize import ESTIMATE, ServerTokenizer
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 MAX_BACKOFF_S = 30.0
@@ -132,6 +134,7 @@ class OpenAITeacher(TeacherBase):
         self._semaphore: asyncio.Semaphore | None = None
         self._rng = random.Random()  # jitter only: never influences what is generated
         self.logprobs = True  # False once a server refused the parameter (see the module docstring)
+        self._tokenizer: ServerTokenizer | None = None  # built on first use (teachers/tokenize.py)
 
     def __repr__(self) -> str:
         return f"OpenAITeacher(endpoints={self.endpoints!r}, model={self.model!r}, completions={self.completions})"
@@ -188,6 +191,13 @@ class OpenAITeacher(TeacherBase):
                               "one labtax per model, or pass --model NAME that all of them serve")
 
     # -- the Teacher protocol
+    def count_tokens(self, text: str) -> int:
+        self._tokenizer = self._tokenizer or ServerTokenizer.for_teacher(self)
+        return self._tokenizer.count(text)
+
+    def token_counter(self) -> str:
+        return self._tokenizer.counter if self._tokenizer is not None else ESTIMATE
+
     async def complete(self, requests: Sequence[TeacherRequest]) -> list[TeacherResponse]:
         loop = asyncio.get_running_loop()
         if self._session is not None and self._loop is not loop:
@@ -376,6 +386,7 @@ class OpenAITeacher(TeacherBase):
             "sent": dict(self.sent),
             "faults": dict(self.faults),
             "retries": self.retries,
+            "tokenize_requests": self._tokenizer.asked if self._tokenizer is not None else 0,
         }
 
 

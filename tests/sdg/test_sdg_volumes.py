@@ -72,7 +72,7 @@ def test_default_run_covers_the_whole_document(tmp_path: Path, openai_server: Op
     result = _generate(openai_server, leaf, GenerationSettings(), tmp_path)
     st = result.stats
     assert st["chunks"] == 30 and st["chunks_used"] == 30 and st["seeds_used"] == 5
-    # The openai teacher has no tokenizer at hand: the estimate sized the chunks, and the run says so.
+    # The test server has no /tokenize: the estimate sized the chunks, and the run says so.
     assert st["chunks_sized_by"] == "estimate (words x 1.3)"
     from labtax.sdg.generate import LeafOutcome, summary_line
 

@@ -326,8 +326,9 @@ def count_tokens_for(teacher: Teacher) -> Callable[[str], int]:
 
 
 def token_counter(teacher: Teacher) -> str:
-    """What knowledge chunks are sized with: "teacher tokenizer", or "estimate (words x 1.3)" for a
-    teacher without one (an OpenAI-protocol server: its tokenizer is not at hand), so a run says so."""
+    """What knowledge chunks are sized with: "teacher tokenizer" (in process), "server tokenizer
+    (/tokenize)" (an openai server that has vLLM's endpoint), or "estimate (words x 1.3)" for a
+    teacher without one, so a run says so."""
     from labtax.teachers.base import TeacherBase
 
     for _ in range(8):  # unwrap the ledger and lazy wrappers, bounded
@@ -335,8 +336,10 @@ def token_counter(teacher: Teacher) -> str:
         if inner is None:
             break
         teacher = inner
-    count = getattr(type(teacher), "count_tokens", None)
-    return "estimate (words x 1.3)" if count in (None, TeacherBase.count_tokens) else "teacher tokenizer"
+    if isinstance(teacher, TeacherBase):
+        return teacher.token_counter()
+    count = getattr(type(teacher), "count_tokens", None)  # a teacher from outside labtax
+    return "estimate (words x 1.3)" if count is None else "teacher tokenizer"
 
 
 def leaf_quota(settings: GenerationSettings, units: int) -> int:
