@@ -9,8 +9,10 @@ Where the documents come from (`document.repo` in a knowledge qna.yaml):
 Absolute paths and paths leaving the taxonomy root are refused, and so are `patterns` that are
 absolute or climb out (`../x`) of the document root, including through a symlink.
 
-Reading: Markdown and plain text as UTF-8 (undecodable bytes replaced), PDF text through pypdf,
-HTML and DOCX through sdg/readers.py (docling when installed; tables kept as Markdown).
+Reading: sdg/readers.py (`--document-reader`): Markdown and text as UTF-8; HTML, DOCX and PDF
+through docling when installed (a PDF only with its layout models on disk; tables as Markdown), else
+the builtin readers (HTML and DOCX tables as Markdown, PDF through pypdf). Each Document says which
+reader read it.
 Chunking: paragraphs (blank-line separated) are packed into chunks of at most `budget` tokens of the
 teacher's tokenizer; a paragraph over the budget is split by sentences, then by words. Without a
 local tokenizer (the openai teacher) tokens are estimated as words × 1.3, rounded up.
@@ -32,7 +34,6 @@ from labtax.taxonomy.model import Leaf
 from labtax.teachers.base import estimate_tokens
 from labtax.util.git import run_git
 
-TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".rst"}
 URL_PREFIXES = ("http://", "https://", "ssh://", "git://", "file://", "git@")
 SHA_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
@@ -43,6 +44,7 @@ class Document:
 
     path: str
     text: str
+    reader: str = "text"  # which reader made `text` (readers.extract): docling, pypdf, builtin-html, ...
 
 
 @dataclass(frozen=True)
@@ -184,25 +186,14 @@ def _check_pattern(leaf: Leaf, pattern: str) -> None:
         raise UsageError(f"{leaf.path}: document pattern {pattern!r} leaves the document repository")
 
 
-def read_document(path: Path) -> str:
-    if path.suffix.lower() == ".pdf":
-        from pypdf import PdfReader
-        from pypdf.errors import PdfReadError
+def read_document(path: Path, reader: str = "auto") -> str:
+    """One document's text, as `reader` (auto, docling, builtin) reads it."""
+    from labtax.sdg.readers import extract
 
-        try:
-            reader = PdfReader(str(path))
-            return "\n\n".join((page.extract_text() or "").strip() for page in reader.pages).strip()
-        except (PdfReadError, OSError, ValueError) as exc:
-            raise UsageError(f"cannot read PDF {path.name}: {exc}") from None
-    from labtax.sdg.readers import read_rich
-
-    rich = read_rich(path)  # HTML and DOCX, tables as Markdown (docling when installed)
-    if rich is not None:
-        return rich
-    return path.read_bytes().decode("utf-8", errors="replace")
+    return extract(path, reader)[0]
 
 
-def load_documents(leaf: Leaf, taxonomy_root: Path) -> list[Document]:
+def load_documents(leaf: Leaf, taxonomy_root: Path, reader: str = "auto") -> list[Document]:
     """Every document matched by the leaf's `patterns`, sorted by path, each read once."""
     root = document_root(leaf, Path(taxonomy_root))
     patterns = (leaf.data.get("document") or {}).get("patterns") or []
@@ -222,7 +213,9 @@ def load_documents(leaf: Leaf, taxonomy_root: Path) -> list[Document]:
             found[rel] = path
     if not found:
         raise UsageError(f"{leaf.path}: document patterns {patterns!r} match no file")
-    return [Document(rel, read_document(found[rel])) for rel in sorted(found)]
+    from labtax.sdg.readers import extract
+
+    return [Document(rel, *extract(found[rel], reader)) for rel in sorted(found)]
 
 
 def _split_long(text: str, budget: int, count: Callable[[str], int]) -> list[str]:

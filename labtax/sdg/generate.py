@@ -120,6 +120,8 @@ def funnel_text(stats: dict[str, Any]) -> str:
     """'; funnel asked 50 -> parsed 48 -> ... -> kept 20' plus a note when the request bound bound."""
     funnel = stats.get("funnel") or {}
     out = ("; funnel " + " -> ".join(f"{k} {v}" for k, v in funnel.items())) if funnel else ""
+    if stats.get("document_readers"):
+        out += "; documents read by " + ", ".join(f"{k} {v}" for k, v in stats["document_readers"].items())
     if str(stats.get("chunks_sized_by", "")).startswith("estimate"):
         out += "; chunks sized by the words x 1.3 estimate (no tokenizer for this teacher)"
     if stats.get("max_requests_bound"):

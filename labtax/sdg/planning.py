@@ -29,8 +29,9 @@ from labtax.data.names import STORE_FORMAT
 from labtax.errors import LabtaxError, UsageError
 from labtax.sdg import mix
 from labtax.sdg.documents import DocumentFetchError, NotFetched
-from labtax.sdg.keys import content_key, environment_digest, files_digest
+from labtax.sdg.keys import content_key, environment_digest, files_digest, sha256_hex
 from labtax.sdg.ledger import Ledger, MemoRow
+from labtax.sdg.readers import reader_identity
 from labtax.sdg.store import LeafStore
 
 if TYPE_CHECKING:
@@ -161,6 +162,10 @@ def plan_run(
     diff = diff_taxonomy(taxonomy, base, head)
     changes = {c.path: c for c in diff.changes}
     env = environment(model_id, settings)
+    # A knowledge leaf's key holds its documents' text, which depends on the reader (docling, its
+    # models): its memo row is fresh only for the same reader, so installing docling re-reads them.
+    reader = reader_identity(settings.document_reader)
+    knowledge_env = sha256_hex(f"{env}\0{reader}")
     memo = ledger.memo() if ledger is not None else {}
     # An untrusted store (restored from a cache) is verified file by file, record by record.
     verified = ledger.verified() if ledger is not None and not getattr(store, "untrusted", False) else {}
@@ -177,7 +182,8 @@ def plan_run(
             change = changes.get(path)
             row = memo.get(path)
             fresh = (
-                row is not None and row.blob == snap.blobs[path] and row.env == env
+                row is not None and row.blob == snap.blobs[path]
+                and row.env == (knowledge_env if _kind(path) == "knowledge" else env)
                 and row.tree == snap.fingerprint(json.loads(row.dirs))
             )
             if fresh and change is None and row is not None:
@@ -199,7 +205,7 @@ def plan_run(
                 continue
             try:
                 leaf = parse_leaf_at_head(path, raw.get(path))
-                docs = _documents(leaf, taxonomy)
+                docs = _documents(leaf, taxonomy, settings.document_reader)
             except NotFetched:
                 unfetched[path] = leaf
                 continue
@@ -213,7 +219,8 @@ def plan_run(
             doc_texts[path] = docs
             keys[path], kinds[path] = content_key(leaf, docs, env), leaf.kind
             dirs = watched_dirs(leaf)
-            memo_updates[path] = MemoRow(snap.blobs[path], snap.fingerprint(dirs), env, keys[path], leaf.kind,
+            memo_updates[path] = MemoRow(snap.blobs[path], snap.fingerprint(dirs),
+                                         knowledge_env if leaf.kind == "knowledge" else env, keys[path], leaf.kind,
                                          json.dumps(dirs))
 
         recorded_cache: dict[str, int] = {}
@@ -244,7 +251,8 @@ def plan_run(
                 leaf = parsed.get(path) or parse_leaf_at_head(path, snap.read([path]).get(path))
                 lp.leaf = leaf
                 lp.estimated_requests = estimate_requests(leaf, settings, _chunks_estimate(
-                    leaf, doc_texts[path] if path in doc_texts else _documents_or_none(leaf, taxonomy), settings))
+                    leaf, doc_texts[path] if path in doc_texts else _documents_or_none(leaf, taxonomy, settings.document_reader),
+                    settings))
                 if ledger is not None:
                     if lp.key not in recorded_cache:
                         recorded_cache[lp.key] = ledger.count_responses(lp.key)
@@ -267,7 +275,8 @@ def plan_run(
     plans.sort(key=lambda lp: lp.path)
     return Plan(
         base=diff.base, head=diff.head, base_ref=base, head_ref=head, model_id=model_id,
-        settings=settings.as_dict(), mix_settings=mix_settings.as_dict(), env=env, leaves=plans,
+        settings={**settings.as_dict(), "document_reader": reader}, mix_settings=mix_settings.as_dict(), env=env,
+        leaves=plans,
         max_tokens=settings.max_tokens, memo_updates=memo_updates, memo_removals=removals,
         verified=verified, taxonomy=Path(taxonomy),
     )
@@ -316,11 +325,11 @@ def parse_leaf_at_head(path: str, raw: bytes | None) -> Leaf:
     return parse_leaf(path, raw)
 
 
-def _documents_or_none(leaf: Leaf, taxonomy: Path) -> list[str]:
+def _documents_or_none(leaf: Leaf, taxonomy: Path, reader: str) -> list[str]:
     """The documents for an estimate only: one that cannot be read now fails its leaf when the leaf is
     generated (a leaf error), never the plan of every leaf."""
     try:
-        return _documents(leaf, taxonomy)
+        return _documents(leaf, taxonomy, reader)
     except (LabtaxError, ValueError, OSError):
         return []
 
@@ -335,9 +344,9 @@ def _chunks_estimate(leaf: Leaf, docs: list[str], settings: GenerationSettings) 
     return sum(len(chunk_text(d.split("\0", 1)[-1], settings.chunk_tokens)) for d in docs) or None
 
 
-def _documents(leaf: Leaf, taxonomy: Path) -> list[str]:
+def _documents(leaf: Leaf, taxonomy: Path, reader: str) -> list[str]:
     if leaf.kind != "knowledge" or not leaf.data.get("document"):
         return []
     from labtax.sdg.documents import load_documents
 
-    return [f"{d.path}\0{d.text}" for d in load_documents(leaf, taxonomy)]
+    return [f"{d.path}\0{d.text}" for d in load_documents(leaf, taxonomy, reader)]

@@ -1,16 +1,18 @@
-"""Reading knowledge documents that are not plain text: HTML and DOCX, tables kept as Markdown.
+"""Reading knowledge documents: which reader reads which file (`extract`), and the builtin readers.
 
-With the optional `docling` package installed (`pip install 'labtax[docling]'`), DOCX and HTML go
-through docling's converters for those formats, which need no model weights, and come out as its
-Markdown. Without it (the default install), the readers below, from the standard library only:
+`--document-reader` (or `document_reader:` in .labtax.yaml's generate section): `auto` (default)
+uses docling when it is installed (the optional extra, sdg/docling_reader.py) and the builtin
+readers otherwise; `docling` requires it; `builtin` never uses it. Through docling: HTML, DOCX, and
+PDF when docling's layout models are on disk (else pypdf). Markdown and text are always read as they
+are (docling's Markdown is their own). The builtin readers, from the standard library and pypdf:
 
+  Markdown, text  UTF-8 (undecodable bytes replaced), as written.
   HTML  headings as `#` lines, paragraphs and list items as paragraphs, `<table>` as a Markdown
         table; script, style and head content dropped.
   DOCX  word/document.xml: each paragraph a paragraph (a Heading style as `#`), each table a Markdown
         table, in document order.
-
-PDF stays with pypdf (documents.py): docling's PDF pipeline loads layout and table models from a
-model hub at run time, which an offline run cannot do, so labtax does not use it.
+  PDF   pypdf's text of every page (tables come out as lines of cells).
+Which reader read each document is in the leaf's stats and the manifest (`document_readers`).
 """
 
 from __future__ import annotations
@@ -126,24 +128,66 @@ def read_docx(path: Path) -> str:
     return "\n\n".join(blocks)
 
 
-def read_with_docling(path: Path) -> str | None:
-    """docling's Markdown for a DOCX or HTML file when docling is installed, else None."""
-    try:
-        from docling.document_converter import DocumentConverter
-    except ImportError:
-        return None
-    try:
-        return str(DocumentConverter().convert(str(path)).document.export_to_markdown())
-    except Exception as exc:  # noqa: BLE001 - docling raises many types; one line for the user
-        raise UsageError(f"docling cannot read {path.name}: {exc}") from None
+READERS = ("auto", "docling", "builtin")
+# Markdown and text are read as they are, whatever the reader: Markdown is what docling would turn
+# them into, and its round trip only re-renders them (tables re-padded, characters escaped).
+DOCLING_SUFFIXES = (".html", ".htm", ".docx", ".pdf")
 
 
-def read_rich(path: Path) -> str | None:
-    """The text of an HTML or DOCX document (docling first when installed); None for other files."""
+def resolve_reader(reader: str) -> str:
+    """"docling" or "builtin" for a --document-reader setting; "docling" when it is not installed is
+    a usage error (auto falls back to the builtin readers)."""
+    from labtax.sdg import docling_reader
+
+    if reader not in READERS:
+        raise UsageError(f"--document-reader must be one of {', '.join(READERS)}, got {reader!r}")
+    if reader == "builtin":
+        return "builtin"
+    if docling_reader.installed():
+        return "docling"
+    if reader == "docling":
+        raise UsageError("--document-reader docling: docling is not installed",
+                         hint="pip install 'labtax[docling]', or use --document-reader auto")
+    return "builtin"
+
+
+def reader_identity(reader: str) -> str:
+    """What the text of a document depends on besides its bytes, for the memo and the manifest."""
+    from labtax.sdg import docling_reader
+
+    return docling_reader.identity() if resolve_reader(reader) == "docling" else "builtin"
+
+
+def read_pdf(path: Path) -> str:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(str(path))
+        return "\n\n".join((page.extract_text() or "").strip() for page in reader.pages).strip()
+    except (PdfReadError, OSError, ValueError) as exc:
+        raise UsageError(f"cannot read PDF {path.name}: {exc}") from None
+
+
+def extract(path: Path, reader: str = "auto") -> tuple[str, str]:
+    """(text, the reader that made it) of one document: HTML, DOCX and PDF through docling when
+    `reader` resolves to it (a PDF only with local layout models), else, or when docling fails on
+    the file, the builtin readers (HTML and DOCX above, PDF with pypdf). Markdown, text and other
+    files: UTF-8 text."""
     suffix = path.suffix.lower()
-    if suffix not in (".html", ".htm", ".docx"):
-        return None
-    via_docling = read_with_docling(path)
-    if via_docling is not None:
-        return via_docling
-    return read_docx(path) if suffix == ".docx" else read_html(path.read_bytes())
+    if suffix in DOCLING_SUFFIXES and resolve_reader(reader) == "docling":
+        from labtax.sdg import docling_reader
+
+        try:
+            return docling_reader.read(path)
+        except (docling_reader.ModelsMissing, UsageError):
+            # No local PDF models, or a file docling cannot load (a DOCX without its package parts):
+            # the builtin reader below reads it, and the label says so.
+            pass
+    if suffix == ".pdf":
+        return read_pdf(path), "pypdf"
+    if suffix in (".html", ".htm"):
+        return read_html(path.read_bytes()), "builtin-html"
+    if suffix == ".docx":
+        return read_docx(path), "builtin-docx"
+    return path.read_bytes().decode("utf-8", errors="replace"), "text"

@@ -12,7 +12,7 @@ from typing import Any
 
 # The generation options a command line gives directly (the rest keep their defaults).
 OPTION_FIELDS = ("samples_per_leaf", "max_requests_per_leaf", "seed", "max_tokens", "score_threshold",
-                 "chunk_tokens", "questions_per_request", "calibration_examples")
+                 "chunk_tokens", "questions_per_request", "calibration_examples", "document_reader")
 
 # The seed-example count `samples_per_leaf` is stated for (a taxonomy's minimum per leaf).
 SEED_BASE = 5
@@ -73,6 +73,9 @@ class GenerationSettings:
     mc_per_request: int = 3
     validation_per_leaf: int = 2
     batch_requests: int = 256  # a stage's progress line every this many requests (requests stream)
+    # Knowledge documents: "auto" (docling when installed, else the builtin readers), "docling" or
+    # "builtin" (sdg/readers.py). Not in the content key: the documents' text, which it makes, is.
+    document_reader: str = "auto"
 
     def __post_init__(self) -> None:
         counts = ("samples_per_leaf", "questions_per_request", "qa_per_request", "icl_examples", "max_tokens",
@@ -89,6 +92,7 @@ class GenerationSettings:
             (self.calibration_examples >= 2, "calibration_examples must be at least 2"),
             (0.5 <= self.judge_min_auc <= 1.0, "judge_min_auc must be in [0.5, 1]"),
             (self.overgenerate >= 1.0, "overgenerate must be at least 1.0"),
+            (self.document_reader in ("auto", "docling", "builtin"), "document_reader must be auto, docling or builtin"),
         ]
         for ok, message in rules:
             if not ok:
@@ -96,9 +100,11 @@ class GenerationSettings:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain, sorted, JSON-ready: what goes into the content key. `batch_requests` does not change
-        the data (only how it is sent), so it is left out."""
+        the data (only how it is sent), so it is left out; so is `document_reader` (the text it reads
+        is in the key)."""
         data = asdict(self)
         data.pop("batch_requests")
+        data.pop("document_reader")
         return dict(sorted(data.items()))
 
     @classmethod

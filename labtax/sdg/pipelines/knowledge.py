@@ -14,6 +14,7 @@ i*C//R: the document is sampled from start to end rather than only its head.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,8 @@ def cell(i: int, requests: int, chunks: int, seeds: int) -> tuple[int, int]:
 
 async def run_knowledge(runner: Runner, taxonomy_root: Path) -> list[dict[str, Any]]:
     leaf, s = runner.leaf, runner.settings
-    documents = load_documents(leaf, taxonomy_root)
+    documents = load_documents(leaf, taxonomy_root, s.document_reader)
+    runner.extra["document_readers"] = dict(sorted(Counter(d.reader for d in documents).items()))
     chunks = chunk_documents(documents, s.chunk_tokens, count_tokens_for(runner.teacher))
     runner.extra["chunks_sized_by"] = token_counter(runner.teacher)
     runner.extra["documents"] = len(documents)
