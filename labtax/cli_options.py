@@ -158,6 +158,9 @@ generation_options = _stack([
                  default=None,
                  help="Whether a judge/score answer that cannot be read passes (counted per stage). "
                       "Default: drop. Verdicts read from probabilities are always readable."),
+    click.option("--document-reader", type=click.Choice(["auto", "docling", "builtin"]), default="auto",
+                 show_default=True, help="Knowledge documents: docling when installed (auto), always (docling) "
+                                         "or never (builtin: UTF-8, own HTML/DOCX readers, pypdf)."),
     click.option("--judges", type=click.Choice(["enforce", "advisory"]), default=None,
                  help="enforce (default): a judge's 'no' or a low score drops the row (the LAB recipe; "
                       "with probabilities, against the cut calibrated on the leaf's seeds); advisory: "
@@ -173,6 +176,9 @@ mix_options = _stack([
                  metavar="FILE", help="Precomputed skills data (JSONL, messages format) added to phase 2."),
     click.option("--system-prompt", default=None, metavar="TEXT",
                  help="The system turn every sample begins with ('' for none; default: labtax's)."),
+    click.option("--phase1", type=click.Choice(["one-step", "two-step"]), default="one-step", show_default=True,
+                 help="two-step: also write phase 1 in the LAB paper's two steps (short answers; then long "
+                      "answers + foundational skills + step 1 replayed), which labtax train runs in order."),
 ])
 
 
@@ -184,7 +190,7 @@ def mix_settings(params: dict[str, Any], seed: int) -> Any:
     extra = {} if system is None else {"system_prompt": system}
     data = params.pop("replay_data")
     return MixSettings(replay_ratio=params.pop("replay_ratio"), replay_min_per_leaf=params.pop("replay_min_per_leaf"),
-                       replay_data=str(data) if data else "", seed=seed, **extra)
+                       replay_data=str(data) if data else "", seed=seed, phase1=params.pop("phase1"), **extra)
 
 
 def output_wait_option(what: str) -> Decorator:

@@ -14,9 +14,12 @@ from labtax.data.manifest import LeafEntry, Manifest, read_manifest, write_manif
 from labtax.data.names import (
     MANIFEST,
     PHASE1,
+    PHASE1_STEP1,
+    PHASE1_STEP2,
     PHASE2,
     PHASE_FILES,
     SET_FILES,
+    STEP_FILES,
     STORE_FORMAT,
     TEST,
     VALIDATION,
@@ -25,7 +28,8 @@ from labtax.data.names import (
 from labtax.data.sample import Message, Sample, SampleMetadata, TestRow, read_set
 
 __all__ = [
-    "MANIFEST", "PHASE1", "PHASE2", "PHASE_FILES", "SET_FILES", "STORE_FORMAT", "TEST", "VALIDATION",
+    "MANIFEST", "PHASE1", "PHASE1_STEP1", "PHASE1_STEP2", "PHASE2", "PHASE_FILES", "SET_FILES",
+    "STEP_FILES", "STORE_FORMAT", "TEST", "VALIDATION",
     "LeafEntry", "Manifest", "Message", "Sample", "SampleMetadata", "TestRow",
     "leaf_folder", "read_manifest", "read_set", "write_manifest",
 ]

@@ -41,6 +41,7 @@ class Manifest(TypedDict, total=False):
     sets: dict[str, dict[str, Any]]  # per set file: samples, bytes, sha256, mtime_ns
     fingerprint: str  # what the sets are a function of
     leaves: list[LeafEntry]
+    phase1_steps: dict[str, int]  # --phase1 two-step only: short, long, foundational, step1_replay rows
     run: dict[str, Any]  # requests sent and replayed, tokens, seconds of the run that wrote it
 
 

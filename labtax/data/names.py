@@ -8,6 +8,11 @@ TEST = "test.jsonl"  # the gate's held-out items (seed examples, multiple-choice
 VALIDATION = "validation.jsonl"  # held out of training for checkpoint selection; never the gate's items
 MANIFEST = "manifest.json"  # written last: which leaves the sets hold, and the sets' checksums
 SET_FILES = (PHASE1, PHASE2, TEST)  # always written; VALIDATION only when some leaf has held-out rows
+# `--phase1 two-step` (the LAB paper's knowledge tuning in two steps) also writes these two; PHASE1
+# stays the whole of phase 1 (export, one-step training of the same data).
+PHASE1_STEP1 = "phase1_knowledge_step1.jsonl"  # step 1: the knowledge samples with short answers
+PHASE1_STEP2 = "phase1_knowledge_step2.jsonl"  # step 2: long answers, foundational skills, step 1 replayed
+STEP_FILES = (PHASE1_STEP1, PHASE1_STEP2)
 PHASE_FILES: dict[str, str] = {"knowledge": PHASE1, "skills": PHASE2}
 
 # The one version of the leaf store's form (what `sdg.mix.prepare_leaf` stores, in the layout

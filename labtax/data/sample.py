@@ -47,6 +47,7 @@ class SampleMetadata(TypedDict, total=False):
     chunk: int  # knowledge: the chunk's index in its document
     replay: bool  # phase 2: a replayed knowledge sample
     replay_with_chunk: bool  # a replay that shows its own chunk among the distractors
+    replay_step: int  # two-step phase 1: 1 on a step-1 sample replayed in step 2
     seed_index: int  # test rows: the seed example's index in the leaf
     qa_index: int  # knowledge test rows: the question-answer pair's index in the seed example
 

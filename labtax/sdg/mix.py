@@ -13,6 +13,8 @@ git or the store's file format. Outputs, in `<output>/`:
                           pipeline wrote (`choices`, `answer_index`); never trained on.
   validation.jsonl        generated rows held out of training for checkpoint selection (the rows past
                           each leaf's quota; `metadata.split: "validation"`): never the gate's items.
+  phase1_knowledge_step{1,2}.jsonl  `--phase1 two-step` only: the paper's two steps of phase 1
+                          (sdg/phase1_steps.py: short answers; long ones + foundational skills + replay).
   manifest.json           written last by `sdg.running.rebuild` (the record: `labtax.data.manifest`).
 Every sample of the sets begins with the fixed system turn `system_prompt`. Near-duplicates across
 the whole taxonomy (and paraphrases of any leaf's seeds) are left out (sdg/xdedup.py).
@@ -32,11 +34,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labtax.data import PHASE1, PHASE2, SET_FILES, TEST, VALIDATION, Manifest
+from labtax.data import PHASE1, PHASE2, SET_FILES, STEP_FILES, TEST, VALIDATION, Manifest
 from labtax.data.sample import chunk_of, question_of, slim, user_text, with_user
 from labtax.sdg import knowledge_replay as rp
 from labtax.sdg.held_out import user_turn
 from labtax.sdg.knowledge_replay import DEFAULT_SYSTEM_PROMPT
+from labtax.sdg.phase1_steps import PHASE1_MODES, split_steps, step_defaults
 from labtax.sdg.xdedup import dedup_text, find_duplicates, signature, stored_signatures, text_at
 from labtax.util.atomic import atomic_write_chunks
 
@@ -55,18 +58,30 @@ class MixSettings:
     dedup_threshold: float = 0.7  # content-word Jaccard of a taxonomy-wide near-duplicate; 1.0: off
     replay_data: str = ""  # a JSONL file of precomputed skills data for phase 2 (messages format)
     seed: int = 42
+    phase1: str = "one-step"  # "two-step": also the paper's two step sets (sdg/phase1_steps.py)
+    short_answer_max_words: int = field(default_factory=lambda: step_defaults()["short_answer_max_words"])
+    step1_replay: float = field(default_factory=lambda: step_defaults()["step1_replay"])
 
     def __post_init__(self) -> None:
         for ok, problem in ((self.replay_ratio >= 0, "replay_ratio must be >= 0"),
                             (self.replay_min_per_leaf >= 0, "replay_min_per_leaf must be >= 0"),
                             (0.0 < self.dedup_threshold <= 1.0, "dedup_threshold must be in (0, 1]"),
                             (0.0 <= self.replay_context_prob <= 1.0, "replay_context_prob must be in [0, 1]"),
-                            (self.distractors >= 0, "distractors must be >= 0")):
+                            (self.distractors >= 0, "distractors must be >= 0"),
+                            (self.phase1 in PHASE1_MODES, f"phase1 must be one of {', '.join(PHASE1_MODES)}"),
+                            (self.short_answer_max_words >= 1, "short_answer_max_words must be >= 1"),
+                            (0.0 <= self.step1_replay <= 1.0, "step1_replay must be in [0, 1]")):
             if not ok:
                 raise ValueError(problem)
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(sorted(asdict(self).items()))
+        """Sorted, JSON-ready (the manifest's `mix`, the sets' fingerprint). The two-step thresholds
+        only with `phase1: two-step`: unused, they would rebuild one-step sets for nothing."""
+        data = asdict(self)
+        if self.phase1 == "one-step":
+            for name in ("phase1", "short_answer_max_words", "step1_replay"):
+                data.pop(name)
+        return dict(sorted(data.items()))
 
 
 # ------------------------------------------------------------------------------ test set (seeds)
@@ -230,6 +245,8 @@ class MixedSets:
     phase2: list[bytes | memoryview] = field(default_factory=list)
     test: list[bytes | memoryview] = field(default_factory=list)
     validation: list[bytes | memoryview] = field(default_factory=list)
+    steps: dict[str, bytes] | None = None  # --phase1 two-step: {step file: its lines}
+    step_counts: dict[str, int] = field(default_factory=dict)  # short, long, foundational, step1_replay
     samples: dict[str, int] = field(default_factory=lambda: {PHASE1: 0, PHASE2: 0, TEST: 0, VALIDATION: 0})
     # per leaf path: {"samples": stored, "train": in the sets, "test": n, "replay": n, "overlap": n,
     # "duplicate": n (near-duplicates of another leaf's sample or of any seed)}, plus "validation": n
@@ -238,7 +255,8 @@ class MixedSets:
     replay_data: int = 0  # rows from --replay-data
 
     def by_file(self) -> dict[str, list[bytes | memoryview]]:
-        return {PHASE1: self.phase1, PHASE2: self.phase2, TEST: self.test, VALIDATION: self.validation}
+        steps: dict[str, list[bytes | memoryview]] = {name: [lines] for name, lines in (self.steps or {}).items()}
+        return {PHASE1: self.phase1, PHASE2: self.phase2, TEST: self.test, VALIDATION: self.validation, **steps}
 
 
 def build_sets(leaves: Sequence[MixLeaf], settings: MixSettings) -> MixedSets:
@@ -280,6 +298,7 @@ def build_sets(leaves: Sequence[MixLeaf], settings: MixSettings) -> MixedSets:
 
     # Kept knowledge samples, for the replay: (leaf, its kept line numbers), in order.
     knowledge: list[tuple[MixLeaf, list[int]]] = []
+    by_kind: dict[str, list[bytes | memoryview]] = {"knowledge": [], "foundational_skills": []}  # for two-step
     for leaf, dups in zip(ordered, duplicates):
         q, u = leaf.index["q"], leaf.index["u"]
         n = len(q)
@@ -294,6 +313,7 @@ def build_sets(leaves: Sequence[MixLeaf], settings: MixSettings) -> MixedSets:
         else:
             lines = bytes(stamped[leaf.path]).split(b"\n")
             target.append(rp.with_system(b"".join(lines[i] + b"\n" for i in kept), system))
+        by_kind.get(leaf.kind, []).append(target[-1])
         c["train"] = len(kept)
         sets.samples[name] += len(kept)
         if leaf.kind == "knowledge":
@@ -313,6 +333,9 @@ def build_sets(leaves: Sequence[MixLeaf], settings: MixSettings) -> MixedSets:
             sets.counts[leaf.path]["replay"] = n
             sets.phase2.append(b"".join(lines))
             sets.samples[PHASE2] += len(lines)
+    if settings.phase1 == "two-step":
+        sets.steps, sets.step_counts = split_steps(by_kind["knowledge"], by_kind["foundational_skills"], settings)
+        sets.samples.update({name: lines.count(b"\n") for name, lines in sets.steps.items()})
     return sets
 
 
@@ -326,7 +349,11 @@ def encode_jsonl(rows: Sequence[bytes]) -> bytes:
 def write_sets(output: Path, sets: MixedSets) -> dict[str, dict[str, Any]]:
     """Write the set files atomically; returns {file: {samples, bytes, sha256, mtime_ns}}."""
     info: dict[str, dict[str, Any]] = {}
-    for name, chunks in sets.by_file().items():
+    files = sets.by_file()
+    for name in STEP_FILES:
+        if name not in files:  # a one-step run: step sets of an earlier two-step run would be read as current
+            (output / name).unlink(missing_ok=True)
+    for name, chunks in files.items():
         if name == VALIDATION and not sets.samples[VALIDATION]:
             # No held-out rows: no file (a stale one from an earlier run would be read as current).
             (output / name).unlink(missing_ok=True)
@@ -353,9 +380,9 @@ def sets_intact(output: Path, manifest: Manifest, *, full: bool = False) -> bool
     """True when every set file named in `manifest` is the one it recorded: same size and mtime (a
     rewrite changes them), or with `full` the same sha256."""
     sets = manifest.get("sets") or {}
-    if not set(SET_FILES) <= set(sets) <= {*SET_FILES, VALIDATION}:
+    if not set(SET_FILES) <= set(sets) <= {*SET_FILES, VALIDATION, *STEP_FILES}:
         return False
-    if VALIDATION not in sets and (output / VALIDATION).exists():
+    if any(name not in sets and (output / name).exists() for name in (VALIDATION, *STEP_FILES)):
         return False
     for name, meta in sets.items():
         path = output / name

@@ -226,8 +226,7 @@ def _add_transport_faults(teacher: Teacher, result: RunResult) -> None:
 
 
 GENERATION_NUMBERS = ("quota", "requests_wanted", "max_requests_bound", "chunks", "chunks_used", "chunks_sized_by",
-                      "seeds_used",
-                      "documents", "generated", "kept", "requests")
+                      "seeds_used", "documents", "document_readers", "generated", "kept", "requests")
 
 
 def generation_numbers(stats: dict[str, Any]) -> dict[str, Any]:
@@ -292,9 +291,9 @@ def rebuild(plan: Plan, output: Path, store: LeafStore, mix_settings: mix.MixSet
             raise BrokenLeaves(broken)
         sets = mix.build_sets(inputs, mix_settings)
         sets_info = mix.write_sets(output, sets)
-        counts = sets.counts
+        counts, steps = sets.counts, sets.step_counts
     else:
-        sets_info = previous["sets"]
+        sets_info, steps = previous["sets"], previous.get("phase1_steps") or {}
         prev_entries = {e["path"]: e for e in previous.get("leaves") or []}
         for lp in current:
             e = prev_entries.get(lp.path) or {}
@@ -333,6 +332,7 @@ def rebuild(plan: Plan, output: Path, store: LeafStore, mix_settings: mix.MixSet
         "sets": sets_info,
         "fingerprint": fingerprint,
         "leaves": entries,
+        **({"phase1_steps": steps} if steps else {}),  # --phase1 two-step: the step sets' make-up
         "run": {
             "requests_sent": result.requests_sent if result else 0,
             "requests_replayed": result.requests_replayed if result else 0,

@@ -6,6 +6,10 @@ Output layout (see docs/train.md):
   OUTPUT/<phase>/checkpoints/samples_N/ Hugging Face checkpoints (+ labtax_checkpoint.json)
   OUTPUT/<phase>/state/                 full training state of the newest checkpoint (resume)
   OUTPUT/<phase>/result.json            the finished phase: checkpoints, scores, the selected one
+  OUTPUT/knowledge/step1/, step2/       phase 1 in two steps, when the data has both step sets
+                                        (`diff-generate --phase1 two-step`): each laid out as a phase,
+                                        step 2 from step 1's selected checkpoint; knowledge/result.json
+                                        is then step 2's result with `steps` listed
   OUTPUT/summary.json                   every phase's result
 
 A finished phase (result.json present) is skipped when the command runs again; an unfinished one
@@ -25,9 +29,9 @@ from typing import Any
 
 import torch
 
+from labtax.data import PHASE1_STEP1, PHASE1_STEP2, STEP_FILES, VALIDATION
 from labtax.data import PHASE_FILES as DATA_FILES
 from labtax.data import TEST as TEST_FILE
-from labtax.data import VALIDATION
 from labtax.errors import ConfigError, LockedError, UsageError
 from labtax.models import load_model, load_tokenizer, model_id
 from labtax.train.config import PHASES, TrainConfig
@@ -65,7 +69,35 @@ def select_checkpoint(checkpoints: list[dict[str, Any]], mode: str, scorer: Scor
 def _start_model(phase: str, model: str, results: dict[str, dict[str, Any]]) -> str:
     if phase == "skills" and "knowledge" in results:
         return results["knowledge"]["selected"]["path"]
+    if phase == "knowledge-step2" and "knowledge-step1" in results:
+        return results["knowledge-step1"]["selected"]["path"]
     return model
+
+
+# Phase 1 in two steps: (run name, set file, folder under OUTPUT); both use the knowledge settings.
+STEPS = (("knowledge-step1", PHASE1_STEP1, "knowledge/step1"), ("knowledge-step2", PHASE1_STEP2, "knowledge/step2"))
+
+
+def training_units(data_dir: Path, phases: list[str]) -> list[tuple[str, str, str, str]]:
+    """(run name, set file, settings phase, folder) in order: the knowledge phase as its two steps
+    when the data holds both step sets, else each phase as itself."""
+    units = []
+    for phase in phases:
+        if phase == "knowledge" and all((data_dir / name).is_file() for name in STEP_FILES):
+            units += [(name, file, phase, folder) for name, file, folder in STEPS]
+        else:
+            units.append((phase, DATA_FILES[phase], phase, phase))
+    return units
+
+
+def _join_steps(output: Path, results: dict[str, dict[str, Any]], runtime: Runtime) -> None:
+    """knowledge/result.json for a two-step phase 1: the last trained step's result, `steps` named."""
+    steps = [results[name] for name, _, _ in STEPS if name in results]
+    if not steps:
+        return
+    results["knowledge"] = {**steps[-1], "phase": "knowledge", "steps": [s["phase"] for s in steps]}
+    if runtime.is_main:
+        atomic_write_text(output / "knowledge" / "result.json", json.dumps(results["knowledge"], indent=1))
 
 
 def run_training(data_dir: Path, model: str, output: Path, phases: list[str], config: TrainConfig,
@@ -126,9 +158,14 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
             "test split (rerun labtax diff-generate to get a validation split)")
     if "skills" in phases and "knowledge" not in phases and (output / "knowledge" / "result.json").is_file():
         results["knowledge"] = json.loads((output / "knowledge" / "result.json").read_text())
-    for phase in phases:
-        pc = config.phases[phase]
-        phase_dir = output / phase
+    units = training_units(data_dir, phases)
+    if len(units) > len(phases):
+        say(f"[knowledge] two steps: {PHASE1_STEP1}, then {PHASE1_STEP2} from step 1's selected checkpoint")
+    for phase, set_file, settings_phase, folder in units:
+        if phase == "skills":
+            _join_steps(output, results, runtime)
+        pc = config.phases[settings_phase]
+        phase_dir = output / folder
         done = phase_dir / "result.json"
         if done.is_file():
             results[phase] = json.loads(done.read_text())
@@ -136,16 +173,16 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
             continue
         start = _start_model(phase, model, results)
         with main_first(runtime):
-            data = tokenize_file(data_dir / DATA_FILES[phase], tokenizer, pc.max_seq_len, cache, tok_hash)
+            data = tokenize_file(data_dir / set_file, tokenizer, pc.max_seq_len, cache, tok_hash)
             test = tokenize_file(held_out, tokenizer, pc.max_seq_len, cache, tok_hash) if held_out else None
         if len(data) == 0:
-            if len(phases) > 1:
+            if len(units) > 1:
                 # A taxonomy without knowledge leaves (or a teacher that kept none) has an empty phase 1:
                 # skip that phase, and the next one starts from whatever the previous one started from.
-                say(f"[{phase}] {data_dir / DATA_FILES[phase]} has no usable sample "
+                say(f"[{phase}] {data_dir / set_file} has no usable sample "
                     f"(dropped: {data.meta['dropped'] or 'none'}): phase skipped")
                 continue
-            raise UsageError(f"{data_dir / DATA_FILES[phase]}: no usable sample (dropped: {data.meta['dropped'] or 'none'})")
+            raise UsageError(f"{data_dir / set_file}: no usable sample (dropped: {data.meta['dropped'] or 'none'})")
         say(f"[{phase}] {len(data)} samples, {data.meta['tokens']:,} tokens "
             f"(dropped {data.meta['dropped'] or 'none'}; mix {data.meta['sources']}); starting from {start}")
         pc, schedule = fit_schedule(pc, len(data), config.explicit.get(phase, frozenset()))  # flags win
@@ -182,6 +219,7 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
         summary = json.loads(done.read_text())
         results[phase] = summary
         say(f"[{phase}] done: {result.steps} steps, selected {summary['selected']['path']} ({select})")
+    _join_steps(output, results, runtime)
     trained = [p for p in phases if p in results]
     if not trained:
         raise UsageError(f"no usable sample in any of {', '.join(DATA_FILES[p] for p in phases)}")
