@@ -65,8 +65,11 @@ def identity() -> str:
 
 @lru_cache(maxsize=1)
 def _simple_converter() -> Any:
-    from docling.datamodel.base_models import InputFormat
-    from docling.document_converter import DocumentConverter
+    try:
+        from docling.datamodel.base_models import InputFormat
+        from docling.document_converter import DocumentConverter
+    except ImportError as exc:  # docling's converter imports torch, which labtax[sdg] brings
+        raise UsageError(f"docling cannot be imported: {exc}") from None
 
     return DocumentConverter(allowed_formats=[InputFormat.HTML, InputFormat.DOCX])
 
