@@ -94,6 +94,12 @@ def test_vllm_serve_through_the_openai_teacher(tmp_path: Path) -> None:
         assert teacher.model_id == "openai:smollm2"
         out = asyncio.run(teacher.complete(asks()))
         assert all(r.ok and r.text for r in out)
+        # Knowledge chunks are sized with the server's own tokenizer (vLLM's /tokenize), no specials.
+        from labtax.models import EMBEDDED_SMALL, load_tokenizer
+
+        text = "Mars holds argon (and helium) at -65 degrees, says the survey's 1965 map."
+        assert teacher.count_tokens(text) == len(load_tokenizer(EMBEDDED_SMALL)(text, add_special_tokens=False)["input_ids"])
+        assert teacher.token_counter() == "server tokenizer (/tokenize)"
     finally:
         server.terminate()
         server.wait(60)
