@@ -8,16 +8,21 @@ Writes a synthetic data directory (seeded; questions of 15-40 words, answers of 
 of 4-12 words; 10 % of the leaves marked changed, so the rest are the controls) under a temporary
 folder, then, on this CPU, in this same run:
 
-  1. ratios, on the same --subset reference answers, the three scoring ways interleaved for --rounds
-     rounds, best round of each (a shared machine's load comes and goes):
-       baseline   one example per forward pass, full logits (the textbook loop)
+  1. ratios, on the items of the first --subset leaves (reference answers and every option), the
+     scoring ways interleaved for --rounds rounds, best round of each (a shared machine's load comes
+     and goes):
+       baseline   one row per scored sequence, one per forward pass, full logits (the textbook loop)
        full-head  sorted, right-padded batches under a token budget, full logits at every position
-       batched    the same batches, output head only on answer positions (labtax eval's scorer)
+       batched    the same batches, output head only on answer positions (labtax eval until now)
+       shared     prefix-shared packed rows (a question's prompt once for all its options, the
+                  system header once per row), head only on answer positions (labtax eval's scorer)
   2. the budget figure: `run_eval` end to end, `--leaves all`: both models (tiny, seed 42, vs a saved
      tiny of another seed), every option of every multiple-choice item and every reference answer
      scored, bootstrap intervals with controls, the report; printed as a ratio to the 60 s budget;
   3. unless --no-small, the same on --small-leaves leaves with the 135M model (`embedded-small`, or
-     `embedded` where that is still the 135M one) against a saved copy of it: ratio to 120 s.
+     `embedded` where that is still the 135M one) against a saved copy of it: ratio to 120 s; and,
+     unless --no-old, the old path beside it: one model's items scored one row per sequence
+     (`batched`) and prefix-shared (`shared`), the ratio of the two.
 
 `--check` exits 1 when a budget is missed (the default only reports: a shared machine is noisy).
 """
@@ -83,6 +88,16 @@ def _small_name() -> str:
     return getattr(models, "EMBEDDED_SMALL", "embedded")
 
 
+def scored_items(tokenizer: Any, examples: dict[str, Any], leaves: int) -> list[Any]:
+    """The token sequences `labtax eval` scores for the first `leaves` leaves: each reference answer
+    and each option of each multiple-choice item."""
+    from labtax.eval.scorer import choice_examples, encode
+
+    chosen = [ex for exs in list(examples.values())[:leaves] for ex in exs]
+    flat = [ex for ex in chosen if not ex.is_choice] + [o for ex in chosen if ex.is_choice for o in choice_examples(ex)]
+    return [encode(tokenizer, ex) for ex in flat]
+
+
 def time_eval(base: str, candidate: Path, data: Path) -> tuple[float, float, dict[str, Any]]:
     """(wall seconds, CPU seconds, report) of one end-to-end run_eval over every leaf."""
     from labtax.eval.run import EvalOptions, run_eval
@@ -97,12 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--leaves", type=int, default=100)
     parser.add_argument("--examples", type=int, default=5, help="reference answers per leaf")
     parser.add_argument("--mc", type=int, default=5, help="multiple-choice items per leaf (4 options each)")
-    parser.add_argument("--subset", type=int, default=100, help="reference answers timed for the ratios")
+    parser.add_argument("--subset", type=int, default=10, help="leaves whose items are timed for the ratios")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--small-leaves", type=int, default=10)
     parser.add_argument("--no-small", action="store_true", help="skip the 135M model's run")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--skip-tiny", action="store_true", help="only the 135M model's run")
+    parser.add_argument("--no-old", action="store_true", help="skip the 135M model's old-path comparison")
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
 
@@ -115,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     from labtax.eval.data import read_test_set
-    from labtax.eval.scorer import encode, score_encoded
+    from labtax.eval.scorer import score_encoded
     from labtax.models import load_model, load_tokenizer
 
     hf_logging.disable_progress_bar()
@@ -123,18 +139,17 @@ def main(argv: list[str] | None = None) -> int:
     data = make_data(tmp / "data", args.leaves, args.examples, args.mc)
     model, tokenizer = load_model("tiny"), load_tokenizer("tiny")
     examples = read_test_set(data / "test.jsonl")
-    refs = [ex for exs in examples.values() for ex in exs if not ex.is_choice]
     n_mc = sum(1 for exs in examples.values() for ex in exs if ex.is_choice)
-    items = [encode(tokenizer, ex) for ex in refs]
-    print(f"data: {len(examples)} leaves x {args.examples + args.mc} items = {len(refs)} reference answers + "
-          f"{n_mc} multiple-choice items ({4 * n_mc} options); torch threads {torch.get_num_threads()}; "
-          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"data: {len(examples)} leaves x {args.examples + args.mc} items = {len(examples) * args.examples} "
+          f"reference answers + {n_mc} multiple-choice items ({4 * n_mc} options); torch threads "
+          f"{torch.get_num_threads()}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
-    sub = items[: 0 if args.skip_tiny else args.subset]
+    sub = [] if args.skip_tiny else scored_items(tokenizer, examples, args.subset)
     ways = {
-        "baseline": lambda: score_encoded(model, sub, max_batch=1, fast_head=False),
-        "full-head": lambda: score_encoded(model, sub, fast_head=False),
-        "batched": lambda: score_encoded(model, sub),
+        "baseline": lambda: score_encoded(model, sub, max_batch=1, fast_head=False, share_prefixes=False),
+        "full-head": lambda: score_encoded(model, sub, fast_head=False, share_prefixes=False),
+        "batched": lambda: score_encoded(model, sub, share_prefixes=False),
+        "shared": lambda: score_encoded(model, sub),
     }
     best = {name: float("inf") for name in ways}
     results = {}
@@ -146,15 +161,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.skip_tiny:
         return _small(args, tmp, ok=True)
     worst = max(abs(a.logprob - b.logprob) / max(1.0, abs(a.logprob))
-                for a, b in zip(results["baseline"], results["batched"]))
-    print(f"ratios on {len(sub)} reference answers ({sum(i.length for i in sub):,} tokens), best of "
-          f"{args.rounds} interleaved rounds:")
-    notes = {"baseline": "one example per forward, full logits", "full-head": "batched, full logits",
-             "batched": "batched, head on answer positions (labtax eval)"}
+                for a, b in zip(results["baseline"], results["shared"]))
+    print(f"ratios on {len(sub)} scored sequences of {args.subset} leaves ({sum(i.length for i in sub):,} tokens), "
+          f"best of {args.rounds} interleaved rounds:")
+    notes = {"baseline": "one sequence per forward, full logits", "full-head": "batched, full logits",
+             "batched": "batched, head on answer positions (the old labtax eval)",
+             "shared": "prefix-shared rows, head on answer positions (labtax eval)"}
     for name, seconds in best.items():
-        print(f"  {name:<10} {seconds:7.2f} s  {1000 * seconds / len(sub):7.1f} ms/example  "
-              f"x{best['baseline'] / seconds:5.1f} vs baseline  ({notes[name]})")
-    print(f"  max relative difference of an example's log-likelihood, batched vs baseline: {worst:.1e}")
+        print(f"  {name:<10} {seconds:7.2f} s  {1000 * seconds / len(sub):7.1f} ms/sequence  "
+              f"x{best['baseline'] / seconds:5.1f} vs baseline  x{best['batched'] / seconds:4.2f} vs batched  "
+              f"({notes[name]})")
+    print(f"  max relative difference of a sequence's log-likelihood, shared vs baseline: {worst:.1e}")
 
     ok = True
     ckpt = tmp / "candidate"
@@ -184,6 +201,20 @@ def _small(args: argparse.Namespace, tmp: Path, ok: bool) -> int:
     print(f"budget: {name} (135M), run_eval end to end, {len(report['leaves'])} leaves x "
           f"{args.examples + args.mc} items, base + candidate: {wall:.2f} s wall ({cpu:.2f} s CPU) = "
           f"{wall / 120.0:.2f} of the 120 s budget")
+    if not args.no_old:
+        from labtax.eval.data import read_test_set
+        from labtax.eval.scorer import score_encoded
+
+        model, items = load_model(name), scored_items(load_tokenizer(name), read_test_set(small / "test.jsonl"),
+                                                      args.small_leaves)
+        took = {}
+        for share in (False, True):
+            w0, c0 = time.perf_counter(), time.process_time()
+            score_encoded(model, items, share_prefixes=share)
+            took[share] = (time.perf_counter() - w0, time.process_time() - c0)
+        print(f"old path, {name}, one model's {len(items)} sequences: one row each {took[False][0]:.2f} s wall "
+              f"({took[False][1]:.2f} s CPU), prefix-shared {took[True][0]:.2f} s wall ({took[True][1]:.2f} s CPU) "
+              f"= x{took[False][0] / took[True][0]:.2f} wall, x{took[False][1] / took[True][1]:.2f} CPU")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0 if ok or not args.check else 1
 

@@ -5,10 +5,13 @@ prompt, and the scored completion is the reference answer plus the template's en
 the model must emit to stop), tokenized separately from the prompt exactly as the model would produce
 them after the prompt. Only completion tokens are scored.
 
-Batching: examples are sorted by length and packed into right-padded batches under a token budget,
-with an attention mask, so padding never changes the real positions' results. The transformer body
-runs on every token, but the output head (the costly part for a small model with a 49k vocabulary)
-runs only on the positions that predict completion tokens, never on prompt or padding positions.
+Batching: the examples' token sequences are laid into a trie, so a prefix several of them share (a
+multiple-choice item's prompt under each of its options, the template's system header) runs through
+the transformer once (`packing`: packed rows with an ancestor mask); architectures that cannot take
+such a mask get one right-padded row per example instead. Either way rows are sorted by length and
+batched under a token budget, padding never changes the real positions' results, and the output head
+(the costly part for a small model with a 49k vocabulary) runs only on the positions that predict
+completion tokens, never on prompt or padding positions.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labtax.eval.data import Example
+from labtax.eval.packing import DEFAULT_ROW_TOKENS, batch_tensors, pack_rows, packable
 from labtax.models import render_chat
 
 if TYPE_CHECKING:
@@ -101,16 +105,16 @@ def encode(
     return Encoded(prompt_ids, target_ids)
 
 
-def _batches(items: Sequence[Encoded], batch_tokens: int, max_batch: int) -> Iterator[list[int]]:
-    """Indices grouped longest first so each batch holds examples of similar length (little padding)."""
-    order = sorted(range(len(items)), key=lambda i: -items[i].length)
+def _batches(lengths: Sequence[int], batch_tokens: int, max_batch: int) -> Iterator[list[int]]:
+    """Indices grouped longest first so each batch holds rows of similar length (little padding)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batch: list[int] = []
     width = 0
     for i in order:
-        new_width = max(width, items[i].length)
+        new_width = max(width, lengths[i])
         if batch and (new_width * (len(batch) + 1) > batch_tokens or len(batch) >= max_batch):
             yield batch
-            batch, new_width = [], items[i].length
+            batch, new_width = [], lengths[i]
         batch.append(i)
         width = new_width
     if batch:
@@ -145,50 +149,73 @@ def score_encoded(
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
     max_batch: int = DEFAULT_MAX_BATCH,
     fast_head: bool = True,
+    share_prefixes: bool = True,
+    row_tokens: int = DEFAULT_ROW_TOKENS,
 ) -> list[ExampleScore]:
-    """Sum of log-probabilities and token count of each item's completion, in input order."""
+    """Sum of log-probabilities and token count of each item's completion, in input order.
+
+    `share_prefixes` (where the architecture allows it, see `packing.packable`): the shared prefixes
+    of the items (a multiple-choice item's prompt, the template's system header) run once, in
+    packed rows of about `row_tokens` trie nodes; otherwise one padded row per item."""
     import torch
+
+    from labtax.progress import bar
 
     device = next(model.parameters()).device
     parts = _head_parts(model) if fast_head else None
-    scores: list[ExampleScore | None] = [None] * len(items)
-    from labtax.progress import bar
-
+    sums = torch.zeros(len(items), dtype=torch.float64, device=device)
     with torch.inference_mode(), bar(len(items), "eval scoring", "example") as progress:
-        for batch in _batches(items, batch_tokens, max_batch):
-            progress.update(len(batch))
-            width = max(items[i].length for i in batch)
-            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            rows: list[int] = []  # batch row of each scored position
-            cols: list[int] = []  # position whose output predicts the token
-            targets: list[int] = []
-            for row, i in enumerate(batch):
-                item = items[i]
-                seq = item.prompt_ids + item.target_ids
-                ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-                mask[row, : len(seq)] = 1
-                start = len(item.prompt_ids)
-                positions = range(start - 1, start - 1 + len(item.target_ids))
-                rows.extend([row] * len(positions))
-                cols.extend(positions)
-                targets.extend(item.target_ids)
-            ids, mask = ids.to(device), mask.to(device)
-            row_t = torch.tensor(rows, dtype=torch.long, device=device)
-            col_t = torch.tensor(cols, dtype=torch.long, device=device)
-            tgt_t = torch.tensor(targets, dtype=torch.long, device=device)
-            if parts is not None:
-                body, head = parts
-                hidden = body(input_ids=ids, attention_mask=mask).last_hidden_state[row_t, col_t]
-                token_lp = _log_probs(hidden, tgt_t, head)
-            else:
-                logits = model(input_ids=ids, attention_mask=mask).logits[row_t, col_t]
-                token_lp = _log_probs(logits, tgt_t, None)
-            sums = torch.zeros(len(batch), dtype=torch.float64, device=device)
-            sums.index_add_(0, row_t, token_lp.double())
-            for row, i in enumerate(batch):
-                scores[i] = ExampleScore(float(sums[row]), len(items[i].target_ids))
-    return [s if s is not None else ExampleScore(0.0, 0) for s in scores]
+        if share_prefixes and packable(model):
+            rows = pack_rows(items, row_tokens)
+            dtype = next(model.parameters()).dtype
+            for batch in _batches([len(r.tokens) for r in rows], batch_tokens, max_batch):
+                chosen = [rows[b] for b in batch]
+                progress.update(len({i for r in chosen for i, _, _ in r.scored}))
+                ids, mask, positions = batch_tensors(chosen, dtype)
+                where = [(b, i, node, tgt) for b, r in enumerate(chosen) for i, node, tgt in r.scored]
+                _add_scores(model, parts, sums, where, device, input_ids=ids, attention_mask=mask,
+                            position_ids=positions)
+        else:
+            for batch in _batches([item.length for item in items], batch_tokens, max_batch):
+                progress.update(len(batch))
+                ids, mask = _padded(items, batch, pad_id)
+                where = [(row, i, len(items[i].prompt_ids) - 1 + k, tgt)
+                         for row, i in enumerate(batch) for k, tgt in enumerate(items[i].target_ids)]
+                _add_scores(model, parts, sums, where, device, input_ids=ids, attention_mask=mask)
+    return [ExampleScore(float(total), len(item.target_ids)) for total, item in zip(sums.tolist(), items)]
+
+
+def _padded(items: Sequence[Encoded], batch: Sequence[int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded input ids and the 2D attention mask of one batch of items."""
+    import torch
+
+    width = max(items[i].length for i in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, i in enumerate(batch):
+        seq = items[i].prompt_ids + items[i].target_ids
+        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = 1
+    return ids, mask
+
+
+def _add_scores(model: PreTrainedModel, parts: tuple[Any, Any] | None, sums: torch.Tensor,
+                where: Sequence[tuple[int, int, int, int]], device: Any, **inputs: torch.Tensor) -> None:
+    """One forward pass; add to `sums[item]` the log-probability of each (batch row, item, position
+    whose output predicts, target token) of `where`. The output head runs on those positions only."""
+    import torch
+
+    if not where:
+        return
+    row_t, item_t, col_t, tgt_t = (torch.tensor(list(col), dtype=torch.long, device=device)
+                                   for col in zip(*where))
+    inputs = {name: tensor.to(device) for name, tensor in inputs.items()}
+    if parts is not None:
+        body, head = parts
+        token_lp = _log_probs(body(**inputs).last_hidden_state[row_t, col_t], tgt_t, head)
+    else:
+        token_lp = _log_probs(model(**inputs).logits[row_t, col_t], tgt_t, None)
+    sums.index_add_(0, item_t, token_lp.double())
 
 
 def _log_probs(rows: torch.Tensor, targets: torch.Tensor, head: Any) -> torch.Tensor:
