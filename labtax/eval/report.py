@@ -183,7 +183,7 @@ def build_report(
         "held_out": {
             "items": sum(r["examples"] for r in rows),
             "shown_to_teacher": sum(r["items"]["shown_to_teacher"] for r in rows),
-            "which": "the leaves' seed examples; generated multiple-choice items never are" if shown else None,
+            "which": "seed examples a generation prompt rendered; generated multiple-choice items never are" if shown else None,
             "leaves": shown,
         },
         "no_changed_leaves": n_changed == 0,

@@ -202,7 +202,7 @@ async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: Genera
                 "tokens": t.tokens, "seconds": round(time.monotonic() - began, 3),
                 "requests": t.sent + t.replayed, "stats": stats,
             }
-            prepared = prepare_leaf(lp.leaf.kind, res.samples, seed_test_samples(lp.leaf) + res.held_out)
+            prepared = prepare_leaf(lp.leaf.kind, res.samples, seed_test_samples(lp.leaf, res.shown) + res.held_out)
             store.put(LeafData(lp.key, prepared.samples, prepared.test, meta, prepared.index))
             if progress:
                 from labtax.sdg.generate import funnel_text

@@ -72,4 +72,5 @@ async def generate_leaf(
         runner.finish()
     finally:
         runner.close()  # a failed leaf leaves nothing in flight
-    return LeafResult(leaf.path, samples, runner.stats(len(samples)), runner.held_out)
+    return LeafResult(leaf.path, samples, runner.stats(len(samples)), runner.held_out,
+                      frozenset(runner.shown))

@@ -111,6 +111,7 @@ async def run_knowledge(runner: Runner, taxonomy_root: Path) -> list[dict[str, A
     def qa_request(i: int) -> Any:
         example = seeds[cells[i][1]]
         shown = "\n".join(f"Question: {q}\nAnswer: {a}" for q, a in example["pairs"][:n])
+        runner.show(example["context"], *(text for pair in example["pairs"][:n] for text in pair))
         return runner.request(
             "knowledge_qa", i, domain=domain, outline=outline, example_context=example["context"],
             example_pairs=shown, chunk=picked_chunks[i].text, n=str(n),

@@ -96,6 +96,9 @@ class LeafResult:
     samples: list[dict[str, Any]]
     stats: dict[str, Any]
     held_out: list[dict[str, Any]] = field(default_factory=list)
+    # The seed texts (questions, answers, contexts) the generation prompts showed the teacher as
+    # in-context examples: `held_out.seed_test_samples` flags exactly the gate items among them.
+    shown: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -116,7 +119,13 @@ class Runner:
     calibrations: dict[str, Any] = field(default_factory=dict)  # judge stage -> calibrate.Calibration
     held_out: list[dict[str, Any]] = field(default_factory=list)  # test and validation rows (see LeafResult)
     verdicts: list[Any] = field(default_factory=list)  # each judge stage's filters.Verdicts
+    shown: set[str] = field(default_factory=set)  # seed texts rendered into generation prompts
     started: float = field(default_factory=time.monotonic)
+
+    def show(self, *texts: str | None) -> None:
+        """Record seed texts a generation prompt renders (calibration's judged seeds are not
+        in-context examples of generation and are not recorded)."""
+        self.shown.update(t.strip() for t in texts if t and t.strip())
 
     def request(self, stage: str, index: int, **values: str) -> TeacherRequest:
         spec = self.pipeline.stages[stage]

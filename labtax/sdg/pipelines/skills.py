@@ -81,6 +81,8 @@ async def run_skills(runner: Runner) -> list[dict[str, Any]]:
 
     def question_request(i: int, context: str | None, e: int) -> Any:
         picked = [seeds[e]] if e >= 0 else []
+        for p in picked:
+            runner.show(p["question"], p.get("context") if context is not None else None)
         if context is None:
             examples = "\n".join(f"{j + 1}. {p['question']}" for j, p in enumerate(picked))
         else:
@@ -99,6 +101,7 @@ async def run_skills(runner: Runner) -> list[dict[str, Any]]:
     def answer_request(i: int, row: Row) -> Any:
         e = int(row.extra.get("seed_index", -1))
         example = seeds[e] if e >= 0 else {"question": "", "answer": ""}
+        runner.show(example["question"], example.get("answer"), example.get("context"))
         shown = f"Example question: {example['question']}\nExample answer: {example.get('answer', '')}"
         if example.get("context"):
             shown = f"Example text: {example['context']}\n{shown}"
@@ -207,6 +210,7 @@ def _contexts(runner: Runner, seeds: list[dict[str, str]], task: str, count: int
         others = [j for j in with_context if j != first]
         rest = rng_for(runner, "contexts", i).sample(others, min(k - 1, len(others))) if k > 1 else []
         picked = [seeds[j] for j in ([first] if first >= 0 else []) + rest]
+        runner.show(*(p["context"] for p in picked))
         examples = "\n\n".join(f"Context: {p['context']}" for p in picked)
         resp = await runner.ask("contexts", runner.request("contexts", i, task_description=task, examples=examples),
                                 readable=lambda t: parse_context(t) is not None)
