@@ -153,16 +153,26 @@ def diff_command(taxonomy_dir: Path, base: str | None, head: str | None, fmt: st
 @click.argument("leaves", nargs=-1, type=click.Path())
 @taxonomy_option
 @click.option("--output", default="generated", show_default=True, type=click.Path(file_okay=False),
-              metavar="DIR", help="Where <leaf folder>.jsonl and generate-report.json are written.")
+              metavar="DIR", help="Where <leaf folder>.jsonl, sets/ and generate-report.json are written.")
+@mix_options
 @teacher_options
 @generation_options
 @_guarded
 def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: Path, output: str, **params: Any) -> int:
-    """Generate synthetic data for LEAVES (qna.yaml files or their folders; default: every leaf)."""
+    """Generate synthetic data for LEAVES (qna.yaml files or their folders; default: every leaf).
+
+    Also mixes them into --output/sets/ (training sets, test.jsonl, validation.jsonl, manifest.json).
+    """
     import asyncio
 
     from labtax.errors import EXIT_OK
-    from labtax.sdg.generate import generate_leaves, load_forced_leaves, summary_line, write_report
+    from labtax.sdg.generate import (
+        generate_leaves,
+        load_forced_leaves,
+        summary_line,
+        write_leaf_sets,
+        write_report,
+    )
     from labtax.sdg.settings import GenerationSettings
     from labtax.teachers import TeacherSpec
 
@@ -177,6 +187,7 @@ def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: Path, output: str, **par
     for outcome in outcomes:
         click.echo(summary_line(outcome))
     write_report(Path(output), outcomes)
+    write_leaf_sets(Path(output), forced, outcomes, settings, mix_settings(params, settings.seed), backend.model_id)
     errors = [o.error for o in outcomes if o.error is not None]
     return max((e.exit_code for e in errors), default=EXIT_OK)
 

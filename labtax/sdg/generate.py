@@ -151,3 +151,50 @@ def write_report(output: Path, outcomes: Sequence[LeafOutcome]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
+
+
+SETS_DIR = "sets"  # beside the per-leaf files; no leaf folder is named so (they start with a root)
+
+
+def write_leaf_sets(output: Path, leaves: Sequence[Leaf], outcomes: Sequence[LeafOutcome], settings: GenerationSettings,
+                    mix_settings: Any, model_id: str) -> Path | None:
+    """`<output>/sets/`: this run's leaves mixed as `diff-generate` mixes them (the training sets,
+    `test.jsonl` with the seeds, flagged exactly as shown to the teacher, and the multiple-choice items,
+    `validation.jsonl`, and a manifest naming the leaves as changed), so `labtax train --data`, its
+    `--select` and `labtax eval --data` read it. None when no leaf produced data."""
+    from labtax.data import write_manifest
+    from labtax.data.names import MANIFEST_FORMAT
+    from labtax.sdg import mix
+    from labtax.sdg.held_out import seed_test_samples
+    from labtax.sdg.running import RunResult, generation_numbers
+
+    by_path = {leaf.path: leaf for leaf in leaves}
+    done = [(by_path[o.leaf], o.result) for o in outcomes if o.result is not None]
+    if not done:
+        return None
+    inputs = [mix.MixLeaf.from_samples(leaf.path, leaf.kind, "", res.samples,
+                                       seed_test_samples(leaf, res.shown) + res.held_out) for leaf, res in done]
+    sets = mix.build_sets(inputs, mix_settings)
+    target = output / SETS_DIR
+    target.mkdir(parents=True, exist_ok=True)
+    entries: list[Any] = [
+        {"path": leaf.path, "key": None, "kind": leaf.kind, "status": "generated", "changed": True,
+         "counts": sets.counts.get(leaf.path, {}), "tokens": int(res.stats.get("prompt_tokens", 0))
+         + int(res.stats.get("completion_tokens", 0)), "seconds": float(res.stats.get("seconds", 0.0)),
+         "generation": generation_numbers(res.stats)}
+        for leaf, res in done
+    ]
+    entries += [{"path": o.leaf, "key": None, "kind": by_path[o.leaf].kind, "status": "failed", "changed": True,
+                 "counts": {}, "tokens": 0, "seconds": 0.0, "error": redact(str(o.error))}
+                for o in outcomes if o.result is None]
+    write_manifest(target, {
+        "format": MANIFEST_FORMAT, "base": None, "head": None, "base_ref": None, "head_ref": None,
+        "teacher_model": model_id, "settings": settings.as_dict(), "mix": mix_settings.as_dict(),
+        "sets": mix.write_sets(target, sets),
+        "fingerprint": mix.sets_fingerprint([(leaf.path, leaf.kind, "") for leaf, _ in done], mix_settings),
+        "leaves": sorted(entries, key=lambda e: e["path"]),
+        "run": {"requests_sent": sum(int(res.stats.get("requests", 0)) for _, res in done), "requests_replayed": 0,
+                "tokens": sum(e["tokens"] for e in entries), "seconds": round(sum(e["seconds"] for e in entries), 3),
+                "faults": RunResult.empty_faults()},
+    })
+    return target
