@@ -1,17 +1,20 @@
-"""The per-leaf gate: compare a candidate's score with its base's and decide pass or fail.
+"""The per-leaf gate: each leaf's status and whether it passes, from its verdict.
 
-The change of a leaf is the relative change of its mean per-token negative log-likelihood (NLL, in
-nats; the log-likelihoods themselves are negative):
+The verdict (`evidence.leaf_evidence`: improved, no-change or regressed, on the leaf's strongest
+evidence) is what was measured; the gate turns it into the outcome:
+
+  changed leaf    passes when its verdict is `improved` (status improved, else not_improved)
+  unchanged leaf  passes unless its verdict is `regressed` (status stable, else regressed)
+  a leaf without held-out items passes and is reported as `no_data`.
+
+The likelihood change the evidence weighs is the relative change of the mean per-token negative
+log-likelihood (NLL, in nats; the log-likelihoods themselves are negative):
 
     change_pct = 100 * (NLL_candidate - NLL_base) / NLL_base
 
-Negative is better (the candidate finds the reference answers more likely), positive is worse. For
-example base NLL 2.00, candidate 1.80: change -10 %. (In perplexity terms the ratio is
-exp(NLL_candidate - NLL_base); the NLL change is used because it is linear in the log-likelihood.)
-
-  changed leaf    passes when change_pct < -min_improvement_pct   (default 0: any strict improvement)
-  unchanged leaf  passes when change_pct <= fail_on_regression_pct (default 5: at most 5 % worse)
-  a leaf without held-out examples passes and is reported as `no_data`.
+Negative is better (the candidate finds the reference answers more likely). For example base NLL
+2.00, candidate 1.80: change -10 %. The thresholds: a changed leaf's likelihood evidence must be
+below -min_improvement_pct, an unchanged leaf above fail_on_regression_pct regresses.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ NOT_IMPROVED = "not_improved"
 STABLE = "stable"
 REGRESSED = "regressed"
 NO_DATA = "no_data"
+STATUSES = (IMPROVED, NOT_IMPROVED, STABLE, REGRESSED, NO_DATA)
 
 
 @dataclass(frozen=True)
@@ -45,12 +49,11 @@ def nll_change_pct(base_logprob: float, candidate_logprob: float) -> float:
     return 100.0 * (cand_nll - base_nll) / base_nll
 
 
-def decide(changed: bool, change_pct: float | None, thresholds: Thresholds) -> tuple[str, bool]:
-    """(status, passed) of one leaf."""
-    if change_pct is None:
+def decide(changed: bool, verdict: str | None) -> tuple[str, bool]:
+    """(status, passed) of one leaf from its verdict (None: the leaf has no held-out items). The
+    verdicts `improved` and `regressed` are spelled as the statuses of the same name."""
+    if verdict is None:
         return NO_DATA, True
     if changed:
-        ok = change_pct < -thresholds.min_improvement_pct
-        return (IMPROVED, True) if ok else (NOT_IMPROVED, False)
-    ok = change_pct <= thresholds.fail_on_regression_pct
-    return (STABLE, True) if ok else (REGRESSED, False)
+        return (IMPROVED, True) if verdict == IMPROVED else (NOT_IMPROVED, False)
+    return (REGRESSED, False) if verdict == REGRESSED else (STABLE, True)

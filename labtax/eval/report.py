@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from labtax.eval.data import Selection
 from labtax.eval.evidence import IMPROVED, NO_CHANGE, REGRESSED, Controls, LeafItems, leaf_evidence
-from labtax.eval.gate import NO_DATA, NOT_IMPROVED, STABLE, nll_change_pct
+from labtax.eval.gate import STATUSES, decide, nll_change_pct
 from labtax.eval.judge import PairTally
 from labtax.eval.scorer import ExampleScore, LeafScore
 from labtax.eval.stats import PairedLikelihood
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from labtax.eval.run import EvalOptions
 
 SCHEMA = "labtax.eval/1"
-STATUSES = ("improved", "not_improved", "stable", "regressed", "no_data")
 
 
 @dataclass
@@ -71,14 +70,6 @@ def _judge_cell(t: PairTally | None) -> dict[str, Any] | None:
             "wins": t.wins, "ties": t.ties, "losses": t.losses, "malformed": t.malformed, "failed": t.failed}
 
 
-def _status(changed: bool, verdict: str, has_data: bool) -> tuple[str, bool]:
-    if not has_data:
-        return NO_DATA, True
-    if changed:
-        return (IMPROVED, True) if verdict == IMPROVED else (NOT_IMPROVED, False)
-    return (REGRESSED, False) if verdict == REGRESSED else (STABLE, True)
-
-
 def build_report(
     options: EvalOptions,
     selection: Selection,
@@ -107,7 +98,7 @@ def build_report(
         ev = leaf_evidence(leaf, chosen.changed, items[leaf], _finite(changes[leaf]), controls,
                            options.thresholds, judged=pairs is not None and leaf in pairs, seed=options.seed)
         has_data = has_lk or ev["choices"] is not None or ev["pairwise"] is not None
-        status, passed = _status(chosen.changed, ev["verdict"], has_data)
+        status, passed = decide(chosen.changed, ev["verdict"] if has_data else None)
         judged = _judge_cell(pairs.get(leaf)) if pairs is not None else None
         if judged is not None and ev["pairwise"] is not None:
             judged["interval"] = ev["pairwise"]["win_rate"]
