@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from vllm_standin import SamplingParams as Params
 
 from labtax.models import load_tokenizer
 from labtax.teachers.base import TeacherRequest
@@ -45,17 +45,6 @@ def test_choice_probabilities_from_one_position(tokenizer: Any) -> None:
     assert choice_probs({unrelated: lp(-0.1)}, ids, ("yes", "no")) is None
     assert choice_probs({yes: lp(float("nan"))}, ids, ("yes", "no")) is None
     assert choice_probs(None, ids, ("yes", "no")) is None
-
-
-@dataclass
-class Params:
-    n: int = 1
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int = 16
-    seed: int | None = None
-    stop: list[str] | None = None
-    logprobs: int | None = None
 
 
 class Engine:

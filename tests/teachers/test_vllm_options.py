@@ -16,22 +16,13 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from vllm_standin import SamplingParams
 
 from labtax.cli import cli
 from labtax.errors import UsageError
 from labtax.teachers import TeacherSpec, make_teacher
 from labtax.teachers.base import TeacherRequest
 from labtax.teachers.vllm import VLLMEngineOptions, VLLMTeacher
-
-
-@dataclass
-class SamplingParams:
-    n: int = 1
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int = 16
-    seed: int | None = None
-    stop: list[str] | None = None
 
 
 @dataclass
