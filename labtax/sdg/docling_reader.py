@@ -6,7 +6,9 @@ enough, with the torch labtax already has). Markdown is not converted (readers.p
 pipeline finds the page layout and the tables with two models (layout, TableFormer) that it would
 fetch from a model hub, which labtax never does at run time. They are used when they are already on
 disk, in `$DOCLING_ARTIFACTS_PATH` or docling's own download folder `~/.cache/docling/models` (what
-`docling-tools models download` fills); OCR stays off (a digital PDF has its text). Without them a
+`docling-tools models download` fills: for docling 2.143 the folders
+`docling-project--docling-layout-heron` and `docling-project--docling-models`); OCR stays off (a
+digital PDF has its text). A model folder without them makes docling fail, not download. Without them a
 PDF is read by pypdf: docling's model-free PDF pipeline was measured to give one paragraph per
 printed line and one per table cell, which chunks worse than pypdf's page text.
 
