@@ -185,7 +185,7 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
             raise UsageError(f"{data_dir / set_file}: no usable sample (dropped: {data.meta['dropped'] or 'none'})")
         say(f"[{phase}] {len(data)} samples, {data.meta['tokens']:,} tokens "
             f"(dropped {data.meta['dropped'] or 'none'}; mix {data.meta['sources']}); starting from {start}")
-        pc, schedule = fit_schedule(pc, len(data), config.explicit.get(phase, frozenset()))  # flags win
+        pc, schedule = fit_schedule(pc, len(data), config.explicit.get(settings_phase, frozenset()))  # flags win
         say(describe_schedule(phase, schedule))
         torch.manual_seed(config.seed)
         net = load_model(start, seed=config.seed)

@@ -134,7 +134,7 @@ def test_diff_generate_two_step_then_train_runs_both_steps(git_repo, tmp_path: P
     run = tmp_path / "run"
     result = CliRunner().invoke(cli, ["train", "--data", str(out), "--model", "tiny", "--output", str(run),
                                       "--max-steps", "1", "--select", "last", "--max-seq-len", "1024",
-                                      "--max-tokens-per-batch", "2048"])
+                                      "--max-tokens-per-batch", "2048", "--effective-batch", "3"])
     assert result.exit_code == 0, result.output
     lines = result.output
     assert re.search(r"\[knowledge-step1\].*\n(.*\n)*.*\[knowledge-step2\].*\n(.*\n)*.*\[skills\]", lines), lines
@@ -142,6 +142,9 @@ def test_diff_generate_two_step_then_train_runs_both_steps(git_repo, tmp_path: P
     second = json.loads((run / "knowledge" / "step2" / "result.json").read_text())
     assert first["start"] == "tiny" and second["start"] == first["selected"]["path"]
     assert first["data"]["samples"] == len(step1) and second["data"]["samples"] == len(step2)
+    # Both steps run with the knowledge settings, an explicit flag winning over the fitted schedule.
+    assert first["schedule"]["effective_batch"] == second["schedule"]["effective_batch"] == 3
+    assert first["schedule"]["explicit"] == second["schedule"]["explicit"] == ["effective_batch"]
     knowledge = json.loads((run / "knowledge" / "result.json").read_text())
     assert knowledge["steps"] == ["knowledge-step1", "knowledge-step2"]
     summary = json.loads((run / "summary.json").read_text())
