@@ -166,6 +166,7 @@ def write_leaf_sets(output: Path, leaves: Sequence[Leaf], outcomes: Sequence[Lea
     from labtax.data.names import MANIFEST_FORMAT
     from labtax.sdg import mix
     from labtax.sdg.held_out import seed_test_samples
+    from labtax.sdg.readers import reader_identity
     from labtax.sdg.running import RunResult, generation_numbers
 
     by_path = {leaf.path: leaf for leaf in leaves}
@@ -189,8 +190,9 @@ def write_leaf_sets(output: Path, leaves: Sequence[Leaf], outcomes: Sequence[Lea
                 for o in outcomes if o.result is None]
     write_manifest(target, {
         "format": MANIFEST_FORMAT, "base": None, "head": None, "base_ref": None, "head_ref": None,
-        "teacher_model": model_id, "settings": settings.as_dict(), "mix": mix_settings.as_dict(),
-        "sets": mix.write_sets(target, sets),
+        "teacher_model": model_id, "mix": mix_settings.as_dict(), "sets": mix.write_sets(target, sets),
+        "settings": {**settings.as_dict(), "document_reader": reader_identity(settings.document_reader)},
+        **({"phase1_steps": sets.step_counts} if sets.step_counts else {}),  # --phase1 two-step
         "fingerprint": mix.sets_fingerprint([(leaf.path, leaf.kind, "") for leaf, _ in done], mix_settings),
         "leaves": sorted(entries, key=lambda e: e["path"]),
         "run": {"requests_sent": sum(int(res.stats.get("requests", 0)) for _, res in done), "requests_replayed": 0,

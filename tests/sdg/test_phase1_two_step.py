@@ -157,3 +157,22 @@ def test_diff_generate_two_step_then_train_runs_both_steps(git_repo, tmp_path: P
     assert code == 0, text
     assert not (out / PHASE1_STEP1).exists() and not (out / PHASE1_STEP2).exists()
     assert "phase1" not in manifest(out)["mix"] and "phase1_steps" not in manifest(out)
+
+
+def test_generate_two_step_writes_the_step_sets_beside_its_sets(git_repo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from openai_server import OpenAIServer, lab_responder
+
+    add_skill(git_repo, "foundational_skills/math/sums")
+    add_knowledge(git_repo, "knowledge/astro/moon")
+    git_repo.commit("taxonomy")
+    out = tmp_path / "gen"
+    with OpenAIServer(_long_answers(lab_responder())) as server:
+        code, text = run_cli(["generate", "--taxonomy", str(git_repo.root), "--output", str(out), "--phase1",
+                              "two-step", *teacher_args(server, samples=6)])
+    assert code == 0, text
+    sets = out / "sets"
+    m = manifest(sets)
+    step1, step2 = read_jsonl(sets / PHASE1_STEP1), read_jsonl(sets / PHASE1_STEP2)
+    assert m["mix"]["phase1"] == "two-step" and m["phase1_steps"]["short"] == len(step1) > 0
+    assert {r["metadata"]["kind"] for r in step2} == {"knowledge", "foundational_skills"}
+    assert m["settings"]["document_reader"]  # the reader in effect, as diff-generate records it
