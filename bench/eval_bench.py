@@ -91,7 +91,8 @@ def _small_name() -> str:
 def scored_items(tokenizer: Any, examples: dict[str, Any], leaves: int) -> list[Any]:
     """The token sequences `labtax eval` scores for the first `leaves` leaves: each reference answer
     and each option of each multiple-choice item."""
-    from labtax.eval.scorer import choice_examples, encode
+    from labtax.eval.encoding import encode
+    from labtax.eval.scorer import choice_examples
 
     chosen = [ex for exs in list(examples.values())[:leaves] for ex in exs]
     flat = [ex for ex in chosen if not ex.is_choice] + [o for ex in chosen if ex.is_choice for o in choice_examples(ex)]

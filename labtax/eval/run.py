@@ -17,6 +17,7 @@ from typing import Any
 
 from labtax.errors import UsageError
 from labtax.eval.data import Example, LeafMode, Selection, select_leaves
+from labtax.eval.encoding import Encoded, encode_all, tokenizer_fingerprint
 from labtax.eval.gate import Thresholds
 from labtax.eval.judge import (
     DEFAULT_JUDGE_MAX_TOKENS,
@@ -31,9 +32,11 @@ from labtax.eval.scorer import (
     DEFAULT_BATCH_TOKENS,
     LeafScore,
     choice_examples,
+    max_len_of,
+    pad_token_id,
     pick_choice,
     resolve_device,
-    score_examples,
+    score_encoded,
 )
 from labtax.models import TINY_SEED
 from labtax.teachers.base import Teacher
@@ -118,8 +121,8 @@ def load_for_eval(name: str, options: EvalOptions) -> Any:
     return model
 
 
-def _evaluate_model(name: str, selection: Selection, options: EvalOptions,
-                    log: Callable[[str], None]) -> ModelResult:
+def _evaluate_model(name: str, selection: Selection, options: EvalOptions, log: Callable[[str], None],
+                    encodings: dict[tuple[str, int], list[Encoded]]) -> ModelResult:
     from transformers.utils import logging as hf_logging
 
     from labtax.models import load_tokenizer
@@ -132,9 +135,16 @@ def _evaluate_model(name: str, selection: Selection, options: EvalOptions,
     options_flat = [opt for _, ex in mcs for opt in choice_examples(ex)]
     log(f"scoring {name}: {len(refs)} reference answers and {len(mcs)} multiple-choice items "
         f"({len(options_flat)} options) from {len(selection.examples)} leaves")
-    # One batched pass over answers and options together: batches fill up across both.
-    scored = score_examples(model, tokenizer, [ex for _, ex in refs] + options_flat,
-                            batch_tokens=options.batch_tokens)
+    # One batched pass over answers and options together: batches fill up across both. The token ids
+    # are the same for both models when their tokenizers are: encoded once.
+    examples, fingerprint = [ex for _, ex in refs] + options_flat, tokenizer_fingerprint(tokenizer)
+    key = (fingerprint, max_len_of(model)) if fingerprint else None
+    items = encodings.get(key) if key else None
+    if items is None:
+        items = encode_all(tokenizer, examples, max_len=max_len_of(model))
+        if key:
+            encodings[key] = items
+    scored = score_encoded(model, items, pad_id=pad_token_id(tokenizer), batch_tokens=options.batch_tokens)
     result = ModelResult(scores={}, items={}, picks={})
     assert result.items is not None and result.picks is not None
     for (leaf, _), score in zip(refs, scored):
@@ -215,12 +225,13 @@ def run_eval(
     if options.judge is not None:
         # Built before scoring: a wrong endpoint or a missing API key fails in a second, not after.
         teacher = (make_teacher or default_teacher_factory(options.judge))()
-    base = _evaluate_model(options.base, selection, options, log)
+    encodings: dict[tuple[str, int], list[Encoded]] = {}
+    base = _evaluate_model(options.base, selection, options, log, encodings)
     if options.candidate == options.base:
         # The same model twice (a dry run of the gate): scoring is deterministic, so reuse it.
         candidate = ModelResult(dict(base.scores), base.items, base.picks, base.answers)
     else:
-        candidate = _evaluate_model(options.candidate, selection, options, log)
+        candidate = _evaluate_model(options.candidate, selection, options, log, encodings)
     pairs = _judge(teacher, selection, options, base, candidate, log) if teacher is not None else None
     return build_report(options, selection, base, candidate, judge_model=teacher.model_id if teacher else None,
                         pairs=pairs)

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from labtax.eval.data import Example
+from labtax.eval.encoding import Encoded, encode
 from labtax.eval.packing import ancestor_mask, pack_rows, packable
-from labtax.eval.scorer import Encoded, choice_examples, encode, score_encoded
+from labtax.eval.scorer import choice_examples, score_encoded
 from labtax.models import load_model, load_tokenizer
 
 
@@ -86,3 +87,22 @@ def test_models_without_mask_support_score_row_by_row(tiny: tuple[Any, Any]) -> 
     items = _items(tokenizer)
     got = score_encoded(gpt2, items)
     assert [s.logprob for s in got] == pytest.approx([_plain(gpt2, item) for item in items], rel=1e-5)
+
+
+def test_shared_prompts_encode_as_one_at_a_time(tiny: tuple[Any, Any], tmp_path: Any) -> None:
+    from transformers import AutoTokenizer
+
+    from labtax.eval.encoding import encode_all, tokenizer_fingerprint
+
+    _, tokenizer = tiny
+    mc = Example("l", (("user", "Which river feeds the harbor?"),), "x",
+                 choices=("The Vltava.", "The Vltava and the Elbe.", "None"), answer_index=0)
+    exs = [*choice_examples(mc), Example("l", (("user", "Describe the lantern."),), "A copper lantern.")]
+    assert encode_all(tokenizer, exs, max_len=12) == [encode(tokenizer, ex, max_len=12) for ex in exs]
+    # The fingerprint says when a second model's tokenizer encodes alike: a saved copy does, another
+    # chat template does not.
+    tokenizer.save_pretrained(tmp_path / "copy")
+    copy = AutoTokenizer.from_pretrained(str(tmp_path / "copy"))
+    assert tokenizer_fingerprint(copy) == tokenizer_fingerprint(tokenizer) is not None
+    copy.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    assert tokenizer_fingerprint(copy) != tokenizer_fingerprint(tokenizer)

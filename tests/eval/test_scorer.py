@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from labtax.eval.data import Example, read_test_set
+from labtax.eval.encoding import completion_text, encode
 from labtax.eval.scorer import (
-    completion_text,
-    encode,
     mean_over_leaves,
     score_checkpoint,
     score_encoded,
