@@ -26,7 +26,9 @@ class PerRequestSampler:
         self.top_p = top_p
         self.generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def pick(self, scores: torch.Tensor, rows: Sequence[int]) -> torch.Tensor:
+        """The next token of each row of `scores` ([n, vocab]), row k drawing from the generator of
+        request rows[k] (labtax's own decoding loop, decode.py, drops finished rows)."""
         logits = scores.float() / self.temperature
         if self.top_p < 1.0:
             sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
@@ -36,6 +38,9 @@ class PerRequestSampler:
             sorted_logits = sorted_logits.masked_fill(remove, float("-inf"))
             logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
         probs = torch.softmax(logits, dim=-1)
-        picked = torch.stack([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, self.generators)])
+        return torch.cat([torch.multinomial(p, 1, generator=self.generators[r]) for p, r in zip(probs, rows)])
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        picked = self.pick(scores, range(scores.shape[0]))[:, None]
         out = torch.full_like(scores, float("-inf"))
         return out.scatter(-1, picked, 0.0)  # type: ignore[return-value]

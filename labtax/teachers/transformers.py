@@ -24,7 +24,6 @@ whichever leaves share its batches. Stop strings are applied after generation.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import sys
 import time
@@ -81,6 +80,10 @@ class TransformersTeacher(TeacherBase):
         self.model = models.load_model(model, dtype=dtype).to(self.device)  # type: ignore[arg-type]
         self._choice_ids: dict[tuple[str, ...], dict[str, list[int]]] = {}
         self._counts: dict[str, dict[str, Any]] = {}
+        # What ends a row: the tokenizer's end-of-sequence, the model's (generation config) and padding.
+        ends = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        self._eos = {int(t) for t in ([ends] if isinstance(ends, int) else list(ends or []))}
+        self._eos |= {int(t) for t in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id) if t is not None}
         # Per event loop: the calls waiting to be generated, and the task that generates them.
         self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Queue] = weakref.WeakKeyDictionary()
 
@@ -160,7 +163,7 @@ class TransformersTeacher(TeacherBase):
             for start in range(0, len(members), self.batch_size):
                 batch = members[start : start + self.batch_size]
                 t0 = time.monotonic()
-                texts = self._generate([prompts[i] for i in batch], [requests[i] for i in batch],
+                texts = self._generate([ids[i] for i in batch], [requests[i] for i in batch],
                                        max_tokens, temperature, top_p)
                 prompt = sum(lengths[i] for i in batch)
                 self._account("generation", t0, len(batch), prompt, prompt, sum(r.completion_tokens for r in texts))
@@ -217,61 +220,37 @@ class TransformersTeacher(TeacherBase):
             )
         return responses
 
-    def _generate(
-        self,
-        prompts: list[str],
-        requests: list[TeacherRequest],
-        max_tokens: int,
-        temperature: float,
-        top_p: float,
-    ) -> list[TeacherResponse]:
+    def _generate(self, rows: list[list[int]], requests: list[TeacherRequest], max_tokens: int,
+                  temperature: float, top_p: float) -> list[TeacherResponse]:
+        """Generate a batch with labtax's own loop (decode.py: prompts unpadded, finished rows leave the
+        batch, stop strings end a row); sampling per request (sampling.py), greedy at temperature 0."""
         import torch
 
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        seed_src = "|".join(r.key() for r in requests).encode()
-        seed = int(hashlib.sha256(seed_src).hexdigest()[:8], 16)
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": max_tokens,
-            "pad_token_id": self.tokenizer.pad_token_id,
-            # Greedy decoding of what the processor leaves: sampling is per request (sampling.py).
-            "do_sample": False, "temperature": None, "top_p": None, "top_k": None,
-        }
+        from labtax.teachers import decode
+        from labtax.teachers.sampling import PerRequestSampler
+
         if temperature > 0:
-            from transformers import LogitsProcessorList
+            pick = PerRequestSampler([r.seed for r in requests], temperature, top_p, self.device).pick
+        else:
+            def pick(logits: Any, active: list[int]) -> Any:
+                return logits.argmax(dim=-1)
 
-            from labtax.teachers.sampling import PerRequestSampler
+        def text_of(tokens: list[int]) -> str:
+            return str(self.tokenizer.decode(tokens, skip_special_tokens=True))
 
-            seeds = [r.seed for r in requests]
-            kwargs["logits_processor"] = LogitsProcessorList(
-                [PerRequestSampler(seeds, temperature, top_p, self.device)])
-        cuda = [torch.device(self.device)] if self.device.startswith("cuda") else []
-        with torch.random.fork_rng(devices=cuda), torch.inference_mode():
-            torch.manual_seed(seed)
+        todo = [decode.Row(ids, max_tokens, tuple(r.stop)) for ids, r in zip(rows, requests)]
+        with torch.inference_mode():
             try:
-                generated = self.model.generate(**enc, **kwargs)  # type: ignore[operator]
+                generated = decode.generate(self.model, todo, eos=self._eos, pick=pick, text_of=text_of,
+                                            batch_size=self.batch_size, device=self.device)
             except (RuntimeError, ValueError) as exc:
-                return [TeacherResponse("", ok=False, error=redact(f"generation failed: {exc}")) for _ in prompts]
-        width = enc["input_ids"].shape[1]
-        eos = self.tokenizer.eos_token_id
+                return [TeacherResponse("", ok=False, error=redact(f"generation failed: {exc}")) for _ in rows]
         responses = []
-        for row, request, mask in zip(generated, requests, enc["attention_mask"]):
-            new = row[width:].tolist()
-            finish = "length"
-            if eos in new:
-                new = new[: new.index(eos)]
-                finish = "stop"
-            while new and new[-1] == self.tokenizer.pad_token_id:
-                new.pop()
-            text = str(self.tokenizer.decode(new, skip_special_tokens=True))
+        for out, request, ids in zip(generated, requests, rows):
+            text, finish = text_of(out.tokens), out.finish
             for stop in request.stop:
                 if stop in text:
                     text, finish = text[: text.index(stop)], "stop"
-            responses.append(
-                TeacherResponse(
-                    text=text.strip(),
-                    prompt_tokens=int(mask.sum()),
-                    completion_tokens=len(new),
-                    finish_reason=finish,
-                )
-            )
+            responses.append(TeacherResponse(text=text.strip(), prompt_tokens=len(ids),
+                                             completion_tokens=len(out.tokens), finish_reason=finish))
         return responses

@@ -1,0 +1,71 @@
+"""labtax's own generation loop (teachers/decode.py) with embedded-small's real tokenizer and weights:
+greedy text equals `model.generate`'s on a left-padded batch, prompts of very different lengths and
+a shared prefix included; a stop string ends its row early; a request's sampled text does not depend
+on its batch mates."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from labtax.teachers.base import TeacherRequest
+
+torch = pytest.importorskip("torch")
+
+SYSTEM = "You are a careful assistant. Answer in one or two short sentences."
+QUESTIONS = ["What is the capital of France?",
+             "Name two planets of the solar system and say which one is bigger, with a short reason why.",
+             "What is 2 + 2?",
+             "Why is the sky blue? Explain it to a child."]
+
+
+def _request(question: str, **kw: object) -> TeacherRequest:
+    return TeacherRequest(messages=(("system", SYSTEM), ("user", question)), **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def teacher() -> object:
+    from labtax.teachers.transformers import TransformersTeacher
+
+    torch.set_num_threads(1)
+    return TransformersTeacher("embedded-small", batch_size=8, threads=1)
+
+
+def test_greedy_text_equals_model_generate(teacher: object) -> None:
+    t = teacher
+    requests = [_request(q, max_tokens=24, temperature=0.0) for q in QUESTIONS]
+    mine = asyncio.run(t.complete(requests))  # type: ignore[attr-defined]
+    prompts = [t.render(r) for r in requests]  # type: ignore[attr-defined]
+    enc = t.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)  # type: ignore[attr-defined]
+    with torch.inference_mode():
+        out = t.model.generate(**enc, max_new_tokens=24, do_sample=False, temperature=None, top_p=None,  # type: ignore[attr-defined]
+                               top_k=None, pad_token_id=t.tokenizer.pad_token_id)  # type: ignore[attr-defined]
+    width = enc["input_ids"].shape[1]
+    for resp, row in zip(mine, out):
+        new = row[width:].tolist()
+        eos = [i for i, tok in enumerate(new) if tok in t._eos]  # type: ignore[attr-defined]
+        expected = t.tokenizer.decode(new[: eos[0]] if eos else new, skip_special_tokens=True).strip()  # type: ignore[attr-defined]
+        assert resp.ok and resp.text == expected
+        assert resp.finish_reason == ("stop" if eos else "length")
+        assert resp.completion_tokens == (eos[0] if eos else 24)
+
+
+def test_a_stop_string_ends_its_row_early(teacher: object) -> None:
+    t = teacher
+    free = asyncio.run(t.complete([_request(QUESTIONS[3], max_tokens=40, temperature=0.0)]))[0]  # type: ignore[attr-defined]
+    words = free.text.split()
+    assert len(words) > 4
+    stop = f" {words[2]}"
+    cut = asyncio.run(t.complete([_request(QUESTIONS[3], max_tokens=40, temperature=0.0, stop=(stop,))]))[0]  # type: ignore[attr-defined]
+    assert cut.finish_reason == "stop" and free.text.startswith(cut.text) and stop not in cut.text
+    assert cut.completion_tokens < free.completion_tokens  # no steps spent after the stop string
+
+
+def test_sampled_rows_do_not_depend_on_their_batch(teacher: object) -> None:
+    t = teacher
+    mine = [_request(QUESTIONS[0], max_tokens=16, temperature=0.8, top_p=0.9, seed=s) for s in (1, 2)]
+    others = [_request(q, max_tokens=16, temperature=0.8, top_p=0.9, seed=9) for q in QUESTIONS[1:]]
+    alone = [r.text for r in asyncio.run(t.complete(mine))]  # type: ignore[attr-defined]
+    mixed = [r.text for r in asyncio.run(t.complete([others[0], mine[0], others[1], mine[1], others[2]]))]  # type: ignore[attr-defined]
+    assert [mixed[1], mixed[3]] == alone
