@@ -31,27 +31,31 @@ if [ "$FAST" = 1 ]; then
 else
   TEACHER_MODEL=${DEMO_TEACHER_MODEL:-embedded}
   MODEL=${DEMO_MODEL:-embedded-small}
-  SAMPLES=${DEMO_SAMPLES:-1}
-  MAX_TOKENS=${DEMO_MAX_TOKENS:-128}
-  MAX_STEPS=${DEMO_MAX_STEPS:-6}
-  # A 1.5B teacher on two CPU cores: one first-stage request per leaf and short chunks keep the
-  # generation to minutes (its verdicts are single forward passes; its writing is what costs).
-  default_gen_args="--max-requests-per-leaf 1 --questions-per-request 3 --chunk-tokens 128 --calibration-examples 3"
+  SAMPLES=${DEMO_SAMPLES:-4}
+  MAX_TOKENS=${DEMO_MAX_TOKENS:-160}
+  MAX_STEPS=${DEMO_MAX_STEPS:-8}
+  # A 1.5B teacher on two CPU cores: two first-stage requests per leaf (six candidate questions, or
+  # six Q&A pairs of two document chunks), 160 tokens (three Q&A pairs fit), 128-token chunks, three
+  # calibration examples a side, 16 prompts per forward batch. Its verdicts are single forward passes
+  # with a shared prompt prefix computed once; its writing is what costs (docs/sdg.md).
+  default_gen_args="--max-requests-per-leaf 2 --questions-per-request 3 --chunk-tokens 128 --calibration-examples 3 --batch-size 16"
 fi
 GEN_ARGS=${DEMO_GEN_ARGS-$default_gen_args}
 # The LAB recipe's learning rates (2e-5, 6e-6, 25 warm-up steps) are for 7B models and thousands of
 # steps. The random tiny model needs a much higher rate to move at all in a few steps; the pretrained
-# 135M student a moderate one. Small steps (4 samples) and no resumable optimizer state (3x the
-# model per checkpoint) keep its training to a few minutes and a few hundred MB on disk.
+# 135M student a moderate one, for one epoch (a few generated samples per leaf: more passes learn
+# them by heart and move every leaf). Small steps (4 samples) and no resumable optimizer state (3x
+# the model per checkpoint) keep its training to a minute and a few hundred MB on disk.
 case "$MODEL" in
   tiny) default_train_args="--lr 3e-3 --warmup-steps 1 --schedule constant" ;;
-  *) default_train_args="--lr 1e-4 --warmup-steps 1 --schedule constant --effective-batch 4 --config $ROOT/scripts/demo-train.yaml" ;;
+  *) default_train_args="--lr 1e-4 --epochs 1 --warmup-steps 1 --schedule constant --effective-batch 4 --config $ROOT/scripts/demo-train.yaml" ;;
 esac
 TRAIN_ARGS=${DEMO_TRAIN_ARGS-$default_train_args}
 OUT=${DEMO_OUT:-$ROOT/demo-out}
 TAX=$OUT/taxonomy
 GEN=$OUT/generated
 TRAIN=$OUT/train
+BEFORE=$OUT/sets-before   # commit 1's training sets (every leaf but the new one)
 STAMPS=$OUT/.stamps
 # The virtualenv scripts/bootstrap.sh builds (it reads the same LABTAX_VENV), as an absolute path.
 VENV=$(realpath -m "${LABTAX_VENV:-.venv}")
@@ -164,6 +168,10 @@ git -C "$TAX" cat-file -e "${from:-none}^{commit}" 2>/dev/null || from=""
 if [ -z "$from" ]; then
   generate empty "$C1"
   from=$C1
+  # The sets as they stood before the new leaf: the student trained on them is what the new leaf's
+  # training is compared with (step 7).
+  rm -rf "$BEFORE" && mkdir -p "$BEFORE"
+  cp "$GEN"/*.jsonl "$GEN/manifest.json" "$BEFORE/"
 fi
 generate "$from" "$C2"
 done_step "$(wc -l <"$GEN/phase1_knowledge.jsonl") knowledge, $(wc -l <"$GEN/phase2_skills.jsonl") skills, $(wc -l <"$GEN/test.jsonl") test samples"
@@ -176,54 +184,68 @@ until_here() { # until_here STEP: stop after STEP when DEMO_UNTIL names it
 until_here generate
 
 # ---------------------------------------------------------------- 6. train
-n_knowledge=$(wc -l <"$GEN/phase1_knowledge.jsonl")
-n_skills=$(wc -l <"$GEN/phase2_skills.jsonl")
-# Both phases normally; a phase whose set came out empty (every candidate of a small run dropped by
-# the calibrated judges) is left out rather than trained on nothing.
-PHASE=all
-LAST=skills
-if [ "$n_knowledge" -eq 0 ] && [ "$n_skills" -eq 0 ]; then PHASE=none
-elif [ "$n_knowledge" -eq 0 ]; then PHASE=skills
-elif [ "$n_skills" -eq 0 ]; then PHASE=knowledge LAST=knowledge
+# Two students, the same recipe from the same start: one on commit 1's sets (before the new leaf),
+# one on commit 2's (with it). The eval compares them: the new leaf's data should make its leaf
+# better, and the other leaves, trained on the same data in both, should not get worse. (Compared
+# with the untrained student instead, every leaf moves, since every leaf's data is trained on.)
+phases() { # phases DIR: which phases have data ("none" when both sets are empty)
+  local k s
+  k=$(wc -l <"$1/phase1_knowledge.jsonl"); s=$(wc -l <"$1/phase2_skills.jsonl")
+  if [ "$k" -eq 0 ] && [ "$s" -eq 0 ]; then echo none
+  elif [ "$k" -eq 0 ]; then echo skills
+  elif [ "$s" -eq 0 ]; then echo knowledge
+  else echo all; fi
+}
+train_one() { # train_one NAME DATA OUTDIR: train (or reuse) one student; prints its checkpoint path
+  local name=$1 data=$2 out=$3 phase last key
+  phase=$(phases "$data")
+  last=skills; [ "$phase" = knowledge ] && last=knowledge
+  [ "$phase" = none ] && return 0
+  key=$({ fingerprint "$data/phase1_knowledge.jsonl" "$data/phase2_skills.jsonl" "$data/test.jsonl"
+    cat "$ROOT/scripts/demo-train.yaml"; echo "$MODEL $MAX_STEPS $phase $TRAIN_ARGS"; } | sha256sum | cut -d' ' -f1)
+  if [ -f "$out/$last/result.json" ] && [ "$(cat "$STAMPS/train-$name" 2>/dev/null)" = "$key" ]; then
+    say "$name: inputs unchanged since the last run (stamp $STAMPS/train-$name): skipped" >&2
+  else
+    rm -rf "$out" "$STAMPS/train-$name"
+    say "$name: labtax train --data $data --model $MODEL --phase $phase --max-steps $MAX_STEPS $TRAIN_ARGS" >&2
+    read -r -a train_args <<<"$TRAIN_ARGS"
+    "$LABTAX" train --data "$data" --model "$MODEL" --output "$out" --phase "$phase" \
+      --max-steps "$MAX_STEPS" "${train_args[@]}" 2>&1 | sed -u "s/^/   [$name] /" >&2
+    echo "$key" >"$STAMPS/train-$name"
+  fi
+  "$VENV/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["selected"]["path"])' "$out/$last/result.json"
+}
+step "labtax train (before and after the new leaf)"
+CANDIDATE=$(train_one after "$GEN" "$TRAIN")
+BASE=$MODEL
+if [ -d "$BEFORE" ]; then
+  BASE=$(train_one before "$BEFORE" "$OUT/train-before")
+  BASE=${BASE:-$MODEL}
+else
+  say "no commit-1 sets in $BEFORE (a demo-out from an older demo): comparing with the untrained $MODEL"
 fi
-step "labtax train (phase: $PHASE)"
-train_key=$({ fingerprint "$GEN/phase1_knowledge.jsonl" "$GEN/phase2_skills.jsonl" "$GEN/test.jsonl"
-  cat "$ROOT/scripts/demo-train.yaml"; echo "$MODEL $MAX_STEPS $PHASE $TRAIN_ARGS"; } | sha256sum | cut -d' ' -f1)
-CANDIDATE=""
 eval_rc=0
-if [ "$PHASE" = none ]; then
+if [ -z "$CANDIDATE" ]; then
   say "both training sets are empty: the teacher's candidates were all dropped by its own filters."
   say "nothing to train on; raise DEMO_SAMPLES / DEMO_MAX_TOKENS, or use a stronger teacher"
   say "(labtax diff-generate --teacher openai --endpoint URL)."
   done_step "skipped (no training data)"
 else
-  if [ -f "$TRAIN/$LAST/result.json" ] && [ "$(cat "$STAMPS/train" 2>/dev/null)" = "$train_key" ]; then
-    say "inputs unchanged since the last run (stamp $STAMPS/train): skipped"
-    done_step "skipped (unchanged)"
-  else
-    rm -rf "$TRAIN" "$STAMPS/train" "$STAMPS/eval"
-    say "labtax train --model $MODEL --phase $PHASE --max-steps $MAX_STEPS $TRAIN_ARGS"
-    read -r -a train_args <<<"$TRAIN_ARGS"
-    "$LABTAX" train --data "$GEN" --model "$MODEL" --output "$TRAIN" --phase "$PHASE" \
-      --max-steps "$MAX_STEPS" "${train_args[@]}" 2>&1 | sed -u 's/^/   /'
-    echo "$train_key" >"$STAMPS/train"
-    done_step "$MODEL, $MAX_STEPS steps per phase"
-  fi
+  done_step "$MODEL, at most $MAX_STEPS steps per phase, twice"
   until_here train
-  CANDIDATE=$("$VENV/bin/python" -c \
-    'import json,sys; print(json.load(open(sys.argv[1]))["selected"]["path"])' "$TRAIN/$LAST/result.json")
 
   # -------------------------------------------------------------- 7. eval
-  step "labtax eval"
-  if [ -f "$OUT/eval.md" ] && [ "$(cat "$STAMPS/eval" 2>/dev/null)" = "$train_key" ]; then
-    say "checkpoint unchanged since the last run: showing the last report"
+  step "labtax eval (before -> after the new leaf)"
+  eval_key=$(echo "$BASE $CANDIDATE $(cat "$STAMPS"/train-* 2>/dev/null)" | sha256sum | cut -d' ' -f1)
+  if [ -f "$OUT/eval.md" ] && [ "$(cat "$STAMPS/eval" 2>/dev/null)" = "$eval_key" ]; then
+    say "checkpoints unchanged since the last run: showing the last report"
     eval_rc=$(cat "$STAMPS/eval-rc" 2>/dev/null || echo 0)
     done_step "skipped (unchanged)"
   else
-    say "labtax eval --base $MODEL --candidate $CANDIDATE --format markdown"
-    "$LABTAX" eval --base "$MODEL" --candidate "$CANDIDATE" --data "$GEN" --format markdown \
+    say "labtax eval --base $BASE --candidate $CANDIDATE --format markdown"
+    "$LABTAX" eval --base "$BASE" --candidate "$CANDIDATE" --data "$GEN" --format markdown \
       --output "$OUT/eval.md" >/dev/null || eval_rc=$?
-    echo "$train_key" >"$STAMPS/eval"
+    echo "$eval_key" >"$STAMPS/eval"
     echo "$eval_rc" >"$STAMPS/eval-rc"
     done_step "gate exit code $eval_rc"
   fi
@@ -237,12 +259,13 @@ say "taxonomy repo      $TAX  (git log: commit 1 = all leaves but one, commit 2 
 say "training sets      $GEN/phase1_knowledge.jsonl, phase2_skills.jsonl, test.jsonl"
 say "run manifest       $GEN/manifest.json  (leaf -> content key, counts, tokens, seconds)"
 say "leaf store/ledger  $GEN/leaves/, $GEN/ledger.sqlite  (why the second run is free)"
+say "commit-1 sets      $BEFORE/  (the student trained on them: $OUT/train-before/)"
 say "checkpoints        $TRAIN/knowledge/, $TRAIN/skills/  (chosen: ${CANDIDATE:-none})"
-say "eval report        $OUT/eval.md  (per-leaf NLL, base vs trained)"
+say "eval report        $OUT/eval.md  (per leaf: the student before vs after the new leaf)"
 say "this output        $OUT/demo.log"
 if [ "$eval_rc" -ne 0 ]; then
-  say "the eval gate failed (exit $eval_rc): not surprising after $MAX_STEPS optimizer steps on a"
-  say "few generated samples; the gate is what CI uses to refuse a checkpoint that got worse."
+  say "the eval gate failed (exit $eval_rc): at most $MAX_STEPS optimizer steps on a few generated"
+  say "samples is a small signal; the gate is what CI uses to refuse a checkpoint that got worse."
 fi
 printf '\n\033[1m== timings\033[0m\n'
 printf '   %s\n' "${TIMINGS[@]}"

@@ -1,9 +1,10 @@
 """The `transformers` teacher: in-process batched generation with a local Hugging Face model.
 
 `embedded` (the default teacher) is Qwen2.5-Coder-1.5B-Instruct from `labtax.models` (bf16),
-`embedded-small` SmolLM2-135M-Instruct; any local model directory works too. Requests are grouped by sampling parameters, sorted by prompt length (so a batch
-carries little padding), and generated `batch_size` at a time with LEFT padding: every prompt then
-ends at the same position and the new tokens line up. Generation runs in a worker thread so the event
+`embedded-small` SmolLM2-135M-Instruct; any local model directory works too. Requests are grouped by
+sampling parameters and generated `batch_size` at a time by labtax's own loop (decode.py): each
+prompt prefilled at its own length, no padding computed, and a row leaves the batch when it ends (end
+of sequence, a stop string, its token budget). Generation runs in a worker thread so the event
 loop stays responsive (progress bars, a ledger writing rows). Calls that arrive together (a wrapper
 that sends one request per call, several leaves generated at once) are merged into shared batches.
 
@@ -14,11 +15,12 @@ faster than two oversubscribed ones.
 Verdicts: a request with `choices` is not generated at all. One forward pass over the prompt gives the
 next-token distribution; the probability mass on each choice's tokens, normalised, is the answer
 (`extra["choice_probs"]`, and the most likely choice as the text). That is one pass instead of a
-generation of up to max_tokens steps.
+generation of up to max_tokens steps, and a prompt prefix shared by a batch (a leaf's judge prompts,
+calibration copies) is computed once (prefix.py).
 
 Sampling seeds: each request draws from its own generator seeded with its seed (teachers/sampling.py),
 so a request's text does not depend on the other requests of its batch: a leaf's samples are the same
-whichever leaves share its batches. Stop strings are applied after generation.
+whichever leaves share its batches.
 """
 
 from __future__ import annotations
