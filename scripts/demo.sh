@@ -215,7 +215,7 @@ train_one() { # train_one NAME DATA OUTDIR: train (or reuse) one student; prints
   fi
   "$VENV/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["selected"]["path"])' "$out/$last/result.json"
 }
-step "labtax train (before and after the new leaf)"
+step "labtax train (before, after)"
 CANDIDATE=$(train_one after "$GEN" "$TRAIN")
 BASE=$MODEL
 if [ -d "$BEFORE" ]; then
@@ -235,7 +235,7 @@ else
   until_here train
 
   # -------------------------------------------------------------- 7. eval
-  step "labtax eval (before -> after the new leaf)"
+  step "labtax eval (before -> after)"
   eval_key=$(echo "$BASE $CANDIDATE $(cat "$STAMPS"/train-* 2>/dev/null)" | sha256sum | cut -d' ' -f1)
   if [ -f "$OUT/eval.md" ] && [ "$(cat "$STAMPS/eval" 2>/dev/null)" = "$eval_key" ]; then
     say "checkpoints unchanged since the last run: showing the last report"
