@@ -280,6 +280,8 @@ def gc_cmd(output: str, dry_run: bool, wait_s: float) -> int:
 @click.option("--warmup-steps", type=int, metavar="N", help="Linear warm-up length in optimizer steps.")
 @click.option("--schedule", type=click.Choice(["cosine", "constant"]), help="Learning rate after warm-up.")
 @click.option("--save-every", type=int, metavar="SAMPLES", help="Checkpoint every N samples (0: per epoch).")
+@click.option("--activation-checkpointing", type=click.Choice(["none", "mlp", "layers"]),
+              help="Recompute activations in the backward: none (fastest), mlp or layers (least memory).")
 @click.option("--seed", type=int, help="Seed of the data order and of the tiny model's weights.")
 @click.option("--nproc-per-node", type=int, metavar="N", help="Launch N processes per node with torchrun (FSDP2).")
 @click.option("--nnodes", type=int, default=1, show_default=True, metavar="M", help="Number of nodes (torchrun).")

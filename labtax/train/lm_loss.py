@@ -18,7 +18,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from labtax.train.attention import sample_bounds, use_packed_attention
 from labtax.train.data import IGNORE
+from labtax.train.packing import PACKED_MODEL_TYPES
 
 CHUNK = 1024  # rows of logits materialised at once: 1024 x 49152 x 4 bytes = 200 MB
 
@@ -44,7 +46,10 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
                 if grad_h is not None:
                     grad_h[start:start + CHUNK] = g @ weight
                 if grad_w is not None:
-                    grad_w += (g.t() @ h.to(weight.dtype)).float()
+                    if grad_w.dtype == g.dtype == h.dtype:
+                        grad_w.addmm_(g.t(), h)  # accumulate in place: no [vocab x hidden] temporary per chunk
+                    else:
+                        grad_w += (g.t() @ h.to(weight.dtype)).float()
         ctx.save_for_backward(*(x for x in (grad_h, grad_w) if x is not None))
         ctx.has = (need_h, need_w)
         ctx.weight_dtype = weight.dtype
@@ -52,13 +57,14 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:
+        # The gradients were computed in the forward and are needed once: scale them in place rather
+        # than allocating a second [vocab x hidden] copy.
         saved = list(ctx.saved_tensors)
         grad_h = grad_w = None
         if ctx.has[0]:
-            stored = saved.pop(0)
-            grad_h = (stored * grad_out).to(stored.dtype)
+            grad_h = saved.pop(0).mul_(grad_out)
         if ctx.has[1]:
-            grad_w = (saved.pop(0) * grad_out).to(ctx.weight_dtype)
+            grad_w = saved.pop(0).mul_(grad_out).to(ctx.weight_dtype)
         return grad_h, grad_w, None
 
 
@@ -78,12 +84,17 @@ class TrainModule(torch.nn.Module):
         super().__init__()
         self.lm: Any = lm  # a transformers PreTrainedModel (typed loosely: nn.Module attributes are dynamic)
         self.fused = fusable(lm)
+        # Packed rows attend one sample at a time (labtax/train/attention.py) where the model packs at all.
+        self.packed_attention = (getattr(getattr(lm, "config", None), "model_type", "") in PACKED_MODEL_TYPES
+                                 and use_packed_attention(lm))
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, targets: torch.Tensor,
                 attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         kwargs: dict[str, Any] = {"input_ids": input_ids, "position_ids": position_ids, "use_cache": False}
         if attention_mask is not None:
             kwargs["attention_mask"] = attention_mask
+        elif self.packed_attention:
+            kwargs["cu_seq_lens_q"] = sample_bounds(position_ids)
         flat_targets = targets.reshape(-1)
         keep = (flat_targets != IGNORE).nonzero().squeeze(1)
         n = keep.numel()

@@ -93,6 +93,27 @@ def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     return list(layers) if layers is not None else []
 
 
+def checkpoint_activations(lm: torch.nn.Module, mode: str) -> None:
+    """Recompute activations in the backward instead of keeping them: `mlp` wraps each decoder layer's
+    MLP (its four 1536-wide intermediates were 60% of SmolLM2's saved activations; the recompute is
+    two of the layer's seven matmuls), `layers` each whole layer, as transformers'
+    gradient_checkpointing does (what TRL's SFTTrainer turns on by default)."""
+    if mode == "none":
+        return
+    from torch.utils.checkpoint import checkpoint
+
+    for layer in decoder_layers(lm):
+        target: Any = layer.mlp if mode == "mlp" else layer
+        inner = target.forward
+
+        def forward(*args: Any, _inner: Any = inner, **kwargs: Any) -> Any:
+            if not torch.is_grad_enabled():
+                return _inner(*args, **kwargs)
+            return checkpoint(_inner, *args, use_reentrant=False, **kwargs)
+
+        target.forward = forward
+
+
 def prepare_model(lm: torch.nn.Module, runtime: Runtime) -> TrainModule:
     """Wrap the model for training, move it to its device and, under torchrun, shard it with FSDP2."""
     lm.to(runtime.device)

@@ -39,7 +39,14 @@ from labtax.train.data import tokenize_file, tokenizer_hash
 from labtax.train.loop import train_phase
 from labtax.train.model_card import write_cards
 from labtax.train.packing import PACKED_MODEL_TYPES, steps_per_epoch
-from labtax.train.parallel import Runtime, init_runtime, main_first, prepare_model, shutdown
+from labtax.train.parallel import (
+    Runtime,
+    checkpoint_activations,
+    init_runtime,
+    main_first,
+    prepare_model,
+    shutdown,
+)
 from labtax.train.reporting import PhaseReporter, finish_phase
 from labtax.train.schedule import describe as describe_schedule
 from labtax.train.schedule import fit_schedule
@@ -191,6 +198,7 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
         net = load_model(start, seed=config.seed)
         net.config.use_cache = False
         packed = getattr(net.config, "model_type", "") in PACKED_MODEL_TYPES
+        checkpoint_activations(net, pc.activation_checkpointing)
         module = prepare_model(net, runtime)
         total = min(steps_per_epoch(len(data), pc.effective_batch) * pc.epochs, pc.max_steps or 1 << 62)
         reporter = PhaseReporter(report_to, phase, output, pc.to_dict(), total) if runtime.is_main else None

@@ -102,3 +102,88 @@ def test_fused_chunked_head_matches_plain_cross_entropy(tiny: torch.nn.Module, m
     for fused, p in zip(fused_grads, tiny.parameters()):
         torch.testing.assert_close(fused, p.grad, atol=1e-5, rtol=1e-4)
     tiny.zero_grad()
+
+
+def test_per_sample_attention_matches_each_sample_alone_with_gradients() -> None:
+    """labtax_packed attention (sdpa per sample, no dense mask) = the samples trained one by one."""
+    from labtax.models import load_model
+    from labtax.train import attention
+    from labtax.train.lm_loss import TrainModule
+
+    rng = np.random.default_rng(4)
+    lengths = [23, 1, 40, 6]
+    samples = [(rng.integers(0, 49152, n).astype(np.int32), rng.integers(0, 49152, n).astype(np.int32))
+               for n in lengths]
+    samples[1][1][:] = IGNORE  # a sample whose one token carries no label
+    batch = collate(samples, packed=True, pad_id=2)
+    packed_lm = load_model("tiny", seed=5)
+    module = TrainModule(packed_lm)
+    assert module.packed_attention and packed_lm.config._attn_implementation == attention.NAME
+    assert attention.sample_bounds(batch["position_ids"]) == [0, 23, 24, 64, 70]
+    calls: list[int] = []
+    real = attention.F.scaled_dot_product_attention
+    with pytest.MonkeyPatch.context() as mp:  # count the kernel calls: one per sample per layer, all causal
+        mp.setattr(attention.F, "scaled_dot_product_attention",
+                   lambda *a, **k: calls.append(int(k["is_causal"])) or real(*a, **k))
+        loss, n = module(**batch)
+    assert calls == [1] * (len(lengths) * packed_lm.config.num_hidden_layers)
+    loss.backward()
+    alone_lm = load_model("tiny", seed=5)  # plain sdpa, one sample at a time
+    assert alone_lm.config._attn_implementation == "sdpa"
+    total = torch.zeros(())
+    for ids, tgt in samples:
+        logits = alone_lm(input_ids=torch.from_numpy(ids.astype(np.int64))[None], use_cache=False).logits[0]
+        total = total + torch.nn.functional.cross_entropy(logits, torch.from_numpy(tgt.astype(np.int64)),
+                                                          ignore_index=IGNORE, reduction="sum")
+    total.backward()
+    assert int(n) == sum(int((t != IGNORE).sum()) for _, t in samples)
+    torch.testing.assert_close(loss, total, atol=1e-4, rtol=1e-5)
+    for (name, p), q in zip(packed_lm.named_parameters(), alone_lm.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, atol=1e-5, rtol=1e-4, msg=name)
+    # A padded batch (mask given) still runs plain masked sdpa through the same implementation.
+    padded = collate(samples[:3], packed=False, pad_id=2)
+    with torch.no_grad():
+        out = packed_lm(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"],
+                        position_ids=padded["position_ids"], use_cache=False).logits
+        for row, (ids, _) in enumerate(samples[:3]):
+            alone = alone_lm(input_ids=torch.from_numpy(ids.astype(np.int64))[None], use_cache=False).logits[0]
+            torch.testing.assert_close(out[row, : len(ids)], alone, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["mlp", "layers"])
+def test_activation_checkpointing_keeps_less_and_computes_the_same(mode: str) -> None:
+    """Recomputed activations: the same loss and gradients, and fewer bytes kept for the backward."""
+    from labtax.models import load_model
+    from labtax.train.lm_loss import TrainModule
+    from labtax.train.parallel import checkpoint_activations
+
+    rng = np.random.default_rng(6)
+    samples = [(rng.integers(0, 49152, n).astype(np.int32), rng.integers(0, 49152, n).astype(np.int32))
+               for n in (30, 12, 50)]
+    batch = collate(samples, packed=True, pad_id=2)
+    runs = {}
+    for name in ("none", mode):
+        lm = load_model("tiny", seed=7)
+        lm.train()
+        checkpoint_activations(lm, name)
+        module = TrainModule(lm)
+        kept: dict[int, int] = {}
+
+        def pack(t: torch.Tensor, kept: dict[int, int] = kept) -> torch.Tensor:
+            kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss, _ = module(**batch)
+        loss.backward()
+        weights = {p.untyped_storage().data_ptr() for p in lm.parameters()}
+        runs[name] = (float(loss), [p.grad.clone() for p in lm.parameters()],
+                      sum(v for k, v in kept.items() if k not in weights))
+    assert runs[mode][0] == pytest.approx(runs["none"][0], rel=1e-6)
+    for a, b in zip(runs[mode][1], runs["none"][1]):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    # At least two [tokens x intermediate] fp32 tensors per layer are no longer kept (the tiny model's
+    # saved bytes are dominated by its head's gradient, kept either way).
+    config = load_model("tiny", seed=7).config
+    floor = 2 * sum(len(s[0]) for s in samples) * config.intermediate_size * 4 * config.num_hidden_layers
+    assert runs["none"][2] - runs[mode][2] >= floor
