@@ -3,7 +3,8 @@ exists, and the teacher is kept full while the leaf's own numbering stays that o
 
 - `Window`: the leaf's requests that are ready, handed to `teacher.complete(...)` in slices of the
   teacher's `batch_size` (in process: a forward batch; a server: 1) while at most `limit` are in
-  flight (the teacher's `concurrency`, at least one batch). Every request still goes through
+  flight (the teacher's `concurrency`, at least one batch); a slice shorter than a batch goes out
+  only when none of the leaf's requests is with the teacher. Every request still goes through
   `teacher.complete`, so the run ledger records and replays each one.
 - `Turns`: items 0, 1, 2, ... pass a point in their order, whatever order their replies arrived in.
   Deduplication (which of two near-duplicates is kept) and a stage's request index (its seed) are
@@ -53,6 +54,10 @@ class Window:
         await asyncio.sleep(0)
         while self._pending and self.in_flight < self.limit:
             n = min(self.batch, self.limit - self.in_flight, len(self._pending))
+            # A short slice only when nothing of this leaf is with the teacher: an in-process teacher
+            # then gets whole batches (what is ready meanwhile forms the next) and never waits on us.
+            if n < self.batch and self.in_flight:
+                break
             part = [self._pending.popleft() for _ in range(n)]
             self.in_flight += n
             self.peak = max(self.peak, self.in_flight)
