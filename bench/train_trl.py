@@ -105,7 +105,8 @@ def trl_worker(spec: dict[str, Any]) -> dict[str, Any]:
         per_device_train_batch_size=1, gradient_accumulation_steps=ROWS_PER_STEP, num_train_epochs=1,
         learning_rate=LR, lr_scheduler_type="constant", warmup_steps=0, adam_beta1=0.9, adam_beta2=0.95,
         adam_epsilon=1e-8, weight_decay=0.0, max_grad_norm=1.0, logging_steps=1, save_strategy="no",
-        report_to="none", seed=spec["seed"], use_cpu=True, disable_tqdm=True, dataloader_num_workers=0)
+        report_to="none", seed=spec["seed"], use_cpu=True, disable_tqdm=True, dataloader_num_workers=0,
+        bf16=False, fp16=False)  # TRL defaults to bf16 autocast: 7x slower matmuls on an AVX2 CPU, and not fp32
     steps: list[dict[str, float]] = []
 
     class Timer(TrainerCallback):  # type: ignore[misc]
@@ -130,7 +131,8 @@ def trl_worker(spec: dict[str, Any]) -> dict[str, Any]:
     packed_rows = len(trainer.train_dataset)
     trainer.train()
     trainer.save_model(str(Path(spec["out"]) / "final"))  # as labtax writes its final HF checkpoint
-    return {"steps": steps, "losses": losses, "packed_rows": packed_rows, **_peak()}
+    return {"steps": steps, "losses": losses, "packed_rows": packed_rows, "checkpointing": args.gradient_checkpointing,
+            **_peak()}
 
 
 def labtax_worker(spec: dict[str, Any]) -> dict[str, Any]:
@@ -212,7 +214,7 @@ def compare(samples: int = SAMPLES, threads: int = THREADS, seed: int = 0,
         runs[f"labtax {mode}"] = run_worker("labtax", {**data, "out": str(root / f"labtax-{mode}"), "threads": threads,
                                                        "seed": seed, "effective_batch": batch, "checkpointing": mode})
     print(f"  TRL SFTTrainer: {trl_run['packed_rows']} packed rows, {ROWS_PER_STEP} per step -> {n_steps} steps "
-          f"(its default gradient_checkpointing on); labtax: effective batch {batch} -> "
+          f"(fp32; its default gradient_checkpointing on: {trl_run['checkpointing']}); labtax: effective batch {batch} -> "
           f"{len(runs[f'labtax {modes[0]}']['steps'])} steps, --activation-checkpointing {'/'.join(modes)}")
     print(f"  {'':16s} {'tok/s':>8s} {'tok/step':>9s} {'peak RSS':>10s} {'CPU s':>7s} {'wall s':>7s}")
     t_tps = _throughput(trl_run)[0]
