@@ -28,3 +28,13 @@ def leaf_folder(path: str) -> str:
     """A leaf's folder (`compositional_skills/writing/poem`) from its path as labtax writes it in
     samples and the manifest (`.../poem/qna.yaml`): the name reports show a leaf by."""
     return path.removesuffix(_LEAF_SUFFIX)
+
+# A leaf's funnel steps in pipeline order. The manifest stores the funnel as a JSON object written with
+# sorted keys, so readers put the steps back in this order (unknown steps after, as found).
+FUNNEL_STEPS = ("asked", "parsed", "deduplicated", "judged", "answered", "scored", "kept")
+
+
+def funnel_in_order(funnel: dict[str, int]) -> dict[str, int]:
+    """`funnel` with its steps in pipeline order."""
+    rank = {step: i for i, step in enumerate(FUNNEL_STEPS)}
+    return dict(sorted(funnel.items(), key=lambda kv: rank.get(kv[0], len(rank))))

@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from labtax.data.names import funnel_in_order
 from labtax.sdg.planning import LeafPlan, Plan
 from labtax.sdg.running import RunResult
 from labtax.util.quoting import one_line, quote_path
@@ -40,7 +41,7 @@ def funnel_line(entry: Mapping[str, Any]) -> str | None:
     gen = entry.get("generation") or {}
     if entry.get("status") != "generated" or not gen.get("funnel"):
         return None
-    steps = " -> ".join(f"{k} {v}" for k, v in gen["funnel"].items())
+    steps = " -> ".join(f"{k} {v}" for k, v in funnel_in_order(gen["funnel"]).items())
     counts = entry.get("counts") or {}
     if "train" in counts:
         steps += f" -> in sets {counts['train']}"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labtax.data.names import funnel_in_order
 from labtax.errors import LabtaxError
 from labtax.sdg.pipelines import LeafResult, generate_leaf
 from labtax.sdg.settings import GenerationSettings
@@ -118,7 +119,7 @@ def summary_line(outcome: LeafOutcome) -> str:
 
 def funnel_text(stats: dict[str, Any]) -> str:
     """'; funnel asked 50 -> parsed 48 -> ... -> kept 20' plus a note when the request bound bound."""
-    funnel = stats.get("funnel") or {}
+    funnel = funnel_in_order(stats.get("funnel") or {})
     out = ("; funnel " + " -> ".join(f"{k} {v}" for k, v in funnel.items())) if funnel else ""
     if stats.get("document_readers"):
         out += "; documents read by " + ", ".join(f"{k} {v}" for k, v in stats["document_readers"].items())

@@ -183,3 +183,14 @@ def test_dedup_with_nothing_to_compare() -> None:
     other = signature("Explain how glaciers carve valleys")
     assert find_duplicates([(one, False), (other, True)], 0.7, lambda g, i: "") == [set(), set()]
     assert find_duplicates([("0" * 192 * 2, True)], 0.7, lambda g, i: "") == [set()]
+
+
+def test_the_funnel_line_keeps_pipeline_order_after_the_manifest_sorted_it() -> None:
+    from labtax.report.diff_generate import funnel_line
+
+    stored = json.loads(json.dumps({"asked": 6, "parsed": 5, "deduplicated": 5, "judged": 2, "answered": 2,
+                                    "scored": 2, "kept": 2}, sort_keys=True))  # as the manifest holds it
+    line = funnel_line({"path": "a/qna.yaml", "status": "generated", "generation": {"funnel": stored},
+                        "counts": {"train": 2}})
+    assert line == ("funnel    a/qna.yaml: asked 6 -> parsed 5 -> deduplicated 5 -> judged 2 -> answered 2"
+                    " -> scored 2 -> kept 2 -> in sets 2")

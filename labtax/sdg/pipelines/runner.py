@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from labtax.data.names import funnel_in_order
 from labtax.errors import TeacherError
 from labtax.sdg.pipelines.stream import Flows, Window
 from labtax.sdg.prompts import Prompt, load_prompt
@@ -297,7 +298,7 @@ class Runner:
             "completion_tokens": totals["completion_tokens"],
             "seconds": round(time.monotonic() - self.started, 3),
             "stages": self.ordered_stages(),
-            "funnel": {**self.funnel, "kept": kept},
+            "funnel": funnel_in_order({**self.funnel, "kept": kept}),
             "faults": self.faults(),
             "calibration": {stage: cal.as_dict() for stage, cal in sorted(self.calibrations.items())},
             **self.extra,
