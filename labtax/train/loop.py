@@ -76,6 +76,21 @@ def evaluate_loss(model: torch.nn.Module, data: TokenizedFile, capacity: int, ru
     return runtime.all_sum(total) / plan.loss_tokens
 
 
+def _dtype_names(tensors: list[torch.Tensor]) -> list[str]:
+    return sorted({str(t.dtype).removeprefix("torch.") for t in tensors})
+
+
+def precision_record(model: torch.nn.Module, optimizer: torch.optim.Optimizer, runtime: Runtime) -> dict[str, Any]:
+    """The dtypes of the trainable parameters, their gradients and the optimizer's moments (after a
+    step, before the gradients are cleared), and the compute dtype: proof of fp32 master weights."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    moments = [v for st in optimizer.state.values() for k, v in st.items()
+               if k != "step" and isinstance(v, torch.Tensor)]
+    return {"params": _dtype_names(params), "grads": _dtype_names([p.grad for p in params if p.grad is not None]),
+            "optimizer": _dtype_names(moments),
+            "compute": str(runtime.amp_dtype or torch.float32).removeprefix("torch.")}
+
+
 def _fmt_eta(seconds: float) -> str:
     seconds = int(max(0, seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -195,6 +210,8 @@ def train_phase(model: TrainModule, tokenizer: PreTrainedTokenizerBase, data: To
             grad_norm = grad_norm.full_tensor()
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
+        if step == first_step:  # once per process start: what the master copy really is (docs/train.md)
+            metrics.write({"event": "dtypes", "step": step + 1, **precision_record(model, optimizer, runtime)})
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1

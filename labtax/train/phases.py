@@ -195,7 +195,11 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
         pc, schedule = fit_schedule(pc, len(data), config.explicit.get(settings_phase, frozenset()))  # flags win
         say(describe_schedule(phase, schedule))
         torch.manual_seed(config.seed)
-        net = load_model(start, seed=config.seed)
+        # fp32 master weights whatever the checkpoint's dtype: without a dtype transformers loads a
+        # bf16 config (phase 2 starts from phase 1's bf16 checkpoint on a GPU) as bf16, and AdamW then
+        # keeps bf16 moments: at lr 6e-6 most updates round away. Compute is bf16 on GPUs anyway
+        # (autocast on one device, FSDP2's MixedPrecisionPolicy under torchrun).
+        net = load_model(start, dtype=torch.float32, seed=config.seed)
         net.config.use_cache = False
         packed = getattr(net.config, "model_type", "") in PACKED_MODEL_TYPES
         checkpoint_activations(net, pc.activation_checkpointing)
