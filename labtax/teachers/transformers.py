@@ -30,7 +30,7 @@ import os
 import sys
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from labtax.teachers import prefix
@@ -231,10 +231,11 @@ class TransformersTeacher(TeacherBase):
         from labtax.teachers import decode
         from labtax.teachers.sampling import PerRequestSampler
 
+        pick: Callable[[torch.Tensor, Sequence[int]], torch.Tensor]
         if temperature > 0:
             pick = PerRequestSampler([r.seed for r in requests], temperature, top_p, self.device).pick
         else:
-            def pick(logits: Any, active: list[int]) -> Any:
+            def pick(logits: torch.Tensor, active: Sequence[int]) -> torch.Tensor:
                 return logits.argmax(dim=-1)
 
         def text_of(tokens: list[int]) -> str:
