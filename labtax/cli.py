@@ -6,6 +6,7 @@ modules are imported inside each command so that `labtax validate` never imports
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -303,7 +304,12 @@ def train_cmd(**params: Any) -> int:
         return launch(params, options)
     from labtax.train.command import run_train_command
 
-    final = run_train_command(params, report_to)
+    scorer = None
+    if params["select"] == "eval":  # train/ gets eval's scorer as a callable: it imports no eval/
+        from labtax.eval import score_checkpoint
+
+        scorer = functools.partial(score_checkpoint, data_dir=Path(params["data_dir"]))
+    final = run_train_command(params, report_to, scorer)
     if final:
         click.echo(final)
     return 0

@@ -1,4 +1,5 @@
-"""`labtax train` after option parsing: settings, the eval scorer for `--select eval`, the phases."""
+"""`labtax train` after option parsing: settings, then the phases. The checkpoint scorer of
+`--select eval` comes in as a callable (cli.py passes labtax.eval's), so train/ imports no eval/."""
 
 from __future__ import annotations
 
@@ -11,18 +12,12 @@ from labtax.train.config import OVERRIDE_OPTIONS, load_config
 from labtax.train.phases import Scorer, run_training
 
 
-def run_train_command(params: dict[str, Any], report_to: list[str]) -> str | None:
-    """Train as the parsed options say; returns the final checkpoint's path on rank 0 (else None)."""
+def run_train_command(params: dict[str, Any], report_to: list[str], scorer: Scorer | None = None) -> str | None:
+    """Train as the parsed options say; returns the final checkpoint's path on rank 0 (else None).
+    `scorer` rates a checkpoint for `--select eval` (higher is better)."""
     config = load_config(Path(params["config_file"]) if params["config_file"] else None,
                          {k: params[k] for k in OVERRIDE_OPTIONS})
     data_dir = Path(params["data_dir"])
-    scorer: Scorer | None = None
-    if params["select"] == "eval":
-        from labtax.eval import score_checkpoint
-
-        def scorer(checkpoint: Path) -> float:
-            return float(score_checkpoint(checkpoint, data_dir))
-
     phases = ["knowledge", "skills"] if params["phase"] == "all" else [params["phase"]]
     summary = run_training(data_dir, params["model"], Path(params["output"]), phases, config,
                            select=params["select"], scorer=scorer, report_to=report_to, log=note,
