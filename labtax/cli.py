@@ -259,7 +259,7 @@ def gc_cmd(output: str, dry_run: bool, wait_s: float) -> int:
 
 @cli.command("train")
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False), metavar="DIR",
-              help="Directory with phase1_knowledge.jsonl, phase2_skills.jsonl and test.jsonl.")
+              help="Directory with phase1_knowledge.jsonl, phase2_skills.jsonl and validation.jsonl.")
 @click.option("--model", default="embedded-small", show_default=True, metavar="NAME|PATH",
               help="`embedded-small` (SmolLM2-135M-Instruct), `embedded` (Qwen2.5-Coder-1.5B), `tiny` "
                    "(2-layer Llama) or a local HF directory.")
@@ -268,8 +268,9 @@ def gc_cmd(output: str, dry_run: bool, wait_s: float) -> int:
 @click.option("--phase", type=click.Choice(["knowledge", "skills", "all"]), default="all", show_default=True,
               help="Phase 1 (knowledge), phase 2 (skills, from phase 1's selected checkpoint) or both.")
 @click.option("--select", type=click.Choice(["last", "loss", "eval"]), default="loss", show_default=True,
-              help="Which checkpoint of a phase is kept: the last, the lowest test.jsonl loss, or "
-                   "the best labtax.eval score.")
+              help="Which checkpoint of a phase is kept: the last, the lowest loss on validation.jsonl "
+                   "(the held-out validation split, never the eval gate's test items), or the best "
+                   "labtax.eval score on that split.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
               help="YAML overrides: `common:`, `knowledge:`, `skills:` blocks (see docs/train.md).")
 @click.option("--lr", type=float, help="Peak learning rate (every phase that runs).")
@@ -388,20 +389,22 @@ def eval_command(fmt: str, output: str | None, plot: str | None, **params: Any) 
 @click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Overwrite files that exist with other content.")
 @click.option("--labtax-repository", default=None, metavar="OWNER/NAME",
-              help="The labtax repository the workflows and the pre-commit config point at.")
+              help="The labtax repository the workflows point at; given, the pre-commit config pins it "
+                   "too (remote form) instead of a local hook running the installed labtax.")
 @click.option("--rev", "--labtax-ref", "labtax_ref", default=None, metavar="REF",
               help="The labtax tag or SHA they pin (default: the installed labtax's commit).")
 @_guarded
 def init_command(directory: Path, force: bool, labtax_repository: str | None, labtax_ref: str | None) -> int:
-    """Write .pre-commit-config.yaml, GitHub workflow callers and a commented .labtax.yaml at the top
-    of the taxonomy repository containing DIRECTORY. Existing files are kept unless --force."""
+    """Write .pre-commit-config.yaml (a local hook running the installed labtax; the remote form with
+    --labtax-repository), GitHub workflow callers and a commented .labtax.yaml at the top of the
+    taxonomy repository containing DIRECTORY. Existing files are kept unless --force."""
     from labtax.scaffold.files import written_lines
     from labtax.scaffold.gitdirs import worktree_root
     from labtax.scaffold.init import DEFAULT_REPOSITORY, InitOptions, init_repository
     from labtax.scaffold.revision import installed_ref
 
     options = InitOptions(repository=labtax_repository or DEFAULT_REPOSITORY, ref=labtax_ref or installed_ref(),
-                          force=force)
+                          force=force, remote_hook=labtax_repository is not None)
     root = worktree_root(directory.resolve())
     for line in written_lines(init_repository(root, options), root)[0]:
         click.echo(line)
@@ -419,12 +422,13 @@ def install_hooks_command(force: bool, hooks: tuple[str, ...]) -> int:
     """Install git pre-commit and pre-push hooks that run `labtax validate` on the changed leaves,
     into the directory git runs hooks from (core.hooksPath, shared by all worktrees)."""
     from labtax.scaffold.files import written_lines
-    from labtax.scaffold.gitdirs import hooks_dir
+    from labtax.scaffold.gitdirs import worktree_root
     from labtax.scaffold.install_hooks import HOOK_NAMES, install_hooks
 
     cwd = Path.cwd()
-    target = hooks_dir(cwd)
-    lines, skipped = written_lines(install_hooks(cwd, hooks or HOOK_NAMES, force=force), target.parent)
+    # Paths shown from the work tree's top (`.git/hooks/pre-commit`), absolute where the hooks lie
+    # outside it (core.hooksPath elsewhere, a linked worktree's shared hooks).
+    lines, skipped = written_lines(install_hooks(cwd, hooks or HOOK_NAMES, force=force), worktree_root(cwd))
     for line in lines:
         click.echo(line)
     if skipped:

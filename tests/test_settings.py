@@ -87,6 +87,16 @@ def test_the_commented_sections_labtax_init_writes_are_valid(tmp_path: Path, mon
     got = {s["name"]: s for s in json.loads(shown.output)["settings"]}
     assert got["generate.samples_per_leaf"]["value"] == 150 and got["train.select"]["value"] == "loss"
     assert got["train.model"]["source"] == ".labtax.yaml"
+    # The template as written (every line commented out) sets nothing: all defaults are labtax's ...
+    (root / ".labtax.yaml").write_text(template)
+    shown = CliRunner().invoke(cli, ["config", "--format", "json"])
+    assert shown.exit_code == 0, shown.output
+    defaults = {s["name"]: s for s in json.loads(shown.output)["settings"]}
+    assert {s["source"] for s in defaults.values()} == {"default"}
+    # ... and each value it shows, uncommented, is that default (`train: model:` said `embedded`).
+    uncommented = {name: s["value"] for name, s in got.items() if s["source"] == ".labtax.yaml"}
+    assert len(uncommented) > 10
+    assert uncommented == {name: defaults[name]["value"] for name in uncommented}
 
 
 def test_the_one_configuration_file_is_the_validator_s() -> None:

@@ -58,8 +58,8 @@ class Config:
 
 
 def _from_mapping(raw: Any, source: str) -> Config:
-    if raw is None:
-        return Config(source=source)
+    if raw is None:  # empty, or every line commented out: nothing here is the file's
+        return Config()
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of settings")
     if "validate" in raw:
@@ -68,6 +68,8 @@ def _from_mapping(raw: Any, source: str) -> Config:
         section = {k: v for k, v in raw.items() if k in _KEYS}
     if not isinstance(section, dict):
         raise ConfigError(f"{source}: 'validate' must be a mapping")
+    if not section:  # a file that sets nothing of validate's (all commented out): the defaults are labtax's
+        return Config()
     unknown = set(section) - _KEYS
     if unknown:
         raise ConfigError(f"{source}: unknown validate setting(s): {', '.join(sorted(map(str, unknown)))}",

@@ -48,8 +48,10 @@ def test_install_writes_executable_hooks_and_is_idempotent(taxonomy_repo: GitRep
         mode = (hooks / name).stat().st_mode
         assert mode & stat.S_IXUSR, name
         assert "# labtax-hook" in (hooks / name).read_text()
-    assert "created" in proc.stdout
-    assert taxonomy_repo.git("config", "labtax.command") == str(VENV_BIN / "labtax")
+    # each line names a path that exists from the work tree's top (it used to be relative to .git)
+    assert proc.stdout.split() == ["created", ".git/hooks/pre-commit", "created", ".git/hooks/pre-push"]
+    # resolved: the venv may be reached through a symlink (a worktree sharing one)
+    assert Path(taxonomy_repo.git("config", "labtax.command")).resolve() == (VENV_BIN / "labtax").resolve()
     again = install(taxonomy_repo.root)
     assert again.returncode == 0 and again.stdout.count("unchanged") == 2
 
@@ -165,6 +167,8 @@ def test_linked_worktree_installs_into_the_shared_hooks(taxonomy_repo: GitRepo, 
     proc = install(other)
     assert proc.returncode == 0, proc.stderr
     assert (taxonomy_repo.root / ".git" / "hooks" / "pre-commit").is_file()
+    # outside this work tree: shown absolute, a path that works from anywhere
+    assert str((taxonomy_repo.root / ".git" / "hooks" / "pre-commit").resolve()) in proc.stdout.split()
     (other / BAD).mkdir(parents=True)
     (other / BAD / "qna.yaml").write_text((taxonomy_repo.root / "compositional_skills/writing/haiku/qna.yaml")
                                           .read_text().replace("task_description", "task_descripton"))

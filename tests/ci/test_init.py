@@ -1,13 +1,16 @@
 """`labtax init`: the pre-commit config, the workflow callers and `.labtax.yaml` it writes, never
-overwriting without --force; and examples/ kept equal to what it writes."""
+overwriting without --force; its default local pre-commit hook run by the real pre-commit, offline;
+and examples/ kept equal to what it writes."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
-from cihelpers import ROOT, VENV_BIN, run
+from cihelpers import ROOT, VENV_BIN, add_leaf, run
 from gitrepo import GitRepo
 
 from labtax.scaffold.init import InitOptions, planned_files
@@ -80,6 +83,39 @@ def test_generated_files_are_valid_for_their_tools(git_repo: GitRepo) -> None:
     (git_repo.root / ".labtax.yaml").write_text("\n".join(block) + "\n")
     config = load_config(git_repo.root)
     assert config.strict is False and config.max_file_bytes == 1048576 and config.source
+
+
+def test_the_default_hook_is_local_and_matches_the_published_one(git_repo: GitRepo) -> None:
+    assert init(git_repo.root).returncode == 0
+    repos = yaml.safe_load((git_repo.root / ".pre-commit-config.yaml").read_text())["repos"]
+    assert [r["repo"] for r in repos] == ["local"] and "rev" not in repos[0]
+    (local,) = repos[0]["hooks"]
+    published = {h["id"]: h for h in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())}
+    hook = published[local["id"]]
+    # the same command on the same files as the hook labtax publishes; only how labtax is found differs
+    for key in ("name", "entry", "files", "types", "types_or"):
+        assert local[key] == hook[key], key
+    assert local["language"] == "system" and hook["language"] == "python"
+
+
+@pytest.mark.skipif(not (VENV_BIN / "pre-commit").exists(), reason="pre-commit is not installed in this venv")
+def test_the_default_pre_commit_config_runs_offline_with_the_installed_labtax(git_repo: GitRepo,
+                                                                            tmp_path: Path) -> None:
+    add_leaf(git_repo, "compositional_skills/writing/haiku")
+    assert init(git_repo.root).returncode == 0
+    git_repo.git("add", "-A")
+    # No network, no labtax repository: pre-commit installs nothing for a `system` hook.
+    env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pc-home"), "PRE_COMMIT_COLOR": "never",
+           "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}", "https_proxy": "http://127.0.0.1:9",
+           "http_proxy": "http://127.0.0.1:9"}
+    pre_commit = [str(VENV_BIN / "pre-commit"), "run", "--all-files"]
+    proc = subprocess.run(pre_commit, cwd=git_repo.root, env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "labtax validate" in proc.stdout and "Passed" in proc.stdout
+    add_leaf(git_repo, "compositional_skills/writing/broken", good=False)
+    git_repo.git("add", "-A")
+    proc = subprocess.run(pre_commit, cwd=git_repo.root, env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 1 and "broken/qna.yaml" in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_the_hook_it_names_is_declared_by_labtax() -> None:

@@ -1,5 +1,6 @@
 """`labtax init` pins a labtax commit that exists: the installed one (this checkout's HEAD here) or
-the one `--rev` names; the real pre-commit runs the written config against a local clone."""
+the one `--rev` names; the real pre-commit runs the remote form it writes with --labtax-repository
+against a local clone. (The default local hook runs offline: tests/ci/test_init.py.)"""
 
 from __future__ import annotations
 
@@ -24,11 +25,12 @@ def head_of_this_checkout() -> str:
                           check=True).stdout.strip()
 
 
-def written_refs(root: Path) -> tuple[str, str, str]:
+def written_refs(root: Path) -> tuple[str | None, str, str]:
+    """The pre-commit rev (None for the local hook), the caller's `uses:` ref and its labtax-ref."""
     config = yaml.safe_load((root / ".pre-commit-config.yaml").read_text())
     caller = yaml.safe_load((root / ".github/workflows/labtax-validate.yml").read_text())
     job = caller["jobs"]["validate"]
-    return config["repos"][0]["rev"], job["uses"].split("@")[1], job["with"]["labtax-ref"]
+    return config["repos"][0].get("rev"), job["uses"].split("@")[1], job["with"]["labtax-ref"]
 
 
 def test_default_ref_is_the_installed_commit(git_repo: GitRepo) -> None:
@@ -37,13 +39,18 @@ def test_default_ref_is_the_installed_commit(git_repo: GitRepo) -> None:
     proc = run([str(VENV_BIN / "labtax"), "init"], cwd=git_repo.root)
     assert proc.returncode == 0, proc.stderr
     sha = head_of_this_checkout()
-    assert written_refs(git_repo.root) == (sha, sha, sha)
+    assert written_refs(git_repo.root) == (None, sha, sha)  # pre-commit: the local hook, no rev
     generate = (git_repo.root / ".github/workflows/labtax-generate.yml").read_text()
     assert f"@{sha}" in generate and "v0.1.0" not in generate
 
 
 def test_rev_option_wins(git_repo: GitRepo) -> None:
     proc = run([str(VENV_BIN / "labtax"), "init", "--rev", "v9.9.9"], cwd=git_repo.root)
+    assert proc.returncode == 0, proc.stderr
+    assert written_refs(git_repo.root) == (None, "v9.9.9", "v9.9.9")
+    # naming the repository too writes the remote pre-commit form at that rev
+    proc = run([str(VENV_BIN / "labtax"), "init", "--force", "--rev", "v9.9.9", "--labtax-repository", "acme/labtax"],
+               cwd=git_repo.root)
     assert proc.returncode == 0, proc.stderr
     assert written_refs(git_repo.root) == ("v9.9.9", "v9.9.9", "v9.9.9")
 
@@ -78,7 +85,8 @@ def test_written_pre_commit_config_runs_against_a_local_clone(tmp_path: Path) ->
     subprocess.run(["git", "-C", str(clone), "fetch", "-q", str(ROOT), sha], check=True)
     tax = GitRepo(tmp_path / "taxonomy")
     add_leaf(tax, "compositional_skills/writing/haiku")
-    assert run([str(VENV_BIN / "labtax"), "init"], cwd=tax.root).returncode == 0
+    assert run([str(VENV_BIN / "labtax"), "init", "--labtax-repository", "labtax/labtax"],
+               cwd=tax.root).returncode == 0
     config = tax.root / ".pre-commit-config.yaml"
     # Only the URL changes (no network here): the rev is what init wrote.
     config.write_text(config.read_text().replace("https://github.com/labtax/labtax", str(clone)))
