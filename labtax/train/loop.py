@@ -12,7 +12,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,7 +76,7 @@ def evaluate_loss(model: torch.nn.Module, data: TokenizedFile, capacity: int, ru
     return runtime.all_sum(total) / plan.loss_tokens
 
 
-def _dtype_names(tensors: list[torch.Tensor]) -> list[str]:
+def _dtype_names(tensors: Sequence[torch.Tensor]) -> list[str]:
     return sorted({str(t.dtype).removeprefix("torch.") for t in tensors})
 
 
