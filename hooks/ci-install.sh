@@ -12,6 +12,11 @@
 #   LABTAX_VENV      the virtualenv to create (default: $RUNNER_TEMP/labtax-venv)
 #   PYTHON           the interpreter to build it with (default: python3)
 set -euo pipefail
+# No Python start here imports from the working directory (a pull request's checkout: its committed
+# labtax/, json.py or pip/ would run as code): PYTHONSAFEPATH for python >= 3.11 and every child
+# (torchrun workers, LABTAX="python -m labtax"), and -I or a neutral directory for the starts
+# written here, which also holds on 3.10.
+export PYTHONSAFEPATH=1
 
 version=${LABTAX_VERSION:-}
 if [ "$version" = installed ]; then
@@ -21,8 +26,8 @@ if [ "$version" = installed ]; then
 fi
 
 venv=${LABTAX_VENV:-${RUNNER_TEMP:-/tmp}/labtax-venv}
-[ -x "$venv/bin/python" ] || "${PYTHON:-python3}" -m venv "$venv"
-pip() { "$venv/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+[ -x "$venv/bin/python" ] || "${PYTHON:-python3}" -I -m venv "$venv"
+pip() { "$venv/bin/python" -I -m pip --disable-pip-version-check -q "$@"; }
 
 extras=${LABTAX_EXTRAS:-}
 suffix=""

@@ -14,6 +14,11 @@
 #   LABTAX / LABTAX_PYTHON  the labtax program and its python (default: on PATH)
 # Exit code: labtax generate's (0 when there is nothing to preview). The summary is written either way.
 set -euo pipefail
+# No Python start here imports from the working directory (a pull request's checkout: its committed
+# labtax/, json.py or pip/ would run as code): PYTHONSAFEPATH for python >= 3.11 and every child
+# (torchrun workers, LABTAX="python -m labtax"), and -I or a neutral directory for the starts
+# written here, which also holds on 3.10.
+export PYTHONSAFEPATH=1
 base=${LABTAX_BASE:?LABTAX_BASE (the pull request base) is required}
 head=${LABTAX_HEAD:-HEAD}
 out=${LABTAX_OUTPUT:-${RUNNER_TEMP:-/tmp}/labtax-preview}
@@ -23,6 +28,9 @@ read -r -a labtax <<<"${LABTAX:-labtax}"
 read -r -a extra <<<"${LABTAX_ARGS:-}"
 python=${LABTAX_PYTHON:-python}
 summary=${GITHUB_STEP_SUMMARY:-/dev/stdout}
+case $out in /*) ;; *) out=$PWD/$out ;; esac
+# The summary renderer starts in / (nothing of the checkout on its import path), with $out absolute.
+preview() { (cd / && "$python" -m labtax.sdg.preview "$out"); }
 export PYTHONUNBUFFERED=1
 
 # Added or modified leaves that still exist at head (a deleted leaf teaches nothing).
@@ -33,7 +41,7 @@ done < <(git diff -z --name-only --diff-filter=AMR "$base...$head" -- 'qna.yaml'
 rm -rf "$out"
 if [ "${#leaves[@]}" -eq 0 ]; then
   echo "labtax preview: no leaf changed between ${base:0:12} and ${head:0:12}"
-  "$python" -m labtax.sdg.preview "$out" >>"$summary"
+  preview >>"$summary"
   exit 0
 fi
 echo "labtax preview: ${#leaves[@]} changed leaf/leaves, teacher embedded ($model)"
@@ -41,5 +49,5 @@ rc=0
 "${labtax[@]}" generate "${leaves[@]}" --output "$out" --teacher embedded --model "$model" \
   --samples-per-leaf "$samples" --max-requests-per-leaf 1 --questions-per-request 3 --max-tokens 256 \
   "${extra[@]}" || rc=$?
-"$python" -m labtax.sdg.preview "$out" >>"$summary"
+preview >>"$summary"
 exit "$rc"

@@ -18,6 +18,11 @@
 #   LABTAX             the labtax program (default: labtax on PATH)
 # Outputs (to $GITHUB_OUTPUT when set): checkpoint=<path of the chosen checkpoint>, eval-exit-code=N
 set -euo pipefail
+# No Python start here imports from the working directory (a pull request's checkout: its committed
+# labtax/, json.py or pip/ would run as code): PYTHONSAFEPATH for python >= 3.11 and every child
+# (torchrun workers, LABTAX="python -m labtax"), and -I or a neutral directory for the starts
+# written here, which also holds on 3.10.
+export PYTHONSAFEPATH=1
 
 data=${LABTAX_DATA:?LABTAX_DATA is required}
 out=${LABTAX_OUTPUT:?LABTAX_OUTPUT is required}
@@ -34,7 +39,7 @@ if [ -n "${LABTAX_PHASE:-}" ]; then args+=(--phase "$LABTAX_PHASE"); fi
 # What train chose and started from (OUTPUT/summary.json, written by labtax train): the last trained
 # phase's selected checkpoint, and the first phase's start, the base model, whichever of a flag,
 # .labtax.yaml or the default named it.
-{ read -r checkpoint; read -r base; } < <(python3 - "$out/summary.json" <<'PY'
+{ read -r checkpoint; read -r base; } < <(python3 -I - "$out/summary.json" <<'PY'
 import json, sys
 summary = json.load(open(sys.argv[1], encoding="utf-8"))
 print(summary["final"])

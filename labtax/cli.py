@@ -35,8 +35,8 @@ _guarded = guarded
 def cli() -> None:
     """labtax: validate, diff, generate and train on a LAB taxonomy of qna.yaml files.
 
-    Exit codes: 0 ok, 1 findings or a failed gate, 2 usage or I/O error, 3 teacher failure,
-    4 output directory locked by another run.
+    Exit codes: 0 ok, 1 findings or a failed gate, 2 usage or I/O error, 3 a bug (traceback in
+    the log file named), 4 output directory locked by another run, 5 teacher failure.
     """
 
 
@@ -442,4 +442,7 @@ cli.add_command(export_command)
 
 
 def main() -> None:
+    from labtax.util.pipes import quiet_closed_stdout
+
+    quiet_closed_stdout()  # `labtax ... | head -1` ends quietly with the command's own code
     cli(prog_name="labtax")

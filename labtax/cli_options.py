@@ -19,7 +19,8 @@ from typing import Any
 
 import click
 
-from labtax.errors import LabtaxError, exit_code_for
+from labtax.errors import EXIT_INTERRUPTED, LabtaxError, describe_os_error, exit_code_for
+from labtax.util.quoting import one_line
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -34,19 +35,33 @@ def _stack(options: list[Decorator]) -> Decorator:
 
 
 def guarded(func: Callable[..., int]) -> Callable[..., None]:
-    """Run a command body; map domain errors to one line on stderr and the documented exit code."""
+    """Run a command body; map domain errors to one line on stderr and the documented exit code.
+    An exception labtax did not expect (a bug) is one line too, naming the log file that holds its
+    traceback, with its own exit code (EXIT_BUG), so that CI never reads a crash as "gate failed"."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> None:
+        from labtax.teachers.redact import redact
+
         try:
             code = func(*args, **kwargs)
         except KeyboardInterrupt:
             click.echo("labtax: interrupted", err=True)
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click's own usage errors and exits keep click's handling
         except (LabtaxError, OSError) as exc:
-            from labtax.teachers.redact import redact
+            text = one_line(describe_os_error(exc)) if isinstance(exc, OSError) else str(exc)
+            click.echo(f"labtax: error: {redact(text)}", err=True)
+            sys.exit(exit_code_for(exc))
+        except Exception as exc:  # noqa: BLE001 - a bug: one line and a log, never a traceback or exit 1
+            from labtax import __version__
+            from labtax.util.buglog import write_bug_log
 
-            click.echo(f"labtax: error: {redact(str(exc))}", err=True)
+            log = write_bug_log(exc, __version__, redact)
+            where = f"the traceback is in {log}" if log else "no log folder could be written"
+            message = one_line(f"{type(exc).__name__}: {exc}")[:300]
+            click.echo(f"labtax: error: unexpected {redact(message)} (a bug in labtax; {where})", err=True)
             sys.exit(exit_code_for(exc))
         sys.exit(code or 0)
 

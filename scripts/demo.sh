@@ -263,9 +263,13 @@ say "commit-1 sets      $BEFORE/  (the student trained on them: $OUT/train-befor
 say "checkpoints        $TRAIN/knowledge/, $TRAIN/skills/  (chosen: ${CANDIDATE:-none})"
 say "eval report        $OUT/eval.md  (per leaf: the student before vs after the new leaf)"
 say "this output        $OUT/demo.log"
-if [ "$eval_rc" -ne 0 ]; then
+# Exit codes as in labtax/errors.py: 1 is the gate; 2 (I/O, an unloadable checkpoint) and 3 (a bug,
+# its log named on stderr) are not a verdict about the model.
+if [ "$eval_rc" -eq 1 ]; then
   say "the eval gate failed (exit $eval_rc): at most $MAX_STEPS optimizer steps on a few generated"
   say "samples is a small signal; the gate is what CI uses to refuse a checkpoint that got worse."
+elif [ "$eval_rc" -ne 0 ]; then
+  say "labtax eval did not reach a verdict (exit $eval_rc: 2 an I/O or usage error, 3 a bug; see above)"
 fi
 printf '\n\033[1m== timings\033[0m\n'
 printf '   %s\n' "${TIMINGS[@]}"

@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent / "sdg"))
 sys.path.insert(0, str(Path(__file__).parent / "eval"))
 
 from labtax.cli import cli
+from labtax.errors import EXIT_TEACHER
 
 
 @pytest.mark.parametrize("config", [None, {}])
@@ -54,7 +55,7 @@ def test_a_teacher_refusing_connections_is_said_at_once_and_nothing_counts_as_se
         "--teacher", "openai", "--endpoint", f"http://127.0.0.1:{_closed_port()}/v1", "--model", "m",
         "--retries", "1", "--samples-per-leaf", "2",
     ])
-    assert result.exit_code == 3, result.output
+    assert result.exit_code == EXIT_TEACHER, result.output
     said = [line for line in result.output.splitlines() if "is unreachable" in line]
     assert len(said) == 1 and said[0].startswith("labtax: teacher endpoint http://127.0.0.1:"), result.output
     assert result.output.index("is unreachable") < result.output.index("failed ")

@@ -389,7 +389,7 @@ def _redact(text: str) -> str:
 
 
 def exit_code(outcome: Plan | RunResult) -> int:
-    """3 when the teacher failed a leaf, 1 when a leaf at head is invalid or its own input (a document)
+    """EXIT_TEACHER when the teacher failed a leaf, 1 when a leaf at head is invalid or its own input (a document)
     cannot be read, else 0."""
     plan = outcome if isinstance(outcome, Plan) else outcome.plan
     if isinstance(outcome, RunResult) and set(outcome.failed) - set(outcome.leaf_errors):

@@ -21,6 +21,7 @@ from labtax.util.atomic import atomic_write_bytes
 
 TAB_WIDTH = 2  # the InstructLab taxonomy's indentation step
 _LEADING = re.compile(r"^[ \t]+")
+_BLANKS = re.compile(r"[ \t]+")
 
 
 @dataclass
@@ -46,14 +47,17 @@ def _rt_load(text: str) -> Any:
 
 
 def _normalized(value: Any) -> Any:
-    """Plain data with trailing whitespace removed from each line of every string: the part of the
-    document the fixes may not change."""
+    """Plain data without what the fixes may change: the fixes remove blanks at the end of a source
+    line, which a loaded string holds at the end of one of its lines (a literal `|` block) or, once
+    a folded scalar (`>`, `>-`) joined the lines, as blanks before the space the folding put in their
+    place. So every run of blanks counts as one space and blanks at a line's end as nothing; any
+    other change (a word, a line break, the structure) still fails the check."""
     if isinstance(value, dict):
         return {str(k): _normalized(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_normalized(v) for v in value]
     if isinstance(value, str):
-        return "\n".join(line.rstrip(" \t") for line in value.split("\n")).rstrip("\n")
+        return "\n".join(_BLANKS.sub(" ", line).rstrip(" ") for line in value.split("\n")).rstrip("\n")
     return value
 
 

@@ -39,7 +39,10 @@ def forward_args(params: dict[str, Any], flags: dict[str, str] | None = None) ->
 
 def torchrun_command(train_args: list[str], nproc_per_node: int, nnodes: int = 1, node_rank: int = 0,
                      rdzv_endpoint: str | None = None) -> list[str]:
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc_per_node}",
+    # Never import from the cwd (a taxonomy checkout's json.py or torch/): -P (-I before 3.11) for the
+    # launcher, PYTHONSAFEPATH (set by launch) for the workers it starts.
+    safe = "-P" if sys.version_info >= (3, 11) else "-I"
+    cmd = [sys.executable, safe, "-m", "torch.distributed.run", f"--nproc-per-node={nproc_per_node}",
            f"--nnodes={nnodes}"]
     if nnodes == 1 and not rdzv_endpoint:
         cmd.append("--standalone")
@@ -58,6 +61,6 @@ def launch(params: dict[str, Any], flags: dict[str, str] | None = None) -> int:
         raise UsageError("--nproc-per-node must be at least 1")
     cmd = torchrun_command(forward_args(params, flags), nproc, int(params.get("nnodes") or 1),
                            int(params.get("node_rank") or 0), params.get("rdzv_endpoint"))
-    env = {**os.environ, TORCHRUN_MARKER: "1"}
+    env = {**os.environ, TORCHRUN_MARKER: "1", "PYTHONSAFEPATH": "1"}
     print("labtax: launching " + " ".join(cmd), file=sys.stderr, flush=True)
     return subprocess.call(cmd, env=env)

@@ -18,6 +18,7 @@ from lab_taxonomy import (
 )
 
 from labtax.data.sample import chunk_of, user_text
+from labtax.errors import EXIT_TEACHER
 from labtax.sdg.output_dir import output_lock
 
 
@@ -346,7 +347,7 @@ def test_failed_requests_are_retried_alone_on_the_next_run(git_repo, openai_serv
     # 400 is not retried by the teacher: each haiku answer request fails once, then works.
     openai_server.responder = fail_first(lab_responder(), Fault(400), times=1, match=haiku_answers)
     code, text = dg(git_repo, out, openai_server, "--head", "HEAD")
-    assert code == 3, text
+    assert code == EXIT_TEACHER, text
     assert "1 leaves failed" in text
     entries = {e["path"]: e for e in manifest(out)["leaves"]}
     assert entries["compositional_skills/writing/haiku/qna.yaml"]["status"] == "failed"
@@ -376,7 +377,7 @@ def test_a_dead_teacher_stops_the_run_early(git_repo, openai_server, tmp_path: P
     out = tmp_path / "out"
     code, text = run_cli(["diff-generate", "--taxonomy", str(git_repo.root), "--base", "empty", "--head", "HEAD",
                           "--output", str(out), *teacher_args(openai_server), "--max-requests-per-leaf", "1"])
-    assert code == 3, text
+    assert code == EXIT_TEACHER, text
     assert "starting no further leaf" in text
     # At most the leaves already in flight (4 at a time) asked anything.
     asked = {r.body["seed"] for r in openai_server.requests}

@@ -16,6 +16,7 @@ from openai_server import Fault, OpenAIServer
 from sdgleaves import FREEFORM, GROUNDED, PLANETS_MD, knowledge_data, write_taxonomy
 
 from labtax.cli import cli
+from labtax.errors import EXIT_TEACHER
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,7 +93,7 @@ def test_teacher_failure_exits_3_and_other_leaves_still_written(tmp_path: Path, 
         "generate", "--taxonomy", str(root), "--output", str(tmp_path / "out"), "--teacher", "openai",
         "--endpoint", openai_server.base_url, "--samples-per-leaf", "2", "--timeout", "5", "--retries", "1",
     ])
-    assert result.exit_code == 3, result.output
+    assert result.exit_code == EXIT_TEACHER, result.output
     assert "compositional_skills/email/summary/qna.yaml: FAILED" in result.output
     assert (tmp_path / "out" / "compositional_skills/writing/poems.jsonl").exists()
     assert "Traceback" not in result.output

@@ -18,6 +18,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from lab_taxonomy import add_knowledge, add_skill, knowledge_yaml, manifest, run_cli, teacher_args
 
+from labtax.errors import EXIT_TEACHER
+
 
 def dg(repo, out: Path, server, *extra: str) -> tuple[int, str]:  # type: ignore[no-untyped-def]
     return run_cli(["diff-generate", "--taxonomy", str(repo.root), "--base", "empty", "--output", str(out),
@@ -233,7 +235,7 @@ def test_a_leaf_whose_own_document_cannot_be_read_is_a_leaf_error_not_a_teacher_
     out = tmp_path / "out"
     args = ["diff-generate", "--taxonomy", str(git_repo.root), "--base", "empty", "--output", str(out),
             *teacher_args(openai_server)]  # the working tree, both times
-    assert run_cli(args)[0] == 3  # the teacher failed it: nothing stored, its key memoised
+    assert run_cli(args)[0] == EXIT_TEACHER  # the teacher failed it: nothing stored, its key memoised
     openai_server.responder = base
     st = doc.stat()
     doc.write_bytes(b"\0" * st.st_size)  # unreadable now, same size and mtime: the memo still holds

@@ -83,3 +83,28 @@ def test_fix_only_touches_the_given_paths_and_skips_unparsable(tmp_path: Path) -
     code, out = run("--taxonomy", str(tmp_path), "--fix", str(path))
     assert code == 1 and "not fixed: the fixed file would not parse" in out
     assert path.read_text() == "version: 3\nkey: [unclosed  \n"
+
+
+FOLDED = """version: 3
+task_description: Write haiku.
+created_by: tester
+seed_examples:
+""" + "".join(f"""  - question: >-
+      Write haiku number {i}{'   ' if i == 0 else ''}
+      about the sea{' ' if i == 1 else ''}
+      and its tides.
+    answer: >-
+      Salt wind, wave {i}.\t
+      Foam on the rocks.
+""" for i in range(5))
+
+
+def test_fix_a_folded_scalar_with_trailing_spaces(tmp_path: Path) -> None:
+    # `>-` joins the lines with spaces, so the loaded strings held "number 0    about": the check
+    # compared them with the fixed "number 0 about" and refused a fix that changes no word.
+    path = write_leaf(tmp_path, FOLDED)
+    code, out = run("--taxonomy", str(tmp_path), "--fix")
+    assert code == 1 and "fixed yaml-trailing-space" in out and "not fixed" not in out, out
+    assert path.read_text() == "\n".join(line.rstrip(" \t") for line in FOLDED.split("\n"))
+    assert check_fix(FOLDED, FOLDED.replace("about the sea", "about the lake")) is not None  # a word is data
+

@@ -15,6 +15,7 @@ from lab_taxonomy import add_skill
 from openai_server import Fault, OpenAIServer
 from sdgleaves import FREEFORM, write_taxonomy
 
+from labtax.errors import EXIT_TEACHER
 from labtax.teachers.redact import MARK, redact, register_secret
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +47,7 @@ def test_generate_never_prints_or_writes_a_quoted_key(tmp_path: Path) -> None:
         proc = _run(["generate", "--taxonomy", str(root), "--output", str(out), "--teacher", "openai",
                      "--endpoint", server.base_url, "--model", "m", "--api-key-env", "MY_TEACHER_KEY",
                      "--samples-per-leaf", "2"])
-    assert proc.returncode == 3, proc.stderr
+    assert proc.returncode == EXIT_TEACHER, proc.stderr
     assert "status 401" in proc.stdout and "Incorrect API key" in proc.stdout  # the reason is still said
     assert SECRET not in proc.stdout + proc.stderr + _everything_written(out)
     assert SECRET[:8] not in proc.stdout + proc.stderr + _everything_written(out)
@@ -60,7 +61,7 @@ def test_diff_generate_never_prints_or_writes_a_quoted_key(git_repo: Any, tmp_pa
         proc = _run(["diff-generate", "--taxonomy", str(git_repo.root), "--base", "empty", "--output", str(out),
                      "--teacher", "openai", "--endpoint", server.base_url, "--model", "m",
                      "--api-key-env", "MY_TEACHER_KEY", "--samples-per-leaf", "2"])
-    assert proc.returncode == 3, proc.stderr
+    assert proc.returncode == EXIT_TEACHER, proc.stderr
     assert "401" in proc.stdout + proc.stderr
     assert SECRET not in proc.stdout + proc.stderr + _everything_written(out)
     assert SECRET[:8] not in proc.stdout + proc.stderr + _everything_written(out)

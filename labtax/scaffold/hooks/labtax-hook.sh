@@ -9,6 +9,8 @@
 # Set LABTAX_TAXONOMY=DIR when the taxonomy is not at the top of the repository.
 # Skip once: git commit --no-verify / git push --no-verify.
 set -euo pipefail
+# LABTAX="python -m labtax" runs inside the repository: never import a module from there (python >= 3.11).
+export PYTHONSAFEPATH=1
 
 hook=$(basename "$0")
 say() { printf 'labtax %s: %s\n' "$hook" "$*" >&2; }
