@@ -196,12 +196,49 @@ def _check_local_dir(name: str) -> Path:
     return path
 
 
+def check_weights(name: str) -> None:
+    """A local model directory's weights, checked before anything is scored or trained (a second,
+    not minutes in): safetensors only, never a pickle `.bin`/`.pt` (unpickling runs code), and each
+    file's header must cover the file (a truncated copy fails here). A usage error in one line."""
+    if name in NAMES:
+        return
+    path = _check_local_dir(name)
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        pickles = sorted(p.name for ext in ("*.bin", "*.pt", "*.pth", "*.pkl") for p in path.glob(ext))
+        why = f" ({', '.join(pickles)}: pickle files, which labtax never loads)" if pickles else ""
+        raise UsageError(f"model {name!r} cannot be loaded: no *.safetensors weights in {path}{why}",
+                         hint="save the model with save_pretrained (safetensors)")
+    from safetensors import SafetensorError, safe_open
+
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise UsageError(f"model {name!r} cannot be loaded: {file}: {first}",
+                             hint="a truncated or partly copied checkpoint: copy it again") from None
+
+
+def _check_chat_template(name: str, tokenizer: PreTrainedTokenizerBase) -> None:
+    """A model directory's chat template runs in transformers' jinja sandbox; one the sandbox refuses
+    (it reaches for `__class__`, mutates a list, ...) is a usage error now, not a crash mid-run."""
+    if not getattr(tokenizer, "chat_template", None):
+        return
+    render_chat(tokenizer, [{"role": "user", "content": "labtax checks the chat template"}],
+                add_generation_prompt=True, name=name)
+
+
 def _local(name: str, load: Callable[[], T]) -> T:
     """A local model directory the user named: one that transformers cannot load (a config.json of
-    `{}`, no weights, no tokenizer files) is a usage error in one line, not a traceback."""
+    `{}`, no weights, no tokenizer files, a truncated safetensors file) is a usage error in one line,
+    not a traceback."""
+    from safetensors import SafetensorError
+
     try:
         return load()
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, SafetensorError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise UsageError(f"model {name!r} cannot be loaded: {first}",
                          hint="a model directory needs config.json, its weights and tokenizer files") from None
@@ -220,7 +257,9 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     if name == EMBEDDED:
         return AutoTokenizer.from_pretrained(str(_embedded_dir()))
     path = _check_local_dir(name)
-    return _local(name, lambda: AutoTokenizer.from_pretrained(str(path)))
+    tokenizer = _local(name, lambda: AutoTokenizer.from_pretrained(str(path), trust_remote_code=False))
+    _check_chat_template(name, tokenizer)
+    return tokenizer
 
 
 def build_tiny_model(seed: int = TINY_SEED, vocab_size: int | None = None) -> PreTrainedModel:
@@ -262,11 +301,15 @@ def load_model(name: str, *, dtype: Any = None, seed: int = TINY_SEED) -> PreTra
             import torch
 
             dtype = torch.bfloat16  # its cache is bf16; an fp32 copy would double memory for nothing
+        kwargs: dict[str, Any] = {}
         if name == EMBEDDED:
             path = _embedded_dir()
-        else:
-            path = _ensure_embedded_hf_dir() if name == EMBEDDED_SMALL else _check_local_dir(name)
-        kwargs: dict[str, Any] = {}
+        elif name == EMBEDDED_SMALL:
+            path = _ensure_embedded_hf_dir()
+        else:  # a folder the user named: safetensors only, no code from it (no pickle, no remote code)
+            path = _check_local_dir(name)
+            check_weights(name)
+            kwargs.update(use_safetensors=True, trust_remote_code=False)
         if dtype is not None:
             kwargs["dtype"] = dtype
         model = _local(name, lambda: AutoModelForCausalLM.from_pretrained(str(path), **kwargs))
@@ -281,7 +324,16 @@ def render_chat(
     messages: list[dict[str, str]],
     *,
     add_generation_prompt: bool = False,
+    name: str | None = None,
 ) -> str:
-    """The model's chat template applied to messages, as text."""
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    """The model's chat template applied to messages, as text. Templates run in transformers'
+    sandboxed jinja environment; one it refuses is a usage error naming the model (`name`)."""
+    from jinja2.exceptions import SecurityError
+
+    try:
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    except SecurityError as exc:
+        whose = f"model {name!r}" if name else f"model {getattr(tokenizer, 'name_or_path', '?')!r}"
+        raise UsageError(f"{whose} cannot be used: the jinja sandbox refused its chat template ({exc})",
+                         hint="labtax never runs a template outside the sandbox; fix chat_template") from None
     return str(text)

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent / "sdg"))
 sys.path.insert(0, str(Path(__file__).parent / "eval"))
+sys.path.insert(0, str(Path(__file__).parent / "train"))
 
 from labtax.cli import cli
 from labtax.errors import EXIT_TEACHER
@@ -36,6 +37,52 @@ def test_eval_with_a_model_folder_it_cannot_load_is_one_line_exit_2(tmp_path: Pa
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert "Traceback" not in result.output and len(lines) <= 2, result.output
     assert any(line.startswith("labtax: error: model") and "cannot be loaded" in line for line in lines)
+
+
+def _checkpoint(folder: Path, fault: str) -> Path:
+    """A real tiny checkpoint (save_pretrained), then broken the way `fault` says."""
+    from labtax.models import TINY, build_tiny_model, load_tokenizer
+
+    build_tiny_model().save_pretrained(folder)
+    load_tokenizer(TINY).save_pretrained(folder)
+    weights = folder / "model.safetensors"
+    if fault == "truncated":  # a copy that stopped half-way
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif fault == "pickle":  # the same weights as a pickle, the only weights file
+        import torch
+        from safetensors.torch import load_file
+
+        torch.save(load_file(weights), folder / "pytorch_model.bin")
+        weights.unlink()
+    elif fault == "template":  # reaches for a class attribute: the jinja sandbox refuses it
+        (folder / "chat_template.jinja").write_text("{{ messages.__class__.__mro__ }}")
+    return folder
+
+
+@pytest.mark.parametrize(("fault", "said"), [
+    ("truncated", "model.safetensors: Error while deserializing header"),
+    ("pickle", "no *.safetensors weights"),
+    ("template", "the jinja sandbox refused its chat template"),
+])
+def test_eval_of_a_candidate_that_cannot_be_loaded_is_exit_2_not_gate_failed(tmp_path: Path, fault: str,
+                                                                            said: str) -> None:
+    from eval_fixtures import make_eval_data
+
+    data = make_eval_data(tmp_path / "data")
+    candidate = _checkpoint(tmp_path / "checkpoint", fault)
+    result = CliRunner().invoke(cli, ["eval", "--base", "tiny", "--candidate", str(candidate), "--data", str(data)])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("labtax: error:")]
+    assert len(errors) == 1 and said in errors[0] and "Traceback" not in result.output, result.output
+
+
+def test_train_never_unpickles_a_model_folder(tmp_path: Path) -> None:
+    from train_fixtures import make_data_dir
+
+    candidate = _checkpoint(tmp_path / "checkpoint", "pickle")
+    result = CliRunner().invoke(cli, ["train", "--data", str(make_data_dir(tmp_path / "data")), "--model", str(candidate),
+                                      "--output", str(tmp_path / "out"), "--max-steps", "1"])
+    assert result.exit_code == 2 and "pickle files, which labtax never loads" in result.output, result.output
 
 
 def _closed_port() -> int:

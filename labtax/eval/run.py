@@ -97,10 +97,13 @@ class EvalOptions:
 
 
 def _check_model_name(name: str) -> None:
-    """Fail fast (exit 2) on a bad model name, before minutes of scoring the other model."""
-    from labtax.models import load_tokenizer
+    """Fail fast (exit 2) on a bad model name, unusable weights (a truncated safetensors file, a
+    pickle-only `.bin`) or a chat template the sandbox refuses, before minutes of scoring the other
+    model."""
+    from labtax.models import check_weights, load_tokenizer
 
     load_tokenizer(name)
+    check_weights(name)
 
 
 def judged_leaves(selection: Selection) -> dict[str, list[Example]]:
