@@ -26,6 +26,7 @@ from labtax.cli_options import (
 )
 from labtax.cli_tools import config_command, export_command
 from labtax.progress import note
+from labtax.settings import set_in_config_file
 
 _guarded = guarded
 
@@ -300,17 +301,21 @@ def train_cmd(**params: Any) -> int:
     from labtax.train.reporting import resolve_report_to
 
     report_to = resolve_report_to(params["report_to"])  # a missing tracker fails before torchrun starts
+    ctx = click.get_current_context()
+    from_file = set_in_config_file(ctx)
     if params["nproc_per_node"] and not under_torchrun():
-        options = {p.name: p.opts[0] for p in click.get_current_context().command.params if p.name and p.opts}
-        return launch(params, options)
-    from labtax.train.command import run_train_command
+        options = {p.name: p.opts[0] for p in ctx.command.params if p.name and p.opts}
+        # The workers read .labtax.yaml themselves (same folder): forwarded as flags, its values
+        # would rank above --config there.
+        return launch({k: v for k, v in params.items() if k not in from_file}, options)
+    from labtax.train.command import TrainCommand, run_train_command
 
     scorer = None
     if params["select"] == "eval":  # train/ gets eval's scorer as a callable: it imports no eval/
         from labtax.eval import score_checkpoint
 
         scorer = functools.partial(score_checkpoint, data_dir=Path(params["data_dir"]))
-    final = run_train_command(params, report_to, scorer)
+    final = run_train_command(TrainCommand.from_options(params, from_file), report_to, scorer)
     if final:
         click.echo(final)
     return 0

@@ -13,10 +13,13 @@
 A key is an option of the command, spelled as on the command line without the dashes (`-` or `_`
 both work). The values become the options' defaults through click's `default_map`, so a flag given
 on the command line always wins, and `labtax config` can tell for every setting whether it came
-from a flag, `.labtax.yaml` or labtax's default. (`validate:` is read by labtax.taxonomy.config.)
+from a flag, `.labtax.yaml` or labtax's default. One precedence for every setting: flag > the
+command's own config file (`train --config`) > `.labtax.yaml` > labtax's default; `train` tells the
+file's values from flags with `set_in_config_file` to rank its `--config` between them.
 
 The file is the one at the top of the git work tree holding the current directory (else the
-current directory): where the commands, the hooks and the workflows run.
+current directory): where the commands, the hooks and the workflows run. It is parsed once per
+process, by labtax.taxonomy.config.read_config_file, which also reads its `validate:` section.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import click
 
 from labtax.errors import ConfigError
 
-CONFIG_FILE = ".labtax.yaml"  # = labtax.taxonomy.config.CONFIG_FILE; not imported: every command reads this
+CONFIG_FILE = ".labtax.yaml"  # = labtax.taxonomy.config.CONFIG_FILE (a test keeps them equal)
 
 # section of .labtax.yaml -> the commands it sets defaults for
 SECTIONS: dict[str, tuple[str, ...]] = {"generate": ("generate", "diff-generate"), "train": ("train",)}
@@ -45,15 +48,12 @@ def config_root(cwd: Path | None = None) -> Path:
 
 def read_sections(root: Path) -> tuple[dict[str, dict[str, Any]], Path | None]:
     """The `generate:` and `train:` mappings of `root/.labtax.yaml` (empty when absent)."""
-    path = root / CONFIG_FILE
-    if not path.is_file():
-        return {}, None
-    import yaml
+    from labtax.taxonomy.config import read_config_file  # the one reader of the file
 
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}".splitlines()[0]) from None
+    found = read_config_file(root)
+    if found is None:
+        return {}, None
+    raw, path = found
     if raw is None:
         return {}, path
     if not isinstance(raw, dict):
@@ -96,6 +96,14 @@ def default_map(group: click.Group, root: Path) -> dict[str, dict[str, Any]]:
             names = setting_names(command)
             out[command.name or ""] = {str(names[k].name): v for k, v in values.items() if k in names}
     return out
+
+
+def set_in_config_file(ctx: click.Context) -> frozenset[str]:
+    """The parameters of the running command whose value came from `.labtax.yaml` (click's
+    default_map), not from a flag: a command whose own config file ranks between the two (`train
+    --config`) needs to tell them apart."""
+    return frozenset(name for name in ctx.params
+                     if ctx.get_parameter_source(name) is click.core.ParameterSource.DEFAULT_MAP)
 
 
 def effective(group: click.Group, parent: click.Context, command_name: str) -> list[tuple[str, Any, str]]:

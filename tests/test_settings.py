@@ -104,3 +104,20 @@ def test_the_one_configuration_file_is_the_validator_s() -> None:
     from labtax.taxonomy.config import CONFIG_FILE
 
     assert settings.CONFIG_FILE == CONFIG_FILE
+
+
+def test_the_file_is_parsed_once_for_a_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `labtax validate` needs the file twice (the commands' defaults, then validate's policy): one parse.
+    from labtax.taxonomy.config import _parsed_config
+
+    root = taxonomy(tmp_path / "tax", "validate:\n  strict: true\ntrain:\n  model: tiny\n")
+    monkeypatch.chdir(root)
+    before = _parsed_config.cache_info()
+    result = CliRunner().invoke(cli, ["validate"])
+    assert result.exit_code == 0, result.output
+    after = _parsed_config.cache_info()
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 1)
+    # an edited file is read again (its size and mtime are in the key)
+    (root / ".labtax.yaml").write_text("validate:\n  strict: false\n")
+    assert CliRunner().invoke(cli, ["validate"]).exit_code == 0
+    assert _parsed_config.cache_info().misses == after.misses + 1

@@ -17,7 +17,9 @@ under review.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
+import functools
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -99,13 +101,44 @@ def _from_mapping(raw: Any, source: str) -> Config:
     return Config(strict=strict, disable=tuple(disable), source=source, **limits)
 
 
+def read_config_file(root: Path) -> tuple[Any, Path] | None:
+    """`root/.labtax.yaml` parsed (a mapping, or None when it sets nothing) and its path; None without
+    the file. The one reader of the file: `validate:` is read from it here, `generate:` and `train:`
+    by labtax.settings. Parsed once per process (and version of the file): the command's defaults
+    and its validation policy come from one read."""
+    path = root / CONFIG_FILE
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    if not path.is_file():
+        return None
+    # A copy: the callers get their own mapping, the cache keeps the parsed original.
+    return copy.deepcopy(_parsed_config(str(path), st.st_mtime_ns, st.st_size, st.st_ino)), path
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed_config(path: str, mtime_ns: int, size: int, inode: int) -> Any:
+    return _parse_yaml(Path(path).read_bytes()[: DEFAULT_MAX_FILE_BYTES + 1], path)
+
+
+def _parse_yaml(data: bytes, name: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.load(data.decode("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{name}: cannot read: {exc}".splitlines()[0]) from None
+
+
 def load_config(root: Path) -> Config:
     """The settings for the taxonomy at `root` (defaults when it has none)."""
-    yaml_file = root / CONFIG_FILE
-    yaml_bytes = yaml_file.read_bytes()[: DEFAULT_MAX_FILE_BYTES + 1] if yaml_file.is_file() else None
+    found = read_config_file(root)
+    if found is not None:
+        return _from_mapping(found[0], str(found[1]))
     pyproject = root / "pyproject.toml"
     toml_bytes = pyproject.read_bytes() if pyproject.is_file() else None
-    return _from_files(yaml_bytes, str(yaml_file), toml_bytes, str(pyproject))
+    return _from_files(None, str(root / CONFIG_FILE), toml_bytes, str(pyproject))
 
 
 def load_config_at(root: Path, ref: str) -> Config:
@@ -124,14 +157,7 @@ def load_config_at(root: Path, ref: str) -> Config:
 
 def _from_files(yaml_bytes: bytes | None, yaml_name: str, toml_bytes: bytes | None, toml_name: str) -> Config:
     if yaml_bytes is not None:
-        import yaml
-
-        try:
-            text = yaml_bytes.decode("utf-8")
-            raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        except (UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{yaml_name}: cannot read: {exc}".splitlines()[0]) from None
-        return _from_mapping(raw, yaml_name)
+        return _from_mapping(_parse_yaml(yaml_bytes, yaml_name), yaml_name)
     if toml_bytes is not None:
         if sys.version_info >= (3, 11):
             import tomllib

@@ -4,23 +4,53 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from labtax.progress import note
-from labtax.train.config import OVERRIDE_OPTIONS, load_config
+from labtax.train.config import OVERRIDE_OPTIONS, TrainConfig, load_config
 from labtax.train.phases import Scorer, run_training
 
 
-def run_train_command(params: dict[str, Any], report_to: list[str], scorer: Scorer | None = None) -> str | None:
-    """Train as the parsed options say; returns the final checkpoint's path on rank 0 (else None).
+@dataclass(frozen=True)
+class TrainCommand:
+    """What `labtax train` was asked, typed. The training options come in two layers because they
+    rank differently: `flags` (given on the command line) beat the `--config` file, which beats
+    `from_file` (`.labtax.yaml`'s `train:` section)."""
+
+    data_dir: Path
+    model: str
+    output: Path
+    phase: str  # knowledge | skills | all
+    select: str  # last | loss | eval
+    config_file: Path | None = None
+    flags: Mapping[str, Any] = field(default_factory=dict)
+    from_file: Mapping[str, Any] = field(default_factory=dict)
+    save_dtype: str | None = None
+
+    @classmethod
+    def from_options(cls, params: Mapping[str, Any], from_file: frozenset[str] = frozenset()) -> TrainCommand:
+        """From the parsed options; `from_file` names those whose value came from `.labtax.yaml`."""
+        options = {k: params[k] for k in OVERRIDE_OPTIONS}
+        return cls(data_dir=Path(params["data_dir"]), model=params["model"], output=Path(params["output"]),
+                   phase=params["phase"], select=params["select"],
+                   config_file=Path(params["config_file"]) if params["config_file"] else None,
+                   flags={k: v for k, v in options.items() if k not in from_file},
+                   from_file={k: v for k, v in options.items() if k in from_file},
+                   save_dtype=params.get("save_dtype"))
+
+    def config(self) -> TrainConfig:
+        return load_config(self.config_file, self.flags, project=self.from_file)
+
+
+def run_train_command(command: TrainCommand, report_to: list[str], scorer: Scorer | None = None) -> str | None:
+    """Train as asked; returns the final checkpoint's path on rank 0 (else None).
     `scorer` rates a checkpoint for `--select eval` (higher is better)."""
-    config = load_config(Path(params["config_file"]) if params["config_file"] else None,
-                         {k: params[k] for k in OVERRIDE_OPTIONS})
-    data_dir = Path(params["data_dir"])
-    phases = ["knowledge", "skills"] if params["phase"] == "all" else [params["phase"]]
-    summary = run_training(data_dir, params["model"], Path(params["output"]), phases, config,
-                           select=params["select"], scorer=scorer, report_to=report_to, log=note,
-                           save_dtype=params.get("save_dtype"))
+    phases = ["knowledge", "skills"] if command.phase == "all" else [command.phase]
+    summary = run_training(command.data_dir, command.model, command.output, phases, command.config(),
+                           select=command.select, scorer=scorer, report_to=report_to, log=note,
+                           save_dtype=command.save_dtype)
     final = summary.get("final")
     return str(final) if final and os.environ.get("RANK", "0") == "0" else None

@@ -1,13 +1,16 @@
-"""Training configuration: packaged defaults (the LAB recipe), then a YAML file, then flags.
+"""Training configuration: packaged defaults (the LAB recipe), then `.labtax.yaml`'s `train:`
+section, then the `--config` YAML file, then flags.
 
 Each phase gets its own `PhaseConfig`. Precedence, lowest first: `defaults.yaml` `common:` block,
-its phase block, the user's YAML `common:` block, the user's phase block, command-line flags (which
-apply to every phase that runs).
+its phase block, `.labtax.yaml`'s `train:` values (every phase), the `--config` YAML's `common:`
+block, its phase block, command-line flags (every phase that runs). The one rule of every labtax
+setting: flag > --config file > .labtax.yaml > default.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,29 +130,33 @@ def _coerce(name: str, key: str, value: Any) -> Any:
     return value
 
 
-def load_config(config_file: Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Merge defaults, an optional YAML file and flag overrides (None values are ignored)."""
+def load_config(config_file: Path | None = None, overrides: Mapping[str, Any] | None = None,
+                project: Mapping[str, Any] | None = None) -> TrainConfig:
+    """Merge, lowest first: the packaged defaults, `project` (the training options `.labtax.yaml`'s
+    `train:` section sets), the `--config` YAML file and `overrides` (the flags). None values are
+    ignored."""
     defaults = _read_yaml(Path(__file__).with_name("defaults.yaml"))
     user = _read_yaml(config_file) if config_file is not None else {}
     unknown = set(user) - {"seed", "common", *PHASES}
     if unknown:
         raise ConfigError(f"{config_file}: unknown key(s): {', '.join(sorted(unknown))}")
     flags = {k: v for k, v in (overrides or {}).items() if v is not None}
-    seed = flags.pop("seed", user.get("seed", defaults["seed"]))
-    if set(flags) - _FIELDS:
-        raise ConfigError(f"unknown training option(s): {', '.join(sorted(set(flags) - _FIELDS))}")
+    from_file = {k: v for k, v in (project or {}).items() if v is not None}
+    seed = flags.pop("seed", user.get("seed", from_file.pop("seed", defaults["seed"])))
+    for layer in (flags, from_file):
+        if set(layer) - _FIELDS:
+            raise ConfigError(f"unknown training option(s): {', '.join(sorted(set(layer) - _FIELDS))}")
     phases: dict[str, PhaseConfig] = {}
     explicit: dict[str, frozenset[str]] = {}
     for phase in PHASES:
-        merged: dict[str, Any] = {}
-        for data, source in ((defaults, "defaults.yaml"), (user, str(config_file))):
-            merged.update(_block(data, "common", source))
-            merged.update(_block(data, phase, source))
-        merged.update(flags)
+        merged: dict[str, Any] = {**_block(defaults, "common", "defaults.yaml"),
+                                  **_block(defaults, phase, "defaults.yaml"), **from_file,
+                                  **_block(user, "common", str(config_file)), **_block(user, phase, str(config_file)),
+                                  **flags}
         values = {key: _coerce(phase, key, merged[key]) for key in _FIELDS}
         phases[phase] = PhaseConfig(name=phase, **values)
-        explicit[phase] = frozenset(flags) | frozenset(_block(user, "common", str(config_file))) \
-            | frozenset(_block(user, phase, str(config_file)))
+        explicit[phase] = frozenset(flags) | frozenset(from_file) \
+            | frozenset(_block(user, "common", str(config_file))) | frozenset(_block(user, phase, str(config_file)))
     try:
         seed = int(seed)
     except (TypeError, ValueError):
