@@ -4,9 +4,17 @@
   completions the messages are rendered with `render_plain_prompt` (below), a model-neutral layout
   that ends with "### Assistant:\n" and stops at the next "### User:".
 - At most `concurrency` requests in flight (a semaphore, and a connection pool of the same size).
+  A slot is held only while an attempt is on the wire: a request sleeping through its back-off
+  leaves its slot to the others.
 - Several endpoints: each request goes to the endpoint with the fewest outstanding requests (ties
   rotate), so one slow server does not hold back the others: this is how generation scales out over
-  many vLLM servers.
+  many vLLM servers. An endpoint that refuses connections (or cannot be resolved or routed to) leaves
+  the rotation for a back-off period (ENDPOINT_BACKOFF_S, doubling per failure up to
+  MAX_ENDPOINT_BACKOFF_S); then one probe request at a time tries it again, and the first success
+  brings it back. The request that met the refusal goes straight to a live endpoint. When every
+  endpoint is out, requests go on trying them with their own back-off, as with a single endpoint.
+- A reply body is read up to `max_reply_bytes` (MAX_REPLY_BYTES): a larger one fails its row with
+  that reason, and never holds more than the cap in memory.
 - Retries with exponential back-off and full jitter on connection errors, timeouts, 408/429/5xx and
   malformed bodies; a `Retry-After` header (seconds or an HTTP date) is honoured. A per-request
   timeout covers the whole exchange. After the retries, the request fails alone: its response has
@@ -48,6 +56,12 @@ MAX_BACKOFF_S = 30.0
 MAX_RETRY_AFTER_S = 120.0
 PLAIN_STOP = "### User:"
 TOP_LOGPROBS = 20
+# A reply holds one answer of at most max_tokens tokens (plus top-20 logprobs per token for a
+# verdict): well under a MiB. 16 MiB leaves room for any real one; a server streaming 100 MB of
+# garbage costs at most this per request in flight (100 MB replies at concurrency 4 took 738 MB).
+MAX_REPLY_BYTES = 16 * 2**20
+ENDPOINT_BACKOFF_S = 1.0
+MAX_ENDPOINT_BACKOFF_S = 60.0
 
 
 def normalize_endpoint(url: str) -> str:
@@ -103,6 +117,7 @@ class OpenAITeacher(TeacherBase):
         completions: bool = False,
         max_retries: int = 6,
         backoff_base: float = 0.5,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
     ) -> None:
         if not endpoints:
             raise UsageError("the openai teacher needs at least one --endpoint URL")
@@ -114,6 +129,8 @@ class OpenAITeacher(TeacherBase):
         self.completions = completions
         self.max_retries = max_retries
         self.backoff_base = backoff_base
+        self.max_reply_bytes = max_reply_bytes
+        self.endpoint_backoff = ENDPOINT_BACKOFF_S
         self._api_key: str | None = None
         if api_key_env:
             key = os.environ.get(api_key_env)
@@ -124,6 +141,9 @@ class OpenAITeacher(TeacherBase):
         self.model = self._resolve_model(model)
         self.model_id = f"openai:{self.model}"
         self.outstanding = [0] * len(self.endpoints)
+        # Refused connections per endpoint in a row, and until when (time.monotonic) it is out.
+        self._refused = [0] * len(self.endpoints)
+        self._out_until = [0.0] * len(self.endpoints)
         self.sent = Counter[str]()  # attempts per endpoint
         self.faults = Counter[str]()  # failed attempts by reason ("status 429", "timeout", ...)
         self.retries = 0
@@ -216,11 +236,28 @@ class OpenAITeacher(TeacherBase):
             self._session = None
 
     # -- one request, with retries
+    def _live(self, i: int, now: float) -> bool:
+        """In the rotation: never refused, or its back-off is over and no probe is on its way."""
+        return self._refused[i] == 0 or (self._out_until[i] <= now and self.outstanding[i] == 0)
+
     def _pick_endpoint(self) -> int:
         n = len(self.endpoints)
         start = self._rotate
         self._rotate = (self._rotate + 1) % n
-        return min(((start + k) % n for k in range(n)), key=lambda i: self.outstanding[i])
+        order = [(start + k) % n for k in range(n)]
+        now = time.monotonic()
+        live = [i for i in order if self._live(i, now)]
+        return min(live or order, key=lambda i: self.outstanding[i])
+
+    def _refused_by(self, i: int) -> None:
+        """Endpoint i refused a connection: out of the rotation for a back-off that doubles."""
+        self._refused[i] += 1
+        backoff = min(MAX_ENDPOINT_BACKOFF_S, self.endpoint_backoff * 2 ** (self._refused[i] - 1))
+        self._out_until[i] = time.monotonic() + backoff
+
+    def _another_live(self, i: int) -> bool:
+        now = time.monotonic()
+        return any(self._live(j, now) for j in range(len(self.endpoints)) if j != i)
 
     def _body(self, request: TeacherRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -260,41 +297,68 @@ class OpenAITeacher(TeacherBase):
         path = "/completions" if self.completions else "/chat/completions"
         last = "no attempt"
         delivered = False  # did any attempt reach a server? (a refused connection sends nothing)
-        # The slot is held through back-off sleeps too: a server answering 429 gets less traffic.
-        async with self._semaphore:
-            for attempt in range(self.max_retries + 1):
+        attempt = 0
+        while True:
+            failure: _Retryable | None = None
+            # A slot only while the attempt is on the wire: the back-off below sleeps without one.
+            async with self._semaphore:
                 index = self._pick_endpoint()
                 self.outstanding[index] += 1
                 self.sent[self.endpoints[index]] += 1
                 try:
-                    return await self._attempt(self.endpoints[index] + path, body, request.choices)
+                    response = await self._attempt(self.endpoints[index] + path, body, request.choices)
+                    self._refused[index] = 0  # (back) in the rotation
+                    return response
                 except _Retryable as exc:
-                    last = exc.reason
-                    self.faults[exc.reason] += 1
-                    if exc.unreachable is None:
-                        delivered = True
-                    else:
-                        self._say_unreachable(self.endpoints[index], exc.unreachable)
-                    if attempt == self.max_retries:
-                        break
-                    self.retries += 1
-                    delay = exc.retry_after
-                    if delay is None:
-                        # Exponential back-off with full jitter: spreads retries of a burst apart.
-                        delay = self._rng.uniform(0, min(MAX_BACKOFF_S, self.backoff_base * 2**attempt))
-                    # Still counted as outstanding while it waits: a failing endpoint looks busy.
-                    await asyncio.sleep(delay)
+                    failure = exc
                 except _Fatal as exc:
                     if "logprobs" in body and exc.reason.startswith("status 400"):
                         # This server does not do logprobs: the verdict falls back to its text.
                         self.logprobs = False
                         body = {k: v for k, v in body.items() if k not in ("logprobs", "top_logprobs")}
                         continue
+                    if exc.fault is not None:
+                        self.faults[exc.fault] += 1
                     return TeacherResponse("", ok=False, error=exc.reason)
                 finally:
                     self.outstanding[index] -= 1
+            last = failure.reason
+            self.faults[failure.reason] += 1
+            if failure.unreachable is None:
+                delivered = True
+            else:
+                self._say_unreachable(self.endpoints[index], failure.unreachable)
+                self._refused_by(index)
+            if attempt == self.max_retries:
+                break
+            self.retries += 1
+            delay = failure.retry_after
+            if delay is None and failure.unreachable is not None and self._another_live(index):
+                delay = 0.0  # nothing reached a server: a live endpoint takes it now
+            if delay is None:
+                # Exponential back-off with full jitter: spreads retries of a burst apart.
+                delay = self._rng.uniform(0, min(MAX_BACKOFF_S, self.backoff_base * 2**attempt))
+            attempt += 1
+            await asyncio.sleep(delay)
         return TeacherResponse("", ok=False, error=f"failed after {self.max_retries + 1} attempts: {last}",
                                extra={} if delivered else {"delivered": False})
+
+    async def _read_capped(self, reply: aiohttp.ClientResponse) -> bytes:
+        """The reply body, at most max_reply_bytes of it: a larger one fails the row (_Fatal) before
+        more than the cap is held in memory."""
+        cap = self.max_reply_bytes
+        too_large = _Fatal(f"reply body larger than the {cap:,}-byte cap (labtax reads at most that much of "
+                           "a teacher's reply)", fault="reply too large")
+        if reply.content_length is not None and reply.content_length > cap:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in reply.content.iter_chunked(1 << 16):
+            size += len(chunk)
+            if size > cap:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _say_unreachable(self, endpoint: str, why: str) -> None:
         """Said on the first failure, once per endpoint: a dead endpoint must not cost silent retries."""
@@ -310,7 +374,7 @@ class OpenAITeacher(TeacherBase):
             async with self._session.post(
                 url, json=body, timeout=aiohttp.ClientTimeout(total=self.timeout)
             ) as reply:
-                raw = await reply.read()
+                raw = await self._read_capped(reply)
                 if reply.status in RETRY_STATUSES:
                     raise _Retryable(f"status {reply.status}", _retry_after_seconds(reply.headers.get("Retry-After")))
                 if reply.status >= 400:
@@ -391,9 +455,11 @@ class OpenAITeacher(TeacherBase):
 
 
 class _Fatal(Exception):
-    """A failure that another attempt would not fix (a 400: the request itself is wrong)."""
+    """A failure that another attempt would not fix (a 400: the request itself is wrong; a reply over
+    the size cap). `fault`, when given, is counted in the teacher's faults."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, fault: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.fault = fault
 

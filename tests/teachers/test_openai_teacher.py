@@ -237,3 +237,45 @@ def test_one_teacher_across_several_event_loops() -> None:
         second = run(_complete(teacher, _requests(2)))  # a new loop, no aclose in between
     assert [r.text for r in first] == [r.text for r in second]
     assert all(r.ok for r in first + second)
+
+
+def test_a_reply_over_the_size_cap_fails_its_row_saying_so() -> None:
+    def responder(kind: str, body: dict[str, Any]) -> Any:
+        return "x" * (3 * 2**20) if body["seed"] == 1 else _echo(kind, body)
+
+    with OpenAIServer(responder) as server:
+        teacher = _teacher(server)
+        teacher.max_reply_bytes = 2**20  # 1 MiB here; 16 MiB by default
+        out = run(_complete(teacher, _requests(3)))
+    assert [r.ok for r in out] == [True, False, True]
+    assert "larger than the 1,048,576-byte cap" in (out[1].error or "")
+    assert teacher.faults["reply too large"] == 1 and server.count() == 3  # not retried: it would be as large
+
+
+def test_a_refusing_endpoint_leaves_the_rotation_and_is_probed_again_later() -> None:
+    with OpenAIServer() as dead:
+        dead_url = dead.base_url  # stopped: connections are refused
+    with OpenAIServer(_echo) as a, OpenAIServer(_echo) as b:
+        teacher = make_teacher("openai", endpoints=[a.base_url, dead_url, b.base_url], model="m", concurrency=8)
+        assert isinstance(teacher, OpenAITeacher)
+        teacher.backoff_base = 0.01
+        out = run(_complete(teacher, _requests(90)))
+        first = teacher.sent[dead_url]
+        # Out of the rotation after its first refusals: a fair share would be 30 of 90.
+        assert all(r.ok for r in out) and a.count() + b.count() == 90
+        assert 1 <= first <= 8, teacher.sent
+        teacher._out_until = [0.0] * 3  # as if its back-off were over: the next batch probes it again
+        out = run(_complete(teacher, _requests(90, tag="again")))
+    assert all(r.ok for r in out)
+    assert first < teacher.sent[dead_url] <= first + 8, teacher.sent
+
+
+def test_a_request_backing_off_leaves_its_slot_to_others() -> None:
+    # One request meets a 429 asking for 1 s; with concurrency 1 the other 5 run in that second.
+    responder = fail_first(_echo, Fault(429, {"Retry-After": "1"}), match=lambda k, b: b["seed"] == 0)
+    with OpenAIServer(responder) as server:
+        teacher = _teacher(server, concurrency=1)
+        out = run(_complete(teacher, _requests(6)))
+    assert all(r.ok for r in out)
+    order = [r.body["seed"] for r in sorted(server.requests, key=lambda r: r.started)]
+    assert order[0] == 0 and order[-1] == 0, order  # its retry came after every other request
