@@ -189,6 +189,9 @@ mix_options = _stack([
     _count("--replay-min-per-leaf", 10, "Phase 2 knowledge replay: at least this many rows of every knowledge leaf.", low=0),
     click.option("--replay-data", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
                  metavar="FILE", help="Precomputed skills data (JSONL, messages format) added to phase 2."),
+    _count("--closed-book-rows", 1, "Phase 1: closed-book rows (question alone -> answer) per trained knowledge wording.", low=0),
+    _count("--open-book-rows", 1, "Phase 1: open-book rows (chunk + question -> answer) per trained knowledge wording.", low=0),
+    _count("--document-rows", 1, "Phase 1: copies of each knowledge chunk as an unmasked passage row.", low=0),
     click.option("--system-prompt", default=None, metavar="TEXT",
                  help="The system turn every sample begins with ('' for none; default: labtax's)."),
     click.option("--phase1", type=click.Choice(["one-step", "two-step"]), default="one-step", show_default=True,
@@ -204,7 +207,8 @@ def mix_settings(params: dict[str, Any], seed: int) -> Any:
     system = params.pop("system_prompt")
     extra = {} if system is None else {"system_prompt": system}
     data = params.pop("replay_data")
-    return MixSettings(replay_ratio=params.pop("replay_ratio"), replay_min_per_leaf=params.pop("replay_min_per_leaf"),
+    rows = {name: params.pop(name) for name in ("closed_book_rows", "open_book_rows", "document_rows")}
+    return MixSettings(**rows, replay_ratio=params.pop("replay_ratio"), replay_min_per_leaf=params.pop("replay_min_per_leaf"),
                        replay_data=str(data) if data else "", seed=seed, phase1=params.pop("phase1"), **extra)
 
 

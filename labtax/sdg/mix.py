@@ -3,14 +3,19 @@
 Inputs are plain dicts (samples in the messages format), so this module knows nothing of teachers,
 git or the store's file format. Outputs, in `<output>/`:
 
-  phase1_knowledge.jsonl  every knowledge sample, `unmask: true`, its chunk in the user turn.
+  phase1_knowledge.jsonl  per trained wording of a knowledge fact its open-book row (`unmask: true`, its
+                          chunk in the user turn) and its closed-book row (the question alone, loss
+                          on the answer); per distinct chunk the passage itself (`unmask: true`);
+                          counts set by `open_book_rows`, `closed_book_rows`, `document_rows`.
   phase2_skills.jsonl     every skill sample, the rows of `--replay-data`, then the knowledge replay
                           (sdg/knowledge_replay.py: the ratio and the per-leaf minimum are floors, every
                           knowledge leaf is represented; distractors from the same leaf's chunks; an
                           unmasked copy after each replayed row).
   test.jsonl              the gate's held-out items: the seed examples (knowledge ones closed-book:
                           the question alone, no context) and the multiple-choice items the knowledge
-                          pipeline wrote (`choices`, `answer_index`); never trained on.
+                          pipeline wrote (`choices`, `answer_index`); and per knowledge fact with
+                          >= 2 wordings one wording asked closed book (`source: "held_out"`,
+                          `closed_book: true`); never trained on in any phase.
   validation.jsonl        generated rows held out of training for checkpoint selection (the rows past
                           each leaf's quota; `metadata.split: "validation"`): never the gate's items.
   phase1_knowledge_step{1,2}.jsonl  `--phase1 two-step` only: the paper's two steps of phase 1
@@ -37,14 +42,14 @@ from typing import Any
 from labtax.data import PHASE1, PHASE2, SET_FILES, STEP_FILES, TEST, VALIDATION, Manifest
 from labtax.data.sample import chunk_of, question_of, slim, user_text, with_user
 from labtax.sdg import knowledge_replay as rp
-from labtax.sdg.held_out import user_turn
+from labtax.sdg.held_out import choose_held_out, closed_book_row, document_row, user_turn
 from labtax.sdg.knowledge_replay import DEFAULT_SYSTEM_PROMPT
 from labtax.sdg.phase1_steps import PHASE1_MODES, split_steps, step_defaults
 from labtax.sdg.xdedup import dedup_text, find_duplicates, signature, stored_signatures, text_at
 from labtax.util.atomic import atomic_write_chunks
 
-MIX_VERSION = 4  # 2: slim metadata (question_at); 3: the validation split; 4: the recipe's replay, system
-# turn and taxonomy-wide dedup
+MIX_VERSION = 5  # 2: slim metadata (question_at); 3: the validation split; 4: the recipe's replay, system
+# turn and taxonomy-wide dedup; 5: knowledge rows that teach recall (closed book, documents, held out)
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,15 @@ class MixSettings:
     system_prompt: str = DEFAULT_SYSTEM_PROMPT  # the first turn of every sample; "" for none
     dedup_threshold: float = 0.7  # content-word Jaccard of a taxonomy-wide near-duplicate; 1.0: off
     replay_data: str = ""  # a JSONL file of precomputed skills data for phase 2 (messages format)
+    # Phase 1's knowledge rows (docs/diff-generate.md "Rows that teach recall"): per trained wording of
+    # a fact, its open-book row (chunk + question -> answer, loss on every token) and its closed-book
+    # row (question alone -> answer); per distinct chunk of the leaf, the passage itself as an unmasked
+    # row. Open-book rows teach reading a passage, not recalling it (RAFT); recall from a new wording
+    # needs the fact in several phrasings (bench/learning_bench.py measured the balance: docs/train.md).
+    open_book_rows: int = 1
+    closed_book_rows: int = 1
+    document_rows: int = 1
+    hold_out: bool = True  # one wording of each fact with >= 2 becomes a closed-book test row
     seed: int = 42
     phase1: str = "one-step"  # "two-step": also the paper's two step sets (sdg/phase1_steps.py)
     short_answer_max_words: int = field(default_factory=lambda: step_defaults()["short_answer_max_words"])
@@ -68,6 +82,8 @@ class MixSettings:
                             (0.0 < self.dedup_threshold <= 1.0, "dedup_threshold must be in (0, 1]"),
                             (0.0 <= self.replay_context_prob <= 1.0, "replay_context_prob must be in [0, 1]"),
                             (self.distractors >= 0, "distractors must be >= 0"),
+                            (min(self.open_book_rows, self.closed_book_rows, self.document_rows) >= 0,
+                             "open_book_rows, closed_book_rows and document_rows must be >= 0"),
                             (self.phase1 in PHASE1_MODES, f"phase1 must be one of {', '.join(PHASE1_MODES)}"),
                             (self.short_answer_max_words >= 1, "short_answer_max_words must be >= 1"),
                             (0.0 <= self.step1_replay <= 1.0, "step1_replay must be in [0, 1]")):
@@ -308,16 +324,27 @@ def build_sets(leaves: Sequence[MixLeaf], settings: MixSettings) -> MixedSets:
         c["overlap"] = n - len(kept)
         kept = [i for i in kept if i not in dups]
         c["duplicate"] = n - c["overlap"] - len(kept)
-        if len(kept) == n:
+        if leaf.kind == "knowledge":
+            kept, rows, held = knowledge_rows(leaf.path, bytes(stamped[leaf.path]), kept, settings)
+            target.append(rp.with_system(b"".join(rows), system))
+            if held:
+                sets.test.append(rp.with_system(b"".join(held), system))
+                sets.samples[TEST] += len(held)
+                c["test"] += len(held)
+            c["held_out"] = len(held)
+            c["rows"] = len(rows)  # phase-1 rows made from the kept samples (open, closed book, documents)
+            sets.samples[name] += len(rows)
+        elif len(kept) == n:
             target.append(rp.with_system(stamped[leaf.path], system))
         else:
             lines = bytes(stamped[leaf.path]).split(b"\n")
             target.append(rp.with_system(b"".join(lines[i] + b"\n" for i in kept), system))
         by_kind.get(leaf.kind, []).append(target[-1])
         c["train"] = len(kept)
-        sets.samples[name] += len(kept)
         if leaf.kind == "knowledge":
             knowledge.append((leaf, kept))
+        else:
+            sets.samples[name] += len(kept)
 
     if settings.replay_data:
         extra = rp.read_replay_data(Path(settings.replay_data), system)
@@ -337,6 +364,39 @@ def build_sets(leaves: Sequence[MixLeaf], settings: MixSettings) -> MixedSets:
         sets.steps, sets.step_counts = split_steps(by_kind["knowledge"], by_kind["foundational_skills"], settings)
         sets.samples.update({name: lines.count(b"\n") for name, lines in sets.steps.items()})
     return sets
+
+
+def knowledge_rows(path: str, stamped: bytes, kept: list[int],
+                   settings: MixSettings) -> tuple[list[int], list[bytes], list[bytes]]:
+    """One knowledge leaf's phase-1 rows and held-out test rows, from its stored lines (path stamped).
+
+    Returns (the line numbers still trained: the replay draws from these, the phase-1 lines, the
+    held-out test lines). The held-out wording of each fact (sdg/held_out.py) leaves every training
+    set; a trained wording whose question is the held-out question's is left out as well. Each trained
+    wording gives `open_book_rows` copies of its stored (open-book, unmasked) line and
+    `closed_book_rows` closed-book rows; each distinct chunk `document_rows` document rows, in the
+    order the chunks first appear. Lines without a system turn (the caller adds it)."""
+    lines = stamped.split(b"\n")
+    samples = {i: json.loads(lines[i]) for i in kept}
+    held_rows: list[bytes] = []
+    if settings.hold_out:
+        order = list(kept)
+        held = {order[j] for j in choose_held_out([samples[i] for i in order], path, settings.seed)}
+        asked = {text_hash(question_of(samples[i])) for i in held}
+        held_rows = [dumps_line(closed_book_row(samples[i], source="held_out")) + b"\n" for i in sorted(held)]
+        kept = [i for i in kept if i not in held and text_hash(question_of(samples[i])) not in asked]
+    out: list[bytes] = []
+    chunks: dict[str, dict[str, Any]] = {}
+    for i in kept:
+        s = samples[i]
+        out += [lines[i] + b"\n"] * settings.open_book_rows
+        out += [dumps_line(closed_book_row(s)) + b"\n"] * settings.closed_book_rows
+        c = chunk_of(s)
+        if c:
+            chunks.setdefault(c, s["metadata"])
+    for c, meta in chunks.items():
+        out += [dumps_line(document_row(c, meta)) + b"\n"] * settings.document_rows
+    return kept, out, held_rows
 
 
 # ------------------------------------------------------------------------------------- writing

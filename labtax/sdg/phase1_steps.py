@@ -36,10 +36,13 @@ def step_defaults() -> dict[str, Any]:
 
 
 def answer_words(line: bytes) -> int:
-    """Words of a set line's answer: its last assistant turn."""
+    """Words of a set line's answer: its last assistant turn; for a document row (no assistant turn,
+    the passage itself is what is learned) the words of its text, so passages count as long."""
     messages = json.loads(line)["messages"]
     answers = [m.get("content", "") for m in messages if m.get("role") == "assistant"]
-    return len(str(answers[-1]).split()) if answers else 0
+    if not answers:
+        answers = [" ".join(str(m.get("content", "")) for m in messages if m.get("role") != "system")]
+    return len(str(answers[-1]).split())
 
 
 def _lines(chunks: Sequence[bytes | memoryview]) -> list[bytes]:

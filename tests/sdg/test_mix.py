@@ -69,8 +69,10 @@ def knowledge_sample(leaf: int, i: int) -> dict[str, Any]:
 
 
 # The mixing of labtax before the recipe issue: replay only as a ratio, no system turn, no unmasked
-# copies, no taxonomy-wide dedup (what these tests were written for; the recipe's own tests follow).
-PLAIN = {"replay_min_per_leaf": 0, "system_prompt": "", "replay_unmasked_copy": False, "dedup_threshold": 1.0}
+# copies, no taxonomy-wide dedup, open-book knowledge rows only (what these tests were written for; the
+# recipe's own tests follow, and tests/sdg/test_mix_recall.py tests the rows that teach recall).
+PLAIN = {"replay_min_per_leaf": 0, "system_prompt": "", "replay_unmasked_copy": False, "dedup_threshold": 1.0,
+         "closed_book_rows": 0, "document_rows": 0, "hold_out": False}
 
 
 def leaves(n_skill: int = 4, n_knowledge: int = 3, per_leaf: int = 50) -> list[MixLeaf]:

@@ -31,7 +31,13 @@ def _sample(q: str, answer: str, context: str = "") -> dict[str, Any]:
 
 
 def _answer(row: dict[str, Any]) -> str:
-    return next(m["content"] for m in reversed(row["messages"]) if m["role"] == "assistant")
+    """The reply; a document row's passage (it has no reply: its text is what is learned)."""
+    return next((m["content"] for m in reversed(row["messages"]) if m["role"] == "assistant"),
+                row["messages"][-1]["content"])
+
+
+# Open-book knowledge rows only: the step split's counts below are for the stored rows as they are.
+OPEN = {"closed_book_rows": 0, "document_rows": 0}
 
 
 def _rows(data: bytes) -> list[dict[str, Any]]:
@@ -51,8 +57,8 @@ def _leaves() -> list[MixLeaf]:
 
 def test_two_step_sets_hold_the_right_rows() -> None:
     limit = step_defaults()["short_answer_max_words"]  # the packaged threshold (phase1_steps.yaml)
-    one = build_sets(_leaves(), MixSettings())
-    two = build_sets(_leaves(), MixSettings(phase1="two-step"))
+    one = build_sets(_leaves(), MixSettings(**OPEN))
+    two = build_sets(_leaves(), MixSettings(**OPEN, phase1="two-step"))
     assert one.steps is None and set(one.by_file()) == {PHASE1, PHASE2, "test.jsonl", "validation.jsonl"}
     # Phase 1 as a whole and phase 2 are the same sets either way.
     assert b"".join(bytes(c) for c in two.phase1) == b"".join(bytes(c) for c in one.phase1)
@@ -77,7 +83,7 @@ def test_two_step_sets_hold_the_right_rows() -> None:
     assert two.step_counts == {"short": 12, "long": 6, "foundational": 7, "step1_replay": 12}
     assert two.samples[PHASE1_STEP1] == 12 and two.samples[PHASE1_STEP2] == 6 + 7 + 12
     # The thresholds are settings: a half replay, a larger "short".
-    half = build_sets(_leaves(), MixSettings(phase1="two-step", step1_replay=0.5, short_answer_max_words=100))
+    half = build_sets(_leaves(), MixSettings(**OPEN, phase1="two-step", step1_replay=0.5, short_answer_max_words=100))
     assert half.step_counts == {"short": 18, "long": 0, "foundational": 7, "step1_replay": 9}
 
 
