@@ -8,8 +8,10 @@ min(min_per_leaf, its samples). So every knowledge leaf is represented in phase 
 
 A replayed row is the question after `distractors` chunks of the SAME leaf (the RAFT recipe: the
 model must find the right passage among its document's others), its own chunk among them with
-probability `replay_context_prob`; loss on the answer only. With `replay_unmasked_copy` the row's
-phase-1 form (its chunk and Q&A, loss on every token) follows it, as an unmasked copy.
+probability `replay_context_prob`; loss on the answer only. With `closed_book_rows` (the mixer's
+phase-1 setting) its closed-book row follows (the question alone, `replay_copy: "closed_book"`), so
+phase 2 keeps the recall phase 1 taught; with `replay_unmasked_copy` the row's phase-1 form (its
+chunk and Q&A, loss on every token) follows, as an unmasked copy.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from labtax.data.sample import chunk_of, question_of, with_user
 from labtax.errors import UsageError
+from labtax.sdg.held_out import closed_book_row
 
 # The system turn every sample of the sets begins with (MixSettings.system_prompt; "" for none).
 DEFAULT_SYSTEM_PROMPT = (
@@ -93,6 +96,11 @@ def draw_replay(path: str, lines: Sequence[bytes], chunks: Sequence[str], kept: 
         sample["metadata"]["leaf"] = path
         row = replay_row(sample, ordered, settings.distractors, settings.replay_context_prob, rng)
         out.append(encode(system_first(row, settings.system_prompt)) + b"\n")
+        if getattr(settings, "closed_book_rows", 0):
+            # Phase 2 keeps what phase 1 stored: the fact asked closed book, as phase 1 taught it.
+            closed = closed_book_row(sample)
+            closed["metadata"].update({"replay": True, "replay_copy": "closed_book"})
+            out.append(encode(system_first(closed, settings.system_prompt)) + b"\n")
         if settings.replay_unmasked_copy:
             sample["metadata"]["replay"] = True
             sample["metadata"]["replay_copy"] = "unmasked"

@@ -88,7 +88,9 @@ def test_distractors_come_from_the_same_leaf_and_each_replay_has_an_unmasked_cop
         docs = [d.split("\n\n")[0] for d in user_text(s).split("Document:\n")[1:]]
         assert len(docs) in (3, 4) and all(d in chunks_of[leaf] for d in docs)
         assert s["unmask"] is False
-        copy = phase2[i + 1]
+        closed, copy = phase2[i + 1], phase2[i + 2]
+        assert closed["metadata"]["replay_copy"] == "closed_book" and closed["unmask"] is False
+        assert user_text(closed) == question_of(s).strip() and closed["messages"][-1] == s["messages"][-1]
         assert copy["metadata"]["replay_copy"] == "unmasked" and copy["unmask"] is True
         assert question_of(copy) == question_of(s) and chunk_of(copy) == own[question_of(s)][1]
 
