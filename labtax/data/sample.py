@@ -50,6 +50,7 @@ class SampleMetadata(TypedDict, total=False):
     replay_step: int  # two-step phase 1: 1 on a step-1 sample replayed in step 2
     seed_index: int  # test rows: the seed example's index in the leaf
     qa_index: int  # knowledge test rows: the question-answer pair's index in the seed example
+    closed_book: bool  # knowledge: the question alone, no passage (a closed-book training or held-out row)
 
 
 class Sample(TypedDict):

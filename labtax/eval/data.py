@@ -34,6 +34,9 @@ class Example:
     # Whether the generation pipelines may have shown this item to the teacher as an in-context
     # example (the leaf's seeds are their examples; generated multiple-choice items never are).
     shown_to_teacher: bool = False
+    # A held-out wording of a knowledge fact, asked with no context (the mixer's `closed_book: true`
+    # rows): answered greedily and scored by its key facts (eval/closed_book.py).
+    closed_book: bool = False
 
     @property
     def is_choice(self) -> bool:
@@ -86,7 +89,8 @@ def _example(row: Sample) -> Example:
         shown = meta.get("shown_to_teacher")
         # Seeds written before the flag existed were in-context examples all the same.
         seen = bool(shown) if shown is not None else meta.get("source", "seed") == "seed"
-        return Example(leaf=leaf_folder(str(leaf)), prompt=prompt, answer=answer, shown_to_teacher=seen)
+        return Example(leaf=leaf_folder(str(leaf)), prompt=prompt, answer=answer, shown_to_teacher=seen,
+                       closed_book=bool(meta.get("closed_book", False)))
     if (not isinstance(choices, list) or len(choices) < 2
             or not all(isinstance(c, str) and c.strip() for c in choices) or len(set(choices)) != len(choices)):
         raise ValueError("'choices' must be a list of at least two distinct, non-empty strings")

@@ -2,6 +2,10 @@
 
 Evidence, strongest first:
 
+  closed_book recall (knowledge leaves): the held-out wordings of the leaf's facts asked with no
+              context, each answer right when it holds the reference's key facts (eval/closed_book.py);
+              candidate minus base accuracy, paired bootstrap interval over the items. What the
+              issue asks of a knowledge leaf: the model answers its facts from memory.
   choices     closed-book multiple-choice accuracy (knowledge leaves): candidate minus base, paired
               bootstrap interval over the items. A style change does not make the right option more
               likely than three wrong ones in the same style, so this needs no controls.
@@ -13,14 +17,16 @@ Evidence, strongest first:
 
 Verdicts:
 
-  changed leaf    improved   choices: interval above 0; judge: above 0.5; likelihood: beyond-controls
+  changed leaf    improved   closed_book (when the leaf has it), else choices: interval above 0;
+                             judge: above 0.5; likelihood: beyond-controls
                              interval below 0 and the change below -min_improvement_pct
                   regressed  the same intervals on the other side
                   no-change  otherwise (the interval holds 0, or 0.5)
   unchanged leaf  regressed  the likelihood change above fail_on_regression_pct (a tolerance: a
                              little drift is not forgetting), or the choices interval below 0
                   improved   the choices interval above 0 (a likelihood gain on a leaf nobody taught
-                             is style, not learning: no-change)
+                             is style, not learning: no-change); the closed_book interval
+                             below 0 regresses it too (it forgot facts it knew)
                   no-change  otherwise
 
 A leaf measured without per-item scores (a hand-made report) is decided on its point estimates.
@@ -55,6 +61,9 @@ class LeafItems:
     base_correct: list[bool] = field(default_factory=list)  # per multiple-choice item
     cand_correct: list[bool] = field(default_factory=list)
     pairwise: list[float] = field(default_factory=list)  # per judged item: 1 won, 0.5 tie, 0 lost
+    base_recalled: list[bool] = field(default_factory=list)  # per closed-book item scored for both
+    cand_recalled: list[bool] = field(default_factory=list)
+    recall_unscored: int = 0  # closed-book items neither key facts nor a judge could score
 
 
 def _point_interval(value: float | None) -> Interval | None:
@@ -99,7 +108,7 @@ def leaf_evidence(leaf: str, changed: bool, items: LeafItems, change_pct: float 
                   controls: Controls, thresholds: Thresholds, *, judged: bool, seed: int = 0) -> dict[str, Any]:
     """The evidence block of one leaf's report row: every measure it has, and the verdict."""
     rng = rng_for(leaf, seed)
-    out: dict[str, Any] = {"choices": None, "pairwise": None, "likelihood": None}
+    out: dict[str, Any] = {"closed_book": None, "choices": None, "pairwise": None, "likelihood": None}
 
     own: Interval | None = None
     beyond: Interval | None = None
@@ -131,21 +140,35 @@ def leaf_evidence(leaf: str, changed: bool, items: LeafItems, change_pct: float 
             "change": acc.as_dict(),
         }
 
+    recall: Interval | None = None
+    if items.base_recalled:
+        recall = accuracy_change(items.base_recalled, items.cand_recalled, rng_for(f"closed-book|{leaf}", seed))
+        n = len(items.base_recalled)
+        out["closed_book"] = {
+            "items": n,
+            "unscored": items.recall_unscored,
+            "base_accuracy": sum(items.base_recalled) / n,
+            "candidate_accuracy": sum(items.cand_recalled) / n,
+            "change": recall.as_dict(),
+        }
+
     wins: Interval | None = None
     if items.pairwise:
         wins = win_rate(items.pairwise, rng)
         out["pairwise"] = {"items": len(items.pairwise), "win_rate": wins.as_dict()}
 
-    verdict, evidence = _decide(changed, own, beyond, acc, wins if judged else None, thresholds)
+    verdict, evidence = _decide(changed, own, beyond, acc, wins if judged else None, thresholds, recall)
     out["verdict"], out["evidence"] = verdict, evidence
     return out
 
 
 def _decide(changed: bool, own: Interval | None, beyond: Interval | None, acc: Interval | None,
-            wins: Interval | None, t: Thresholds) -> tuple[str, str]:
+            wins: Interval | None, t: Thresholds, recall: Interval | None = None) -> tuple[str, str]:
     """(verdict, the evidence it rests on)."""
     to_verdict = {"above": IMPROVED, "below": REGRESSED, NO_CHANGE: NO_CHANGE}
     if changed:
+        if recall is not None:
+            return to_verdict[_side(recall, 0.0)], "closed_book"
         if acc is not None:
             return to_verdict[_side(acc, 0.0)], "choices"
         if wins is not None:
@@ -163,6 +186,8 @@ def _decide(changed: bool, own: Interval | None, beyond: Interval | None, acc: I
     # its choices when it has them (a likelihood gain alone on a leaf nobody taught is style).
     if own is not None and own.estimate > t.fail_on_regression_pct:
         return REGRESSED, "likelihood"
+    if recall is not None and _side(recall, 0.0) == "below":
+        return REGRESSED, "closed_book"
     if acc is not None:
         return to_verdict[_side(acc, 0.0)], "choices"
     return NO_CHANGE, "likelihood" if own is not None else "none"

@@ -1,7 +1,8 @@
 """The `labtax eval` report: one plain, JSON-ready dict (the stable `--format json` document).
 
 Each leaf row keeps the likelihood columns (`base`, `candidate`, `change_pct`: mean per-token
-log-likelihood of the reference answers) and adds the evidence: `choices` (closed-book accuracy),
+log-likelihood of the reference answers) and adds the evidence: `closed_book` (held-out wordings of
+knowledge facts answered with no context, scored by their key facts), `choices` (closed-book accuracy),
 `judge` (pairwise win rate), `likelihood` (the change with its 95 % paired bootstrap interval, and
 beyond the controls), the `verdict` (improved | no-change | regressed) and the `evidence` it rests on.
 `status`/`passed` are the gate's outcome per leaf: a changed leaf passes when its verdict is
@@ -37,6 +38,7 @@ class ModelResult:
     items: dict[str, list[ExampleScore]] | None = None
     picks: dict[str, list[int]] | None = None
     answers: dict[str, list[str]] | None = None
+    recall_answers: dict[str, list[str]] | None = None  # greedy answers to the closed-book items
 
 
 def _finite(value: float | None) -> float | None:
@@ -45,8 +47,16 @@ def _finite(value: float | None) -> float | None:
 
 
 def _leaf_items(leaf: str, selection: Selection, base: ModelResult, cand: ModelResult,
-                pairs: dict[str, PairTally] | None) -> LeafItems:
+                pairs: dict[str, PairTally] | None,
+                recall: dict[str, tuple[list[bool | None], ...]] | None = None) -> LeafItems:
     items = LeafItems()
+    if recall and leaf in recall:
+        b_ok, c_ok = recall[leaf]
+        # Paired: an item counts only when both answers were scored (key facts, or the judge).
+        both = [(b, c) for b, c in zip(b_ok, c_ok) if b is not None and c is not None]
+        items.base_recalled = [bool(b) for b, _ in both]
+        items.cand_recalled = [bool(c) for _, c in both]
+        items.recall_unscored = len(b_ok) - len(both)
     b_items, c_items = (base.items or {}).get(leaf), (cand.items or {}).get(leaf)
     if b_items and c_items and len(b_items) == len(c_items):
         items.likelihood = PairedLikelihood.of([(s.logprob, s.tokens) for s in b_items],
@@ -78,6 +88,7 @@ def build_report(
     *,
     judge_model: str | None = None,
     pairs: dict[str, PairTally] | None = None,
+    recall: dict[str, tuple[list[bool | None], ...]] | None = None,
 ) -> dict[str, Any]:
     from labtax.models import model_id
 
@@ -86,7 +97,7 @@ def build_report(
         b, c = base.scores.get(chosen.leaf), candidate.scores.get(chosen.leaf)
         ok = b is not None and c is not None and b.tokens > 0 and c.tokens > 0
         changes[chosen.leaf] = nll_change_pct(b.mean_logprob, c.mean_logprob) if ok and b and c else None
-    items = {r.leaf: _leaf_items(r.leaf, selection, base, candidate, pairs) for r in selection.leaves}
+    items = {r.leaf: _leaf_items(r.leaf, selection, base, candidate, pairs, recall) for r in selection.leaves}
     unchanged = [r.leaf for r in selection.leaves if not r.changed]
     controls = Controls.build({leaf: items[leaf] for leaf in unchanged},
                               {leaf: _finite(changes[leaf]) for leaf in unchanged}, options.seed)
@@ -97,7 +108,7 @@ def build_report(
         exs = selection.examples.get(leaf, [])
         ev = leaf_evidence(leaf, chosen.changed, items[leaf], _finite(changes[leaf]), controls,
                            options.thresholds, judged=pairs is not None and leaf in pairs, seed=options.seed)
-        has_data = has_lk or ev["choices"] is not None or ev["pairwise"] is not None
+        has_data = has_lk or ev["choices"] is not None or ev["pairwise"] is not None or ev["closed_book"] is not None
         status, passed = decide(chosen.changed, ev["verdict"] if has_data else None)
         judged = _judge_cell(pairs.get(leaf)) if pairs is not None else None
         if judged is not None and ev["pairwise"] is not None:
@@ -117,7 +128,9 @@ def build_report(
             "evidence": ev["evidence"] if has_data else "none",
             "items": {"reference": sum(1 for e in exs if not e.is_choice),
                       "choices": sum(1 for e in exs if e.is_choice),
-                      "shown_to_teacher": sum(1 for e in exs if e.shown_to_teacher)},
+                      "shown_to_teacher": sum(1 for e in exs if e.shown_to_teacher),
+                      "closed_book": sum(1 for e in exs if e.closed_book)},
+            "closed_book": ev["closed_book"],
             "choices": ev["choices"],
             "likelihood": ev["likelihood"],
         })
@@ -155,6 +168,8 @@ def build_report(
             "score": "mean per-token log-likelihood of the reference answer, nats (<= 0, higher is better)",
             "change_pct": "100 * (NLL_candidate - NLL_base) / NLL_base, NLL = -score (negative is better)",
             "interval": "95% paired bootstrap (items resampled, 2000 resamples, percentile)",
+            "closed_book": "held-out wordings asked with no context, greedy answer: right when it holds every "
+                           "key fact (number, date, name) of the reference beyond the question's",
             "choices": "closed-book multiple choice: the option with the highest mean per-token log-likelihood",
             "beyond_controls_pct": "change_pct minus the mean change_pct of the unchanged (control) leaves",
         },

@@ -16,6 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from labtax.errors import UsageError
+from labtax.eval.closed_book import (
+    CLOSED_BOOK_MAX_NEW_TOKENS,
+    closed_book_examples,
+    judge_answers,
+    score_leaf,
+)
 from labtax.eval.data import Example, LeafMode, Selection, select_leaves
 from labtax.eval.encoding import Encoded, encode_all, tokenizer_fingerprint
 from labtax.eval.gate import Thresholds
@@ -69,6 +75,7 @@ class EvalOptions:
     batch_tokens: int = DEFAULT_BATCH_TOKENS
     device: str = "auto"  # "auto": a GPU when torch sees one, else the CPU
     tiny_seed: int = TINY_SEED  # the seed `tiny` is built from: labtax train's default
+    closed_book_max_new_tokens: int = CLOSED_BOOK_MAX_NEW_TOKENS  # bound on each closed-book answer
 
     @classmethod
     def from_options(cls, params: dict[str, Any]) -> EvalOptions:
@@ -113,6 +120,36 @@ def judged_leaves(selection: Selection) -> dict[str, list[Example]]:
         for chosen in selection.leaves
         if chosen.changed and not chosen.leaf.startswith("knowledge/")
     }
+
+
+def recall_leaves(selection: Selection) -> dict[str, list[Example]]:
+    """The closed-book items of every selected leaf that has them (changed or a control)."""
+    out = {chosen.leaf: closed_book_examples(selection.examples.get(chosen.leaf, [])) for chosen in selection.leaves}
+    return {leaf: exs for leaf, exs in out.items() if exs}
+
+
+def score_recall(selection: Selection, base: ModelResult, candidate: ModelResult,
+                 make_judge: Callable[[], Teacher] | None,
+                 log: Callable[[str], None]) -> dict[str, tuple[list[bool | None], ...]]:
+    """Per leaf (base right?, candidate right?) per closed-book item, by the key facts; where those
+    cannot decide (free text), by a judge made with `make_judge` (only then) when there is one, else
+    None (not scored)."""
+    out: dict[str, tuple[list[bool | None], ...]] = {}
+    ask: list[tuple[str, int, int, Example, str]] = []  # (leaf, model, item, example, answer)
+    for leaf, exs in recall_leaves(selection).items():
+        per_model = []
+        for m, result in enumerate((base, candidate)):
+            answers = (result.recall_answers or {}).get(leaf, [])
+            got: list[bool | None] = [r.correct for r in score_leaf(exs, answers)]
+            ask += [(leaf, m, i, exs[i], answers[i]) for i, ok in enumerate(got) if ok is None]
+            per_model.append(got)
+        out[leaf] = tuple(per_model)
+    if ask and make_judge is not None:
+        teacher = make_judge()
+        log(f"judging {len(ask)} closed-book answers without key facts with {teacher.model_id}")
+        for (leaf, m, i, _, _), ok in zip(ask, judge_answers(teacher, [(ex, a) for *_, ex, a in ask])):
+            out[leaf][m][i] = ok
+    return out
 
 
 def load_for_eval(name: str, options: EvalOptions) -> Any:
@@ -160,6 +197,16 @@ def _evaluate_model(name: str, selection: Selection, options: EvalOptions, log: 
         got = result.items.get(leaf, [])
         if any(not ex.is_choice for ex in exs):
             result.scores[leaf] = LeafScore(leaf, len(got), sum(s.tokens for s in got), sum(s.logprob for s in got))
+    recall = recall_leaves(selection)
+    if recall:
+        flat = [ex for exs in recall.values() for ex in exs]
+        log(f"answering {len(flat)} closed-book questions with {name} (greedy, <= "
+            f"{options.closed_book_max_new_tokens} tokens)")
+        said = generate_answers(model, tokenizer, flat, max_new_tokens=options.closed_book_max_new_tokens)
+        result.recall_answers, pos = {}, 0
+        for leaf, exs in recall.items():
+            result.recall_answers[leaf] = said[pos: pos + len(exs)]
+            pos += len(exs)
     if options.judge is not None:
         questions = [ex for exs in judged_leaves(selection).values() for ex in exs]
         log(f"answering {len(questions)} questions with {name} (greedy, <= {options.judge.max_new_tokens} tokens)")
@@ -232,9 +279,12 @@ def run_eval(
     base = _evaluate_model(options.base, selection, options, log, encodings)
     if options.candidate == options.base:
         # The same model twice (a dry run of the gate): scoring is deterministic, so reuse it.
-        candidate = ModelResult(dict(base.scores), base.items, base.picks, base.answers)
+        candidate = ModelResult(dict(base.scores), base.items, base.picks, base.answers, base.recall_answers)
     else:
         candidate = _evaluate_model(options.candidate, selection, options, log, encodings)
+    # The closed-book judge closes its teacher (one event loop per client): the pairwise judge has its own.
+    judge_factory = (make_teacher or default_teacher_factory(options.judge)) if options.judge is not None else None
+    recall = score_recall(selection, base, candidate, judge_factory, log)
     pairs = _judge(teacher, selection, options, base, candidate, log) if teacher is not None else None
     return build_report(options, selection, base, candidate, judge_model=teacher.model_id if teacher else None,
-                        pairs=pairs)
+                        pairs=pairs, recall=recall)

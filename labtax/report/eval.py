@@ -81,6 +81,10 @@ def _ci(iv: dict[str, Any] | None, unit: str = "%", scale: float = 1.0) -> str:
 def evidence_cells(r: dict[str, Any]) -> tuple[str, str, str]:
     """(what the verdict rests on, base -> candidate, the change with its interval) of one row."""
     ev = r.get("evidence", "likelihood")
+    if ev == "closed_book" and r.get("closed_book"):
+        c = r["closed_book"]
+        return (f"closed book ({c['items']})", f"{c['base_accuracy']:.0%} -> {c['candidate_accuracy']:.0%}",
+                _ci(c["change"], " pts", 100.0))
     if ev == "choices" and r.get("choices"):
         c = r["choices"]
         return (f"choices ({c['items']})", f"{c['base_accuracy']:.0%} -> {c['candidate_accuracy']:.0%}",
@@ -129,10 +133,30 @@ def render_text(report: dict[str, Any]) -> str:
         out.append(f"judge: pairwise by {j['model']} (both orders, against the reference); {j['malformed']} malformed and "
                    f"{j['failed']} failed replies of {j['requests']} (left out).")
     out.extend(_held_out_lines(report))
+    out.extend(recall_lines(report))
     if not report.get("same_tokenization", True):
         out.append(TOKENIZER_NOTE)
     out.append(_verdict_line(report))
     return "\n".join(out) + "\n"
+
+
+def recall_lines(report: dict[str, Any]) -> list[str]:
+    """Per knowledge leaf with closed-book items: closed-book accuracy next to the multiple choice."""
+    out = []
+    for r in report["leaves"]:
+        c = r.get("closed_book")
+        if not c:
+            continue
+        line = (f"closed book {r['leaf']}: {c['base_accuracy']:.0%} -> {c['candidate_accuracy']:.0%} of "
+                f"{c['items']} held-out questions ({_ci(c['change'], ' pts', 100.0)})")
+        if c.get("unscored"):
+            line += f", {c['unscored']} not scored (no key fact, no judge)"
+        m = r.get("choices")
+        if m:
+            line += (f"; multiple choice {m['base_accuracy']:.0%} -> {m['candidate_accuracy']:.0%} of {m['items']} "
+                     f"({_ci(m['change'], ' pts', 100.0)})")
+        out.append(line)
+    return out
 
 
 def _held_out_lines(report: dict[str, Any]) -> list[str]:
@@ -178,13 +202,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         verdict = r.get("verdict", "no-change")
         out.append(f"| {name} | {evidence} | {measure} | {change} | {VERDICT_MARK.get(verdict, '')} {verdict} |")
     out.append("")
+    out.extend(f"- {line}" for line in recall_lines(report))
     out.append(f"**{_verdict_line(report)}**")
     out.append("")
     t = report["thresholds"]
     notes = (
         "Score: mean per-token log-likelihood of the held-out reference answers (nats, higher is "
         "better). Change: `100 × (NLL_candidate − NLL_base) / NLL_base` (negative is better). "
-        "Each verdict rests on the leaf's strongest evidence: closed-book multiple choice, then the "
+        "Each verdict rests on the leaf's strongest evidence: closed-book recall of held-out wordings "
+        "(knowledge), closed-book multiple choice, then the "
         "pairwise judge, then the likelihood change beyond the unchanged (control) leaves'; intervals "
         f"are 95% paired bootstraps. An unchanged leaf may not get worse by more than "
         f"{t['fail_on_regression_pct']:g}%."
