@@ -275,7 +275,9 @@ def gc_cmd(output: str, dry_run: bool, wait_s: float) -> int:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
               help="YAML overrides: `common:`, `knowledge:`, `skills:` blocks (see docs/train.md).")
 @click.option("--lr", type=float, help="Peak learning rate (every phase that runs).")
-@click.option("--epochs", type=int, help="Epochs per phase.")
+@click.option("--epochs", type=int, help="Epochs per phase (given, it wins over --exposures).")
+@click.option("--exposures", type=int, metavar="N",
+              help="Fit epochs so that each knowledge fact is seen about N times (0: --epochs as configured).")
 @click.option("--effective-batch", type=int, metavar="SAMPLES", help="Samples per optimizer step.")
 @click.option("--max-steps", type=int, metavar="N", help="Cap on optimizer steps per phase (0: none).")
 @click.option("--max-seq-len", type=int, metavar="TOKENS", help="Longer samples are dropped, never truncated.")

@@ -23,7 +23,7 @@ PHASES: tuple[str, ...] = ("knowledge", "skills")
 SCHEDULES = ("cosine", "constant")
 CHECKPOINTING = ("none", "mlp", "layers")
 # The command-line options that override a phase setting (None: not given) or the seed.
-OVERRIDE_OPTIONS = ("lr", "epochs", "effective_batch", "max_steps", "max_seq_len", "max_tokens_per_batch",
+OVERRIDE_OPTIONS = ("lr", "epochs", "exposures", "effective_batch", "max_steps", "max_seq_len", "max_tokens_per_batch",
                     "warmup_steps", "schedule", "save_every", "activation_checkpointing", "seed")
 
 
@@ -53,6 +53,14 @@ class PhaseConfig:
     # none (fastest), mlp (the MLP blocks: ~60% of the activation memory for ~15% more compute),
     # layers (every decoder layer, as TRL and Trainer's gradient_checkpointing: least memory).
     activation_checkpointing: str = "none"
+    # Epochs fitted to the data (labtax/train/schedule.py fit_epochs): train until each fact (the
+    # rows sharing `metadata.fact`) has been seen about this many times; 0, data without fact ids, or
+    # `epochs` given by the user: `epochs` as configured.
+    exposures: int = 0
+    # The peak learning rate of a student under SMALL_MODEL_PARAMS parameters when `lr` was not given
+    # (0: `lr` for every size). The LAB rates (2e-5, 6e-6) are for 7B students and thousands of steps;
+    # a 135M student stores facts at 1e-4 in a hundred (docs/train.md, bench/learning_bench.py).
+    small_model_lr: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -69,8 +77,8 @@ class TrainConfig:
 
 _FIELDS = {f.name for f in dataclasses.fields(PhaseConfig)} - {"name"}
 _INTS = {"epochs", "effective_batch", "max_seq_len", "max_tokens_per_batch", "warmup_steps", "max_steps",
-         "save_every"}
-_FLOATS = {"lr", "weight_decay", "grad_clip"}
+         "save_every", "exposures"}
+_FLOATS = {"lr", "weight_decay", "grad_clip", "small_model_lr"}
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from labtax.train.parallel import (
 )
 from labtax.train.reporting import PhaseReporter, finish_phase
 from labtax.train.schedule import describe as describe_schedule
-from labtax.train.schedule import fit_schedule
+from labtax.train.schedule import fit_epochs, fit_lr, fit_schedule, rows_per_fact
 from labtax.util.atomic import atomic_write_text
 from labtax.util.lock import directory_lock
 
@@ -192,14 +192,18 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
             raise UsageError(f"{data_dir / set_file}: no usable sample (dropped: {data.meta['dropped'] or 'none'})")
         say(f"[{phase}] {len(data)} samples, {data.meta['tokens']:,} tokens "
             f"(dropped {data.meta['dropped'] or 'none'}; mix {data.meta['sources']}); starting from {start}")
-        pc, schedule = fit_schedule(pc, len(data), config.explicit.get(settings_phase, frozenset()))  # flags win
-        say(describe_schedule(phase, schedule))
+        explicit = config.explicit.get(settings_phase, frozenset())
+        pc, fitted = fit_epochs(pc, rows_per_fact(data_dir / set_file), explicit)  # flags win
+        pc, schedule = fit_schedule(pc, len(data), explicit)
+        schedule.update(fitted)
         torch.manual_seed(config.seed)
         # fp32 master weights whatever the checkpoint's dtype: without a dtype transformers loads a
         # bf16 config (phase 2 starts from phase 1's bf16 checkpoint on a GPU) as bf16, and AdamW then
         # keeps bf16 moments: at lr 6e-6 most updates round away. Compute is bf16 on GPUs anyway
         # (autocast on one device, FSDP2's MixedPrecisionPolicy under torchrun).
         net = load_model(start, dtype=torch.float32, seed=config.seed)
+        pc, schedule = fit_lr(pc, sum(p.numel() for p in net.parameters()), explicit, schedule)
+        say(describe_schedule(phase, schedule))
         net.config.use_cache = False
         packed = getattr(net.config, "model_type", "") in PACKED_MODEL_TYPES
         checkpoint_activations(net, pc.activation_checkpointing)

@@ -2,6 +2,10 @@
 thousands of samples; a taxonomy with ten knowledge leaves has a few thousand, and at an effective
 batch of 128 (3,840 in phase 2) with 25 warm-up steps the peak learning rate is never reached.
 
+Epochs first (`fit_epochs`): with `exposures` set (the knowledge phase's default) and the set's rows
+naming their facts (`metadata.fact`), epochs = ceil(exposures / rows per fact), the median fact's
+rows, at most MAX_FITTED_EPOCHS; `--epochs` given wins.
+
 With `fit_schedule` on (the default), before a phase starts, when the configured warm-up is longer
 than the phase (too little data: the peak learning rate would never be reached):
   effective batch = min(configured, max(1, samples // MIN_STEPS_PER_EPOCH)): at least 10 optimizer
@@ -19,6 +23,10 @@ peak keeps the configured numbers. The chosen numbers are printed and recorded i
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+import statistics
+from pathlib import Path
 from typing import Any
 
 from labtax.train.config import PhaseConfig
@@ -26,6 +34,49 @@ from labtax.train.packing import steps_per_epoch
 
 MIN_STEPS_PER_EPOCH = 10
 WARMUP_SHARE = 0.1
+MAX_FITTED_EPOCHS = 100  # a fact with one row would otherwise ask for `exposures` epochs of everything
+
+
+def rows_per_fact(path: Path) -> list[int]:
+    """How many rows of a set file word each fact (`metadata.fact`: a fact's open- and closed-book
+    rows of every wording); [] when no row names a fact (skills data, or data mixed before facts)."""
+    counts: dict[str, int] = {}
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if '"fact"' not in line:  # most lines of a large skills set: no JSON decoding
+                continue
+            fact = (json.loads(line).get("metadata") or {}).get("fact")
+            if isinstance(fact, str) and fact:
+                counts[fact] = counts.get(fact, 0) + 1
+    return sorted(counts.values())
+
+
+SMALL_MODEL_PARAMS = 1_000_000_000
+
+
+def fit_lr(cfg: PhaseConfig, params: int, explicit: frozenset[str],
+           record: dict[str, Any]) -> tuple[PhaseConfig, dict[str, Any]]:
+    """The peak learning rate for the student's size: `small_model_lr` under SMALL_MODEL_PARAMS
+    parameters when set and `lr` was not given, else `lr`."""
+    small = bool(cfg.small_model_lr) and params < SMALL_MODEL_PARAMS and "lr" not in explicit
+    if small:
+        cfg = dataclasses.replace(cfg, lr=cfg.small_model_lr)
+    return cfg, {**record, "peak_lr": cfg.lr, "params": params, "small_model_lr": small}
+
+
+def fit_epochs(cfg: PhaseConfig, per_fact: list[int],
+               explicit: frozenset[str] = frozenset()) -> tuple[PhaseConfig, dict[str, Any]]:
+    """Epochs that show the median fact `exposures` times: ceil(exposures / its rows per epoch),
+    between 1 and MAX_FITTED_EPOCHS. A fact is recalled from a new wording only after many
+    exposures (bench/learning_bench.py, docs/train.md); a fixed small epoch count under-trains a
+    leaf with few wordings and over-trains one with many. Kept as configured when `epochs` was given,
+    `exposures` is 0 or no row names a fact."""
+    record: dict[str, Any] = {"exposures": cfg.exposures, "facts": len(per_fact)}
+    if not cfg.exposures or not per_fact or "epochs" in explicit:
+        return cfg, {**record, "epochs_fitted": False}
+    rows = statistics.median(per_fact)
+    epochs = max(1, min(MAX_FITTED_EPOCHS, math.ceil(cfg.exposures / rows)))
+    return dataclasses.replace(cfg, epochs=epochs), {**record, "epochs_fitted": True, "rows_per_fact": rows}
 
 
 def fit_schedule(cfg: PhaseConfig, samples: int,
@@ -61,6 +112,12 @@ def describe(phase: str, record: dict[str, Any]) -> str:
            f"{record['configured']['warmup_steps']}" if record["fitted"] else "as configured")
     if record.get("explicit"):
         how += f"; {' and '.join(k.replace('_', ' ') for k in record['explicit'])} as given"
+    epochs = ""
+    if record.get("small_model_lr"):
+        how += f"; the small-student rate: {record['params'] / 1e6:.0f}M parameters"
+    if record.get("epochs_fitted"):
+        epochs = (f", {record['epochs']} epochs fitted to {record['exposures']} exposures of each of "
+                  f"{record['facts']} facts ({record['rows_per_fact']:g} rows each)")
     return (f"[{phase}] schedule: effective batch {record['effective_batch']}, warm-up {record['warmup_steps']} "
-            f"of {record['total_steps']} steps ({record['steps_per_epoch']}/epoch), peak lr {record['peak_lr']:g} "
-            f"({how})")
+            f"of {record['total_steps']} steps ({record['steps_per_epoch']}/epoch){epochs}, peak lr "
+            f"{record['peak_lr']:g} ({how})")

@@ -71,3 +71,49 @@ def test_an_explicit_batch_or_warmup_wins_over_the_fitted_one(tmp_path) -> None:
     assert skills.effective_batch == 200  # the packaged default is still fitted
     # Nothing given: the fitted values as before (the default stays the fitted one).
     assert fit_schedule(cfg, 200, load_config().explicit["knowledge"])[0].effective_batch == 20
+
+
+def _fact_rows(path, facts: int, per_fact: int, other: int = 0) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    rows = [{"messages": [{"role": "user", "content": f"q{f}-{n}"}, {"role": "assistant", "content": "a"}],
+             "metadata": {"fact": f"doc.md#0/{f}"}, "unmask": False} for f in range(facts) for n in range(per_fact)]
+    rows += [{"messages": [{"role": "user", "content": f"passage {i}"}], "metadata": {"source": "document"},
+              "unmask": True} for i in range(other)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def test_the_knowledge_phase_fits_its_epochs_to_exposures_of_each_fact(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from labtax.train.schedule import fit_epochs, rows_per_fact
+
+    cfg = load_config().phases["knowledge"]
+    assert cfg.exposures == 24 and load_config().phases["skills"].exposures == 0
+    _fact_rows(tmp_path / "p1.jsonl", facts=20, per_fact=6, other=5)  # 3 wordings x open + closed book
+    per_fact = rows_per_fact(tmp_path / "p1.jsonl")
+    assert per_fact == [6] * 20
+    fitted, rec = fit_epochs(cfg, per_fact)
+    assert fitted.epochs == 4 and rec["epochs_fitted"] and rec["rows_per_fact"] == 6  # 24 / 6
+    # One wording a fact: more epochs, bounded; many wordings: fewer, at least one.
+    assert fit_epochs(cfg, [1] * 5)[0].epochs == 24
+    assert fit_epochs(dataclasses.replace(cfg, exposures=1000), [1])[0].epochs == 100
+    assert fit_epochs(cfg, [60])[0].epochs == 1
+    # --epochs given, exposures off, or data without fact ids: the configured epochs.
+    assert fit_epochs(cfg, per_fact, frozenset({"epochs"}))[0].epochs == 7
+    assert fit_epochs(dataclasses.replace(cfg, exposures=0), per_fact)[0].epochs == 7
+    _fact_rows(tmp_path / "skills.jsonl", facts=0, per_fact=0, other=9)
+    assert rows_per_fact(tmp_path / "skills.jsonl") == [] and fit_epochs(cfg, [])[0].epochs == 7
+    line = describe("knowledge", {**fit_schedule(fitted, 125)[1], **rec})
+    assert "4 epochs fitted to 24 exposures of each of 20 facts (6 rows each)" in line
+
+
+def test_a_small_student_trains_at_the_small_model_rate_unless_lr_is_given() -> None:
+    from labtax.train.schedule import fit_lr
+
+    cfg = load_config().phases["knowledge"]
+    assert cfg.lr == 2e-5 and cfg.small_model_lr == 1e-4
+    small, rec = fit_lr(cfg, 135_000_000, frozenset(), {"peak_lr": cfg.lr})
+    assert small.lr == 1e-4 and rec["peak_lr"] == 1e-4 and rec["small_model_lr"]
+    assert fit_lr(cfg, 7_000_000_000, frozenset(), {})[0].lr == 2e-5  # the LAB rate for 7B students
+    assert fit_lr(cfg, 135_000_000, frozenset({"lr"}), {})[0].lr == 2e-5  # --lr given wins
+    skills = load_config().phases["skills"]
+    assert fit_lr(skills, 135_000_000, frozenset(), {})[0].lr == skills.lr  # no small rate configured
