@@ -61,7 +61,8 @@ def test_phase2_replays_every_knowledge_leaf() -> None:
     assert all(sets.counts[f"knowledge/k{j}/qna.yaml"]["replay"] == 10 for j in range(2))
     # The ratio is a floor too: 50% of 102 skills is 51 rows, shared by size.
     big = build_sets(taxonomy(), MixSettings(replay_ratio=0.5, replay_unmasked_copy=False))
-    assert sum(1 for s in rows(big.phase2) if s["metadata"].get("replay")) == 50  # capped at what exists
+    assert sum(1 for s in rows(big.phase2) if s["metadata"].get("replay") and "replay_copy" not in s["metadata"]) \
+        == 50  # capped at what exists
 
 
 def test_replay_counts_share_by_size_with_floors() -> None:
