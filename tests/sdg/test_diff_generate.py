@@ -17,7 +17,7 @@ from lab_taxonomy import (
     teacher_args,
 )
 
-from labtax.data.sample import chunk_of, user_text
+from labtax.data.sample import chunk_of, question_of, user_text
 from labtax.errors import EXIT_TEACHER
 from labtax.sdg.output_dir import output_lock
 
@@ -79,8 +79,15 @@ def test_manifest_and_sets_formats(git_repo, openai_server, tmp_path: Path) -> N
     for name, info in m["sets"].items():
         assert len(read_jsonl(out / name)) == info["samples"]
     phase1 = read_jsonl(out / "phase1_knowledge.jsonl")
-    assert phase1 and all(s["unmask"] is True and s["metadata"]["kind"] == "knowledge" for s in phase1)
-    assert all(chunk_of(s) and chunk_of(s) in user_text(s) for s in phase1)
+    assert phase1 and all(s["metadata"]["kind"] == "knowledge" for s in phase1)
+    # Rows that teach recall (issue 20): open-book rows (chunk above the question, loss on all of it),
+    # closed-book rows (the question alone, loss on the answer) and the chunks themselves.
+    open_book = [s for s in phase1 if not s["metadata"].get("closed_book") and s["metadata"].get("source") != "document"]
+    closed = [s for s in phase1 if s["metadata"].get("closed_book")]
+    docs = [s for s in phase1 if s["metadata"].get("source") == "document"]
+    assert len(open_book) == len(closed) and docs and len(open_book) + len(closed) + len(docs) == len(phase1)
+    assert all(s["unmask"] is True and chunk_of(s) and chunk_of(s) in user_text(s) for s in open_book)
+    assert all(s["unmask"] is False and user_text(s) == question_of(s) for s in closed)
     phase2 = read_jsonl(out / "phase2_skills.jsonl")
     assert {s["metadata"]["kind"] for s in phase2 if not s["metadata"].get("replay")} == {
         "compositional_skills", "foundational_skills"}
@@ -88,7 +95,7 @@ def test_manifest_and_sets_formats(git_repo, openai_server, tmp_path: Path) -> N
     # each replayed row followed by its unmasked copy.
     moon = next(e for e in m["leaves"] if e["kind"] == "knowledge")["counts"]
     assert moon["replay"] == min(10, moon["train"]) and moon["replay"] >= 1
-    assert sum(1 for s in phase2 if s["metadata"].get("replay")) == 2 * moon["replay"]
+    assert sum(1 for s in phase2 if s["metadata"].get("replay")) == 3 * moon["replay"]  # + closed-book copy
     test = read_jsonl(out / "test.jsonl")
     # The seeds, plus the knowledge leaf's closed-book multiple-choice items (issue 14).
     seeds = [t for t in test if t["metadata"]["source"] == "seed"]
