@@ -6,10 +6,10 @@ real in-process model (slow)."""
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 from cihelpers import HOOKS, add_leaf, run
 from gitrepo import GitRepo
 from openai_server import OpenAIServer, Reply, lab_responder
@@ -56,6 +56,7 @@ def test_the_changed_leaves_are_previewed_with_their_verdicts(git_repo: GitRepo,
     assert "haiku" not in summary  # unchanged by the pull request
     assert "| judge_question | unusable |" in summary  # its calibration, per leaf
     assert "judge_question: unjudged p=0.9" in summary and "**Sample 1**" in summary
+    assert "Teacher `openai:test-model`" in summary  # the teacher that wrote the samples is named
     assert "Question:" in summary and "Answer:" in summary and "```text" in summary
 
 
@@ -82,11 +83,37 @@ def test_teacher_text_cannot_break_out_of_its_fence(tmp_path: Path) -> None:
     assert "````text\n```\n# injected heading\n````" in md and "judge_question: True" in md
 
 
-@pytest.mark.slow
-def test_preview_with_the_small_embedded_teacher(git_repo: GitRepo, tmp_path: Path) -> None:
-    base, head, limerick, _ = _pull_request(git_repo)
-    rc, out, summary = _preview(git_repo, tmp_path, base, head, LABTAX_PREVIEW_MODEL="embedded-small",
-                                LABTAX_ARGS="--max-tokens 96")
+RECORD = """#!{python}
+import json, sys
+with open({out!r}, "w") as f:
+    json.dump(sys.argv[1:], f)
+"""
+
+
+def test_preview_runs_the_embedded_teacher_by_default(git_repo: GitRepo, tmp_path: Path) -> None:
+    # The step's own command line, recorded by a stand-in labtax and parsed by the real `generate`:
+    # the embedded teacher with the model LABTAX_PREVIEW_MODEL names, the changed leaves only. (This
+    # ran embedded-small through the whole preview, 138 s; real generation with embedded-small is
+    # tests/sdg/test_embedded_verdicts.py's, the summary of a preview the test above checks.)
+    import json
+
+    import click
+
+    from labtax.cli import cli
+    from labtax.teachers import TeacherSpec
+
+    base, head, limerick, sonnet = _pull_request(git_repo)
+    recorder = tmp_path / "labtax"
+    recorder.write_text(RECORD.format(python=sys.executable, out=str(tmp_path / "argv.json")))
+    recorder.chmod(0o755)
+    rc, out, summary = _preview(git_repo, tmp_path, base, head, LABTAX=str(recorder),
+                                LABTAX_PREVIEW_MODEL="embedded-small", LABTAX_ARGS="--max-tokens 96")
     assert rc == 0, out
-    assert "HuggingFaceTB/SmolLM2-135M-Instruct" in summary and f"### `{limerick}`" in summary
-    assert "| judge_question |" in summary or "No sample was kept" in summary
+    assert "teacher embedded (embedded-small)" in out and summary.strip()  # the summary is written either way
+    argv = json.loads((tmp_path / "argv.json").read_text())
+    assert argv[0] == "generate" and sorted(argv[1:3]) == sorted([limerick, sonnet])
+    command = cli.commands["generate"]
+    params = command.make_context("generate", argv[1:], parent=click.Context(cli, info_name="labtax")).params
+    spec = TeacherSpec.from_options(params)
+    assert (spec.teacher, spec.model) == ("embedded", "embedded-small")
+    assert params["max_tokens"] == 96 and params["samples_per_leaf"] == 2  # the workflow's args come last
