@@ -438,19 +438,11 @@ def lab_responder(*, drop_every: int = 0, low_score_every: int = 0) -> Responder
             score = 1 if low_score_every and seed % low_score_every == 0 else 3
             return f"The answer is accurate and helpful.\nScore: {score}"
         if "STAGE: knowledge_qa" in text:
-            n = _requested_count(text)
-            chunk = _last_block(text, "Document:")
-            words = [w for w in re.findall(r"[A-Za-z]+", chunk) if len(w) > 3] or ["topic"]
-            pairs = []
-            for i in range(n):
-                w = words[(seed + i) % len(words)]
-                pairs.append(
-                    f"Question: What does the document say about {w} and {_phrase(seed + i, 3)}?\n"
-                    f"Answer: The document mentions {w} in its discussion ({_phrase(seed + 17 * i, 3)})."
-                )
-            return "\n\n".join(pairs)
+            return _knowledge_pairs(text, seed)
         if "STAGE: knowledge_mc" in text:
             return _mc_items(text, seed)
+        if "STAGE: mc_open_book" in text:
+            return _open_book_pick(text)
         if "STAGE: mc_faithful" in text:
             return "The right answer is in the document; the others contradict it.\nVerdict: yes"
         if "STAGE: faithful" in text or "STAGE: relevant" in text or "STAGE: standalone" in text:
@@ -462,17 +454,51 @@ def lab_responder(*, drop_every: int = 0, low_score_every: int = 0) -> Responder
     return respond
 
 
+def _knowledge_pairs(text: str, seed: int) -> str:
+    """Q&A pairs about the chunk as the knowledge prompt asks: `facts` facts, each a "Fact:" line and
+    `wordings` pairs (all naming one word of the chunk, so they pass the extractive check)."""
+    n = _requested_count(text)
+    facts_m = re.search(r"pick (\d+) different facts", text)
+    wordings_m = re.search(r"write (\d+) pairs", text)
+    facts = int(facts_m.group(1)) if facts_m else n
+    wordings = int(wordings_m.group(1)) if wordings_m else 1
+    chunk = _last_block(text, "Document:")
+    words = [w for w in re.findall(r"[A-Za-z]+", chunk) if len(w) > 3] or ["topic"]
+    blocks = []
+    for f in range(facts):
+        w = words[(seed + f) % len(words)]
+        pairs = [f"Fact: The document discusses {w}."]
+        for k in range(wordings):
+            i = f * wordings + k
+            pairs.append(
+                f"Question: What does the document say about {w} and {_phrase(seed + i, 3)}?\n"
+                f"Answer: The document mentions {w} in its discussion ({_phrase(seed + 17 * i, 3)})."
+            )
+        blocks.append("\n".join(pairs))
+    return "\n\n".join(blocks)
+
+
+def _open_book_pick(text: str) -> str:
+    """The letter of the first option that is a word of the document (the right one, as _mc_items writes them)."""
+    chunk = set(re.findall(r"[a-z]+", _last_block(text, "Document:").lower()))
+    for m in re.finditer(r"^([A-D])\. (.+)$", text, re.MULTILINE):
+        if m.group(2).strip().lower() in chunk:
+            return f"Answer: {m.group(1)}"
+    return "Answer: A"
+
+
 def _mc_items(text: str, seed: int) -> str:
     """Multiple-choice items about the chunk: the right option is a word of the chunk, the wrong ones
-    words of the server's own list (so they differ from it)."""
+    capitalised words of the server's own list (names the chunk does not hold, so the extractive check
+    sees them contradicted)."""
     n = _requested_count(text)
     chunk = _last_block(text, "Document:")
     words = [w for w in re.findall(r"[A-Za-z]+", chunk) if len(w) > 3] or ["topic"]
     items = []
     for i in range(n):
         right = words[(seed + 7 * i) % len(words)]
-        wrong = [w for w in dict.fromkeys(_WORDS[(_h(f"{seed}-{i}-{k}")) % len(_WORDS)] for k in range(12))
-                 if w.casefold() != right.casefold()][:3]
+        wrong = [w.capitalize() for w in dict.fromkeys(_WORDS[(_h(f"{seed}-{i}-{k}")) % len(_WORDS)] for k in range(12))
+                 if w.casefold() != right.casefold() and w.casefold() not in chunk.casefold()][:3]
         items.append(f"Question: Which term goes with {_phrase(seed + 29 * i, 3)} in this account?\n"
                      f"Right: {right}\n" + "".join(f"Wrong: {w}\n" for w in wrong))
     return "\n".join(items)

@@ -45,6 +45,9 @@ class SampleMetadata(TypedDict, total=False):
     context: str  # only where the user turn does not hold the context (or in older data)
     document: str  # knowledge: the document the chunk comes from
     chunk: int  # knowledge: the chunk's index in its document
+    # knowledge: the fact a generated pair asks about, "<document>#<chunk>/<n>"; the differently worded
+    # pairs of one fact share it (the mixer holds one wording out for closed-book tests)
+    fact: str
     replay: bool  # phase 2: a replayed knowledge sample
     replay_with_chunk: bool  # a replay that shows its own chunk among the distractors
     replay_step: int  # two-step phase 1: 1 on a step-1 sample replayed in step 2

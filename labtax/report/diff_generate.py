@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from labtax.data.names import funnel_in_order
+from labtax.data.names import coverage_text, funnel_in_order
 from labtax.sdg.planning import LeafPlan, Plan
 from labtax.sdg.running import RunResult
 from labtax.util.quoting import one_line, quote_path
@@ -26,6 +26,11 @@ def _leaf_line(lp: LeafPlan) -> str | None:
         extra += f" (from {quote_path(lp.old_path)})"
     if lp.action == "generate":
         extra += f": {lp.reason}, <= {lp.estimated_requests} requests"
+        if lp.knowledge:
+            k = lp.knowledge
+            extra += (f"; budget buys {k['requests']} Q&A requests (<= {k['completion_tokens']} completion "
+                      f"tokens): {k['facts_asked']}/{k['facts']} facts asked, {k['wordings']} wordings each, "
+                      f"{k['chunks_asked']}/{k['chunks']} chunks")
         if lp.recorded_requests:
             extra += f", {lp.recorded_requests} already answered (resume)"
     elif lp.action == "invalid":
@@ -45,9 +50,10 @@ def funnel_line(entry: Mapping[str, Any]) -> str | None:
     counts = entry.get("counts") or {}
     if "train" in counts:
         steps += f" -> in sets {counts['train']}"
-    bound = (f" (--max-requests-per-leaf bound: {gen.get('requests_wanted')} requests wanted)"
+    bound = (f" (request limit {gen.get('request_limit', '')} bound: {gen.get('requests_wanted')} requests wanted)"
              if gen.get("max_requests_bound") else "")
-    return f"funnel    {quote_path(entry['path'])}: {steps}{bound}"
+    return f"funnel    {quote_path(entry['path'])}: {steps}{coverage_text(gen)}{bound}"
+
 
 
 def plan_lines(plan: Plan) -> list[str]:

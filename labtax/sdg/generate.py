@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labtax.data.names import funnel_in_order
+from labtax.data.names import coverage_text, funnel_in_order
 from labtax.errors import LabtaxError
 from labtax.sdg.pipelines import LeafResult, generate_leaf
 from labtax.sdg.settings import GenerationSettings
@@ -121,13 +121,14 @@ def funnel_text(stats: dict[str, Any]) -> str:
     """'; funnel asked 50 -> parsed 48 -> ... -> kept 20' plus a note when the request bound bound."""
     funnel = funnel_in_order(stats.get("funnel") or {})
     out = ("; funnel " + " -> ".join(f"{k} {v}" for k, v in funnel.items())) if funnel else ""
+    out += coverage_text(stats)
     if stats.get("document_readers"):
         out += "; documents read by " + ", ".join(f"{k} {v}" for k, v in stats["document_readers"].items())
     if str(stats.get("chunks_sized_by", "")).startswith("estimate"):
         out += "; chunks sized by the words x 1.3 estimate (no tokenizer for this teacher)"
     if stats.get("max_requests_bound"):
-        out += (f"; --max-requests-per-leaf bound: {stats['stages'][next(iter(stats['stages']))]['requests']} of "
-                f"{stats['requests_wanted']} requests sent")
+        out += (f"; request limit bound (--max-requests-per-leaf, --budget-tokens): "
+                f"{stats['stages'][next(iter(stats['stages']))]['requests']} of {stats['requests_wanted']} requests sent")
     return out
 
 

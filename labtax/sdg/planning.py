@@ -72,6 +72,9 @@ class LeafPlan:
     estimated_requests: int = 0
     recorded_requests: int = 0  # responses already in the ledger for this key (a resume)
     error: str | None = None
+    # knowledge: what the request limit buys (requests, completion_tokens, facts, facts_asked, wordings,
+    # chunks, chunks_asked), from the chunks' facts by the word estimate; None for other leaves
+    knowledge: dict[str, int] | None = None
     leaf: Leaf | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,7 +82,7 @@ class LeafPlan:
             "path": self.path, "kind": self.kind, "action": self.action, "key": self.key,
             "changed": self.changed, "change": self.change, "old_path": self.old_path, "reason": self.reason,
             "estimated_requests": self.estimated_requests, "recorded_requests": self.recorded_requests,
-            "error": self.error,
+            "error": self.error, **({"knowledge": self.knowledge} if self.knowledge else {}),
         }
 
 
@@ -250,9 +253,10 @@ def plan_run(
                 lp.reason = change.status if changed and change else "not in the store"
                 leaf = parsed.get(path) or parse_leaf_at_head(path, snap.read([path]).get(path))
                 lp.leaf = leaf
-                lp.estimated_requests = estimate_requests(leaf, settings, _chunks_estimate(
-                    leaf, doc_texts[path] if path in doc_texts else _documents_or_none(leaf, taxonomy, settings.document_reader),
-                    settings))
+                texts = _chunk_texts(leaf, doc_texts[path] if path in doc_texts else _documents_or_none(
+                    leaf, taxonomy, settings.document_reader), settings)
+                lp.estimated_requests = estimate_requests(leaf, settings, texts)
+                lp.knowledge = knowledge_budget(leaf, texts, settings)
                 if ledger is not None:
                     if lp.key not in recorded_cache:
                         recorded_cache[lp.key] = ledger.count_responses(lp.key)
@@ -334,14 +338,28 @@ def _documents_or_none(leaf: Leaf, taxonomy: Path, reader: str) -> list[str]:
         return []
 
 
-def _chunks_estimate(leaf: Leaf, docs: list[str], settings: GenerationSettings) -> int | None:
-    """The knowledge leaf's chunk count by the word estimate (the teacher's tokenizer is not loaded
-    while planning): for the dry-run's request estimate only."""
+def _chunk_texts(leaf: Leaf, docs: list[str], settings: GenerationSettings) -> list[str] | None:
+    """The knowledge leaf's chunks by the word estimate (the teacher's tokenizer is not loaded while
+    planning): for the dry-run's estimates only."""
     if leaf.kind != "knowledge":
         return None
     from labtax.sdg.documents import chunk_text
 
-    return sum(len(chunk_text(d.split("\0", 1)[-1], settings.chunk_tokens)) for d in docs) or None
+    return [text for d in docs for text, _ in chunk_text(d.split("\0", 1)[-1], settings.chunk_tokens)] or None
+
+
+def knowledge_budget(leaf: Leaf, texts: list[str] | None, settings: GenerationSettings) -> dict[str, int] | None:
+    """What the request limit buys a knowledge leaf (knowledge_plan.py): its Q&A requests and their
+    completion tokens at most, the facts asked of all, the wordings each, the chunks asked of all."""
+    if leaf.kind != "knowledge" or not texts:
+        return None
+    from labtax.sdg.pipelines.knowledge import knowledge_seeds
+    from labtax.sdg.pipelines.knowledge_plan import completion_tokens, plan_from_texts
+
+    kp = plan_from_texts(texts, len(knowledge_seeds(leaf)), settings)
+    return {"requests": kp.requests, "completion_tokens": completion_tokens(kp, settings), "facts": kp.facts,
+            "facts_asked": kp.facts_asked, "wordings": kp.wordings, "chunks": len(texts),
+            "chunks_asked": kp.chunks_asked}
 
 
 def _documents(leaf: Leaf, taxonomy: Path, reader: str) -> list[str]:

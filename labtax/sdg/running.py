@@ -225,7 +225,9 @@ def _add_transport_faults(teacher: Teacher, result: RunResult) -> None:
         result.faults[str(reason)] += int(n)
 
 
-GENERATION_NUMBERS = ("quota", "requests_wanted", "max_requests_bound", "chunks", "chunks_used", "chunks_sized_by",
+GENERATION_NUMBERS = ("quota", "requests_wanted", "max_requests_bound", "request_limit", "chunks", "chunks_asked",
+                      "chunks_covered", "facts", "facts_asked", "facts_covered", "facts_with_wordings", "wordings",
+                      "mc", "chunks_sized_by",
                       "seeds_used", "documents", "document_readers", "generated", "kept", "requests")
 
 

@@ -12,7 +12,21 @@ from typing import Any
 
 # The generation options a command line gives directly (the rest keep their defaults).
 OPTION_FIELDS = ("samples_per_leaf", "max_requests_per_leaf", "seed", "max_tokens", "score_threshold",
-                 "chunk_tokens", "questions_per_request", "calibration_examples", "document_reader")
+                 "chunk_tokens", "questions_per_request", "calibration_examples", "document_reader",
+                 "wordings_per_fact", "qa_per_request")
+
+# --budget-tokens unset: what a leaf's first stage may write, by teacher. The embedded teacher writes
+# ~10-25 tokens/s on a 2-core CPU (batched), so a leaf's Q&A at this size takes minutes, not days; a
+# served teacher gets no budget (the LAB recipe's volumes, bounded by --max-requests-per-leaf).
+CPU_BUDGET_TOKENS = 8192
+SERVED_BUDGET_TOKENS = 0
+
+
+def budget_policy(teacher: str, budget: int | None) -> int:
+    """--budget-tokens: as given; unset, CPU-sized for the in-process embedded teacher, none otherwise."""
+    if budget is not None:
+        return budget
+    return CPU_BUDGET_TOKENS if teacher == "embedded" else SERVED_BUDGET_TOKENS
 
 # The seed-example count `samples_per_leaf` is stated for (a taxonomy's minimum per leaf).
 SEED_BASE = 5
@@ -45,7 +59,16 @@ class GenerationSettings:
     score_threshold: int = 2  # pairs scored below this (on 1-3) are dropped
     chunk_tokens: int = 400  # knowledge: document chunk budget, in the teacher's tokens
     questions_per_request: int = 10  # skills: questions asked for per request (one seed shown)
-    qa_per_request: int = 3  # knowledge: question-answer pairs asked for per chunk request
+    # knowledge: the most question-answer pairs one request asks for (facts x wordings: 3 facts, 2
+    # wordings each); a chunk with more facts gets more requests (pipelines/knowledge_plan.py)
+    qa_per_request: int = 6
+    # knowledge: differently worded question-answer pairs asked for per fact: a fact is recalled from a
+    # new wording only when training showed it in several (the mixer holds one out for closed-book tests)
+    wordings_per_fact: int = 2
+    # The most completion tokens a leaf's first stage (knowledge Q&A, skills questions/contexts) may
+    # cost, counted at max_tokens per request (0: no budget, only max_requests_per_leaf). A knowledge
+    # leaf spends it on every chunk and fact first, then on more wordings.
+    budget_tokens: int = 0
     icl_examples: int = 3  # grounded skills: seed contexts shown per new-context request
     # The most teacher requests of a leaf's first stage (knowledge Q&A, skills questions/contexts);
     # when the leaf's volume asks for more, requests are spread over every chunk and seed and the
@@ -79,12 +102,13 @@ class GenerationSettings:
 
     def __post_init__(self) -> None:
         counts = ("samples_per_leaf", "questions_per_request", "qa_per_request", "icl_examples", "max_tokens",
-                  "batch_requests", "max_requests_per_leaf", "mc_per_request")
+                  "batch_requests", "max_requests_per_leaf", "mc_per_request", "wordings_per_fact")
         rules: list[tuple[bool, str]] = [
             *((getattr(self, name) >= 1, f"{name} must be at least 1") for name in counts),
             (1 <= self.score_threshold <= 3, "score_threshold must be 1, 2 or 3"),
             (self.chunk_tokens >= 16, "chunk_tokens must be at least 16"),
             (0.0 < self.dedup_threshold <= 1.0, "dedup_threshold must be in (0, 1]"),
+            (self.budget_tokens >= 0, "budget_tokens must be at least 0"),
             (self.mc_per_leaf >= 0 and self.validation_per_leaf >= 0,
              "mc_per_leaf and validation_per_leaf must be at least 0"),
             (self.unreadable_verdicts in ("drop", "keep"), "unreadable_verdicts must be 'drop' or 'keep'"),
@@ -114,7 +138,15 @@ class GenerationSettings:
         teacher = params.get("teacher", "embedded")
         return cls(**{k: params[k] for k in OPTION_FIELDS if k in params},
                    unreadable_verdicts=unreadable_policy(teacher, params.get("keep_unreadable_verdicts")),
+                   budget_tokens=budget_policy(teacher, params.get("budget_tokens")),
                    judges=judges_policy(teacher, params.get("judges")))
+
+    def request_limit(self) -> int:
+        """The most first-stage requests of a leaf: max_requests_per_leaf, and what budget_tokens buys
+        at max_tokens a request (at least one)."""
+        if self.budget_tokens:
+            return max(1, min(self.max_requests_per_leaf, self.budget_tokens // self.max_tokens))
+        return self.max_requests_per_leaf
 
     def with_(self, **changes: Any) -> GenerationSettings:
         return replace(self, **changes)

@@ -99,13 +99,15 @@ def _long_answers(base: Any) -> Any:
 
     def respond(kind: str, body: dict[str, Any]) -> Any:
         text = base(kind, body)
-        if not isinstance(text, str) or not text.startswith("Question:") or "Right:" in text:
+        if not isinstance(text, str) or not text.startswith(("Question:", "Fact:")) or "Right:" in text:
             return text
-        pairs = text.split("\n\n")
-        for i, pair in enumerate(pairs):
-            if hashlib.sha256(pair.encode()).digest()[0] % 2:  # about half of them, wherever they fall
-                pairs[i] = pair.rstrip(".") + ", and in more detail " + _words(pair, 50) + "."
-        return "\n\n".join(pairs)
+        lines = text.split("\n")
+        for i, line in enumerate(lines):
+            # About half of the answers, wherever they fall; lower-case words of the answer itself, so
+            # the longer answer names no fact its chunk lacks.
+            if line.startswith("Answer:") and hashlib.sha256(line.encode()).digest()[0] % 2:
+                lines[i] = line.rstrip(".") + ", and in more detail " + _words(line.lower(), 50) + "."
+        return "\n".join(lines)
 
     return respond
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -228,12 +229,23 @@ def test_knowledge_pipeline_from_a_local_document_folder(tmp_path: Path, openai_
     result, rec = _generate(openai_server, leaf, settings, root=tmp_path / "tax")
     assert pipeline_name(leaf) == "knowledge"
     # The Q&A stages; the multiple-choice test items' own stage (issue 14) needs only the chunks, so
-    # its requests go out beside the first Q&A ones; its judge runs once the training rows are final.
-    assert rec.tags() == ["knowledge_qa", "mc_items", "faithful", "relevant", "standalone", "mc_faithful"]
+    # its requests go out beside the first Q&A ones; its judge and the open-book answer run once the
+    # training rows are final.
+    assert rec.tags() == ["knowledge_qa", "mc_items", "faithful", "relevant", "standalone", "mc_faithful",
+                          "mc_open_book"]
     _check_accounting(result)
-    assert result.stats["chunks"] > 1 and result.stats["documents"] == 1
-    # The quota follows the documents: samples_per_leaf per 5 (seed example, chunk) cells.
-    assert len(result.samples) == 5 * result.stats["chunks"] == result.stats["quota"]
+    st = result.stats
+    assert st["chunks"] > 1 and st["documents"] == 1
+    # Every chunk is asked about and kept rows of every chunk; the pairs asked follow the facts.
+    assert st["chunks_asked"] == st["chunks_covered"] == st["chunks"]
+    assert st["facts_asked"] == st["facts"] and st["funnel"]["asked"] == st["facts"] * st["wordings"] == 2 * st["facts"]
+    # Two wordings per fact: the samples of one fact share its id, "<document>#<chunk>/<n>".
+    facts = Counter(s["metadata"]["fact"] for s in result.samples + [v for v in result.held_out
+                                                                     if v["metadata"].get("split") == "validation"])
+    assert set(facts.values()) == {2} and all(f.startswith("planets.md#") for f in facts)
+    assert st["facts_with_wordings"] == len(facts) == st["facts_covered"]
+    # The quota (samples_per_leaf per 5 seed example x chunk cells) bounds the training rows.
+    assert len(result.samples) <= st["quota"] == 5 * st["chunks"]
     sample = result.samples[0]
     meta = sample["metadata"]
     assert sample["unmask"] is True and meta["kind"] == "knowledge" and meta["pipeline"] == "knowledge"

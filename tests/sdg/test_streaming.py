@@ -84,7 +84,8 @@ def comparable(result: LeafResult) -> str:
 
 
 SKILL = GenerationSettings(samples_per_leaf=6, seed=5, questions_per_request=1)
-KNOWLEDGE = GenerationSettings(samples_per_leaf=1, seed=5, chunk_tokens=400, mc_per_leaf=3)
+KNOWLEDGE = GenerationSettings(samples_per_leaf=1, seed=5, chunk_tokens=400, mc_per_leaf=3, max_requests_per_leaf=2,
+                               qa_per_request=3)
 
 
 @pytest.mark.parametrize("kind", ["skill", "knowledge"])

@@ -34,9 +34,9 @@ def pipeline_files() -> list[Path]:
     return sorted(PIPELINE_DIR.glob("*.yaml")) + prompt_files()
 
 
-def stage_plan(leaf: Leaf, settings: GenerationSettings, chunks: int | None = None) -> dict[str, int]:
-    """The most requests each stage of the leaf's pipeline can send (knowledge: for `chunks` chunks;
-    unknown, the bound of max_requests_per_leaf)."""
+def stage_plan(leaf: Leaf, settings: GenerationSettings, chunks: int | list[str] | None = None) -> dict[str, int]:
+    """The most requests each stage of the leaf's pipeline can send (knowledge: for `chunks`, a chunk
+    count or the chunks' texts, whose facts size the plan; unknown, the bound of the request limit)."""
     if leaf.kind == "knowledge":
         from labtax.sdg.pipelines.knowledge import plan
     else:
@@ -44,7 +44,7 @@ def stage_plan(leaf: Leaf, settings: GenerationSettings, chunks: int | None = No
     return plan(leaf, settings, chunks)
 
 
-def estimate_requests(leaf: Leaf, settings: GenerationSettings, chunks: int | None = None) -> int:
+def estimate_requests(leaf: Leaf, settings: GenerationSettings, chunks: int | list[str] | None = None) -> int:
     """An upper bound on the teacher requests for one leaf (before retries): for a dry-run plan."""
     return sum(stage_plan(leaf, settings, chunks).values())
 

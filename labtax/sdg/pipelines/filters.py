@@ -41,7 +41,7 @@ def rng_for(runner: Runner, stage: str, index: int) -> random.Random:
     return random.Random(derive_seed(runner.settings.seed, runner.leaf.path, f"{stage}/examples", index))
 
 
-def _apply_verdict(runner: Runner, stage: str, row: Row, value: Any, passes: bool | None,
+def apply_verdict(runner: Runner, stage: str, row: Row, value: Any, passes: bool | None,
                    drop_reason: str) -> bool:
     """The one verdict policy of judges and scorers: record `value` in the row's scores and say whether
     the row stays. `passes` is None for an unreadable answer (kept only under
@@ -75,7 +75,7 @@ def _graded(runner: Runner, stage: str, row: Row, value: float, cal: Calibration
     assert cal.threshold is not None
     passes = value >= cal.threshold
     entry["verdict"] = "pass" if passes else "fail"
-    return _apply_verdict(runner, stage, row, recorded if recorded is not None else passes, passes, drop_reason)
+    return apply_verdict(runner, stage, row, recorded if recorded is not None else passes, passes, drop_reason)
 
 
 class Verdicts:
@@ -185,7 +185,7 @@ def judge_step(runner: Runner, stage: str, make: Callable[[int, Row], TeacherReq
         if value is not None and cal is not None:
             return _graded(runner, stage, row, value, cal, drop_reason, None)
         verdict = parse(resp.text)
-        return _apply_verdict(runner, stage, row, verdict, verdict, drop_reason)
+        return apply_verdict(runner, stage, row, verdict, verdict, drop_reason)
 
     return step
 
@@ -230,7 +230,7 @@ def score_step(runner: Runner, make: Callable[[int, Row], TeacherRequest], examp
             return _graded(runner, "score", row, expected, cal, "low_score", round(min(3.0, max(1.0, shifted)), 3))
         value = parse_score(resp.text)
         passes = None if value is None else value >= runner.settings.score_threshold
-        return _apply_verdict(runner, "score", row, value, passes, "low_score")
+        return apply_verdict(runner, "score", row, value, passes, "low_score")
 
     return step
 

@@ -1,23 +1,24 @@
 """The knowledge pipeline: the leaf's documents -> chunks of `chunk_tokens` -> question-answer pairs
-per chunk (guided by one seed example's context and Q&A) -> drop unfaithful, irrelevant and not
-self-contained pairs -> dedup and trim (the rows past the quota: the validation split) -> the
-multiple-choice test items (knowledge_mc.py, a stage of its own).
+per chunk, several differently worded pairs per fact (guided by one seed example's context and Q&A)
+-> the extractive check (every number, date and name of an answer is in its chunk) -> drop
+unfaithful, irrelevant and not self-contained pairs (three judges) -> dedup and trim (the rows past
+the quota: the validation split) -> the multiple-choice test items (knowledge_mc.py, a stage of its
+own).
 
-Coverage follows the documents, as the reference recipe's chunk x seed example product: the leaf's
-quota is samples_per_leaf per SEED_BASE (seed example, chunk) cells, and the requests walk the cells
-in rounds, each round visiting every chunk once (round r pairs chunk c with seed example (c + r) mod
-S), so every chunk is used before any is used twice and every seed example is shown. With fewer
-requests than chunks (a small quota, or --max-requests-per-leaf binding) request i takes chunk
-i*C//R: the document is sampled from start to end rather than only its head.
+Coverage follows the documents' facts (knowledge_plan.py): every chunk is asked about before any is
+asked twice, the pairs asked per chunk follow how many facts it holds, and a limit (requests,
+--budget-tokens) is spent on every fact first, then on more wordings. Each sample carries `fact`,
+"<document>#<chunk>/<n>": the wordings of one fact share it, so the mixer can hold one wording out
+for closed-book evaluation and train the others.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from labtax.data.facts import unsupported_facts
 from labtax.sdg.dedup import Deduper
 from labtax.sdg.documents import Chunk, chunk_documents, load_documents
 from labtax.sdg.pipelines import filters
@@ -25,15 +26,9 @@ from labtax.sdg.pipelines.calibrate import dependent, pick_off_topic, requests_n
 from labtax.sdg.pipelines.filters import Examples, Row
 from labtax.sdg.pipelines.knowledge_mc import mc_generate, mc_items
 from labtax.sdg.pipelines.knowledge_mc import plan as mc_plan
-from labtax.sdg.pipelines.parse import parse_pairs, parse_yes
-from labtax.sdg.pipelines.runner import (
-    Runner,
-    bounded_requests,
-    candidates_wanted,
-    count_tokens_for,
-    leaf_quota,
-    token_counter,
-)
+from labtax.sdg.pipelines.knowledge_plan import Ask, KnowledgePlan, plan_from_texts
+from labtax.sdg.pipelines.parse import parse_fact_pairs, parse_yes
+from labtax.sdg.pipelines.runner import Runner, count_tokens_for, leaf_quota, token_counter
 from labtax.sdg.pipelines.stream import Turns
 from labtax.sdg.settings import GenerationSettings
 from labtax.taxonomy.model import Leaf
@@ -55,32 +50,50 @@ def knowledge_seeds(leaf: Leaf) -> list[dict[str, Any]]:
     return out
 
 
-def volume(leaf: Leaf, settings: GenerationSettings, chunks: int) -> dict[str, int]:
-    """The leaf's quota and requests for `chunks` chunks: {quota, wanted, requests, bound (0/1)}."""
-    seeds = max(1, len(knowledge_seeds(leaf)))
-    quota = leaf_quota(settings, seeds * max(1, chunks))
-    wanted = math.ceil(candidates_wanted(settings, quota) / settings.qa_per_request)
-    requests, bound = bounded_requests(settings, wanted)
-    return {"quota": quota, "wanted": wanted, "requests": requests, "bound": int(bound)}
+def quota(leaf: Leaf, settings: GenerationSettings, chunks: int) -> int:
+    """The most training rows the leaf keeps (samples_per_leaf per SEED_BASE seed example x chunk cells)."""
+    return leaf_quota(settings, max(1, len(knowledge_seeds(leaf))) * max(1, chunks))
 
 
-def plan(leaf: Leaf, settings: GenerationSettings, chunks: int | None = None) -> dict[str, int]:
-    """The most requests per stage; without a chunk count, the bound of --max-requests-per-leaf."""
-    first = volume(leaf, settings, chunks)["requests"] if chunks else settings.max_requests_per_leaf
-    rows = first * settings.qa_per_request
+def plan(leaf: Leaf, settings: GenerationSettings, chunks: int | list[str] | None = None) -> dict[str, int]:
+    """The most requests per stage: for the chunks' texts, whose facts size the plan; for a chunk count
+    alone (facts unknown) or nothing, the bound of the request limit."""
+    if isinstance(chunks, list) and chunks:
+        kp = plan_from_texts(chunks, len(knowledge_seeds(leaf)), settings)
+        first, rows = kp.requests, kp.pairs
+    else:
+        first = settings.request_limit()
+        rows = first * max(settings.qa_per_request, settings.wordings_per_fact)
     # Each filter's calibration on the seed Q&A and their broken copies, once per leaf.
     examples = calibration_examples(knowledge_seeds(leaf), str(leaf.data.get("domain") or "").strip())
     calibration = {f"calibrate_{f}": requests_needed(examples[f], settings.calibration_examples) for f in FILTERS}
     return {"knowledge_qa": first, **{f: rows for f in FILTERS}, **calibration, **mc_plan(settings)}
 
 
-def cell(i: int, requests: int, chunks: int, seeds: int) -> tuple[int, int]:
-    """(chunk, seed example) of request i: rounds over every chunk, seed examples rotating."""
-    if requests < chunks:
-        c = (i * chunks) // requests
-        return c, c % seeds
-    r, c = divmod(i, chunks)
-    return c, (c + r) % seeds
+def _record_plan(runner: Runner, kp: KnowledgePlan, seeds: int) -> None:
+    runner.extra["requests_wanted"] = kp.wanted
+    runner.extra["max_requests_bound"] = kp.bound
+    runner.extra["request_limit"] = kp.limit
+    runner.extra["facts"] = kp.facts
+    runner.extra["facts_asked"] = kp.facts_asked
+    runner.extra["wordings"] = kp.wordings
+    runner.extra["chunks_asked"] = kp.chunks_asked
+    runner.extra["seeds_used"] = len({a.example for a in kp.asks}) if seeds else 0
+
+
+def _credit(chunks: list[Chunk], shown: tuple[int, ...], answers: list[str]) -> int:
+    """The chunk a fact's pairs are credited to, of the chunks one request showed: the one that holds
+    most of their key facts, then shares most of their words (the first among equals)."""
+    if len(shown) == 1:
+        return shown[0]
+    text = "\n".join(answers)
+    words = set(text.lower().split())
+
+    def rank(c: int) -> tuple[int, int, int]:
+        chunk = chunks[c].text
+        return (-len(unsupported_facts(text, chunk)), len(words & set(chunk.lower().split())), -c)
+
+    return max(shown, key=rank)
 
 
 async def run_knowledge(runner: Runner, taxonomy_root: Path) -> list[dict[str, Any]]:
@@ -96,25 +109,23 @@ async def run_knowledge(runner: Runner, taxonomy_root: Path) -> list[dict[str, A
     seeds = knowledge_seeds(leaf) or [{"context": "", "pairs": []}]
     domain = str(leaf.data.get("domain") or "").strip()
     outline = str(leaf.data.get("document_outline") or "").strip()
-    n = s.qa_per_request
-    vol = volume(leaf, s, len(chunks))
-    count = vol["requests"]
-    runner.extra["quota"] = vol["quota"]
-    runner.extra["requests_wanted"] = vol["wanted"]
-    runner.extra["max_requests_bound"] = bool(vol["bound"])
-    runner.funnel = dict.fromkeys(("asked", "parsed", "deduplicated", "judged"), 0)
-    cells = [cell(i, count, len(chunks), len(seeds)) for i in range(count)]
-    picked_chunks = [chunks[c] for c, _ in cells]
-    runner.extra["chunks_used"] = len({c for c, _ in cells})
-    runner.extra["seeds_used"] = len({e for _, e in cells})
+    kp = plan_from_texts([c.text for c in chunks], len(seeds), s)
+    count = kp.requests
+    leaf_rows = quota(leaf, s, len(chunks))
+    runner.extra["quota"] = leaf_rows
+    _record_plan(runner, kp, len(seeds))
+    runner.funnel = dict.fromkeys(("asked", "parsed", "deduplicated", "supported", "judged"), 0)
 
     def qa_request(i: int) -> Any:
-        example = seeds[cells[i][1]]
-        shown = "\n".join(f"Question: {q}\nAnswer: {a}" for q, a in example["pairs"][:n])
-        runner.show(example["context"], *(text for pair in example["pairs"][:n] for text in pair))
+        ask = kp.asks[i]
+        example = seeds[ask.example]
+        shown_pairs = example["pairs"][: max(1, min(3, ask.pairs))]
+        shown = "\n".join(f"Question: {q}\nAnswer: {a}" for q, a in shown_pairs)
+        runner.show(example["context"], *(text for pair in shown_pairs for text in pair))
         return runner.request(
             "knowledge_qa", i, domain=domain, outline=outline, example_context=example["context"],
-            example_pairs=shown, chunk=picked_chunks[i].text, n=str(n),
+            example_pairs=shown, chunk="\n\n".join(chunks[c].text for c in ask.chunks), n=str(ask.pairs),
+            facts=str(ask.facts), wordings=str(ask.wordings),
         )
 
     # The multiple-choice items need only the chunks: asked for at once, beside the Q&A.
@@ -132,15 +143,18 @@ async def run_knowledge(runner: Runner, taxonomy_root: Path) -> list[dict[str, A
 
         return filters.judge_step(runner, name, make, parse_yes, drop_reasons[name], examples[name])
 
-    # Each pair goes through the three judges as soon as the one before has answered.
-    chain = filters.Chain(runner, [("judged" if name == FILTERS[-1] else None, judge(name)) for name in FILTERS])
-    runner.count("asked", count * n)
+    # Each pair is checked against its chunk (no teacher: any teacher's pair passes or fails the same
+    # way), then goes through the three judges, each as soon as the one before has answered.
+    chain = filters.Chain(runner, [("supported", extractive_step(runner)),
+                                   *(("judged" if name == FILTERS[-1] else None, judge(name)) for name in FILTERS)])
+    runner.count("asked", kp.pairs)
     turns = Turns()
+    facts_seen: Counter[int] = Counter()  # fact ids handed out per chunk, in request order
 
     async def qa(i: int) -> None:
-        resp = await runner.ask("knowledge_qa", qa_request(i), readable=lambda t: bool(parse_pairs(t)))
-        async with turns.turn(i):  # deduplicated in request order
-            for row in _pair_rows(runner, picked_chunks[i], resp, dedup):
+        resp = await runner.ask("knowledge_qa", qa_request(i), readable=lambda t: bool(parse_fact_pairs(t, 1)))
+        async with turns.turn(i):  # deduplicated and numbered in request order
+            for row in _pair_rows(runner, chunks, kp.asks[i].chunks, kp.asks[i], resp, dedup, facts_seen):
                 chain.add(row)
 
     for i in range(count):
@@ -148,7 +162,12 @@ async def run_knowledge(runner: Runner, taxonomy_root: Path) -> list[dict[str, A
     await runner.settle()
     runner.count("deduplicated", chain.size)
     rows = chain.rows()
-    rows, validation = filters.split_quota(runner, rows, vol["quota"])
+    rows, validation = split_by_fact(runner, rows, leaf_rows)
+    kept = rows + validation
+    runner.extra["chunks_covered"] = len({(r.extra["document"], r.extra["chunk"]) for r in kept})
+    by_fact = Counter(r.extra["fact"] for r in kept)
+    runner.extra["facts_covered"] = len(by_fact)
+    runner.extra["facts_with_wordings"] = sum(1 for n in by_fact.values() if n >= 2)
     runner.held_out += [filters.as_validation(_sample(runner, row)) for row in validation]
     # A separate stage: closed-book multiple-choice test items from the same chunks.
     seed_questions = [q for seed in seeds for q, _ in seed["pairs"]]
@@ -156,11 +175,55 @@ async def run_knowledge(runner: Runner, taxonomy_root: Path) -> list[dict[str, A
     return [_sample(runner, row) for row in rows]
 
 
-def _pair_rows(runner: Runner, chunk: Chunk, resp: Any, dedup: Deduper) -> list[Row]:
-    """The new rows of one Q&A reply (parsed, a cut last pair dropped, deduplicated)."""
+def _fact_cut(rows: list[Row], n: int) -> int:
+    """The largest cut at or below `n` that falls between two facts (else `n`): the wordings of one
+    fact stay together, all trained or all held out."""
+    n = min(n, len(rows))
+    cut = n
+    while 0 < cut < len(rows) and rows[cut - 1].extra["fact"] == rows[cut].extra["fact"]:
+        cut -= 1
+    return cut or n
+
+
+def split_by_fact(runner: Runner, rows: list[Row], limit: int) -> tuple[list[Row], list[Row]]:
+    """filters.split_quota with both cuts moved back to a fact's edge (the rows of a fact are adjacent:
+    they come from one reply)."""
+    train = _fact_cut(rows, limit)
+    end = _fact_cut(rows, train + runner.settings.validation_per_leaf) if runner.settings.validation_per_leaf else train
+    if end == train and runner.settings.validation_per_leaf and end < len(rows):
+        end += 1
+        while end < len(rows) and rows[end].extra["fact"] == rows[end - 1].extra["fact"]:
+            end += 1  # the next fact whole, when validation_per_leaf is smaller than one fact's wordings
+    validation = rows[train:end]
+    if len(rows) > end:
+        runner.drop("over_quota", len(rows) - end)
+    if validation:
+        runner.drop("held_out_validation", len(validation))  # counted like a drop: kept + dropped = generated
+    return rows[:train], validation
+
+
+def extractive_step(runner: Runner) -> filters.Step:
+    """Drop a pair whose answer names a number, date or name its chunk does not hold (`unsupported_facts`);
+    the missing facts are recorded in the row's scores either way."""
+
+    async def step(i: int, row: Row) -> bool:
+        missing = unsupported_facts(row.answer or "", row.context or "")
+        row.scores["extractive"] = list(missing)
+        if missing:
+            runner.drop("facts_not_in_chunk")
+            return False
+        return True
+
+    return step
+
+
+def _pair_rows(runner: Runner, chunks: list[Chunk], shown: tuple[int, ...], ask: Ask, resp: Any, dedup: Deduper,
+               facts_seen: Counter[int]) -> list[Row]:
+    """The new rows of one Q&A reply (parsed, a cut last pair dropped, deduplicated), each with its
+    fact's id: the pairs of one fact in the reply share it."""
     if not resp.ok:
         return []
-    pairs = parse_pairs(resp.text)[: runner.settings.qa_per_request]
+    pairs = parse_fact_pairs(resp.text, ask.wordings)[: ask.pairs]
     if not pairs:
         runner.unusable("knowledge_qa")
         return []
@@ -170,14 +233,23 @@ def _pair_rows(runner: Runner, chunk: Chunk, resp: Any, dedup: Deduper) -> list[
         runner.drop("answer_truncated")
         pairs = pairs[:-1]
     runner.count("parsed", len(pairs))
+    groups: dict[int, list[tuple[str, str]]] = {}
+    for group, q, a in pairs:
+        groups.setdefault(group, []).append((q, a))
     rows = []
-    for q, a in pairs:
-        runner.generated += 1
-        why = dedup.check(f"{q}\n{a}")
-        if why:
-            runner.drop(f"duplicate_{why}")
-        else:
-            rows.append(Row(q, chunk.text, a, extra={"document": chunk.document, "chunk": chunk.index}))
+    for members in groups.values():
+        c = _credit(chunks, shown, [a for _, a in members])
+        chunk = chunks[c]
+        fact = f"{chunk.document}#{chunk.index}/{facts_seen[c]}"
+        facts_seen[c] += 1
+        for q, a in members:
+            runner.generated += 1
+            why = dedup.check(f"{q}\n{a}")
+            if why:
+                runner.drop(f"duplicate_{why}")
+            else:
+                rows.append(Row(q, chunk.text, a, extra={"document": chunk.document, "chunk": chunk.index,
+                                                         "fact": fact}))
     return rows
 
 

@@ -121,6 +121,43 @@ def parse_pairs(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
+_FACT_LINE = re.compile(r"[ \t]*(?:\*\*)?(?:key[ \t]+)?fact[ \t]*\d*[ \t]*[:.)-][ \t]*(?:\*\*)?[ \t]*", re.IGNORECASE)
+
+
+def parse_fact_pairs(text: str, wordings: int) -> list[tuple[int, str, str]]:
+    """(group, question, answer) for each 'Question:'/'Answer:' pair, grouped by fact: a 'Fact: ...'
+    line opens a group; a reply without such lines is read as the prompt asked, `wordings` pairs of
+    one fact after another. Groups are numbered 0, 1, ... in order; a group without pairs is skipped."""
+    blocks: list[list[str]] = [[]]
+    labelled = False
+    for line in text.strip().split("\n"):
+        m = _FACT_LINE.match(line)
+        if m is not None and not _Q_LINE.match(line) and line[m.end():].strip():
+            labelled = True
+            blocks.append([])
+            continue
+        blocks[-1].append(line)
+    if not labelled:
+        return [(k // max(1, wordings), q, a) for k, (q, a) in enumerate(parse_pairs(text))]
+    out: list[tuple[int, str, str]] = []
+    group = 0
+    for block in blocks:
+        pairs = parse_pairs("\n".join(block))
+        if pairs:
+            out += [(group, q, a) for q, a in pairs]
+            group += 1
+    return out
+
+
+def parse_choice(text: str, options: int) -> int | None:
+    """The option picked by a reply: 'Answer: B', '(B)', 'B.' or a lone letter; None when none reads."""
+    letters = "ABCDEFGH"[:options]
+    m = re.search(rf"(?i:answer|option|choice)\s*(?i:is)?\s*[:=-]?\s*\(?\**([{letters}])\b", text)
+    if m is None:
+        m = re.match(rf"\s*\(?\**([{letters}])\b", text)
+    return None if m is None else letters.index(m.group(1).upper())
+
+
 _MC_LABEL = re.compile(r"^\s*(?:\*\*)?(question|right|correct|wrong|incorrect)(?:\s+answer)?\s*\d*\s*[:.)-]\s*(?:\*\*)?\s*(.*)$",
                        re.IGNORECASE)
 

@@ -363,8 +363,8 @@ def candidates_wanted(settings: GenerationSettings, quota: int) -> int:
 
 
 def bounded_requests(settings: GenerationSettings, wanted: int) -> tuple[int, bool]:
-    """(requests to send, whether --max-requests-per-leaf cut them)."""
-    limit = settings.max_requests_per_leaf
+    """(requests to send, whether --max-requests-per-leaf or --budget-tokens cut them)."""
+    limit = settings.request_limit()
     return (wanted, False) if wanted <= limit else (limit, True)
 
 

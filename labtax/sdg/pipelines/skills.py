@@ -50,7 +50,7 @@ def volume(leaf: Leaf, settings: GenerationSettings) -> dict[str, int]:
     return {"quota": quota, "wanted": wanted, "requests": requests, "bound": int(bound)}
 
 
-def plan(leaf: Leaf, settings: GenerationSettings, chunks: int | None = None) -> dict[str, int]:
+def plan(leaf: Leaf, settings: GenerationSettings, chunks: int | list[str] | None = None) -> dict[str, int]:
     """Requests per stage, at most (filters only reduce later stages)."""
     n = settings.questions_per_request
     first = volume(leaf, settings)["requests"]
