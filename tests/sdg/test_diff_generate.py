@@ -97,10 +97,13 @@ def test_manifest_and_sets_formats(git_repo, openai_server, tmp_path: Path) -> N
     assert moon["replay"] == min(10, moon["train"]) and moon["replay"] >= 1
     assert sum(1 for s in phase2 if s["metadata"].get("replay")) == 3 * moon["replay"]  # + closed-book copy
     test = read_jsonl(out / "test.jsonl")
-    # The seeds, plus the knowledge leaf's closed-book multiple-choice items (issue 14).
+    # The seeds, plus the knowledge leaf's closed-book multiple-choice items (issue 14) and one held-out
+    # wording of each fact that has two or more (issue 20: the pairs of a fact share metadata.fact).
     seeds = [t for t in test if t["metadata"]["source"] == "seed"]
     mc = [t for t in test if t["metadata"]["source"] == "mc"]
-    assert len(seeds) == 5 + 5 + 5 + 15 and len(seeds) + len(mc) == len(test)
+    held = [t for t in test if t["metadata"]["source"] == "held_out"]
+    assert len(seeds) == 5 + 5 + 5 + 15 and len(seeds) + len(mc) + len(held) == len(test)
+    assert all(t["metadata"].get("fact") and t["metadata"].get("closed_book") for t in held)
     assert {t["metadata"]["leaf"] for t in seeds} == set(leaves)
     assert mc and {t["metadata"]["leaf"] for t in mc} == {"knowledge/astro/moon/qna.yaml"}
     assert all(t["choices"][t["answer_index"]] == t["messages"][-1]["content"] for t in mc)
