@@ -6,9 +6,12 @@ so the SHA is the same on every machine and the example knowledge leaf can pin i
 `document.commit`. `document.repo` in that leaf is `.documents/<name>`, a path RELATIVE TO THE
 TAXONOMY ROOT (examples/taxonomy), which labtax resolves against the taxonomy root.
 
-Usage: python examples/make_document_repo.py [--dest DIR] [--check]
-  --dest DIR  where to create the repositories (default: examples/taxonomy/.documents)
-  --check     also verify that each SHA equals the one pinned by the example knowledge leaves
+Usage: python examples/make_document_repo.py [--documents DIR] [--taxonomy DIR] [--dest DIR] [--check]
+  --documents DIR  the folders to turn into repositories, one per folder (default: examples/documents)
+  --taxonomy DIR   the taxonomy whose knowledge leaves pin them (default: examples/taxonomy)
+  --dest DIR       where to create the repositories (default: <taxonomy>/.documents)
+  --check          also verify that each SHA equals the one pinned by the taxonomy's knowledge leaves
+                   (a leaf pinning a `.documents/<name>` that is not built is an error too)
 Prints "<name> <sha>" per repository. Idempotent: an existing repository is rebuilt from scratch.
 """
 
@@ -65,12 +68,12 @@ def build(source: Path, dest: Path) -> str:
     return git(dest, "rev-parse", "HEAD")
 
 
-def pinned_commits() -> dict[str, str]:
-    """`.documents/<name>` -> commit, as declared by the example knowledge leaves."""
+def pinned_commits(taxonomy: Path = TAXONOMY) -> dict[str, str]:
+    """`.documents/<name>` -> commit, as declared by the taxonomy's knowledge leaves."""
     import yaml
 
     pins: dict[str, str] = {}
-    for leaf in (TAXONOMY / "knowledge").rglob("qna.yaml"):
+    for leaf in (taxonomy / "knowledge").rglob("qna.yaml"):
         document = (yaml.safe_load(leaf.read_text(encoding="utf-8")) or {}).get("document") or {}
         if isinstance(document.get("repo"), str) and document["repo"].startswith(".documents/"):
             pins[document["repo"].split("/", 1)[1]] = str(document.get("commit"))
@@ -79,15 +82,18 @@ def pinned_commits() -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dest", type=Path, default=TAXONOMY / ".documents")
+    parser.add_argument("--documents", type=Path, default=DOCUMENTS)
+    parser.add_argument("--taxonomy", type=Path, default=TAXONOMY)
+    parser.add_argument("--dest", type=Path, default=None)
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args(argv)
+    dest = args.dest or args.taxonomy / ".documents"
     shas = {}
-    for source in sorted(p for p in DOCUMENTS.iterdir() if p.is_dir()):
-        shas[source.name] = build(source, args.dest / source.name)
+    for source in sorted(p for p in args.documents.iterdir() if p.is_dir()):
+        shas[source.name] = build(source, dest / source.name)
         print(f"{source.name} {shas[source.name]}")
     if args.check:
-        for name, commit in pinned_commits().items():
+        for name, commit in pinned_commits(args.taxonomy).items():
             if shas.get(name) != commit:
                 print(f"error: a knowledge leaf pins .documents/{name} at {commit}, built {shas.get(name)}",
                       file=sys.stderr)

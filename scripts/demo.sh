@@ -2,7 +2,9 @@
 # `make demo`: the whole LAB method on examples/taxonomy, offline, on a CPU: the embedded teacher
 # (Qwen2.5-Coder-1.5B-Instruct, in process) generates, a pretrained student (SmolLM2-135M,
 # `embedded-small`) trains, and the eval compares it per leaf with where it started. Under demo-out/:
-#   demo-out/taxonomy/    a git repository: commit 1 = every leaf but one, commit 2 adds the last
+#   demo-out/taxonomy/    a git repository: commit 1 = every leaf but one, commit 2 adds the new one
+#                         (examples' made-up-facts knowledge leaf, brindle_glassworks: no base model can
+#                         know its facts, so closed-book accuracy before -> after shows what was learned)
 #   demo-out/generated/   training sets, manifest, leaf store and ledger (labtax diff-generate)
 #   demo-out/train/       checkpoints per phase (labtax train)
 #   demo-out/eval.md      per-leaf table, base model vs the trained checkpoint (labtax eval)
@@ -11,9 +13,15 @@
 # training and eval are skipped while their inputs (stamped in demo-out/.stamps/) are unchanged.
 # DEMO_FAST=1: a two-minute plumbing run instead (teacher embedded-small, student tiny).
 # Knobs (environment): DEMO_SAMPLES (per leaf), DEMO_MAX_TOKENS, DEMO_TEACHER_MODEL, DEMO_MODEL
-# (the student: embedded-small|tiny|DIR), DEMO_MAX_STEPS, DEMO_TRAIN_ARGS, DEMO_GEN_ARGS, DEMO_OUT,
-# DEMO_SRC (another taxonomy), DEMO_FRESH=1 (start over), DEMO_UNTIL=generate|train (stop after that
-# step: a profile of the generation alone, say).
+# (the student: embedded-small|tiny|DIR), DEMO_MAX_STEPS (a cap on every phase; default none),
+# DEMO_TRAIN_ARGS, DEMO_GEN_ARGS, DEMO_OUT, DEMO_FRESH=1 (start over), DEMO_UNTIL=generate|train (stop
+# after that step: a profile of the generation alone, say).
+# Your own taxonomy: DEMO_SRC=DIR (its leaves; .documents/ left out), DEMO_NEW_LEAF=PATH (the leaf
+# folder commit 2 adds, relative to DEMO_SRC; default: the examples' made-up-facts knowledge leaf,
+# else the last compositional skill leaf), DEMO_DOCUMENTS=DIR (one folder per document repository,
+# built into DIR's .documents/<name> and pinned by the knowledge leaves' document.commit, as
+# examples/make_document_repo.py does; default examples/documents; "none" for leaves whose
+# documents are elsewhere).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -33,7 +41,7 @@ else
   MODEL=${DEMO_MODEL:-embedded-small}
   SAMPLES=${DEMO_SAMPLES:-4}
   MAX_TOKENS=${DEMO_MAX_TOKENS:-160}
-  MAX_STEPS=${DEMO_MAX_STEPS:-8}
+  MAX_STEPS=${DEMO_MAX_STEPS:-0}
   # A 1.5B teacher on two CPU cores: two first-stage requests per leaf (six candidate questions, or
   # six Q&A pairs of two document chunks), 160 tokens (three Q&A pairs fit), 128-token chunks, three
   # calibration examples a side, 16 prompts per forward batch. Its verdicts are single forward passes
@@ -41,14 +49,14 @@ else
   default_gen_args="--max-requests-per-leaf 2 --questions-per-request 3 --chunk-tokens 128 --calibration-examples 3 --batch-size 16"
 fi
 GEN_ARGS=${DEMO_GEN_ARGS-$default_gen_args}
-# The LAB recipe's learning rates (2e-5, 6e-6, 25 warm-up steps) are for 7B models and thousands of
-# steps. The random tiny model needs a much higher rate to move at all in a few steps; the pretrained
-# 135M student a moderate one, for one epoch (a few generated samples per leaf: more passes learn
-# them by heart and move every leaf). Small steps (4 samples) and no resumable optimizer state (3x
-# the model per checkpoint) keep its training to a minute and a few hundred MB on disk.
+# The pretrained 135M student trains with labtax's defaults (defaults.yaml): phase 1 at the small-
+# student rate (1e-4, cosine) for the epochs that show each fact ~24 times (bench/learning_bench.py,
+# docs/train.md); phase 2 as scripts/demo-train.yaml says (a few generated samples per skill leaf:
+# one epoch of steps of 4 at 1e-4; more passes learn them by heart). No resumable optimizer state (3x
+# the model per checkpoint). The random tiny model needs a much higher rate to move at all.
 case "$MODEL" in
   tiny) default_train_args="--lr 3e-3 --warmup-steps 1 --schedule constant" ;;
-  *) default_train_args="--lr 1e-4 --epochs 1 --warmup-steps 1 --schedule constant --effective-batch 4 --config $ROOT/scripts/demo-train.yaml" ;;
+  *) default_train_args="--config $ROOT/scripts/demo-train.yaml" ;;
 esac
 TRAIN_ARGS=${DEMO_TRAIN_ARGS-$default_train_args}
 OUT=${DEMO_OUT:-$ROOT/demo-out}
@@ -107,9 +115,24 @@ SRC=${DEMO_SRC:-$ROOT/examples/taxonomy}
 src_files=()
 mapfile -t src_files < <(cd "$SRC" && find . -path ./.documents -prune -o -type f -print | LC_ALL=C sort)
 doc_files=()
-mapfile -t doc_files < <(find "$ROOT/examples/documents" -type f 2>/dev/null | LC_ALL=C sort)
+DOCS=${DEMO_DOCUMENTS:-$ROOT/examples/documents}
+[ "$DOCS" = none ] || [ -d "$DOCS" ] || { echo "demo: DEMO_DOCUMENTS=$DOCS is missing" >&2; exit 2; }
+mapfile -t doc_files < <([ "$DOCS" = none ] || find "$DOCS" -type f 2>/dev/null | LC_ALL=C sort)
+# The leaf commit 2 adds: DEMO_NEW_LEAF, else the examples' made-up-facts knowledge leaf, else the last
+# compositional skill leaf in sorted order.
+NEW_LEAF=${DEMO_NEW_LEAF:-}
+if [ -z "$NEW_LEAF" ] && [ -f "$SRC/knowledge/history/industry/brindle_glassworks/qna.yaml" ]; then
+  NEW_LEAF=knowledge/history/industry/brindle_glassworks
+fi
+if [ -z "$NEW_LEAF" ]; then
+  NEW_LEAF=$(cd "$SRC" && find compositional_skills -name qna.yaml 2>/dev/null | LC_ALL=C sort | tail -n 1)
+  NEW_LEAF=${NEW_LEAF%/qna.yaml}
+fi
+NEW_LEAF=${NEW_LEAF%/}
+NEW_LEAF=${NEW_LEAF%/qna.yaml}
+[ -n "$NEW_LEAF" ] && [ -f "$SRC/$NEW_LEAF/qna.yaml" ] || { echo "demo: no leaf $SRC/${NEW_LEAF:-?}/qna.yaml to add in commit 2 (set DEMO_NEW_LEAF)" >&2; exit 2; }
 want=$(cd "$SRC" && fingerprint "${src_files[@]}" "$ROOT/scripts/demo.sh" "$ROOT/examples/make_document_repo.py" \
-  "${doc_files[@]}")
+  "${doc_files[@]}"; echo "$NEW_LEAF $DOCS")
 if [ -d "$TAX/.git" ] && [ "$(cat "$STAMPS/taxonomy" 2>/dev/null)" = "$want" ]; then
   say "unchanged since the last run: reusing $TAX"
   done_step "reused"
@@ -119,14 +142,15 @@ else
   git -C "$TAX" init -q -b main
   echo ".documents/" >>"$TAX/.git/info/exclude" # document repos: referenced by path, not committed
   (cd "$SRC" && tar -cf - "${src_files[@]}") | tar -C "$TAX" -xf -
-  # The held-back leaf: the last skill leaf in sorted order (skills are quick to generate).
-  last=$(cd "$TAX" && find compositional_skills -name qna.yaml | LC_ALL=C sort | tail -n 1)
-  last=${last%/qna.yaml}
-  [ -n "$last" ] || { echo "demo: no compositional skill leaf in $SRC" >&2; exit 2; }
+  last=$NEW_LEAF
+  rm -rf "$OUT/held-back"
   mv "$TAX/$last" "$OUT/held-back"
-  # The knowledge leaf's document repository (deterministic SHA), made by the example's script.
-  # --check: each SHA must be the one the knowledge leaf pins in document.commit.
-  "$VENV/bin/python" examples/make_document_repo.py --dest "$TAX/.documents" --check | sed 's/^/   document repo: /'
+  # The knowledge leaves' document repositories (deterministic SHAs), made by the example's script.
+  # --check: each SHA must be the one a knowledge leaf pins in document.commit.
+  if [ "$DOCS" != none ]; then
+    "$VENV/bin/python" examples/make_document_repo.py --documents "$DOCS" --taxonomy "$SRC" --dest "$TAX/.documents" \
+      --check | sed 's/^/   document repo: /'
+  fi
   git -C "$TAX" add -A
   git -C "$TAX" commit -q -m "taxonomy: every leaf but $last"
   mkdir -p "$(dirname "$TAX/$last")"
@@ -231,7 +255,7 @@ if [ -z "$CANDIDATE" ]; then
   say "(labtax diff-generate --teacher openai --endpoint URL)."
   done_step "skipped (no training data)"
 else
-  done_step "$MODEL, at most $MAX_STEPS steps per phase, twice"
+  done_step "$MODEL, twice"
   until_here train
 
   # -------------------------------------------------------------- 7. eval
@@ -242,14 +266,20 @@ else
     eval_rc=$(cat "$STAMPS/eval-rc" 2>/dev/null || echo 0)
     done_step "skipped (unchanged)"
   else
-    say "labtax eval --base $BASE --candidate $CANDIDATE --format markdown"
-    "$LABTAX" eval --base "$BASE" --candidate "$CANDIDATE" --data "$GEN" --format markdown \
-      --output "$OUT/eval.md" >/dev/null || eval_rc=$?
+    say "labtax eval --base $BASE --candidate $CANDIDATE --format json"
+    "$LABTAX" eval --base "$BASE" --candidate "$CANDIDATE" --data "$GEN" --format json \
+      --output "$OUT/eval.json" >/dev/null || eval_rc=$?
+    "$VENV/bin/python" -c 'import json,sys; from labtax.report.eval import render_markdown
+sys.stdout.write(render_markdown(json.load(open(sys.argv[1]))))' "$OUT/eval.json" >"$OUT/eval.md"
     echo "$eval_key" >"$STAMPS/eval"
     echo "$eval_rc" >"$STAMPS/eval-rc"
     done_step "gate exit code $eval_rc"
   fi
   sed -u 's/^/   /' "$OUT/eval.md"
+  # What the demo is for, in a few lines: the new leaf's closed-book accuracy before -> after, the
+  # skills' verdicts, and whether the method worked (the new leaf learned, nothing else regressed).
+  printf '\n\033[1m== did the method work?\033[0m\n'
+  "$VENV/bin/python" scripts/demo_summary.py "$OUT/eval.json" "$NEW_LEAF" | sed -u 's/^/   /'
 fi
 
 # ---------------------------------------------------------------- summary
@@ -261,13 +291,13 @@ say "run manifest       $GEN/manifest.json  (leaf -> content key, counts, tokens
 say "leaf store/ledger  $GEN/leaves/, $GEN/ledger.sqlite  (why the second run is free)"
 say "commit-1 sets      $BEFORE/  (the student trained on them: $OUT/train-before/)"
 say "checkpoints        $TRAIN/knowledge/, $TRAIN/skills/  (chosen: ${CANDIDATE:-none})"
-say "eval report        $OUT/eval.md  (per leaf: the student before vs after the new leaf)"
+say "eval report        $OUT/eval.md, eval.json  (per leaf: the student before vs after the new leaf)"
 say "this output        $OUT/demo.log"
 # Exit codes as in labtax/errors.py: 1 is the gate; 2 (I/O, an unloadable checkpoint) and 3 (a bug,
 # its log named on stderr) are not a verdict about the model.
 if [ "$eval_rc" -eq 1 ]; then
-  say "the eval gate failed (exit $eval_rc): at most $MAX_STEPS optimizer steps on a few generated"
-  say "samples is a small signal; the gate is what CI uses to refuse a checkpoint that got worse."
+  say "the eval gate failed (exit $eval_rc): the gate is what CI uses to refuse a checkpoint that did not"
+  say "learn its new leaf or got worse on another one."
 elif [ "$eval_rc" -ne 0 ]; then
   say "labtax eval did not reach a verdict (exit $eval_rc: 2 an I/O or usage error, 3 a bug; see above)"
 fi
