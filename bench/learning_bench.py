@@ -30,7 +30,6 @@ import resource
 import shutil
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +38,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from labtax.data import PHASE1, PHASE2, TEST  # noqa: E402
-from labtax.sdg.knowledge_replay import system_first  # noqa: E402
-from labtax.sdg.mix import MixLeaf, MixSettings, build_sets, write_sets  # noqa: E402
+from labtax.data import PHASE1, PHASE2, TEST
+from labtax.sdg.knowledge_replay import system_first
+from labtax.sdg.mix import MixLeaf, MixSettings, build_sets, write_sets
 
 LEAF = "knowledge/maritime/quillon_lighthouses/qna.yaml"
 NO_STATE = {"save_state": False}
