@@ -46,7 +46,9 @@ else
   # six Q&A pairs of two document chunks), 160 tokens (three Q&A pairs fit), 128-token chunks, three
   # calibration examples a side, 16 prompts per forward batch. Its verdicts are single forward passes
   # with a shared prompt prefix computed once; its writing is what costs (docs/sdg.md).
-  default_gen_args="--max-requests-per-leaf 2 --questions-per-request 3 --chunk-tokens 128 --calibration-examples 3 --batch-size 16"
+  # The new leaf is a knowledge leaf: three wordings per fact (one is held out for the closed-book
+  # eval, two are trained), and four first-stage requests a leaf so its chunks' facts are asked about.
+  default_gen_args="--max-requests-per-leaf 4 --questions-per-request 3 --chunk-tokens 128 --calibration-examples 3 --batch-size 16 --wordings-per-fact 3"
 fi
 GEN_ARGS=${DEMO_GEN_ARGS-$default_gen_args}
 # The pretrained 135M student trains with labtax's defaults (defaults.yaml): phase 1 at the small-
@@ -231,10 +233,12 @@ train_one() { # train_one NAME DATA OUTDIR: train (or reuse) one student; prints
     say "$name: inputs unchanged since the last run (stamp $STAMPS/train-$name): skipped" >&2
   else
     rm -rf "$out" "$STAMPS/train-$name"
-    say "$name: labtax train --data $data --model $MODEL --phase $phase --max-steps $MAX_STEPS $TRAIN_ARGS" >&2
     read -r -a train_args <<<"$TRAIN_ARGS"
+    # A cap only when asked for: a flag would also override the skills phase's own cap (demo-train.yaml).
+    [ "$MAX_STEPS" != 0 ] && train_args+=(--max-steps "$MAX_STEPS")
+    say "$name: labtax train --data $data --model $MODEL --phase $phase ${train_args[*]}" >&2
     "$LABTAX" train --data "$data" --model "$MODEL" --output "$out" --phase "$phase" \
-      --max-steps "$MAX_STEPS" "${train_args[@]}" 2>&1 | sed -u "s/^/   [$name] /" >&2
+      "${train_args[@]}" 2>&1 | sed -u "s/^/   [$name] /" >&2
     echo "$key" >"$STAMPS/train-$name"
   fi
   "$VENV/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["selected"]["path"])' "$out/$last/result.json"
