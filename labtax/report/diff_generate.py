@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from labtax.data.names import coverage_text, funnel_in_order
+from labtax.sdg.mix import dedup_warnings
 from labtax.sdg.planning import LeafPlan, Plan
 from labtax.sdg.running import RunResult
 from labtax.util.quoting import one_line, quote_path
@@ -76,6 +77,7 @@ def as_text(outcome: Plan | RunResult) -> list[str]:
     if plan.nothing_to_generate:
         lines.append("nothing to generate")
     lines += [line for e in m["leaves"] if (line := funnel_line(e))]
+    lines += dedup_warnings({e["path"]: e.get("counts") or {} for e in m["leaves"]})
     statuses = [e["status"] for e in m["leaves"]]
     lines.append(
         f"generated {statuses.count('generated')} leaves ({outcome.requests_sent} requests sent, "

@@ -10,13 +10,15 @@ from __future__ import annotations
 from labtax.report.context import ReportContext, counts
 from labtax.report.text import format_finding, summary
 from labtax.taxonomy.model import Finding
+from labtax.util.quoting import escape_bidi
 
 ANNOTATION_LIMIT = 10
 SUMMARY_ROWS = 500  # the summary file is capped at 1 MiB per step; keep far below
 
 
 def _data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    # Bidirectional controls escaped as git prints them: GitHub would show the text after one reversed.
+    return escape_bidi(text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A"))
 
 
 def _prop(text: str) -> str:
@@ -32,7 +34,7 @@ def annotation(finding: Finding, ctx: ReportContext) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return escape_bidi(text.replace("|", "\\|").replace("\n", " "))
 
 
 def markdown(findings: list[Finding], ctx: ReportContext) -> str:

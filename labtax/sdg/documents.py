@@ -186,6 +186,23 @@ def _check_pattern(leaf: Leaf, pattern: str) -> None:
         raise UsageError(f"{leaf.path}: document pattern {pattern!r} leaves the document repository")
 
 
+# A Git LFS pointer: what a checkout without `git lfs pull` holds instead of the file (about 130
+# bytes: the spec URL, the real file's sha256 and size). Read as text it would be "the document".
+_LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+_LFS_POINTER_MAX_BYTES = 1024
+
+
+def is_lfs_pointer(path: Path) -> bool:
+    """True when `path` is a Git LFS pointer file rather than the content it points to."""
+    try:
+        if path.stat().st_size > _LFS_POINTER_MAX_BYTES:
+            return False
+        with path.open("rb") as f:
+            return f.read(len(_LFS_POINTER)) == _LFS_POINTER
+    except OSError:
+        return False
+
+
 def read_document(path: Path, reader: str = "auto") -> str:
     """One document's text, as `reader` (auto, docling, builtin) reads it."""
     from labtax.sdg.readers import extract
@@ -210,6 +227,9 @@ def load_documents(leaf: Leaf, taxonomy_root: Path, reader: str = "auto") -> lis
                 continue
             if not _inside(path, root):
                 raise UsageError(f"{leaf.path}: document {rel!r} is a link out of the document repository")
+            if is_lfs_pointer(path):
+                raise UsageError(f"{leaf.path}: document {rel!r} is a Git LFS pointer, not the document",
+                                 hint="fetch the content with `git lfs pull` in the document repository")
             found[rel] = path
     if not found:
         raise UsageError(f"{leaf.path}: document patterns {patterns!r} match no file")

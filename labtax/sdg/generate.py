@@ -18,6 +18,7 @@ from typing import Any
 
 from labtax.data.names import coverage_text, funnel_in_order
 from labtax.errors import LabtaxError
+from labtax.progress import QUIET, note
 from labtax.sdg.pipelines import LeafResult, generate_leaf
 from labtax.sdg.settings import GenerationSettings
 from labtax.taxonomy.model import Leaf
@@ -178,6 +179,8 @@ def write_leaf_sets(output: Path, leaves: Sequence[Leaf], outcomes: Sequence[Lea
     inputs = [mix.MixLeaf.from_samples(leaf.path, leaf.kind, "", res.samples,
                                        seed_test_samples(leaf, res.shown) + res.held_out) for leaf, res in done]
     sets = mix.build_sets(inputs, mix_settings)
+    for line in mix.dedup_warnings(sets.counts):
+        note(line, QUIET)  # a warning: shown under --quiet too
     target = output / SETS_DIR
     target.mkdir(parents=True, exist_ok=True)
     entries: list[Any] = [

@@ -266,7 +266,8 @@ class MixedSets:
     samples: dict[str, int] = field(default_factory=lambda: {PHASE1: 0, PHASE2: 0, TEST: 0, VALIDATION: 0})
     # per leaf path: {"samples": stored, "train": in the sets, "test": n, "replay": n, "overlap": n,
     # "duplicate": n (near-duplicates of another leaf's sample or of any seed)}, plus "validation": n
-    # for a leaf with validation rows
+    # for a leaf with validation rows, and "duplicate_kept": n for a knowledge leaf whose every row was
+    # a near-duplicate (n of them kept anyway: see dedup_warnings)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     replay_data: int = 0  # rows from --replay-data
 
@@ -322,7 +323,14 @@ def build_sets(leaves: Sequence[MixLeaf], settings: MixSettings) -> MixedSets:
         target, name = (sets.phase1, PHASE1) if leaf.kind == "knowledge" else (sets.phase2, PHASE2)
         kept = [i for i in range(n) if q[i] not in test_hashes and u[i] not in test_hashes]
         c["overlap"] = n - len(kept)
-        kept = [i for i in kept if i not in dups]
+        unique = [i for i in kept if i not in dups]
+        if leaf.kind == "knowledge" and kept and not unique:
+            # Every row repeats another leaf's: dropping them all would take the leaf out of phase 1
+            # and out of the replay the floor promises every knowledge leaf. Its first rows in the
+            # store's order (the pipeline's: first chunk first) stay, and the run summary says so.
+            unique = kept[:max(1, settings.replay_min_per_leaf)]
+            c["duplicate_kept"] = len(unique)
+        kept = unique
         c["duplicate"] = n - c["overlap"] - len(kept)
         if leaf.kind == "knowledge":
             kept, rows, held = knowledge_rows(leaf.path, bytes(stamped[leaf.path]), kept, settings)
@@ -397,6 +405,15 @@ def knowledge_rows(path: str, stamped: bytes, kept: list[int],
     for c, meta in chunks.items():
         out += [dumps_line(document_row(c, meta)) + b"\n"] * settings.document_rows
     return kept, out, held_rows
+
+
+def dedup_warnings(counts: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per knowledge leaf the taxonomy-wide dedup would have emptied (its rows kept anyway)."""
+    from labtax.util.quoting import quote_path
+
+    return [f"warning   {quote_path(path)}: every row is a near-duplicate of another leaf's or of a seed; "
+            f"kept its first {c['duplicate_kept']} so the leaf stays in phase 1 and in the replay"
+            for path, c in sorted(counts.items()) if c.get("duplicate_kept")]
 
 
 # ------------------------------------------------------------------------------------- writing

@@ -67,3 +67,31 @@ def test_validate_output_cannot_forge_a_workflow_command(git_repo, tmp_path: Pat
         assert code == 1 and not _forged(text), text
     code, text = run_cli(["validate", "--taxonomy", str(git_repo.root), "--format", "github"])
     assert "file=compositional_skills/x%0A%3A%3Awarning file=README.md%2Cline=1%3A%3Aforged%0A/leaf/qna.yaml" in text
+
+
+BIDI_LEAF = "compositional_skills/\u202egpj.exe"  # U+202E: shown as "exe.jpg" reversed when printed raw
+
+
+def test_bidi_controls_are_quoted_as_git_quotes_them(git_repo) -> None:  # type: ignore[no-untyped-def]
+    names = [BIDI_LEAF + "/qna.yaml", "a/\u2066b\u2069/c", "plain/qna.yaml"]
+    for name in names:
+        git_repo.write(name, "x")
+    git_repo.git("add", "-A")
+    # These names are ASCII but for the controls: git's default quoting (core.quotePath=true) is the reference.
+    printed = git_repo.git("-c", "core.quotePath=true", "ls-files").split("\n")
+    assert sorted(printed) == sorted(quote_path(n) for n in names)
+    assert quote_path(BIDI_LEAF) == '"compositional_skills/\\342\\200\\256gpj.exe"'
+
+
+def test_diff_and_annotations_never_print_a_bidi_control(git_repo, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
+    git_repo.write(f"{BIDI_LEAF}/qna.yaml", "version: 2\nseed_examples: [\n")
+    git_repo.write(f"{BIDI_LEAF}/attribution.txt", ATTRIBUTION)
+    git_repo.commit("a leaf whose name reads backwards")
+    code, text = run_cli(["diff", "--taxonomy", str(git_repo.root), "--base", "empty", "--head", "HEAD"])
+    assert code == 0 and text == f"A {quote_path(BIDI_LEAF + '/qna.yaml')}\n"
+    for fmt in ("text", "github"):
+        code, text = run_cli(["validate", "--taxonomy", str(git_repo.root), "--format", fmt])
+        assert code == 1 and "\\342\\200\\256gpj.exe" in text, text
+        assert "\u202e" not in text
+    assert "\u202e" not in (tmp_path / "summary.md").read_text()

@@ -200,3 +200,23 @@ def test_the_funnel_line_keeps_pipeline_order_after_the_manifest_sorted_it() -> 
                         "counts": {"train": 2}})
     assert line == ("funnel    a/qna.yaml: asked 6 -> parsed 5 -> deduplicated 5 -> judged 2 -> answered 2"
                     " -> scored 2 -> kept 2 -> in sets 2")
+
+
+def test_dedup_never_empties_a_knowledge_leaf() -> None:
+    from labtax.sdg.mix import dedup_warnings
+
+    # Leaf k1's generated rows all repeat k0's (the same document twice, say): the dedup would drop
+    # every one of them, and the leaf would vanish from phase 1 and from the replay.
+    k0 = [knowledge(0, i) for i in range(25)]
+    leaves = taxonomy(n_knowledge=0) + [
+        MixLeaf.from_samples("knowledge/k0/qna.yaml", "knowledge", "k0", k0),
+        MixLeaf.from_samples("knowledge/k1/qna.yaml", "knowledge", "k1", [json.loads(json.dumps(s)) for s in k0])]
+    sets = build_sets(leaves, MixSettings())
+    k1 = sets.counts["knowledge/k1/qna.yaml"]
+    assert k1["train"] == 10 == k1["duplicate_kept"] and k1["duplicate"] == 15  # the floor: replay_min_per_leaf
+    assert k1["replay"] > 0 and sets.counts["knowledge/k0/qna.yaml"]["train"] == 25
+    assert {s["metadata"]["leaf"] for s in rows(sets.phase1)} == {"knowledge/k0/qna.yaml", "knowledge/k1/qna.yaml"}
+    (line,) = dedup_warnings(sets.counts)
+    assert line.startswith("warning   knowledge/k1/qna.yaml: every row is a near-duplicate") and "kept its first 10" in line
+    # A skill leaf may still lose every row: the floor is the replay's, for knowledge.
+    assert "duplicate_kept" not in sets.counts["compositional_skills/s0/qna.yaml"]

@@ -163,3 +163,29 @@ def test_dedup_exact_and_near() -> None:
     assert normalize("  Héllo,   World! ") == "héllo world"
     assert jaccard(shingles("a b c d"), shingles("a b c d")) == 1.0
     assert jaccard(shingles("a b c d"), shingles("w x y z")) == 0.0
+
+
+LFS_POINTER = ("version https://git-lfs.github.com/spec/v1\n"
+               "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 12345\n")
+
+
+def test_a_git_lfs_pointer_is_not_a_document(tmp_path: Path) -> None:
+    folder = tmp_path / "tax" / "docs" / "p"
+    folder.mkdir(parents=True)
+    (folder / "a.md").write_text(LFS_POINTER, encoding="utf-8")  # cloned without `git lfs pull`
+    leaf = make_leaf("knowledge/a/qna.yaml", knowledge_data("docs/p", "", ["*.md"]))
+    with pytest.raises(UsageError, match=r"knowledge/a/qna.yaml: document 'a.md' is a Git LFS pointer") as info:
+        load_documents(leaf, tmp_path / "tax")
+    assert "git lfs pull" in str(info.value)
+
+
+def test_diff_generate_reports_the_leaf_of_an_lfs_pointer(git_repo: GitRepo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from lab_taxonomy import add_knowledge, run_cli, teacher_args
+
+    add_knowledge(git_repo, "knowledge/history/archive", doc=LFS_POINTER)
+    git_repo.commit("a knowledge leaf whose document is an LFS pointer")
+    code, text = run_cli(["diff-generate", "--taxonomy", str(git_repo.root), "--base", "empty", "--head", "HEAD",
+                          "--output", str(tmp_path / "out"), *teacher_args(openai_server)])
+    said = [line for line in text.splitlines() if "Git LFS pointer" in line]
+    assert code == 1 and len(said) == 1 and "knowledge/history/archive/qna.yaml" in said[0], text
+    assert openai_server.count() == 0
