@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labtax.errors import UsageError
+from labtax.errors import InputOutputError, UsageError
 from labtax.teachers.base import TeacherResponse
 
 # The ledger's schema version, kept in SQLite's `PRAGMA user_version`. A ledger of an older version is
@@ -99,6 +99,9 @@ class Ledger:
         except sqlite3.DatabaseError as exc:
             if hasattr(self, "conn"):  # opened, then found unreadable
                 self.conn.close()
+            if is_io_failure(exc):
+                # The disk, not the file: moving a good ledger aside would lose its recorded responses.
+                raise io_error(self.path, exc) from None
             if readonly:
                 self.conn = sqlite3.connect(":memory:", isolation_level=None)
                 self._migrate()
@@ -295,6 +298,28 @@ class Ledger:
             self.conn.executemany("DELETE FROM requests WHERE leaf_key=?", doomed)
             deleted = self.conn.total_changes - before
         return deleted
+
+
+# SQLite's result codes for a failing disk rather than a damaged file (sqlite3.h): SQLITE_READONLY 8,
+# SQLITE_IOERR 10, SQLITE_FULL 13, SQLITE_CANTOPEN 14.
+_IO_CODES = frozenset({8, 10, 13, 14})
+_IO_TEXTS = ("database or disk is full", "disk i/o error", "readonly database", "unable to open database")
+
+
+def is_io_failure(exc: BaseException) -> bool:
+    """An SQLite error that the disk caused (full, read-only, failing), not the ledger's content."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)  # python >= 3.11
+    if isinstance(code, int) and code & 0xFF in _IO_CODES:
+        return True
+    return any(text in str(exc).lower() for text in _IO_TEXTS)
+
+
+def io_error(path: Path, exc: BaseException) -> InputOutputError:
+    """The one-line I/O error (exit 2) for a ledger the disk failed: its path and SQLite's cause."""
+    return InputOutputError(f"{path}: {exc}", hint="free some space (or make the folder writable) and run "
+                            "again: what was recorded is kept and the run continues from there")
 
 
 def _encode_response(r: TeacherResponse) -> str:

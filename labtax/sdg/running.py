@@ -7,6 +7,7 @@ and write the manifest last (`rebuild`).
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -19,7 +20,8 @@ from labtax.data.names import MANIFEST_FORMAT
 from labtax.errors import EXIT_FINDINGS, EXIT_OK, EXIT_TEACHER, LabtaxError, TeacherError, UsageError
 from labtax.progress import VERBOSE, counting, note, verbosity
 from labtax.sdg import mix
-from labtax.sdg.ledger import Ledger
+from labtax.sdg.ledger import Ledger, is_io_failure
+from labtax.sdg.ledger import io_error as ledger_io_error
 from labtax.sdg.output_dir import LEAVES_DIR, LEDGER_FILE, output_lock, quarantine_manifest
 from labtax.sdg.pipelines.calibrate import calibration_summary, calibration_text
 from labtax.sdg.planning import LeafPlan, Plan, parse_leaf_at_head, plan_run
@@ -376,12 +378,19 @@ def diff_generate(
         finally:
             if ledger is not None:
                 ledger.close()
-    with output_lock(output, wait=wait), Ledger(output / LEDGER_FILE) as ledger:
-        quarantine_manifest(output)
-        plan = plan_run(taxonomy, output, base=base, head=head, model_id=teacher.model_id, settings=settings,
-                        mix_settings=mix_settings, ledger=ledger, store=store)
-        return execute(plan, output, taxonomy=taxonomy, teacher=teacher, settings=settings,
-                       mix_settings=mix_settings, ledger=ledger, store=store, progress=progress)
+    try:
+        with output_lock(output, wait=wait), Ledger(output / LEDGER_FILE) as ledger:
+            quarantine_manifest(output)
+            plan = plan_run(taxonomy, output, base=base, head=head, model_id=teacher.model_id, settings=settings,
+                            mix_settings=mix_settings, ledger=ledger, store=store)
+            return execute(plan, output, taxonomy=taxonomy, teacher=teacher, settings=settings,
+                           mix_settings=mix_settings, ledger=ledger, store=store, progress=progress)
+    except sqlite3.OperationalError as exc:
+        # A full or failing disk under the ledger: one line, exit 2; every committed record is kept,
+        # so the next run continues (a damaged ledger file is handled by Ledger itself).
+        if is_io_failure(exc):
+            raise ledger_io_error(output / LEDGER_FILE, exc) from None
+        raise
 
 
 def _redact(text: str) -> str:

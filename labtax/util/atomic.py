@@ -39,11 +39,14 @@ def atomic_write_chunks(path: Path, chunks: Iterable[bytes | memoryview], *, mod
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError) and exc.filename is None:
+            # A failed write() names no file: a full disk's error then says which one (one line, exit 2).
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
     fsync_dir(path.parent)
 
