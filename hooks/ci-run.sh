@@ -12,6 +12,8 @@
 #   LABTAX_SKIP      "true": print LABTAX_SKIP_REASON and do nothing
 #   LABTAX           the labtax program (default: labtax on PATH)
 set -euo pipefail
+# LABTAX="python -m labtax" runs in the taxonomy checkout: never import a module from there (>= 3.11).
+export PYTHONSAFEPATH=1
 
 cmd=${LABTAX_COMMAND:-validate}
 base=${LABTAX_BASE:-}
