@@ -57,7 +57,8 @@ def _cheap_knowledge(kind: str, body: dict[str, Any]) -> Any:
     if "STAGE: knowledge_qa" in system:
         chunk = body["messages"][1]["content"].rsplit("Document:", 1)[-1]
         marker = (re.findall(r"MARKER\d+ZQ", chunk) or ["none"])[0]
-        return f"Question: What does section {marker} report {body['seed']}?\nAnswer: Readings for {marker}."
+        tag = "".join("abcdefghij"[int(d)] for d in str(body["seed"]))  # distinct rows, no number the chunk lacks
+        return f"Question: What does section {marker} report as {tag}?\nAnswer: Readings for {marker}."
     return lab_responder()(kind, body)
 
 

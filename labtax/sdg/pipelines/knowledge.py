@@ -203,11 +203,12 @@ def split_by_fact(runner: Runner, rows: list[Row], limit: int) -> tuple[list[Row
 
 
 def extractive_step(runner: Runner) -> filters.Step:
-    """Drop a pair whose answer names a number, date or name its chunk does not hold (`unsupported_facts`);
-    the missing facts are recorded in the row's scores either way."""
+    """Drop a pair whose answer (or question: a question can teach a wrong premise) names a number,
+    date or name its chunk does not hold (`unsupported_facts`); the missing facts are recorded in the
+    row's scores either way."""
 
     async def step(i: int, row: Row) -> bool:
-        missing = unsupported_facts(row.answer or "", row.context or "")
+        missing = unsupported_facts(f"{row.question}\n{row.answer or ''}", row.context or "")
         row.scores["extractive"] = list(missing)
         if missing:
             runner.drop("facts_not_in_chunk")
