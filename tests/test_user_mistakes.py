@@ -108,3 +108,23 @@ def test_a_teacher_refusing_connections_is_said_at_once_and_nothing_counts_as_se
     assert result.output.index("is unreachable") < result.output.index("failed ")
     assert "(0 requests sent" in result.output
     assert manifest(out)["run"]["requests_sent"] == 0
+
+
+def test_a_model_folder_never_runs_its_own_code(tmp_path: Path) -> None:
+    # A checkpoint that ships modeling/tokenizer code and points transformers' auto_map at it: labtax
+    # loads with trust_remote_code=False, so the code never runs (it would write the marker).
+    from labtax.models import load_model, load_tokenizer
+
+    folder = _checkpoint(tmp_path / "checkpoint", "none")
+    marker = tmp_path / "ran.txt"
+    plant = f"open({str(marker)!r}, 'a').write('ran\\n')\n"
+    for module in ("modeling_evil.py", "configuration_evil.py", "tokenization_evil.py"):
+        (folder / module).write_text(plant)
+    for name, auto in (("config.json", {"AutoConfig": "configuration_evil.EvilConfig",
+                                        "AutoModelForCausalLM": "modeling_evil.EvilModel"}),
+                       ("tokenizer_config.json", {"AutoTokenizer": ["tokenization_evil.EvilTokenizer", None]})):
+        data = json.loads((folder / name).read_text())
+        (folder / name).write_text(json.dumps({**data, "auto_map": auto}))
+    load_tokenizer(str(folder))
+    load_model(str(folder))
+    assert not marker.exists()
