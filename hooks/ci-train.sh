@@ -8,7 +8,8 @@
 # LABTAX_MODEL and LABTAX_PHASE, when set, override that (as flags do), and when empty the file's
 # setting (else labtax's default) applies.
 # Inputs (environment):
-#   LABTAX_DATA        folder with phase1_knowledge.jsonl, phase2_skills.jsonl, test.jsonl
+#   LABTAX_DATA        folder with the sets and manifest.json (every set the manifest lists:
+#                      phase1_knowledge*.jsonl, phase2_skills.jsonl, test.jsonl, validation.jsonl)
 #   LABTAX_MODEL       base model: embedded | tiny | a local Hugging Face directory ("": .labtax.yaml)
 #   LABTAX_OUTPUT      training output folder (checkpoints per phase under it)
 #   LABTAX_PHASE       knowledge | skills | all ("": .labtax.yaml, else all)

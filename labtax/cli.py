@@ -272,6 +272,8 @@ def gc_cmd(output: str, dry_run: bool, wait_s: float) -> int:
               help="Which checkpoint of a phase is kept: the last, the lowest loss on validation.jsonl "
                    "(the held-out validation split, never the eval gate's test items), or the best "
                    "labtax.eval score on that split.")
+@click.option("--select-on-test", is_flag=True,
+              help="Let --select loss use test.jsonl (the eval gate's own items) when there is no validation.jsonl.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True), metavar="FILE",
               help="YAML overrides: `common:`, `knowledge:`, `skills:` blocks (see docs/train.md).")
 @click.option("--lr", type=float, help="Peak learning rate (every phase that runs).")

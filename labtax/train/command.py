@@ -29,6 +29,7 @@ class TrainCommand:
     flags: Mapping[str, Any] = field(default_factory=dict)
     from_file: Mapping[str, Any] = field(default_factory=dict)
     save_dtype: str | None = None
+    select_on_test: bool = False  # --select loss may measure test.jsonl when there is no validation split
 
     @classmethod
     def from_options(cls, params: Mapping[str, Any], from_file: frozenset[str] = frozenset()) -> TrainCommand:
@@ -39,7 +40,7 @@ class TrainCommand:
                    config_file=Path(params["config_file"]) if params["config_file"] else None,
                    flags={k: v for k, v in options.items() if k not in from_file},
                    from_file={k: v for k, v in options.items() if k in from_file},
-                   save_dtype=params.get("save_dtype"))
+                   save_dtype=params.get("save_dtype"), select_on_test=bool(params.get("select_on_test")))
 
     def config(self) -> TrainConfig:
         return load_config(self.config_file, self.flags, project=self.from_file)
@@ -51,6 +52,6 @@ def run_train_command(command: TrainCommand, report_to: list[str], scorer: Score
     phases = ["knowledge", "skills"] if command.phase == "all" else [command.phase]
     summary = run_training(command.data_dir, command.model, command.output, phases, command.config(),
                            select=command.select, scorer=scorer, report_to=report_to, log=note,
-                           save_dtype=command.save_dtype)
+                           save_dtype=command.save_dtype, select_on_test=command.select_on_test)
     final = summary.get("final")
     return str(final) if final and os.environ.get("RANK", "0") == "0" else None

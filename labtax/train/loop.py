@@ -8,8 +8,10 @@ weighs the same however the samples fell into micro-batches or ranks.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -20,8 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from labtax.errors import ConfigError
-from labtax.train.checkpoint import find_state, load_state, save_hf, save_state
+from labtax.train.checkpoint import find_state, load_state, read_state_header, save_hf, save_state
 from labtax.train.config import PhaseConfig
 from labtax.train.data import TokenizedFile
 from labtax.train.lm_loss import TrainModule
@@ -91,6 +92,29 @@ def precision_record(model: torch.nn.Module, optimizer: torch.optim.Optimizer, r
             "compute": str(runtime.amp_dtype or torch.float32).removeprefix("torch.")}
 
 
+def samples_after(step: int, n: int, batch: int, per_epoch: int) -> int:
+    """Samples seen after `step` steps: whole epochs, plus full batches of the current one (an
+    epoch's last step takes the remainder)."""
+    return (step // per_epoch) * n + min((step % per_epoch) * batch, n)
+
+
+def save_steps(n: int, batch: int, per_epoch: int, total: int, save_every: int) -> list[int]:
+    """The steps after which a checkpoint is written: every `save_every` samples when it is set
+    (and the last step), else each epoch's end (and the last step). Asking for a checkpoint every
+    N samples replaces the per-epoch ones: a run that asked for one at the end gets one, not one per
+    epoch (20 epochs of a 135M model were 20 x 600 MB)."""
+    due = []
+    for step in range(1, total + 1):
+        if save_every:
+            now, before = samples_after(step, n, batch, per_epoch), samples_after(step - 1, n, batch, per_epoch)
+            hit = now // save_every > before // save_every
+        else:
+            hit = step % per_epoch == 0
+        if hit or step == total:
+            due.append(step)
+    return due
+
+
 def _fmt_eta(seconds: float) -> str:
     seconds = int(max(0, seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -128,8 +152,14 @@ def train_phase(model: TrainModule, tokenizer: PreTrainedTokenizerBase, data: To
                 test: TokenizedFile | None, cfg: PhaseConfig, seed: int, phase_dir: Path,
                 runtime: Runtime, packed: bool = True,
                 log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
-                on_record: Callable[[dict[str, Any]], None] | None = None) -> PhaseResult:
-    """Train one phase in place on `model` (already prepared for the runtime); resume if a state exists."""
+                on_record: Callable[[dict[str, Any]], None] | None = None,
+                inputs: dict[str, Any] | None = None,
+                keep: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None) -> PhaseResult:
+    """Train one phase in place on `model` (already prepared for the runtime); resume if a state exists.
+
+    `inputs` (what made the run; phases.py checked a found state against them) is stored in each
+    state; `keep` returns the checkpoints selection can still choose: the others are deleted from
+    disk once the state that no longer lists them is saved."""
     n = len(data)
     per_epoch = steps_per_epoch(n, cfg.effective_batch)
     total_steps = per_epoch * cfg.epochs
@@ -156,10 +186,7 @@ def train_phase(model: TrainModule, tokenizer: PreTrainedTokenizerBase, data: To
     step, samples_seen = 0, 0
     found = find_state(state_dir)
     if found is not None:
-        progress = load_state(model, optimizer, scheduler, found, runtime)
-        if progress.get("data_key") not in (None, data.meta["key"]):
-            # The step number is a position in this data's shuffled order: on other data it is meaningless.
-            raise ConfigError(f"{phase_dir} holds a run on different data; use a new --output to start over")
+        progress = load_state(model, optimizer, scheduler, found, read_state_header(found), runtime)
         step, samples_seen = progress["step"], progress["samples"]
         result.checkpoints = progress["checkpoints"]
         if runtime.is_main:
@@ -180,16 +207,27 @@ def train_phase(model: TrainModule, tokenizer: PreTrainedTokenizerBase, data: To
         result.checkpoints = [c for c in result.checkpoints if c["path"] != str(target)]
         result.checkpoints.append({"path": str(target), **meta})
         metrics.write({"event": "checkpoint", **result.checkpoints[-1]})
-        if not cfg.save_state:
-            return
-        save_state(model, optimizer, scheduler,
-                   {"step": step, "samples": samples_seen, "checkpoints": result.checkpoints,
-                    "data_key": data.meta["key"], "config": cfg.to_dict()},
-                   state_dir, runtime)
+        kept = {c["path"] for c in (keep(result.checkpoints) if keep else result.checkpoints)}
+        dropped = [c for c in result.checkpoints if c["path"] not in kept and not c.get("pruned")]
+        for c in dropped:
+            c["pruned"] = True  # selection can no longer choose it: its folder goes (the record stays)
+        if cfg.save_state:
+            save_state(model, optimizer, scheduler,
+                       {"step": step, "samples": samples_seen, "checkpoints": result.checkpoints,
+                        "data_key": data.meta["key"], "config": cfg.to_dict()},
+                       state_dir, runtime, inputs)
+        # Deleted only after the state that no longer lists them is on disk: a failed save resumes
+        # from a state whose checkpoints all exist.
+        if runtime.is_main:
+            for c in dropped:
+                shutil.rmtree(c["path"], ignore_errors=True)
 
     model.train()
     start, tokens_done = time.perf_counter(), 0
     first_step = step
+    due = save_steps(n, cfg.effective_batch, per_epoch, total_steps, cfg.save_every)
+    due_set = set(due)
+    save_seconds, saves_done = 0.0, 0
     while step < total_steps:
         epoch, in_epoch = divmod(step, per_epoch)
         order = epoch_order(n, seed, epoch)
@@ -220,16 +258,22 @@ def train_phase(model: TrainModule, tokenizer: PreTrainedTokenizerBase, data: To
         dt = time.perf_counter() - t0
         tokens_done += plan.tokens
         tok_s = tokens_done / (time.perf_counter() - start)
-        eta = (time.perf_counter() - start) / (step - first_step) * (total_steps - step)
+        # The ETA counts the checkpoints still to write at the measured time of one (a 135M
+        # checkpoint with its state takes seconds; a 7B one minutes): steps and saves apart.
+        saves_left = len(due) - bisect.bisect_right(due, step - 1)
+        step_time = (time.perf_counter() - start - save_seconds) / (step - first_step)
+        eta = step_time * (total_steps - step) + (save_seconds / saves_done if saves_done else 0.0) * saves_left
         metrics.write({"event": "step", "step": step, "epoch": epoch + 1, "samples": samples_seen,
                        "loss": step_loss, "lr": lr, "grad_norm": float(grad_norm), "tokens": plan.tokens,
                        "loss_tokens": plan.loss_tokens, "seconds": dt, "tokens_per_s": plan.tokens / dt})
         if runtime.is_main:
             log(f"[{cfg.name}] step {step}/{total_steps} epoch {epoch + 1}/{cfg.epochs} loss {step_loss:.4f} "
-                f"lr {lr:.2e} tok/s {tok_s:,.0f} eta {_fmt_eta(eta)}")
-        end_of_epoch = step % per_epoch == 0
-        crossed_save = cfg.save_every and samples_seen // cfg.save_every > (samples_seen - plan.samples) // cfg.save_every
-        if end_of_epoch or crossed_save or step == total_steps:
-            checkpoint("epoch" if end_of_epoch else "final" if step == total_steps else "save_every")
+                f"lr {lr:.2e} tok/s {tok_s:,.0f} eta {_fmt_eta(eta)}"
+                + ("" if saves_done or not saves_left else f" + {saves_left} checkpoint{'s' * (saves_left > 1)}"))
+        if step in due_set:
+            t_save = time.perf_counter()
+            checkpoint("final" if step == total_steps else "save_every" if cfg.save_every else "epoch")
+            save_seconds += time.perf_counter() - t_save
+            saves_done += 1
     result.steps, result.samples = step, samples_seen
     return result

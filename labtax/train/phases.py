@@ -12,15 +12,20 @@ Output layout (see docs/train.md):
                                         is then step 2's result with `steps` listed
   OUTPUT/summary.json                   every phase's result
 
-A finished phase (result.json present) is skipped when the command runs again; an unfinished one
-resumes from its state. Checkpoint selection receives a scorer instead of importing labtax.eval.
+A phase is keyed by its inputs (`phase_inputs`: the set's sha256, the held-out split's, the start
+model, the settings, labtax's version): a finished phase (result.json) with the same inputs is
+skipped when the command runs again, an unfinished one resumes from its state; with other inputs
+the phase starts over, and says what changed. Checkpoint selection receives a scorer instead of
+importing labtax.eval.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
+import shutil
 import sys
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -29,12 +34,14 @@ from typing import Any
 
 import torch
 
-from labtax.data import PHASE1_STEP1, PHASE1_STEP2, STEP_FILES, VALIDATION
+from labtax import __version__
+from labtax.data import MANIFEST, PHASE1_STEP1, PHASE1_STEP2, STEP_FILES, VALIDATION, read_manifest
 from labtax.data import PHASE_FILES as DATA_FILES
 from labtax.data import TEST as TEST_FILE
-from labtax.errors import ConfigError, LockedError, UsageError
-from labtax.models import load_model, load_tokenizer, model_id
-from labtax.train.config import PHASES, TrainConfig
+from labtax.errors import ConfigError, InputOutputError, LockedError, UsageError
+from labtax.models import EMBEDDED, EMBEDDED_SMALL, TINY, load_model, load_tokenizer, model_id
+from labtax.train.checkpoint import find_state, read_state_header
+from labtax.train.config import PHASES, PhaseConfig, TrainConfig
 from labtax.train.data import tokenize_file, tokenizer_hash
 from labtax.train.loop import train_phase
 from labtax.train.model_card import write_cards
@@ -63,6 +70,7 @@ def select_checkpoint(checkpoints: list[dict[str, Any]], mode: str, scorer: Scor
         raise UsageError("the phase produced no checkpoint")
     if mode == "last":
         return checkpoints[-1]
+    checkpoints = [c for c in checkpoints if not c.get("pruned")] or checkpoints
     if mode == "loss":
         scored = [c for c in checkpoints if c.get("test_loss") is not None and not math.isnan(c["test_loss"])]
         return min(scored, key=lambda c: c["test_loss"]) if scored else checkpoints[-1]
@@ -73,12 +81,151 @@ def select_checkpoint(checkpoints: list[dict[str, Any]], mode: str, scorer: Scor
     return max(checkpoints, key=lambda c: c["score"])
 
 
-def _start_model(phase: str, model: str, results: dict[str, dict[str, Any]]) -> str:
-    if phase == "skills" and "knowledge" in results:
-        return results["knowledge"]["selected"]["path"]
-    if phase == "knowledge-step2" and "knowledge-step1" in results:
-        return results["knowledge-step1"]["selected"]["path"]
-    return model
+def choosable(checkpoints: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
+    """The checkpoints `select_checkpoint` can still choose when more may follow: the last alone
+    (`last`), the lowest held-out loss so far (`loss`; the last while none has one), every one
+    (`eval` scores them all after the phase). The others need not stay on disk."""
+    live = [c for c in checkpoints if not c.get("pruned")]
+    if mode == "eval" or not live:
+        return live
+    return [select_checkpoint(live, mode, None)]
+
+
+# Settings that change how a phase runs, not what it learns (memory, speed, what is kept on disk):
+# a change of these alone neither retrains a finished phase nor refuses to resume one.
+NEUTRAL_SETTINGS = frozenset({"activation_checkpointing", "max_tokens_per_batch", "save_state"})
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def model_fingerprint(name: str) -> str:
+    """What a start model is: its id for a built-in name; for a directory its path and the sha256
+    of its config and weight files (a different model copied to the same path is another input)."""
+    if name in (EMBEDDED, EMBEDDED_SMALL, TINY):
+        return model_id(name)
+    path = Path(name)
+    h = hashlib.sha256()
+    for f in sorted(path.iterdir()) if path.is_dir() else []:
+        if f.name == "config.json" or f.suffix == ".safetensors":
+            h.update(f.name.encode() + b"\0" + file_sha256(f).encode())
+    return f"{model_id(name)}#{h.hexdigest()[:16]}"
+
+
+def phase_inputs(set_path: Path, held_out: Path | None, start: str, start_from: dict[str, Any] | None,
+                 pc: PhaseConfig, seed: int, select: str, save_dtype: str | None) -> dict[str, Any]:
+    """What a phase's result is a function of. A start checkpoint made by the previous phase of this
+    run is named by that phase's inputs (hashing its weights again would cost seconds to minutes)."""
+    settings = {k: v for k, v in pc.to_dict().items() if k not in NEUTRAL_SETTINGS}
+    model = (f"{start} (from {start_from['phase']} {inputs_digest(start_from.get('inputs') or {})})"
+             if start_from else model_fingerprint(start))
+    inputs = {"data_sha256": file_sha256(set_path), "held_out_sha256": file_sha256(held_out) if held_out else None,
+              "model": model, "settings": {**settings, "seed": seed, "select": select, "save_dtype": save_dtype},
+              "labtax_version": __version__}
+    return json.loads(json.dumps(inputs))  # as stored: tuples are lists
+
+
+def inputs_digest(inputs: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any], ignore: frozenset[str] = frozenset()) -> list[str]:
+    """What differs between two inputs records, one short phrase each (settings one by one)."""
+    def short(v: Any) -> str:
+        text = str(v)
+        return text[:12] + "…" if len(text) > 40 or (isinstance(v, str) and len(v) == 64) else text
+
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if key == "settings" and isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{k} {short(a.get(k))} -> {short(b.get(k))}" for k in sorted(set(a) | set(b))
+                    if k not in ignore and a.get(k) != b.get(k)]
+        elif a != b:
+            out.append(f"{key} {short(a)} -> {short(b)}")
+    return out
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    """A phase's result.json; one line naming it when it is not JSON (a disk that filled up)."""
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputOutputError(f"{path}: not readable as JSON ({exc}); delete it to train the phase again") from None
+    if not isinstance(result, dict) or not isinstance(result.get("selected"), dict):
+        raise InputOutputError(f"{path}: not a phase result; delete it to train the phase again")
+    return result
+
+
+# What a phase folder holds of one run (start over removes these; the token cache is elsewhere).
+RUN_FILES = ("result.json", "metrics.jsonl", "loss.png", "loss.md", "state", "state.old", "checkpoints")
+
+
+def reuse_or_reset(phase: str, phase_dir: Path, inputs: dict[str, Any], runtime: Runtime,
+                   say: Callable[[str], None]) -> dict[str, Any] | None:
+    """The finished result of this phase when it was made from `inputs`; else None, after removing
+    a run of other inputs (its result, checkpoints, state, metrics) and saying what changed. A state
+    is checked from its JSON header alone, before any tensor is read."""
+    done = phase_dir / "result.json"
+    changed: list[str] = []
+    reuse: dict[str, Any] | None = None
+    if done.is_file():
+        result = read_result(done)
+        changed = _changes(result.get("inputs") or {}, inputs)
+        if not changed:
+            reuse = dict(result)
+        elif "inputs" not in result:
+            changed = ["made by a labtax that did not record its inputs"]
+    else:
+        found = find_state(phase_dir / "state")
+        if found is not None:
+            # Resuming is exact only on the same data order and schedule; `save_every` may change.
+            changed = _changes(read_state_header(found).get("inputs") or {}, inputs, frozenset({"save_every"}))
+    # Every rank decides before rank 0 removes anything, and waits until it has.
+    runtime.barrier()
+    if changed:
+        say(f"[{phase}] {phase_dir} holds a run of other inputs ({'; '.join(changed[:4])}"
+            f"{'; ...' if len(changed) > 4 else ''}): starting the phase over")
+        if runtime.is_main:
+            for name in RUN_FILES:
+                target = phase_dir / name
+                try:
+                    if target.is_dir():
+                        shutil.rmtree(target)
+                    else:
+                        target.unlink(missing_ok=True)
+                except OSError as exc:
+                    raise InputOutputError(f"cannot remove {target}: {exc.strerror or exc}") from None
+    runtime.barrier()
+    return reuse
+    if changed:
+        say(f"[{phase}] {phase_dir} holds a run of other inputs ({'; '.join(changed[:4])}"
+            f"{'; ...' if len(changed) > 4 else ''}): starting the phase over")
+        if runtime.is_main:
+            for name in RUN_FILES:
+                target = phase_dir / name
+                try:
+                    if target.is_dir():
+                        shutil.rmtree(target)
+                    else:
+                        target.unlink(missing_ok=True)
+                except OSError as exc:
+                    raise InputOutputError(f"cannot remove {target}: {exc.strerror or exc}") from None
+        runtime.barrier()
+    return None
+
+
+def _start_model(phase: str, model: str, results: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any] | None]:
+    """The model a phase starts from, and the result of the phase that made it (None: the user's)."""
+    before = {"skills": "knowledge", "knowledge-step2": "knowledge-step1"}.get(phase)
+    if before in results:
+        return results[before]["selected"]["path"], results[before]
+    return model, None
 
 
 # Phase 1 in two steps: (run name, set file, folder under OUTPUT); both use the knowledge settings.
@@ -110,8 +257,11 @@ def _join_steps(output: Path, results: dict[str, dict[str, Any]], runtime: Runti
 def run_training(data_dir: Path, model: str, output: Path, phases: list[str], config: TrainConfig,
                  select: str = "loss", scorer: Scorer | None = None,
                  log: Callable[[str], None] | None = None, report_to: list[str] | None = None,
-                 save_dtype: str | None = None) -> dict[str, Any]:
-    """Run the requested phases in order and return the summary (also written to summary.json)."""
+                 save_dtype: str | None = None, select_on_test: bool = False) -> dict[str, Any]:
+    """Run the requested phases in order and return the summary (also written to summary.json).
+
+    `select_on_test`: let `--select loss` measure test.jsonl, the eval gate's own items, when the data
+    has no validation split (refused otherwise: the gate would grade the checkpoint chosen on it)."""
     from labtax.train.versions import check_training_versions
 
     check_training_versions()
@@ -129,16 +279,56 @@ def run_training(data_dir: Path, model: str, output: Path, phases: list[str], co
         if pc.max_tokens_per_batch < pc.max_seq_len:
             raise ConfigError(f"{phase}: max_tokens_per_batch ({pc.max_tokens_per_batch}) must be at least "
                               f"max_seq_len ({pc.max_seq_len}) so that every kept sample fits a micro-batch")
-    if select == "loss" and held_out_file(data_dir) is None:
-        raise UsageError(f"--select loss needs {data_dir / VALIDATION} (or {TEST_FILE})", hint="use --select last")
+    check_sets_present(data_dir)
+    held_out = held_out_file(data_dir)
+    if select == "loss" and held_out is None:
+        raise UsageError(f"--select loss needs {data_dir / VALIDATION}: {why_no_validation(data_dir)}",
+                         hint="use --select last")
+    if select == "loss" and held_out is not None and held_out.name == TEST_FILE and not select_on_test:
+        raise UsageError(f"--select loss would choose checkpoints on {held_out}, the eval gate's own test items, "
+                         f"which then grade the checkpoint it chose: {why_no_validation(data_dir)}",
+                         hint="rerun labtax diff-generate for a validation split, use --select last, or "
+                              "--select-on-test to accept it")
     # Only the main rank locks: the run directory is one run's, whatever its world size (exit 4).
     lock = directory_lock(output, busy=lambda pid: LockedError(
         f"another labtax train run is using {output} (pid {pid})")) if runtime.is_main else nullcontext()
     try:
         with lock:
             return _run(data_dir, model, output, phases, config, select, scorer, runtime, say, report_to or [])
+    except OSError as exc:
+        # A full disk or a read-only folder anywhere in the run (lock, token cache, metrics, a
+        # checkpoint): one line naming the path and the cause, exit 2; what was saved stays.
+        where = exc.filename if exc.filename is not None else output
+        raise InputOutputError(f"{where}: {exc.strerror or exc}") from exc
     finally:
         shutdown(runtime)
+
+
+def check_sets_present(data_dir: Path) -> None:
+    """Every set the data's manifest lists must be there: without validation.jsonl selection falls
+    back to the gate's test items, without the step sets phase 1 silently trains in one step (a CI
+    artifact that carried only some files did both)."""
+    manifest = read_manifest(data_dir)
+    if manifest is None:
+        return
+    missing = sorted(name for name in manifest.get("sets") or {} if not (data_dir / name).is_file())
+    if missing:
+        raise UsageError(f"{data_dir / MANIFEST} lists {', '.join(missing)}, missing from {data_dir}",
+                         hint="copy every set the manifest lists (the generate workflow's artifact carries them)")
+
+
+def why_no_validation(data_dir: Path) -> str:
+    """Why a data folder has no validation split, as far as its manifest tells."""
+    manifest = read_manifest(data_dir)
+    if manifest is None:
+        return (f"no {VALIDATION} and no {MANIFEST} in {data_dir} (sets not written by labtax diff-generate, "
+                "or copied without their manifest)")
+    if VALIDATION in (manifest.get("sets") or {}):
+        return f"{VALIDATION} is listed in {data_dir / MANIFEST} but missing"
+    if not manifest.get("sets"):
+        return f"{data_dir / MANIFEST} was written by a labtax without the validation split: rerun diff-generate"
+    return ("the generation held no rows out: every leaf's rows fit its training quota (generate more samples "
+            "per leaf for a validation split)")
 
 
 def held_out_file(data_dir: Path) -> Path | None:
@@ -161,10 +351,10 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
     results: dict[str, dict[str, Any]] = {}
     held_out = held_out_file(data_dir)
     if held_out is not None and held_out.name == TEST_FILE:
-        say(f"note: no {VALIDATION} in {data_dir}: held-out loss is measured on {TEST_FILE}, the eval gate's "
-            "test split (rerun labtax diff-generate to get a validation split)")
+        say(f"note: no {VALIDATION} in {data_dir} ({why_no_validation(data_dir)}): held-out loss is measured on "
+            f"{TEST_FILE}, the eval gate's test split" + (" (--select-on-test)" if select == "loss" else ""))
     if "skills" in phases and "knowledge" not in phases and (output / "knowledge" / "result.json").is_file():
-        results["knowledge"] = json.loads((output / "knowledge" / "result.json").read_text())
+        results["knowledge"] = read_result(output / "knowledge" / "result.json")
     units = training_units(data_dir, phases)
     if len(units) > len(phases):
         say(f"[knowledge] two steps: {PHASE1_STEP1}, then {PHASE1_STEP2} from step 1's selected checkpoint")
@@ -174,11 +364,14 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
         pc = config.phases[settings_phase]
         phase_dir = output / folder
         done = phase_dir / "result.json"
-        if done.is_file():
-            results[phase] = json.loads(done.read_text())
-            say(f"[{phase}] already done: selected {results[phase]['selected']['path']}")
+        start, start_from = _start_model(phase, model, results)
+        inputs = phase_inputs(data_dir / set_file, held_out, start, start_from, pc, config.seed, select,
+                              runtime.save_dtype)
+        reused = reuse_or_reset(phase, phase_dir, inputs, runtime, say)
+        if reused is not None:
+            results[phase] = reused
+            say(f"[{phase}] already done: selected {reused['selected']['path']}")
             continue
-        start = _start_model(phase, model, results)
         with main_first(runtime):
             data = tokenize_file(data_dir / set_file, tokenizer, pc.max_seq_len, cache, tok_hash)
             test = tokenize_file(held_out, tokenizer, pc.max_seq_len, cache, tok_hash) if held_out else None
@@ -213,7 +406,8 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
         try:
             result = train_phase(module, tokenizer, data, test, pc, config.seed, phase_dir, runtime, packed,
                                  log=reporter.filtered(say) if reporter else say,
-                                 on_record=reporter.record if reporter else None)
+                                 on_record=reporter.record if reporter else None, inputs=inputs,
+                                 keep=lambda checkpoints: choosable(checkpoints, select))
         finally:
             if reporter is not None:
                 reporter.close()
@@ -224,7 +418,7 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
             "phase": phase, "start": start, "model": model_id(model), "steps": result.steps,
             "samples": result.samples, "data": data.meta, "select": select, "checkpoints": result.checkpoints,
             "held_out": held_out.name if held_out else None,  # the split `test_loss` is measured on
-            "schedule": schedule,
+            "schedule": schedule, "inputs": inputs, "world_size": runtime.world_size,
         }
         if runtime.is_main:
             summary["selected"] = select_checkpoint(result.checkpoints, select, scorer)

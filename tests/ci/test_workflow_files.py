@@ -100,8 +100,12 @@ def test_generate_diffs_before_after_and_uploads_sets_and_manifest() -> None:
     assert run["with"]["teacher-api-key"] == "${{ secrets.teacher-api-key }}" and "env" not in run
     assert "--endpoint" in run["with"]["args"] and "--api-key-env LABTAX_TEACHER_API_KEY" in run["with"]["args"]
     upload = steps_using(job, "actions/upload-artifact")[0]
-    for name in ("phase1_knowledge.jsonl", "phase2_skills.jsonl", "test.jsonl", "manifest.json"):
-        assert name in upload["with"]["path"]
+    # Every set a manifest can list (issue 22: validation.jsonl and the two-step sets were left behind,
+    # so the train job selected checkpoints on the gate's test items).
+    from labtax.data.names import MANIFEST, SET_FILES, STEP_FILES, VALIDATION
+
+    uploaded = {Path(p.strip()).name for p in upload["with"]["path"].splitlines() if p.strip()}
+    assert {*SET_FILES, VALIDATION, *STEP_FILES, MANIFEST} <= uploaded
     assert steps_using(job, "actions/cache"), "the leaf store must survive between runs"
 
 

@@ -35,8 +35,9 @@ def write_jsonl(path: Path, samples: list[dict[str, Any]]) -> Path:
 
 
 def make_data_dir(root: Path, n_knowledge: int = 24, n_skills: int = 16, n_replay: int = 6,
-                  n_test: int = 6, seed: int = 0, long_words: int = 60) -> Path:
-    """phase1_knowledge.jsonl, phase2_skills.jsonl (skills + knowledge replay) and test.jsonl."""
+                  n_test: int = 6, seed: int = 0, long_words: int = 60, validation: bool = True) -> Path:
+    """phase1_knowledge.jsonl, phase2_skills.jsonl (skills + knowledge replay), test.jsonl and, unless
+    `validation` is False, validation.jsonl (the test rows again: `--select loss` measures it)."""
     rng = random.Random(seed)
     knowledge = [make_sample(rng, "knowledge/history/rivers", rng.randint(5, long_words), unmask=i % 4 == 0)
                  for i in range(n_knowledge)]
@@ -47,6 +48,8 @@ def make_data_dir(root: Path, n_knowledge: int = 24, n_skills: int = 16, n_repla
     write_jsonl(root / "phase1_knowledge.jsonl", knowledge)
     write_jsonl(root / "phase2_skills.jsonl", skills)
     write_jsonl(root / "test.jsonl", test)
+    if validation:
+        write_jsonl(root / "validation.jsonl", test)
     return root
 
 
