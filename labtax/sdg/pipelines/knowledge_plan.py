@@ -8,7 +8,8 @@ with more facts than one request holds gets more requests. So the pairs asked pe
 facts, not a flat quota.
 
 The requests are ordered in rounds, round r holding every chunk's r-th request, so a plan cut short
-still reaches every chunk. The limit (`--max-requests-per-leaf`, and what `--budget-tokens` buys)
+still reaches every chunk. A request asks for at most `qa_per_request` pairs, and no more than
+`max_tokens` holds at ~PAIR_TOKENS a pair. The limit (`--max-requests-per-leaf`, and what `--budget-tokens` buys)
 is spent in this order:
 
   1. the full plan (every fact, `wordings_per_fact` wordings each) when it fits;
@@ -91,6 +92,17 @@ class KnowledgePlan:
         return len({c for a in self.asks for c in a.chunks})
 
 
+# About what one pair costs in a reply: a question, a one-sentence answer and its share of a "Fact:"
+# line (~35 + ~15 / W tokens of the examples in tests/sdg/test_knowledge_facts.py). A request asks for
+# no more pairs than its max_tokens holds, so a short reply (the demo's 160 tokens) is not cut short.
+PAIR_TOKENS = 40
+
+
+def pairs_per_request(settings: GenerationSettings) -> int:
+    """qa_per_request, or fewer when max_tokens cannot hold that many pairs (at least one)."""
+    return max(1, min(settings.qa_per_request, settings.max_tokens // PAIR_TOKENS))
+
+
 def facts_per_chunk(texts: Sequence[str]) -> tuple[int, ...]:
     return tuple(max(1, count_facts(t)) for t in texts)
 
@@ -113,7 +125,7 @@ def plan_knowledge(chunk_facts: Sequence[int], seeds: int, settings: GenerationS
     seeds = max(1, seeds)
     limit = settings.request_limit()
     most = settings.wordings_per_fact
-    per_request = settings.qa_per_request
+    per_request = pairs_per_request(settings)
     full = _rounds(facts, most, per_request, seeds)
     if not facts:
         return KnowledgePlan((), facts, most, limit, 0)
