@@ -53,7 +53,20 @@ def funnel_line(entry: Mapping[str, Any]) -> str | None:
         steps += f" -> in sets {counts['train']}"
     bound = (f" (request limit {gen.get('request_limit', '')} bound: {gen.get('requests_wanted')} requests wanted)"
              if gen.get("max_requests_bound") else "")
-    return f"funnel    {quote_path(entry['path'])}: {steps}{coverage_text(gen)}{bound}"
+    return f"funnel    {quote_path(entry['path'])}: {steps}{coverage_text(gen)}{bound}{_drops(gen)}"
+
+
+def _drops(gen: Mapping[str, Any]) -> str:
+    """'; dropped facts_not_in_chunk 2, unfaithful 1; multiple choice kept 3 of 9 (dropped ...)' ('' when none)."""
+    out = ""
+    if gen.get("dropped"):
+        out += "; dropped " + ", ".join(f"{k} {v}" for k, v in gen["dropped"].items())
+    mc = gen.get("mc")
+    if isinstance(mc, Mapping) and mc.get("generated"):
+        out += f"; multiple choice kept {mc.get('kept', 0)} of {mc['generated']}"
+        if mc.get("dropped"):
+            out += " (dropped " + ", ".join(f"{k} {v}" for k, v in mc["dropped"].items()) + ")"
+    return out
 
 
 

@@ -116,7 +116,10 @@ def test_wrong_facts_and_unfair_items_are_dropped_and_counted(tmp_path: Path) ->
     line = summary_line(LeafOutcome(result.leaf, result))
     assert "supported" in line and "chunks covered 2/2; facts covered 3/10" in line and "facts_not_in_chunk 1" in line
     entry = {"status": "generated", "path": result.leaf, "generation": generation_numbers(st)}
-    assert "chunks covered 2/2; facts covered 3/10" in (funnel_line(entry) or "")
+    funnel = funnel_line(entry) or ""
+    assert "chunks covered 2/2; facts covered 3/10" in funnel and "facts_not_in_chunk 1" in funnel
+    assert "multiple choice kept 1 of 4 (dropped mc_distractor_in_chunk 1, mc_key_not_in_chunk 1, " \
+           "mc_open_book_missed 1)" in funnel
     assert entry["generation"]["mc"]["dropped"]["mc_open_book_missed"] == 1
 
 
