@@ -15,12 +15,15 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from labtax.errors import EXIT_INTERRUPTED, LabtaxError, describe_os_error, exit_code_for
 from labtax.util.quoting import one_line
+
+if TYPE_CHECKING:  # sdg is imported when a command mixes, not for every command line
+    from labtax.sdg.mix import MixSettings
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -206,8 +209,9 @@ mix_options = _stack([
 ])
 
 
-def mix_settings(params: dict[str, Any], seed: int) -> Any:
-    """The MixSettings of `mix_options` (popped from params) and the run's seed."""
+def mix_settings(params: dict[str, Any], seed: int) -> MixSettings:
+    """The MixSettings of `mix_options` (popped from params) and the run's seed: the mixing stage
+    gets typed settings, never click's dict."""
     from labtax.sdg.mix import MixSettings
 
     system = params.pop("system_prompt")
