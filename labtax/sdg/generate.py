@@ -152,7 +152,8 @@ def write_report(output: Path, outcomes: Sequence[LeafOutcome]) -> Path:
     report = dict(redact_obj(report))  # type: ignore[call-overload]
     path = output / "generate-report.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    # Atomic: a full disk leaves the previous report whole, and its error names this file.
+    atomic_write_text(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return path
 
 
