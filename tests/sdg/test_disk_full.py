@@ -67,3 +67,21 @@ cp -a {out}/. {copy}/
     assert {e["status"] for e in manifest["leaves"]} == {"generated"} and len(manifest["leaves"]) == 3
     if free_kib > 8:  # what the first run had recorded is replayed, not asked again
         assert manifest["run"]["requests_replayed"] > 0, manifest["run"]
+
+
+@pytest.mark.skipif(not _namespaces_work(), reason="no unprivileged user/mount namespaces here")
+def test_a_read_only_output_folder_is_one_line_exit_2(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    add_skill(git_repo, "compositional_skills/writing/haiku")
+    git_repo.commit("a leaf")
+    out = tmp_path / "out"
+    out.mkdir()
+    labtax = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "labtax", "diff-generate", "--taxonomy",
+                                                str(git_repo.root), "--base", "empty", "--head", "HEAD",
+                                                "--output", str(out), *teacher_args(openai_server)])
+    # Root ignores file modes, so the folder is a read-only mount, as a runner's protected disk is.
+    proc = subprocess.run(["unshare", "-rm", "bash", "-c", f"mount -t tmpfs -o ro,size=64k tmpfs {out} && {labtax}"],
+                          capture_output=True, text=True, check=False, timeout=300)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("labtax: error:")]
+    assert proc.returncode == EXIT_USAGE and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert str(out) in errors[0] and "Read-only file system" in errors[0]
+    assert openai_server.count() == 0
