@@ -152,14 +152,16 @@ teacher_options = _stack([
     click.option("--timeout", type=click.FloatRange(min=0.1), default=120.0, show_default=True,
                  help="openai: seconds per request (then retried)."),
     _count("--retries", 6, "openai: retries per request (back-off with jitter; Retry-After honoured).", low=0),
-    _count("--batch-size", 8, "embedded/transformers: prompts per forward pass."),
+    _count("--batch-size", 0, "embedded/transformers: rows decoded together (0: the width measured fastest on "
+           "this machine, cached; the KV cache is kept within $LABTAX_TEACHER_KV_GIB, default 1).", low=0),
     _count("--tensor-parallel-size", 1, "vllm: GPUs one model is split across (tensor parallelism)."),
     click.option("--max-model-len", type=click.IntRange(min=16), default=None, metavar="TOKENS",
                  help="vllm: context length the engine reserves (default: the model's)."),
     click.option("--gpu-memory-utilization", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.9,
                  show_default=True, help="vllm: share of each GPU's memory for weights and KV cache."),
     click.option("--dtype", type=click.Choice(["auto", "bfloat16", "float16", "float32"]), default="auto",
-                 show_default=True, help="vllm: weight and activation dtype."),
+                 show_default=True, help="embedded/transformers/vllm: weight and activation dtype (auto: bf16 on a "
+                                         "GPU or a CPU with bf16 matrix hardware, else measured; cached)."),
 ])
 
 generation_options = _stack([

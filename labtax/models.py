@@ -186,6 +186,33 @@ def model_id(name: str) -> str:
     return str(Path(name).resolve())
 
 
+def weights_dir(name: str) -> Path | None:
+    """The directory holding a model's weights (where per-machine choices are cached beside them);
+    None for `tiny`, which has none."""
+    if name == TINY:
+        return None
+    if name == EMBEDDED:
+        return _embedded_dir()
+    if name == EMBEDDED_SMALL:
+        return _ensure_embedded_hf_dir()
+    return _check_local_dir(name)
+
+
+def mlp_shape(name: str) -> tuple[int, int]:
+    """(hidden size, MLP intermediate size): the matmul shape that dominates a decode step."""
+    if name == TINY:
+        return int(TINY_CONFIG["hidden_size"]), int(TINY_CONFIG["intermediate_size"])
+    import json
+
+    path = weights_dir(name)
+    try:
+        config = json.loads((Path(str(path)) / "config.json").read_text(encoding="utf-8"))
+        hidden = int(config.get("hidden_size") or config.get("n_embd"))
+        return hidden, int(config.get("intermediate_size") or 4 * hidden)
+    except (OSError, ValueError, TypeError):
+        return 2048, 8192  # a config without these names: a typical small model's shape
+
+
 def _check_local_dir(name: str) -> Path:
     path = Path(name)
     if not (path / "config.json").is_file():
@@ -281,12 +308,20 @@ def build_tiny_model(seed: int = TINY_SEED, vocab_size: int | None = None) -> Pr
     return model
 
 
-def load_model(name: str, *, dtype: Any = None, seed: int = TINY_SEED) -> PreTrainedModel:
+def load_model(name: str, *, dtype: Any = None, seed: int = TINY_SEED, threads: int | None = None) -> PreTrainedModel:
     """Load a causal LM by name (fp32 unless a dtype is given; `embedded` is bf16 unless told), in eval
-    mode."""
+    mode. Sets torch's CPU threads for the process (`threads`, else `choose_threads()` shared among a
+    torchrun's local ranks): the teacher, `eval` and `train` all load through here, and torch's own
+    default (every core) oversubscribes a shared machine."""
     import sys
 
+    import torch
     from transformers import AutoModelForCausalLM
+
+    if threads is None:
+        ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE") or 1))
+        threads = max(1, choose_threads() // ranks)
+    torch.set_num_threads(threads)
 
     if not sys.stderr.isatty():
         # transformers' loading bar redraws one line with carriage returns: in a log or a pipe that is

@@ -46,6 +46,11 @@ def interactive(stream: TextIO | None = None) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)()) and not os.environ.get("CI")
 
 
+def clock(seconds: float) -> str:
+    """h:mm:ss"""
+    return _clock(seconds)
+
+
 def _clock(seconds: float) -> str:
     seconds = int(max(0, seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -166,3 +171,112 @@ def counting(total: int, desc: str, unit: str,
             progress.update()
 
         yield tick
+
+
+class GenerationMeter:
+    """Requests and tokens a teacher finished during one run, across every leaf, with a line at least
+    every `every` seconds (a bar on a terminal) from a timer thread: generation in process runs for
+    minutes between two finished leaves, and a log must still show it moving. The rate is measured
+    since the start; the ETA is the planned requests left at that rate. The planned count is the
+    plan's upper bound (a leaf's judges drop requests), so the ETA is one too."""
+
+    def __init__(self, planned: int, desc: str = "teacher", stream: TextIO | None = None,
+                 every: float = PLAIN_EVERY_S) -> None:
+        import threading
+
+        self.planned, self.desc, self.every = planned, desc, every
+        self.stream = stream or sys.stderr
+        self.requests = self.tokens = 0
+        self.live = False  # an in-process teacher counts as it generates (count_generation)
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Any = None
+        self._bar: Any = None
+
+    def add(self, requests: int, tokens: int) -> None:
+        with self._lock:
+            self.requests += requests
+            self.tokens += tokens
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        with self._lock:
+            requests, tokens = self.requests, self.tokens
+        text = f"{self.desc}: {requests}/<={self.planned} requests, {tokens:,} tokens, {tokens / elapsed:.1f} tokens/s"
+        if requests and self.planned > requests:
+            text += f", eta <={_clock((self.planned - requests) * elapsed / requests)}"
+        return text + f", elapsed {_clock(elapsed)}"
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every if self._bar is None else 1.0):
+            self._show()
+
+    def _show(self) -> None:
+        if self._bar is not None:
+            self._bar.n = min(self.requests, self._bar.total or self.requests)
+            self._bar.set_postfix_str(f"{self.tokens:,} tokens, {self.tokens / max(time.monotonic() - self.started, 1e-9):.1f} tokens/s",
+                                      refresh=True)
+        else:
+            print(self.line(), file=self.stream, flush=True)
+
+    def start(self) -> GenerationMeter:
+        import threading
+
+        if verbosity() == QUIET:
+            return self
+        if interactive(self.stream):
+            try:
+                from tqdm import tqdm
+
+                self._bar = tqdm(total=self.planned or None, desc=self.desc, unit="req", file=self.stream,
+                                 dynamic_ncols=True, leave=True)
+            except ImportError:
+                self._bar = None
+        self._thread = threading.Thread(target=self._run, name="labtax-progress", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            if self.requests:
+                self._show()
+            if self._bar is not None:
+                self._bar.close()
+        self._thread = None
+
+
+_METER: GenerationMeter | None = None
+
+
+def count_generation(requests: int, tokens: int) -> None:
+    """An in-process teacher's progress (rows finished, tokens generated) into the running meter."""
+    meter = _METER
+    if meter is not None:
+        meter.live = True
+        meter.add(requests, tokens)
+
+
+# Requests a run must have sent before its seconds a request are kept for the dry run's estimate.
+RATE_MIN_REQUESTS = 20
+
+
+@contextmanager
+def metering(planned: int, model_id: str | None = None, desc: str = "teacher") -> Iterator[GenerationMeter]:
+    """The run's generation meter, started, and the one `count_generation` feeds while it is open. On
+    exit, the seconds a request took are recorded for `model_id` on this machine (the dry run's
+    estimate)."""
+    global _METER
+    meter = GenerationMeter(planned, desc).start()
+    previous, _METER = _METER, meter
+    try:
+        yield meter
+    finally:
+        _METER = previous
+        meter.stop()
+        if model_id and meter.requests >= RATE_MIN_REQUESTS:
+            from labtax.compute import remember_rate
+
+            remember_rate(model_id, seconds_per_request=round((time.monotonic() - meter.started) / meter.requests, 4))

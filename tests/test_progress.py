@@ -102,3 +102,42 @@ def test_progress_module_is_light() -> None:
     out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import labtax.progress"],
                          capture_output=True, text=True, check=True, cwd=ROOT)
     assert "tqdm" not in out.stderr and "torch" not in out.stderr
+
+
+def test_the_generation_meter_prints_lines_while_nothing_finishes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line from the timer thread (every `every` seconds) counting requests and tokens across leaves,
+    with a rate and an ETA, although no leaf finished and no caller printed anything."""
+    import threading
+
+    from labtax.progress import GenerationMeter
+
+    monkeypatch.delenv("CI", raising=False)
+    stream = io.StringIO()
+    meter = GenerationMeter(planned=10, stream=stream, every=0.01)
+    meter.add(4, 640)
+    meter.start()
+    seen = threading.Event()
+    for _ in range(500):
+        if "requests" in stream.getvalue():
+            seen.set()
+            break
+        threading.Event().wait(0.01)
+    meter.stop()
+    assert seen.is_set()
+    line = stream.getvalue().splitlines()[0]
+    assert line.startswith("teacher: 4/<=10 requests, 640 tokens, ") and "tokens/s" in line and "eta <=" in line
+
+
+def test_metering_counts_an_in_process_teacher_and_records_its_rate(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from labtax import compute
+    from labtax.progress import count_generation, metering
+
+    monkeypatch.setenv("LABTAX_CACHE", str(tmp_path))
+    monkeypatch.setenv("LABTAX_VERBOSITY", "0")  # quiet: counted, nothing printed
+    count_generation(5, 5)  # outside a run: counted nowhere
+    with metering(100, "model-x") as meter:
+        for _ in range(25):
+            count_generation(1, 160)
+    assert (meter.requests, meter.tokens, meter.live) == (25, 4000, True)
+    assert "seconds_per_request" in compute.cached_rate("model-x")  # the dry run's estimate reads it

@@ -47,3 +47,23 @@ def test_the_load_average_is_the_fallback_and_the_variable_wins(monkeypatch: pyt
     assert models.choose_threads() == 2
     monkeypatch.setenv("LABTAX_TORCH_THREADS", "3")
     assert models.choose_threads() == 3
+
+
+def test_loading_a_model_sets_the_threads_for_eval_and_train(monkeypatch: pytest.MonkeyPatch) -> None:
+    """eval and train load through models.load_model: it sets torch's threads (shared among a
+    torchrun's local ranks), the teacher passes its own."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("LABTAX_TORCH_THREADS", "2")
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+        models.load_model("tiny")
+        assert torch.get_num_threads() == 1
+        monkeypatch.delenv("LOCAL_WORLD_SIZE")
+        models.load_model("tiny")
+        assert torch.get_num_threads() == 2
+        models.load_model("tiny", threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

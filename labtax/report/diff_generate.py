@@ -79,7 +79,21 @@ def plan_lines(plan: Plan) -> list[str]:
         + (f", {n['invalid']} invalid" if n["invalid"] else "")
         + f"; estimated <= {plan.estimated_requests} requests, <= {plan.estimated_tokens} completion tokens"
     )
+    if plan.estimated_requests:
+        lines.append(time_estimate(plan))
     return lines
+
+
+def time_estimate(plan: Plan) -> str:
+    """The planned requests' time on this teacher, from what earlier runs measured on this machine."""
+    from labtax.compute import estimate_seconds
+    from labtax.progress import clock
+
+    found = estimate_seconds(plan.model_id, plan.estimated_requests, plan.estimated_tokens)
+    if found is None:
+        return ("plan: no time estimate: this teacher was not measured on this machine yet "
+                "(a first run measures it)")
+    return f"plan: estimated time <= {clock(found[0])} at {found[1]}"
 
 
 def as_text(outcome: Plan | RunResult) -> list[str]:

@@ -27,6 +27,7 @@ from labtax.sdg.pipelines.calibrate import calibration_summary, calibration_text
 from labtax.sdg.planning import LeafPlan, Plan, parse_leaf_at_head, plan_run
 from labtax.sdg.replay import LedgerTeacher
 from labtax.sdg.store import CorruptLeafError, LeafData, LeafStore, RawLeaf, ReadOnlyLeafStore
+from labtax.teachers.metered import metered
 from labtax.util.quoting import quote_path
 
 if TYPE_CHECKING:
@@ -98,8 +99,10 @@ def execute(
             if teacher is None:
                 raise UsageError("there are leaves to generate but no teacher")
             # One progress line per finished leaf: on a terminal they also drive a bar (rate, ETA).
-            with counting(len(todo), "diff-generate", "leaf", progress) as per_leaf:
-                asyncio.run(_generate_all(todo, teacher, settings, ledger, store, run_id, taxonomy, result,
+            # And requests and tokens across leaves, a line every 10 s at least (teachers/metered.py).
+            with counting(len(todo), "diff-generate", "leaf", progress) as per_leaf, \
+                    metered(teacher, plan.estimated_requests, plan.model_id, progress is not None) as counted:
+                asyncio.run(_generate_all(todo, counted, settings, ledger, store, run_id, taxonomy, result,
                                           leaf_concurrency, per_leaf))
         result.seconds = time.monotonic() - started
         try:

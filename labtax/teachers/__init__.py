@@ -40,7 +40,7 @@ class TeacherSpec:
     concurrency: int = 16
     timeout: float = 120.0
     completions: bool = False
-    batch_size: int = 8
+    batch_size: int = 0  # in-process: 0 = the width measured on this machine (cached)
     retries: int = 6
     # vLLM engine settings (--teacher vllm), named as `vllm serve` names them.
     tensor_parallel_size: int = 1
@@ -51,9 +51,12 @@ class TeacherSpec:
     def __post_init__(self) -> None:
         if self.teacher != "openai" and self.endpoints:
             raise UsageError("--endpoint needs --teacher openai")
-        engine = (self.tensor_parallel_size, self.max_model_len, self.gpu_memory_utilization, self.dtype)
-        if self.teacher != "vllm" and engine != (1, None, 0.9, "auto"):
-            raise UsageError("--tensor-parallel-size, --max-model-len, --gpu-memory-utilization and --dtype "
+        engine = (self.tensor_parallel_size, self.max_model_len, self.gpu_memory_utilization)
+        if self.teacher == "openai" and self.dtype != "auto":
+            raise UsageError("--dtype is the model's compute dtype of an in-process teacher (embedded, "
+                             "transformers, vllm)", hint="a server chooses its own: pass it to the server")
+        if self.teacher != "vllm" and engine != (1, None, 0.9):
+            raise UsageError("--tensor-parallel-size, --max-model-len and --gpu-memory-utilization "
                              "are vLLM engine settings: they need --teacher vllm",
                              hint="for a vLLM server, pass them to `vllm serve` and use --teacher openai")
 
@@ -76,7 +79,8 @@ class TeacherSpec:
         if self.teacher in ("embedded", "transformers"):
             from labtax.teachers.transformers import TransformersTeacher
 
-            return TransformersTeacher(self.model or "embedded", batch_size=self.batch_size)
+            return TransformersTeacher(self.model or "embedded", batch_size=self.batch_size or None,
+                                       dtype=None if self.dtype == "auto" else self.dtype)
         if self.teacher == "openai":
             from labtax.teachers.openai import OpenAITeacher
 

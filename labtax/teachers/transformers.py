@@ -28,9 +28,10 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from labtax.teachers import prefix
@@ -38,10 +39,90 @@ from labtax.teachers.base import TeacherBase, TeacherRequest, TeacherResponse
 from labtax.teachers.redact import redact
 
 
+class _Call:
+    """One `complete` call being served: its responses fill in as its rows end."""
+
+    def __init__(self, requests: list[TeacherRequest], future: asyncio.Future[list[TeacherResponse]],
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.requests, self.future, self.loop = requests, future, loop
+        self.responses: list[TeacherResponse | None] = [None] * len(requests)
+        self.left = len(requests)
+
+    def answer(self, k: int, response: TeacherResponse) -> None:
+        """Record request k's response; resolve the caller's future once every request has one."""
+        if self.responses[k] is None:
+            self.left -= 1
+        self.responses[k] = response
+        if self.left == 0:
+            done = [r if r is not None else TeacherResponse("", ok=False, error="not generated")
+                    for r in self.responses]
+            self.loop.call_soon_threadsafe(_resolve, self.future, done)
+
+    def fail(self, error: BaseException) -> None:
+        self.loop.call_soon_threadsafe(_reject, self.future, error)
+
+
+def _resolve(future: asyncio.Future[list[TeacherResponse]], value: list[TeacherResponse]) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _reject(future: asyncio.Future[list[TeacherResponse]], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
 class _Queue:
     def __init__(self) -> None:
-        self.pending: list[tuple[list[TeacherRequest], asyncio.Future[list[TeacherResponse]]]] = []
+        self.pending: list[_Call] = []
+        self.lock = threading.Lock()  # `pending` is read by the generating thread too
         self.worker: asyncio.Task[None] | None = None
+
+    def take(self) -> list[_Call]:
+        with self.lock:
+            calls, self.pending = self.pending, []
+        return calls
+
+
+class _Picker:
+    """The next token of each row: argmax for greedy rows; a sampled row draws from its own generator
+    (seeded with its request's seed) with its own temperature and top-p, the same arithmetic as
+    `PerRequestSampler.pick` row by row, so rows with different settings share one batch."""
+
+    def __init__(self, device: Any) -> None:
+        self.device = device
+        self.sampled: dict[int, tuple[float, float, Any]] = {}
+
+    def add(self, row: int, request: TeacherRequest) -> None:
+        if request.temperature > 0:
+            import torch
+
+            generator = torch.Generator(device=self.device).manual_seed(int(request.seed))
+            self.sampled[row] = (request.temperature, request.top_p, generator)
+
+    def __call__(self, logits: Any, rows: list[int]) -> Any:
+        import torch
+
+        chosen = logits.argmax(dim=-1)
+        for k, row in enumerate(rows):
+            if row in self.sampled:
+                temperature, top_p, generator = self.sampled[row]
+                chosen[k] = _draw(logits[k], temperature, top_p, generator)
+        return chosen if isinstance(chosen, torch.Tensor) else torch.tensor(chosen)
+
+
+def _draw(row: Any, temperature: float, top_p: float, generator: Any) -> Any:
+    import torch
+
+    logits = row[None, :].float() / temperature
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        # Keep the smallest prefix whose mass reaches top_p (always the first token).
+        remove = probs.cumsum(dim=-1) - probs >= top_p
+        sorted_logits = sorted_logits.masked_fill(remove, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    return torch.multinomial(torch.softmax(logits, dim=-1)[0], 1, generator=generator)[0]
 
 
 class TransformersTeacher(TeacherBase):
@@ -49,37 +130,49 @@ class TransformersTeacher(TeacherBase):
         self,
         model: str = "embedded",
         *,
-        batch_size: int = 8,
+        batch_size: int | None = None,
         dtype: Any = None,
         threads: int | None = None,
         device: str | None = None,
+        kv_budget_gib: float | None = None,
     ) -> None:
-        from labtax import models
+        import torch
+
+        from labtax import compute, models
+        from labtax.progress import note
 
         threads = threads or models.choose_threads()
         # Process-wide. On a shared or small CPU one thread per process beats oversubscription by far
         # (measured here: 8 tokens/s with 1 thread, 1.3 with 2 threads on 2 busy cores).
-        import torch
-
         torch.set_num_threads(threads)
         self.threads = threads
-
         self.name = model
-        self.batch_size = max(1, batch_size)
         self.model_id = models.model_id(model)
         self.tokenizer = models.load_tokenizer(model)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        import torch
-
         # A GPU when there is one (a self-hosted runner), else the CPU; `device=` overrides.
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if dtype is None and self.device == "cpu" and os.environ.get("LABTAX_TEACHER_DTYPE") != "bf16":
-            # The bf16 cache is computed in fp32 on a CPU: without native bf16 (AVX2) a bf16 matmul ran
-            # at 10.6 GFLOPS against 77 for fp32 here, one thread; decoding was no faster in bf16 either.
-            dtype = torch.float32
-        self.model = models.load_model(model, dtype=dtype).to(self.device)  # type: ignore[arg-type]
+        shape = models.mlp_shape(model)
+        self.choice_file = compute.choice_file(models.weights_dir(model))
+        if isinstance(dtype, torch.dtype):
+            self.dtype = compute.DtypeChoice(str(dtype).removeprefix("torch."), "asked for")
+        else:
+            # bf16 on bf16 matrix hardware, else what a short measurement finds fastest (cached).
+            self.dtype = compute.choose_dtype(self.device, hidden=shape[0], intermediate=shape[1], threads=threads,
+                                              requested=dtype, cache=self.choice_file)
+        # Loaded straight in the chosen dtype: the bf16 cache becomes fp32 tensor by tensor, never two
+        # whole copies of the weights.
+        self.model = models.load_model(model, dtype=self.dtype.torch_dtype(), threads=threads).to(self.device)  # type: ignore[arg-type]
+        from labtax.teachers import decode
+
+        self.kv_token_bytes = decode.kv_bytes_per_token(self.model)
+        gib = kv_budget_gib if kv_budget_gib is not None else float(os.environ.get("LABTAX_TEACHER_KV_GIB") or 1.0)
+        self.kv_budget = int(gib * (1 << 30))
+        self.batch_size = max(1, batch_size) if batch_size else self._measured_width(shape)
+        note(f"teacher {model}: {compute.describe(self.dtype)}, {threads} thread(s), batch width "
+             f"{self.batch_size}", level=2)
         self._choice_ids: dict[tuple[str, ...], dict[str, list[int]]] = {}
         self._counts: dict[str, dict[str, Any]] = {}
         # What ends a row: the tokenizer's end-of-sequence, the model's (generation config) and padding.
@@ -88,6 +181,28 @@ class TransformersTeacher(TeacherBase):
         self._eos |= {int(t) for t in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id) if t is not None}
         # Per event loop: the calls waiting to be generated, and the task that generates them.
         self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Queue] = weakref.WeakKeyDictionary()
+
+    def _measured_width(self, shape: tuple[int, int]) -> int:
+        """The decode batch width with the most tokens per second on this machine, measured once (a
+        few decode steps at widths 4..64, well under a minute for the 1.5B teacher) and cached."""
+        from labtax import compute
+        from labtax.progress import note
+        from labtax.teachers import decode
+
+        key = f"width-{compute.read_cpuinfo().key(self.threads)}-{self.model_id}-{self.dtype.dtype}-{self.device}"
+        known = compute.recall(self.choice_file, key)
+        if isinstance(known.get("width"), int) and known["width"] > 0:
+            return int(known["width"])
+        if self.device != "cpu":
+            return 32
+        note(f"teacher {self.name}: measuring the fastest batch width on this machine (once)")
+        import torch
+
+        with torch.inference_mode():
+            width, rates = compute.choose_width(lambda w: decode.step_seconds(self.model, w, self.device))
+        compute.remember(self.choice_file, key, width=width, tokens_per_s=rates)
+        compute.remember_rate(self.model_id, decode_tokens_per_s=max(rates.values()), threads=self.threads)
+        return width
 
     def __repr__(self) -> str:
         return f"TransformersTeacher(model={self.name!r}, batch_size={self.batch_size})"
@@ -102,76 +217,132 @@ class TransformersTeacher(TeacherBase):
         return render_chat(self.tokenizer, request.as_messages(), add_generation_prompt=True)
 
     async def complete(self, requests: Sequence[TeacherRequest]) -> list[TeacherResponse]:
-        """Queue the requests; concurrent calls are generated together, so callers that send one
-        request per call (a ledger wrapper, several leaves at once) still fill whole batches."""
+        """Queue the requests; they join the generation already running as soon as a slot is free
+        (continuous batching), so callers that send one request per call (a ledger wrapper, several
+        leaves at once) still fill the batch."""
         if not requests:
             return []
         loop = asyncio.get_running_loop()
         queue = self._queues.setdefault(loop, _Queue())
         future: asyncio.Future[list[TeacherResponse]] = loop.create_future()
-        queue.pending.append((list(requests), future))
+        with queue.lock:
+            queue.pending.append(_Call(list(requests), future, loop))
         if queue.worker is None or queue.worker.done():
             queue.worker = loop.create_task(self._drain(queue))
         return await future
 
     async def _drain(self, queue: _Queue) -> None:
-        """Generate everything queued, one thread call at a time (torch already uses every core)."""
+        """Serve everything queued, one thread at a time (torch already uses every core it is given)."""
         while queue.pending:
-            await asyncio.sleep(0)  # calls made in the same tick as the first one join its batch
-            jobs, queue.pending = queue.pending, []
-            flat = [r for reqs, _ in jobs for r in reqs]
-            try:
-                out = await asyncio.to_thread(self.complete_sync, flat)
-            except Exception as exc:  # noqa: BLE001 - handed to every waiting caller
-                for _, future in jobs:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            start = 0
-            for reqs, future in jobs:
-                if not future.done():
-                    future.set_result(out[start : start + len(reqs)])
-                start += len(reqs)
+            await asyncio.sleep(0)  # calls made in the same tick as the first one start together
+            await asyncio.to_thread(self._serve, queue)
 
     async def aclose(self) -> None:
         return None
 
     def complete_sync(self, requests: Sequence[TeacherRequest]) -> list[TeacherResponse]:
-        """Generate every request, `batch_size` prompts per forward pass; answers in request order."""
-        prompts = [self.render(r) for r in requests]
-        ids: list[list[int]] = [list(x) for x in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+        """Generate every request at once, outside an event loop (benchmarks, tools); answers in order."""
+
+        async def run() -> list[TeacherResponse]:
+            return await self.complete(requests)
+
+        return asyncio.run(run())
+
+    def _serve(self, queue: _Queue) -> None:
+        """Verdicts are scored as their calls arrive; generation requests run in one continuous batch
+        that takes newly queued calls whenever a slot is free; each call is answered when its last
+        request ends."""
+        import torch
+
+        from labtax.progress import count_generation
+        from labtax.teachers import decode
+
+        touched: list[_Call] = []
+        owners: list[tuple[_Call, int]] = []
+        picker = _Picker(self.device)
+        totals = {"rows": 0, "prompt": 0, "new": 0}
+
+        def admit(calls: list[_Call]) -> list[decode.Row]:
+            rows: list[decode.Row] = []
+            for call in calls:
+                touched.append(call)
+                prompts = [self.render(r) for r in call.requests]
+                ids = [list(x) for x in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+                scored: dict[tuple[str, ...], list[int]] = {}
+                for k, r in enumerate(call.requests):
+                    if r.choices:
+                        scored.setdefault(r.choices, []).append(k)
+                        continue
+                    picker.add(len(owners), r)
+                    owners.append((call, k))
+                    rows.append(decode.Row(ids[k], r.max_tokens, tuple(r.stop)))
+                    totals["rows"] += 1
+                    totals["prompt"] += len(ids[k])
+                for choices, members in sorted(scored.items()):
+                    self._verdicts(call, ids, members, choices)
+            return rows
+
+        def text_of(tokens: list[int]) -> str:
+            return str(self.tokenizer.decode(tokens, skip_special_tokens=True))
+
+        def done(i: int, out: decode.Generated) -> None:
+            call, k = owners[i]
+            request = call.requests[k]
+            text, finish = text_of(out.tokens), out.finish
+            for stop in request.stop:
+                if stop in text:
+                    text, finish = text[: text.index(stop)], "stop"
+            totals["new"] += len(out.tokens)
+            call.answer(k, TeacherResponse(text=text.strip(), prompt_tokens=len(decode_ids[i]),
+                                           completion_tokens=len(out.tokens), finish_reason=finish))
+
+        first = admit(queue.take())
+        decode_ids = [r.ids for r in first]
+
+        def more() -> list[decode.Row]:
+            rows = admit(queue.take())
+            decode_ids.extend(r.ids for r in rows)
+            return rows
+
+        longest = max((len(r.ids) + r.max_new for r in first), default=1024) + decode.TRIM + decode.GROW
+        # The KV cache within its budget: slots x (longest prompt + its tokens) x bytes a token.
+        width = max(1, min(self.batch_size, self.kv_budget // max(1, self.kv_token_bytes * longest)))
+        stats: dict[str, int] = {}
+        t0 = time.monotonic()
+        try:
+            with torch.inference_mode():
+                decode.generate(self.model, first, eos=self._eos, pick=picker, text_of=text_of, batch_size=width,
+                                device=self.device, tick=lambda n, t: count_generation(n, t), more=more,
+                                on_done=done, stats=stats)
+        except (RuntimeError, ValueError) as exc:
+            error = redact(f"generation failed: {exc}")
+            for call in touched:
+                for k, resp in enumerate(call.responses):
+                    if resp is None:
+                        call.answer(k, TeacherResponse("", ok=False, error=error))
+        except BaseException as exc:  # handed to every waiting caller, then raised
+            for call in touched:
+                call.fail(exc)
+            raise
+        if totals["rows"]:
+            self._account("generation", t0, totals["rows"], totals["prompt"], stats.get("computed", 0),
+                          totals["new"])
+
+    def _verdicts(self, call: _Call, ids: list[list[int]], members: list[int], choices: tuple[str, ...]) -> None:
+        """Score one call's verdict requests with these choices: sorted by token ids, so prompts that
+        share a prefix (a leaf's judge prompts, calibration copies of one seed) share a batch and
+        compute that prefix once (prefix.py)."""
+        from labtax.progress import count_generation
+
         lengths = [len(x) for x in ids]
-        groups: dict[tuple[int, float, float], list[int]] = {}
-        scored: dict[tuple[str, ...], list[int]] = {}
-        for i, r in enumerate(requests):
-            if r.choices:
-                scored.setdefault(r.choices, []).append(i)
-            else:
-                groups.setdefault((r.max_tokens, r.temperature, r.top_p), []).append(i)
-        out: list[TeacherResponse | None] = [None] * len(requests)
-        for choices, members in sorted(scored.items()):
-            # Verdicts: sorted by token ids, so prompts that share a prefix (a leaf's judge prompts,
-            # calibration copies of one seed) share a batch and compute that prefix once (prefix.py).
-            members.sort(key=lambda i: (ids[i], i))
-            for batch, shared in prefix.plan_batches(ids, members, self.batch_size):
-                t0 = time.monotonic()
-                for i, resp in zip(batch, self._score([ids[i] for i in batch], shared, choices)):
-                    out[i] = resp
-                computed = shared + sum(lengths[i] - shared for i in batch)
-                self._account("verdicts", t0, len(batch), sum(lengths[i] for i in batch), computed, 0)
-        for (max_tokens, temperature, top_p), members in sorted(groups.items()):
-            # Stable sort by length: deterministic batches with little padding.
-            members.sort(key=lambda i: (lengths[i], i))
-            for start in range(0, len(members), self.batch_size):
-                batch = members[start : start + self.batch_size]
-                t0 = time.monotonic()
-                texts = self._generate([ids[i] for i in batch], [requests[i] for i in batch],
-                                       max_tokens, temperature, top_p)
-                prompt = sum(lengths[i] for i in batch)
-                self._account("generation", t0, len(batch), prompt, prompt, sum(r.completion_tokens for r in texts))
-                for i, resp in zip(batch, texts):
-                    out[i] = resp
-        return [r if r is not None else TeacherResponse("", ok=False, error="not generated") for r in out]
+        members = sorted(members, key=lambda i: (ids[i], i))
+        for batch, shared in prefix.plan_batches(ids, members, self.batch_size):
+            t0 = time.monotonic()
+            for k, resp in zip(batch, self._score([ids[i] for i in batch], shared, choices)):
+                call.answer(k, resp)
+            computed = shared + sum(lengths[i] - shared for i in batch)
+            self._account("verdicts", t0, len(batch), sum(lengths[i] for i in batch), computed, 0)
+            count_generation(len(batch), 0)
 
     def _account(self, kind: str, t0: float, rows: int, prompt: int, computed: int, new: int) -> None:
         """Where the teacher's time goes (stats(), and one line per batch on stderr with
@@ -220,40 +391,4 @@ class TransformersTeacher(TeacherBase):
                     extra={"choice_probs": normalised, "choice_mass": round(sum(mass.values()), 6)},
                 )
             )
-        return responses
-
-    def _generate(self, rows: list[list[int]], requests: list[TeacherRequest], max_tokens: int,
-                  temperature: float, top_p: float) -> list[TeacherResponse]:
-        """Generate a batch with labtax's own loop (decode.py: prompts unpadded, finished rows leave the
-        batch, stop strings end a row); sampling per request (sampling.py), greedy at temperature 0."""
-        import torch
-
-        from labtax.teachers import decode
-        from labtax.teachers.sampling import PerRequestSampler
-
-        pick: Callable[[torch.Tensor, Sequence[int]], torch.Tensor]
-        if temperature > 0:
-            pick = PerRequestSampler([r.seed for r in requests], temperature, top_p, self.device).pick
-        else:
-            def pick(logits: torch.Tensor, active: Sequence[int]) -> torch.Tensor:
-                return logits.argmax(dim=-1)
-
-        def text_of(tokens: list[int]) -> str:
-            return str(self.tokenizer.decode(tokens, skip_special_tokens=True))
-
-        todo = [decode.Row(ids, max_tokens, tuple(r.stop)) for ids, r in zip(rows, requests)]
-        with torch.inference_mode():
-            try:
-                generated = decode.generate(self.model, todo, eos=self._eos, pick=pick, text_of=text_of,
-                                            batch_size=self.batch_size, device=self.device)
-            except (RuntimeError, ValueError) as exc:
-                return [TeacherResponse("", ok=False, error=redact(f"generation failed: {exc}")) for _ in rows]
-        responses = []
-        for out, request, ids in zip(generated, requests, rows):
-            text, finish = text_of(out.tokens), out.finish
-            for stop in request.stop:
-                if stop in text:
-                    text, finish = text[: text.index(stop)], "stop"
-            responses.append(TeacherResponse(text=text.strip(), prompt_tokens=len(ids),
-                                             completion_tokens=len(out.tokens), finish_reason=finish))
         return responses

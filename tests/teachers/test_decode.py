@@ -69,3 +69,37 @@ def test_sampled_rows_do_not_depend_on_their_batch(teacher: object) -> None:
     alone = [r.text for r in asyncio.run(t.complete(mine))]  # type: ignore[attr-defined]
     mixed = [r.text for r in asyncio.run(t.complete([others[0], mine[0], others[1], mine[1], others[2]]))]  # type: ignore[attr-defined]
     assert [mixed[1], mixed[3]] == alone
+
+
+def test_continuous_batching_refills_slots_and_keeps_each_rows_text(teacher: object) -> None:
+    """Two slots for six rows of different prompt lengths and token budgets: finished rows' slots are
+    refilled (a longer prompt arriving widens the batch's cache), rows arriving later through `more`
+    join, and every row's greedy tokens equal the row generated alone."""
+    from labtax.teachers import decode
+
+    t = teacher
+    questions = [*QUESTIONS, "Write a long, careful answer: " + " ".join(QUESTIONS) * 3, "Hi"]
+    ids = [t.tokenizer(t.render(_request(q)), add_special_tokens=False)["input_ids"]  # type: ignore[attr-defined]
+           for q in questions]
+    rows = [decode.Row(list(x), max_new) for x, max_new in zip(ids, (12, 3, 20, 7, 16, 9))]
+
+    def greedy(logits: object, active: list[int]) -> object:
+        return logits.argmax(dim=-1)  # type: ignore[attr-defined]
+
+    def run_rows(todo: list[decode.Row], width: int, later: list[decode.Row]) -> list[list[int]]:
+        finished: list[int] = []
+        pending = [later]
+
+        def more() -> list[decode.Row]:
+            return pending.pop() if pending else []
+
+        with torch.inference_mode():
+            out = decode.generate(t.model, todo, eos=t._eos, pick=greedy, text_of=lambda _: "",  # type: ignore[attr-defined]
+                                  batch_size=width, more=more, on_done=lambda i, _g: finished.append(i))
+        assert sorted(finished) == list(range(len(todo) + len(later)))
+        return [o.tokens for o in out]
+
+    alone = [run_rows([r], 1, [])[0] for r in rows]
+    batched = run_rows(rows[:4], 2, rows[4:])
+    assert batched == alone
+    assert all(len(x) <= r.max_new for x, r in zip(batched, rows)) and any(len(x) == r.max_new for x, r in zip(batched, rows))

@@ -80,7 +80,10 @@ def test_bad_engine_options_and_engine_options_without_vllm_are_usage_errors() -
         VLLMEngineOptions(gpu_memory_utilization=1.5)
     with pytest.raises(UsageError, match="need --teacher vllm"):
         TeacherSpec(teacher="openai", endpoints=("http://h/v1",), tensor_parallel_size=2)
-    result = CliRunner().invoke(cli, ["generate", "--teacher", "embedded", "--dtype", "bfloat16", "nowhere"])
+    with pytest.raises(UsageError, match="--dtype"):
+        TeacherSpec(teacher="openai", endpoints=("http://h/v1",), dtype="bfloat16")
+    result = CliRunner().invoke(cli, ["generate", "--teacher", "openai", "--endpoint", "http://127.0.0.1:9/v1",
+                                      "--dtype", "bfloat16", "nowhere"])
     assert result.exit_code == 2
     spec = TeacherSpec.from_options({"teacher": "vllm", "tensor_parallel_size": 2, "max_model_len": 4096,
                                      "gpu_memory_utilization": 0.5, "dtype": "float16"})
