@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from labtax.errors import EXIT_INTERRUPTED, LabtaxError, describe_os_error, exit_code_for
-from labtax.util.quoting import one_line
+from labtax.util.quoting import escape_bidi, one_line
 
 if TYPE_CHECKING:  # sdg is imported when a command mixes, not for every command line
     from labtax.sdg.mix import MixSettings
@@ -54,7 +54,8 @@ def guarded(func: Callable[..., int]) -> Callable[..., None]:
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise  # click's own usage errors and exits keep click's handling
         except (LabtaxError, OSError) as exc:
-            text = one_line(describe_os_error(exc)) if isinstance(exc, OSError) else str(exc)
+            # An error may quote a leaf path: its bidirectional controls are escaped as in every output.
+            text = one_line(describe_os_error(exc)) if isinstance(exc, OSError) else escape_bidi(str(exc))
             click.echo(f"labtax: error: {redact(text)}", err=True)
             sys.exit(exit_code_for(exc))
         except Exception as exc:  # noqa: BLE001 - a bug: one line and a log, never a traceback or exit 1

@@ -15,7 +15,15 @@ import pytest
 from click.testing import CliRunner
 
 from labtax.cli_options import guarded
-from labtax.errors import EXIT_BUG, EXIT_FINDINGS, EXIT_OK, EXIT_TEACHER, EXIT_USAGE, exit_code_for
+from labtax.errors import (
+    EXIT_BUG,
+    EXIT_FINDINGS,
+    EXIT_OK,
+    EXIT_TEACHER,
+    EXIT_USAGE,
+    UsageError,
+    exit_code_for,
+)
 
 LEAF_WITHOUT_TASK = "version: 2\ncreated_by: tester\nseed_examples:\n" + "".join(
     f"  - question: Question number {i}?\n    answer: Answer number {i}.\n" for i in range(5))
@@ -38,6 +46,8 @@ def _command(what: str) -> int:
         {}["a key nobody set"]  # the unexpected exception under test
     if what == "disk":
         raise OSError(errno.ENOSPC, "No space left on device", "/data/out/.ledger.sqlite")
+    if what == "bidi":
+        raise UsageError("knowledge/\u202egpj.exe/qna.yaml: document patterns ['*.md'] match no file")
     return 0
 
 
@@ -89,3 +99,9 @@ def test_head_under_pipefail(tmp_path: Path) -> None:
     proc = subprocess.run(["bash", "-o", "pipefail", "-c", f"{labtax} validate --list-rules | head -1"],
                           capture_output=True, text=True, cwd=tmp_path, check=False, timeout=120)
     assert proc.returncode == 0 and proc.stderr == "" and len(proc.stdout.splitlines()) == 1
+
+
+def test_an_error_quoting_a_path_escapes_its_bidi_controls() -> None:
+    result = CliRunner().invoke(_command, ["bidi"])
+    assert result.exit_code == EXIT_USAGE and "\u202e" not in result.output
+    assert result.output.startswith("labtax: error: knowledge/\\342\\200\\256gpj.exe/qna.yaml: document")
