@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -272,7 +273,10 @@ def test_working_tree_head_and_dry_run_plan(git_repo, openai_server, tmp_path: P
 def test_corrupted_store_file_is_regenerated_not_used(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     small_taxonomy(git_repo)
     out = tmp_path / "out"
-    assert dg(git_repo, out, openai_server, "--head", "HEAD")[0] == 0
+    code, text = dg(git_repo, out, openai_server, "--head", "HEAD")
+    assert code == 0, text
+    # The run's generation meter: requests and tokens across leaves (at least its closing line).
+    assert re.search(r"^teacher: \d+/<=\d+ requests, [\d,]+ tokens, ", text, re.M), text
     sets = {n: (out / n).read_bytes() for n in ("phase1_knowledge.jsonl", "phase2_skills.jsonl", "test.jsonl")}
     entries = {e["path"]: e["key"] for e in manifest(out)["leaves"]}
     for damage in (lambda b: b[: len(b) // 2], lambda b: b.replace(b"careful", b"carefree", 1)):
