@@ -276,7 +276,7 @@ def test_corrupted_store_file_is_regenerated_not_used(git_repo, openai_server, t
     code, text = dg(git_repo, out, openai_server, "--head", "HEAD")
     assert code == 0, text
     # The run's generation meter: requests and tokens across leaves (at least its closing line).
-    assert re.search(r"^teacher: \d+/<=\d+ requests, [\d,]+ tokens, ", text, re.M), text
+    assert re.search(r"^teacher: \d+/<=\d+ requests, [\d,]+ tokens, ", text, re.MULTILINE), text
     sets = {n: (out / n).read_bytes() for n in ("phase1_knowledge.jsonl", "phase2_skills.jsonl", "test.jsonl")}
     entries = {e["path"]: e["key"] for e in manifest(out)["leaves"]}
     for damage in (lambda b: b[: len(b) // 2], lambda b: b.replace(b"careful", b"carefree", 1)):
