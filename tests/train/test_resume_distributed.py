@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,3 +90,85 @@ def test_torchrun_two_cpu_ranks_match_one_process(data_dir: Path, tmp_path: Path
     w1, w2 = weights(tmp_path / "one"), weights(tmp_path / "two")
     for name in w1:
         torch.testing.assert_close(w1[name], w2[name], atol=1e-4, rtol=0)
+
+
+def _kill_after_state(cmd: list[str], out: Path, step: int) -> None:
+    """Start a training command in its own process group and SIGKILL the group once its state holds
+    `step` (the state is renamed into place whole, so a state.json seen is complete)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=REPO,
+                            start_new_session=True)
+    state = out / "knowledge" / "state" / "state.json"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if json.loads(state.read_text())["progress"]["step"] >= step:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    # torchrun's workers are not in its process group: kill the whole tree, children first seen.
+    for pid in [*_descendants(proc.pid), proc.pid]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+    time.sleep(1)
+    assert not (out / "knowledge" / "result.json").exists()  # it died mid-phase
+
+
+def _descendants(root: int) -> list[int]:
+    """Every process below `root` (read from /proc), deepest first."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found[::-1]
+
+
+@pytest.mark.slow  # torchrun with 2 gloo ranks, killed, then resumed on 1 rank and on 2
+def test_a_sharded_two_rank_state_resumes_on_one_rank_and_on_two(data_dir: Path, tmp_path: Path) -> None:
+    args = [*COMMON, "--data", str(data_dir), "--effective-batch", "8", "--epochs", "2", "--save-every", "8",
+            "--max-tokens-per-batch", "600"]
+    whole = run_cli([*args, "--output", str(tmp_path / "whole")])
+    assert whole.returncode == 0, whole.stderr
+    cut = tmp_path / "cut"
+    _kill_after_state([sys.executable, "-m", "labtax", *args, "--output", str(cut), "--nproc-per-node", "2"], cut, 3)
+    state = cut / "knowledge" / "state"
+    names = sorted(p.name for p in state.iterdir())
+    assert names == ["rank00000.json", "rank00000.safetensors", "rank00001.json", "rank00001.safetensors",
+                     "state.json"]
+    assert json.loads((state / "state.json").read_text())["world_size"] == 2
+    # Each rank wrote its own rows: neither file holds a whole weight matrix.
+    from safetensors import safe_open
+
+    with safe_open(str(state / "rank00001.safetensors"), framework="pt") as f:
+        rows = f.get_slice("model/lm.model.layers.0.mlp.up_proj.weight").get_shape()[0]
+    assert 0 < rows < load_file(str(next((tmp_path / "whole" / "knowledge" / "checkpoints").iterdir())
+                                     / "model.safetensors"))["model.layers.0.mlp.up_proj.weight"].shape[0]
+    shutil.copytree(cut, tmp_path / "cut2")
+
+    on_one = run_cli([*args, "--output", str(cut)])
+    assert on_one.returncode == 0, on_one.stderr[-3000:]
+    assert "resuming at step" in on_one.stderr
+    on_two = run_cli([*args, "--output", str(tmp_path / "cut2"), "--nproc-per-node", "2"], timeout=300)
+    assert on_two.returncode == 0, on_two.stderr[-3000:]
+    reference = weights(tmp_path / "whole")
+    for run in (cut, tmp_path / "cut2"):
+        got = weights(run)
+        for name in reference:
+            torch.testing.assert_close(got[name], reference[name], atol=1e-4, rtol=0)
+        losses = [s["loss"] for s in step_records(run / "knowledge" / "metrics.jsonl")]
+        assert losses == pytest.approx([s["loss"] for s in step_records(tmp_path / "whole" / "knowledge"
+                                                                          / "metrics.jsonl")], abs=1e-4)
