@@ -194,6 +194,9 @@ class GenerationMeter:
         self._thread: Any = None
         self._bar: Any = None
 
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
     def add(self, requests: int, tokens: int) -> None:
         with self._lock:
             self.requests += requests
@@ -259,15 +262,9 @@ def count_generation(requests: int, tokens: int) -> None:
         meter.add(requests, tokens)
 
 
-# Requests a run must have sent before its seconds a request are kept for the dry run's estimate.
-RATE_MIN_REQUESTS = 20
-
-
 @contextmanager
-def metering(planned: int, model_id: str | None = None, desc: str = "teacher") -> Iterator[GenerationMeter]:
-    """The run's generation meter, started, and the one `count_generation` feeds while it is open. On
-    exit, the seconds a request took are recorded for `model_id` on this machine (the dry run's
-    estimate)."""
+def metering(planned: int, desc: str = "teacher") -> Iterator[GenerationMeter]:
+    """The run's generation meter, started, and the one `count_generation` feeds while it is open."""
     global _METER
     meter = GenerationMeter(planned, desc).start()
     previous, _METER = _METER, meter
@@ -276,7 +273,3 @@ def metering(planned: int, model_id: str | None = None, desc: str = "teacher") -
     finally:
         _METER = previous
         meter.stop()
-        if model_id and meter.requests >= RATE_MIN_REQUESTS:
-            from labtax.compute import remember_rate
-
-            remember_rate(model_id, seconds_per_request=round((time.monotonic() - meter.started) / meter.requests, 4))

@@ -21,7 +21,7 @@ RANK: dict[str, int] = {
     "util": 1, "progress": 1, "labtax": 1,  # `labtax` is the package's own __init__ (__version__)
     "data": 2, "model_parts": 2,
     "models": 3,
-    "taxonomy": 4,
+    "taxonomy": 4, "compute": 4,  # compute: an in-process model's dtype/width on this machine (uses models)
     "diff": 5, "teachers": 5, "scaffold": 5,
     "sdg": 6,
     "train": 7,

@@ -132,12 +132,14 @@ def test_metering_counts_an_in_process_teacher_and_records_its_rate(tmp_path: Pa
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from labtax import compute
     from labtax.progress import count_generation, metering
+    from labtax.teachers.metered import record_rate
 
     monkeypatch.setenv("LABTAX_CACHE", str(tmp_path))
     monkeypatch.setenv("LABTAX_VERBOSITY", "0")  # quiet: counted, nothing printed
     count_generation(5, 5)  # outside a run: counted nowhere
-    with metering(100, "model-x") as meter:
+    with metering(100) as meter:
         for _ in range(25):
             count_generation(1, 160)
     assert (meter.requests, meter.tokens, meter.live) == (25, 4000, True)
+    record_rate(meter, "model-x")
     assert "seconds_per_request" in compute.cached_rate("model-x")  # the dry run's estimate reads it

@@ -41,5 +41,20 @@ def metered(teacher: Teacher, planned: int, model_id: str | None, show: bool) ->
     if not show:
         yield teacher
         return
-    with metering(planned, model_id) as meter:
+    with metering(planned) as meter:
         yield MeteredTeacher(teacher, meter)
+    record_rate(meter, model_id)
+
+
+# Requests a run must have sent before its seconds a request are kept for the dry run's estimate.
+RATE_MIN_REQUESTS = 20
+
+
+def record_rate(meter: GenerationMeter, model_id: str | None) -> None:
+    """The seconds a request took in this run, kept for `model_id` on this machine (the dry run's
+    time estimate, labtax.compute.estimate_seconds)."""
+    if model_id and meter.requests >= RATE_MIN_REQUESTS:
+        from labtax.compute import remember_rate
+
+        elapsed = max(meter.elapsed(), 1e-9)
+        remember_rate(model_id, seconds_per_request=round(elapsed / meter.requests, 4))
