@@ -1,16 +1,18 @@
-"""The `transformers` teacher: in-process batched generation with a local Hugging Face model.
+"""The `transformers` teacher: in-process generation with a local Hugging Face model, continuously batched.
 
-`embedded` (the default teacher) is Qwen2.5-Coder-1.5B-Instruct from `labtax.models` (bf16),
-`embedded-small` SmolLM2-135M-Instruct; any local model directory works too. Requests are grouped by
-sampling parameters and generated `batch_size` at a time by labtax's own loop (decode.py): each
-prompt prefilled at its own length, no padding computed, and a row leaves the batch when it ends (end
-of sequence, a stop string, its token budget). Generation runs in a worker thread so the event
-loop stays responsive (progress bars, a ledger writing rows). Calls that arrive together (a wrapper
-that sends one request per call, several leaves generated at once) are merged into shared batches.
+`embedded` (the default teacher) is Qwen2.5-Coder-1.5B-Instruct from `labtax.models`,
+`embedded-small` SmolLM2-135M-Instruct; any local model directory works too. Generation requests
+join one continuous batch (decode.py): `batch_size` slots decode together, a finished row's slot is
+refilled at once with the next waiting request, and calls that arrive meanwhile (other leaves, the
+next stage of a leaf) join as slots free; each call is answered when its last request ends. The
+generation runs in a worker thread so the event loop stays responsive (progress, a ledger writing
+rows).
 
-Threads: `threads=` (else $LABTAX_TORCH_THREADS, else `models.choose_threads()`: the cores the load
-leaves free) sets torch's thread count for the process; on a shared CPU one thread is several times
-faster than two oversubscribed ones.
+On the machine that runs (labtax/compute.py): the dtype (bf16 with bf16 matrix hardware, else
+measured; `dtype=` overrides), the batch width (`batch_size=None`: measured, cached) and the threads
+(`threads=`, else $LABTAX_TORCH_THREADS, else `models.choose_threads()`: the cores the load leaves
+free; on a shared CPU one thread is several times faster than two oversubscribed ones). The KV cache
+is kept within `kv_budget_gib` ($LABTAX_TEACHER_KV_GIB, default 1 GiB) by narrowing the batch.
 
 Verdicts: a request with `choices` is not generated at all. One forward pass over the prompt gives the
 next-token distribution; the probability mass on each choice's tokens, normalised, is the answer
@@ -18,8 +20,8 @@ next-token distribution; the probability mass on each choice's tokens, normalise
 generation of up to max_tokens steps, and a prompt prefix shared by a batch (a leaf's judge prompts,
 calibration copies) is computed once (prefix.py).
 
-Sampling seeds: each request draws from its own generator seeded with its seed (teachers/sampling.py),
-so a request's text does not depend on the other requests of its batch: a leaf's samples are the same
+Sampling seeds: each request draws from its own generator seeded with its seed (`_Picker`, the
+arithmetic of teachers/sampling.py row by row), so a request's text does not depend on the other requests of its batch: a leaf's samples are the same
 whichever leaves share its batches.
 """
 
