@@ -294,6 +294,8 @@ def gc_cmd(output: str, dry_run: bool, wait_s: float) -> int:
 @click.option("--nnodes", type=int, default=1, show_default=True, metavar="M", help="Number of nodes (torchrun).")
 @click.option("--node-rank", type=int, default=0, show_default=True, metavar="R", help="This node's rank.")
 @click.option("--rdzv-endpoint", metavar="HOST:PORT", help="Rendezvous address shared by all nodes.")
+@click.option("--dist-timeout", type=click.FloatRange(min=0.0, min_open=True), default=60.0, show_default=True,
+              metavar="MINUTES", help="torchrun: how long a rank waits in a collective before failing.")
 @train_output_options
 @_guarded
 def train_cmd(**params: Any) -> int:
@@ -308,6 +310,10 @@ def train_cmd(**params: Any) -> int:
     ctx = click.get_current_context()
     from_file = set_in_config_file(ctx)
     if params["nproc_per_node"] and not under_torchrun():
+        from labtax.train.command import TrainCommand, check_train_command
+
+        # A usage error is one line and exit 2 here, not a traceback per rank.
+        check_train_command(TrainCommand.from_options(params, from_file))
         options = {p.name: p.opts[0] for p in ctx.command.params if p.name and p.opts}
         # The workers read .labtax.yaml themselves (same folder): forwarded as flags, its values
         # would rank above --config there.

@@ -56,7 +56,7 @@ def guarded(func: Callable[..., int]) -> Callable[..., None]:
         except (LabtaxError, OSError) as exc:
             # An error may quote a leaf path: its bidirectional controls are escaped as in every output.
             text = one_line(describe_os_error(exc)) if isinstance(exc, OSError) else escape_bidi(str(exc))
-            click.echo(f"labtax: error: {redact(text)}", err=True)
+            _error_line(redact(text))
             sys.exit(exit_code_for(exc))
         except Exception as exc:  # noqa: BLE001 - a bug: one line and a log, never a traceback or exit 1
             from labtax import __version__
@@ -65,11 +65,22 @@ def guarded(func: Callable[..., int]) -> Callable[..., None]:
             log = write_bug_log(exc, __version__, redact)
             where = f"the traceback is in {log}" if log else "no log folder could be written"
             message = one_line(f"{type(exc).__name__}: {exc}")[:300]
-            click.echo(f"labtax: error: unexpected {redact(message)} (a bug in labtax; {where})", err=True)
+            _error_line(f"unexpected {redact(message)} (a bug in labtax; {where})")
             sys.exit(exit_code_for(exc))
         sys.exit(code or 0)
 
     return wrapper
+
+
+def _error_line(text: str) -> None:
+    """`labtax: error: TEXT` on stderr; in a torchrun worker, left for the launcher instead, which
+    prints it once for the whole run, naming the rank (labtax/train/launch.py)."""
+    if os.environ.get("LABTAX_TORCHRUN") == "1":
+        from labtax.train.launch import report_in_rank
+
+        if report_in_rank(text):
+            return
+    click.echo(f"labtax: error: {text}", err=True)
 
 
 class LabtaxCommand(click.Command):

@@ -66,6 +66,15 @@ class LockedError(LabtaxError):
     exit_code = EXIT_LOCKED
 
 
+class RankFailed(LabtaxError):
+    """A torchrun worker failed: the launcher exits with that rank's own labtax exit code (a usage
+    error found in a rank is still 2), or the bug code for a rank that crashed or was killed."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def exit_code_for(exc: BaseException) -> int:
     """Map an exception raised by the core to the process exit code: a domain error its own code,
     any OSError (a missing file, a full or read-only disk, a dead device) the I/O code, anything

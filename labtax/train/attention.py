@@ -11,11 +11,20 @@ The trainer registers `labtax_packed` with transformers' attention interface and
 sample boundaries as `cu_seq_lens_q`, the keyword the varlen flash kernels already read (without
 it they are read from the restarting position_ids). Its mask function builds no mask for a packed
 row (the boundaries say everything) and sdpa's mask for a padded batch, which then runs plain sdpa.
+
+On a GPU in half precision the row goes to one varlen kernel call instead of the loop (one kernel
+launch per layer instead of one per sample, and no Python loop): flash-attention's
+`flash_attn_varlen_func` where the flash-attn package is installed, else torch's own
+`torch.nn.attention.varlen.varlen_attn`. Neither runs on a CPU (torch's raises NotImplementedError
+there; SDPA on nested jagged tensors rejects `is_causal`), so a CPU keeps the loop; the GPU test
+checks the kernel against the loop, outputs and gradients.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+import os
 from typing import Any
 
 import torch
@@ -37,11 +46,65 @@ def packed_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     gqa = query.shape[1] != key.shape[1]
+    kernel = varlen_kernel(query, dropout)
+    if kernel is not None:
+        KERNELS_USED.add(kernel.__name__)
+        return kernel(query, key, value, [int(b) for b in bounds], scaling, gqa)[None], None
+    KERNELS_USED.add("per_sample_sdpa")
     parts = [F.scaled_dot_product_attention(query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], dropout_p=dropout,
                                             scale=scaling, is_causal=True, enable_gqa=gqa)
              for a, b in itertools.pairwise(bounds)]
     out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
     return out.transpose(1, 2).contiguous(), None
+
+
+KERNELS_USED: set[str] = set()  # which attention paths ran in this process (the metrics' dtypes line)
+
+
+def _varlen_inputs(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                   bounds: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """[1, heads, T, dim] -> [T, heads, dim] (the varlen kernels' layout), the int32 boundaries and the
+    longest sample."""
+    q, k, v = (x[0].transpose(0, 1).contiguous() for x in (query, key, value))
+    cu = torch.tensor(bounds, dtype=torch.int32, device=query.device)
+    return q, k, v, cu, max(b - a for a, b in itertools.pairwise(bounds))
+
+
+def flash_attn_varlen(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bounds: list[int],
+                      scaling: float | None, gqa: bool) -> torch.Tensor:
+    """flash-attention's varlen kernel (the flash-attn package): one call for the whole row; GQA native."""
+    from flash_attn import flash_attn_varlen_func
+
+    q, k, v, cu, longest = _varlen_inputs(query, key, value, bounds)
+    return flash_attn_varlen_func(q, k, v, cu, cu, longest, longest, 0.0, softmax_scale=scaling, causal=True)
+
+
+def torch_varlen(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bounds: list[int],
+                 scaling: float | None, gqa: bool) -> torch.Tensor:
+    """torch's own varlen attention (torch.nn.attention.varlen, flash on CUDA): causal is the window
+    (-1, 0). It has no CPU kernel (NotImplementedError there, checked in torch 2.13), nor does SDPA on
+    nested jagged tensors take is_causal, so a CPU keeps the per-sample loop."""
+    from torch.nn.attention.varlen import varlen_attn
+
+    q, k, v, cu, longest = _varlen_inputs(query, key, value, bounds)
+    out = varlen_attn(q, k, v, cu, cu, longest, longest, scale=scaling, window_size=(-1, 0), enable_gqa=gqa)
+    return out[0] if isinstance(out, tuple) else out  # (output, lse) only when asked for the lse
+
+
+def varlen_kernel(query: torch.Tensor, dropout: float = 0.0) -> Any:
+    """The one-call varlen kernel for this query, or None for the per-sample loop: flash-attn's where
+    the package is installed, else torch's; only on CUDA, in half precision (bf16 autocast or FSDP2's
+    bf16 parameters), without dropout. LABTAX_ATTENTION=loop forces the loop (to compare)."""
+    if (not query.is_cuda or query.dtype not in (torch.bfloat16, torch.float16) or dropout
+            or os.environ.get("LABTAX_ATTENTION") == "loop" or query.shape[-1] > 256):
+        return None
+    if importlib.util.find_spec("flash_attn") is not None:
+        return flash_attn_varlen
+    try:
+        from torch.nn.attention import varlen  # noqa: F401
+    except ImportError:
+        return None
+    return torch_varlen
 
 
 def sample_bounds(position_ids: torch.Tensor) -> list[int] | None:

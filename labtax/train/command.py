@@ -11,7 +11,8 @@ from typing import Any
 
 from labtax.progress import note
 from labtax.train.config import OVERRIDE_OPTIONS, TrainConfig, load_config
-from labtax.train.phases import Scorer, run_training
+from labtax.train.parallel import DEFAULT_TIMEOUT_MIN
+from labtax.train.phases import Scorer, check_request, run_training
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class TrainCommand:
     from_file: Mapping[str, Any] = field(default_factory=dict)
     save_dtype: str | None = None
     select_on_test: bool = False  # --select loss may measure test.jsonl when there is no validation split
+    dist_timeout_min: float = DEFAULT_TIMEOUT_MIN  # --dist-timeout: the process group's collective timeout
 
     @classmethod
     def from_options(cls, params: Mapping[str, Any], from_file: frozenset[str] = frozenset()) -> TrainCommand:
@@ -40,18 +42,30 @@ class TrainCommand:
                    config_file=Path(params["config_file"]) if params["config_file"] else None,
                    flags={k: v for k, v in options.items() if k not in from_file},
                    from_file={k: v for k, v in options.items() if k in from_file},
-                   save_dtype=params.get("save_dtype"), select_on_test=bool(params.get("select_on_test")))
+                   save_dtype=params.get("save_dtype"), select_on_test=bool(params.get("select_on_test")),
+                   dist_timeout_min=float(params.get("dist_timeout") or DEFAULT_TIMEOUT_MIN))
 
     def config(self) -> TrainConfig:
         return load_config(self.config_file, self.flags, project=self.from_file)
 
 
+def _phases(command: TrainCommand) -> list[str]:
+    return ["knowledge", "skills"] if command.phase == "all" else [command.phase]
+
+
+def check_train_command(command: TrainCommand) -> None:
+    """The usage errors training would meet first, raised before torchrun starts any rank."""
+    check_request(command.data_dir, command.model, _phases(command), command.config(), command.select,
+                  command.select_on_test)
+
+
 def run_train_command(command: TrainCommand, report_to: list[str], scorer: Scorer | None = None) -> str | None:
     """Train as asked; returns the final checkpoint's path on rank 0 (else None).
     `scorer` rates a checkpoint for `--select eval` (higher is better)."""
-    phases = ["knowledge", "skills"] if command.phase == "all" else [command.phase]
+    phases = _phases(command)
     summary = run_training(command.data_dir, command.model, command.output, phases, command.config(),
                            select=command.select, scorer=scorer, report_to=report_to, log=note,
-                           save_dtype=command.save_dtype, select_on_test=command.select_on_test)
+                           save_dtype=command.save_dtype, select_on_test=command.select_on_test,
+                           dist_timeout_min=command.dist_timeout_min)
     final = summary.get("final")
     return str(final) if final and os.environ.get("RANK", "0") == "0" else None

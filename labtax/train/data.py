@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,12 +186,29 @@ def _as_is(sample: Any) -> dict[str, Any]:
     return sample
 
 
+def cache_dir(path: Path, tokenizer: PreTrainedTokenizerBase, max_seq_len: int, cache_root: Path,
+              tok_hash: str | None = None) -> Path:
+    """Where `tokenize_file` puts (or finds) this file's tokens: keyed by content, tokenizer, max_seq_len."""
+    key_src = f"v{CACHE_VERSION}|{_file_hash(path)}|{tok_hash or tokenizer_hash(tokenizer)}|{max_seq_len}"
+    return cache_root / f"{path.stem}-{hashlib.sha256(key_src.encode()).hexdigest()[:20]}"
+
+
+def wait_for_tokens(path: Path, tokenizer: PreTrainedTokenizerBase, max_seq_len: int, cache_root: Path,
+                    tok_hash: str | None = None, poll_s: float = 0.2) -> TokenizedFile:
+    """Map the cache another process (the node's local rank 0) is building, once it is renamed into
+    place. No collective is involved, so no process-group timeout applies however long it takes;
+    if that process dies, torchrun stops this one too."""
+    target = cache_dir(path, tokenizer, max_seq_len, cache_root, tok_hash)
+    while not (target / "meta.json").is_file():
+        time.sleep(poll_s)
+    return TokenizedFile(target)
+
+
 def tokenize_file(path: Path, tokenizer: PreTrainedTokenizerBase, max_seq_len: int,
                   cache_root: Path, tok_hash: str | None = None) -> TokenizedFile:
     """Tokenize a JSONL file into the cache (once per content + tokenizer + max_seq_len) and map it."""
-    key_src = f"v{CACHE_VERSION}|{_file_hash(path)}|{tok_hash or tokenizer_hash(tokenizer)}|{max_seq_len}"
-    key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
-    target = cache_root / f"{path.stem}-{key}"
+    target = cache_dir(path, tokenizer, max_seq_len, cache_root, tok_hash)
+    key = target.name.rsplit("-", 1)[1]
     if (target / "meta.json").is_file():
         return TokenizedFile(target)
     cache_root.mkdir(parents=True, exist_ok=True)

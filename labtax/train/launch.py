@@ -8,12 +8,22 @@ the same command on every node.
 
 from __future__ import annotations
 
+import json
 import os
-import subprocess
 import sys
+import time
 from typing import Any
 
-from labtax.errors import UsageError
+from labtax.errors import (
+    EXIT_BUG,
+    EXIT_FINDINGS,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_TEACHER,
+    EXIT_USAGE,
+    RankFailed,
+    UsageError,
+)
 from labtax.train.parallel import TORCHRUN_MARKER
 
 LAUNCH_OPTIONS = ("nproc_per_node", "nnodes", "node_rank", "rdzv_endpoint")
@@ -55,12 +65,77 @@ def torchrun_command(train_args: list[str], nproc_per_node: int, nnodes: int = 1
 
 
 def launch(params: dict[str, Any], flags: dict[str, str] | None = None) -> int:
-    """Run the training command under torchrun and return its exit code."""
+    """Run the training command under torchrun and return its exit code (0), or raise `RankFailed`
+    naming the rank that failed first, why, and its exit code."""
     nproc = int(params["nproc_per_node"])
     if nproc < 1:
         raise UsageError("--nproc-per-node must be at least 1")
     cmd = torchrun_command(forward_args(params, flags), nproc, int(params.get("nnodes") or 1),
                            int(params.get("node_rank") or 0), params.get("rdzv_endpoint"))
-    env = {**os.environ, TORCHRUN_MARKER: "1", "PYTHONSAFEPATH": "1"}
     print("labtax: launching " + " ".join(cmd), file=sys.stderr, flush=True)
-    return subprocess.call(cmd, env=env)
+    return run_torchrun(cmd[cmd.index("torch.distributed.run") + 1:])
+
+
+def run_torchrun(args: list[str]) -> int:
+    """torchrun in this process (`torch.distributed.run`'s own entry, minus its exit): the workers
+    are still separate processes, but a failure comes back as data (`ChildFailedError`: each failed
+    rank's exit code and the message it left in its error file) instead of a traceback per rank."""
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    # torchrun's agent logs its own warnings and, when a worker fails, the failure table: the one
+    # line below replaces them.
+    for name in ("torch.distributed.run", "torch.distributed.elastic", "torch.distributed.launcher"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    # Inherited by the workers: they train instead of launching again, and never import from the cwd.
+    marks = {TORCHRUN_MARKER: "1", "PYTHONSAFEPATH": "1"}
+    previous = {k: os.environ.get(k) for k in marks}
+    os.environ.update(marks)
+    try:
+        run(parse_args(args))
+    except ChildFailedError as exc:
+        raise rank_failure(exc) from None
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return EXIT_OK
+
+
+def rank_failure(exc: Any) -> RankFailed:
+    """One line for a failed torchrun: the first rank that failed, why, and how many were stopped."""
+    rank, first = exc.get_first_failure()
+    others = len(exc.failures) - 1
+    if first.exitcode < 0:
+        signal_name = first.signal_name()
+        why = f"was killed by {signal_name}" + (" (out of memory?)" if signal_name == "SIGKILL" else "")
+        code = EXIT_BUG  # not the data's fault: CI must not read it as findings
+    else:
+        reported = first.message if isinstance(first.message, str) and first.error_file_data.get("labtax") else None
+        why = (f"failed: {reported}" if reported
+               else f"exited with code {first.exitcode} (its output is above)")
+        code = first.exitcode if first.exitcode in RANK_EXIT_CODES else EXIT_BUG
+    tail = f"; {others} other rank{'s' if others > 1 else ''} failed or stopped" if others > 0 else ""
+    return RankFailed(f"torchrun: rank {rank} (local rank {first.local_rank}, pid {first.pid}) {why}{tail}", code)
+
+
+# The exit codes a rank passes on unchanged: labtax's own (a usage error in a rank is still exit 2).
+RANK_EXIT_CODES = (EXIT_FINDINGS, EXIT_USAGE, EXIT_BUG, EXIT_LOCKED, EXIT_TEACHER)
+
+
+def report_in_rank(message: str) -> bool:
+    """In a torchrun worker: leave the one-line error for the launcher (torchrun's per-rank error
+    file, which `rank_failure` reads back) instead of printing it once per rank. False elsewhere."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not under_torchrun() or not path:
+        return False
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"message": message, "timestamp": int(time.time()), "labtax": True}, f)
+    except OSError:
+        return False
+    return True

@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from labtax.train.attention import KERNELS_USED
 from labtax.train.checkpoint import find_state, load_state, read_state_header, save_hf, save_state
 from labtax.train.config import PhaseConfig
 from labtax.train.data import TokenizedFile
 from labtax.train.lm_loss import TrainModule
+from labtax.train.mfu import mfu, peak_flops, step_flops
 from labtax.train.packing import StepPlan, collate, epoch_order, plan_step, steps_per_epoch
 from labtax.train.parallel import Runtime
 
@@ -89,7 +91,8 @@ def precision_record(model: torch.nn.Module, optimizer: torch.optim.Optimizer, r
                if k != "step" and isinstance(v, torch.Tensor)]
     return {"params": _dtype_names(params), "grads": _dtype_names([p.grad for p in params if p.grad is not None]),
             "optimizer": _dtype_names(moments),
-            "compute": str(runtime.amp_dtype or torch.float32).removeprefix("torch.")}
+            "compute": str(runtime.amp_dtype or torch.float32).removeprefix("torch."),
+            "fused_adamw": bool(optimizer.defaults.get("fused")), "attention": sorted(KERNELS_USED)}
 
 
 def samples_after(step: int, n: int, batch: int, per_epoch: int) -> int:
@@ -172,9 +175,9 @@ def train_phase(model: TrainModule, tokenizer: PreTrainedTokenizerBase, data: To
         if p.requires_grad:
             (decay if p.dim() >= 2 else no_decay).append(p)  # no weight decay on norms and biases
     # The fused AdamW kernel: on a CPU the default per-tensor loop took 2.1 s a step for 135M
-    # parameters, the fused one 0.3 s, with the same update up to float rounding. Under FSDP the
-    # parameters are DTensors, and torch's default (foreach on CUDA) stays.
-    fused = not runtime.distributed and all(p.device.type in ("cpu", "cuda") for p in decay + no_decay)
+    # parameters, the fused one 0.3 s, with the same update up to float rounding. Under FSDP2 too:
+    # the fused kernel takes DTensor parameters (each rank updates its own shard; tested on gloo).
+    fused = all(p.device.type in ("cpu", "cuda") for p in decay + no_decay)
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr, betas=cfg.betas, eps=1e-8, fused=fused or None)
@@ -224,6 +227,10 @@ def train_phase(model: TrainModule, tokenizer: PreTrainedTokenizerBase, data: To
 
     model.train()
     start, tokens_done = time.perf_counter(), 0
+    # MFU per step where the device's peak is known (a GPU): labtax/train/mfu.py.
+    peak = peak_flops(runtime.device)
+    lm_config = getattr(getattr(model, "lm", None), "config", None)
+    n_params = sum(p.numel() for p in model.parameters())
     first_step = step
     due = save_steps(n, cfg.effective_batch, per_epoch, total_steps, cfg.save_every)
     due_set = set(due)
@@ -263,12 +270,18 @@ def train_phase(model: TrainModule, tokenizer: PreTrainedTokenizerBase, data: To
         saves_left = len(due) - bisect.bisect_right(due, step - 1)
         step_time = (time.perf_counter() - start - save_seconds) / (step - first_step)
         eta = step_time * (total_steps - step) + (save_seconds / saves_done if saves_done else 0.0) * saves_left
-        metrics.write({"event": "step", "step": step, "epoch": epoch + 1, "samples": samples_seen,
-                       "loss": step_loss, "lr": lr, "grad_norm": float(grad_norm), "tokens": plan.tokens,
-                       "loss_tokens": plan.loss_tokens, "seconds": dt, "tokens_per_s": plan.tokens / dt})
+        record = {"event": "step", "step": step, "epoch": epoch + 1, "samples": samples_seen,
+                  "loss": step_loss, "lr": lr, "grad_norm": float(grad_norm), "tokens": plan.tokens,
+                  "loss_tokens": plan.loss_tokens, "seconds": dt, "tokens_per_s": plan.tokens / dt}
+        if peak is not None and lm_config is not None:
+            lengths = (int(data.lengths[i]) for rank in plan.micro_batches for mb in rank for i in mb)
+            flops = step_flops(n_params, lm_config.num_hidden_layers, lm_config.hidden_size, lengths)
+            record["mfu"] = mfu(flops, dt, peak, runtime.world_size)
+        metrics.write(record)
         if runtime.is_main:
+            shown = f" mfu {record['mfu']:.1%}" if "mfu" in record else ""
             log(f"[{cfg.name}] step {step}/{total_steps} epoch {epoch + 1}/{cfg.epochs} loss {step_loss:.4f} "
-                f"lr {lr:.2e} tok/s {tok_s:,.0f} eta {_fmt_eta(eta)}"
+                f"lr {lr:.2e} tok/s {tok_s:,.0f}{shown} eta {_fmt_eta(eta)}"
                 + ("" if saves_done or not saves_left else f" + {saves_left} checkpoint{'s' * (saves_left > 1)}"))
         if step in due_set:
             t_save = time.perf_counter()

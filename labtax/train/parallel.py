@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,9 +62,35 @@ class Runtime:
         return float(t.item())
 
 
-def init_runtime() -> Runtime:
-    """Join the process group when launched by `labtax train --nproc-per-node` (torchrun)."""
+DEFAULT_TIMEOUT_MIN = 60.0  # --dist-timeout: how long a collective may wait (nccl's own default is 10)
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where this process sits in a torchrun launch, known from the environment before any process
+    group exists (so work that must not happen inside a collective can be split up first)."""
+
+    rank: int = 0
+    local_rank: int = 0
+    distributed: bool = False
+
+
+def launch_place() -> Place:
     if os.environ.get(TORCHRUN_MARKER) != "1" or "WORLD_SIZE" not in os.environ:
+        return Place()
+    return Place(int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), True)
+
+
+def init_runtime(timeout_min: float = DEFAULT_TIMEOUT_MIN) -> Runtime:
+    """Join the process group when launched by `labtax train --nproc-per-node` (torchrun).
+
+    `timeout_min` bounds every collective wait (and the rendezvous): a rank waiting longer, because
+    another one hangs or died without torchrun noticing, fails instead of waiting forever. Nothing
+    labtax does between two collectives is meant to take long: the token caches are built before the
+    group exists; rank 0 saving a checkpoint or scoring one (`--select eval`) is the longest wait."""
+    from datetime import timedelta
+
+    if not launch_place().distributed:
         return Runtime(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available():
@@ -77,7 +102,8 @@ def init_runtime() -> Runtime:
         backend = "gloo"
     if not dist.is_initialized():
         # Naming the device lets nccl bind each rank to its own GPU instead of guessing from the rank.
-        dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
+        dist.init_process_group(backend, device_id=device if device.type == "cuda" else None,
+                                timeout=timedelta(minutes=timeout_min))
     return Runtime(device, dist.get_rank(), dist.get_world_size(), local_rank, distributed=True)
 
 
@@ -131,11 +157,3 @@ def prepare_model(lm: torch.nn.Module, runtime: Runtime) -> TrainModule:
     return model
 
 
-@contextlib.contextmanager
-def main_first(runtime: Runtime) -> Iterator[None]:
-    """Rank 0 does the work first (e.g. fills a cache), the others then find it done."""
-    if not runtime.is_main:
-        runtime.barrier()
-    yield
-    if runtime.is_main:
-        runtime.barrier()

@@ -42,15 +42,16 @@ from labtax.errors import ConfigError, InputOutputError, LockedError, UsageError
 from labtax.models import EMBEDDED, EMBEDDED_SMALL, TINY, load_model, load_tokenizer, model_id
 from labtax.train.checkpoint import find_state, read_state_header
 from labtax.train.config import PHASES, PhaseConfig, TrainConfig
-from labtax.train.data import tokenize_file, tokenizer_hash
+from labtax.train.data import TokenizedFile, tokenize_file, tokenizer_hash, wait_for_tokens
 from labtax.train.loop import train_phase
 from labtax.train.model_card import write_cards
 from labtax.train.packing import PACKED_MODEL_TYPES, steps_per_epoch
 from labtax.train.parallel import (
+    DEFAULT_TIMEOUT_MIN,
     Runtime,
     checkpoint_activations,
     init_runtime,
-    main_first,
+    launch_place,
     prepare_model,
     shutdown,
 )
@@ -254,20 +255,13 @@ def _join_steps(output: Path, results: dict[str, dict[str, Any]], runtime: Runti
         atomic_write_text(output / "knowledge" / "result.json", json.dumps(results["knowledge"], indent=1))
 
 
-def run_training(data_dir: Path, model: str, output: Path, phases: list[str], config: TrainConfig,
-                 select: str = "loss", scorer: Scorer | None = None,
-                 log: Callable[[str], None] | None = None, report_to: list[str] | None = None,
-                 save_dtype: str | None = None, select_on_test: bool = False) -> dict[str, Any]:
-    """Run the requested phases in order and return the summary (also written to summary.json).
-
-    `select_on_test`: let `--select loss` measure test.jsonl, the eval gate's own items, when the data
-    has no validation split (refused otherwise: the gate would grade the checkpoint chosen on it)."""
-    from labtax.train.versions import check_training_versions
-
-    check_training_versions()
-    runtime = dataclasses.replace(init_runtime(), save_dtype=save_dtype)
-    emit = log or (lambda s: print(s, file=sys.stderr, flush=True))
-    say: Callable[[str], None] = emit if runtime.is_main else (lambda s: None)
+def check_request(data_dir: Path, model: str, phases: list[str], config: TrainConfig, select: str,
+                  select_on_test: bool = False) -> None:
+    """Every usage error that can be found without loading anything: run once before torchrun starts
+    the ranks (so it is one line and exit 2, not one traceback per rank) and again in each rank."""
+    if model not in (EMBEDDED, EMBEDDED_SMALL, TINY) and not (Path(model) / "config.json").is_file():
+        raise UsageError(f"model {model!r} is not 'embedded', 'embedded-small', 'tiny' or a local Hugging Face "
+                         "model directory (no config.json there)")
     if select not in SELECT_MODES:
         raise UsageError(f"--select must be one of {', '.join(SELECT_MODES)}")
     for phase in phases:
@@ -289,19 +283,73 @@ def run_training(data_dir: Path, model: str, output: Path, phases: list[str], co
                          f"which then grade the checkpoint it chose: {why_no_validation(data_dir)}",
                          hint="rerun labtax diff-generate for a validation split, use --select last, or "
                               "--select-on-test to accept it")
+
+
+def run_training(data_dir: Path, model: str, output: Path, phases: list[str], config: TrainConfig,
+                 select: str = "loss", scorer: Scorer | None = None,
+                 log: Callable[[str], None] | None = None, report_to: list[str] | None = None,
+                 save_dtype: str | None = None, select_on_test: bool = False,
+                 dist_timeout_min: float = DEFAULT_TIMEOUT_MIN) -> dict[str, Any]:
+    """Run the requested phases in order and return the summary (also written to summary.json).
+
+    `select_on_test`: let `--select loss` measure test.jsonl, the eval gate's own items, when the data
+    has no validation split (refused otherwise: the gate would grade the checkpoint chosen on it).
+    `dist_timeout_min`: under torchrun, the process group's collective timeout (--dist-timeout)."""
+    from labtax.train.versions import check_training_versions
+
+    check_training_versions()
+    place = launch_place()  # rank and local rank from torchrun's environment: no process group yet
+    emit = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    say: Callable[[str], None] = emit if place.rank == 0 else (lambda s: None)
+    check_request(data_dir, model, phases, config, select, select_on_test)
+    if dist_timeout_min <= 0:
+        raise UsageError("--dist-timeout must be a positive number of minutes")
     # Only the main rank locks: the run directory is one run's, whatever its world size (exit 4).
     lock = directory_lock(output, busy=lambda pid: LockedError(
-        f"another labtax train run is using {output} (pid {pid})")) if runtime.is_main else nullcontext()
+        f"another labtax train run is using {output} (pid {pid})")) if place.rank == 0 else nullcontext()
+    runtime: Runtime | None = None
     try:
         with lock:
-            return _run(data_dir, model, output, phases, config, select, scorer, runtime, say, report_to or [])
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # our own progress lines are the only ones on stderr
+            tokenizer = load_tokenizer(model)
+            # Every phase's tokens before the process group exists: a LAB-size set takes tens of
+            # minutes to tokenize, longer than any collective should wait (issue 23).
+            tokens = tokenize_units(data_dir, output, training_units(data_dir, phases), config, tokenizer,
+                                    build=place.local_rank == 0)
+            runtime = dataclasses.replace(init_runtime(dist_timeout_min), save_dtype=save_dtype)
+            return _run(data_dir, model, output, phases, config, select, scorer, runtime, say, report_to or [],
+                        tokenizer, tokens)
     except OSError as exc:
         # A full disk or a read-only folder anywhere in the run (lock, token cache, metrics, a
         # checkpoint): one line naming the path and the cause, exit 2; what was saved stays.
         where = exc.filename if exc.filename is not None else output
         raise InputOutputError(f"{where}: {exc.strerror or exc}") from exc
     finally:
-        shutdown(runtime)
+        if runtime is not None:
+            shutdown(runtime)
+
+
+Tokens = dict[str, tuple[TokenizedFile, TokenizedFile | None]]  # run name -> (training set, held-out set)
+
+
+def tokenize_units(data_dir: Path, output: Path, units: list[tuple[str, str, str, str]], config: TrainConfig,
+                   tokenizer: Any, build: bool) -> Tokens:
+    """The token caches of every unit, with no collective: one process per node builds them (`build`:
+    the node's local rank 0, or the only process); the others wait for each cache to be renamed into
+    place, as a later run would find it. A unit whose result is reused costs a lookup (its caches
+    are there from the run that made it)."""
+    cache = output / "cache" / "tokens"
+    tok_hash = tokenizer_hash(tokenizer)
+    held_out = held_out_file(data_dir)
+    get = tokenize_file if build else wait_for_tokens
+    tokens: Tokens = {}
+    for phase, set_file, settings_phase, _folder in units:
+        seq = config.phases[settings_phase].max_seq_len
+        tokens[phase] = (get(data_dir / set_file, tokenizer, seq, cache, tok_hash),
+                         get(held_out, tokenizer, seq, cache, tok_hash) if held_out else None)
+    return tokens
 
 
 def check_sets_present(data_dir: Path) -> None:
@@ -341,13 +389,8 @@ def held_out_file(data_dir: Path) -> Path | None:
 
 
 def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: TrainConfig, select: str,
-         scorer: Scorer | None, runtime: Runtime, say: Callable[[str], None], report_to: list[str]) -> dict[str, Any]:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # our own progress lines are the only ones on stderr
-    tokenizer = load_tokenizer(model)
-    tok_hash = tokenizer_hash(tokenizer)
-    cache = output / "cache" / "tokens"
+         scorer: Scorer | None, runtime: Runtime, say: Callable[[str], None], report_to: list[str],
+         tokenizer: Any, tokens: Tokens) -> dict[str, Any]:
     results: dict[str, dict[str, Any]] = {}
     held_out = held_out_file(data_dir)
     if held_out is not None and held_out.name == TEST_FILE:
@@ -372,9 +415,7 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
             results[phase] = reused
             say(f"[{phase}] already done: selected {reused['selected']['path']}")
             continue
-        with main_first(runtime):
-            data = tokenize_file(data_dir / set_file, tokenizer, pc.max_seq_len, cache, tok_hash)
-            test = tokenize_file(held_out, tokenizer, pc.max_seq_len, cache, tok_hash) if held_out else None
+        data, test = tokens[phase]
         if len(data) == 0:
             if len(units) > 1:
                 # A taxonomy without knowledge leaves (or a teacher that kept none) has an empty phase 1:

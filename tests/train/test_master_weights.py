@@ -35,7 +35,8 @@ def test_a_bf16_checkpoint_trains_fp32_params_and_moments_at_the_skills_lr(data_
                  log=lambda s: None, save_dtype="fp32")
     (record,) = dtype_records(tmp_path / "run" / "knowledge")
     assert record == {"event": "dtypes", "step": 1, "params": ["float32"], "grads": ["float32"],
-                      "optimizer": ["float32"], "compute": "float32"}
+                      "optimizer": ["float32"], "compute": "float32", "fused_adamw": True,
+                      "attention": ["per_sample_sdpa"]}
     # The point of the master copy: one AdamW step at 6e-6 moves (nearly) every weight, where bf16
     # parameters would round most of those updates away.
     (checkpoint,) = (tmp_path / "run" / "knowledge" / "checkpoints").iterdir()
