@@ -20,6 +20,7 @@ from labtax.data.names import MANIFEST_FORMAT
 from labtax.errors import EXIT_FINDINGS, EXIT_OK, EXIT_TEACHER, LabtaxError, TeacherError, UsageError
 from labtax.progress import VERBOSE, counting, note, verbosity
 from labtax.sdg import mix
+from labtax.sdg.fleet import LEAVES_PER_SLOT, QUEUED_WAVES, InFlight, LeafGate
 from labtax.sdg.ledger import Ledger, is_io_failure
 from labtax.sdg.ledger import io_error as ledger_io_error
 from labtax.sdg.output_dir import LEAVES_DIR, LEDGER_FILE, output_lock, quarantine_manifest
@@ -154,15 +155,19 @@ async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: Genera
 
     # Record progress per request for a server teacher (it bounds its own concurrency); in whole
     # forward-pass batches for an in-process one, so batching is kept.
-    base = LedgerTeacher(teacher, ledger, run_id=run_id, batch_size=teacher.batch_size)
-    sem = asyncio.Semaphore(max(1, concurrency))
+    in_flight = InFlight(teacher)
+    base = LedgerTeacher(in_flight, ledger, run_id=run_id, batch_size=teacher.batch_size)
+    # `concurrency` leaves at least; more while the teacher has room (labtax/sdg/fleet.py).
+    width = max(teacher.concurrency, teacher.batch_size)
+    gate = LeafGate(in_flight, target=QUEUED_WAVES * width, floor=concurrency,
+                    ceiling=max(concurrency, LEAVES_PER_SLOT * width))
     # A whole stage failing means the teacher is down or misconfigured: start no further leaf (the
     # ones in flight finish), so a dead endpoint costs one leaf's retries, not every leaf's.
     teacher_down = asyncio.Event()
 
     async def one(lp: LeafPlan) -> None:
         assert lp.leaf is not None and lp.key is not None
-        async with sem:
+        async with gate:
             if teacher_down.is_set():
                 result.failed.append(lp.path)
                 return
