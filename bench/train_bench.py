@@ -3,6 +3,7 @@
 Run: .venv/bin/python bench/train_bench.py         (sections 1-4: about 8 minutes on 2 CPU cores)
      .venv/bin/python bench/train_bench.py --trl   (section 4 only)
      .venv/bin/python bench/train_bench.py --no-trl (sections 1-3: 1-2 minutes)
+     .venv/bin/python bench/train_bench.py --lora   (section 5 only: about 5 minutes)
 
 Every figure is a ratio against a baseline measured in the same run on the same data:
   1. real-token share of packed micro-batches vs naive per-batch padding (fixed batches of k samples,
@@ -11,7 +12,10 @@ Every figure is a ratio against a baseline measured in the same run on the same 
      (padded batches, full logits, HF labels loss), same tiny model, same samples, same optimizer;
   3. peak RSS of a tiny-model training subprocess on the dataset at 1x and 10x size;
   4. `labtax train` against TRL's SFTTrainer (BFD packing, padding-free, completion-only loss) on
-     SmolLM2-135M: tokens/s, peak RSS and the loss curves side by side (bench/train_trl.py).
+     SmolLM2-135M: tokens/s, peak RSS and the loss curves side by side (bench/train_trl.py);
+  5. `labtax train --lora-rank 16` against full fine-tuning of SmolLM2-135M on the same data, one
+     thread each, in separate processes: training tokens per CPU-second (steps 2..N, the first is
+     warm-up) and the process's peak RSS.
 """
 
 from __future__ import annotations
@@ -158,9 +162,68 @@ def peak_rss(data_dir: Path, out: Path) -> int:
     return int(res.stdout.strip().splitlines()[-1])
 
 
+LORA_STEPS = 4
+LORA_CHILD = r"""
+import json, sys, time, torch
+torch.set_num_threads(1)
+from pathlib import Path
+from labtax.train.config import load_config
+from labtax.train.lora import LoraSettings
+from labtax.train.phases import run_training
+data, out, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+marks = []
+def log(line):
+    if "] step " in line:
+        marks.append(time.process_time())  # CPU seconds of this process when each step ended
+cfg = load_config(overrides={"max_steps": int(sys.argv[4]), "effective_batch": 8, "max_tokens_per_batch": 2048,
+                             "max_seq_len": 2048, "warmup_steps": 1, "lr": 1e-4})
+lora = LoraSettings(rank=16, alpha=32, dropout=0.0) if mode == "lora" else None
+run_training(data, "embedded-small", out, ["knowledge"], cfg, select="last", log=log, report_to=[], lora=lora)
+steps = [json.loads(l) for l in (out / "knowledge" / "metrics.jsonl").read_text().splitlines()]
+steps = [r for r in steps if r.get("event") == "step"]
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]
+print(json.dumps({"tokens": sum(r["tokens"] for r in steps[1:]), "cpu": marks[-1] - marks[0],
+                  "loss": [r["loss"] for r in steps], "rss_mib": int(hwm[0].split()[1]) // 1024}))
+"""
+
+
+def lora_vs_full() -> None:
+    """Section 5: LoRA and full fine-tuning of SmolLM2-135M, same data, same steps, one thread each."""
+    tmp = Path(tempfile.mkdtemp(prefix="labtax-lora-bench-"))
+    rng = random.Random(1)
+    samples = [{"messages": [
+        {"role": "user", "content": " ".join(rng.choices(WORDS, k=rng.randint(6, 20))) + "?"},
+        {"role": "assistant", "content": " ".join(rng.choices(WORDS, k=rng.randint(20, 120)))}],
+        "metadata": {"leaf": "knowledge/bench"}, "unmask": False} for _ in range(8 * LORA_STEPS)]
+    data = tmp / "data"
+    data.mkdir()
+    write(data / "phase1_knowledge.jsonl", samples)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LABTAX_TORCH_THREADS": "1", "PYTHONPATH": str(REPO)}
+    print(f"== 5. LoRA (rank 16, every linear layer of the blocks) vs full fine-tuning, SmolLM2-135M, CPU, "
+          f"1 thread, {LORA_STEPS} steps of 8 samples")
+    figures = {}
+    for mode in ("full", "lora"):
+        res = subprocess.run([sys.executable, "-c", LORA_CHILD, str(data), str(tmp / mode), mode, str(LORA_STEPS)],
+                             capture_output=True, text=True, env=env, check=False)
+        if res.returncode != 0:
+            raise SystemExit(f"{mode} run failed:\n{res.stderr[-3000:]}")
+        figures[mode] = json.loads(res.stdout.strip().splitlines()[-1])
+        f = figures[mode]
+        print(f"  {mode:5s} {f['tokens'] / f['cpu']:8,.0f} tokens/CPU-s  peak RSS {f['rss_mib']:5d} MiB  "
+              f"loss {' '.join(f'{x:.3f}' for x in f['loss'])}")
+    full, lora = figures["full"], figures["lora"]
+    print(f"  LoRA/full: {(lora['tokens'] / lora['cpu']) / (full['tokens'] / full['cpu']):.2f}x tokens per CPU-second, "
+          f"{lora['rss_mib'] / full['rss_mib']:.2f}x peak RSS")
+    load = os.getloadavg()
+    flags = sorted(set(Path("/proc/cpuinfo").read_text().split()) & {"amx_bf16", "avx512_bf16", "avx2"})
+    print(f"  cpu flags {' '.join(flags)}; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+
+
 def main() -> None:
     if "--trl" in sys.argv:
         return peer()
+    if "--lora" in sys.argv:
+        return lora_vs_full()
     torch.set_num_threads(1)
     tmp = Path(tempfile.mkdtemp(prefix="labtax-train-bench-"))
     tokenizer = load_tokenizer("tiny")

@@ -25,6 +25,7 @@ from labtax.cli_options import (
     train_output_options,
 )
 from labtax.cli_tools import config_command, export_command
+from labtax.cli_use import chat_command
 from labtax.progress import note
 from labtax.settings import set_in_config_file
 
@@ -290,6 +291,15 @@ def gc_cmd(output: str, dry_run: bool, wait_s: float) -> int:
 @click.option("--activation-checkpointing", type=click.Choice(["none", "mlp", "layers"]),
               help="Recompute activations in the backward: none (fastest), mlp or layers (least memory).")
 @click.option("--seed", type=int, help="Seed of the data order and of the tiny model's weights.")
+@click.option("--lora-rank", type=int, metavar="R", help="Train a LoRA adapter of rank R (PEFT) instead of every "
+              "weight; each checkpoint is the merged model, with the adapter in its adapter/ folder.")
+@click.option("--lora-alpha", type=int, metavar="A", help="LoRA scaling numerator (the update is B·A·alpha/rank; "
+              "default: 2 x rank).")
+@click.option("--lora-dropout", type=float, metavar="P", help="Dropout on the LoRA input (default 0.05).")
+@click.option("--lora-target-modules", metavar="NAME[,NAME]", help="Linear layers that get adapters, e.g. "
+              "q_proj,v_proj (default: every linear layer of the blocks).")
+@click.option("--load-in-4bit", is_flag=True, default=None, help="QLoRA: the base in 4-bit NF4 (bitsandbytes; "
+              "a CUDA GPU only). Needs --lora-rank.")
 @click.option("--nproc-per-node", type=int, metavar="N", help="Launch N processes per node with torchrun (FSDP2).")
 @click.option("--nnodes", type=int, default=1, show_default=True, metavar="M", help="Number of nodes (torchrun).")
 @click.option("--node-rank", type=int, default=0, show_default=True, metavar="R", help="This node's rank.")
@@ -304,11 +314,14 @@ def train_cmd(**params: Any) -> int:
     A killed run resumes from its last saved state when the same command runs again.
     """
     from labtax.train.launch import launch, under_torchrun
+    from labtax.train.lora import LoraSettings, check_4bit
     from labtax.train.reporting import resolve_report_to
 
     report_to = resolve_report_to(params["report_to"])  # a missing tracker fails before torchrun starts
     ctx = click.get_current_context()
     from_file = set_in_config_file(ctx)
+    if (lora := LoraSettings.from_options(params)) is not None and lora.load_in_4bit:
+        check_4bit()  # so does QLoRA without a GPU: one line, exit 2
     if params["nproc_per_node"] and not under_torchrun():
         from labtax.train.command import TrainCommand, check_train_command
 
@@ -394,6 +407,10 @@ def eval_command(fmt: str, output: str | None, plot: str | None, **params: Any) 
         Path(output).write_text(rendered, encoding="utf-8")
     if (png := plot_path(plot, output)) is not None:
         note(f"labtax eval: wrote {write_plot(report, png)}")
+    from labtax.train.model_card import record_eval
+
+    if Path(params["candidate"]).is_dir() and record_eval(Path(params["candidate"]), report):
+        note(f"labtax eval: per-leaf results recorded in {params['candidate']}/README.md (model-index)")
     return int(report["exit_code"])
 
 
@@ -454,6 +471,7 @@ def install_hooks_command(force: bool, hooks: tuple[str, ...]) -> int:
 
 cli.add_command(config_command)
 cli.add_command(export_command)
+cli.add_command(chat_command)
 
 
 def main() -> None:

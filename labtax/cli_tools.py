@@ -1,6 +1,7 @@
 """Two small commands, registered on the `labtax` group by cli.py: `labtax config` (the effective
-settings and where each comes from) and `labtax export` (the sets in another trainer's format).
-Click glue only, like cli.py; the logic is in labtax.settings and labtax.sdg.export."""
+settings and where each comes from) and `labtax export` (the sets in another trainer's format, a model as
+GGUF or for Ollama).
+Click glue only, like cli.py; the logic is in labtax.settings, labtax.sdg.export and labtax.use.export."""
 
 from __future__ import annotations
 
@@ -53,20 +54,46 @@ def config_command(fmt: str) -> int:
 
 
 @click.command("export", cls=LabtaxCommand)
-@click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False), metavar="DIR",
-              help="A diff-generate output folder (phase1_knowledge.jsonl, phase2_skills.jsonl).")
-@click.option("--format", "fmt", type=click.Choice(["ilab"]), default="ilab", show_default=True,
-              help="ilab: the mixed sets of instructlab-sdg, which instructlab-training reads unchanged.")
+@click.option("--format", "fmt", type=click.Choice(["ilab", "gguf", "ollama"]), default="ilab", show_default=True,
+              help="ilab: the mixed sets of instructlab-sdg, which instructlab-training reads unchanged; gguf: "
+                   "--model as one GGUF file (llama.cpp, LM Studio); ollama: the GGUF plus a Modelfile.")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), metavar="DIR",
+              help="ilab: the diff-generate output folder (phase1_knowledge.jsonl, phase2_skills.jsonl). "
+                   "ollama: take the system turn from these sets (default: the one the checkpoint records).")
+@click.option("--model", metavar="MODEL",
+              help="gguf/ollama: a checkpoint folder, a LoRA adapter folder (merged), `embedded-small` ...")
+@click.option("--type", "tensor_type", type=click.Choice(["f16", "bf16", "q8_0"]), default="q8_0",
+              show_default=True, help="gguf/ollama: how the weight matrices are stored.")
 @click.option("--output", required=True, type=click.Path(file_okay=False), metavar="DIR",
-              help="Where knowledge_train_msgs.jsonl and skills_train_msgs.jsonl are written.")
+              help="Where the files are written (ilab: knowledge_train_msgs.jsonl, skills_train_msgs.jsonl; "
+                   "gguf: NAME.TYPE.gguf; ollama: also Modelfile).")
 @click.option("--system-prompt", default=None, metavar="TEXT",
-              help="The system message of every row (the one your model family trains with); default: "
-                   "the sample's own, else 'You are a helpful assistant.'")
+              help="ilab: the system message of every row (default: the sample's own, else 'You are a helpful "
+                   "assistant.'). ollama: the Modelfile's SYSTEM (default: the one the model was trained with).")
 @guarded
-def export_command(data_dir: str, fmt: str, output: str, system_prompt: str | None) -> int:
-    """Write the training sets in another trainer's format (InstructLab's: `--format ilab`)."""
-    from labtax.sdg.export import export_ilab
+def export_command(data_dir: str | None, fmt: str, model: str | None, tensor_type: str, output: str,
+                   system_prompt: str | None) -> int:
+    """Write the training sets in another trainer's format (`--format ilab`), or a trained model in the
+    formats people run locally (`--format gguf`, `--format ollama`)."""
+    from labtax.errors import UsageError
 
-    for done in export_ilab(Path(data_dir), Path(output), system_prompt):
-        click.echo(f"{done.target} ({done.rows} rows, from {done.source.name})")
+    if fmt == "ilab":
+        from labtax.sdg.export import export_ilab
+
+        if not data_dir:
+            raise UsageError("--format ilab needs --data DIR")
+        for done in export_ilab(Path(data_dir), Path(output), system_prompt):
+            click.echo(f"{done.target} ({done.rows} rows, from {done.source.name})")
+        return 0
+    if not model:
+        raise UsageError(f"--format {fmt} needs --model MODEL (a checkpoint folder)")
+    from labtax.use.export import export_model
+
+    result = export_model(model, Path(output), fmt, tensor_type, system=system_prompt,
+                          data_dir=Path(data_dir) if data_dir else None)
+    click.echo(f"{result.gguf.path} ({result.gguf.architecture}, {result.gguf.tensor_type}, "
+               f"{result.gguf.tensors} tensors, {result.gguf.bytes / 1e6:.1f} MB)")
+    if result.modelfile is not None:
+        click.echo(f"{result.modelfile} (system turn: {result.system_source}); "
+                   f"then: ollama create NAME -f {result.modelfile}")
     return 0

@@ -8,7 +8,8 @@ Names:
                   demo trains, and the model tests and CI use.
   tiny            a small Llama-style model built from a config, with embedded-small's tokenizer and
                   chat template; weights are initialised from a seed, so it is deterministic.
-  PATH            any local Hugging Face model directory (a labtax checkpoint included).
+  PATH            any local Hugging Face model directory (a labtax checkpoint included), or a LoRA
+                  adapter folder (PEFT's adapter_config.json): its base with the adapter merged in.
 
 Nothing here downloads: every source is a local file. torch and transformers are imported lazily so
 that importing this module costs nothing for `labtax validate`.
@@ -17,6 +18,7 @@ that importing this module costs nothing for `labtax validate`.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import time
 from collections.abc import Callable
@@ -183,6 +185,8 @@ def model_id(name: str) -> str:
         return EMBEDDED_SMALL_MODEL_ID
     if name == TINY:
         return "labtax-tiny-llama"
+    if is_adapter_dir(name):  # a LoRA adapter is its base plus itself
+        return f"{model_id(adapter_base(name))} + adapter {Path(name).resolve()}"
     return str(Path(name).resolve())
 
 
@@ -195,6 +199,8 @@ def weights_dir(name: str) -> Path | None:
         return _embedded_dir()
     if name == EMBEDDED_SMALL:
         return _ensure_embedded_hf_dir()
+    if is_adapter_dir(name):  # a LoRA adapter runs at its base's shape and speed
+        return weights_dir(adapter_base(name))
     return _check_local_dir(name)
 
 
@@ -271,6 +277,52 @@ def _local(name: str, load: Callable[[], T]) -> T:
                          hint="a model directory needs config.json, its weights and tokenizer files") from None
 
 
+# ---------------------------------------------------------------- LoRA adapter folders
+# What `labtax train --lora-rank N` saves beside each checkpoint (`adapter/`): PEFT's
+# adapter_config.json and adapter_model.safetensors, whose base_model_name_or_path names the model the
+# adapter was trained on (a labtax name or a folder). Every reader (eval, chat, export) gets its base
+# with the adapter merged in (PEFT's PeftModel.from_pretrained + merge_and_unload), at the base's speed.
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def is_adapter_dir(name: str | Path) -> bool:
+    """A folder holding a PEFT adapter (and no full model of its own)."""
+    path = Path(name)
+    return (path / ADAPTER_CONFIG).is_file() and not (path / "config.json").is_file()
+
+
+def adapter_base(folder: str | Path) -> str:
+    """The model an adapter was trained on, as labtax names it: a relative folder is taken from the
+    adapter's folder, so a run directory that was moved still finds its base."""
+    path = Path(folder)
+    try:
+        config = json.loads((path / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path / ADAPTER_CONFIG}: not a readable adapter config: {exc}") from None
+    base = config.get("base_model_name_or_path")
+    if not isinstance(base, str) or not base:
+        raise UsageError(f"{path / ADAPTER_CONFIG}: no base_model_name_or_path")
+    if base in NAMES or Path(base).is_absolute():
+        return base
+    relative = (path / base).resolve()
+    return str(relative) if relative.is_dir() else base
+
+
+def load_adapter_model(folder: str | Path, *, dtype: Any = None, seed: int | None = None) -> PreTrainedModel:
+    """The base model with the adapter merged into its weights, in eval mode."""
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise UsageError(f"{folder} is a LoRA adapter: reading it needs peft",
+                         hint="pip install 'labtax[train]'") from None
+    base = load_model(adapter_base(folder), dtype=dtype, seed=TINY_SEED if seed is None else seed)
+    model = PeftModel.from_pretrained(base, str(folder))
+    merged = model.merge_and_unload()
+    merged.eval()
+    return merged  # type: ignore[no-any-return]
+
+
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     """The tokenizer (with its chat template) for a model name."""
     from transformers import AutoTokenizer
@@ -283,7 +335,9 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
         return AutoTokenizer.from_pretrained(str(_ensure_embedded_hf_dir()))
     if name == EMBEDDED:
         return AutoTokenizer.from_pretrained(str(_embedded_dir()))
-    path = _check_local_dir(name)
+    if is_adapter_dir(name) and not (Path(name) / "tokenizer_config.json").is_file():
+        return load_tokenizer(adapter_base(name))
+    path = Path(name) if is_adapter_dir(name) else _check_local_dir(name)
     tokenizer = _local(name, lambda: AutoTokenizer.from_pretrained(str(path), trust_remote_code=False))
     _check_chat_template(name, tokenizer)
     return tokenizer
@@ -331,6 +385,8 @@ def load_model(name: str, *, dtype: Any = None, seed: int = TINY_SEED, threads: 
         hf_logging.disable_progress_bar()
     if name == TINY:
         model = build_tiny_model(seed)
+    elif is_adapter_dir(name):  # a LoRA adapter folder: its base with the adapter merged in
+        model = load_adapter_model(name, dtype=dtype, seed=seed)
     else:
         if name == EMBEDDED and dtype is None:
             import torch

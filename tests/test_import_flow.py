@@ -26,8 +26,8 @@ RANK: dict[str, int] = {
     "sdg": 6,
     "train": 7,
     "eval": 8,
-    "report": 9,
-    "settings": 10, "cli_options": 11, "cli_tools": 12,  # settings: .labtax.yaml as the commands' defaults
+    "report": 9, "use": 9,  # use: chat and export of a trained model (reads train/'s model card records)
+    "settings": 10, "cli_options": 11, "cli_tools": 12, "cli_use": 12,  # settings: .labtax.yaml as the commands' defaults
     "cli": 13, "__main__": 14,
 }
 
@@ -125,7 +125,7 @@ def test_every_import_follows_the_flow() -> None:
 
 
 def test_nothing_below_the_command_line_imports_it() -> None:
-    cli = {"cli", "cli_options", "cli_tools", "__main__"}
+    cli = {"cli", "cli_options", "cli_tools", "cli_use", "__main__"}
     users = {unit_of(e.source) for e in labtax_edges() if unit_of(e.target) in cli}
     assert users <= cli
 

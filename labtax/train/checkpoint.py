@@ -107,7 +107,11 @@ def _replace_dir(tmp: Path, target: Path) -> None:
 def save_hf(model: TrainModule, tokenizer: PreTrainedTokenizerBase, target: Path, runtime: Runtime,
             meta: dict[str, Any]) -> None:
     """Write a plain Hugging Face checkpoint (safetensors + config + tokenizer) that from_pretrained loads."""
-    state = full_model_state(model, runtime)
+    from labtax.train.lora import ADAPTER_DIR, merged_state, save_adapter, wrapper_of
+
+    lora = wrapper_of(model.lm) is not None
+    # A LoRA run's checkpoint is the merged model (a plain HF folder), with the adapter beside it.
+    state = merged_state(model.lm) if lora else full_model_state(model, runtime)
     if runtime.is_main:
         from transformers import AutoModelForCausalLM
 
@@ -128,6 +132,8 @@ def save_hf(model: TrainModule, tokenizer: PreTrainedTokenizerBase, target: Path
             with writing(target, "the checkpoint"):
                 plain.save_pretrained(tmp)
                 tokenizer.save_pretrained(tmp)
+                if lora:
+                    save_adapter(model.lm, tmp / ADAPTER_DIR, tokenizer)
                 (tmp / CHECKPOINT_META).write_text(json.dumps(meta, indent=1))
                 target.parent.mkdir(parents=True, exist_ok=True)
                 _replace_dir(tmp, target)

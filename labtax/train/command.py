@@ -11,6 +11,7 @@ from typing import Any
 
 from labtax.progress import note
 from labtax.train.config import OVERRIDE_OPTIONS, TrainConfig, load_config
+from labtax.train.lora import LoraSettings
 from labtax.train.parallel import DEFAULT_TIMEOUT_MIN
 from labtax.train.phases import Scorer, check_request, run_training
 
@@ -32,6 +33,7 @@ class TrainCommand:
     save_dtype: str | None = None
     select_on_test: bool = False  # --select loss may measure test.jsonl when there is no validation split
     dist_timeout_min: float = DEFAULT_TIMEOUT_MIN  # --dist-timeout: the process group's collective timeout
+    lora: LoraSettings | None = None  # --lora-rank: train a LoRA adapter (train/lora.py)
 
     @classmethod
     def from_options(cls, params: Mapping[str, Any], from_file: frozenset[str] = frozenset()) -> TrainCommand:
@@ -43,7 +45,8 @@ class TrainCommand:
                    flags={k: v for k, v in options.items() if k not in from_file},
                    from_file={k: v for k, v in options.items() if k in from_file},
                    save_dtype=params.get("save_dtype"), select_on_test=bool(params.get("select_on_test")),
-                   dist_timeout_min=float(params.get("dist_timeout") or DEFAULT_TIMEOUT_MIN))
+                   dist_timeout_min=float(params.get("dist_timeout") or DEFAULT_TIMEOUT_MIN),
+                   lora=LoraSettings.from_options(params))
 
     def config(self) -> TrainConfig:
         return load_config(self.config_file, self.flags, project=self.from_file)
@@ -66,6 +69,6 @@ def run_train_command(command: TrainCommand, report_to: list[str], scorer: Score
     summary = run_training(command.data_dir, command.model, command.output, phases, command.config(),
                            select=command.select, scorer=scorer, report_to=report_to, log=note,
                            save_dtype=command.save_dtype, select_on_test=command.select_on_test,
-                           dist_timeout_min=command.dist_timeout_min)
+                           dist_timeout_min=command.dist_timeout_min, lora=command.lora)
     final = summary.get("final")
     return str(final) if final and os.environ.get("RANK", "0") == "0" else None

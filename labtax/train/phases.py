@@ -44,6 +44,7 @@ from labtax.train.checkpoint import find_state, read_state_header
 from labtax.train.config import PHASES, PhaseConfig, TrainConfig
 from labtax.train.data import TokenizedFile, tokenize_file, tokenizer_hash, wait_for_tokens
 from labtax.train.loop import train_phase
+from labtax.train.lora import LoraSettings, apply_lora, load_4bit, trainable_counts
 from labtax.train.model_card import write_cards
 from labtax.train.packing import PACKED_MODEL_TYPES, steps_per_epoch
 from labtax.train.parallel import (
@@ -289,12 +290,13 @@ def run_training(data_dir: Path, model: str, output: Path, phases: list[str], co
                  select: str = "loss", scorer: Scorer | None = None,
                  log: Callable[[str], None] | None = None, report_to: list[str] | None = None,
                  save_dtype: str | None = None, select_on_test: bool = False,
-                 dist_timeout_min: float = DEFAULT_TIMEOUT_MIN) -> dict[str, Any]:
+                 dist_timeout_min: float = DEFAULT_TIMEOUT_MIN, lora: LoraSettings | None = None) -> dict[str, Any]:
     """Run the requested phases in order and return the summary (also written to summary.json).
 
     `select_on_test`: let `--select loss` measure test.jsonl, the eval gate's own items, when the data
     has no validation split (refused otherwise: the gate would grade the checkpoint chosen on it).
-    `dist_timeout_min`: under torchrun, the process group's collective timeout (--dist-timeout)."""
+    `dist_timeout_min`: under torchrun, the process group's collective timeout (--dist-timeout).
+    `lora`: each phase trains a LoRA adapter (train/lora.py) instead of every weight."""
     from labtax.train.versions import check_training_versions
 
     check_training_versions()
@@ -319,8 +321,10 @@ def run_training(data_dir: Path, model: str, output: Path, phases: list[str], co
             tokens = tokenize_units(data_dir, output, training_units(data_dir, phases), config, tokenizer,
                                     build=place.local_rank == 0)
             runtime = dataclasses.replace(init_runtime(dist_timeout_min), save_dtype=save_dtype)
+            if lora is not None and runtime.distributed:
+                raise UsageError("LoRA (--lora-rank) runs in one process here; drop --nproc-per-node")
             return _run(data_dir, model, output, phases, config, select, scorer, runtime, say, report_to or [],
-                        tokenizer, tokens)
+                        tokenizer, tokens, lora)
     except OSError as exc:
         # A full disk or a read-only folder anywhere in the run (lock, token cache, metrics, a
         # checkpoint): one line naming the path and the cause, exit 2; what was saved stays.
@@ -390,7 +394,7 @@ def held_out_file(data_dir: Path) -> Path | None:
 
 def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: TrainConfig, select: str,
          scorer: Scorer | None, runtime: Runtime, say: Callable[[str], None], report_to: list[str],
-         tokenizer: Any, tokens: Tokens) -> dict[str, Any]:
+         tokenizer: Any, tokens: Tokens, lora: LoraSettings | None = None) -> dict[str, Any]:
     results: dict[str, dict[str, Any]] = {}
     held_out = held_out_file(data_dir)
     if held_out is not None and held_out.name == TEST_FILE:
@@ -435,9 +439,16 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
         # bf16 config (phase 2 starts from phase 1's bf16 checkpoint on a GPU) as bf16, and AdamW then
         # keeps bf16 moments: at lr 6e-6 most updates round away. Compute is bf16 on GPUs anyway
         # (autocast on one device, FSDP2's MixedPrecisionPolicy under torchrun).
-        net = load_model(start, dtype=torch.float32, seed=config.seed)
+        net = (load_4bit(start) if lora and lora.load_in_4bit
+               else load_model(start, dtype=torch.float32, seed=config.seed))
         pc, schedule = fit_lr(pc, sum(p.numel() for p in net.parameters()), explicit, schedule)
         say(describe_schedule(phase, schedule))
+        if lora is not None:
+            net = apply_lora(net, lora, start)
+            trainable, every = trainable_counts(net)
+            say(f"[{phase}] LoRA rank {lora.rank}, alpha {lora.alpha:g} on "
+                f"{', '.join(lora.target_modules) or 'every linear layer of the blocks'}: "
+                f"{trainable:,} of {every:,} parameters trained")
         net.config.use_cache = False
         packed = getattr(net.config, "model_type", "") in PACKED_MODEL_TYPES
         checkpoint_activations(net, pc.activation_checkpointing)
@@ -460,6 +471,7 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
             "samples": result.samples, "data": data.meta, "select": select, "checkpoints": result.checkpoints,
             "held_out": held_out.name if held_out else None,  # the split `test_loss` is measured on
             "schedule": schedule, "inputs": inputs, "world_size": runtime.world_size,
+            **({"lora": lora.as_dict()} if lora is not None else {}),
         }
         if runtime.is_main:
             summary["selected"] = select_checkpoint(result.checkpoints, select, scorer)

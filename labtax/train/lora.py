@@ -1,0 +1,166 @@
+"""LoRA and QLoRA through PEFT (`labtax train --lora-rank N`): train small adapter matrices, not the model.
+
+PEFT's own classes do the work: `LoraConfig` + `get_peft_model` inject its LoRA layers into the
+model's linear layers (by default every linear layer of the decoder blocks, PEFT's "all-linear":
+attention and MLP projections, not the output head) and freeze everything else. The training loop
+then trains the injected model unchanged (it only ever optimises parameters that require grad).
+
+Saving (checkpoint.save_hf): every checkpoint folder stays a plain, merged Hugging Face model
+(base + B·A·alpha/r folded into the weights), so eval, chat, export and the next phase read it as
+any checkpoint; beside it `adapter/` holds the adapter as PEFT saves it (`adapter_config.json`,
+`adapter_model.safetensors`), whose base is the model the phase started from. The resumable state is
+the injected model's state dict, adapter weights included, so a killed run resumes as any other.
+
+QLoRA (`--load-in-4bit`): the base is loaded in 4-bit NF4 by bitsandbytes, which needs a CUDA GPU;
+elsewhere that is a usage error before anything loads.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from labtax.errors import UsageError
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+ADAPTER_DIR = "adapter"
+# The PeftModel around each injected model: the training loop holds the injected model itself (its
+# forward is the model's), saving needs PEFT's wrapper. Weak, so a finished phase frees both.
+_WRAPPERS: weakref.WeakKeyDictionary[torch.nn.Module, PeftModel] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    rank: int
+    alpha: int
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ()  # empty: every linear layer of the blocks ("all-linear")
+    load_in_4bit: bool = False
+
+    @classmethod
+    def from_options(cls, params: Mapping[str, Any]) -> LoraSettings | None:
+        """The settings of `labtax train`'s LoRA flags; None when --lora-rank is not given."""
+        rank = params.get("lora_rank")
+        lora_flags = ("lora_alpha", "lora_dropout", "lora_target_modules")
+        if not rank:
+            if params.get("load_in_4bit"):
+                raise UsageError("--load-in-4bit is QLoRA: it needs --lora-rank N")
+            given = [f"--{k.replace('_', '-')}" for k in lora_flags if params.get(k) not in (None, ())]
+            if given:
+                raise UsageError(f"{', '.join(given)} need --lora-rank N")
+            return None
+        if rank < 1:
+            raise UsageError("--lora-rank must be at least 1")
+        targets = tuple(t.strip() for t in (params.get("lora_target_modules") or "").split(",") if t.strip())
+        alpha = params.get("lora_alpha")
+        dropout = params.get("lora_dropout")
+        return cls(rank=int(rank), alpha=int(alpha if alpha is not None else 2 * rank),
+                   dropout=float(dropout if dropout is not None else 0.05), target_modules=targets,
+                   load_in_4bit=bool(params.get("load_in_4bit")))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rank": self.rank, "alpha": self.alpha, "dropout": self.dropout,
+                "target_modules": list(self.target_modules) or "all-linear", "load_in_4bit": self.load_in_4bit}
+
+
+def check_4bit() -> None:
+    """QLoRA's requirements, checked before any model loads: one line and exit 2 where they are missing."""
+    if not torch.cuda.is_available():
+        raise UsageError("--load-in-4bit (QLoRA) needs a CUDA GPU: bitsandbytes' 4-bit layers do not run here",
+                         hint="drop --load-in-4bit to train LoRA on the full-precision model")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise UsageError("--load-in-4bit (QLoRA) needs bitsandbytes", hint="pip install bitsandbytes") from None
+
+
+def load_4bit(name: str) -> PreTrainedModel:
+    """The base model in 4-bit NF4 (bf16 compute) on the GPU, prepared for k-bit training by PEFT."""
+    from peft import prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from labtax.models import (
+        EMBEDDED,
+        EMBEDDED_SMALL,
+        _check_local_dir,
+        _embedded_dir,
+        _ensure_embedded_hf_dir,
+    )
+
+    path = _embedded_dir() if name == EMBEDDED else _ensure_embedded_hf_dir() if name == EMBEDDED_SMALL \
+        else _check_local_dir(name)
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(str(path), quantization_config=quant, device_map={"": 0},
+                                                 dtype=torch.bfloat16)
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)  # type: ignore[no-any-return]
+
+
+def apply_lora(net: PreTrainedModel, settings: LoraSettings, base: str) -> PreTrainedModel:
+    """Inject LoRA layers into `net` (PEFT) and freeze the rest; returns the injected model itself."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                        target_modules=list(settings.target_modules) or "all-linear", task_type="CAUSAL_LM",
+                        base_model_name_or_path=base)
+    try:
+        wrapped = get_peft_model(net, config)
+    except ValueError as exc:  # a --lora-target-modules name the model does not have
+        raise UsageError(f"--lora-target-modules: {str(exc).splitlines()[0]}") from None
+    wrapped.peft_config["default"].base_model_name_or_path = base  # what models.load_adapter_model loads it on
+    inner = wrapped.get_base_model()
+    _WRAPPERS[inner] = wrapped
+    return inner  # type: ignore[return-value]
+
+
+def wrapper_of(lm: torch.nn.Module) -> PeftModel | None:
+    """The PeftModel of an injected model, None for a model trained in full."""
+    return _WRAPPERS.get(lm)
+
+
+def merged_state(lm: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The injected model's weights with every adapter folded in (W + ΔW, PEFT's own delta), under the
+    plain model's parameter names; the training model is left as it is."""
+    from peft.tuners.lora import LoraLayer
+
+    merged: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for name, layer in lm.named_modules():
+            if isinstance(layer, LoraLayer):
+                module: Any = layer  # PEFT's Linear: a LoraLayer and an nn.Module
+                base = module.get_base_layer()
+                weight = base.weight.detach().float()
+                for adapter in module.active_adapters:
+                    weight = weight + module.get_delta_weight(adapter).float()
+                merged[f"{name}.weight"] = weight.cpu()
+                if getattr(base, "bias", None) is not None:
+                    merged[f"{name}.bias"] = base.bias.detach().cpu()
+        for key, value in lm.state_dict().items():
+            if "lora_" in key:
+                continue
+            plain = key.replace(".base_layer.", ".")
+            merged.setdefault(plain, value.detach().cpu())
+    return merged
+
+
+def save_adapter(lm: torch.nn.Module, target: Path, tokenizer: PreTrainedTokenizerBase) -> None:
+    """PEFT's adapter folder (config + safetensors) and the tokenizer, so `labtax chat` reads it alone."""
+    wrapped = wrapper_of(lm)
+    if wrapped is None:
+        return
+    wrapped.save_pretrained(str(target), safe_serialization=True)
+    tokenizer.save_pretrained(str(target))
+
+
+def trainable_counts(lm: torch.nn.Module) -> tuple[int, int]:
+    """(trainable parameters, all parameters)."""
+    total = sum(p.numel() for p in lm.parameters())
+    return sum(p.numel() for p in lm.parameters() if p.requires_grad), total

@@ -1,0 +1,137 @@
+"""LoRA through PEFT in `labtax train`: both phases train only adapter parameters, each checkpoint is the
+merged model (= base + adapter, as PEFT merges it) with the adapter beside it, eval/chat read the adapter
+folder, a killed run resumes identically, and --load-in-4bit without CUDA is one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+from train_fixtures import REPO, make_data_dir, run_cli, step_records
+
+from labtax.cli import cli
+
+LORA = ["--lora-rank", "4", "--lora-alpha", "8", "--lora-dropout", "0"]
+TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def _train(data: Path, out: Path, model: str, *extra: str) -> dict[str, Any]:
+    result = run_cli(["train", "--data", str(data), "--model", model, "--output", str(out), "--select", "last",
+                      "--report-to", "none", "--effective-batch", "2", "--lr", "1e-2", "--warmup-steps", "1",
+                      *LORA, *extra])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "parameters trained" in result.stderr
+    return {p: json.loads((out / p / "result.json").read_text()) for p in ("knowledge", "skills")}
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def _check_phase(start: dict[str, torch.Tensor], checkpoint: Path, base_name: str) -> None:
+    """Only the adapted linear layers moved; the merged folder is PEFT's merge of base + adapter."""
+    from peft import PeftModel
+
+    from labtax.models import adapter_base, load_model
+
+    merged = _weights(checkpoint)
+    moved = {k for k in merged if not torch.equal(merged[k], start[k])}
+    assert moved and all(k.endswith(".weight") and k.split(".")[-2] in TARGETS for k in moved), sorted(moved)[:5]
+    adapter = checkpoint / "adapter"
+    assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
+    assert adapter_base(adapter) == base_name
+    peft_merged = PeftModel.from_pretrained(load_model(base_name), str(adapter)).merge_and_unload().state_dict()
+    for key, value in merged.items():
+        torch.testing.assert_close(value, peft_merged[key], atol=1e-5, rtol=1e-4)
+    # eval --candidate and chat take the adapter folder: it loads as the merged model.
+    loaded = load_model(str(adapter)).state_dict()
+    for key, value in merged.items():
+        torch.testing.assert_close(value, loaded[key], atol=1e-5, rtol=1e-4)
+
+
+def test_lora_of_both_phases_on_tiny_trains_only_the_adapter(tmp_path: Path) -> None:
+    from labtax.models import load_model
+    from labtax.use.chat import ChatOptions, open_session
+
+    data = make_data_dir(tmp_path / "data", n_knowledge=6, n_skills=4, n_replay=2, n_test=2)
+    results = _train(data, tmp_path / "run", "tiny", "--max-steps", "2")
+    assert results["knowledge"]["lora"] == {"rank": 4, "alpha": 8.0, "dropout": 0.0, "target_modules": "all-linear",
+                                            "load_in_4bit": False}
+    knowledge = Path(results["knowledge"]["selected"]["path"])
+    _check_phase({k: v for k, v in load_model("tiny").state_dict().items()}, knowledge, "tiny")
+    skills = Path(results["skills"]["selected"]["path"])
+    _check_phase(_weights(knowledge), skills, str(knowledge))
+    session = open_session(ChatOptions(model=str(skills / "adapter"), max_new_tokens=3, threads=1))
+    session.reply("hello")
+    assert len(session.history) == 2
+
+
+def test_lora_on_embedded_small_both_phases(tmp_path: Path) -> None:
+    from labtax.models import load_model
+
+    data = make_data_dir(tmp_path / "data", n_knowledge=2, n_skills=2, n_replay=1, n_test=1, long_words=12)
+    results = _train(data, tmp_path / "run", "embedded-small", "--max-steps", "1",
+                     "--lora-target-modules", "q_proj,v_proj")
+    knowledge = Path(results["knowledge"]["selected"]["path"])
+    merged = _weights(knowledge)
+    base = load_model("embedded-small").state_dict()
+    moved = {k for k in merged if not torch.equal(merged[k], base[k])}
+    assert moved and {k.split(".")[-2] for k in moved} <= {"q_proj", "v_proj"}
+    assert (Path(results["skills"]["selected"]["path"]) / "adapter" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow  # two real training subprocesses, one of them killed
+def test_a_killed_lora_run_resumes_identically(tmp_path: Path) -> None:
+    data = make_data_dir(tmp_path / "data", n_knowledge=12, n_skills=4, n_replay=2, n_test=2)
+    args = ["train", "--data", str(data), "--model", "tiny", "--phase", "knowledge", "--select", "last",
+            "--report-to", "none", "--effective-batch", "2", "--epochs", "1", "--save-every", "2", *LORA]
+    whole = run_cli([*args, "--output", str(tmp_path / "whole")])
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    killed = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "labtax", *args, "--output", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=REPO)
+    metrics = killed / "knowledge" / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if metrics.exists() and len(step_records(metrics)) >= 3:
+                break
+        except ValueError:  # a line being written
+            pass
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL and not (killed / "knowledge" / "result.json").exists()
+    resumed = run_cli([*args, "--output", str(killed)])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming at step" in resumed.stderr
+    last = {run: Path(json.loads((run / "knowledge" / "result.json").read_text())["selected"]["path"])
+            for run in (tmp_path / "whole", killed)}
+    for sub in ("model.safetensors", "adapter/adapter_model.safetensors"):
+        a, b = load_file(str(last[tmp_path / "whole"] / sub)), load_file(str(last[killed] / sub))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), sub
+
+
+def test_load_in_4bit_without_cuda_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is here")
+    data = make_data_dir(tmp_path / "data")
+    result = CliRunner().invoke(cli, ["train", "--data", str(data), "--model", "tiny", "--output", str(tmp_path / "o"),
+                                      "--lora-rank", "4", "--load-in-4bit"])
+    assert result.exit_code == 2
+    assert result.output.startswith("labtax: error: --load-in-4bit (QLoRA) needs a CUDA GPU")
+    assert len(result.output.strip().splitlines()) == 1
+    result = CliRunner().invoke(cli, ["train", "--data", str(data), "--model", "tiny", "--output", str(tmp_path / "o"),
+                                      "--lora-alpha", "8"])
+    assert result.exit_code == 2 and "--lora-alpha need --lora-rank N" in result.output

@@ -1,0 +1,112 @@
+"""`labtax export --format gguf|ollama`: the GGUF of a trained checkpoint loads back in transformers
+(`gguf_file=`) with the same logits (f16: near-equal; q8_0: close), the same tokenizer and chat
+template; Llama, Qwen2 and Mistral; the Modelfile names the GGUF, the stop tokens and the system turn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from click.testing import CliRunner
+from use_fixtures import SYSTEM
+
+from labtax.cli import cli
+from labtax.models import load_model, load_tokenizer
+
+PROMPTS = ["The river flows north past old mills.", "Who keeps records of every flood since the founding?"]
+# Largest logit difference allowed, relative to the largest logit: f16 rounds each weight to 11 bits,
+# q8_0 to 8 bits per block of 32 with an f16 scale.
+TOLERANCE = {"f16": 2e-3, "bf16": 2e-2, "q8_0": 3e-2}
+# Share of positions whose most likely next token is unchanged (q8_0 of embedded-small: 7 of 8 on the
+# first prompt, measured; its weights were Q4_1 to begin with).
+SAME_TOP = {"f16": 0.95, "bf16": 0.9, "q8_0": 0.75}
+
+
+def _logits(model: Any, tokenizer: Any) -> list[torch.Tensor]:
+    with torch.inference_mode():
+        return [model(**tokenizer(p, return_tensors="pt")).logits[0].float() for p in PROMPTS]
+
+
+def _assert_round_trip(model_dir: str, gguf: Path, tensor_type: str, *, tokenizer_too: bool = False) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = load_tokenizer(model_dir)
+    expected = _logits(load_model(model_dir, dtype=torch.float32), tokenizer)
+    back = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    if tokenizer_too:  # 6 CPU-seconds: transformers rebuilds the BPE tokenizer from the metadata
+        back_tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        for prompt in [*PROMPTS, "<|im_start|>user\nhi<|im_end|>"]:
+            assert back_tokenizer(prompt)["input_ids"] == tokenizer(prompt)["input_ids"]
+        assert back_tokenizer.chat_template == tokenizer.chat_template
+        assert back_tokenizer.eos_token == tokenizer.eos_token
+    for want, got in zip(expected, _logits(back, tokenizer)):
+        scale = want.abs().max().item()
+        assert (got - want).abs().max().item() <= TOLERANCE[tensor_type] * scale
+        assert (got.argmax(-1) == want.argmax(-1)).float().mean().item() >= SAME_TOP[tensor_type]
+
+
+@pytest.mark.parametrize("tensor_type", ["f16", "q8_0"])
+def test_the_gguf_of_a_trained_tiny_checkpoint_loads_back_with_its_logits(trained_tiny: Path, tmp_path: Path,
+                                                                         tensor_type: str) -> None:
+    result = CliRunner().invoke(cli, ["export", "--format", "gguf", "--model", str(trained_tiny), "--type",
+                                      tensor_type, "--output", str(tmp_path), "-q"])
+    assert result.exit_code == 0, result.output
+    (gguf,) = tmp_path.glob(f"*.{tensor_type}.gguf")
+    assert f"{gguf} (llama, {tensor_type}, " in result.output
+    _assert_round_trip(str(trained_tiny), gguf, tensor_type, tokenizer_too=tensor_type == "f16")
+
+
+@pytest.mark.parametrize("family", ["qwen2", "mistral"])
+def test_qwen2_and_mistral_round_trip(tmp_path: Path, family: str) -> None:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from labtax.models import TINY_CONFIG
+    from labtax.use.gguf_export import write_gguf
+
+    tokenizer = load_tokenizer("tiny")
+    config = AutoConfig.for_model(family, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                                  eos_token_id=tokenizer.eos_token_id, **TINY_CONFIG)
+    torch.manual_seed(0)
+    folder = tmp_path / family
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    written = write_gguf(load_model(str(folder), dtype=torch.float32), tokenizer, tmp_path / "out" / "m.f16.gguf",
+                         tensor_type="f16", name=family)
+    assert written.architecture == ("qwen2" if family == "qwen2" else "llama")
+    _assert_round_trip(str(folder), written.path, "f16")
+
+
+@pytest.mark.slow
+def test_embedded_small_q8_0_round_trip(tmp_path: Path) -> None:
+    from labtax.use.gguf_export import write_gguf
+
+    written = write_gguf(load_model("embedded-small", dtype=torch.float32), load_tokenizer("embedded-small"),
+                         tmp_path / "smollm2.q8_0.gguf", tensor_type="q8_0", name="smollm2")
+    assert written.bytes < 200e6  # 8-bit: about half of f16's 270 MB
+    _assert_round_trip("embedded-small", written.path, "q8_0")
+
+
+def test_ollama_export_writes_a_modelfile_naming_the_gguf_stops_and_system(trained_tiny: Path,
+                                                                           tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["export", "--format", "ollama", "--model", str(trained_tiny), "--type",
+                                      "f16", "--output", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (gguf,) = tmp_path.glob("*.f16.gguf")
+    text = (tmp_path / "Modelfile").read_text()
+    assert f"FROM ./{gguf.name}\n" in text
+    assert 'PARAMETER stop "<|im_end|>"' in text  # the ChatML end of turn of SmolLM2's template
+    assert f'SYSTEM """{SYSTEM}"""' in text
+    assert "TEMPLATE" in text and "<|im_start|>{{ .Role }}" in text
+    assert "ollama create NAME -f" in result.output
+
+
+def test_export_needs_a_model_and_keeps_ilab(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["export", "--format", "gguf", "--output", str(tmp_path)])
+    assert result.exit_code == 2 and "labtax: error: --format gguf needs --model" in result.output
+    result = CliRunner().invoke(cli, ["export", "--format", "ilab", "--output", str(tmp_path)])
+    assert result.exit_code == 2 and "--format ilab needs --data" in result.output
+    result = CliRunner().invoke(cli, ["export", "--format", "gguf", "--model", str(tmp_path), "--output",
+                                      str(tmp_path / "o")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
