@@ -10,7 +10,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from cihelpers import HOOKS, VENV_BIN, add_leaf, run
+from cihelpers import HOOKS, ROOT, VENV_BIN, add_leaf, run
 from gitrepo import GitRepo
 
 PLANT = "import os\nwith open({marker!r}, 'a') as f:\n    f.write({name!r} + '\\n')\n"
@@ -112,12 +112,19 @@ def test_install_step_never_runs_the_checkouts_pip_or_venv(tmp_path: Path) -> No
 
 
 def test_torchrun_launcher_and_workers_never_import_from_the_cwd(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "tests" / "train"))
+    from train_fixtures import make_data_dir
+
+    from labtax.util.lock import directory_lock
+
     marker = tmp_path / "ran.txt"
     checkout = tmp_path / "taxonomy"
     plant(checkout, marker)
-    # A data folder that does not exist: the real worker starts, imports the real labtax and stops
-    # with a usage error, after torchrun and the worker have done every import they do.
-    proc = run([str(VENV_BIN / "labtax"), "train", "--data", str(tmp_path / "missing"), "--model", "tiny",
-                "--output", str(tmp_path / "out"), "--nproc-per-node", "1"], cwd=checkout)
+    data, out = make_data_dir(tmp_path / "data"), tmp_path / "out"
+    # Real data, and the output folder's lock held here: torchrun starts, the worker imports the real
+    # labtax and everything training imports, then stops at the lock (exit 4) instead of training.
+    with directory_lock(out):
+        proc = run([str(VENV_BIN / "labtax"), "train", "--data", str(data), "--model", "tiny",
+                    "--output", str(out), "--nproc-per-node", "1"], cwd=checkout)
     assert ran(marker) == [], proc.stderr[-2000:]
-    assert "launching" in proc.stderr and proc.returncode != 0
+    assert "launching" in proc.stderr and "another labtax train run" in proc.stderr, proc.stderr[-2000:]
