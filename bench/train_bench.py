@@ -162,7 +162,8 @@ def peak_rss(data_dir: Path, out: Path) -> int:
     return int(res.stdout.strip().splitlines()[-1])
 
 
-LORA_STEPS = 4
+LORA_STEPS = 4  # short: the whole section stays near one CPU-minute per run
+LORA_BATCH = 4
 LORA_CHILD = r"""
 import json, sys, time, torch
 torch.set_num_threads(1)
@@ -175,7 +176,7 @@ marks = []
 def log(line):
     if "] step " in line:
         marks.append(time.process_time())  # CPU seconds of this process when each step ended
-cfg = load_config(overrides={"max_steps": int(sys.argv[4]), "effective_batch": 8, "max_tokens_per_batch": 2048,
+cfg = load_config(overrides={"max_steps": int(sys.argv[4]), "effective_batch": int(sys.argv[5]), "max_tokens_per_batch": 2048,
                              "max_seq_len": 2048, "warmup_steps": 1, "lr": 1e-4})
 lora = LoraSettings(rank=16, alpha=32, dropout=0.0) if mode == "lora" else None
 run_training(data, "embedded-small", out, ["knowledge"], cfg, select="last", log=log, report_to=[], lora=lora)
@@ -193,17 +194,17 @@ def lora_vs_full() -> None:
     rng = random.Random(1)
     samples = [{"messages": [
         {"role": "user", "content": " ".join(rng.choices(WORDS, k=rng.randint(6, 20))) + "?"},
-        {"role": "assistant", "content": " ".join(rng.choices(WORDS, k=rng.randint(20, 120)))}],
-        "metadata": {"leaf": "knowledge/bench"}, "unmask": False} for _ in range(8 * LORA_STEPS)]
+        {"role": "assistant", "content": " ".join(rng.choices(WORDS, k=rng.randint(20, 80)))}],
+        "metadata": {"leaf": "knowledge/bench"}, "unmask": False} for _ in range(LORA_BATCH * LORA_STEPS)]
     data = tmp / "data"
     data.mkdir()
     write(data / "phase1_knowledge.jsonl", samples)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LABTAX_TORCH_THREADS": "1", "PYTHONPATH": str(REPO)}
     print(f"== 5. LoRA (rank 16, every linear layer of the blocks) vs full fine-tuning, SmolLM2-135M, CPU, "
-          f"1 thread, {LORA_STEPS} steps of 8 samples")
+          f"1 thread, {LORA_STEPS} steps of {LORA_BATCH} samples")
     figures = {}
     for mode in ("full", "lora"):
-        res = subprocess.run([sys.executable, "-c", LORA_CHILD, str(data), str(tmp / mode), mode, str(LORA_STEPS)],
+        res = subprocess.run([sys.executable, "-c", LORA_CHILD, str(data), str(tmp / mode), mode, str(LORA_STEPS), str(LORA_BATCH)],
                              capture_output=True, text=True, env=env, check=False)
         if res.returncode != 0:
             raise SystemExit(f"{mode} run failed:\n{res.stderr[-3000:]}")
