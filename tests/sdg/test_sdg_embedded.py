@@ -40,6 +40,17 @@ def test_tiny_model_batches_with_left_padding(one_thread: None) -> None:
     assert teacher.count_tokens("hello world") > 0
 
 
+def test_the_kv_budget_narrows_the_batch_and_changes_no_text(one_thread: None) -> None:
+    """A KV budget too small for two rows' caches decodes one row at a time: same texts, greedy and
+    sampled (each row's own generator), as the full-width batch."""
+    wide = TransformersTeacher("tiny", batch_size=8, threads=1)
+    narrow = TransformersTeacher("tiny", batch_size=8, threads=1, kv_budget_gib=1e-6)
+    texts = ["hi", "a much longer prompt with many more words in it than the first", "mid length prompt"]
+    requests = _reqs(texts, max_tokens=6, temperature=0.0) + _reqs(texts, max_tokens=5, temperature=0.9)
+    assert [r.text for r in run(narrow.complete(requests))] == [r.text for r in run(wide.complete(requests))]
+    assert narrow.kv_budget < narrow.kv_token_bytes * 10  # not even one row of ten tokens fits: width 1
+
+
 def test_concurrent_calls_share_batches(one_thread: None) -> None:
     """A wrapper sending one request per call (like the run ledger) still gets one continuous batch."""
     import asyncio
