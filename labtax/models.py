@@ -235,6 +235,9 @@ def check_weights(name: str) -> None:
     file's header must cover the file (a truncated copy fails here). A usage error in one line."""
     if name in NAMES:
         return
+    if is_adapter_dir(name):  # the adapter's own file, then its base's weights
+        _adapter_file(name)
+        return check_weights(adapter_base(name))
     path = _check_local_dir(name)
     files = sorted(path.glob("*.safetensors"))
     if not files:
@@ -309,8 +312,17 @@ def adapter_base(folder: str | Path) -> str:
     return str(relative) if relative.is_dir() else base
 
 
+def _adapter_file(folder: str | Path) -> Path:
+    """The adapter's weights: safetensors only (PEFT would also read a pickled adapter_model.bin)."""
+    path = Path(folder) / "adapter_model.safetensors"
+    if not path.is_file():
+        raise UsageError(f"LoRA adapter {str(folder)!r}: no adapter_model.safetensors (labtax never loads pickle files)")
+    return path
+
+
 def load_adapter_model(folder: str | Path, *, dtype: Any = None, seed: int | None = None) -> PreTrainedModel:
     """The base model with the adapter merged into its weights, in eval mode."""
+    _adapter_file(folder)
     try:
         from peft import PeftModel
     except ImportError:

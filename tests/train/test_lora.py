@@ -74,6 +74,14 @@ def test_lora_of_both_phases_on_tiny_trains_only_the_adapter(tmp_path: Path) -> 
     session = open_session(ChatOptions(model=str(skills / "adapter"), max_new_tokens=3, threads=1))
     session.reply("hello")
     assert len(session.history) == 2
+    result = CliRunner().invoke(cli, ["eval", "--base", "tiny", "--candidate", str(knowledge / "adapter"), "--data",
+                                      str(data), "--leaves", "all", "--format", "json", "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output[result.output.index("{"):])["candidate"]["model"] == str(knowledge / "adapter")
+    (knowledge / "adapter" / "adapter_model.safetensors").rename(knowledge / "adapter" / "adapter_model.bin")
+    result = CliRunner().invoke(cli, ["eval", "--base", "tiny", "--candidate", str(knowledge / "adapter"), "--data",
+                                      str(data), "--leaves", "all"])
+    assert result.exit_code == 2 and "no adapter_model.safetensors" in result.output
 
 
 def test_lora_on_embedded_small_both_phases(tmp_path: Path) -> None:
