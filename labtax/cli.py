@@ -313,6 +313,7 @@ def train_cmd(**params: Any) -> int:
 
     A killed run resumes from its last saved state when the same command runs again.
     """
+    from labtax.errors import UsageError
     from labtax.train.launch import launch, under_torchrun
     from labtax.train.lora import LoraSettings, check_4bit
     from labtax.train.reporting import resolve_report_to
@@ -320,8 +321,11 @@ def train_cmd(**params: Any) -> int:
     report_to = resolve_report_to(params["report_to"])  # a missing tracker fails before torchrun starts
     ctx = click.get_current_context()
     from_file = set_in_config_file(ctx)
-    if (lora := LoraSettings.from_options(params)) is not None and lora.load_in_4bit:
-        check_4bit()  # so does QLoRA without a GPU: one line, exit 2
+    if (lora := LoraSettings.from_options(params)) is not None:
+        if lora.load_in_4bit:
+            check_4bit()  # so does QLoRA without a GPU: one line, exit 2
+        if (params["nproc_per_node"] or 1) > 1 or (params["nnodes"] or 1) > 1:
+            raise UsageError("LoRA (--lora-rank) runs in one process for now: drop --nproc-per-node/--nnodes")
     if params["nproc_per_node"] and not under_torchrun():
         from labtax.train.command import TrainCommand, check_train_command
 

@@ -143,3 +143,6 @@ def test_load_in_4bit_without_cuda_is_one_line_and_exit_2(tmp_path: Path) -> Non
     result = CliRunner().invoke(cli, ["train", "--data", str(data), "--model", "tiny", "--output", str(tmp_path / "o"),
                                       "--lora-alpha", "8"])
     assert result.exit_code == 2 and "--lora-alpha need --lora-rank N" in result.output
+    result = CliRunner().invoke(cli, ["train", "--data", str(data), "--model", "tiny", "--output", str(tmp_path / "o"),
+                                      "--lora-rank", "4", "--nproc-per-node", "2"])
+    assert result.exit_code == 2 and "LoRA (--lora-rank) runs in one process for now" in result.output
