@@ -55,6 +55,8 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "lr-2e-4": ({}, {**NO_STATE, "lr": 2e-4}),
     "exposures-12": ({}, {**NO_STATE, "exposures": 12}),
     "exposures-48": ({}, {**NO_STATE, "exposures": 48}),
+    # One trained wording a fact: what the pipeline's default (two wordings, one held out) trains.
+    "one-wording": ({"wordings": 1}, NO_STATE),
 }
 
 
@@ -70,12 +72,13 @@ def load_facts(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
-def samples(facts: dict[str, Any]) -> list[dict[str, Any]]:
-    """The training wordings as the knowledge pipeline stores them (chunk, document, fact)."""
+def samples(facts: dict[str, Any], wordings: int = 3) -> list[dict[str, Any]]:
+    """The first `wordings` training wordings of each fact as the knowledge pipeline stores them
+    (chunk, document, fact)."""
     out = []
     for n, fact in enumerate(facts["facts"]):
         chunk = facts["passages"][fact["passage"]].strip()
-        for q, a in fact["train"]:
+        for q, a in fact["train"][:wordings]:
             out.append({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}],
                         "metadata": {"question": q, "context": chunk, "document": facts["document"],
                                      "chunk": fact["passage"], "fact": f"{facts['document']}#{fact['passage']}/{n}"},
@@ -95,8 +98,10 @@ def held_out_rows(facts: dict[str, Any], system: str) -> list[dict[str, Any]]:
 
 
 def make_sets(facts: dict[str, Any], mix: dict[str, Any], out: Path) -> dict[str, int]:
+    mix = dict(mix)
+    wordings = mix.pop("wordings", 3)
     settings = MixSettings(**{**mix, "hold_out": False})  # the held-out questions are the hand-written ones
-    sets = build_sets([MixLeaf.from_samples(LEAF, "knowledge", "bench", samples(facts))], settings)
+    sets = build_sets([MixLeaf.from_samples(LEAF, "knowledge", "bench", samples(facts, wordings))], settings)
     out.mkdir(parents=True, exist_ok=True)
     write_sets(out, sets)
     test = held_out_rows(facts, settings.system_prompt)
