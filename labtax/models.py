@@ -413,13 +413,29 @@ def load_model(name: str, *, dtype: Any = None, seed: int = TINY_SEED, threads: 
             path = _check_local_dir(name)
             check_weights(name)
             kwargs.update(use_safetensors=True, trust_remote_code=False)
+        # The embedded cache is bf16: loading it as fp32 held the mapped bf16 file and the whole fp32
+        # model at once (10.3 GiB peak for the 1.5B); load it as bf16 and widen tensor by tensor.
+        widen = name == EMBEDDED and dtype == torch.float32
         if dtype is not None:
-            kwargs["dtype"] = dtype
+            kwargs["dtype"] = torch.bfloat16 if widen else dtype
         model = _local(name, lambda: AutoModelForCausalLM.from_pretrained(str(path), **kwargs))
+        if widen:
+            upcast_in_place(model, dtype)
     if dtype is not None:
         model = model.to(dtype)
     model.eval()
     return model
+
+
+def upcast_in_place(model: Any, dtype: Any) -> None:
+    """Each parameter to `dtype` one at a time (its old storage freed before the next), tied weights
+    kept tied: the peak is the new model plus one tensor, not two whole models."""
+    import torch
+
+    with torch.no_grad():
+        for param in model.parameters():  # a tied weight is listed once
+            if param.dtype != dtype:
+                param.data = param.data.to(dtype)
 
 
 def render_chat(

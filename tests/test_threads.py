@@ -67,3 +67,14 @@ def test_loading_a_model_sets_the_threads_for_eval_and_train(monkeypatch: pytest
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_upcast_in_place_keeps_tied_weights_tied_and_values_equal() -> None:
+    import torch
+
+    model = models.build_tiny_model().to(torch.bfloat16)
+    expected = {k: v.float() for k, v in model.state_dict().items()}
+    models.upcast_in_place(model, torch.float32)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight  # still one tensor
+    assert all(torch.equal(v, expected[k]) for k, v in model.state_dict().items())
