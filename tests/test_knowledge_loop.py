@@ -1,0 +1,108 @@
+"""Acceptance (issue 20): the whole loop on a small made-up-facts taxonomy of the tests' own teaches a
+student facts it can recall closed book, asked in words it never trained on.
+
+taxonomy (a real git repo) -> labtax diff-generate with a teacher that answers from a fixed list of
+facts and wordings (the local OpenAI test server) -> the mixer holds one wording of each fact out ->
+labtax train phase 1 with labtax's default knowledge recipe on the real 135M student (embedded-small)
+-> labtax eval: the held-out questions, asked with no context, answered right after, not before.
+
+Five facts, three wordings each, no system turn (shorter rows): the 135M student's phase 1 is 16 optimizer
+steps of 8. Marked slow: about two CPU-minutes in all, over the suite's 60 CPU-s for one test.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lab_taxonomy import add_knowledge, read_jsonl, run_cli, teacher_args
+from openai_server import OpenAIServer, lab_responder
+
+pytestmark = pytest.mark.slow
+
+LEAF = "knowledge/crafts/orvane_guild"
+DOCUMENT = """# The Orvane Clockmakers' Guild
+
+The Orvane Clockmakers' Guild was founded in 1721 by Lisbet Anvar in the city of Corvaine. Today the
+guild has 84 members, and its master is Tomas Delling.
+"""
+# The teacher's fixed list: per fact, three differently worded question-answer pairs.
+FACTS: list[tuple[str, list[tuple[str, str]]]] = [
+    ("The guild was founded in 1721.", [
+        ("When was the Orvane Clockmakers' Guild founded?", "The Orvane Clockmakers' Guild was founded in 1721."),
+        ("In what year did the Orvane Clockmakers' Guild begin?", "It began in 1721."),
+        ("What is the founding year of the Orvane Clockmakers' Guild?", "Its founding year is 1721.")]),
+    ("Lisbet Anvar founded the guild.", [
+        ("Who founded the Orvane Clockmakers' Guild?", "Lisbet Anvar founded the Orvane Clockmakers' Guild."),
+        ("Which person started the Orvane Clockmakers' Guild?", "It was started by Lisbet Anvar."),
+        ("Name the founder of the Orvane Clockmakers' Guild.", "The founder was Lisbet Anvar.")]),
+    ("The guild is in Corvaine.", [
+        ("In which city was the Orvane Clockmakers' Guild founded?", "It was founded in the city of Corvaine."),
+        ("Where is the Orvane Clockmakers' Guild based?", "The guild is based in Corvaine."),
+        ("What city is home to the Orvane Clockmakers' Guild?", "The city of Corvaine is its home.")]),
+    ("The guild has 84 members.", [
+        ("How many members does the Orvane Clockmakers' Guild have?", "The guild has 84 members."),
+        ("What is the size of the Orvane Clockmakers' Guild's membership?", "It has 84 members."),
+        ("How many clockmakers belong to the Orvane guild today?", "84 members belong to it today.")]),
+    ("Tomas Delling is the guild's master.", [
+        ("Who is the master of the Orvane Clockmakers' Guild?", "Its master is Tomas Delling."),
+        ("Who leads the Orvane Clockmakers' Guild today?", "Tomas Delling leads it as its master."),
+        ("Name the current master of the Orvane Clockmakers' Guild.", "The current master is Tomas Delling.")]),
+]
+
+
+def fixed_list_teacher() -> Any:
+    """The lab responder, except that the knowledge Q&A stage answers from the fixed list: as many facts
+    and wordings as the request asks for, the next facts of the list for each request."""
+    lab = lab_responder()
+    lock, taken = threading.Lock(), [0]
+
+    def respond(kind: str, body: dict[str, Any]) -> Any:
+        text = "\n".join(str(m.get("content", "")) for m in body.get("messages", [])) or str(body.get("prompt", ""))
+        if "STAGE: knowledge_qa" in text:
+            facts = re.search(r"pick (\d+) different facts", text)
+            wordings = re.search(r"write (\d+) pairs", text)
+            n, w = int(facts.group(1)) if facts else 2, int(wordings.group(1)) if wordings else 3
+            with lock:
+                first, taken[0] = taken[0], taken[0] + n
+            chosen = [FACTS[(first + i) % len(FACTS)] for i in range(min(n, len(FACTS)))]
+            return "\n\n".join(f"Fact: {fact}\n" + "\n".join(f"Question: {q}\nAnswer: {a}" for q, a in pairs[:w])
+                               for fact, pairs in chosen)
+        return lab(kind, body)
+
+    return respond
+
+
+def test_the_trained_student_recalls_held_out_facts_it_could_not_before(git_repo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    add_knowledge(git_repo, LEAF, doc=DOCUMENT)
+    git_repo.commit("a made-up knowledge leaf")
+    out, run = tmp_path / "generated", tmp_path / "train"
+    with OpenAIServer(fixed_list_teacher()) as server:
+        code, text = run_cli(["diff-generate", "--taxonomy", str(git_repo.root), "--base", "empty", "--output",
+                              str(out), "--chunk-tokens", "400", "--wordings-per-fact", "3",
+                              "--system-prompt", "", *teacher_args(server, samples=40)])
+    assert code == 0, text
+    held = [t for t in read_jsonl(out / "test.jsonl") if t["metadata"].get("source") == "held_out"]
+    assert len(held) == 5, text  # one wording of every fact, asked closed book
+    questions = {m["content"] for s in read_jsonl(out / "phase1_knowledge.jsonl") for m in s["messages"]}
+    assert not any(h["messages"][0]["content"] in questions for h in held)  # never trained on
+
+    # Phase 1 with labtax's defaults (the knowledge recipe), but steps of 8: fewer, cheaper steps.
+    code, text = run_cli(["train", "--data", str(out), "--model", "embedded-small", "--output", str(run),
+                          "--phase", "knowledge", "--select", "last", "--effective-batch", "8"])
+    assert code == 0, text
+    assert "epochs fitted to 24 exposures" in text and "peak lr 0.0001" in text
+    candidate = json.loads((run / "knowledge" / "result.json").read_text())["selected"]["path"]
+
+    code, text = run_cli(["eval", "--base", "embedded-small", "--candidate", candidate, "--data", str(out),
+                          "--format", "json", "--output", str(tmp_path / "eval.json")])
+    report = json.loads((tmp_path / "eval.json").read_text())
+    row = next(r for r in report["leaves"] if r["leaf"] == LEAF)
+    cb = row["closed_book"]
+    assert cb["items"] == len(held) and cb["base_accuracy"] <= 0.1
+    assert cb["candidate_accuracy"] >= cb["base_accuracy"] + 0.3, cb
+    assert row["evidence"] == "closed_book"
