@@ -135,9 +135,13 @@ def choose_threads() -> int:
     threads ran 8x slower than one. Other work is read from the kernel's count of runnable tasks now
     (the 1-minute load average would count the previous step of the same job, and kept a pipeline of
     labtax commands on one thread of an idle machine); the load average only where that count is not
-    available. $LABTAX_TORCH_THREADS overrides."""
-    if os.environ.get("LABTAX_TORCH_THREADS"):
-        return max(1, int(os.environ["LABTAX_TORCH_THREADS"]))
+    available. $LABTAX_TORCH_THREADS overrides, then $OMP_NUM_THREADS: a count the user set is kept (a
+    load-dependent count would also make a resumed training run differ from an uninterrupted one, since
+    the thread count changes the order of float sums)."""
+    for variable in ("LABTAX_TORCH_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(variable, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux

@@ -29,6 +29,7 @@ def test_no_count_means_none(tmp_path: Path) -> None:
 def test_an_idle_machine_after_a_busy_minute_gets_every_core(monkeypatch: pytest.MonkeyPatch) -> None:
     # A 1-minute load average of 1.0 left by the previous step of the same job is not other work.
     monkeypatch.delenv("LABTAX_TORCH_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
     monkeypatch.setattr(os, "getloadavg", lambda: (1.0, 1.0, 1.0))
     monkeypatch.setattr(models, "others_running", lambda: 0)
@@ -44,9 +45,25 @@ def test_the_load_average_is_the_fallback_and_the_variable_wins(monkeypatch: pyt
     monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 1.0, 1.0))
     monkeypatch.setattr(models, "others_running", lambda: None)
     monkeypatch.delenv("LABTAX_TORCH_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert models.choose_threads() == 2
     monkeypatch.setenv("LABTAX_TORCH_THREADS", "3")
     assert models.choose_threads() == 3
+
+
+def test_a_thread_count_the_user_set_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    # OMP_NUM_THREADS=1 is how a user (and the resume tests) pin a run: a count chosen from the load
+    # would override it, and a resumed run would sum floats in another order than the killed one.
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})
+    monkeypatch.setattr(models, "others_running", lambda: 0)
+    monkeypatch.delenv("LABTAX_TORCH_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert models.choose_threads() == 1
+    monkeypatch.setenv("LABTAX_TORCH_THREADS", "3")
+    assert models.choose_threads() == 3
+    monkeypatch.delenv("LABTAX_TORCH_THREADS")
+    monkeypatch.setenv("OMP_NUM_THREADS", "not a number")
+    assert models.choose_threads() == 4
 
 
 def test_loading_a_model_sets_the_threads_for_eval_and_train(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -56,7 +56,7 @@ def test_cli_pass_and_json_shape(trained: dict[str, Path], tmp_path: Path) -> No
     assert report["judge"] is None
     row = report["leaves"][0]
     assert set(row) == {"leaf", "changed", "examples", "tokens", "base", "candidate", "change_pct", "status",
-                        "passed", "judge", "verdict", "evidence", "items", "choices", "likelihood"}
+                        "passed", "judge", "verdict", "evidence", "items", "choices", "likelihood", "closed_book"}
     assert report["summary"] == {"leaves": 2, "changed": 1, "unchanged": 1, "examples": 8, "failed": 0,
                                  "improved": 1, "not_improved": 0, "stable": 1, "regressed": 0, "no_data": 0}
 

@@ -54,7 +54,7 @@ def test_train_writes_tensorboard_events_loss_png_and_model_cards(data_dir: Path
     card = (Path(result["selected"]["path"]) / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: transformers\n")
     for needle in ("a" * 40, "teacher-x", "`knowledge/history/rivers/qna.yaml`", "k" * 64,
-                   "selected checkpoint", "Weights saved in fp32", "test.jsonl loss"):
+                   "selected checkpoint", "Weights saved in fp32", "validation.jsonl loss"):
         assert needle in card, needle
     config = json.loads((Path(result["selected"]["path"]) / "config.json").read_text())
     assert config.get("dtype", config.get("torch_dtype")) == "float32"
