@@ -205,21 +205,6 @@ def reuse_or_reset(phase: str, phase_dir: Path, inputs: dict[str, Any], runtime:
                     raise InputOutputError(f"cannot remove {target}: {exc.strerror or exc}") from None
     runtime.barrier()
     return reuse
-    if changed:
-        say(f"[{phase}] {phase_dir} holds a run of other inputs ({'; '.join(changed[:4])}"
-            f"{'; ...' if len(changed) > 4 else ''}): starting the phase over")
-        if runtime.is_main:
-            for name in RUN_FILES:
-                target = phase_dir / name
-                try:
-                    if target.is_dir():
-                        shutil.rmtree(target)
-                    else:
-                        target.unlink(missing_ok=True)
-                except OSError as exc:
-                    raise InputOutputError(f"cannot remove {target}: {exc.strerror or exc}") from None
-        runtime.barrier()
-    return None
 
 
 def _start_model(phase: str, model: str, results: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any] | None]:
