@@ -136,7 +136,8 @@ def tokenizer_hash(tokenizer: PreTrainedTokenizerBase) -> str:
     return h.hexdigest()
 
 
-def _file_hash(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """A file's sha256, read a megabyte at a time (sets can be gigabytes)."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -189,7 +190,7 @@ def _as_is(sample: Any) -> dict[str, Any]:
 def cache_dir(path: Path, tokenizer: PreTrainedTokenizerBase, max_seq_len: int, cache_root: Path,
               tok_hash: str | None = None) -> Path:
     """Where `tokenize_file` puts (or finds) this file's tokens: keyed by content, tokenizer, max_seq_len."""
-    key_src = f"v{CACHE_VERSION}|{_file_hash(path)}|{tok_hash or tokenizer_hash(tokenizer)}|{max_seq_len}"
+    key_src = f"v{CACHE_VERSION}|{file_sha256(path)}|{tok_hash or tokenizer_hash(tokenizer)}|{max_seq_len}"
     return cache_root / f"{path.stem}-{hashlib.sha256(key_src.encode()).hexdigest()[:20]}"
 
 

@@ -42,7 +42,7 @@ from labtax.errors import ConfigError, InputOutputError, LockedError, UsageError
 from labtax.models import EMBEDDED, EMBEDDED_SMALL, TINY, load_model, load_tokenizer, model_id
 from labtax.train.checkpoint import find_state, read_state_header
 from labtax.train.config import PHASES, PhaseConfig, TrainConfig
-from labtax.train.data import TokenizedFile, tokenize_file, tokenizer_hash, wait_for_tokens
+from labtax.train.data import TokenizedFile, file_sha256, tokenize_file, tokenizer_hash, wait_for_tokens
 from labtax.train.loop import train_phase
 from labtax.train.lora import LoraSettings, apply_lora, load_4bit, trainable_counts
 from labtax.train.model_card import write_cards
@@ -96,14 +96,6 @@ def choosable(checkpoints: list[dict[str, Any]], mode: str) -> list[dict[str, An
 # Settings that change how a phase runs, not what it learns (memory, speed, what is kept on disk):
 # a change of these alone neither retrains a finished phase nor refuses to resume one.
 NEUTRAL_SETTINGS = frozenset({"activation_checkpointing", "max_tokens_per_batch", "save_state"})
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def model_fingerprint(name: str) -> str:
