@@ -2,11 +2,55 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import os
+import resource
+import time
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
 from gitrepo import GitRepo
+
+# ---------------------------------------------------------------- per-test CPU (LABTAX_TEST_CPU=FILE)
+# The suite has a CPU budget (README, testing): with LABTAX_TEST_CPU=FILE set, each test phase appends
+# `nodeid phase cpu_seconds wall_seconds` to FILE. CPU is this process's and its waited-for children's
+# user+sys time (getrusage counts a child only once it is reaped, which subprocess.run does), so a test
+# that spawns `labtax` is charged for the subprocess too. A session-scoped fixture is charged to the
+# setup phase of the first test that uses it.
+
+
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _timed(item: pytest.Item, phase: str) -> Generator[None, object, object]:
+    path = os.environ.get("LABTAX_TEST_CPU")
+    if not path:
+        return (yield)
+    cpu, wall = _cpu_seconds(), time.monotonic()
+    try:
+        return (yield)
+    finally:
+        line = f"{item.nodeid} {phase} {_cpu_seconds() - cpu:.3f} {time.monotonic() - wall:.3f}\n"
+        with open(path, "a", encoding="utf-8") as out:  # one short append a line: safe beside another run
+            out.write(line)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
+    return (yield from _timed(item, "setup"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    return (yield from _timed(item, "call"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    return (yield from _timed(item, "teardown"))
 
 
 @pytest.fixture
