@@ -67,9 +67,7 @@ cat "$report"
 if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then
   { echo "## labtax eval: $checkpoint vs $base"; echo; cat "$report"; } >>"$GITHUB_STEP_SUMMARY"
 fi
-# The checkpoint's model card gets the eval table too, so a shared checkpoint carries its results.
-if [ -f "$checkpoint/README.md" ] && [ -s "$report" ]; then
-  { echo; echo "## labtax eval against $base"; echo; cat "$report"; } >>"$checkpoint/README.md"
-fi
+# The checkpoint's model card is not touched here: labtax eval records its per-leaf results there
+# itself (model-index metadata and a table), and a second copy from this script would repeat them.
 output "eval-exit-code=$rc"
 exit "$rc"

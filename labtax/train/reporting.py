@@ -216,7 +216,7 @@ def plot_loss(metrics: Path, target: Path, title: str) -> Path | None:
     ax = fig.add_subplot()
     ax.plot([s for s, _ in train], [v for _, v in train], label="train loss (token mean)", linewidth=1.2)
     if test:
-        ax.plot([s for s, _ in test], [v for _, v in test], "o--", label="test.jsonl loss", linewidth=1.0)
+        ax.plot([s for s, _ in test], [v for _, v in test], "o--", label="held-out loss (the selection split)", linewidth=1.0)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss")
     ax.set_title(title)
@@ -250,7 +250,8 @@ def loss_markdown(metrics: Path, title: str) -> str | None:
              f"    x-axis \"optimizer step\" [{', '.join(str(s) for s, _ in points)}]",
              '    y-axis "loss"', f"    line [{', '.join(f'{v:.4f}' for _, v in points)}]", "```", "",
              f"{len(train)} steps: loss {train[0][1]:.4f} at step {train[0][0]} → {train[-1][1]:.4f} at step "
-             f"{train[-1][0]}" + (f"; test.jsonl loss per checkpoint: "
+             f"{train[-1][0]}" + (f"; held-out loss per checkpoint (validation.jsonl; test.jsonl only for data "
+                                  f"without a validation split): "
                                   f"{', '.join(f'{v:.4f} (step {s})' for s, v in test)}" if test else "") + ".",
              ""]
     return "\n".join(lines)
