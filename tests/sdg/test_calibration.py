@@ -169,7 +169,8 @@ def knowledge_judge(kind: str, body: dict[str, Any]) -> Any:
     if "STAGE: standalone" in system:
         p = 0.1 if "passage above" in user else 0.9
     else:
-        document = _field(user, "Document:")
+        # The whole document shown (a chunk may hold several paragraphs), up to the question.
+        document = user.split("Document:", 1)[1].split("\nQuestion:", 1)[0]
         answer = user.rsplit("Answer:", 1)[-1]
         question = _field(user.split("Answer:")[0], "Question:")
         foreign = [n for n in PLANETS if n in answer and n not in document]

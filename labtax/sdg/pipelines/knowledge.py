@@ -15,6 +15,7 @@ for closed-book evaluation and train the others.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,8 @@ def plan(leaf: Leaf, settings: GenerationSettings, chunks: int | list[str] | Non
         first = settings.request_limit()
         rows = first * max(settings.qa_per_request, settings.wordings_per_fact)
     # Each filter's calibration on the seed Q&A and their broken copies, once per leaf.
-    examples = calibration_examples(knowledge_seeds(leaf), str(leaf.data.get("domain") or "").strip())
+    texts = chunks if isinstance(chunks, list) else []
+    examples = calibration_examples(knowledge_seeds(leaf), str(leaf.data.get("domain") or "").strip(), texts)
     calibration = {f"calibrate_{f}": requests_needed(examples[f], settings.calibration_examples) for f in FILTERS}
     return {"knowledge_qa": first, **{f: rows for f in FILTERS}, **calibration, **mc_plan(settings)}
 
@@ -135,7 +137,7 @@ async def run_knowledge(runner: Runner, taxonomy_root: Path) -> list[dict[str, A
         for q, a in seed["pairs"]:
             dedup.add(f"{q}\n{a}")
     drop_reasons = {name: runner.pipeline.stages[name].drop or f"not_{name}" for name in FILTERS}
-    examples = calibration_examples(seeds, domain)
+    examples = calibration_examples(seeds, domain, [c.text for c in chunks])
 
     def judge(name: str) -> filters.Step:
         def make(i: int, row: Row) -> Any:
@@ -254,23 +256,51 @@ def _pair_rows(runner: Runner, chunks: list[Chunk], shown: tuple[int, ...], ask:
     return rows
 
 
-def calibration_examples(seeds: list[dict[str, Any]], domain: str) -> dict[str, Examples]:
-    """Per filter, the seed Q&A (good) and broken copies of them: for `faithful` an answer taken from
-    another seed's context (not in this document), for `relevant` an off-topic question or another
+def home_chunk(context: str, answer: str, chunks: Sequence[str]) -> str:
+    """The chunk of the leaf's documents that holds a seed example: of the chunks holding every key
+    fact of its answer, the one sharing most words with its context; the seed's own context when no
+    chunk holds it (a seed written apart from the documents)."""
+    words = set(context.lower().split())
+    holding = [c for c in chunks if not unsupported_facts(answer, c)]
+    if not holding or not words & set(" ".join(holding).lower().split()):
+        return context
+    return max(holding, key=lambda c: (len(words & set(c.lower().split())), -len(c)))
+
+
+def calibration_examples(seeds: list[dict[str, Any]], domain: str,
+                         chunks: Sequence[str] = ()) -> dict[str, Examples]:
+    """Per filter, the seed Q&A (good) and broken copies of them: for `faithful` an answer its
+    document chunk does not hold (another seed's), for `relevant` an off-topic question or another
     pair's answer, for `standalone` the question made to point at "the passage above". One pair per
-    seed first, so a few examples still span every seed context."""
+    seed first, so a few examples still span every seed context.
+
+    Each example is shown with the chunk of the documents that holds it (`home_chunk`), as the
+    generated pairs are: a judge shown a two-sentence seed context gives P(yes) on another scale than
+    one shown a whole chunk, and a cut placed on the seeds' scale dropped every generated pair of a
+    1.5B teacher (docs/sdg.md, *Per-leaf calibration*). Without chunks (or for a seed no chunk holds)
+    the seed's own context is shown, as before."""
     flat = [(s["context"], q, a) for k in range(3) for s in seeds if s["context"] and len(s["pairs"]) > k
             for q, a in [s["pairs"][k]]]
-    good = [Row(q, c, a) for c, q, a in flat]
-    other_answers = rotate([a for _, _, a in flat])  # the next seed's answer at the same position
-    not_in_document = [Row(q, c, a) for (c, q, own), a in zip(flat, other_answers) if a != own]
+    shown = [home_chunk(c, a, chunks) if chunks else c for c, _, a in flat]
+    good = [Row(q, h, a) for h, (_, q, a) in zip(shown, flat)]
+    answers = [a for _, _, a in flat]
+    not_in_document = []
+    for k, (h, (c, q, own)) in enumerate(zip(shown, flat)):
+        # The next seed answer (in turn) that this chunk does not hold; else the next one shown with
+        # the seed's own context, which cannot hold it.
+        others = [a for a in rotate(answers, k + 1) if a != own]
+        foreign = next((a for a in others if unsupported_facts(a, h)), None)
+        if foreign is not None:
+            not_in_document.append(Row(q, h, foreign))
+        elif others:
+            not_in_document.append(Row(q, c, others[0]))
     topic = " ".join([domain] + [q for _, q, _ in flat])
-    off_topic = [Row(pick_off_topic(topic, i), c, a) for i, (c, _, a) in enumerate(flat)]
+    off_topic = [Row(pick_off_topic(topic, i), h, a) for i, (h, (_, _, a)) in enumerate(zip(shown, flat))]
     mixed = [r for pair in zip(off_topic, not_in_document) for r in pair]
     return {
         "faithful": (good, not_in_document),
         "relevant": (good, mixed),
-        "standalone": (good, [Row(dependent(q), c, a) for c, q, a in flat]),
+        "standalone": (good, [Row(dependent(q), h, a) for h, (_, q, a) in zip(shown, flat)]),
     }
 
 
