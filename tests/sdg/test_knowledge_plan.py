@@ -22,12 +22,23 @@ def test_pairs_per_chunk_follow_its_facts() -> None:
     assert [a.chunks[0] for a in kp.asks] == [0, 1, 2, 1, 1]
 
 
-def test_a_limit_buys_every_fact_before_a_second_wording() -> None:
-    full = plan_knowledge([4, 4, 4], 5, GenerationSettings(qa_per_request=4, wordings_per_fact=2))
-    assert full.requests == 6 and full.wordings == 2
+def test_a_limit_buys_every_fact_in_two_wordings_before_a_third() -> None:
+    full = plan_knowledge([3, 3, 3], 5, GenerationSettings(qa_per_request=6, wordings_per_fact=3))
+    assert full.requests == 6 and full.wordings == 3
+    two = plan_knowledge([3, 3, 3], 5, GenerationSettings(qa_per_request=6, wordings_per_fact=3,
+                                                          max_requests_per_leaf=3))
+    assert two.requests == 3 and two.wordings == 2 and two.facts_asked == 9 and two.bound
+
+
+def test_a_limit_too_small_for_two_wordings_asks_fewer_facts_not_one_wording() -> None:
+    # One wording of a fact is trained but never tested (the mixer holds one wording out): at the
+    # floor of two, the rounds are cut instead, every chunk still asked.
     cut = plan_knowledge([4, 4, 4], 5, GenerationSettings(qa_per_request=4, wordings_per_fact=2,
                                                           max_requests_per_leaf=3))
-    assert cut.requests == 3 and cut.wordings == 1 and cut.facts_asked == 12 and cut.bound
+    assert cut.requests == 3 and cut.wordings == 2 and cut.facts_asked == 6 and cut.chunks_asked == 3 and cut.bound
+    one = plan_knowledge([4, 4, 4], 5, GenerationSettings(qa_per_request=4, wordings_per_fact=1,
+                                                          max_requests_per_leaf=3))
+    assert one.wordings == 1 and one.facts_asked == 12
 
 
 def test_the_budget_in_tokens_is_a_request_limit() -> None:
@@ -64,6 +75,6 @@ def test_every_chunk_is_reached_at_any_limit(facts: list[int], limit: int, per_r
     assert kp.chunks_asked == len(facts)
     assert kp.facts_asked <= kp.facts
     if kp.facts_asked < kp.facts:
-        assert kp.wordings == 1  # a cut plan gives up wordings before facts
+        assert kp.wordings == min(2, wordings)  # a cut plan gives up wordings down to two, then facts
     if kp.requests == kp.wanted:
         assert kp.wordings == wordings

@@ -13,12 +13,18 @@ still reaches every chunk. A request asks for at most `qa_per_request` pairs, an
 is spent in this order:
 
   1. the full plan (every fact, `wordings_per_fact` wordings each) when it fits;
-  2. else the most wordings per fact (down to one) for which every fact still fits;
-  3. else one wording, rounds cut at the limit (every chunk reached when the limit is at least the
+  2. else the most wordings per fact (down to two) for which every fact still fits;
+  3. else two wordings, rounds cut at the limit (every chunk reached when the limit is at least the
      chunk count; the facts of later rounds not asked);
   4. with fewer requests than chunks, neighbouring chunks are shown together in one request, so
      every chunk is still shown to the teacher; each pair is then credited to the chunk that holds
      its facts (knowledge.py).
+
+Two wordings is the floor (one when `wordings_per_fact` is 1): the mixer holds one wording of each
+fact out as its closed-book test question and trains the others, so a fact asked in one wording is
+trained but never tested, and a demo-sized limit spent that way (4 requests on a 35-fact document:
+every fact once) left no held-out question at all. Fewer facts in two wordings each are facts the
+eval can see learned.
 
 Seed examples rotate over the requests as before: request i of round r on chunk c shows seed
 example (c + r) mod S.
@@ -96,6 +102,8 @@ class KnowledgePlan:
 # line (~35 + ~15 / W tokens of the examples in tests/sdg/test_knowledge_facts.py). A request asks for
 # no more pairs than its max_tokens holds, so a short reply (the demo's 160 tokens) is not cut short.
 PAIR_TOKENS = 40
+# The fewest wordings a fact is asked in when wordings_per_fact allows it: one to hold out, one to train.
+MIN_WORDINGS = 2
 
 
 def pairs_per_request(settings: GenerationSettings) -> int:
@@ -129,17 +137,18 @@ def plan_knowledge(chunk_facts: Sequence[int], seeds: int, settings: GenerationS
     full = _rounds(facts, most, per_request, seeds)
     if not facts:
         return KnowledgePlan((), facts, most, limit, 0)
-    for wordings in range(most, 0, -1):
+    floor = min(MIN_WORDINGS, most)
+    for wordings in range(most, floor - 1, -1):
         asks = full if wordings == most else _rounds(facts, wordings, per_request, seeds)
         if len(asks) <= limit:
             return KnowledgePlan(tuple(asks), facts, wordings, limit, len(full))
     if limit >= len(facts):
-        return KnowledgePlan(tuple(_rounds(facts, 1, per_request, seeds)[:limit]), facts, 1, limit, len(full))
+        return KnowledgePlan(tuple(_rounds(facts, floor, per_request, seeds)[:limit]), facts, floor, limit, len(full))
     # Fewer requests than chunks: neighbouring chunks share a request, each group's facts asked up to
     # what one request holds.
     groups = [tuple(range(g * len(facts) // limit, (g + 1) * len(facts) // limit)) for g in range(limit)]
-    asks = [Ask(g, max(1, min(sum(facts[c] for c in g), per_request)), 1, g[0] % seeds) for g in groups]
-    return KnowledgePlan(tuple(asks), facts, 1, limit, len(full))
+    asks = [Ask(g, max(1, min(sum(facts[c] for c in g), per_request // floor)), floor, g[0] % seeds) for g in groups]
+    return KnowledgePlan(tuple(asks), facts, floor, limit, len(full))
 
 
 def plan_from_texts(texts: Sequence[str], seeds: int, settings: GenerationSettings) -> KnowledgePlan:
