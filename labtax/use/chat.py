@@ -9,11 +9,13 @@ so a chat runs as fast as generation does on the same machine.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from labtax import compute, models
 from labtax.errors import UsageError
 from labtax.use.provenance import SystemTurn, system_turn
 
@@ -96,7 +98,6 @@ def open_session(options: ChatOptions) -> ChatSession:
     """Load the model and tokenizer the way the transformers teacher does, and the system turn."""
     import torch
 
-    from labtax import compute, models
     from labtax.use.template import stop_token_ids
 
     threads = options.threads or models.choose_threads()
@@ -109,12 +110,46 @@ def open_session(options: ChatOptions) -> ChatSession:
     # hardware or on a GPU, else what a short measurement on this machine found fastest (cached).
     hidden, intermediate = models.mlp_shape(options.model)
     choice = compute.choose_dtype(device, hidden=hidden, intermediate=intermediate, threads=threads,
-                                  cache=compute.choice_file(models.weights_dir(options.model)))
+                                  cache=choice_cache(options.model))
     model = models.load_model(options.model, dtype=choice.torch_dtype(), threads=threads).to(device)  # type: ignore[arg-type]
     ends = getattr(model.generation_config, "eos_token_id", None)
     stops = stop_token_ids(tokenizer) + [int(t) for t in ([ends] if isinstance(ends, int) else list(ends or []))]
     turn = system_turn(options.model, explicit=options.system, data_dir=options.data_dir)
     return ChatSession(model, tokenizer, turn, options, device, list(dict.fromkeys(stops)))
+
+
+CHOICES_DIR = "choices"  # under labtax's cache: one dtype-choice file per model content
+
+
+def choice_cache(model: str) -> Path:
+    """Where chat caches its dtype measurement: under labtax's cache ($LABTAX_CACHE), named by the
+    model folder's content, never inside the folder (a checkpoint may be read-only, shared, or
+    checked into a model registry, and a file chat adds there would change what is copied on)."""
+    folder = models.weights_dir(model)
+    if folder is None:  # tiny: no folder, the machine-wide file
+        return compute.choice_file(None)
+    return models.cache_dir() / CHOICES_DIR / f"{content_key(folder)}.json"
+
+
+def content_key(folder: Path) -> str:
+    """A model folder's identity without reading its weights: config.json and each safetensors
+    file's header (its tensor names, shapes, dtypes and offsets) and size. The same weights copied
+    elsewhere share the key; a retrained checkpoint of the same shape has its own (the choice
+    depends on the shape alone, so sharing across retrains would be right but unprovable here)."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.iterdir()):
+        if path.name == "config.json":
+            digest.update(b"config.json\0" + path.read_bytes())
+        elif path.suffix == ".safetensors":
+            digest.update(path.name.encode() + b"\0" + _safetensors_header(path) + str(path.stat().st_size).encode())
+    return digest.hexdigest()[:24]
+
+
+def _safetensors_header(path: Path) -> bytes:
+    """The JSON header of a safetensors file (its first 8 bytes give the header's length)."""
+    with path.open("rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        return f.read(min(size, 100 << 20))  # the format's own cap on a header
 
 
 HELP = "/reset forgets the conversation, /system TEXT sets the system turn (/system alone shows it), /exit ends"

@@ -69,3 +69,32 @@ def test_a_folder_that_is_no_model_is_one_line_exit_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["chat", str(tmp_path), "-m", "hi"])
     assert result.exit_code == 2
     assert result.output.startswith("labtax: error: ") and "Traceback" not in result.output
+
+
+def test_the_dtype_choice_is_cached_under_labtax_cache_not_in_a_read_only_model_folder(
+        trained_tiny: Path, tmp_path: Path) -> None:
+    import shutil
+    import stat
+
+    from labtax.use.chat import choice_cache
+
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for folder in folders:
+        shutil.copytree(trained_tiny, folder)
+    for path in [*folders[0].rglob("*"), folders[0]]:
+        path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    before = sorted(p.name for p in folders[0].iterdir())
+    cache = choice_cache(str(folders[0]))
+    try:
+        open_session(ChatOptions(model=str(folders[0]), max_new_tokens=2, threads=1))
+        # Nothing written into the folder (root could have: the check is the listing, not a refusal).
+        assert sorted(p.name for p in folders[0].iterdir()) == before
+        from labtax.models import cache_dir
+
+        assert cache.parent == cache_dir() / "choices" and cache.is_file()
+        assert any(k.startswith("dtype-") for k in json.loads(cache.read_text()))
+        assert choice_cache(str(folders[1])) == cache  # keyed by content: the same weights elsewhere
+    finally:
+        cache.unlink(missing_ok=True)
+        for path in [folders[0], *folders[0].rglob("*")]:
+            path.chmod(path.stat().st_mode | stat.S_IWUSR)
