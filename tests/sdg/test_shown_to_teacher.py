@@ -65,7 +65,7 @@ def test_knowledge_flags_only_the_pairs_its_requests_showed(tmp_path: Path, open
     leaf = make_leaf("knowledge/astronomy/planets/qna.yaml", knowledge_data(".documents/planets", "", ["*.md"]))
     # Two requests, one pair each: 2 of the 5 seed examples' 15 pairs are shown.
     settings = GenerationSettings(samples_per_leaf=2, chunk_tokens=60, seed=3, qa_per_request=1,
-                                  max_requests_per_leaf=2, mc_per_leaf=0)
+                                  wordings_per_fact=1, max_requests_per_leaf=2, mc_per_leaf=0)
     result, sent = _generate(openai_server, leaf, settings, root=tmp_path / "tax")
     flags = _check(result, sent, leaf)
     assert len(flags) == 15 and sum(flags) == 2
