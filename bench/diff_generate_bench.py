@@ -45,7 +45,7 @@ from labtax.sdg.planning import plan_run
 from labtax.sdg.running import rebuild
 from labtax.sdg.settings import GenerationSettings
 from labtax.sdg.store import LeafData, LeafStore
-from labtax.taxonomy import parse_leaf
+from labtax.taxonomy.leaves import parse_leaf
 
 SAMPLES_PER_LEAF_SETTING = 2
 SEED = 7

@@ -85,8 +85,8 @@ def capture_prompts(n: int, max_tokens: int) -> list[Any]:
 
     from labtax.sdg.pipelines import generate_leaf
     from labtax.sdg.settings import GenerationSettings
-    from labtax.taxonomy import load_leaf
     from labtax.taxonomy.discover import find_leaves
+    from labtax.taxonomy.leaves import load_leaf
     from labtax.teachers.base import TeacherBase, TeacherRequest, TeacherResponse
 
     class Recorder(TeacherBase):

@@ -1,7 +1,10 @@
 """The labtax command line: click commands only.
 
-Each command parses its options, calls the core, picks a reporter and returns an exit code. Core
-modules are imported inside each command so that `labtax validate` never imports torch.
+Each command parses its options, calls the core, picks a reporter and returns an exit code. What
+every command needs is imported at module level; a command imports its own stage in its body when
+that costs numpy, PyYAML, torch or more milliseconds than `labtax diff`'s CPU budget leaves
+(bench/diff_bench.py), so that `validate`, `diff`, `config`, `init` and `--help` never load them
+(tests/test_structure.py).
 """
 
 from __future__ import annotations
@@ -26,8 +29,16 @@ from labtax.cli_options import (
 )
 from labtax.cli_tools import config_command, export_command
 from labtax.cli_use import chat_command
+from labtax.errors import EXIT_OK, UsageError
 from labtax.progress import note
+from labtax.report import ReportContext, render, render_report
 from labtax.settings import set_in_config_file
+from labtax.taxonomy import collect_targets
+from labtax.taxonomy.catalog import RULES
+from labtax.taxonomy.config import load_config, load_config_at
+from labtax.teachers import TeacherSpec
+from labtax.util.pipes import quiet_closed_stdout
+from labtax.util.ranks import under_torchrun
 
 _guarded = guarded
 
@@ -47,10 +58,8 @@ def cli() -> None:
 
 def _validate_targets(root: Path, paths: tuple[str, ...], changed: bool, base: str | None) -> list[str]:
     """The root-relative files to check: PATHS, the changed leaves, or the whole taxonomy."""
-    from labtax.taxonomy import collect_targets
-
     if changed:
-        from labtax.diff import changed_leaves
+        from labtax.diff import changed_leaves  # git plumbing (~30 ms): only for --changed
 
         changes = changed_leaves(root, base=base)
         live = [c.path for c in changes if c.status != "deleted" and (root / c.path).exists()]
@@ -82,14 +91,9 @@ def validate_cmd(paths: tuple[str, ...], taxonomy_dir: Path, fmt: str, strict: b
     PATHS may be leaf files, attribution.txt files (their leaf is checked) or directories; without
     PATHS the whole taxonomy is checked. Exit 0: clean or warnings only; 1: errors; 2: usage/IO error.
     """
-    from labtax.errors import UsageError
-    from labtax.report import ReportContext, render
-    from labtax.taxonomy import check_targets
-    from labtax.taxonomy.config import load_config, load_config_at
+    from labtax.taxonomy.leaves import check_targets  # the validator (PyYAML): `labtax diff` never loads it
 
     if list_rules:
-        from labtax.taxonomy.catalog import RULES
-
         for rule, (level, text) in RULES.items():
             click.echo(f"{rule:22} {level:8} {text}")
         return 0
@@ -107,7 +111,7 @@ def validate_cmd(paths: tuple[str, ...], taxonomy_dir: Path, fmt: str, strict: b
                          hint="pass --taxonomy DIR, the folder holding those three")
     fixed = 0
     if fix:
-        from labtax.taxonomy.fix import fix_and_report
+        from labtax.taxonomy.fix import fix_and_report  # for --fix only
 
         fixed = fix_and_report(root, targets, lambda line: click.echo(line, err=True))
     findings = check_targets(root, targets, config)
@@ -137,8 +141,7 @@ def diff_command(taxonomy_dir: Path, base: str | None, head: str | None, fmt: st
     One line per leaf, sorted by path: `A|M|D path`, `R old -> new`. Exit 0, also when nothing
     changed ("no changed leaves" on stderr); 2 for a git error (unknown ref, shallow clone, ...).
     """
-    from labtax.diff import diff_taxonomy
-    from labtax.report import render_report
+    from labtax.diff import diff_taxonomy  # as validate loads it for --changed only
 
     result = diff_taxonomy(taxonomy_dir, base, head)
     text = render_report("diff", fmt, result)
@@ -168,8 +171,7 @@ def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: Path, output: str, **par
     """
     import asyncio
 
-    from labtax.errors import EXIT_OK
-    from labtax.sdg.generate import (
+    from labtax.sdg.generate import (  # PyYAML: not for every command line
         generate_leaves,
         load_forced_leaves,
         summary_line,
@@ -177,7 +179,6 @@ def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: Path, output: str, **par
         write_report,
     )
     from labtax.sdg.settings import GenerationSettings
-    from labtax.teachers import TeacherSpec
 
     forced = load_forced_leaves(taxonomy_dir, leaves)
     if not forced:
@@ -218,10 +219,8 @@ def diff_generate_cmd(taxonomy_dir: Path, base: str | None, head: str | None, ou
     Writes phase1_knowledge.jsonl, phase2_skills.jsonl, test.jsonl and manifest.json into --output.
     A killed run resumes where it stopped; nothing changed means zero teacher calls.
     """
-    from labtax.report import render_report
-    from labtax.sdg.running import diff_generate, exit_code
+    from labtax.sdg.running import diff_generate, exit_code  # numpy (mixing): not for every command line
     from labtax.sdg.settings import GenerationSettings
-    from labtax.teachers import TeacherSpec
 
     spec = TeacherSpec.from_options(params)
     settings = GenerationSettings.from_options(params)
@@ -243,7 +242,7 @@ def diff_generate_cmd(taxonomy_dir: Path, base: str | None, head: str | None, ou
 @_guarded
 def gc_cmd(output: str, dry_run: bool, wait_s: float) -> int:
     """Delete leaf data that no current leaf (manifest.json) references, and leftovers of killed runs."""
-    from labtax.sdg.output_dir import collect_garbage
+    from labtax.sdg.output_dir import collect_garbage  # the ledger's sqlite3: not for every command line
 
     res = collect_garbage(Path(output), dry_run=dry_run, wait=wait_s)
     verb = "would remove" if dry_run else "removed"
@@ -313,36 +312,26 @@ def train_cmd(**params: Any) -> int:
 
     A killed run resumes from its last saved state when the same command runs again.
     """
-    from labtax.errors import UsageError
-    from labtax.train.launch import launch, under_torchrun
-    from labtax.train.lora import LoraSettings, check_4bit
-    from labtax.train.reporting import resolve_report_to
+    from labtax.train import command, launch, reporting  # torch: for this command only
 
-    report_to = resolve_report_to(params["report_to"])  # a missing tracker fails before torchrun starts
+    report_to = reporting.resolve_report_to(params["report_to"])  # a missing tracker fails before torchrun starts
     ctx = click.get_current_context()
     from_file = set_in_config_file(ctx)
-    if (lora := LoraSettings.from_options(params)) is not None:
-        if lora.load_in_4bit:
-            check_4bit()  # so does QLoRA without a GPU: one line, exit 2
-        if (params["nproc_per_node"] or 1) > 1 or (params["nnodes"] or 1) > 1:
-            raise UsageError("LoRA (--lora-rank) runs in one process for now: drop --nproc-per-node/--nnodes")
+    request = command.TrainCommand.from_options(params, from_file)
+    command.check_lora(request, params["nproc_per_node"] or 1, params["nnodes"] or 1)
     if params["nproc_per_node"] and not under_torchrun():
-        from labtax.train.command import TrainCommand, check_train_command
-
         # A usage error is one line and exit 2 here, not a traceback per rank.
-        check_train_command(TrainCommand.from_options(params, from_file))
+        command.check_train_command(request)
         options = {p.name: p.opts[0] for p in ctx.command.params if p.name and p.opts}
         # The workers read .labtax.yaml themselves (same folder): forwarded as flags, its values
         # would rank above --config there.
-        return launch({k: v for k, v in params.items() if k not in from_file}, options)
-    from labtax.train.command import TrainCommand, run_train_command
-
+        return launch.launch({k: v for k, v in params.items() if k not in from_file}, options)
     scorer = None
     if params["select"] == "eval":  # train/ gets eval's scorer as a callable: it imports no eval/
-        from labtax.eval import score_checkpoint
+        from labtax.eval.scorer import score_checkpoint
 
         scorer = functools.partial(score_checkpoint, data_dir=Path(params["data_dir"]))
-    final = run_train_command(TrainCommand.from_options(params, from_file), report_to, scorer)
+    final = command.run_train_command(request, report_to, scorer)
     if final:
         click.echo(final)
     return 0
@@ -388,10 +377,10 @@ def train_cmd(**params: Any) -> int:
               show_default=True)
 @click.option("--output", "output", type=click.Path(dir_okay=False), default=None,
               metavar="FILE", help="Also write the rendered report to FILE (and eval.png beside it).")
-@click.option("--plot", "plot", type=click.Path(dir_okay=False), default=None, metavar="PNG",
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False), default=None, metavar="PNG",
               help="Write the per-leaf figure to PNG (default: eval.png beside --output).")
 @_guarded
-def eval_command(fmt: str, output: str | None, plot: str | None, **params: Any) -> int:
+def eval_command(fmt: str, output: str | None, plot_file: str | None, **params: Any) -> int:
     """Did the candidate learn each changed leaf, and forget nothing else? Exit 1 when the gate fails.
 
     Per leaf, on its strongest evidence: closed-book multiple choice, a pairwise judge (skills, with
@@ -399,20 +388,17 @@ def eval_command(fmt: str, output: str | None, plot: str | None, **params: Any) 
     leaves; each with a 95% paired bootstrap interval. A changed leaf must be `improved`; an unchanged
     one may not regress. Exit codes: 0 pass (or nothing changed), 1 gate failed, 2 usage error.
     """
-    from labtax.eval.plot import plot_path, write_plot
-    from labtax.eval.run import EvalOptions, run_eval
-    from labtax.report import render_report
+    from labtax.eval import plot, run  # numpy, the models: for this command only
+    from labtax.train.model_card import record_eval
 
-    report = run_eval(EvalOptions.from_options(params), log=lambda msg: note(f"labtax eval: {msg}"))
+    report = run.run_eval(run.EvalOptions.from_options(params), log=lambda msg: note(f"labtax eval: {msg}"))
     rendered = render_report("eval", fmt, report)
     click.echo(rendered, nl=False)
     if output is not None:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         Path(output).write_text(rendered, encoding="utf-8")
-    if (png := plot_path(plot, output)) is not None:
-        note(f"labtax eval: wrote {write_plot(report, png)}")
-    from labtax.train.model_card import record_eval
-
+    if (png := plot.plot_path(plot_file, output)) is not None:
+        note(f"labtax eval: wrote {plot.write_plot(report, png)}")
     if Path(params["candidate"]).is_dir() and record_eval(Path(params["candidate"]), report):
         note(f"labtax eval: per-leaf results recorded in {params['candidate']}/README.md (model-index)")
     return int(report["exit_code"])
@@ -434,15 +420,13 @@ def init_command(directory: Path, force: bool, labtax_repository: str | None, la
     """Write .pre-commit-config.yaml (a local hook running the installed labtax; the remote form with
     --labtax-repository), GitHub workflow callers and a commented .labtax.yaml at the top of the
     taxonomy repository containing DIRECTORY. Existing files are kept unless --force."""
-    from labtax.scaffold.files import written_lines
-    from labtax.scaffold.gitdirs import worktree_root
-    from labtax.scaffold.init import DEFAULT_REPOSITORY, InitOptions, init_repository
-    from labtax.scaffold.revision import installed_ref
+    from labtax.scaffold import files, gitdirs, init, revision
 
-    options = InitOptions(repository=labtax_repository or DEFAULT_REPOSITORY, ref=labtax_ref or installed_ref(),
-                          force=force, remote_hook=labtax_repository is not None)
-    root = worktree_root(directory.resolve())
-    for line in written_lines(init_repository(root, options), root)[0]:
+    options = init.InitOptions(repository=labtax_repository or init.DEFAULT_REPOSITORY,
+                               ref=labtax_ref or revision.installed_ref(),
+                               force=force, remote_hook=labtax_repository is not None)
+    root = gitdirs.worktree_root(directory.resolve())
+    for line in files.written_lines(init.init_repository(root, options), root)[0]:
         click.echo(line)
     click.echo("next: `pre-commit install` (or `labtax install-hooks`), commit the files, and set the")
     click.echo("      teacher endpoint/secret the generate workflow names (see .labtax.yaml)")
@@ -457,14 +441,13 @@ def init_command(directory: Path, force: bool, labtax_repository: str | None, la
 def install_hooks_command(force: bool, hooks: tuple[str, ...]) -> int:
     """Install git pre-commit and pre-push hooks that run `labtax validate` on the changed leaves,
     into the directory git runs hooks from (core.hooksPath, shared by all worktrees)."""
-    from labtax.scaffold.files import written_lines
-    from labtax.scaffold.gitdirs import worktree_root
-    from labtax.scaffold.install_hooks import HOOK_NAMES, install_hooks
+    from labtax.scaffold import files, gitdirs, install_hooks
 
     cwd = Path.cwd()
     # Paths shown from the work tree's top (`.git/hooks/pre-commit`), absolute where the hooks lie
     # outside it (core.hooksPath elsewhere, a linked worktree's shared hooks).
-    lines, skipped = written_lines(install_hooks(cwd, hooks or HOOK_NAMES, force=force), worktree_root(cwd))
+    written = install_hooks.install_hooks(cwd, hooks or install_hooks.HOOK_NAMES, force=force)
+    lines, skipped = files.written_lines(written, gitdirs.worktree_root(cwd))
     for line in lines:
         click.echo(line)
     if skipped:
@@ -479,7 +462,5 @@ cli.add_command(chat_command)
 
 
 def main() -> None:
-    from labtax.util.pipes import quiet_closed_stdout
-
     quiet_closed_stdout()  # `labtax ... | head -1` ends quietly with the command's own code
     cli(prog_name="labtax")

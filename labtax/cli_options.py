@@ -10,7 +10,6 @@ The values are gathered back into `TeacherSpec` and `GenerationSettings` by thei
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -19,11 +18,18 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from labtax import __version__
 from labtax.errors import EXIT_INTERRUPTED, LabtaxError, describe_os_error, exit_code_for
+from labtax.progress import NORMAL, QUIET, VERBOSE, set_verbosity, verbosity
+from labtax.settings import config_root, default_map
+from labtax.taxonomy.discover import git_toplevel
+from labtax.teachers.redact import redact
+from labtax.util.buglog import write_bug_log
 from labtax.util.quoting import escape_bidi, one_line
+from labtax.util.ranks import report_in_rank, under_torchrun
 
 if TYPE_CHECKING:  # sdg is imported when a command mixes, not for every command line
-    from labtax.sdg.mix import MixSettings
+    from labtax.sdg.mix import MixSettings  # numpy: for the commands that mix only
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -44,8 +50,6 @@ def guarded(func: Callable[..., int]) -> Callable[..., None]:
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> None:
-        from labtax.teachers.redact import redact
-
         try:
             code = func(*args, **kwargs)
         except KeyboardInterrupt:
@@ -59,9 +63,6 @@ def guarded(func: Callable[..., int]) -> Callable[..., None]:
             _error_line(redact(text))
             sys.exit(exit_code_for(exc))
         except Exception as exc:  # noqa: BLE001 - a bug: one line and a log, never a traceback or exit 1
-            from labtax import __version__
-            from labtax.util.buglog import write_bug_log
-
             log = write_bug_log(exc, __version__, redact)
             where = f"the traceback is in {log}" if log else "no log folder could be written"
             message = one_line(f"{type(exc).__name__}: {exc}")[:300]
@@ -75,11 +76,8 @@ def guarded(func: Callable[..., int]) -> Callable[..., None]:
 def _error_line(text: str) -> None:
     """`labtax: error: TEXT` on stderr; in a torchrun worker, left for the launcher instead, which
     prints it once for the whole run, naming the rank (labtax/train/launch.py)."""
-    if os.environ.get("LABTAX_TORCHRUN") == "1":
-        from labtax.train.launch import report_in_rank
-
-        if report_in_rank(text):
-            return
+    if report_in_rank(text):
+        return
     click.echo(f"labtax: error: {text}", err=True)
 
 
@@ -95,13 +93,11 @@ class LabtaxCommand(click.Command):
                                         help="More detail on stderr (every training step beside the bar, ...)."))
 
     def invoke(self, ctx: click.Context) -> Any:
-        from labtax.progress import NORMAL, QUIET, VERBOSE, set_verbosity, verbosity
-
         quiet, verbose = ctx.params.pop("quiet", False), ctx.params.pop("verbose", False)
         if quiet and verbose:
             raise click.UsageError("--quiet and --verbose exclude each other")
         # A flag wins; a torchrun worker (started by labtax itself) keeps its parent's level.
-        inherited = os.environ.get("LABTAX_TORCHRUN") == "1"
+        inherited = under_torchrun()
         set_verbosity(QUIET if quiet else VERBOSE if verbose else verbosity() if inherited else NORMAL)
         return super().invoke(ctx)
 
@@ -113,8 +109,6 @@ class LabtaxGroup(click.Group):
     command_class = LabtaxCommand
 
     def invoke(self, ctx: click.Context) -> Any:
-        from labtax.settings import config_root, default_map
-
         try:
             ctx.default_map = {**default_map(self, config_root()), **(ctx.default_map or {})}
         except LabtaxError as exc:
@@ -127,8 +121,6 @@ def _default_root(ctx: click.Context, param: click.Parameter, value: str | None)
     """A given DIR as is; none: the work tree root (found without running git), else the cwd."""
     if value is not None:
         return Path(value)
-    from labtax.taxonomy.discover import git_toplevel
-
     cwd = Path.cwd()
     return git_toplevel(cwd) or cwd
 
@@ -226,7 +218,7 @@ mix_options = _stack([
 def mix_settings(params: dict[str, Any], seed: int) -> MixSettings:
     """The MixSettings of `mix_options` (popped from params) and the run's seed: the mixing stage
     gets typed settings, never click's dict."""
-    from labtax.sdg.mix import MixSettings
+    from labtax.sdg.mix import MixSettings  # numpy: for the commands that mix only
 
     system = params.pop("system_prompt")
     extra = {} if system is None else {"system_prompt": system}

@@ -5,12 +5,16 @@ Click glue only, like cli.py; the logic is in labtax.settings, labtax.sdg.export
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import click
 
 from labtax.cli_options import LabtaxCommand, guarded
+from labtax.errors import UsageError
+from labtax.settings import config_root, effective
+from labtax.taxonomy.config import load_config
 
 SHOWN = ("generate", "diff-generate", "train")
 
@@ -22,9 +26,6 @@ def config_command(fmt: str) -> int:
     """Print the effective settings of validate, generate, diff-generate and train, and where each
     comes from: `.labtax.yaml` (validate:, generate:, train:) or labtax's default. Flags given to a
     command override both."""
-    from labtax.settings import config_root, effective
-    from labtax.taxonomy.config import load_config
-
     ctx = click.get_current_context()
     group = ctx.parent.command if ctx.parent else None
     root = config_root()
@@ -39,8 +40,6 @@ def config_command(fmt: str) -> int:
                 rows += [(f"{name}.{key}", value, source)
                          for key, value, source in effective(group, ctx.parent or ctx, name)]
     if fmt == "json":
-        import json
-
         click.echo(json.dumps({"root": str(root), "settings": [
             {"name": n, "value": list(v) if isinstance(v, tuple) else v, "source": s} for n, v, s in rows]},
             indent=2, default=str))
@@ -75,10 +74,8 @@ def export_command(data_dir: str | None, fmt: str, model: str | None, tensor_typ
                    system_prompt: str | None) -> int:
     """Write the training sets in another trainer's format (`--format ilab`), or a trained model in the
     formats people run locally (`--format gguf`, `--format ollama`)."""
-    from labtax.errors import UsageError
-
     if fmt == "ilab":
-        from labtax.sdg.export import export_ilab
+        from labtax.sdg.export import export_ilab  # the data contract: for this command only
 
         if not data_dir:
             raise UsageError("--format ilab needs --data DIR")
@@ -87,7 +84,7 @@ def export_command(data_dir: str | None, fmt: str, model: str | None, tensor_typ
         return 0
     if not model:
         raise UsageError(f"--format {fmt} needs --model MODEL (a checkpoint folder)")
-    from labtax.use.export import export_model
+    from labtax.use.export import export_model  # numpy: for this command only
 
     result = export_model(model, Path(output), fmt, tensor_type, system=system_prompt,
                           data_dir=Path(data_dir) if data_dir else None)

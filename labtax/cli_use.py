@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 
 from labtax.cli_options import LabtaxCommand, guarded
+from labtax.errors import UsageError
+from labtax.progress import note
 
 
 def _say(chunk: str) -> None:
@@ -39,15 +41,12 @@ def chat_command(model: str, messages: tuple[str, ...], system: str | None, data
     answers and exits. Answers stream as they are generated, in the model's chat template, after the
     system turn the model was trained with.
     """
-    from labtax.progress import note
-    from labtax.use.chat import ChatOptions, command, open_session
+    from labtax.use.chat import ChatOptions, command, open_session  # the models: for this command only
 
     interactive = not messages and sys.stdin.isatty()
     if not messages and not interactive:
         piped = sys.stdin.read().strip()
         if not piped:
-            from labtax.errors import UsageError
-
             raise UsageError("no message: standard input was empty", hint="pass --message TEXT")
         messages = (piped,)
     session = open_session(ChatOptions(model=model, system=system, data_dir=data_dir, max_new_tokens=max_new_tokens,

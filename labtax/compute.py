@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from labtax.errors import UsageError
+from labtax.models import cache_dir
 
 CPUINFO = Path("/proc/cpuinfo")
 BF16_MATRIX_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -116,7 +117,6 @@ def choice_file(model_dir: Path | None) -> Path:
     """Where a machine's choices are cached: beside the converted weights when there are some."""
     if model_dir is not None and os.access(model_dir, os.W_OK):
         return model_dir / CHOICE_FILE
-    from labtax.models import cache_dir
 
     return cache_dir() / CHOICE_FILE
 
@@ -213,8 +213,6 @@ def _rate_key(model_id: str) -> str:
 
 
 def _rates_file() -> Path:
-    from labtax.models import cache_dir
-
     return cache_dir() / RATES_FILE
 
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from labtax.errors import UsageError
+from labtax.progress import bar, note
 
 PARTS = 22
 VERSION = "0.2.0"
@@ -33,8 +34,6 @@ _BLOCK = 8 << 20
 
 def _say(message: str) -> None:
     """Progress on stderr, one line at a time (a pipe or a CI log shows each line as it happens)."""
-    from labtax.progress import note
-
     note(f"embedded teacher: {message}")  # --quiet silences it
 
 
@@ -78,7 +77,6 @@ def join_verified(target: Path) -> Path:
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
     digest = hashlib.sha256()
     done = 0
-    from labtax.progress import bar
 
     # A bar on a terminal (rate, ETA), a line every few seconds in a CI log (labtax.progress).
     with open(tmp, "wb") as out, bar(len(files), f"embedded teacher: joining and hashing {total / 1e9:.2f} GB",

@@ -25,7 +25,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from labtax import model_parts
 from labtax.errors import UsageError
+from labtax.model_parts import MODEL_ID
+from labtax.progress import bar
 
 T = TypeVar("T")
 
@@ -88,8 +91,6 @@ def _ensure_embedded_hf_dir() -> Path:
     if (target / "config.json").exists():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from labtax.progress import bar
 
     gguf = embedded_gguf_path()
     # First use only (minutes on a small CPU): say so, in steps, since nothing else shows for it.
@@ -174,16 +175,12 @@ def others_running(loadavg: Path = Path("/proc/loadavg"), samples: int = 5, inte
 
 
 def _embedded_dir() -> Path:
-    from labtax import model_parts
-
     return model_parts.ensure_converted(cache_dir())
 
 
 def model_id(name: str) -> str:
     """A stable identifier for a model name, recorded in generation keys and metadata."""
     if name == EMBEDDED:
-        from labtax.model_parts import MODEL_ID
-
         return MODEL_ID
     if name == EMBEDDED_SMALL:
         return EMBEDDED_SMALL_MODEL_ID

@@ -30,6 +30,8 @@ from typing import Any
 import click
 
 from labtax.errors import ConfigError
+from labtax.taxonomy.config import read_config_file
+from labtax.taxonomy.discover import git_toplevel
 
 CONFIG_FILE = ".labtax.yaml"  # = labtax.taxonomy.config.CONFIG_FILE (a test keeps them equal)
 
@@ -40,16 +42,12 @@ _ALIASES = {"endpoints": "endpoint"}  # a list reads better plural; the flag is 
 
 
 def config_root(cwd: Path | None = None) -> Path:
-    from labtax.taxonomy.discover import git_toplevel
-
     cwd = cwd or Path.cwd()
     return git_toplevel(cwd) or cwd
 
 
 def read_sections(root: Path) -> tuple[dict[str, dict[str, Any]], Path | None]:
     """The `generate:` and `train:` mappings of `root/.labtax.yaml` (empty when absent)."""
-    from labtax.taxonomy.config import read_config_file  # the one reader of the file
-
     found = read_config_file(root)
     if found is None:
         return {}, None

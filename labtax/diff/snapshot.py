@@ -16,7 +16,7 @@ from pathlib import Path
 from labtax.diff.contents import BlobReader, blob_sha, is_leaf_path, leaf_files_at, split_z
 from labtax.diff.repository import Taxonomy
 from labtax.taxonomy.config import DEFAULT_MAX_FILE_BYTES
-from labtax.taxonomy.engine import read_leaf_bytes
+from labtax.taxonomy.engine import attribution_path, read_leaf_bytes
 from labtax.taxonomy.model import Finding
 
 SYMLINK_MODE = "120000"
@@ -85,8 +85,6 @@ class Snapshot:
 
     def attribution(self, path: str) -> bytes | None:
         """The bytes of the leaf's attribution.txt at this revision (None: missing or not a file)."""
-        from labtax.taxonomy.engine import attribution_path
-
         repo_path = self.tax.to_repo(attribution_path(path))
         if self.commit is None:
             raw, _problems = read_leaf_bytes(self.tax.worktree, repo_path, DEFAULT_MAX_FILE_BYTES)

@@ -7,11 +7,6 @@
   run.py     end to end, returning the stable JSON-ready report dict
   (the text, json and markdown renderings of that dict are labtax/report/eval.py)
 
-Importing this package does not import torch.
+Importing this package imports nothing: the command line imports `eval.plot` for every command,
+and the scorer (numpy, the data contract) only when a command scores.
 """
-
-from __future__ import annotations
-
-from labtax.eval.scorer import score_checkpoint
-
-__all__ = ["score_checkpoint"]

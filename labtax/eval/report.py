@@ -22,6 +22,7 @@ from labtax.eval.gate import STATUSES, decide, nll_change_pct
 from labtax.eval.judge import PairTally
 from labtax.eval.scorer import ExampleScore, LeafScore
 from labtax.eval.stats import PairedLikelihood
+from labtax.models import model_id
 
 if TYPE_CHECKING:
     from labtax.eval.run import EvalOptions
@@ -90,8 +91,6 @@ def build_report(
     pairs: dict[str, PairTally] | None = None,
     recall: dict[str, tuple[list[bool | None], ...]] | None = None,
 ) -> dict[str, Any]:
-    from labtax.models import model_id
-
     changes: dict[str, float | None] = {}
     for chosen in selection.leaves:
         b, c = base.scores.get(chosen.leaf), candidate.scores.get(chosen.leaf)

@@ -44,7 +44,8 @@ from labtax.eval.scorer import (
     resolve_device,
     score_encoded,
 )
-from labtax.models import TINY_SEED
+from labtax.models import TINY_SEED, check_weights, load_model, load_tokenizer
+from labtax.teachers import make_teacher
 from labtax.teachers.base import Teacher
 
 __all__ = ["SCHEMA", "EvalOptions", "JudgeOptions", "build_report", "failed_leaves", "run_eval"]
@@ -107,8 +108,6 @@ def _check_model_name(name: str) -> None:
     """Fail fast (exit 2) on a bad model name, unusable weights (a truncated safetensors file, a
     pickle-only `.bin`) or a chat template the sandbox refuses, before minutes of scoring the other
     model."""
-    from labtax.models import check_weights, load_tokenizer
-
     load_tokenizer(name)
     check_weights(name)
 
@@ -154,8 +153,6 @@ def score_recall(selection: Selection, base: ModelResult, candidate: ModelResult
 
 def load_for_eval(name: str, options: EvalOptions) -> Any:
     """The model a name means here: `tiny` is built from the seed `labtax train` starts from."""
-    from labtax.models import load_model
-
     model: Any = load_model(name, seed=options.tiny_seed)  # .to() on the model class confuses mypy
     model.to(resolve_device(options.device))
     return model
@@ -164,8 +161,6 @@ def load_for_eval(name: str, options: EvalOptions) -> Any:
 def _evaluate_model(name: str, selection: Selection, options: EvalOptions, log: Callable[[str], None],
                     encodings: dict[tuple[str, int], list[Encoded]]) -> ModelResult:
     from transformers.utils import logging as hf_logging
-
-    from labtax.models import load_tokenizer
 
     hf_logging.disable_progress_bar()  # stderr carries our progress lines only
     tokenizer = load_tokenizer(name)
@@ -247,8 +242,6 @@ def _judge(teacher: Teacher, selection: Selection, options: EvalOptions, base: M
 
 def default_teacher_factory(judge: JudgeOptions) -> Callable[[], Teacher]:
     def make() -> Teacher:
-        from labtax.teachers import make_teacher
-
         if judge.teacher == "embedded":
             return make_teacher("embedded", model=judge.model or "embedded")
         return make_teacher(

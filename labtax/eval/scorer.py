@@ -21,9 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labtax.eval.data import Example
+from labtax.data import TEST, VALIDATION
+from labtax.errors import UsageError
+from labtax.eval.data import Example, read_test_set
 from labtax.eval.encoding import DEFAULT_MAX_LEN, Encoded, encode_all
 from labtax.eval.packing import DEFAULT_ROW_TOKENS, batch_tensors, pack_rows, packable
+from labtax.models import load_model, load_tokenizer
+from labtax.progress import bar
 
 if TYPE_CHECKING:
     import torch
@@ -115,8 +119,6 @@ def score_encoded(
     of the items (a multiple-choice item's prompt, the template's system header) run once, in
     packed rows of about `row_tokens` trie nodes; otherwise one padded row per item."""
     import torch
-
-    from labtax.progress import bar
 
     device = next(model.parameters()).device
     parts = _head_parts(model) if fast_head else None
@@ -264,8 +266,6 @@ def resolve_device(spec: str = "auto") -> str:
     """"auto": the GPU when torch sees one, else the CPU; anything else is passed to torch as is."""
     import torch
 
-    from labtax.errors import UsageError
-
     if spec == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -285,10 +285,6 @@ def score_checkpoint(checkpoint_dir: Path, data_dir: Path, *, device: str = "aut
     validation split existed) of the leaf's mean per-token log-likelihood of its reference answers.
     All leaves, not a sample: every checkpoint of a run is compared on the same, complete set.
     """
-    from labtax.data import TEST, VALIDATION
-    from labtax.eval.data import read_test_set
-    from labtax.models import load_model, load_tokenizer
-
     split = Path(data_dir) / VALIDATION
     examples = read_test_set(split if split.is_file() else Path(data_dir) / TEST)
     name = str(checkpoint_dir)

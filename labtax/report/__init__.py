@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from labtax.report.context import ReportContext, counts
+from labtax.report.github import markdown
 from labtax.taxonomy.model import Finding
 
 RENDERERS: dict[str, dict[str, str]] = {
@@ -63,8 +64,6 @@ def render(fmt: str, findings: list[Finding], ctx: ReportContext) -> str:
     summary (the delivery step, kept out of the renderer)."""
     text = render_report("validate", fmt, findings, ctx)
     if fmt == "github":
-        from labtax.report.github import markdown
-
         warning = append_step_summary(markdown(findings, ctx))
         if warning:
             text += warning + "\n"

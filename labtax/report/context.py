@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from labtax.taxonomy.discover import git_toplevel
 from labtax.taxonomy.model import Finding
 
 
@@ -24,8 +25,6 @@ class ReportContext:
     @classmethod
     def for_root(cls, root: Path, files_checked: int, cwd: Path | None = None) -> ReportContext:
         """Paths shown relative to `cwd` (as a compiler does), and relative to the git work tree."""
-        from labtax.taxonomy.discover import git_toplevel
-
         repo = git_toplevel(root)
         shown = os.path.relpath(root, cwd or Path.cwd())
         in_repo = os.path.relpath(root.resolve(), repo) if repo else "."

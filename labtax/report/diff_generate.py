@@ -7,7 +7,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from labtax.compute import estimate_seconds
 from labtax.data.names import coverage_text, funnel_in_order
+from labtax.progress import clock
 from labtax.sdg.mix import dedup_warnings
 from labtax.sdg.planning import LeafPlan, Plan
 from labtax.sdg.running import RunResult
@@ -86,9 +88,6 @@ def plan_lines(plan: Plan) -> list[str]:
 
 def time_estimate(plan: Plan) -> str:
     """The planned requests' time on this teacher, from what earlier runs measured on this machine."""
-    from labtax.compute import estimate_seconds
-    from labtax.progress import clock
-
     found = estimate_seconds(plan.model_id, plan.estimated_requests, plan.estimated_tokens)
     if found is None:
         return ("plan: no time estimate: this teacher was not measured on this machine yet "

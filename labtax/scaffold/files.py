@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 import stat
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from labtax.util.atomic import atomic_write_text
@@ -55,6 +54,8 @@ def written_lines(results: list[Written], root: Path) -> tuple[list[str], int]:
 
 def read_template(*parts: str) -> str:
     """The text of a data file shipped in `labtax/scaffold/` (works from a wheel or a checkout)."""
+    from importlib import resources  # ~5 ms: for init and install-hooks, not every command line
+
     node = resources.files("labtax.scaffold")
     for part in parts:
         node = node.joinpath(part)

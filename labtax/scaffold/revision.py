@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from importlib import metadata
 from pathlib import Path
 
 from labtax.errors import GitError, UsageError
@@ -21,6 +20,8 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 def commit_from_direct_url() -> str | None:
     """The commit pip installed labtax from, when it came from a git URL."""
+    from importlib import metadata  # ~20 ms, for `labtax init` only: not on every command line's import
+
     try:
         text = metadata.distribution("labtax").read_text("direct_url.json")
     except metadata.PackageNotFoundError:

@@ -136,7 +136,8 @@ def funnel_text(stats: dict[str, Any]) -> str:
 def load_forced_leaves(root: Path, paths: Sequence[str], cwd: Path | None = None) -> list[Leaf]:
     """The leaves named on the command line (a qna.yaml, its folder or its attribution.txt; relative to
     `cwd`), or every leaf of the taxonomy when none is named. Sorted, each once."""
-    from labtax.taxonomy import collect_targets, load_leaf
+    from labtax.taxonomy import collect_targets
+    from labtax.taxonomy.leaves import load_leaf
 
     targets = collect_targets(root, list(paths) if paths else None, cwd or Path.cwd())
     leaves = sorted({t for t in targets if t.endswith("qna.yaml")})

@@ -322,7 +322,7 @@ def _kind(path: str) -> str:
 def parse_leaf_at_head(path: str, raw: bytes | None) -> Leaf:
     """Parse a leaf's qna.yaml as read at head. Public because a run re-parses the leaves whose store
     file failed its checksum after planning."""
-    from labtax.taxonomy import parse_leaf
+    from labtax.taxonomy.leaves import parse_leaf
 
     if raw is None:
         raise UsageError(f"{path}: cannot be read at head")

@@ -27,6 +27,7 @@ from typing import Any
 
 from labtax.errors import ConfigError
 from labtax.taxonomy.catalog import RULES
+from labtax.util.git import run_git
 
 CONFIG_FILE = ".labtax.yaml"
 DEFAULT_MAX_FILE_BYTES = 1024 * 1024
@@ -144,8 +145,6 @@ def load_config(root: Path) -> Config:
 def load_config_at(root: Path, ref: str) -> Config:
     """The settings as committed at `ref` (a pull request's base), ignoring the working tree, so the
     change under review cannot relax the policy it is checked against."""
-    from labtax.util.git import run_git
-
     def show(name: str) -> bytes | None:
         code, out, _err = run_git(["show", f"{ref}:./{name}"], root)
         return out[: DEFAULT_MAX_FILE_BYTES + 1] if code == 0 else None

@@ -40,6 +40,7 @@ import torch
 
 from labtax.errors import InputOutputError, UsageError
 from labtax.train.lm_loss import TrainModule
+from labtax.train.lora import ADAPTER_DIR, merged_state, save_adapter, wrapper_of
 from labtax.train.parallel import Runtime
 
 if TYPE_CHECKING:
@@ -107,8 +108,6 @@ def _replace_dir(tmp: Path, target: Path) -> None:
 def save_hf(model: TrainModule, tokenizer: PreTrainedTokenizerBase, target: Path, runtime: Runtime,
             meta: dict[str, Any]) -> None:
     """Write a plain Hugging Face checkpoint (safetensors + config + tokenizer) that from_pretrained loads."""
-    from labtax.train.lora import ADAPTER_DIR, merged_state, save_adapter, wrapper_of
-
     lora = wrapper_of(model.lm) is not None
     # A LoRA run's checkpoint is the merged model (a plain HF folder), with the adapter beside it.
     state = merged_state(model.lm) if lora else full_model_state(model, runtime)

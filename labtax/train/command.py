@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labtax.errors import UsageError
 from labtax.progress import note
 from labtax.train.config import OVERRIDE_OPTIONS, TrainConfig, load_config
-from labtax.train.lora import LoraSettings
+from labtax.train.lora import LoraSettings, check_4bit
 from labtax.train.parallel import DEFAULT_TIMEOUT_MIN
 from labtax.train.phases import Scorer, check_request, run_training
 
@@ -54,6 +55,16 @@ class TrainCommand:
 
 def _phases(command: TrainCommand) -> list[str]:
     return ["knowledge", "skills"] if command.phase == "all" else [command.phase]
+
+
+def check_lora(command: TrainCommand, nproc_per_node: int, nnodes: int) -> None:
+    """LoRA's usage errors, before torchrun starts: QLoRA without a GPU, or LoRA in several processes."""
+    if command.lora is None:
+        return
+    if command.lora.load_in_4bit:
+        check_4bit()
+    if nproc_per_node > 1 or nnodes > 1:
+        raise UsageError("LoRA (--lora-rank) runs in one process for now: drop --nproc-per-node/--nnodes")
 
 
 def check_train_command(command: TrainCommand) -> None:

@@ -8,10 +8,8 @@ the same command on every node.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import time
 from typing import Any
 
 from labtax.errors import (
@@ -24,13 +22,9 @@ from labtax.errors import (
     RankFailed,
     UsageError,
 )
-from labtax.train.parallel import TORCHRUN_MARKER
+from labtax.util.ranks import TORCHRUN_MARKER
 
 LAUNCH_OPTIONS = ("nproc_per_node", "nnodes", "node_rank", "rdzv_endpoint")
-
-
-def under_torchrun() -> bool:
-    return os.environ.get(TORCHRUN_MARKER) == "1"
 
 
 def forward_args(params: dict[str, Any], flags: dict[str, str] | None = None) -> list[str]:
@@ -125,17 +119,3 @@ def rank_failure(exc: Any) -> RankFailed:
 
 # The exit codes a rank passes on unchanged: labtax's own (a usage error in a rank is still exit 2).
 RANK_EXIT_CODES = (EXIT_FINDINGS, EXIT_USAGE, EXIT_BUG, EXIT_LOCKED, EXIT_TEACHER)
-
-
-def report_in_rank(message: str) -> bool:
-    """In a torchrun worker: leave the one-line error for the launcher (torchrun's per-rank error
-    file, which `rank_failure` reads back) instead of printing it once per rank. False elsewhere."""
-    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
-    if not under_torchrun() or not path:
-        return False
-    try:
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump({"message": message, "timestamp": int(time.time()), "labtax": True}, f)
-    except OSError:
-        return False
-    return True

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from labtax.errors import UsageError
+from labtax.models import EMBEDDED, EMBEDDED_SMALL, _check_local_dir, _embedded_dir, _ensure_embedded_hf_dir
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -86,14 +87,6 @@ def load_4bit(name: str) -> PreTrainedModel:
     """The base model in 4-bit NF4 (bf16 compute) on the GPU, prepared for k-bit training by PEFT."""
     from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
-    from labtax.models import (
-        EMBEDDED,
-        EMBEDDED_SMALL,
-        _check_local_dir,
-        _embedded_dir,
-        _ensure_embedded_hf_dir,
-    )
 
     path = _embedded_dir() if name == EMBEDDED else _ensure_embedded_hf_dir() if name == EMBEDDED_SMALL \
         else _check_local_dir(name)

@@ -17,8 +17,7 @@ import torch
 import torch.distributed as dist
 
 from labtax.train.lm_loss import TrainModule
-
-TORCHRUN_MARKER = "LABTAX_TORCHRUN"
+from labtax.util.ranks import TORCHRUN_MARKER
 
 
 @dataclass(frozen=True)

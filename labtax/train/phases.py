@@ -59,6 +59,7 @@ from labtax.train.parallel import (
 from labtax.train.reporting import PhaseReporter, finish_phase
 from labtax.train.schedule import describe as describe_schedule
 from labtax.train.schedule import fit_epochs, fit_lr, fit_schedule, rows_per_fact
+from labtax.train.versions import check_training_versions
 from labtax.util.atomic import atomic_write_text
 from labtax.util.lock import directory_lock
 
@@ -274,8 +275,6 @@ def run_training(data_dir: Path, model: str, output: Path, phases: list[str], co
     has no validation split (refused otherwise: the gate would grade the checkpoint chosen on it).
     `dist_timeout_min`: under torchrun, the process group's collective timeout (--dist-timeout).
     `lora`: each phase trains a LoRA adapter (train/lora.py) instead of every weight."""
-    from labtax.train.versions import check_training_versions
-
     check_training_versions()
     place = launch_place()  # rank and local rank from torchrun's environment: no process group yet
     emit = log or (lambda s: print(s, file=sys.stderr, flush=True))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from labtax.errors import UsageError
+from labtax.progress import QUIET, VERBOSE, interactive, make_bar, verbosity
 
 TARGETS = ("tensorboard", "wandb", "mlflow", "none")
 STEP_SCALARS = {"loss": "train/loss", "lr": "train/learning_rate", "grad_norm": "train/grad_norm",
@@ -126,8 +127,6 @@ class PhaseReporter:
         self.bar: Any = None
 
     def filtered(self, log: Callable[[str], None]) -> Callable[[str], None]:
-        from labtax.progress import VERBOSE, verbosity
-
         def emit(line: str) -> None:
             if self.bar is None:
                 log(line)
@@ -137,8 +136,6 @@ class PhaseReporter:
         return emit
 
     def _advance(self, step: int) -> None:
-        from labtax.progress import QUIET, interactive, make_bar, verbosity
-
         if self.bar is None and self.total_steps and interactive() and verbosity() > QUIET:
             self.bar = make_bar(self.total_steps, f"train {self.phase}", "step", initial=step - 1)
         if self.bar is not None and step > self.bar.n:

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from labtax import compute, models
 from labtax.errors import UsageError
+from labtax.models import render_chat
 from labtax.use.provenance import SystemTurn, system_turn
+from labtax.use.template import stop_token_ids
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -65,8 +67,6 @@ class ChatSession:
         import torch
         from transformers import TextStreamer
 
-        from labtax.models import render_chat
-
         messages = [*self.messages(), {"role": "user", "content": text}]
         prompt = render_chat(self.tokenizer, messages, add_generation_prompt=True)
         # The template already holds the special tokens (a BOS among them when it wants one).
@@ -97,8 +97,6 @@ class ChatSession:
 def open_session(options: ChatOptions) -> ChatSession:
     """Load the model and tokenizer the way the transformers teacher does, and the system turn."""
     import torch
-
-    from labtax.use.template import stop_token_ids
 
     threads = options.threads or models.choose_threads()
     device = options.device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from labtax import models
 from labtax.use.gguf_export import GgufFile, write_gguf
 from labtax.use.ollama import ModelfileSettings, write_modelfile
 from labtax.use.provenance import system_turn
@@ -32,8 +33,6 @@ def export_model(model: str, output: Path, fmt: str, tensor_type: str, *, system
     """Write `model` (a checkpoint or adapter folder, or a labtax model name) as GGUF into `output`,
     with an Ollama Modelfile beside it for `fmt == "ollama"`."""
     import torch
-
-    from labtax import models
 
     tokenizer = models.load_tokenizer(model)
     net = models.load_model(model, dtype=torch.float32)

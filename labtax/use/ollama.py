@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from labtax.use.template import stop_strings
 from labtax.util.atomic import atomic_write_text
 
 if TYPE_CHECKING:
@@ -59,8 +60,6 @@ def _quote(text: str) -> str:
 
 
 def render_modelfile(gguf_name: str, tokenizer: PreTrainedTokenizerBase, settings: ModelfileSettings) -> str:
-    from labtax.use.template import stop_strings
-
     lines = ["# Written by `labtax export --format ollama`. Use: ollama create NAME -f Modelfile", "",
              f"FROM ./{gguf_name}", ""]
     template = go_template(tokenizer)

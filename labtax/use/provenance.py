@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labtax.models import adapter_base, is_adapter_dir
 from labtax.train.model_card import DATA_RECORD, sets_system_prompt
 
 
@@ -23,8 +24,6 @@ class SystemTurn:
 
 def read_data_record(model: str) -> dict[str, Any] | None:
     """The model folder's `labtax_data.json`; for an adapter without one, its base's."""
-    from labtax.models import adapter_base, is_adapter_dir
-
     path = Path(model) / DATA_RECORD
     if path.is_file():
         try:

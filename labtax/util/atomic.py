@@ -4,7 +4,6 @@ folder. A reader sees the old file or the whole new one, never a part, even afte
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -31,6 +30,8 @@ def atomic_write_chunks(path: Path, chunks: Iterable[bytes | memoryview], *, mod
     """Write the pieces to `path` atomically (not joined in memory first). `mode`: the file's
     permission bits (default: what the umask gives an ordinary file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile  # ~10 ms (shutil, random): paid by the commands that write, not every command line
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -12,9 +12,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
-import tempfile
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +22,8 @@ def _folders() -> list[Path]:
     if os.environ.get("LABTAX_LOG_DIR"):
         folders.append(Path(os.environ["LABTAX_LOG_DIR"]))
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    import tempfile  # with traceback below: the bug path only, not every command line's import
+
     folders += [Path(cache) / "labtax", Path(tempfile.gettempdir())]
     return folders
 
@@ -33,6 +33,8 @@ def write_bug_log(exc: BaseException, version: str, redact: Callable[[str], str]
     """Write `exc`'s traceback with labtax's `version`, python and the command line, through `redact`
     (util comes before teachers, so the CLI hands it in); the file's path, or None when no folder
     could be written (the caller still prints its one line)."""
+    import traceback
+
     trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     body = (f"labtax {version}, python {platform.python_version()}, {platform.platform()}\n"
             f"command: {' '.join(argv if argv is not None else sys.argv)}\n"

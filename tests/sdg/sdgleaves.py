@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from labtax.taxonomy import parse_leaf
+from labtax.taxonomy.leaves import parse_leaf
 from labtax.taxonomy.model import Leaf
 
 FREEFORM = {

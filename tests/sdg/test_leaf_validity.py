@@ -124,7 +124,7 @@ def test_a_document_folder_inside_the_git_directory_is_refused(git_repo, openai_
 def test_a_nested_git_directory_is_refused_by_the_document_reader(git_repo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from labtax.errors import UsageError
     from labtax.sdg.documents import load_documents
-    from labtax.taxonomy import load_leaf
+    from labtax.taxonomy.leaves import load_leaf
 
     # A folder that is a git directory under another name (a copied .git), reached by a symlink.
     git_repo.write("docs/real.md", "text\n")
@@ -140,7 +140,7 @@ def test_a_nested_git_directory_is_refused_by_the_document_reader(git_repo, tmp_
 def test_a_document_symlink_leaving_the_document_root_is_refused(git_repo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from labtax.errors import UsageError
     from labtax.sdg.documents import load_documents
-    from labtax.taxonomy import load_leaf
+    from labtax.taxonomy.leaves import load_leaf
 
     secret = tmp_path / "secret.md"
     secret.write_text("OUTSIDE\n")

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from labtax.errors import LabtaxError
-from labtax.taxonomy import Leaf, LeafError, find_leaves, load_leaf, parse_leaf, validate
+from labtax.taxonomy import Leaf, find_leaves
+from labtax.taxonomy.leaves import LeafError, load_leaf, parse_leaf, validate
 
 GOOD = Path(__file__).parent / "examples" / "good"
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from labtax.taxonomy import find_leaves, load_leaf, validate
+from labtax.taxonomy import find_leaves
+from labtax.taxonomy.leaves import load_leaf, validate
 
 ROOT = Path(__file__).resolve().parents[2]
 TAXONOMY = ROOT / "examples" / "taxonomy"

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from labtax.taxonomy import collect_targets, validate
+from labtax.taxonomy import collect_targets
 from labtax.taxonomy.config import Config
+from labtax.taxonomy.leaves import validate
 
 EXAMPLES = Path(__file__).parent / "examples"
 GOOD, BAD = EXAMPLES / "good", EXAMPLES / "bad"

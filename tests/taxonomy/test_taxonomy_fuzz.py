@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from labtax import taxonomy
+from labtax.taxonomy import leaves as taxonomy
 from labtax.taxonomy.config import Config
 from labtax.taxonomy.engine import check_data
 

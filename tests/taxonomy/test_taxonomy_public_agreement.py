@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from test_taxonomy_examples import BAD, EXAMPLES, GOOD, bad_cases
 
-from labtax.taxonomy import validate
+from labtax.taxonomy.leaves import validate
 
 TARGET = Path(os.environ.get("LABTAX_ILAB_SCHEMA", Path(sys.prefix) / "ilab-schema"))
 BASELINE = Path(__file__).parents[2] / "bench" / "ilab_baseline.py"

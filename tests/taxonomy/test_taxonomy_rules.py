@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from labtax.taxonomy import validate
 from labtax.taxonomy.config import Config
+from labtax.taxonomy.leaves import validate
 
 EXAMPLES = Path(__file__).parent / "examples" / "good"
 SKILL = (EXAMPLES / "compositional_skills/writing/poetry/haiku/qna.yaml").read_text()
