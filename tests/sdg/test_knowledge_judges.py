@@ -126,3 +126,30 @@ def test_pairs_judged_on_their_chunk_are_kept_when_the_judge_scale_shifts(tmp_pa
     for sample in result.samples:
         verdicts = sample["metadata"]["verdicts"]
         assert {verdicts[s]["verdict"] for s in ("faithful", "relevant", "standalone")} == {"pass"}
+
+
+def test_the_extractive_check_reads_the_question_against_the_whole_document() -> None:
+    """A question that stands alone names its subject, which a chunk in the middle of the document need
+    not repeat: the question's facts are looked up in the document, the answer's in its chunk."""
+    from labtax.sdg.pipelines.filters import Row as R
+    from labtax.sdg.pipelines.knowledge import extractive_step
+
+    class Counts:
+        def __init__(self) -> None:
+            self.dropped: list[str] = []
+
+        def drop(self, reason: str, n: int = 1) -> None:
+            self.dropped.append(reason)
+
+    chunks = ferry_chunks()
+    counts = Counts()
+    step = extractive_step(counts, {"ferry.md": FERRY})  # type: ignore[arg-type]
+    good = R("When did the Quarrow ferry service close?", chunks[2], "In 1988.", extra={"document": "ferry.md"})
+    assert run(step(0, good)) and good.scores["extractive"] == []
+    # The answer's facts must be in its chunk: 1821 is in the document, not in this chunk.
+    elsewhere = R("When did the Quarrow ferry service close?", chunks[2], "In 1821.", extra={"document": "ferry.md"})
+    # A question naming what the document never says teaches a wrong premise.
+    premise = R("When did the Quarrow ferry reach Lisbon?", chunks[2], "In 1988.", extra={"document": "ferry.md"})
+    assert not run(step(1, elsewhere)) and elsewhere.scores["extractive"] == ["1821"]
+    assert not run(step(2, premise)) and premise.scores["extractive"] == ["lisbon"]
+    assert counts.dropped == ["facts_not_in_chunk", "facts_not_in_chunk"]
