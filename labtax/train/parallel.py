@@ -11,13 +11,17 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 
+from labtax.models import TINY, build_tiny_model, choose_threads, is_adapter_dir, load_model, weights_dir
 from labtax.train.lm_loss import TrainModule
 from labtax.util.ranks import TORCHRUN_MARKER
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 @dataclass(frozen=True)
@@ -139,20 +143,70 @@ def checkpoint_activations(lm: torch.nn.Module, mode: str) -> None:
         target.forward = forward
 
 
+def load_start_model(name: str, runtime: Runtime, seed: int) -> PreTrainedModel:
+    """The start model in fp32 (the optimizer's master weights, whatever the checkpoint's dtype).
+
+    Under torchrun only rank 0 reads the weights; every other rank builds the same architecture on
+    the meta device (no memory), and `prepare_model` fills its shards from rank 0 after sharding:
+    a whole fp32 copy per rank was ~28 GB of host memory per rank for a 7B model (issue 23). An
+    adapter folder (its base merged in on load) is loaded whole on every rank."""
+    if not runtime.distributed or runtime.is_main or is_adapter_dir(name):
+        return load_model(name, dtype=torch.float32, seed=seed)
+    return meta_model(name, seed)
+
+
+def meta_model(name: str, seed: int) -> PreTrainedModel:
+    """`name`'s architecture with every parameter and buffer on the meta device (nothing read)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE") or 1))
+    torch.set_num_threads(max(1, choose_threads() // ranks))  # as load_model sets it on rank 0
+    with torch.device("meta"):
+        if name == TINY:
+            model = build_tiny_model(seed)
+        else:  # the tokenizer, loaded before, made sure an embedded model's folder exists
+            config = AutoConfig.from_pretrained(str(weights_dir(name)), trust_remote_code=False)
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    return model.eval()
+
+
 def prepare_model(lm: torch.nn.Module, runtime: Runtime) -> TrainModule:
-    """Wrap the model for training, move it to its device and, under torchrun, shard it with FSDP2."""
-    lm.to(runtime.device)
-    model = TrainModule(lm)
+    """Wrap the model for training, move it to its device and, under torchrun, shard it with FSDP2.
+
+    Under torchrun rank 0 holds the loaded weights and the other ranks a meta-device model
+    (`load_start_model`): after sharding, rank 0's full state is broadcast into every rank's shards."""
     if not runtime.distributed:
-        return model
+        lm.to(runtime.device)
+        return TrainModule(lm)
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+    model = TrainModule(lm)
+    # Rank 0's weights as loaded (references: sharding copies each rank's rows out of them).
+    full: dict[str, Any] = dict(lm.state_dict()) if runtime.is_main else {}
     kwargs: dict[str, Any] = {}
     if runtime.amp_dtype is not None:
         kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=runtime.amp_dtype, reduce_dtype=torch.float32)
+    # fully_shard moves each unit's states to the device itself: rank 0 never holds the whole model there.
     for layer in decoder_layers(lm):
         fully_shard(layer, **kwargs)
     fully_shard(model, **kwargs)  # the root: embedding, final norm and the (tied) head
+    fill_from_rank0(lm, full, runtime)
     return model
 
 
+def fill_from_rank0(lm: torch.nn.Module, full: dict[str, Any], runtime: Runtime) -> None:
+    """Give every rank's shards rank 0's values. Ties survive (a tied weight is one sharded parameter);
+    buffers are not sharded and non-persistent ones (rotary inv_freq) are in no state dict, so each
+    is broadcast whole."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    if any(t.is_meta for t in [*lm.parameters(), *lm.buffers()]):
+        lm.to_empty(device=runtime.device)
+    set_model_state_dict(lm, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+    for buffer in lm.buffers():
+        if buffer.device == runtime.device:
+            dist.broadcast(buffer, src=0)
+        else:  # a buffer FSDP left on the CPU: nccl sends device tensors only
+            sent = buffer.to(runtime.device)
+            dist.broadcast(sent, src=0)
+            buffer.copy_(sent)

@@ -39,7 +39,7 @@ from labtax.data import MANIFEST, PHASE1_STEP1, PHASE1_STEP2, STEP_FILES, VALIDA
 from labtax.data import PHASE_FILES as DATA_FILES
 from labtax.data import TEST as TEST_FILE
 from labtax.errors import ConfigError, InputOutputError, LockedError, UsageError
-from labtax.models import EMBEDDED, EMBEDDED_SMALL, TINY, load_model, load_tokenizer, model_id
+from labtax.models import EMBEDDED, EMBEDDED_SMALL, TINY, load_tokenizer, model_id
 from labtax.train.checkpoint import find_state, read_state_header
 from labtax.train.config import PHASES, PhaseConfig, TrainConfig
 from labtax.train.data import TokenizedFile, file_sha256, tokenize_file, tokenizer_hash, wait_for_tokens
@@ -53,6 +53,7 @@ from labtax.train.parallel import (
     checkpoint_activations,
     init_runtime,
     launch_place,
+    load_start_model,
     prepare_model,
     shutdown,
 )
@@ -415,8 +416,8 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
         # bf16 config (phase 2 starts from phase 1's bf16 checkpoint on a GPU) as bf16, and AdamW then
         # keeps bf16 moments: at lr 6e-6 most updates round away. Compute is bf16 on GPUs anyway
         # (autocast on one device, FSDP2's MixedPrecisionPolicy under torchrun).
-        net = (load_4bit(start) if lora and lora.load_in_4bit
-               else load_model(start, dtype=torch.float32, seed=config.seed))
+        # Under torchrun only rank 0 reads the weights (the others build on the meta device).
+        net = load_4bit(start) if lora and lora.load_in_4bit else load_start_model(start, runtime, config.seed)
         pc, schedule = fit_lr(pc, sum(p.numel() for p in net.parameters()), explicit, schedule)
         say(describe_schedule(phase, schedule))
         if lora is not None:
