@@ -109,9 +109,11 @@ def save_hf(model: TrainModule, tokenizer: PreTrainedTokenizerBase, target: Path
             meta: dict[str, Any]) -> None:
     """Write a plain Hugging Face checkpoint (safetensors + config + tokenizer) that from_pretrained loads."""
     lora = wrapper_of(model.lm) is not None
-    # A LoRA run's checkpoint is the merged model (a plain HF folder), with the adapter beside it.
-    state = merged_state(model.lm) if lora else full_model_state(model, runtime)
+    state = full_model_state(model, runtime)  # gathered on rank 0 under FSDP (a collective: every rank)
     if runtime.is_main:
+        adapter = state
+        # A LoRA run's checkpoint is the merged model (a plain HF folder), with the adapter beside it.
+        state = merged_state(model.lm, adapter) if lora else state
         from transformers import AutoModelForCausalLM
 
         dtype = runtime.checkpoint_dtype
@@ -132,7 +134,7 @@ def save_hf(model: TrainModule, tokenizer: PreTrainedTokenizerBase, target: Path
                 plain.save_pretrained(tmp)
                 tokenizer.save_pretrained(tmp)
                 if lora:
-                    save_adapter(model.lm, tmp / ADAPTER_DIR, tokenizer)
+                    save_adapter(model.lm, tmp / ADAPTER_DIR, tokenizer, adapter)
                 (tmp / CHECKPOINT_META).write_text(json.dumps(meta, indent=1))
                 target.parent.mkdir(parents=True, exist_ok=True)
                 _replace_dir(tmp, target)

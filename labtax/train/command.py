@@ -58,13 +58,14 @@ def _phases(command: TrainCommand) -> list[str]:
 
 
 def check_lora(command: TrainCommand, nproc_per_node: int, nnodes: int) -> None:
-    """LoRA's usage errors, before torchrun starts: QLoRA without a GPU, or LoRA in several processes."""
+    """LoRA's usage errors, before torchrun starts: QLoRA without a GPU, or QLoRA in several processes
+    (LoRA on full-precision weights is sharded by FSDP2; bitsandbytes' 4-bit weights are not, here)."""
     if command.lora is None:
         return
     if command.lora.load_in_4bit:
         check_4bit()
-    if nproc_per_node > 1 or nnodes > 1:
-        raise UsageError("LoRA (--lora-rank) runs in one process for now: drop --nproc-per-node/--nnodes")
+        if nproc_per_node > 1 or nnodes > 1:
+            raise UsageError("QLoRA (--load-in-4bit) runs in one process: drop --nproc-per-node/--nnodes")
 
 
 def check_train_command(command: TrainCommand) -> None:

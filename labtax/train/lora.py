@@ -119,9 +119,11 @@ def wrapper_of(lm: torch.nn.Module) -> PeftModel | None:
     return _WRAPPERS.get(lm)
 
 
-def merged_state(lm: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The injected model's weights with every adapter folded in (W + ΔW, PEFT's own delta), under the
-    plain model's parameter names; the training model is left as it is."""
+def merged_state(lm: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The injected model's weights with every adapter folded in, under the plain model's parameter
+    names, from `state`: the injected model's whole state dict (under FSDP gathered on rank 0, so the
+    layers' own tensors are shards). The delta is PEFT's LoraLayer.get_delta_weight, computed on
+    the gathered A and B: (B @ A, transposed for fan_in_fan_out layers) * scaling."""
     from peft.tuners.lora import LoraLayer
 
     merged: dict[str, torch.Tensor] = {}
@@ -129,27 +131,28 @@ def merged_state(lm: torch.nn.Module) -> dict[str, torch.Tensor]:
         for name, layer in lm.named_modules():
             if isinstance(layer, LoraLayer):
                 module: Any = layer  # PEFT's Linear: a LoraLayer and an nn.Module
-                base = module.get_base_layer()
-                weight = base.weight.detach().float()
+                weight = state[f"{name}.base_layer.weight"].float()
                 for adapter in module.active_adapters:
-                    weight = weight + module.get_delta_weight(adapter).float()
-                merged[f"{name}.weight"] = weight.cpu()
-                if getattr(base, "bias", None) is not None:
-                    merged[f"{name}.bias"] = base.bias.detach().cpu()
-        for key, value in lm.state_dict().items():
-            if "lora_" in key:
-                continue
-            plain = key.replace(".base_layer.", ".")
-            merged.setdefault(plain, value.detach().cpu())
+                    a, b = state[f"{name}.lora_A.{adapter}.weight"], state[f"{name}.lora_B.{adapter}.weight"]
+                    delta = b.float() @ a.float()
+                    weight = weight + (delta.T if module.fan_in_fan_out else delta) * module.scaling[adapter]
+                merged[f"{name}.weight"] = weight
+        for key, value in state.items():
+            if "lora_" not in key:
+                merged.setdefault(key.replace(".base_layer.", "."), value)
     return merged
 
 
-def save_adapter(lm: torch.nn.Module, target: Path, tokenizer: PreTrainedTokenizerBase) -> None:
-    """PEFT's adapter folder (config + safetensors) and the tokenizer, so `labtax chat` reads it alone."""
+def save_adapter(lm: torch.nn.Module, target: Path, tokenizer: PreTrainedTokenizerBase,
+                 state: Mapping[str, torch.Tensor]) -> None:
+    """PEFT's adapter folder (config + safetensors) and the tokenizer, so `labtax chat` reads it alone.
+    `state` is the injected model's whole state dict (gathered under FSDP): PEFT keeps its adapter
+    entries, named as its wrapper names them."""
     wrapped = wrapper_of(lm)
     if wrapped is None:
         return
-    wrapped.save_pretrained(str(target), safe_serialization=True)
+    wrapped.save_pretrained(str(target), safe_serialization=True,
+                            state_dict={f"base_model.model.{k}": v for k, v in state.items()})
     tokenizer.save_pretrained(str(target))
 
 

@@ -298,8 +298,8 @@ def run_training(data_dir: Path, model: str, output: Path, phases: list[str], co
             tokens = tokenize_units(data_dir, output, training_units(data_dir, phases), config, tokenizer,
                                     build=place.local_rank == 0)
             runtime = dataclasses.replace(init_runtime(dist_timeout_min), save_dtype=save_dtype)
-            if lora is not None and runtime.distributed:
-                raise UsageError("LoRA (--lora-rank) runs in one process here; drop --nproc-per-node")
+            if lora is not None and lora.load_in_4bit and runtime.distributed:
+                raise UsageError("QLoRA (--load-in-4bit) runs in one process; drop --nproc-per-node")
             return _run(data_dir, model, output, phases, config, select, scorer, runtime, say, report_to or [],
                         tokenizer, tokens, lora)
     except OSError as exc:
