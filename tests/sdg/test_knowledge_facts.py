@@ -104,8 +104,10 @@ def test_wrong_facts_and_unfair_items_are_dropped_and_counted(tmp_path: Path) ->
     assert "It was founded on 2 March 1899." in answers and "Its membership reached 1,200 in 1910." in answers
     assert st["dropped"]["facts_not_in_chunk"] == 1 and st["funnel"]["supported"] == st["funnel"]["deduplicated"] - 1
     # The wordings of one fact share its id; the founding fact kept one wording, the members fact two.
+    # The wrong-date pair shares no number, date or name with its fact's other answer, so it was split
+    # off as a fact of its own (#0/1) before the check dropped it.
     facts = {s["metadata"]["fact"] for s in result.samples}
-    assert facts == {"guild.md#0/0", "guild.md#0/1", "guild.md#1/0"}
+    assert facts == {"guild.md#0/0", "guild.md#0/2", "guild.md#1/0"}
     assert st["facts_covered"] == 3 and st["facts_with_wordings"] == 2
     mc = st["mc"]
     assert mc["generated"] == 4 and mc["kept"] == 1

@@ -153,3 +153,16 @@ def test_the_extractive_check_reads_the_question_against_the_whole_document() ->
     assert not run(step(1, elsewhere)) and elsewhere.scores["extractive"] == ["1821"]
     assert not run(step(2, premise)) and premise.scores["extractive"] == ["lisbon"]
     assert counts.dropped == ["facts_not_in_chunk", "facts_not_in_chunk"]
+
+
+def test_pairs_under_one_fact_line_about_different_facts_are_split() -> None:
+    from labtax.sdg.pipelines.knowledge import split_fact
+
+    # What the 1.5B teacher wrote under one "Fact:" line: three facts, one wording each.
+    assert len(split_fact([("When was the largest furnace lit?", "In 1881."),
+                           ("What was the largest furnace called?", "Old Brimstone."),
+                           ("Where was the largest furnace?", "In Tillford.")])) == 3
+    # One fact in three wordings (a date's year is the same fact); a pair naming none stays with them.
+    same = [("When was the ferry founded?", "On 3 May 1821."), ("In which year did the ferry start?", "In 1821."),
+            ("What began in 1821?", "The Quarrow ferry began in 1821."), ("Was it a ferry?", "Yes, it was.")]
+    assert split_fact(same) == [same]

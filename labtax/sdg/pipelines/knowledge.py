@@ -14,12 +14,13 @@ for closed-book evaluation and train the others.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from labtax.data.facts import unsupported_facts
+from labtax.data.facts import key_facts, unsupported_facts
 from labtax.sdg.dedup import Deduper
 from labtax.sdg.documents import Chunk, chunk_documents, load_documents
 from labtax.sdg.pipelines import filters
@@ -249,7 +250,7 @@ def _pair_rows(runner: Runner, chunks: list[Chunk], shown: tuple[int, ...], ask:
     for group, q, a in pairs:
         groups.setdefault(group, []).append((q, a))
     rows = []
-    for members in groups.values():
+    for members in (part for group in groups.values() for part in split_fact(group)):
         c = _credit(chunks, shown, [a for _, a in members])
         chunk = chunks[c]
         fact = f"{chunk.document}#{chunk.index}/{facts_seen[c]}"
@@ -263,6 +264,26 @@ def _pair_rows(runner: Runner, chunks: list[Chunk], shown: tuple[int, ...], ask:
                 rows.append(Row(q, chunk.text, a, extra={"document": chunk.document, "chunk": chunk.index,
                                                          "fact": fact}))
     return rows
+
+
+def split_fact(members: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """The pairs a reply wrote under one `Fact:` line, split where they are about different facts: a
+    pair joins the first part whose answers share a number, date or name with its answer (a pair whose
+    answer has none stays with the first part). A 1.5B teacher wrote "When was the furnace lit? In
+    1881.", "What was it called? Old Brimstone." and "Where was it? In Tillford." under one line:
+    three facts, and holding one out as the closed-book test of the other two would test a fact that
+    was never trained."""
+    parts: list[tuple[set[str], list[tuple[str, str]]]] = []
+    for q, a in members:
+        facts = set(key_facts(a))
+        facts |= {str(int(f[:4])) for f in facts if re.match(r"\d{4}-", f)}  # "3 May 1874" is also "1874"
+        home = next((p for p in parts if p[0] & facts), None) if facts else (parts[0] if parts else None)
+        if home is None:
+            parts.append((set(facts), [(q, a)]))
+        else:
+            home[0].update(facts)
+            home[1].append((q, a))
+    return [pairs for _, pairs in parts]
 
 
 def home_chunk(context: str, answer: str, chunks: Sequence[str]) -> str:
