@@ -11,7 +11,16 @@ through it; nothing else parses a set file or the manifest. It imports no stage.
 
 from __future__ import annotations
 
-from labtax.data.manifest import LeafEntry, Manifest, read_manifest, write_manifest
+from labtax.data.manifest import (
+    FaultSummary,
+    GenerationStats,
+    LeafEntry,
+    Manifest,
+    RunSummary,
+    SetFile,
+    read_manifest,
+    write_manifest,
+)
 from labtax.data.names import (
     MANIFEST,
     PHASE1,
@@ -29,8 +38,29 @@ from labtax.data.names import (
 from labtax.data.sample import Message, Sample, SampleMetadata, TestRow, read_set
 
 __all__ = [
-    "MANIFEST", "PHASE1", "PHASE1_STEP1", "PHASE1_STEP2", "PHASE2", "PHASE_FILES", "SET_FILES",
-    "STEP_FILES", "STORE_FORMAT", "TEST", "VALIDATION",
-    "LeafEntry", "Manifest", "Message", "Sample", "SampleMetadata", "TestRow",
-    "leaf_folder", "read_manifest", "read_set", "write_manifest",
+    "MANIFEST",
+    "PHASE1",
+    "PHASE1_STEP1",
+    "PHASE1_STEP2",
+    "PHASE2",
+    "PHASE_FILES",
+    "SET_FILES",
+    "STEP_FILES",
+    "STORE_FORMAT",
+    "TEST",
+    "VALIDATION",
+    "FaultSummary",
+    "GenerationStats",
+    "LeafEntry",
+    "Manifest",
+    "Message",
+    "RunSummary",
+    "Sample",
+    "SampleMetadata",
+    "SetFile",
+    "TestRow",
+    "leaf_folder",
+    "read_manifest",
+    "read_set",
+    "write_manifest",
 ]

@@ -112,11 +112,11 @@ def manifest_leaves(path: Path) -> tuple[set[str], set[str]] | None:
         return None
     changed: set[str] = set()
     dropped: set[str] = set()
-    for entry in manifest["leaves"]:
-        leaf = leaf_folder(entry["path"])
-        if entry.get("status") in EXCLUDED_STATUSES:
+    for entry in manifest.leaves:
+        leaf = leaf_folder(entry.path)
+        if entry.status in EXCLUDED_STATUSES:
             dropped.add(leaf)
-        elif entry.get("changed"):
+        elif entry.changed:
             changed.add(leaf)
     return changed, dropped
 

@@ -4,10 +4,10 @@ plan (--dry-run) or a run."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from labtax.compute import estimate_seconds
+from labtax.data import GenerationStats, LeafEntry
 from labtax.data.names import coverage_text, funnel_in_order
 from labtax.progress import clock
 from labtax.sdg.mix import dedup_warnings
@@ -43,31 +43,31 @@ def _leaf_line(lp: LeafPlan) -> str | None:
     return f"{lp.action:<9} {quote_path(lp.path)}{one_line(extra)}"
 
 
-def funnel_line(entry: Mapping[str, Any]) -> str | None:
+def funnel_line(entry: LeafEntry) -> str | None:
     """A generated leaf's funnel (asked -> parsed -> ... -> kept -> in the sets), and the request bound
     when it bound; None for other leaves."""
-    gen = entry.get("generation") or {}
-    if entry.get("status") != "generated" or not gen.get("funnel"):
+    gen = entry.generation
+    if entry.status != "generated" or gen is None or not gen.funnel:
         return None
-    steps = " -> ".join(f"{k} {v}" for k, v in funnel_in_order(gen["funnel"]).items())
-    counts = entry.get("counts") or {}
-    if "train" in counts:
-        steps += f" -> in sets {counts['train']}"
-    bound = (f" (request limit {gen.get('request_limit', '')} bound: {gen.get('requests_wanted')} requests wanted)"
-             if gen.get("max_requests_bound") else "")
-    return f"funnel    {quote_path(entry['path'])}: {steps}{coverage_text(gen)}{bound}{_drops(gen)}"
+    steps = " -> ".join(f"{k} {v}" for k, v in funnel_in_order(dict(gen.funnel)).items())
+    if "train" in entry.counts:
+        steps += f" -> in sets {entry.counts['train']}"
+    limit = gen.request_limit if gen.request_limit is not None else ""
+    bound = (f" (request limit {limit} bound: {gen.requests_wanted} requests wanted)"
+             if gen.max_requests_bound else "")
+    return f"funnel    {quote_path(entry.path)}: {steps}{coverage_text(gen.to_json())}{bound}{_drops(gen)}"
 
 
-def _drops(gen: Mapping[str, Any]) -> str:
+def _drops(gen: GenerationStats) -> str:
     """'; dropped facts_not_in_chunk 2, unfaithful 1; multiple choice kept 3 of 9 (dropped ...)' ('' when none)."""
     out = ""
-    if gen.get("dropped"):
-        out += "; dropped " + ", ".join(f"{k} {v}" for k, v in gen["dropped"].items())
-    mc = gen.get("mc")
-    if isinstance(mc, Mapping) and mc.get("generated"):
-        out += f"; multiple choice kept {mc.get('kept', 0)} of {mc['generated']}"
-        if mc.get("dropped"):
-            out += " (dropped " + ", ".join(f"{k} {v}" for k, v in mc["dropped"].items()) + ")"
+    if gen.dropped:
+        out += "; dropped " + ", ".join(f"{k} {v}" for k, v in gen.dropped.items())
+    mc = gen.mc
+    if mc is not None and mc.generated:
+        out += f"; multiple choice kept {mc.kept} of {mc.generated}"
+        if mc.dropped:
+            out += " (dropped " + ", ".join(f"{k} {v}" for k, v in mc.dropped.items()) + ")"
     return out
 
 
@@ -99,12 +99,13 @@ def as_text(outcome: Plan | RunResult) -> list[str]:
     if isinstance(outcome, Plan):
         return plan_lines(outcome)
     plan, m = outcome.plan, outcome.manifest
+    assert m is not None  # a finished run has written its manifest
     lines = [line for lp in plan.leaves if lp.action in ("drop", "invalid") and (line := _leaf_line(lp))]
     if plan.nothing_to_generate:
         lines.append("nothing to generate")
-    lines += [line for e in m["leaves"] if (line := funnel_line(e))]
-    lines += dedup_warnings({e["path"]: e.get("counts") or {} for e in m["leaves"]})
-    statuses = [e["status"] for e in m["leaves"]]
+    lines += [line for e in m.leaves if (line := funnel_line(e))]
+    lines += dedup_warnings({e.path: dict(e.counts) for e in m.leaves})
+    statuses = [e.status for e in m.leaves]
     lines.append(
         f"generated {statuses.count('generated')} leaves ({outcome.requests_sent} requests sent, "
         f"{outcome.requests_replayed} replayed from the ledger, {outcome.tokens} tokens), "
@@ -112,7 +113,7 @@ def as_text(outcome: Plan | RunResult) -> list[str]:
         + (f", failed {statuses.count('failed')}" if "failed" in statuses else "")
         + (f", invalid {statuses.count('invalid')}" if "invalid" in statuses else "")
     )
-    sets = ", ".join(f"{name} {info['samples']}" for name, info in sorted(m["sets"].items()))
+    sets = ", ".join(f"{name} {info.samples}" for name, info in sorted(m.sets.items()))
     lines.append(f"sets {'rebuilt' if outcome.sets_rebuilt else 'unchanged'}: {sets} -> {outcome.output}")
     lines += fault_lines(outcome)
     if outcome.failed:
@@ -123,10 +124,10 @@ def as_text(outcome: Plan | RunResult) -> list[str]:
 def fault_lines(outcome: RunResult) -> list[str]:
     """One line saying how many requests were retried, failed or unreadable, and why; none if clean."""
     f = outcome.fault_summary()
-    if not (f["retried"] or f["failed"] or f["unreadable"] or f["reasons"]):
+    if f.clean:
         return []
-    why = ", ".join(f"{reason} {n}" for reason, n in f["reasons"].items())
-    return [f"teacher faults: {f['retried']} retried, {f['failed']} failed, {f['unreadable']} unreadable"
+    why = ", ".join(f"{reason} {n}" for reason, n in f.reasons.items())
+    return [f"teacher faults: {f.retried} retried, {f.failed} failed, {f.unreadable} unreadable"
             + (f" ({why})" if why else "")]
 
 
@@ -134,7 +135,8 @@ def as_json(outcome: Plan | RunResult) -> dict[str, Any]:
     if isinstance(outcome, Plan):
         return {"dry_run": True, **outcome.to_dict()}
     return {"dry_run": False, "nothing_to_generate": outcome.plan.nothing_to_generate,
-            "sets_rebuilt": outcome.sets_rebuilt, "manifest": outcome.manifest}
+            "sets_rebuilt": outcome.sets_rebuilt,
+            "manifest": outcome.manifest.to_json() if outcome.manifest is not None else None}
 
 
 def render_text(outcome: Plan | RunResult) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labtax.data import FaultSummary, GenerationStats, LeafEntry, Manifest, RunSummary, write_manifest
 from labtax.data.names import coverage_text, funnel_in_order
 from labtax.errors import LabtaxError
 from labtax.progress import QUIET, note
@@ -167,12 +168,9 @@ def write_leaf_sets(output: Path, leaves: Sequence[Leaf], outcomes: Sequence[Lea
     `test.jsonl` with the seeds, flagged exactly as shown to the teacher, and the multiple-choice items,
     `validation.jsonl`, and a manifest naming the leaves as changed), so `labtax train --data`, its
     `--select` and `labtax eval --data` read it. None when no leaf produced data."""
-    from labtax.data import write_manifest
-    from labtax.data.names import MANIFEST_FORMAT
     from labtax.sdg import mix
     from labtax.sdg.held_out import seed_test_samples
     from labtax.sdg.readers import reader_identity
-    from labtax.sdg.running import RunResult, generation_numbers
 
     by_path = {leaf.path: leaf for leaf in leaves}
     done = [(by_path[o.leaf], o.result) for o in outcomes if o.result is not None]
@@ -185,25 +183,22 @@ def write_leaf_sets(output: Path, leaves: Sequence[Leaf], outcomes: Sequence[Lea
         note(line, QUIET)  # a warning: shown under --quiet too
     target = output / SETS_DIR
     target.mkdir(parents=True, exist_ok=True)
-    entries: list[Any] = [
-        {"path": leaf.path, "key": None, "kind": leaf.kind, "status": "generated", "changed": True,
-         "counts": sets.counts.get(leaf.path, {}), "tokens": int(res.stats.get("prompt_tokens", 0))
-         + int(res.stats.get("completion_tokens", 0)), "seconds": float(res.stats.get("seconds", 0.0)),
-         "generation": generation_numbers(res.stats)}
+    entries = [
+        LeafEntry(leaf.path, None, leaf.kind, "generated", True, sets.counts.get(leaf.path, {}),
+                  int(res.stats.get("prompt_tokens", 0)) + int(res.stats.get("completion_tokens", 0)),
+                  float(res.stats.get("seconds", 0.0)), generation=GenerationStats.from_stats(res.stats))
         for leaf, res in done
     ]
-    entries += [{"path": o.leaf, "key": None, "kind": by_path[o.leaf].kind, "status": "failed", "changed": True,
-                 "counts": {}, "tokens": 0, "seconds": 0.0, "error": redact(str(o.error))}
+    entries += [LeafEntry(o.leaf, None, by_path[o.leaf].kind, "failed", True, {}, 0, 0.0, error=redact(str(o.error)))
                 for o in outcomes if o.result is None]
-    write_manifest(target, {
-        "format": MANIFEST_FORMAT, "base": None, "head": None, "base_ref": None, "head_ref": None,
-        "teacher_model": model_id, "mix": mix_settings.as_dict(), "sets": mix.write_sets(target, sets),
-        "settings": {**settings.as_dict(), "document_reader": reader_identity(settings.document_reader)},
-        **({"phase1_steps": sets.step_counts} if sets.step_counts else {}),  # --phase1 two-step
-        "fingerprint": mix.sets_fingerprint([(leaf.path, leaf.kind, "") for leaf, _ in done], mix_settings),
-        "leaves": sorted(entries, key=lambda e: e["path"]),
-        "run": {"requests_sent": sum(int(res.stats.get("requests", 0)) for _, res in done), "requests_replayed": 0,
-                "tokens": sum(e["tokens"] for e in entries), "seconds": round(sum(e["seconds"] for e in entries), 3),
-                "faults": RunResult.empty_faults()},
-    })
+    write_manifest(target, Manifest(
+        base=None, head=None, base_ref=None, head_ref=None, teacher_model=model_id,
+        settings={**settings.as_dict(), "document_reader": reader_identity(settings.document_reader)},
+        mix=mix_settings.as_dict(), sets=mix.write_sets(target, sets),
+        fingerprint=mix.sets_fingerprint([(leaf.path, leaf.kind, "") for leaf, _ in done], mix_settings),
+        leaves=tuple(sorted(entries, key=lambda e: e.path)),
+        phase1_steps=sets.step_counts or None,  # --phase1 two-step
+        run=RunSummary(sum(int(res.stats.get("requests", 0)) for _, res in done), 0, sum(e.tokens for e in entries),
+                       sum(e.seconds for e in entries), FaultSummary()),
+    ))
     return target

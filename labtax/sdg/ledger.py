@@ -22,12 +22,13 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labtax.data import LeafEntry
 from labtax.errors import InputOutputError, UsageError
 from labtax.teachers.base import TeacherResponse
 
@@ -204,15 +205,14 @@ class Ledger:
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]
 
-    def record_leaves(self, run_id: int, rows: Iterable[Mapping[str, Any]]) -> None:
+    def record_leaves(self, run_id: int, rows: Iterable[LeafEntry]) -> None:
         with self.transaction():
             self.conn.executemany(
                 "INSERT OR REPLACE INTO leaves(run_id, path, key, status, changed, counts, tokens, seconds)"
                 " VALUES(?,?,?,?,?,?,?,?)",
                 [
-                    (run_id, r["path"], r.get("key"), r["status"], int(bool(r.get("changed"))),
-                     json.dumps(r.get("counts") or {}, sort_keys=True), int(r.get("tokens") or 0),
-                     float(r.get("seconds") or 0.0))
+                    (run_id, r.path, r.key, r.status, int(r.changed), json.dumps(dict(r.counts), sort_keys=True),
+                     r.tokens, r.seconds)
                     for r in rows
                 ],
             )

@@ -34,12 +34,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labtax.data import PHASE1, PHASE2, SET_FILES, STEP_FILES, TEST, VALIDATION, Manifest
+from labtax.data import PHASE1, PHASE2, SET_FILES, STEP_FILES, TEST, VALIDATION, SetFile
 from labtax.data.sample import chunk_of, question_of, slim, user_text, with_user
 from labtax.sdg import knowledge_replay as rp
 from labtax.sdg.held_out import choose_held_out, closed_book_row, document_row, user_turn
@@ -423,9 +423,9 @@ def encode_jsonl(rows: Sequence[bytes]) -> bytes:
     return b"".join(r + b"\n" for r in rows)
 
 
-def write_sets(output: Path, sets: MixedSets) -> dict[str, dict[str, Any]]:
-    """Write the set files atomically; returns {file: {samples, bytes, sha256, mtime_ns}}."""
-    info: dict[str, dict[str, Any]] = {}
+def write_sets(output: Path, sets: MixedSets) -> dict[str, SetFile]:
+    """Write the set files atomically; returns each file's record for the manifest."""
+    info: dict[str, SetFile] = {}
     files = sets.by_file()
     for name in STEP_FILES:
         if name not in files:  # a one-step run: step sets of an earlier two-step run would be read as current
@@ -440,8 +440,7 @@ def write_sets(output: Path, sets: MixedSets) -> dict[str, dict[str, Any]]:
             digest.update(chunk)
         atomic_write_chunks(output / name, chunks)
         st = (output / name).stat()
-        info[name] = {"samples": sets.samples[name], "bytes": st.st_size, "sha256": digest.hexdigest(),
-                      "mtime_ns": st.st_mtime_ns}
+        info[name] = SetFile(sets.samples[name], st.st_size, digest.hexdigest(), st.st_mtime_ns)
     return info
 
 
@@ -453,10 +452,9 @@ def sets_fingerprint(leaves: Sequence[tuple[str, str, str]], settings: MixSettin
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def sets_intact(output: Path, manifest: Manifest, *, full: bool = False) -> bool:
-    """True when every set file named in `manifest` is the one it recorded: same size and mtime (a
-    rewrite changes them), or with `full` the same sha256."""
-    sets = manifest.get("sets") or {}
+def sets_intact(output: Path, sets: Mapping[str, SetFile], *, full: bool = False) -> bool:
+    """True when every set file a manifest recorded (`sets`) is the one it recorded: same size and
+    mtime (a rewrite changes them), or with `full` the same sha256."""
     if not set(SET_FILES) <= set(sets) <= {*SET_FILES, VALIDATION, *STEP_FILES}:
         return False
     if any(name not in sets and (output / name).exists() for name in (VALIDATION, *STEP_FILES)):
@@ -465,11 +463,11 @@ def sets_intact(output: Path, manifest: Manifest, *, full: bool = False) -> bool
         path = output / name
         try:
             st = path.stat()
-            if st.st_size != meta.get("bytes"):
+            if st.st_size != meta.bytes:
                 return False
-            if (full or st.st_mtime_ns != meta.get("mtime_ns")) and hashlib.sha256(
+            if (full or st.st_mtime_ns != meta.mtime_ns) and hashlib.sha256(
                 path.read_bytes()
-            ).hexdigest() != meta.get("sha256"):
+            ).hexdigest() != meta.sha256:
                 return False
         except OSError:
             return False

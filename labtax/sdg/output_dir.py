@@ -56,11 +56,9 @@ def collect_garbage(output: Path, *, dry_run: bool = False, wait: float = 0.0) -
         if manifest is None:
             raise UsageError(f"no {MANIFEST} in {output}: nothing says which data is current",
                              hint="run labtax diff-generate first")
-        keep = {k for e in manifest.get("leaves") or [] if e.get("status") in ("generated", "reused")
-                and (k := e.get("key"))}
+        keep = {e.key for e in manifest.leaves if e.has_data and e.key}
         # A failed leaf has no store file yet, but its recorded responses are what its next run replays.
-        resumable = keep | {k for e in manifest.get("leaves") or [] if e.get("status") == "failed"
-                            and (k := e.get("key"))}
+        resumable = keep | {e.key for e in manifest.leaves if e.status == "failed" and e.key}
         doomed = sorted(k for k in store.all_keys() if k not in keep)
         leftovers = list(store.garbage())
         freed = 0

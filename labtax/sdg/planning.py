@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
-from labtax.data import Manifest, read_manifest
+from labtax.data import read_manifest
 from labtax.data.names import STORE_FORMAT
 from labtax.errors import LabtaxError, UsageError
 from labtax.sdg import mix
@@ -267,8 +267,8 @@ def plan_run(
     # Dropped: deleted in the diff, or in the previous manifest and no longer at head.
     current = set(snap.paths)
     renamed_from = {c.old_path for c in diff.changes if c.status == "renamed" and c.old_path}
-    previous: Manifest = read_manifest(output) or {}
-    prev_keys = {e["path"]: e.get("key") for e in previous.get("leaves") or [] if e.get("status") != "dropped"}
+    previous = read_manifest(output)
+    prev_keys = {e.path: e.key for e in (previous.leaves if previous else ()) if e.status != "dropped"}
     gone = {c.path for c in diff.changes if c.status == "deleted"} | set(prev_keys)
     for path in sorted(gone - current - renamed_from):
         row = memo.get(path)

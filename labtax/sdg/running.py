@@ -10,13 +10,21 @@ import asyncio
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labtax.data import LeafEntry, Manifest, read_manifest, write_manifest
-from labtax.data.names import MANIFEST_FORMAT
+from labtax.data import (
+    FaultSummary,
+    GenerationStats,
+    LeafEntry,
+    Manifest,
+    RunSummary,
+    SetFile,
+    read_manifest,
+    write_manifest,
+)
 from labtax.errors import EXIT_FINDINGS, EXIT_OK, EXIT_TEACHER, LabtaxError, TeacherError, UsageError
 from labtax.progress import VERBOSE, counting, note, verbosity
 from labtax.sdg import mix
@@ -24,12 +32,13 @@ from labtax.sdg.fleet import LEAVES_PER_SLOT, QUEUED_WAVES, InFlight, LeafGate
 from labtax.sdg.ledger import Ledger, is_io_failure
 from labtax.sdg.ledger import io_error as ledger_io_error
 from labtax.sdg.output_dir import LEAVES_DIR, LEDGER_FILE, output_lock, quarantine_manifest
-from labtax.sdg.pipelines.calibrate import calibration_summary, calibration_text
+from labtax.sdg.pipelines.calibrate import calibration_text
 from labtax.sdg.planning import LeafPlan, Plan, parse_leaf_at_head, plan_run
 from labtax.sdg.replay import LedgerTeacher
 from labtax.sdg.store import CorruptLeafError, LeafData, LeafStore, RawLeaf, ReadOnlyLeafStore
 from labtax.teachers.metered import metered
-from labtax.util.quoting import quote_path
+from labtax.teachers.redact import redact
+from labtax.util.quoting import one_line, quote_path
 
 if TYPE_CHECKING:
     from labtax.sdg.settings import GenerationSettings
@@ -39,7 +48,7 @@ if TYPE_CHECKING:
 class RunResult:
     plan: Plan
     output: Path
-    manifest: Manifest
+    manifest: Manifest | None = None  # set once the sets are rebuilt (`rebuild`)
     requests_sent: int = 0
     requests_replayed: int = 0
     tokens: int = 0
@@ -52,15 +61,14 @@ class RunResult:
     unreadable: int = 0  # 200 replies that parsed to nothing
     failed_requests: int = 0  # requests that failed after every retry
 
-    @staticmethod
-    def empty_faults() -> dict[str, Any]:
-        return {"retried": 0, "failed": 0, "unreadable": 0, "reasons": {}}
-
-    def fault_summary(self) -> dict[str, Any]:
+    def fault_summary(self) -> FaultSummary:
         """For the manifest, the run summary and the job summary: how many requests were retried,
         failed or unreadable, and why."""
-        return {"retried": self.retried, "failed": self.failed_requests, "unreadable": self.unreadable,
-                "reasons": dict(sorted(self.faults.items()))}
+        return FaultSummary(self.retried, self.failed_requests, self.unreadable, dict(sorted(self.faults.items())))
+
+    def summary(self) -> RunSummary:
+        """The manifest's `run`: what this run cost."""
+        return RunSummary(self.requests_sent, self.requests_replayed, self.tokens, self.seconds, self.fault_summary())
 
 
 ProgressFn = Callable[[str], None]
@@ -93,7 +101,7 @@ def execute(
     run_id = ledger.start_run(command=command, base=plan.base, head=plan.head, model=plan.model_id,
                               settings=plan.settings)
     ledger.update_memo(plan.memo_updates, remove=plan.memo_removals)
-    result = RunResult(plan=plan, output=output, manifest={})
+    result = RunResult(plan=plan, output=output)
     todo = plan.of("generate")
     for attempt in range(2):
         if todo:
@@ -124,7 +132,8 @@ def execute(
         if lp.key and lp.path not in result.failed:
             store.verify(lp.key, plan.verified)
     ledger.update_verified({k: v for k, v in plan.verified.items() if store.exists(k)})
-    ledger.record_leaves(run_id, result.manifest["leaves"])
+    assert result.manifest is not None  # the loop above rebuilt the sets or raised
+    ledger.record_leaves(run_id, result.manifest.leaves)
     result.seconds = time.monotonic() - started
     ledger.finish_run(run_id, status="failed" if result.failed else "ok", requests_sent=result.requests_sent,
                       requests_replayed=result.requests_replayed, tokens=result.tokens, seconds=result.seconds)
@@ -140,9 +149,6 @@ def _stage_lines(path: str, progress: ProgressFn | None) -> Any:
 
 def _redacting(progress: ProgressFn) -> ProgressFn:
     """Every progress line through `redact`: an error text may quote a server's reply."""
-    from labtax.teachers.redact import redact
-    from labtax.util.quoting import one_line
-
     return lambda line: progress(one_line(redact(line)))
 
 
@@ -235,24 +241,6 @@ def _add_transport_faults(teacher: Teacher, result: RunResult) -> None:
         result.faults[str(reason)] += int(n)
 
 
-GENERATION_NUMBERS = ("quota", "requests_wanted", "max_requests_bound", "request_limit", "chunks", "chunks_asked",
-                      "chunks_covered", "facts", "facts_asked", "facts_covered", "facts_with_wordings", "wordings",
-                      "mc", "chunks_sized_by",
-                      "seeds_used", "documents", "document_readers", "generated", "kept", "requests")
-
-
-def generation_numbers(stats: dict[str, Any]) -> dict[str, Any]:
-    """What the manifest records of a leaf's generation: its volume numbers and its funnel."""
-    out = {k: stats[k] for k in GENERATION_NUMBERS if k in stats}
-    if stats.get("funnel"):
-        out["funnel"] = stats["funnel"]
-    if stats.get("dropped"):
-        out["dropped"] = stats["dropped"]
-    if stats.get("calibration"):
-        out["calibration"] = calibration_summary(stats)
-    return out
-
-
 class BrokenLeaves(Exception):
     """Leaves whose store files vanished or failed their checksum while the sets were rebuilt."""
 
@@ -267,6 +255,25 @@ def _read_at(plan: Plan, path: str) -> bytes:
     return read_blob(plan.taxonomy, plan.head, path)
 
 
+@dataclass(frozen=True)
+class _LeafRecord:
+    """A leaf's record for its manifest entry: the set rows it holds and what generating it took."""
+
+    counts: Mapping[str, int]
+    tokens: int
+    seconds: float
+    generation: GenerationStats
+
+
+@dataclass(frozen=True)
+class _Mixed:
+    """The sets as this rebuild left them: their files, the two-step make-up, each leaf's record."""
+
+    sets: Mapping[str, SetFile]
+    steps: Mapping[str, int]
+    leaves: Mapping[str, _LeafRecord]
+
+
 def rebuild(plan: Plan, output: Path, store: LeafStore, mix_settings: mix.MixSettings,
             result: RunResult | None = None) -> tuple[Manifest, bool]:
     """Rebuild the sets from every leaf at head with data in the store; write the manifest last.
@@ -274,87 +281,78 @@ def rebuild(plan: Plan, output: Path, store: LeafStore, mix_settings: mix.MixSet
     failed = set(result.failed if result else [])
     current = [lp for lp in plan.leaves if lp.action in ("generate", "reuse") and lp.key and lp.path not in failed]
     fingerprint = mix.sets_fingerprint([(lp.path, lp.kind, lp.key or "") for lp in current], mix_settings)
-    previous: Manifest = read_manifest(output) or {}
-    reuse_sets = previous.get("fingerprint") == fingerprint and mix.sets_intact(output, previous, full=True)
+    previous = read_manifest(output)
+    if previous is not None and previous.fingerprint == fingerprint and mix.sets_intact(output, previous.sets, full=True):
+        mixed, rebuilt = _sets_as_recorded(previous, current), False
+    else:
+        mixed, rebuilt = _mix_from_store(current, output, store, mix_settings), True
+    manifest = Manifest(
+        base=plan.base, head=plan.head, base_ref=plan.base_ref, head_ref=plan.head_ref,
+        teacher_model=plan.model_id, settings=plan.settings, mix=plan.mix_settings, sets=mixed.sets,
+        fingerprint=fingerprint, leaves=_leaf_entries(plan, failed, mixed),
+        phase1_steps=mixed.steps or None,  # --phase1 two-step: the step sets' make-up
+        run=result.summary() if result else RunSummary(0, 0, 0, 0.0, FaultSummary()),
+    )
+    write_manifest(output, manifest)
+    return manifest, rebuilt
 
-    metas: dict[str, dict[str, Any]] = {}
-    counts: dict[str, dict[str, int]] = {}
-    if not reuse_sets:
-        inputs: list[mix.MixLeaf] = []
-        cache: dict[str, RawLeaf] = {}
-        broken: list[str] = []
-        for lp in current:
-            assert lp.key is not None
-            if lp.key not in cache:
-                try:
-                    cache[lp.key] = store.load_raw(lp.key)
-                except (KeyError, CorruptLeafError):
-                    broken.append(lp.path)
-                    continue
-            data = cache[lp.key]
-            if not {"q", "u"} <= set(data.index):  # written by another store format: regenerate
+
+def _mix_from_store(current: list[LeafPlan], output: Path, store: LeafStore, mix_settings: mix.MixSettings) -> _Mixed:
+    """Load every current leaf's stored data, mix the sets and write them. BrokenLeaves names the
+    leaves whose store file vanished, failed its checksum or has another store format."""
+    inputs: list[mix.MixLeaf] = []
+    cache: dict[str, RawLeaf] = {}
+    broken: list[str] = []
+    records: dict[str, tuple[int, float, GenerationStats]] = {}
+    for lp in current:
+        assert lp.key is not None
+        if lp.key not in cache:
+            try:
+                cache[lp.key] = store.load_raw(lp.key)
+            except (KeyError, CorruptLeafError):
                 broken.append(lp.path)
                 continue
-            metas[lp.path] = {"tokens": data.meta.get("tokens", 0), "seconds": data.meta.get("seconds", 0.0),
-                              "generation": generation_numbers(data.meta.get("stats") or {})}
-            inputs.append(mix.MixLeaf(lp.path, lp.kind, lp.key, data.data, data.train_span, data.test_span,
-                                      data.index))
-        if broken:
-            raise BrokenLeaves(broken)
-        sets = mix.build_sets(inputs, mix_settings)
-        sets_info = mix.write_sets(output, sets)
-        counts, steps = sets.counts, sets.step_counts
-    else:
-        sets_info, steps = previous["sets"], previous.get("phase1_steps") or {}
-        prev_entries = {e["path"]: e for e in previous.get("leaves") or []}
-        for lp in current:
-            e = prev_entries.get(lp.path) or {}
-            counts[lp.path] = e.get("counts") or {}
-            metas[lp.path] = {"tokens": e.get("tokens", 0), "seconds": e.get("seconds", 0.0),
-                              "generation": e.get("generation") or {}}
+        data = cache[lp.key]
+        if not {"q", "u"} <= set(data.index):  # written by another store format: regenerate
+            broken.append(lp.path)
+            continue
+        records[lp.path] = (int(data.meta.get("tokens") or 0), float(data.meta.get("seconds") or 0.0),
+                            GenerationStats.from_stats(data.meta.get("stats") or {}))
+        inputs.append(mix.MixLeaf(lp.path, lp.kind, lp.key, data.data, data.train_span, data.test_span, data.index))
+    if broken:
+        raise BrokenLeaves(broken)
+    sets = mix.build_sets(inputs, mix_settings)
+    files = mix.write_sets(output, sets)
+    return _Mixed(files, sets.step_counts, {path: _LeafRecord(sets.counts.get(path, {}), *record)
+                                            for path, record in records.items()})
 
+
+def _sets_as_recorded(previous: Manifest, current: list[LeafPlan]) -> _Mixed:
+    """The sets are intact and their inputs unchanged: each leaf's record comes from the last manifest."""
+    entries = {e.path: e for e in previous.leaves}
+    records: dict[str, _LeafRecord] = {}
+    for lp in current:
+        e = entries.get(lp.path)
+        records[lp.path] = (_LeafRecord(e.counts, e.tokens, e.seconds, e.generation or GenerationStats())
+                            if e is not None else _LeafRecord({}, 0, 0.0, GenerationStats()))
+    return _Mixed(previous.sets, previous.phase1_steps or {}, records)
+
+
+def _leaf_entries(plan: Plan, failed: set[str], mixed: _Mixed) -> tuple[LeafEntry, ...]:
+    """One manifest entry per planned leaf, in plan order."""
     generated_now = {lp.path for lp in plan.of("generate")} - failed
     entries: list[LeafEntry] = []
     for lp in plan.leaves:
         if lp.action == "invalid" or lp.path in failed:
-            status = "invalid" if lp.action == "invalid" else "failed"
-            entries.append({"path": lp.path, "key": lp.key, "kind": lp.kind, "status": status, "changed": lp.changed,
-                            "counts": {}, "tokens": 0, "seconds": 0.0,
-                            "error": _redact(lp.error) if lp.error else None})
-            continue
-        if lp.action == "drop":
-            entries.append({"path": lp.path, "key": lp.key, "kind": lp.kind, "status": "dropped", "changed": False,
-                            "counts": {}, "tokens": 0, "seconds": 0.0})
-            continue
-        status = "generated" if lp.path in generated_now else "reused"
-        m = metas.get(lp.path, {})
-        entries.append({"path": lp.path, "key": lp.key, "kind": lp.kind, "status": status, "changed": lp.changed,
-                        "counts": counts.get(lp.path, {}), "tokens": int(m.get("tokens") or 0),
-                        "seconds": float(m.get("seconds") or 0.0), "generation": m.get("generation") or {}})
-
-    manifest: Manifest = {
-        "format": MANIFEST_FORMAT,
-        "base": plan.base,
-        "head": plan.head,
-        "base_ref": plan.base_ref,
-        "head_ref": plan.head_ref,
-        "teacher_model": plan.model_id,
-        "settings": plan.settings,
-        "mix": plan.mix_settings,
-        "sets": sets_info,
-        "fingerprint": fingerprint,
-        "leaves": entries,
-        **({"phase1_steps": steps} if steps else {}),  # --phase1 two-step: the step sets' make-up
-        "run": {
-            "requests_sent": result.requests_sent if result else 0,
-            "requests_replayed": result.requests_replayed if result else 0,
-            "tokens": result.tokens if result else 0,
-            "seconds": round(result.seconds, 3) if result else 0.0,
-            "faults": result.fault_summary() if result else RunResult.empty_faults(),
-        },
-    }
-    write_manifest(output, manifest)
-    return manifest, not reuse_sets
+            entries.append(LeafEntry(lp.path, lp.key, lp.kind, "invalid" if lp.action == "invalid" else "failed",
+                                     lp.changed, {}, 0, 0.0, error=redact(lp.error) if lp.error else None))
+        elif lp.action == "drop":
+            entries.append(LeafEntry(lp.path, lp.key, lp.kind, "dropped", False, {}, 0, 0.0))
+        else:
+            r = mixed.leaves.get(lp.path) or _LeafRecord({}, 0, 0.0, GenerationStats())
+            entries.append(LeafEntry(lp.path, lp.key, lp.kind, "generated" if lp.path in generated_now else "reused",
+                                     lp.changed, r.counts, r.tokens, r.seconds, generation=r.generation))
+    return tuple(entries)
 
 
 def diff_generate(
@@ -399,12 +397,6 @@ def diff_generate(
         if is_io_failure(exc):
             raise ledger_io_error(output / LEDGER_FILE, exc) from None
         raise
-
-
-def _redact(text: str) -> str:
-    from labtax.teachers.redact import redact
-
-    return redact(text)
 
 
 def exit_code(outcome: Plan | RunResult) -> int:

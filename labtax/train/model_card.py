@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from labtax.data import PHASE_FILES, read_manifest
+from labtax.data import PHASE_FILES, Manifest, read_manifest
 from labtax.data.sample import read_set
 from labtax.util.atomic import atomic_write_text
 
@@ -86,27 +86,27 @@ def base_model_of(model: str | None) -> tuple[str | None, str, str | None]:
     return None, f"the local folder `{folder}`", licence if isinstance(licence, str) else None
 
 
-def _taxonomy_section(manifest: Mapping[str, Any] | None, system: str | None) -> list[str]:
+def _taxonomy_section(manifest: Manifest | None, system: str | None) -> list[str]:
     if manifest is None:
         return ["## Training data provenance", "", ("No `manifest.json` beside the training sets: the data was not "
                 "made by `labtax diff-generate`, so its taxonomy commit and leaves are unknown."), ""]
-    head = manifest.get("head") or "the working tree (uncommitted changes)"
+    head = manifest.head or "the working tree (uncommitted changes)"
     lines = ["## Training data provenance", "",
-             f"- taxonomy commit: `{head}`" + (f" ({manifest['head_ref']})" if manifest.get("head_ref") else ""),
-             f"- compared with: `{manifest.get('base') or 'n/a'}`",
-             f"- teacher model (wrote the synthetic data): `{manifest.get('teacher_model') or 'n/a'}`",
+             f"- taxonomy commit: `{head}`" + (f" ({manifest.head_ref})" if manifest.head_ref else ""),
+             f"- compared with: `{manifest.base or 'n/a'}`",
+             f"- teacher model (wrote the synthetic data): `{manifest.teacher_model or 'n/a'}`",
              f"- system turn of every sample: {json.dumps(system) if system else 'none'}", "",
              "| leaf | kind | status | content key | train | test | replay |", "|---|---|---|---|---|---|---|"]
-    for leaf in manifest.get("leaves") or []:
-        counts = leaf.get("counts") or {}
-        lines.append(f"| `{_cell(leaf.get('path'))}` | {leaf.get('kind', '')} | {leaf.get('status', '')} | "
-                     f"`{leaf.get('key') or ''}` | {_num(counts.get('train'))} | {_num(counts.get('test'))} | "
+    for leaf in manifest.leaves:
+        counts = leaf.counts
+        lines.append(f"| `{_cell(leaf.path)}` | {leaf.kind} | {leaf.status} | "
+                     f"`{leaf.key or ''}` | {_num(counts.get('train'))} | {_num(counts.get('test'))} | "
                      f"{_num(counts.get('replay'))} |")
     lines.append("")
-    sets = manifest.get("sets") or {}
+    sets = manifest.sets
     if sets:
         lines += ["| set | samples | sha256 |", "|---|---|---|"]
-        lines += [f"| `{name}` | {_num(info.get('samples'))} | `{str(info.get('sha256', ''))[:16]}` |"
+        lines += [f"| `{name}` | {_num(info.samples)} | `{(info.sha256 or '')[:16]}` |"
                   for name, info in sorted(sets.items())]
         lines.append("")
     return lines
@@ -168,7 +168,7 @@ def _limitations(teacher: str | None) -> list[str]:
             "- The licence is the base model's; the taxonomy's content may carry its own terms.", ""]
 
 
-def render_card(checkpoint: dict[str, Any], phase: dict[str, Any], manifest: Mapping[str, Any] | None,
+def render_card(checkpoint: dict[str, Any], phase: dict[str, Any], manifest: Manifest | None,
                 dtype: str, *, system: str | None = None, report: Mapping[str, Any] | None = None,
                 adapter: bool = False) -> str:
     """The README.md text for one checkpoint of a finished phase (`report`: labtax eval's, when it ran)."""
@@ -209,7 +209,7 @@ def render_card(checkpoint: dict[str, Any], phase: dict[str, Any], manifest: Map
         mark = "selected" if c["path"] == selected else ""
         lines.append(f"| `{Path(c['path']).name}` | {c.get('step')} | {c.get('samples')} | "
                      f"{_num(c.get('test_loss'))} | {_num(c.get('score'))} | {mark} |")
-    lines += ["", *_eval_section(report), *_limitations((manifest or {}).get("teacher_model"))]
+    lines += ["", *_eval_section(report), *_limitations(manifest.teacher_model or None if manifest else None)]
     return "\n".join(lines)
 
 
@@ -217,9 +217,8 @@ def sets_system_prompt(data_dir: Path) -> str | None:
     """The system turn the sets in `data_dir` begin with: the manifest's mix setting, else the first
     sample's system message; None when neither says ("" in the manifest: the sets have none)."""
     manifest = read_manifest(data_dir)
-    mix = (manifest or {}).get("mix") or {}
-    if isinstance(mix.get("system_prompt"), str):
-        return mix["system_prompt"] or None
+    if manifest is not None and manifest.system_prompt is not None:
+        return manifest.system_prompt or None
     for name in PHASE_FILES.values():
         path = data_dir / name
         if not path.is_file():
@@ -234,9 +233,10 @@ def sets_system_prompt(data_dir: Path) -> str | None:
 def data_record(data_dir: Path) -> dict[str, Any]:
     """What a checkpoint records about its training data (`labtax_data.json`): read by labtax chat and
     labtax export --format ollama (labtax/use/provenance.py)."""
-    manifest = read_manifest(data_dir) or {}
+    manifest = read_manifest(data_dir)
     return {"data_dir": str(data_dir.resolve()), "system_prompt": sets_system_prompt(data_dir),
-            "taxonomy_commit": manifest.get("head"), "teacher_model": manifest.get("teacher_model")}
+            "taxonomy_commit": manifest.head if manifest else None,
+            "teacher_model": manifest.teacher_model or None if manifest else None}
 
 
 def _read_json(path: Path) -> Any:

@@ -340,7 +340,7 @@ def check_sets_present(data_dir: Path) -> None:
     manifest = read_manifest(data_dir)
     if manifest is None:
         return
-    missing = sorted(name for name in manifest.get("sets") or {} if not (data_dir / name).is_file())
+    missing = sorted(name for name in manifest.sets if not (data_dir / name).is_file())
     if missing:
         raise UsageError(f"{data_dir / MANIFEST} lists {', '.join(missing)}, missing from {data_dir}",
                          hint="copy every set the manifest lists (the generate workflow's artifact carries them)")
@@ -352,9 +352,9 @@ def why_no_validation(data_dir: Path) -> str:
     if manifest is None:
         return (f"no {VALIDATION} and no {MANIFEST} in {data_dir} (sets not written by labtax diff-generate, "
                 "or copied without their manifest)")
-    if VALIDATION in (manifest.get("sets") or {}):
+    if VALIDATION in manifest.sets:
         return f"{VALIDATION} is listed in {data_dir / MANIFEST} but missing"
-    if not manifest.get("sets"):
+    if not manifest.sets:
         return f"{data_dir / MANIFEST} was written by a labtax without the validation split: rerun diff-generate"
     return ("the generation held no rows out: every leaf's rows fit its training quota (generate more samples "
             "per leaf for a validation split)")

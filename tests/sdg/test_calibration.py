@@ -211,8 +211,8 @@ def test_knowledge_judges_are_calibrated_on_the_seed_contexts(tmp_path: Path, op
 
 
 def test_calibration_in_the_run_summary_line_and_the_manifest_numbers() -> None:
+    from labtax.data import GenerationStats
     from labtax.sdg.pipelines.calibrate import calibration_text
-    from labtax.sdg.running import generation_numbers
 
     stats = {"kept": 1, "calibration": {
         "faithful": {"status": "calibrated", "auc": 0.92, "threshold": 0.41, "good": [0.9], "broken": [0.1]},
@@ -220,6 +220,6 @@ def test_calibration_in_the_run_summary_line_and_the_manifest_numbers() -> None:
         "relevant": {"status": "text", "auc": None, "threshold": None, "good": [], "broken": []}}}
     assert calibration_text(stats) == ("; judges: faithful calibrated (AUC 0.92, cut 0.410), "
                                        "standalone unusable (AUC 0.55)")
-    assert generation_numbers(stats)["calibration"]["faithful"] == {"status": "calibrated", "auc": 0.92,
-                                                                   "threshold": 0.41}
+    assert GenerationStats.from_stats(stats).to_json()["calibration"]["faithful"] == {
+        "status": "calibrated", "auc": 0.92, "threshold": 0.41}
     assert calibration_text({"kept": 0}) == ""

@@ -12,11 +12,11 @@ from lab_taxonomy import add_knowledge, run_cli
 from openai_server import OpenAIServer, lab_responder
 from sdgleaves import knowledge_data, make_leaf, run
 
+from labtax.data import GenerationStats, LeafEntry
 from labtax.report.diff_generate import funnel_line
 from labtax.sdg.generate import LeafOutcome, summary_line
 from labtax.sdg.pipelines import generate_leaf
 from labtax.sdg.pipelines.runner import LeafResult
-from labtax.sdg.running import generation_numbers
 from labtax.sdg.settings import CPU_BUDGET_TOKENS, GenerationSettings
 from labtax.teachers import make_teacher
 
@@ -117,12 +117,13 @@ def test_wrong_facts_and_unfair_items_are_dropped_and_counted(tmp_path: Path) ->
     # The run summary and the manifest's funnel line say chunks and facts covered, and each drop reason.
     line = summary_line(LeafOutcome(result.leaf, result))
     assert "supported" in line and "chunks covered 2/2; facts covered 3/10" in line and "facts_not_in_chunk 1" in line
-    entry = {"status": "generated", "path": result.leaf, "generation": generation_numbers(st)}
+    entry = LeafEntry(result.leaf, None, "knowledge", "generated", True, {}, 0, 0.0,
+                      generation=GenerationStats.from_stats(st))
     funnel = funnel_line(entry) or ""
     assert "chunks covered 2/2; facts covered 3/10" in funnel and "facts_not_in_chunk 1" in funnel
     assert "multiple choice kept 1 of 4 (dropped mc_distractor_in_chunk 1, mc_key_not_in_chunk 1, " \
            "mc_open_book_missed 1)" in funnel
-    assert entry["generation"]["mc"]["dropped"]["mc_open_book_missed"] == 1
+    assert entry.to_json()["generation"]["mc"]["dropped"]["mc_open_book_missed"] == 1
 
 
 def test_a_budget_buys_every_fact_in_two_wordings_before_a_third(tmp_path: Path) -> None:

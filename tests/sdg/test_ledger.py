@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from labtax.data import LeafEntry
 from labtax.sdg.ledger import Ledger, MemoRow
 from labtax.sdg.replay import LedgerTeacher, ledger_request_key
 from labtax.teachers.base import TeacherRequest, TeacherResponse
@@ -124,8 +125,7 @@ def test_memo_runs_and_prune(tmp_path: Path) -> None:
         ledger.update_memo({"b/qna.yaml": MemoRow("b2", "t2", "e", "k2", "knowledge")}, remove=["a/qna.yaml"])
         assert set(ledger.memo()) == {"b/qna.yaml"}
         run = ledger.start_run(command="diff-generate", base="x", head="y", model="m", settings={"s": 1})
-        ledger.record_leaves(run, [{"path": "b/qna.yaml", "key": "k2", "status": "generated", "changed": True,
-                                    "counts": {"train": 3}, "tokens": 7, "seconds": 0.5}])
+        ledger.record_leaves(run, [LeafEntry("b/qna.yaml", "k2", "knowledge", "generated", True, {"train": 3}, 7, 0.5)])
         ledger.finish_run(run, status="ok", requests_sent=3, requests_replayed=0, tokens=7, seconds=1.0)
         assert ledger.runs()[0]["status"] == "ok"
         asyncio.run(LedgerTeacher(CountingTeacher(), ledger, leaf_key="k1").complete([req("a")]))

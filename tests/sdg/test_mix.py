@@ -183,12 +183,12 @@ def test_no_sample_in_both_train_and_test() -> None:
 def test_write_sets_atomic_and_checked(tmp_path: Path) -> None:
     sets = build_sets(leaves(), MixSettings(**PLAIN))
     info = write_sets(tmp_path, sets)
-    assert info[PHASE1]["samples"] == 150 and info[TEST]["samples"] == 0
-    assert sets_intact(tmp_path, {"sets": info}) and sets_intact(tmp_path, {"sets": info}, full=True)
+    assert info[PHASE1].samples == 150 and info[TEST].samples == 0
+    assert sets_intact(tmp_path, info) and sets_intact(tmp_path, info, full=True)
     written = [json.loads(line) for line in (tmp_path / PHASE2).read_text().splitlines()]
     assert written == rows(sets.phase2)
     (tmp_path / PHASE2).write_bytes((tmp_path / PHASE2).read_bytes()[:-10])
-    assert not sets_intact(tmp_path, {"sets": info})
+    assert not sets_intact(tmp_path, info)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([PHASE1, PHASE2, TEST])
 
 

@@ -192,12 +192,13 @@ def test_dedup_with_nothing_to_compare() -> None:
 
 
 def test_the_funnel_line_keeps_pipeline_order_after_the_manifest_sorted_it() -> None:
+    from labtax.data import LeafEntry
     from labtax.report.diff_generate import funnel_line
 
     stored = json.loads(json.dumps({"asked": 6, "parsed": 5, "deduplicated": 5, "judged": 2, "answered": 2,
                                     "scored": 2, "kept": 2}, sort_keys=True))  # as the manifest holds it
-    line = funnel_line({"path": "a/qna.yaml", "status": "generated", "generation": {"funnel": stored},
-                        "counts": {"train": 2}})
+    line = funnel_line(LeafEntry.from_json({"path": "a/qna.yaml", "status": "generated",
+                                            "generation": {"funnel": stored}, "counts": {"train": 2}}))
     assert line == ("funnel    a/qna.yaml: asked 6 -> parsed 5 -> deduplicated 5 -> judged 2 -> answered 2"
                     " -> scored 2 -> kept 2 -> in sets 2")
 

@@ -11,11 +11,12 @@ from typing import Any
 from huggingface_hub import ModelCard
 from huggingface_hub.utils import validate_repo_id
 
+from labtax.data import Manifest
 from labtax.train.model_card import base_model_of, record_eval, render_card
 
-MANIFEST = {"head": "a" * 40, "base": "b" * 40, "teacher_model": "teacher-x",
+MANIFEST = Manifest.from_json({"head": "a" * 40, "base": "b" * 40, "teacher_model": "teacher-x",
             "leaves": [{"path": "knowledge/history/rivers/qna.yaml", "kind": "knowledge", "key": "k" * 64,
-                        "status": "generated", "counts": {"train": 8, "test": 3, "replay": 2}}]}
+                        "status": "generated", "counts": {"train": 8, "test": 3, "replay": 2}}]})
 REPORT: dict[str, Any] = {
     "verdict": "pass", "base": {"model": "embedded-small"}, "data": "sets",
     "leaves": [{"leaf": "knowledge/history/rivers/qna.yaml", "changed": True, "base": -2.5, "candidate": -2.1,
