@@ -100,7 +100,7 @@ def trained_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data whose manifest names a system turn (use_fixtures.SYSTEM, the samples' own)."""
     import json
 
-    from train_fixtures import make_data_dir, run_cli
+    from train_fixtures import invoke_cli, make_data_dir
     from use_fixtures import SYSTEM
 
     root = tmp_path_factory.mktemp("trained")
@@ -111,7 +111,9 @@ def trained_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "leaves": [{"path": "knowledge/history/rivers/qna.yaml", "kind": "knowledge", "key": "k" * 64,
                     "status": "generated", "counts": {"train": 8, "test": 3, "replay": 2}}]}))
     out = root / "run"
-    result = run_cli(["train", "--data", str(data), "--model", "tiny", "--output", str(out), "--phase", "knowledge",
-                      "--max-steps", "2", "--effective-batch", "4", "--select", "last", "--report-to", "none"])
+    # In this process: a subprocess would pay ~6 CPU-s importing torch and transformers for two steps.
+    result = invoke_cli(["train", "--data", str(data), "--model", "tiny", "--output", str(out), "--phase",
+                         "knowledge", "--max-steps", "2", "--effective-batch", "4", "--select", "last",
+                         "--report-to", "none"])
     assert result.returncode == 0, result.stderr[-2000:]
     return Path(json.loads((out / "knowledge" / "result.json").read_text())["selected"]["path"])

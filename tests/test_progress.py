@@ -83,18 +83,18 @@ def test_quiet_and_verbose_on_the_command_line(git_repo, tmp_path: Path) -> None
 
 
 def test_train_verbose_and_quiet_levels_reach_the_training_lines(tmp_path: Path) -> None:
-    from train_fixtures import make_data_dir, run_cli
+    from train_fixtures import invoke_cli, make_data_dir
 
     data = make_data_dir(tmp_path / "data")
     args = ["train", "--data", str(data), "--model", "tiny", "--phase", "knowledge", "--max-steps", "2",
             "--effective-batch", "8", "--max-seq-len", "512", "--max-tokens-per-batch", "1024",
             "--select", "last", "--report-to", "none"]
-    quiet = run_cli([*args, "--output", str(tmp_path / "q"), "--quiet"])
+    quiet = invoke_cli([*args, "--output", str(tmp_path / "q"), "--quiet"])
     assert quiet.returncode == 0, quiet.stderr[-2000:]
     # The one line left is the checkpoint (its sample count depends on how the schedule was fitted).
     assert "[knowledge]" not in quiet.stderr
     assert re.fullmatch(r".*/knowledge/checkpoints/samples_\d+", quiet.stdout.strip())
-    plain = run_cli([*args, "--output", str(tmp_path / "p")])
+    plain = invoke_cli([*args, "--output", str(tmp_path / "p")])
     assert "[knowledge] step 2/2" in plain.stderr  # not a terminal: the step lines are the progress
 
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
-from train_fixtures import run_cli
+from train_fixtures import invoke_cli
 
 from labtax.cli import cli
 
@@ -38,9 +38,9 @@ def test_locked_output_is_exit_4(data_dir: Path, tmp_path: Path) -> None:
 
 def test_select_eval_uses_labtax_eval_score_checkpoint(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = run_cli(["train", "--data", str(data_dir), "--model", "tiny", "--output", str(out), "--phase",
-                      "knowledge", "--select", "eval", "--epochs", "2", "--effective-batch", "24", "--lr", "3e-3",
-                      "--warmup-steps", "1", "--max-seq-len", "512", "--max-tokens-per-batch", "1024"])
+    result = invoke_cli(["train", "--data", str(data_dir), "--model", "tiny", "--output", str(out), "--phase",
+                         "knowledge", "--select", "eval", "--epochs", "2", "--effective-batch", "24", "--lr", "3e-3",
+                         "--warmup-steps", "1", "--max-seq-len", "512", "--max-tokens-per-batch", "1024"])
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((out / "knowledge" / "result.json").read_text())
     scores = [c["score"] for c in summary["checkpoints"]]

@@ -63,5 +63,17 @@ def run_cli(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
                           env=env, cwd=REPO, check=False, **kwargs)
 
 
+def invoke_cli(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """`labtax ARGS` in this process (click's runner), returned as run_cli returns it. Where the process
+    boundary is not what a test checks: a `labtax train` subprocess pays ~6 CPU-s importing torch and
+    transformers before its first step, more than a tiny model's whole run."""
+    from click.testing import CliRunner
+
+    from labtax.cli import cli
+
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    return subprocess.CompletedProcess(["labtax", *args], result.exit_code, result.stdout, result.stderr)
+
+
 def step_records(metrics: Path) -> list[dict[str, Any]]:
     return [r for r in map(json.loads, metrics.read_text().splitlines()) if r.get("event") == "step"]
