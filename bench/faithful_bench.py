@@ -87,7 +87,8 @@ async def judge(runner: Runner, good: list[Row], broken: list[Row], rows: list[R
     cal = await calibrate(runner, "faithful", good, broken, make, "yes", 0.5)
     responses = await runner.run("faithful", [make(i, r) for i, r in enumerate(rows)])
     values = [verdict_value(r, "yes") or 0.0 for r in responses]
-    cut = cal.threshold if cal.threshold is not None else 0.5
+    # An unusable judge (AUC under judge_min_auc) keeps every row unjudged, as the pipeline does.
+    cut = float("-inf") if not cal.usable else cal.threshold if cal.threshold is not None else 0.5
     print(f"  calibration {cal.status}, AUC {cal.auc}, cut {cut:.3f}; good {cal.good}, broken {cal.broken}")
     return cut, values
 
