@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-URL_PREFIXES = ("http://", "https://", "ssh://", "git://", "file://", "git@")
+from labtax.taxonomy.model import is_url_repo
+
 # Cheap pre-filter for scanning thousands of leaves: the first `repo:` value, without parsing YAML.
 _REPO_LINE = re.compile(rb"^[ \t]*repo[ \t]*:[ \t]*['\"]?([^\s'\"#]*)", re.MULTILINE)
 # An unquoted YAML alias (`*name`): its value lives elsewhere, so equal text would prove nothing.
@@ -95,13 +96,13 @@ def local_documents(data: bytes, taxonomy_prefix: str) -> LocalDocuments | None:
     if first < 0 or b"document" not in data:
         return None
     quick = _REPO_LINE.search(data, data.rfind(b"\n", 0, first) + 1)
-    if quick and quick.group(1).decode("utf-8", "replace").startswith(URL_PREFIXES):
+    if quick and is_url_repo(quick.group(1).decode("utf-8", "replace")):
         return None  # the common case (a GitHub URL): skip the YAML parse entirely
     ok, doc = document_block(data)
     if not ok or not isinstance(doc, dict):
         return None
     repo = str(doc.get("repo") or "").strip()
-    if not repo or repo.startswith(URL_PREFIXES) or repo.startswith("/") or ".." in repo.split("/"):
+    if not repo or is_url_repo(repo) or repo.startswith("/") or ".." in repo.split("/"):
         return None  # a URL, or a folder labtax.sdg refuses (absolute, or climbing out of the taxonomy)
     folder = (
         posixpath.normpath(posixpath.join(taxonomy_prefix, repo))

@@ -30,11 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from labtax.errors import UsageError
-from labtax.taxonomy.model import Leaf
+from labtax.taxonomy.model import Leaf, is_url_repo
 from labtax.teachers.base import estimate_tokens
 from labtax.util.git import run_git
 
-URL_PREFIXES = ("http://", "https://", "ssh://", "git://", "file://", "git@")
 SHA_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
 
@@ -150,12 +149,11 @@ def _in_git_dir(local: Path, rel: PurePosixPath, taxonomy_root: Path) -> bool:
 
 def document_root(leaf: Leaf, taxonomy_root: Path) -> Path:
     """The folder the leaf's `patterns` apply to (a cached checkout, or a folder in the taxonomy)."""
-    doc = leaf.data.get("document") or {}
-    repo = str(doc.get("repo") or "").strip()
-    commit = str(doc.get("commit") or "").strip().lower()
+    doc = leaf.spec.document
+    repo, commit = (doc.repo, doc.commit) if doc else ("", "")
     if not repo:
         raise UsageError(f"{leaf.path}: knowledge leaf has no document.repo")
-    if repo.startswith(URL_PREFIXES):
+    if is_url_repo(repo):
         if not SHA_RE.match(commit):
             raise UsageError(f"{leaf.path}: document.commit must be a full commit SHA, got {commit!r}")
         return _fetch_commit(repo, commit)
@@ -213,12 +211,9 @@ def read_document(path: Path, reader: str = "auto") -> str:
 def load_documents(leaf: Leaf, taxonomy_root: Path, reader: str = "auto") -> list[Document]:
     """Every document matched by the leaf's `patterns`, sorted by path, each read once."""
     root = document_root(leaf, Path(taxonomy_root))
-    patterns = (leaf.data.get("document") or {}).get("patterns") or []
-    if isinstance(patterns, str):
-        patterns = [patterns]
     found: dict[str, Path] = {}
+    patterns = list(leaf.spec.document.patterns) if leaf.spec.document else []
     for pattern in patterns:
-        pattern = str(pattern)
         _check_pattern(leaf, pattern)
         for path in root.glob(pattern):
             rel = path.relative_to(root).as_posix()

@@ -34,21 +34,16 @@ def seed_test_samples(leaf: Leaf, shown: Collection[str] | None = None) -> list[
     or its answer); None (not recorded) flags every seed, the upper bound.
     """
     out: list[dict[str, Any]] = []
-    seeds = leaf.data.get("seed_examples") or []
-    for i, seed in enumerate(seeds):
-        if not isinstance(seed, dict):
-            continue
+    for seed in leaf.spec.seeds:
         if leaf.kind == "knowledge":
-            context = str(seed.get("context") or "")
-            for j, qa in enumerate(seed.get("questions_and_answers") or []):
-                if isinstance(qa, dict) and qa.get("question") and qa.get("answer"):
-                    row = _seed_sample(leaf.kind, None, str(qa["question"]), str(qa["answer"]), i, j, shown)
-                    if context.strip():
-                        row["metadata"]["context"] = context.strip()
-                    out.append(row)
-        elif seed.get("question") and seed.get("answer"):
-            grounding = str(seed.get("context") or "") or None
-            out.append(_seed_sample(leaf.kind, grounding, str(seed["question"]), str(seed["answer"]), i, None, shown))
+            for j, question, answer in seed.pairs:
+                row = _seed_sample(leaf.kind, None, question, answer, seed.index, j, shown)
+                if seed.context.strip():
+                    row["metadata"]["context"] = seed.context.strip()
+                out.append(row)
+        elif seed.question and seed.answer:
+            out.append(_seed_sample(leaf.kind, seed.context or None, seed.question, seed.answer, seed.index, None,
+                                    shown))
     return out
 
 

@@ -46,15 +46,8 @@ Action = Literal["generate", "reuse", "drop", "invalid"]
 def watched_dirs(leaf: Leaf) -> list[str]:
     """Folders whose change may change the leaf's key without its qna.yaml changing: the leaf's own
     folder and, for a knowledge leaf, a document folder inside the taxonomy (`document.repo` a path)."""
-    from labtax.sdg.documents import URL_PREFIXES
-
-    dirs = [leaf.leaf_dir]
-    doc = leaf.data.get("document")
-    if isinstance(doc, dict):
-        repo = str(doc.get("repo") or "")
-        if repo and not repo.startswith(URL_PREFIXES):
-            dirs.append(PurePosixPath(repo).as_posix().strip("/"))
-    return dirs
+    folder = leaf.spec.document.folder if leaf.spec.document else None
+    return [leaf.leaf_dir, folder] if folder is not None else [leaf.leaf_dir]
 
 # -------------------------------------------------------------------------------------- plans
 
@@ -363,7 +356,7 @@ def knowledge_budget(leaf: Leaf, texts: list[str] | None, settings: GenerationSe
 
 
 def _documents(leaf: Leaf, taxonomy: Path, reader: str) -> list[str]:
-    if leaf.kind != "knowledge" or not leaf.data.get("document"):
+    if leaf.kind != "knowledge" or leaf.spec.document is None:
         return []
     from labtax.sdg.documents import load_documents
 

@@ -39,17 +39,8 @@ FILTERS = ("faithful", "relevant", "standalone")
 
 
 def knowledge_seeds(leaf: Leaf) -> list[dict[str, Any]]:
-    out = []
-    for seed in leaf.data.get("seed_examples") or []:
-        if not isinstance(seed, dict):
-            continue
-        pairs = [
-            (str(qa.get("question", "")).strip(), str(qa.get("answer", "")).strip())
-            for qa in seed.get("questions_and_answers") or []
-            if isinstance(qa, dict) and qa.get("question") and qa.get("answer")
-        ]
-        out.append({"context": str(seed.get("context") or "").strip(), "pairs": pairs})
-    return out
+    return [{"context": s.context.strip(), "pairs": [(q.strip(), a.strip()) for _, q, a in s.pairs]}
+            for s in leaf.spec.seeds]
 
 
 def quota(leaf: Leaf, settings: GenerationSettings, chunks: int) -> int:
@@ -68,7 +59,7 @@ def plan(leaf: Leaf, settings: GenerationSettings, chunks: int | list[str] | Non
         rows = first * max(settings.qa_per_request, settings.wordings_per_fact)
     # Each filter's calibration on the seed Q&A and their broken copies, once per leaf.
     texts = chunks if isinstance(chunks, list) else []
-    examples = calibration_examples(knowledge_seeds(leaf), str(leaf.data.get("domain") or "").strip(), texts)
+    examples = calibration_examples(knowledge_seeds(leaf), leaf.spec.domain, texts)
     calibration = {f"calibrate_{f}": requests_needed(examples[f], settings.calibration_examples) for f in FILTERS}
     return {"knowledge_qa": first, **{f: rows for f in FILTERS}, **calibration, **mc_plan(settings)}
 
@@ -110,8 +101,7 @@ async def run_knowledge(runner: Runner, taxonomy_root: Path) -> list[dict[str, A
     if not chunks:
         return []
     seeds = knowledge_seeds(leaf) or [{"context": "", "pairs": []}]
-    domain = str(leaf.data.get("domain") or "").strip()
-    outline = str(leaf.data.get("document_outline") or "").strip()
+    domain, outline = leaf.spec.domain, leaf.spec.document_outline
     kp = plan_from_texts([c.text for c in chunks], len(seeds), s)
     count = kp.requests
     leaf_rows = quota(leaf, s, len(chunks))

@@ -29,11 +29,8 @@ from labtax.taxonomy.model import Leaf
 
 
 def skill_seeds(leaf: Leaf) -> list[dict[str, str]]:
-    out = []
-    for seed in leaf.data.get("seed_examples") or []:
-        if isinstance(seed, dict) and seed.get("question"):
-            out.append({k: str(seed[k]).strip() for k in ("question", "answer", "context") if seed.get(k)})
-    return out
+    return [{k: text.strip() for k, text in (("question", s.question), ("answer", s.answer), ("context", s.context))
+             if text} for s in leaf.spec.seeds if s.question]
 
 
 def _dedup_key(question: str, context: str | None) -> str:
@@ -59,7 +56,7 @@ def plan(leaf: Leaf, settings: GenerationSettings, chunks: int | list[str] | Non
     if leaf.grounded:
         stages = {"contexts": first, **stages}
     # Each judge's calibration on the leaf's seeds and their broken copies, once per leaf.
-    seeds, task, most = skill_seeds(leaf), str(leaf.data.get("task_description") or "").strip(), \
+    seeds, task, most = skill_seeds(leaf), leaf.spec.task_description, \
         settings.calibration_examples
     stages["calibrate_judge_question"] = requests_needed(_question_examples(seeds, task), most)
     stages["calibrate_score"] = requests_needed(_pair_examples(seeds), most)
@@ -69,7 +66,7 @@ def plan(leaf: Leaf, settings: GenerationSettings, chunks: int | list[str] | Non
 async def run_skills(runner: Runner) -> list[dict[str, Any]]:
     leaf, s = runner.leaf, runner.settings
     seeds = skill_seeds(leaf)
-    task = str(leaf.data.get("task_description") or "").strip()
+    task = leaf.spec.task_description
     n = s.questions_per_request
     vol = volume(leaf, s)
     requests_wanted = vol["requests"]
