@@ -10,6 +10,9 @@ Saving (checkpoint.save_hf): every checkpoint folder stays a plain, merged Huggi
 any checkpoint; beside it `adapter/` holds the adapter as PEFT saves it (`adapter_config.json`,
 `adapter_model.safetensors`), whose base is the model the phase started from. The resumable state is
 the injected model's state dict, adapter weights included, so a killed run resumes as any other.
+Under torchrun the injected model is sharded by FSDP2 like any model (parallel.prepare_model; the
+adapter matrices sit in their decoder layer's unit beside the frozen base shards): saving gathers
+the full state to rank 0 first, and `merged_state` / `save_adapter` work from that gathered dict.
 
 QLoRA (`--load-in-4bit`): the base is loaded in 4-bit NF4 by bitsandbytes, which needs a CUDA GPU;
 elsewhere that is a usage error before anything loads.
