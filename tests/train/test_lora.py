@@ -17,7 +17,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
-from train_fixtures import REPO, make_data_dir, run_cli, step_records
+from train_fixtures import REPO, invoke_cli, make_data_dir, run_cli, step_records
 
 from labtax.cli import cli
 
@@ -26,9 +26,9 @@ TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 
 
 def _train(data: Path, out: Path, model: str, *extra: str) -> dict[str, Any]:
-    result = run_cli(["train", "--data", str(data), "--model", model, "--output", str(out), "--select", "last",
-                      "--report-to", "none", "--effective-batch", "2", "--lr", "1e-2", "--warmup-steps", "1",
-                      *LORA, *extra])
+    result = invoke_cli(["train", "--data", str(data), "--model", model, "--output", str(out), "--select", "last",
+                         "--report-to", "none", "--effective-batch", "2", "--lr", "1e-2", "--warmup-steps", "1",
+                         *LORA, *extra])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "parameters trained" in result.stderr
     return {p: json.loads((out / p / "result.json").read_text()) for p in ("knowledge", "skills")}

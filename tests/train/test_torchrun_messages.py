@@ -8,7 +8,7 @@ import random
 from pathlib import Path
 
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
-from train_fixtures import make_sample, run_cli, write_jsonl
+from train_fixtures import invoke_cli, make_sample, run_cli, write_jsonl
 
 from labtax.errors import EXIT_BUG, EXIT_USAGE
 from labtax.train.launch import rank_failure
@@ -19,16 +19,16 @@ def _errors(stderr: str) -> list[str]:
 
 
 def test_a_usage_error_under_two_ranks_is_one_line_and_exit_2_before_launching(tmp_path: Path) -> None:
-    result = run_cli(["train", "--data", str(tmp_path / "missing"), "--output", str(tmp_path / "run"),
-                      "--model", "tiny", "--nproc-per-node", "2"])
+    result = invoke_cli(["train", "--data", str(tmp_path / "missing"), "--output", str(tmp_path / "run"),
+                         "--model", "tiny", "--nproc-per-node", "2"])
     assert result.returncode == EXIT_USAGE
     assert result.stderr.splitlines() == [
         f"labtax: error: {tmp_path / 'missing' / 'phase1_knowledge.jsonl'} not found (run labtax diff-generate first)"]
 
 
 def test_a_bad_config_under_two_ranks_is_exit_2_before_launching(data_dir: Path, tmp_path: Path) -> None:
-    result = run_cli(["train", "--data", str(data_dir), "--output", str(tmp_path / "run"), "--model", "tiny",
-                      "--max-seq-len", "2048", "--max-tokens-per-batch", "1024", "--nproc-per-node", "2"])
+    result = invoke_cli(["train", "--data", str(data_dir), "--output", str(tmp_path / "run"), "--model", "tiny",
+                         "--max-seq-len", "2048", "--max-tokens-per-batch", "1024", "--nproc-per-node", "2"])
     assert result.returncode == EXIT_USAGE
     assert len(result.stderr.splitlines()) == 1 and "max_tokens_per_batch (1024)" in result.stderr
 

@@ -67,11 +67,19 @@ def invoke_cli(args: list[str]) -> subprocess.CompletedProcess[str]:
     """`labtax ARGS` in this process (click's runner), returned as run_cli returns it. Where the process
     boundary is not what a test checks: a `labtax train` subprocess pays ~6 CPU-s importing torch and
     transformers before its first step, more than a tiny model's whole run."""
+    import torch
     from click.testing import CliRunner
 
     from labtax.cli import cli
 
-    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    # One thread, as run_cli's subprocess has: a run compared bit for bit with a subprocess's (a resumed
+    # one) sums its floats in the same order only with the same thread count.
+    threads = torch.get_num_threads()
+    try:
+        result = CliRunner().invoke(cli, args, env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+                                    catch_exceptions=False)
+    finally:
+        torch.set_num_threads(threads)
     return subprocess.CompletedProcess(["labtax", *args], result.exit_code, result.stdout, result.stderr)
 
 
