@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from labtax.errors import UsageError
+from labtax.models import cache_dir
 from labtax.util.atomic import atomic_write_text
 
 ARTIFACTS_ENV = "DOCLING_ARTIFACTS_PATH"  # docling's own setting for its model folder
@@ -89,8 +90,6 @@ def _pdf_converter(models: Path) -> Any:
 
 
 def _cache_file(kind: str, data: bytes) -> Path:
-    from labtax.models import cache_dir
-
     digest = hashlib.sha256(f"labtax-docling/1\0{kind}\0{identity()}\0".encode() + data).hexdigest()
     return cache_dir() / "document-text" / digest[:2] / f"{digest}.md"
 

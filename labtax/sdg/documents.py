@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from labtax.errors import UsageError
+from labtax.models import cache_dir
+from labtax.sdg.readers import extract
 from labtax.taxonomy.model import Leaf, is_url_repo
 from labtax.teachers.base import estimate_tokens
 from labtax.util.git import run_git
@@ -85,8 +87,6 @@ def no_fetch() -> Iterator[None]:
 
 def _fetch_commit(source: str, commit: str) -> Path:
     """The pinned commit of `source` checked out in the cache (fetched only once; atomic rename)."""
-    from labtax.models import cache_dir
-
     target = cache_dir() / "documents" / commit
     if (target / ".labtax-complete").exists():
         return target
@@ -203,8 +203,6 @@ def is_lfs_pointer(path: Path) -> bool:
 
 def read_document(path: Path, reader: str = "auto") -> str:
     """One document's text, as `reader` (auto, docling, builtin) reads it."""
-    from labtax.sdg.readers import extract
-
     return extract(path, reader)[0]
 
 
@@ -228,7 +226,6 @@ def load_documents(leaf: Leaf, taxonomy_root: Path, reader: str = "auto") -> lis
             found[rel] = path
     if not found:
         raise UsageError(f"{leaf.path}: document patterns {patterns!r} match no file")
-    from labtax.sdg.readers import extract
 
     return [Document(rel, *extract(found[rel], reader)) for rel in sorted(found)]
 

@@ -20,8 +20,13 @@ from labtax.data import FaultSummary, GenerationStats, LeafEntry, Manifest, RunS
 from labtax.data.names import coverage_text, funnel_in_order
 from labtax.errors import LabtaxError
 from labtax.progress import QUIET, note
+from labtax.sdg import mix
+from labtax.sdg.held_out import seed_test_samples
 from labtax.sdg.pipelines import LeafResult, generate_leaf
+from labtax.sdg.readers import reader_identity
 from labtax.sdg.settings import GenerationSettings
+from labtax.taxonomy import collect_targets
+from labtax.taxonomy.leaves import load_leaf
 from labtax.taxonomy.model import Leaf
 from labtax.teachers.base import Teacher
 from labtax.teachers.redact import redact, redact_obj
@@ -137,9 +142,6 @@ def funnel_text(stats: dict[str, Any]) -> str:
 def load_forced_leaves(root: Path, paths: Sequence[str], cwd: Path | None = None) -> list[Leaf]:
     """The leaves named on the command line (a qna.yaml, its folder or its attribution.txt; relative to
     `cwd`), or every leaf of the taxonomy when none is named. Sorted, each once."""
-    from labtax.taxonomy import collect_targets
-    from labtax.taxonomy.leaves import load_leaf
-
     targets = collect_targets(root, list(paths) if paths else None, cwd or Path.cwd())
     leaves = sorted({t for t in targets if t.endswith("qna.yaml")})
     return [load_leaf(root, t) for t in leaves]
@@ -168,10 +170,6 @@ def write_leaf_sets(output: Path, leaves: Sequence[Leaf], outcomes: Sequence[Lea
     `test.jsonl` with the seeds, flagged exactly as shown to the teacher, and the multiple-choice items,
     `validation.jsonl`, and a manifest naming the leaves as changed), so `labtax train --data`, its
     `--select` and `labtax eval --data` read it. None when no leaf produced data."""
-    from labtax.sdg import mix
-    from labtax.sdg.held_out import seed_test_samples
-    from labtax.sdg.readers import reader_identity
-
     by_path = {leaf.path: leaf for leaf in leaves}
     done = [(by_path[o.leaf], o.result) for o in outcomes if o.result is not None]
     if not done:

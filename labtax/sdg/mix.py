@@ -47,6 +47,7 @@ from labtax.sdg.knowledge_replay import DEFAULT_SYSTEM_PROMPT
 from labtax.sdg.phase1_steps import PHASE1_MODES, split_steps, step_defaults
 from labtax.sdg.xdedup import dedup_text, find_duplicates, signature, stored_signatures, text_at
 from labtax.util.atomic import atomic_write_chunks
+from labtax.util.quoting import quote_path
 
 MIX_VERSION = 5  # 2: slim metadata (question_at); 3: the validation split; 4: the recipe's replay, system
 # turn and taxonomy-wide dedup; 5: knowledge rows that teach recall (closed book, documents, held out)
@@ -409,8 +410,6 @@ def knowledge_rows(path: str, stamped: bytes, kept: list[int],
 
 def dedup_warnings(counts: dict[str, dict[str, Any]]) -> list[str]:
     """One line per knowledge leaf the taxonomy-wide dedup would have emptied (its rows kept anyway)."""
-    from labtax.util.quoting import quote_path
-
     return [f"warning   {quote_path(path)}: every row is a near-duplicate of another leaf's or of a seed; "
             f"kept its first {c['duplicate_kept']} so the leaf stays in phase 1 and in the replay"
             for path, c in sorted(counts.items()) if c.get("duplicate_kept")]

@@ -86,8 +86,6 @@ def quarantine_manifest(output: Path) -> bool:
     import os
     import sys
 
-    from labtax.data.names import MANIFEST
-
     path = output / MANIFEST
     if not path.is_file() or read_manifest(output) is not None:
         return False

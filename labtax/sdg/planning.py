@@ -26,19 +26,30 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from labtax.data import read_manifest
 from labtax.data.names import STORE_FORMAT
+from labtax.diff import diff_taxonomy
+from labtax.diff.repository import open_taxonomy
+from labtax.diff.snapshot import Snapshot
 from labtax.errors import LabtaxError, UsageError
 from labtax.sdg import mix
-from labtax.sdg.documents import DocumentFetchError, NotFetched
+from labtax.sdg.documents import DocumentFetchError, NotFetched, chunk_text, load_documents, no_fetch
 from labtax.sdg.keys import content_key, environment_digest, files_digest, sha256_hex
 from labtax.sdg.ledger import Ledger, MemoRow
+from labtax.sdg.pipelines import estimate_requests, pipeline_files
+from labtax.sdg.pipelines.knowledge import knowledge_seeds
+from labtax.sdg.pipelines.knowledge_plan import completion_tokens, plan_from_texts
 from labtax.sdg.readers import reader_identity
 from labtax.sdg.store import LeafStore
+from labtax.taxonomy import kind_of
+from labtax.taxonomy.config import load_config
+from labtax.taxonomy.engine import check_attribution_bytes, check_data, finalize
+from labtax.taxonomy.leaves import parse_leaf
+from labtax.taxonomy.model import Finding
+from labtax.util.quoting import one_line, quote_path
 
 if TYPE_CHECKING:
-    from labtax.diff.snapshot import Snapshot
     from labtax.sdg.settings import GenerationSettings
     from labtax.taxonomy.config import Config
-    from labtax.taxonomy.model import Finding, Leaf
+    from labtax.taxonomy.model import Leaf
 
 Action = Literal["generate", "reuse", "drop", "invalid"]
 
@@ -122,8 +133,6 @@ class Plan:
 
 
 def environment(model_id: str, settings: GenerationSettings) -> str:
-    from labtax.sdg.pipelines import pipeline_files
-
     digest = f"{files_digest(pipeline_files())}|store-format-{STORE_FORMAT}"
     return environment_digest(pipeline_digest=digest, model_id=model_id, settings=settings.as_dict())
 
@@ -145,15 +154,9 @@ def plan_run(
     `fetch=False` (a dry run): documents not in the cache are not fetched; such a leaf is planned
     for generation without a key."""
     if not fetch:
-        from labtax.sdg.documents import no_fetch
-
         with no_fetch():
             return plan_run(taxonomy, output, base=base, head=head, model_id=model_id, settings=settings,
                             mix_settings=mix_settings, ledger=ledger, store=store)
-    from labtax.diff import diff_taxonomy
-    from labtax.diff.repository import open_taxonomy
-    from labtax.diff.snapshot import Snapshot
-    from labtax.sdg.pipelines import estimate_requests
 
     diff = diff_taxonomy(taxonomy, base, head)
     changes = {c.path: c for c in diff.changes}
@@ -281,17 +284,11 @@ def plan_run(
 
 def validation_config(taxonomy: Path) -> Config:
     """validate's settings for the taxonomy (its protected rules cannot be disabled)."""
-    from labtax.taxonomy.config import load_config
-
     return load_config(Path(taxonomy))
 
 
 def leaf_findings(path: str, raw: bytes | None, config: Config, snap: Snapshot) -> list[Finding]:
     """validate's error findings for a leaf as read at head (attribution.txt read there too)."""
-    from labtax.taxonomy import kind_of
-    from labtax.taxonomy.engine import check_attribution_bytes, check_data, finalize
-    from labtax.taxonomy.model import Finding
-
     if raw is None:
         return [Finding("file-unreadable", "error", path, 1, 1, "cannot be read at head")]
     findings = check_data(".", path, kind_of(path), raw, config,
@@ -301,8 +298,6 @@ def leaf_findings(path: str, raw: bytes | None, config: Config, snap: Snapshot) 
 
 def format_findings(findings: list[Finding], limit: int = 5) -> str:
     """`file:line:col: message [rule]`, the first few, for a plan line and the manifest."""
-    from labtax.util.quoting import one_line, quote_path
-
     shown = [f"{quote_path(f.path)}:{f.line}:{f.col}: {one_line(f.message)} [{f.rule}]" for f in findings[:limit]]
     more = len(findings) - limit
     return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
@@ -315,8 +310,6 @@ def _kind(path: str) -> str:
 def parse_leaf_at_head(path: str, raw: bytes | None) -> Leaf:
     """Parse a leaf's qna.yaml as read at head. Public because a run re-parses the leaves whose store
     file failed its checksum after planning."""
-    from labtax.taxonomy.leaves import parse_leaf
-
     if raw is None:
         raise UsageError(f"{path}: cannot be read at head")
     return parse_leaf(path, raw)
@@ -336,7 +329,6 @@ def _chunk_texts(leaf: Leaf, docs: list[str], settings: GenerationSettings) -> l
     planning): for the dry-run's estimates only."""
     if leaf.kind != "knowledge":
         return None
-    from labtax.sdg.documents import chunk_text
 
     return [text for d in docs for text, _ in chunk_text(d.split("\0", 1)[-1], settings.chunk_tokens)] or None
 
@@ -346,8 +338,6 @@ def knowledge_budget(leaf: Leaf, texts: list[str] | None, settings: GenerationSe
     completion tokens at most, the facts asked of all, the wordings each, the chunks asked of all."""
     if leaf.kind != "knowledge" or not texts:
         return None
-    from labtax.sdg.pipelines.knowledge import knowledge_seeds
-    from labtax.sdg.pipelines.knowledge_plan import completion_tokens, plan_from_texts
 
     kp = plan_from_texts(texts, len(knowledge_seeds(leaf)), settings)
     return {"requests": kp.requests, "completion_tokens": completion_tokens(kp, settings), "facts": kp.facts,
@@ -358,6 +348,5 @@ def knowledge_budget(leaf: Leaf, texts: list[str] | None, settings: GenerationSe
 def _documents(leaf: Leaf, taxonomy: Path, reader: str) -> list[str]:
     if leaf.kind != "knowledge" or leaf.spec.document is None:
         return []
-    from labtax.sdg.documents import load_documents
 
     return [f"{d.path}\0{d.text}" for d in load_documents(leaf, taxonomy, reader)]

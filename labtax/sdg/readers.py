@@ -25,6 +25,7 @@ from typing import ClassVar
 from xml.etree import ElementTree
 
 from labtax.errors import UsageError
+from labtax.sdg import docling_reader
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 
@@ -137,8 +138,6 @@ DOCLING_SUFFIXES = (".html", ".htm", ".docx", ".pdf")
 def resolve_reader(reader: str) -> str:
     """"docling" or "builtin" for a --document-reader setting; "docling" when it is not installed is
     a usage error (auto falls back to the builtin readers)."""
-    from labtax.sdg import docling_reader
-
     if reader not in READERS:
         raise UsageError(f"--document-reader must be one of {', '.join(READERS)}, got {reader!r}")
     if reader == "builtin":
@@ -153,8 +152,6 @@ def resolve_reader(reader: str) -> str:
 
 def reader_identity(reader: str) -> str:
     """What the text of a document depends on besides its bytes, for the memo and the manifest."""
-    from labtax.sdg import docling_reader
-
     return docling_reader.identity() if resolve_reader(reader) == "docling" else "builtin"
 
 
@@ -176,8 +173,6 @@ def extract(path: Path, reader: str = "auto") -> tuple[str, str]:
     files: UTF-8 text."""
     suffix = path.suffix.lower()
     if suffix in DOCLING_SUFFIXES and resolve_reader(reader) == "docling":
-        from labtax.sdg import docling_reader
-
         try:
             return docling_reader.read(path)
         except (docling_reader.ModelsMissing, UsageError):

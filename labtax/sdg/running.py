@@ -25,13 +25,18 @@ from labtax.data import (
     read_manifest,
     write_manifest,
 )
+from labtax.diff import read_blob
 from labtax.errors import EXIT_FINDINGS, EXIT_OK, EXIT_TEACHER, LabtaxError, TeacherError, UsageError
 from labtax.progress import VERBOSE, counting, note, verbosity
 from labtax.sdg import mix
 from labtax.sdg.fleet import LEAVES_PER_SLOT, QUEUED_WAVES, InFlight, LeafGate
+from labtax.sdg.generate import funnel_text
+from labtax.sdg.held_out import seed_test_samples
 from labtax.sdg.ledger import Ledger, is_io_failure
 from labtax.sdg.ledger import io_error as ledger_io_error
+from labtax.sdg.mix import prepare_leaf
 from labtax.sdg.output_dir import LEAVES_DIR, LEDGER_FILE, output_lock, quarantine_manifest
+from labtax.sdg.pipelines import generate_leaf
 from labtax.sdg.pipelines.calibrate import calibration_text
 from labtax.sdg.planning import LeafPlan, Plan, parse_leaf_at_head, plan_run
 from labtax.sdg.replay import LedgerTeacher
@@ -155,10 +160,6 @@ def _redacting(progress: ProgressFn) -> ProgressFn:
 async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: GenerationSettings, ledger: Ledger,
                         store: LeafStore, run_id: int, taxonomy: Path, result: RunResult, concurrency: int,
                         progress: ProgressFn | None) -> None:
-    from labtax.sdg.held_out import seed_test_samples
-    from labtax.sdg.mix import prepare_leaf
-    from labtax.sdg.pipelines import generate_leaf
-
     # Record progress per request for a server teacher (it bounds its own concurrency); in whole
     # forward-pass batches for an in-process one, so batching is kept.
     in_flight = InFlight(teacher)
@@ -221,8 +222,6 @@ async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: Genera
             prepared = prepare_leaf(lp.leaf.kind, res.samples, seed_test_samples(lp.leaf, res.shown) + res.held_out)
             store.put(LeafData(lp.key, prepared.samples, prepared.test, meta, prepared.index))
             if progress:
-                from labtax.sdg.generate import funnel_text
-
                 progress(f"generated {quote_path(lp.path)}: {len(res.samples)} samples, {t.sent} requests sent, "
                          f"{t.replayed} replayed{funnel_text(stats)}{calibration_text(stats)}")
 
@@ -250,8 +249,6 @@ class BrokenLeaves(Exception):
 
 
 def _read_at(plan: Plan, path: str) -> bytes:
-    from labtax.diff import read_blob
-
     return read_blob(plan.taxonomy, plan.head, path)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from labtax.sdg.pipelines import knowledge, skills
 from labtax.sdg.pipelines.runner import PIPELINE_DIR, LeafResult, Progress, Runner, load_pipeline
 from labtax.sdg.prompts import prompt_files
 from labtax.sdg.settings import GenerationSettings
@@ -37,11 +38,7 @@ def pipeline_files() -> list[Path]:
 def stage_plan(leaf: Leaf, settings: GenerationSettings, chunks: int | list[str] | None = None) -> dict[str, int]:
     """The most requests each stage of the leaf's pipeline can send (knowledge: for `chunks`, a chunk
     count or the chunks' texts, whose facts size the plan; unknown, the bound of the request limit)."""
-    if leaf.kind == "knowledge":
-        from labtax.sdg.pipelines.knowledge import plan
-    else:
-        from labtax.sdg.pipelines.skills import plan
-    return plan(leaf, settings, chunks)
+    return (knowledge.plan if leaf.kind == "knowledge" else skills.plan)(leaf, settings, chunks)
 
 
 def estimate_requests(leaf: Leaf, settings: GenerationSettings, chunks: int | list[str] | None = None) -> int:
@@ -62,13 +59,9 @@ async def generate_leaf(
     runner = Runner(leaf, teacher, settings, load_pipeline(pipeline_name(leaf)), progress)
     try:
         if leaf.kind == "knowledge":
-            from labtax.sdg.pipelines.knowledge import run_knowledge
-
-            samples = await run_knowledge(runner, Path(taxonomy_root))
+            samples = await knowledge.run_knowledge(runner, Path(taxonomy_root))
         else:
-            from labtax.sdg.pipelines.skills import run_skills
-
-            samples = await run_skills(runner)
+            samples = await skills.run_skills(runner)
         runner.finish()
     finally:
         runner.close()  # a failed leaf leaves nothing in flight

@@ -31,7 +31,7 @@ from labtax.sdg.pipelines.stream import Flows, Window
 from labtax.sdg.prompts import Prompt, load_prompt
 from labtax.sdg.settings import SEED_BASE, GenerationSettings
 from labtax.taxonomy.model import Leaf
-from labtax.teachers.base import Teacher, TeacherRequest, TeacherResponse, estimate_tokens
+from labtax.teachers.base import Teacher, TeacherBase, TeacherRequest, TeacherResponse, estimate_tokens
 from labtax.teachers.replies import OVERLONG, clean_reply
 
 T = TypeVar("T")
@@ -339,8 +339,6 @@ def token_counter(teacher: Teacher) -> str:
     """What knowledge chunks are sized with: "teacher tokenizer" (in process), "server tokenizer
     (/tokenize)" (an openai server that has vLLM's endpoint), or "estimate (words x 1.3)" for a
     teacher without one, so a run says so."""
-    from labtax.teachers.base import TeacherBase
-
     for _ in range(8):  # unwrap the ledger and lazy wrappers, bounded
         inner = getattr(teacher, "wrapped", None) or getattr(teacher, "inner", None)
         if inner is None:
