@@ -36,7 +36,7 @@ from labtax.sdg.ledger import Ledger, is_io_failure
 from labtax.sdg.ledger import io_error as ledger_io_error
 from labtax.sdg.mix import prepare_leaf
 from labtax.sdg.output_dir import LEAVES_DIR, LEDGER_FILE, output_lock, quarantine_manifest
-from labtax.sdg.pipelines import generate_leaf
+from labtax.sdg.pipelines import LeafResult, generate_leaf
 from labtax.sdg.pipelines.calibrate import calibration_text
 from labtax.sdg.planning import LeafPlan, Plan, parse_leaf_at_head, plan_run
 from labtax.sdg.replay import LedgerTeacher
@@ -71,6 +71,22 @@ class RunResult:
         failed or unreadable, and why."""
         return FaultSummary(self.retried, self.failed_requests, self.unreadable, dict(sorted(self.faults.items())))
 
+    def count_requests(self, t: LedgerTeacher) -> None:
+        """A leaf's requests, sent and replayed, its tokens and its transport faults."""
+        self.requests_sent += t.sent
+        self.requests_replayed += t.replayed
+        self.tokens += t.tokens
+        self.failed_requests += t.failed
+        self.faults.update(t.faults)
+
+    def count_faults(self, faults: Mapping[str, int]) -> None:
+        """A leaf's pipeline faults (its stats' `faults`); "failed" is counted once, from the ledger wrapper."""
+        for name, n in faults.items():
+            if name == "unreadable":
+                self.unreadable += n
+            if name != "failed":
+                self.faults[name] += n
+
     def summary(self) -> RunSummary:
         """The manifest's `run`: what this run cost."""
         return RunSummary(self.requests_sent, self.requests_replayed, self.tokens, self.seconds, self.fault_summary())
@@ -98,11 +114,7 @@ def execute(
     started = time.monotonic()
     if progress is not None:
         progress = _redacting(progress)
-    for run in ledger.runs():
-        if run["status"] == "running":  # we hold the lock: a "running" row is a killed run
-            ledger.finish_run(run["id"], status="killed", requests_sent=run["requests_sent"],
-                              requests_replayed=run["requests_replayed"], tokens=run["tokens"],
-                              seconds=run["seconds"] or 0.0)
+    _close_killed_runs(ledger)
     run_id = ledger.start_run(command=command, base=plan.base, head=plan.head, model=plan.model_id,
                               settings=plan.settings)
     ledger.update_memo(plan.memo_updates, remove=plan.memo_removals)
@@ -112,12 +124,8 @@ def execute(
         if todo:
             if teacher is None:
                 raise UsageError("there are leaves to generate but no teacher")
-            # One progress line per finished leaf: on a terminal they also drive a bar (rate, ETA).
-            # And requests and tokens across leaves, a line every 10 s at least (teachers/metered.py).
-            with counting(len(todo), "diff-generate", "leaf", progress) as per_leaf, \
-                    metered(teacher, plan.estimated_requests, plan.model_id, progress is not None) as counted:
-                asyncio.run(_generate_all(todo, counted, settings, ledger, store, run_id, taxonomy, result,
-                                          leaf_concurrency, per_leaf))
+            _generate(todo, plan, teacher, settings, ledger, store, run_id, taxonomy, result, leaf_concurrency,
+                      progress)
         result.seconds = time.monotonic() - started
         try:
             result.manifest, result.sets_rebuilt = rebuild(plan, output, store, mix_settings, result)
@@ -127,22 +135,54 @@ def execute(
             # aside; generate those leaves again (their requests replay from the ledger) and re-mix.
             if attempt:
                 raise UsageError(f"leaf data keeps failing its checksum: {', '.join(broken.paths)}") from None
-            todo = []
-            for lp in plan.leaves:
-                if lp.path in broken.paths:
-                    lp.action, lp.reason = "generate", "store file failed its checksum"
-                    lp.leaf = parse_leaf_at_head(lp.path, _read_at(plan, lp.path))
-                    todo.append(lp)
+            todo = _to_regenerate(plan, broken.paths)
+    _record_run(plan, store, ledger, run_id, result, started)
+    return result
+
+
+def _close_killed_runs(ledger: Ledger) -> None:
+    """We hold the lock: a run the ledger still calls "running" was killed."""
+    for run in ledger.runs():
+        if run["status"] == "running":
+            ledger.finish_run(run["id"], status="killed", requests_sent=run["requests_sent"],
+                              requests_replayed=run["requests_replayed"], tokens=run["tokens"],
+                              seconds=run["seconds"] or 0.0)
+
+
+def _generate(todo: list[LeafPlan], plan: Plan, teacher: Teacher, settings: GenerationSettings, ledger: Ledger,
+              store: LeafStore, run_id: int, taxonomy: Path, result: RunResult, leaf_concurrency: int,
+              progress: ProgressFn | None) -> None:
+    """Generate and store the leaves of `todo`, counting into `result`."""
+    # One progress line per finished leaf: on a terminal they also drive a bar (rate, ETA).
+    # And requests and tokens across leaves, a line every 10 s at least (teachers/metered.py).
+    with counting(len(todo), "diff-generate", "leaf", progress) as per_leaf, \
+            metered(teacher, plan.estimated_requests, plan.model_id, progress is not None) as counted:
+        asyncio.run(_generate_all(todo, counted, settings, ledger, store, run_id, taxonomy, result,
+                                  leaf_concurrency, per_leaf))
+
+
+def _to_regenerate(plan: Plan, paths: list[str]) -> list[LeafPlan]:
+    """The leaves whose store files broke, planned again for generation from their YAML at head."""
+    todo = []
+    for lp in plan.leaves:
+        if lp.path in paths:
+            lp.action, lp.reason = "generate", "store file failed its checksum"
+            lp.leaf = parse_leaf_at_head(lp.path, _read_at(plan, lp.path))
+            todo.append(lp)
+    return todo
+
+
+def _record_run(plan: Plan, store: LeafStore, ledger: Ledger, run_id: int, result: RunResult, started: float) -> None:
+    """The ledger's record of the finished run: the store files verified, the leaves, the totals."""
     for lp in plan.of("generate"):
         if lp.key and lp.path not in result.failed:
             store.verify(lp.key, plan.verified)
     ledger.update_verified({k: v for k, v in plan.verified.items() if store.exists(k)})
-    assert result.manifest is not None  # the loop above rebuilt the sets or raised
+    assert result.manifest is not None  # execute rebuilt the sets or raised
     ledger.record_leaves(run_id, result.manifest.leaves)
     result.seconds = time.monotonic() - started
     ledger.finish_run(run_id, status="failed" if result.failed else "ok", requests_sent=result.requests_sent,
                       requests_replayed=result.requests_replayed, tokens=result.tokens, seconds=result.seconds)
-    return result
 
 
 def _stage_lines(path: str, progress: ProgressFn | None) -> Any:
@@ -163,73 +203,85 @@ async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: Genera
     # Record progress per request for a server teacher (it bounds its own concurrency); in whole
     # forward-pass batches for an in-process one, so batching is kept.
     in_flight = InFlight(teacher)
-    base = LedgerTeacher(in_flight, ledger, run_id=run_id, batch_size=teacher.batch_size)
     # `concurrency` leaves at least; more while the teacher has room (labtax/sdg/fleet.py).
     width = max(teacher.concurrency, teacher.batch_size)
-    gate = LeafGate(in_flight, target=QUEUED_WAVES * width, floor=concurrency,
-                    ceiling=max(concurrency, LEAVES_PER_SLOT * width))
+    leaves = _LeafRuns(LedgerTeacher(in_flight, ledger, run_id=run_id, batch_size=teacher.batch_size),
+                       LeafGate(in_flight, target=QUEUED_WAVES * width, floor=concurrency,
+                                ceiling=max(concurrency, LEAVES_PER_SLOT * width)),
+                       asyncio.Event(), teacher.model_id, settings, store, taxonomy, result, progress)
+    try:
+        await asyncio.gather(*(leaves.run(lp) for lp in todo))
+    finally:
+        await teacher.aclose()
+        _add_transport_faults(teacher, result)
+
+
+@dataclass
+class _LeafRuns:
+    """Generating one leaf after another under the gate, each stored as soon as it is done."""
+
+    base: LedgerTeacher
+    gate: LeafGate
     # A whole stage failing means the teacher is down or misconfigured: start no further leaf (the
     # ones in flight finish), so a dead endpoint costs one leaf's retries, not every leaf's.
-    teacher_down = asyncio.Event()
+    teacher_down: asyncio.Event
+    model_id: str
+    settings: GenerationSettings
+    store: LeafStore
+    taxonomy: Path
+    result: RunResult
+    progress: ProgressFn | None
 
-    async def one(lp: LeafPlan) -> None:
+    def say(self, line: str) -> None:
+        if self.progress:
+            self.progress(line)
+
+    async def run(self, lp: LeafPlan) -> None:
         assert lp.leaf is not None and lp.key is not None
-        async with gate:
-            if teacher_down.is_set():
+        result = self.result
+        async with self.gate:
+            if self.teacher_down.is_set():
                 result.failed.append(lp.path)
                 return
-            t = base.for_leaf(lp.key)
+            t = self.base.for_leaf(lp.key)
             began = time.monotonic()
             try:
-                res = await generate_leaf(lp.leaf, t, settings, taxonomy_root=taxonomy,
-                                          progress=_stage_lines(lp.path, progress))
+                res = await generate_leaf(lp.leaf, t, self.settings, taxonomy_root=self.taxonomy,
+                                          progress=_stage_lines(lp.path, self.progress))
             except TeacherError as exc:
                 result.failed.append(lp.path)
-                if not teacher_down.is_set() and progress:
-                    progress(f"failed    {quote_path(lp.path)}: {exc}; starting no further leaf")
-                teacher_down.set()
+                if not self.teacher_down.is_set():
+                    self.say(f"failed    {quote_path(lp.path)}: {exc}; starting no further leaf")
+                self.teacher_down.set()
                 return
             except LabtaxError as exc:  # this leaf's own problem (an unreadable document): skip it
                 result.failed.append(lp.path)
                 result.leaf_errors.append(lp.path)
                 lp.error = str(exc)
-                if progress:
-                    progress(f"failed    {quote_path(lp.path)}: {exc}")
+                self.say(f"failed    {quote_path(lp.path)}: {exc}")
                 return
             finally:
-                result.requests_sent += t.sent
-                result.requests_replayed += t.replayed
-                result.tokens += t.tokens
-                result.failed_requests += t.failed
-                result.faults.update(t.faults)
-            stats = dict(res.stats)
-            for name, n in (stats.get("faults") or {}).items():
-                if name == "unreadable":
-                    result.unreadable += n
-                if name != "failed":  # counted once, from the ledger wrapper
-                    result.faults[name] += n
-            if t.failed:
-                # Not stored: the next run retries just the failed requests (the rest replay).
-                result.failed.append(lp.path)
-                if progress:
-                    progress(f"failed    {quote_path(lp.path)}: {t.failed} teacher requests failed; rerun to retry them")
-                return
-            meta = {
-                "kind": lp.leaf.kind, "generated_for": lp.path, "teacher": teacher.model_id,
-                "tokens": t.tokens, "seconds": round(time.monotonic() - began, 3),
-                "requests": t.sent + t.replayed, "stats": stats,
-            }
-            prepared = prepare_leaf(lp.leaf.kind, res.samples, seed_test_samples(lp.leaf, res.shown) + res.held_out)
-            store.put(LeafData(lp.key, prepared.samples, prepared.test, meta, prepared.index))
-            if progress:
-                progress(f"generated {quote_path(lp.path)}: {len(res.samples)} samples, {t.sent} requests sent, "
-                         f"{t.replayed} replayed{funnel_text(stats)}{calibration_text(stats)}")
+                result.count_requests(t)
+            self.store_leaf(lp, res, t, began)
 
-    try:
-        await asyncio.gather(*(one(lp) for lp in todo))
-    finally:
-        await teacher.aclose()
-        _add_transport_faults(teacher, result)
+    def store_leaf(self, lp: LeafPlan, res: LeafResult, t: LedgerTeacher, began: float) -> None:
+        """Count the leaf's faults; store it unless a request failed (the next run retries just those)."""
+        assert lp.leaf is not None and lp.key is not None
+        stats = dict(res.stats)
+        self.result.count_faults(stats.get("faults") or {})
+        if t.failed:
+            self.result.failed.append(lp.path)
+            self.say(f"failed    {quote_path(lp.path)}: {t.failed} teacher requests failed; rerun to retry them")
+            return
+        meta = {
+            "kind": lp.leaf.kind, "generated_for": lp.path, "teacher": self.model_id,
+            "tokens": t.tokens, "seconds": round(time.monotonic() - began, 3),
+            "requests": t.sent + t.replayed, "stats": stats,
+        }
+        prepared = prepare_leaf(lp.leaf.kind, res.samples, seed_test_samples(lp.leaf, res.shown) + res.held_out)
+        self.store.put(LeafData(lp.key, prepared.samples, prepared.test, meta, prepared.index))
+        self.say(f"generated {quote_path(lp.path)}: {len(res.samples)} samples, {t.sent} requests sent, "
+                 f"{t.replayed} replayed{funnel_text(stats)}{calibration_text(stats)}")
 
 
 def _add_transport_faults(teacher: Teacher, result: RunResult) -> None:
