@@ -47,15 +47,21 @@ def _assert_round_trip(model_dir: str, gguf: Path, tensor_type: str, *, tokenize
         assert (got.argmax(-1) == want.argmax(-1)).float().mean().item() >= SAME_TOP[tensor_type]
 
 
-@pytest.mark.parametrize("tensor_type", ["f16", "q8_0"])
-def test_the_gguf_of_a_trained_tiny_checkpoint_loads_back_with_its_logits(trained_tiny: Path, tmp_path: Path,
-                                                                         tensor_type: str) -> None:
-    result = CliRunner().invoke(cli, ["export", "--format", "gguf", "--model", str(trained_tiny), "--type",
-                                      tensor_type, "--output", str(tmp_path), "-q"])
+def _export(model: str, tensor_type: str, output: Path) -> Path:
+    """`labtax export --format gguf` of MODEL; the GGUF it wrote (named in its one line)."""
+    result = CliRunner().invoke(cli, ["export", "--format", "gguf", "--model", model, "--type", tensor_type,
+                                      "--output", str(output), "-q"])
     assert result.exit_code == 0, result.output
-    (gguf,) = tmp_path.glob(f"*.{tensor_type}.gguf")
+    (gguf,) = output.glob(f"*.{tensor_type}.gguf")
     assert f"{gguf} (llama, {tensor_type}, " in result.output
-    _assert_round_trip(str(trained_tiny), gguf, tensor_type, tokenizer_too=tensor_type == "f16")
+    return gguf
+
+
+def test_the_gguf_of_a_trained_tiny_checkpoint_loads_back_with_its_logits(trained_tiny: Path, tmp_path: Path) -> None:
+    # f16 here; q8_0 through the same command is embedded-small's test below (each GGUF read back costs
+    # ~5 CPU-s in transformers' metadata reader, whatever the model's size).
+    gguf = _export(str(trained_tiny), "f16", tmp_path)
+    _assert_round_trip(str(trained_tiny), gguf, "f16", tokenizer_too=True)
 
 
 @pytest.mark.parametrize("family", ["qwen2", "mistral"])
@@ -80,12 +86,9 @@ def test_qwen2_and_mistral_round_trip(tmp_path: Path, family: str) -> None:
 
 @pytest.mark.slow
 def test_embedded_small_q8_0_round_trip(tmp_path: Path) -> None:
-    from labtax.use.gguf_export import write_gguf
-
-    written = write_gguf(load_model("embedded-small", dtype=torch.float32), load_tokenizer("embedded-small"),
-                         tmp_path / "smollm2.q8_0.gguf", tensor_type="q8_0", name="smollm2")
-    assert written.bytes < 200e6  # 8-bit: about half of f16's 270 MB
-    _assert_round_trip("embedded-small", written.path, "q8_0")
+    gguf = _export("embedded-small", "q8_0", tmp_path)
+    assert gguf.stat().st_size < 200e6  # 8-bit: about half of f16's 270 MB
+    _assert_round_trip("embedded-small", gguf, "q8_0")
 
 
 def test_ollama_export_writes_a_modelfile_naming_the_gguf_stops_and_system(trained_tiny: Path,
