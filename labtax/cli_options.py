@@ -163,9 +163,11 @@ teacher_options = _stack([
                  help="vllm: context length the engine reserves (default: the model's)."),
     click.option("--gpu-memory-utilization", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.9,
                  show_default=True, help="vllm: share of each GPU's memory for weights and KV cache."),
-    click.option("--dtype", type=click.Choice(["auto", "bfloat16", "float16", "float32"]), default="auto",
+    click.option("--dtype", type=click.Choice(["auto", "bfloat16", "float16", "float32", "bf16-fp32"]), default="auto",
                  show_default=True, help="embedded/transformers/vllm: weight and activation dtype (auto: bf16 on a "
-                                         "GPU or a CPU with bf16 matrix hardware, else measured; cached)."),
+                                         "GPU or a CPU with bf16 matrix hardware, else the fastest measured whose "
+                                         "weights fit $LABTAX_TEACHER_RSS_GIB; cached). bf16-fp32: bf16 weights, "
+                                         "fp32 compute (in-process only)."),
 ])
 
 generation_options = _stack([

@@ -44,11 +44,12 @@ else
   MAX_STEPS=${DEMO_MAX_STEPS:-0}
   # A 1.5B teacher on two CPU cores: two first-stage requests per leaf (six candidate questions, or
   # six Q&A pairs of two document chunks), 160 tokens (three Q&A pairs fit), 128-token chunks, three
-  # calibration examples a side, 16 prompts per forward batch. Its verdicts are single forward passes
+  # calibration examples a side; the batch width is the one measured on this machine (cached beside
+  # the weights), narrowed to keep the KV cache in its 1 GiB budget. Its verdicts are single forward passes
   # with a shared prompt prefix computed once; its writing is what costs (docs/sdg.md).
   # The new leaf is a knowledge leaf: labtax's default three wordings per fact (one held out for the
   # closed-book eval, two trained; two at the least when the four requests cannot hold three).
-  default_gen_args="--max-requests-per-leaf 4 --questions-per-request 3 --chunk-tokens 128 --calibration-examples 3 --batch-size 16"
+  default_gen_args="--max-requests-per-leaf 4 --questions-per-request 3 --chunk-tokens 128 --calibration-examples 3"
 fi
 GEN_ARGS=${DEMO_GEN_ARGS-$default_gen_args}
 # The pretrained 135M student trains with labtax's defaults (defaults.yaml): phase 1 at the small-

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labtax import compute
 from labtax.errors import UsageError
 from labtax.eval.closed_book import (
     CLOSED_BOOK_MAX_NEW_TOKENS,
@@ -44,7 +45,7 @@ from labtax.eval.scorer import (
     resolve_device,
     score_encoded,
 )
-from labtax.models import TINY_SEED, check_weights, load_model, load_tokenizer
+from labtax.models import TINY_SEED, check_weights, choose_threads, load_tokenizer
 from labtax.teachers import make_teacher
 from labtax.teachers.base import Teacher
 
@@ -153,9 +154,13 @@ def score_recall(selection: Selection, base: ModelResult, candidate: ModelResult
 
 def load_for_eval(name: str, options: EvalOptions) -> Any:
     """The model a name means here: `tiny` is built from the seed `labtax train` starts from."""
-    model: Any = load_model(name, seed=options.tiny_seed)  # .to() on the model class confuses mypy
-    model.to(resolve_device(options.device))
-    return model
+    # The teacher's and chat's choice (labtax/compute.py): the 1.5B on an AVX2 CPU keeps bf16 weights
+    # and computes in fp32 (its fp32 weights exceed the memory budget); a 135M student stays fp32.
+    # The measurement is cached machine-wide (it is keyed by the MLP shape), never in a checkpoint.
+    device = resolve_device(options.device)
+    threads = choose_threads()
+    choice = compute.choose_for(name, device, threads, cache=compute.choice_file(None))
+    return compute.load(name, choice, threads=threads, device=device, seed=options.tiny_seed)
 
 
 def _evaluate_model(name: str, selection: Selection, options: EvalOptions, log: Callable[[str], None],

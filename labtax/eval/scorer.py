@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from labtax.compute import compute_dtype
 from labtax.data import TEST, VALIDATION
 from labtax.errors import UsageError
 from labtax.eval.data import Example, read_test_set
@@ -126,7 +127,7 @@ def score_encoded(
     with torch.inference_mode(), bar(len(items), "eval scoring", "example") as progress:
         if share_prefixes and packable(model):
             rows = pack_rows(items, row_tokens)
-            dtype = next(model.parameters()).dtype
+            dtype = compute_dtype(model)  # bf16 weights widened at run time compute in fp32
             for batch in _batches([len(r.tokens) for r in rows], batch_tokens, max_batch):
                 chosen = [rows[b] for b in batch]
                 progress.update(len({i for r in chosen for i, _, _ in r.scored}))

@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from labtax.compute import compute_dtype
 from labtax.teachers import prefix
 
 # Columns added to the cache at a time when it must grow (a copy of the whole buffer each time).
@@ -64,7 +65,8 @@ def kv_bytes_per_token(model: Any) -> int:
     config = model.config.get_text_config(decoder=True) if hasattr(model.config, "get_text_config") else model.config
     heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    size = next(model.parameters()).element_size()
+    # The cache holds what the layers compute in (fp32 for bf16 weights widened at run time).
+    size = compute_dtype(model).itemsize
     return int(2 * config.num_hidden_layers * heads * head_dim * size)
 
 

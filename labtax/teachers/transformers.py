@@ -40,6 +40,10 @@ from labtax.teachers import prefix
 from labtax.teachers.base import TeacherBase, TeacherRequest, TeacherResponse
 from labtax.teachers.redact import redact
 
+# Prompt tokens one verdict forward pass computes at most (rows x the longest prompt): bounds the
+# activations (an fp32 1.5B MLP holds 36 KB a token in each of its two 8960-wide tensors).
+VERDICT_TOKENS = 4096
+
 
 class _Call:
     """One `complete` call being served: its responses fill in as its rows end."""
@@ -161,12 +165,13 @@ class TransformersTeacher(TeacherBase):
         if isinstance(dtype, torch.dtype):
             self.dtype = compute.DtypeChoice(str(dtype).removeprefix("torch."), "asked for")
         else:
-            # bf16 on bf16 matrix hardware, else what a short measurement finds fastest (cached).
-            self.dtype = compute.choose_dtype(self.device, hidden=shape[0], intermediate=shape[1], threads=threads,
-                                              requested=dtype, cache=self.choice_file)
-        # Loaded straight in the chosen dtype: the bf16 cache becomes fp32 tensor by tensor, never two
-        # whole copies of the weights.
-        self.model = models.load_model(model, dtype=self.dtype.torch_dtype(), threads=threads).to(self.device)  # type: ignore[arg-type]
+            # bf16 on bf16 matrix hardware; else the fastest of fp32, bf16 and bf16 weights with fp32
+            # compute that a short measurement finds (cached) among those whose weights fit the memory
+            # budget: on an AVX2 CPU the 1.5B teacher gets bf16-fp32 (fp32 weights alone are 6.2 GB).
+            self.dtype = compute.choose_for(model, self.device, threads, requested=dtype)
+        # Loaded in the weights' dtype (the embedded cache is bf16; fp32 widens tensor by tensor),
+        # never two whole copies; bf16-fp32 widens each Linear's weight chunk by chunk as it runs.
+        self.model = compute.load(model, self.dtype, threads=threads, device=self.device)
         from labtax.teachers import decode
 
         self.kv_token_bytes = decode.kv_bytes_per_token(self.model)
@@ -191,7 +196,7 @@ class TransformersTeacher(TeacherBase):
         from labtax.progress import note
         from labtax.teachers import decode
 
-        key = f"width-{compute.read_cpuinfo().key(self.threads)}-{self.model_id}-{self.dtype.dtype}-{self.device}"
+        key = f"width-{compute.read_cpuinfo().key(self.threads)}-{self.model_id}-{self.dtype.name}-{self.device}"
         known = compute.recall(self.choice_file, key)
         if isinstance(known.get("width"), int) and known["width"] > 0:
             return int(known["width"])
@@ -338,7 +343,13 @@ class TransformersTeacher(TeacherBase):
 
         lengths = [len(x) for x in ids]
         members = sorted(members, key=lambda i: (ids[i], i))
-        for batch, shared in prefix.plan_batches(ids, members, self.batch_size):
+        longest = max(lengths[i] for i in members)
+        # The measured decode width (64 for the 1.5B here) is too wide for whole prompts: 64 rows of
+        # 800 tokens are a 2.9 GB fp32 cache and 1.8 GB per MLP activation. Rows are bounded by the KV
+        # budget and by VERDICT_TOKENS tokens a forward pass (already wide enough for full-speed matmuls).
+        width = max(1, min(self.batch_size, self.kv_budget // max(1, self.kv_token_bytes * longest),
+                           VERDICT_TOKENS // max(1, longest)))
+        for batch, shared in prefix.plan_batches(ids, members, width):
             t0 = time.monotonic()
             for k, resp in zip(batch, self._score([ids[i] for i in batch], shared, choices)):
                 call.answer(k, resp)

@@ -106,10 +106,9 @@ def open_session(options: ChatOptions) -> ChatSession:
                          hint="an instruct model's folder has one in tokenizer_config.json or chat_template.jinja")
     # The transformers teacher's choice (labtax/compute.py): bf16 where the CPU has bf16 matrix
     # hardware or on a GPU, else what a short measurement on this machine found fastest (cached).
-    hidden, intermediate = models.mlp_shape(options.model)
-    choice = compute.choose_dtype(device, hidden=hidden, intermediate=intermediate, threads=threads,
-                                  cache=choice_cache(options.model))
-    model = models.load_model(options.model, dtype=choice.torch_dtype(), threads=threads).to(device)  # type: ignore[arg-type]
+    # Memory counts too: a model whose fp32 weights exceed the budget keeps bf16 weights and computes in fp32.
+    choice = compute.choose_for(options.model, device, threads, cache=choice_cache(options.model))
+    model = compute.load(options.model, choice, threads=threads, device=device)
     ends = getattr(model.generation_config, "eos_token_id", None)
     stops = stop_token_ids(tokenizer) + [int(t) for t in ([ends] if isinstance(ends, int) else list(ends or []))]
     turn = system_turn(options.model, explicit=options.system, data_dir=options.data_dir)

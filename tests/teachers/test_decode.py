@@ -103,3 +103,27 @@ def test_continuous_batching_refills_slots_and_keeps_each_rows_text(teacher: obj
     batched = run_rows(rows[:4], 2, rows[4:])
     assert batched == alone
     assert all(len(x) <= r.max_new for x, r in zip(batched, rows)) and any(len(x) == r.max_new for x, r in zip(batched, rows))
+
+
+def test_bf16_weights_with_fp32_compute_decode_like_model_generate(teacher: object) -> None:
+    """`--dtype bf16-fp32` (the 1.5B teacher's choice on an AVX2 CPU): the weights stay bf16, the KV
+    cache is fp32, and greedy text equals `model.generate`'s on the same widened model."""
+    from labtax.teachers.transformers import TransformersTeacher
+
+    mixed = TransformersTeacher("embedded-small", batch_size=3, threads=1, dtype="bf16-fp32")
+    linears = [m for m in mixed.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert all(m.weight.dtype == torch.bfloat16 for m in linears)
+    assert mixed.kv_token_bytes == teacher.kv_token_bytes  # type: ignore[attr-defined]  # fp32 both
+    requests = [_request(q, max_tokens=16, temperature=0.0) for q in QUESTIONS]
+    mine = asyncio.run(mixed.complete(requests))
+    enc = mixed.tokenizer([mixed.render(r) for r in requests], return_tensors="pt", padding=True,
+                          add_special_tokens=False)
+    with torch.inference_mode():
+        out = mixed.model.generate(**enc, max_new_tokens=16, do_sample=False, temperature=None, top_p=None,
+                                   top_k=None, pad_token_id=mixed.tokenizer.pad_token_id)
+    width = enc["input_ids"].shape[1]
+    for resp, row in zip(mine, out):
+        new = row[width:].tolist()
+        eos = [i for i, tok in enumerate(new) if tok in mixed._eos]
+        assert resp.ok and resp.text == mixed.tokenizer.decode(new[: eos[0]] if eos else new,
+                                                                skip_special_tokens=True).strip()

@@ -92,7 +92,7 @@ def test_the_dtype_choice_is_cached_under_labtax_cache_not_in_a_read_only_model_
         from labtax.models import cache_dir
 
         assert cache.parent == cache_dir() / "choices" and cache.is_file()
-        assert any(k.startswith("dtype-") for k in json.loads(cache.read_text()))
+        assert any(k.startswith("dtype2-") for k in json.loads(cache.read_text()))  # v2: with bf16-fp32
         assert choice_cache(str(folders[1])) == cache  # keyed by content: the same weights elsewhere
     finally:
         cache.unlink(missing_ok=True)
