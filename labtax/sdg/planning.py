@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from labtax.data import read_manifest
 from labtax.data.names import STORE_FORMAT
 from labtax.diff import diff_taxonomy
+from labtax.diff.model import DiffResult, LeafChange
 from labtax.diff.repository import open_taxonomy
 from labtax.diff.snapshot import Snapshot
 from labtax.errors import LabtaxError, UsageError
@@ -159,127 +160,168 @@ def plan_run(
                             mix_settings=mix_settings, ledger=ledger, store=store)
 
     diff = diff_taxonomy(taxonomy, base, head)
-    changes = {c.path: c for c in diff.changes}
     env = environment(model_id, settings)
     # A knowledge leaf's key holds its documents' text, which depends on the reader (docling, its
     # models): its memo row is fresh only for the same reader, so installing docling re-reads them.
     reader = reader_identity(settings.document_reader)
-    knowledge_env = sha256_hex(f"{env}\0{reader}")
-    memo = ledger.memo() if ledger is not None else {}
-    # An untrusted store (restored from a cache) is verified file by file, record by record.
-    verified = ledger.verified() if ledger is not None and not getattr(store, "untrusted", False) else {}
-    plans: list[LeafPlan] = []
-    memo_updates: dict[str, MemoRow] = {}
-
+    ctx = _Planning(
+        taxonomy=Path(taxonomy), settings=settings, changes={c.path: c for c in diff.changes}, env=env,
+        knowledge_env=sha256_hex(f"{env}\0{reader}"), memo=ledger.memo() if ledger is not None else {},
+        # An untrusted store (restored from a cache) is verified file by file, record by record.
+        verified=ledger.verified() if ledger is not None and not getattr(store, "untrusted", False) else {},
+        ledger=ledger, store=store,
+    )
     config = validation_config(taxonomy)
     with open_taxonomy(taxonomy) as tax:
         snap = Snapshot(tax, diff.head, config.max_file_bytes)
-        keys: dict[str, str] = {}
-        kinds: dict[str, str] = {}
-        to_parse: list[str] = []
-        for path in snap.paths:
-            change = changes.get(path)
-            row = memo.get(path)
-            fresh = (
-                row is not None and row.blob == snap.blobs[path]
-                and row.env == (knowledge_env if _kind(path) == "knowledge" else env)
-                and row.tree == snap.fingerprint(json.loads(row.dirs))
-            )
-            if fresh and change is None and row is not None:
-                keys[path], kinds[path] = row.key, row.kind
-            else:
-                to_parse.append(path)
-
-        parsed: dict[str, Leaf] = {}
-        doc_texts: dict[str, list[str]] = {}
-        errors: dict[str, str] = {}
-        reasons: dict[str, str] = {}
-        unfetched: dict[str, Leaf] = {}
-        raw = snap.read(to_parse)
-        for path in to_parse:
-            # The same checks as `labtax validate`: an invalid leaf is skipped with its findings.
-            problems = snap.problems.get(path) or leaf_findings(path, raw.get(path), config, snap)
-            if problems:
-                errors[path] = format_findings(problems)
-                continue
-            try:
-                leaf = parse_leaf_at_head(path, raw.get(path))
-                docs = _documents(leaf, taxonomy, settings.document_reader)
-            except NotFetched:
-                unfetched[path] = leaf
-                continue
-            except DocumentFetchError as exc:  # offline, DNS: this leaf's fetch error, said as such
-                errors[path], reasons[path] = str(exc), "document fetch failed"
-                continue
-            except (LabtaxError, ValueError, OSError) as exc:  # LeafError, a bad document reference
-                errors[path] = str(exc)
-                continue
-            parsed[path] = leaf
-            doc_texts[path] = docs
-            keys[path], kinds[path] = content_key(leaf, docs, env), leaf.kind
-            dirs = watched_dirs(leaf)
-            memo_updates[path] = MemoRow(snap.blobs[path], snap.fingerprint(dirs),
-                                         knowledge_env if leaf.kind == "knowledge" else env, keys[path], leaf.kind,
-                                         json.dumps(dirs))
-
-        recorded_cache: dict[str, int] = {}
-        planned_keys: set[str] = set()
-        for path in snap.paths:
-            change = changes.get(path)
-            changed = change is not None and change.status in ("added", "modified", "renamed")
-            lp = LeafPlan(path=path, kind=kinds.get(path, _kind(path)), action="reuse", changed=changed,
-                          change=change.status if change else None, old_path=change.old_path if change else None)
-            if path in errors:
-                lp.action, lp.error, lp.reason = "invalid", errors[path], reasons.get(path, "invalid leaf")
-                plans.append(lp)
-                continue
-            if path in unfetched:
-                lp.action, lp.reason, lp.leaf = "generate", "documents not fetched yet (dry run)", unfetched[path]
-                lp.estimated_requests = estimate_requests(lp.leaf, settings, None)
-                plans.append(lp)
-                continue
-            lp.key = keys[path]
-            if lp.key in planned_keys:
-                lp.reason = "same content as another leaf generated in this run"
-            elif store.verify(lp.key, verified):
-                lp.reason = "renamed, content unchanged" if change and change.status == "renamed" else (
-                    "content key already in the store" if changed else "unchanged")
-            else:
-                lp.action = "generate"
-                lp.reason = change.status if changed and change else "not in the store"
-                leaf = parsed.get(path) or parse_leaf_at_head(path, snap.read([path]).get(path))
-                lp.leaf = leaf
-                texts = _chunk_texts(leaf, doc_texts[path] if path in doc_texts else _documents_or_none(
-                    leaf, taxonomy, settings.document_reader), settings)
-                lp.estimated_requests = estimate_requests(leaf, settings, texts)
-                lp.knowledge = knowledge_budget(leaf, texts, settings)
-                if ledger is not None:
-                    if lp.key not in recorded_cache:
-                        recorded_cache[lp.key] = ledger.count_responses(lp.key)
-                    lp.recorded_requests = recorded_cache[lp.key]
-                planned_keys.add(lp.key)
-            plans.append(lp)
-
-    # Dropped: deleted in the diff, or in the previous manifest and no longer at head.
-    current = set(snap.paths)
-    renamed_from = {c.old_path for c in diff.changes if c.status == "renamed" and c.old_path}
-    previous = read_manifest(output)
-    prev_keys = {e.path: e.key for e in (previous.leaves if previous else ()) if e.status != "dropped"}
-    gone = {c.path for c in diff.changes if c.status == "deleted"} | set(prev_keys)
-    for path in sorted(gone - current - renamed_from):
-        row = memo.get(path)
-        plans.append(LeafPlan(path=path, kind=_kind(path), action="drop", key=prev_keys.get(path) or (
-            row.key if row else None), change="deleted" if path in changes else None,
-            reason="deleted" if path in changes else "no longer at head"))
-    removals = sorted(set(memo) - current)
+        parsed = ctx.parse_stale(snap, config)
+        plans = ctx.plan_at_head(snap, parsed)
+    plans += ctx.dropped(diff, set(snap.paths), output)
     plans.sort(key=lambda lp: lp.path)
     return Plan(
         base=diff.base, head=diff.head, base_ref=base, head_ref=head, model_id=model_id,
         settings={**settings.as_dict(), "document_reader": reader}, mix_settings=mix_settings.as_dict(), env=env,
         leaves=plans,
-        max_tokens=settings.max_tokens, memo_updates=memo_updates, memo_removals=removals,
-        verified=verified, taxonomy=Path(taxonomy),
+        max_tokens=settings.max_tokens, memo_updates=parsed.memo_updates,
+        memo_removals=sorted(set(ctx.memo) - set(snap.paths)), verified=ctx.verified, taxonomy=Path(taxonomy),
     )
+
+
+@dataclass
+class _Parsed:
+    """What reading the leaves at head found: content keys and kinds (from the memo or parsed), the
+    parsed leaves and their documents, the invalid ones and why, the ones whose documents a dry run
+    did not fetch, and the memo rows to write."""
+
+    keys: dict[str, str] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+    leaves: dict[str, Leaf] = field(default_factory=dict)
+    doc_texts: dict[str, list[str]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
+    unfetched: dict[str, Leaf] = field(default_factory=dict)
+    memo_updates: dict[str, MemoRow] = field(default_factory=dict)
+
+
+@dataclass
+class _Planning:
+    """One plan_run's inputs, and its steps: parse what the memo cannot vouch for, plan each leaf at
+    head, then the leaves that left."""
+
+    taxonomy: Path
+    settings: GenerationSettings
+    changes: dict[str, LeafChange]
+    env: str
+    knowledge_env: str
+    memo: dict[str, MemoRow]
+    verified: dict[str, tuple[int, int]]
+    ledger: Ledger | None
+    store: LeafStore
+    recorded: dict[str, int] = field(default_factory=dict)  # key -> responses the ledger holds
+
+    def env_of(self, kind: str) -> str:
+        return self.knowledge_env if kind == "knowledge" else self.env
+
+    def parse_stale(self, snap: Snapshot, config: Config) -> _Parsed:
+        """A leaf whose memo row matches its blob, settings and watched folders keeps its key without
+        being parsed; every other leaf is validated and parsed, and its key computed."""
+        out = _Parsed()
+        to_parse: list[str] = []
+        for path in snap.paths:
+            row = self.memo.get(path)
+            fresh = (row is not None and row.blob == snap.blobs[path] and row.env == self.env_of(_kind(path))
+                     and row.tree == snap.fingerprint(json.loads(row.dirs)))
+            if fresh and path not in self.changes and row is not None:
+                out.keys[path], out.kinds[path] = row.key, row.kind
+            else:
+                to_parse.append(path)
+        raw = snap.read(to_parse)
+        for path in to_parse:
+            self._parse_one(path, raw.get(path), snap, config, out)
+        return out
+
+    def _parse_one(self, path: str, raw: bytes | None, snap: Snapshot, config: Config, out: _Parsed) -> None:
+        # The same checks as `labtax validate`: an invalid leaf is skipped with its findings.
+        problems = snap.problems.get(path) or leaf_findings(path, raw, config, snap)
+        if problems:
+            out.errors[path] = format_findings(problems)
+            return
+        try:
+            leaf = parse_leaf_at_head(path, raw)
+            docs = _documents(leaf, self.taxonomy, self.settings.document_reader)
+        except NotFetched:
+            out.unfetched[path] = leaf
+            return
+        except DocumentFetchError as exc:  # offline, DNS: this leaf's fetch error, said as such
+            out.errors[path], out.reasons[path] = str(exc), "document fetch failed"
+            return
+        except (LabtaxError, ValueError, OSError) as exc:  # LeafError, a bad document reference
+            out.errors[path] = str(exc)
+            return
+        out.leaves[path] = leaf
+        out.doc_texts[path] = docs
+        out.keys[path], out.kinds[path] = content_key(leaf, docs, self.env), leaf.kind
+        dirs = watched_dirs(leaf)
+        out.memo_updates[path] = MemoRow(snap.blobs[path], snap.fingerprint(dirs), self.env_of(leaf.kind),
+                                         out.keys[path], leaf.kind, json.dumps(dirs))
+
+    def plan_at_head(self, snap: Snapshot, parsed: _Parsed) -> list[LeafPlan]:
+        """Each leaf at head: invalid, to generate (not in the store) or to reuse."""
+        plans: list[LeafPlan] = []
+        planned_keys: set[str] = set()
+        for path in snap.paths:
+            change = self.changes.get(path)
+            changed = change is not None and change.status in ("added", "modified", "renamed")
+            lp = LeafPlan(path=path, kind=parsed.kinds.get(path, _kind(path)), action="reuse", changed=changed,
+                          change=change.status if change else None, old_path=change.old_path if change else None)
+            plans.append(lp)
+            if path in parsed.errors:
+                lp.action, lp.error, lp.reason = "invalid", parsed.errors[path], parsed.reasons.get(path, "invalid leaf")
+            elif path in parsed.unfetched:
+                lp.action, lp.reason, lp.leaf = "generate", "documents not fetched yet (dry run)", parsed.unfetched[path]
+                lp.estimated_requests = estimate_requests(lp.leaf, self.settings, None)
+            else:
+                lp.key = parsed.keys[path]
+                if lp.key in planned_keys:
+                    lp.reason = "same content as another leaf generated in this run"
+                elif self.store.verify(lp.key, self.verified):
+                    lp.reason = "renamed, content unchanged" if change and change.status == "renamed" else (
+                        "content key already in the store" if changed else "unchanged")
+                else:
+                    lp.action = "generate"
+                    lp.reason = change.status if changed and change else "not in the store"
+                    self._size(lp, snap, parsed)
+                    planned_keys.add(lp.key)
+        return plans
+
+    def _size(self, lp: LeafPlan, snap: Snapshot, parsed: _Parsed) -> None:
+        """A leaf to generate: its parsed leaf, the requests it may cost, and those already answered."""
+        assert lp.key is not None
+        leaf = parsed.leaves.get(lp.path) or parse_leaf_at_head(lp.path, snap.read([lp.path]).get(lp.path))
+        lp.leaf = leaf
+        docs = parsed.doc_texts[lp.path] if lp.path in parsed.doc_texts else _documents_or_none(
+            leaf, self.taxonomy, self.settings.document_reader)
+        texts = _chunk_texts(leaf, docs, self.settings)
+        lp.estimated_requests = estimate_requests(leaf, self.settings, texts)
+        lp.knowledge = knowledge_budget(leaf, texts, self.settings)
+        if self.ledger is not None:
+            if lp.key not in self.recorded:
+                self.recorded[lp.key] = self.ledger.count_responses(lp.key)
+            lp.recorded_requests = self.recorded[lp.key]
+
+    def dropped(self, diff: DiffResult, current: set[str], output: Path) -> list[LeafPlan]:
+        """Deleted in the diff, or in the previous manifest and no longer at head."""
+        renamed_from = {c.old_path for c in diff.changes if c.status == "renamed" and c.old_path}
+        previous = read_manifest(output)
+        prev_keys = {e.path: e.key for e in (previous.leaves if previous else ()) if e.status != "dropped"}
+        gone = {c.path for c in diff.changes if c.status == "deleted"} | set(prev_keys)
+        plans = []
+        for path in sorted(gone - current - renamed_from):
+            row = self.memo.get(path)
+            plans.append(LeafPlan(path=path, kind=_kind(path), action="drop", key=prev_keys.get(path) or (
+                row.key if row else None), change="deleted" if path in self.changes else None,
+                reason="deleted" if path in self.changes else "no longer at head"))
+        return plans
 
 
 def validation_config(taxonomy: Path) -> Config:
