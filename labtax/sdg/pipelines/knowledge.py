@@ -30,12 +30,13 @@ from labtax.sdg.pipelines.knowledge_mc import mc_generate, mc_items
 from labtax.sdg.pipelines.knowledge_mc import plan as mc_plan
 from labtax.sdg.pipelines.knowledge_plan import Ask, KnowledgePlan, plan_from_texts
 from labtax.sdg.pipelines.parse import parse_fact_pairs, parse_yes
-from labtax.sdg.pipelines.runner import Runner, count_tokens_for, leaf_quota, token_counter
+from labtax.sdg.pipelines.runner import Runner, count_tokens_for, leaf_quota, load_pipeline, token_counter
 from labtax.sdg.pipelines.stream import Turns
 from labtax.sdg.settings import GenerationSettings
 from labtax.taxonomy.model import Leaf
 
-FILTERS = ("faithful", "relevant", "standalone")
+# The judges every pair goes through, in order: knowledge.yaml's `chain:` (checked when it is loaded).
+FILTERS = load_pipeline("knowledge").chain
 
 
 def knowledge_seeds(leaf: Leaf) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ import hashlib
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import yaml
 
 from labtax.data.names import funnel_in_order
-from labtax.errors import TeacherError
+from labtax.errors import ConfigError, TeacherError
 from labtax.sdg.pipelines.stream import Flows, Window
 from labtax.sdg.prompts import Prompt, load_prompt
 from labtax.sdg.settings import SEED_BASE, GenerationSettings
@@ -63,6 +63,9 @@ class PipelineSpec:
     name: str
     version: int
     stages: dict[str, StageSpec]
+    # The steps every generated row goes through, in order (`chain:` in the YAML): each row as soon
+    # as its previous step answered (filters.Chain); a row a step drops goes no further.
+    chain: tuple[str, ...] = ()
 
 
 def _choices(stage: str, raw: Any) -> tuple[str, ...]:
@@ -76,7 +79,8 @@ def _choices(stage: str, raw: Any) -> tuple[str, ...]:
 
 @cache
 def load_pipeline(name: str) -> PipelineSpec:
-    data = yaml.safe_load((PIPELINE_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
+    path = PIPELINE_DIR / f"{name}.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
     stages = {
         stage: StageSpec(
             stage, load_prompt(spec["prompt"]), bool(spec.get("judge", False)), spec.get("max_tokens"),
@@ -84,7 +88,25 @@ def load_pipeline(name: str) -> PipelineSpec:
         )
         for stage, spec in data["stages"].items()
     }
-    return PipelineSpec(str(data["name"]), int(data["version"]), stages)
+    return PipelineSpec(str(data["name"]), int(data["version"]), stages, check_chain(path, data.get("chain"), stages))
+
+
+def check_chain(path: Path, chain: Any, stages: Mapping[str, StageSpec],
+                runnable: Collection[str] | None = None) -> tuple[str, ...]:
+    """A pipeline's `chain:`, checked: a list of its own stages, each once (and, given `runnable`,
+    each one the pipeline's code can run as a chain step). One line naming the file and the stage."""
+    if not isinstance(chain, list) or not chain:
+        raise ConfigError(f"{path}: chain: a list of the stages every row goes through, in order")
+    seen: set[str] = set()
+    for stage in chain:
+        if not isinstance(stage, str) or stage not in stages:
+            raise ConfigError(f"{path}: chain: {stage!r} is not a stage of this pipeline ({', '.join(stages)})")
+        if stage in seen:
+            raise ConfigError(f"{path}: chain: {stage!r} is listed twice")
+        if runnable is not None and stage not in runnable:
+            raise ConfigError(f"{path}: chain: {stage!r} cannot be a chain step (one of {', '.join(sorted(runnable))})")
+        seen.add(stage)
+    return tuple(chain)
 
 
 @dataclass

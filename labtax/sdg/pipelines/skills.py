@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from labtax.sdg.dedup import Deduper
@@ -22,7 +23,15 @@ from labtax.sdg.pipelines import filters
 from labtax.sdg.pipelines.calibrate import pick_off_topic, requests_needed, rotate
 from labtax.sdg.pipelines.filters import Examples, Row, rng_for
 from labtax.sdg.pipelines.parse import parse_context, parse_keep, parse_questions
-from labtax.sdg.pipelines.runner import Runner, block, bounded_requests, candidates_wanted, leaf_quota
+from labtax.sdg.pipelines.runner import (
+    PIPELINE_DIR,
+    Runner,
+    block,
+    bounded_requests,
+    candidates_wanted,
+    check_chain,
+    leaf_quota,
+)
 from labtax.sdg.pipelines.stream import Turns
 from labtax.sdg.settings import GenerationSettings
 from labtax.taxonomy.model import Leaf
@@ -66,8 +75,6 @@ def plan(leaf: Leaf, settings: GenerationSettings, chunks: int | list[str] | Non
 async def run_skills(runner: Runner) -> list[dict[str, Any]]:
     leaf, s = runner.leaf, runner.settings
     seeds = skill_seeds(leaf)
-    task = leaf.spec.task_description
-    n = s.questions_per_request
     vol = volume(leaf, s)
     requests_wanted = vol["requests"]
     runner.extra["quota"] = vol["quota"]
@@ -75,52 +82,8 @@ async def run_skills(runner: Runner) -> list[dict[str, Any]]:
     runner.extra["max_requests_bound"] = bool(vol["bound"])
     runner.funnel = dict.fromkeys(("asked", "parsed", "deduplicated", "judged", "answered", "scored"), 0)
     runner.extra["seeds_used"] = min(len(seeds), requests_wanted)
-
-    def question_request(i: int, context: str | None, e: int) -> Any:
-        picked = [seeds[e]] if e >= 0 else []
-        for p in picked:
-            runner.show(p["question"], p.get("context") if context is not None else None)
-        if context is None:
-            examples = "\n".join(f"{j + 1}. {p['question']}" for j, p in enumerate(picked))
-        else:
-            examples = "\n\n".join(f"Text: {p.get('context', '')}\nQuestion: {p['question']}" for p in picked)
-        values = {"task_description": task, "examples": examples, "n": str(n)}
-        if context is not None:
-            values["context"] = context
-        return runner.request("questions", i, **values)
-
-    def judge_request(i: int, row: Row) -> Any:
-        return runner.request(
-            "judge_question", i, task_description=task, context_block=block("Context", row.context),
-            question=row.question,
-        )
-
-    def answer_request(i: int, row: Row) -> Any:
-        e = int(row.extra.get("seed_index", -1))
-        example = seeds[e] if e >= 0 else {"question": "", "answer": ""}
-        runner.show(example["question"], example.get("answer"), example.get("context"))
-        shown = f"Example question: {example['question']}\nExample answer: {example.get('answer', '')}"
-        if example.get("context"):
-            shown = f"Example text: {example['context']}\n{shown}"
-        return runner.request(
-            "answer", i, task_description=task, example=shown, context_block=block("Context", row.context),
-            question=row.question,
-        )
-
-    def score_request(i: int, row: Row) -> Any:
-        return runner.request(
-            "score", i, task_description=task, context_block=block("Context", row.context),
-            question=row.question, answer=row.answer or "",
-        )
-
-    # Each question goes to the judge, the answerer and the scorer as soon as its previous step has
-    # answered; the rows are numbered in request order (Chain), not in the order replies arrive.
-    chain = filters.Chain(runner, [
-        ("judged", filters.judge_step(runner, "judge_question", judge_request, parse_keep, "judge_drop",
-                                      _question_examples(seeds, task), yes="keep")),
-        ("answered", filters.answer_step(runner, answer_request)),
-        ("scored", filters.score_step(runner, score_request, _pair_examples(seeds))),
-    ])
+    req = _Requests(runner, seeds, leaf.spec.task_description)
+    chain = _chain(runner, req)
     dedup = Deduper(s.dedup_threshold)
     for seed in seeds:
         dedup.add(_dedup_key(seed["question"], seed.get("context")))
@@ -128,14 +91,14 @@ async def run_skills(runner: Runner) -> list[dict[str, Any]]:
 
     async def questions(q: int, context: str | None, e: int) -> None:
         """Question request q (context, index of the seed it shows) and its rows into the chain."""
-        resp = await runner.ask("questions", question_request(q, context, e), readable=lambda t: bool(parse_questions(t)))
-        runner.count("asked", n)
+        resp = await runner.ask("questions", req.questions(q, context, e), readable=lambda t: bool(parse_questions(t)))
+        runner.count("asked", s.questions_per_request)
         async with turns.turn(q):  # deduplicated in request order
             for row in _question_rows(runner, resp, context, e, dedup):
                 chain.add(row)
 
     if leaf.grounded:
-        _contexts(runner, seeds, task, requests_wanted, questions)
+        _contexts(runner, seeds, req.task, requests_wanted, questions)
     else:
         for i in range(requests_wanted):
             runner.spawn(questions(i, None, i % len(seeds) if seeds else -1))
@@ -144,6 +107,71 @@ async def run_skills(runner: Runner) -> list[dict[str, Any]]:
     rows, validation = filters.split_quota(runner, chain.rows(), vol["quota"])
     runner.held_out += [filters.as_validation(_sample(runner, row)) for row in validation]
     return [_sample(runner, row) for row in rows]
+
+
+# The chain steps a skills pipeline can run (its YAML's `chain:` orders them), and the funnel count
+# each adds to.
+CHAIN_STEPS = {"judge_question": "judged", "answer": "answered", "score": "scored"}
+
+
+def _chain(runner: Runner, req: _Requests) -> filters.Chain:
+    """Each question goes through the pipeline's chain as soon as its previous step has answered; the
+    rows are numbered in request order (Chain), not in the order replies arrive."""
+    pipeline = runner.pipeline
+    order = check_chain(PIPELINE_DIR / f"{pipeline.name}.yaml", list(pipeline.chain), pipeline.stages, CHAIN_STEPS)
+    steps: dict[str, Callable[[], filters.Step]] = {
+        "judge_question": lambda: filters.judge_step(runner, "judge_question", req.judge, parse_keep, "judge_drop",
+                                                     _question_examples(req.seeds, req.task), yes="keep"),
+        "answer": lambda: filters.answer_step(runner, req.answer),
+        "score": lambda: filters.score_step(runner, req.score, _pair_examples(req.seeds)),
+    }
+    return filters.Chain(runner, [(CHAIN_STEPS[name], steps[name]()) for name in order])
+
+
+@dataclass(frozen=True)
+class _Requests:
+    """The requests of a skills leaf's stages, built from its seeds and task description."""
+
+    runner: Runner
+    seeds: list[dict[str, str]]
+    task: str
+
+    def questions(self, i: int, context: str | None, e: int) -> Any:
+        picked = [self.seeds[e]] if e >= 0 else []
+        for p in picked:
+            self.runner.show(p["question"], p.get("context") if context is not None else None)
+        if context is None:
+            examples = "\n".join(f"{j + 1}. {p['question']}" for j, p in enumerate(picked))
+        else:
+            examples = "\n\n".join(f"Text: {p.get('context', '')}\nQuestion: {p['question']}" for p in picked)
+        values = {"task_description": self.task, "examples": examples, "n": str(self.runner.settings.questions_per_request)}
+        if context is not None:
+            values["context"] = context
+        return self.runner.request("questions", i, **values)
+
+    def judge(self, i: int, row: Row) -> Any:
+        return self.runner.request(
+            "judge_question", i, task_description=self.task, context_block=block("Context", row.context),
+            question=row.question,
+        )
+
+    def answer(self, i: int, row: Row) -> Any:
+        e = int(row.extra.get("seed_index", -1))
+        example = self.seeds[e] if e >= 0 else {"question": "", "answer": ""}
+        self.runner.show(example["question"], example.get("answer"), example.get("context"))
+        shown = f"Example question: {example['question']}\nExample answer: {example.get('answer', '')}"
+        if example.get("context"):
+            shown = f"Example text: {example['context']}\n{shown}"
+        return self.runner.request(
+            "answer", i, task_description=self.task, example=shown, context_block=block("Context", row.context),
+            question=row.question,
+        )
+
+    def score(self, i: int, row: Row) -> Any:
+        return self.runner.request(
+            "score", i, task_description=self.task, context_block=block("Context", row.context),
+            question=row.question, answer=row.answer or "",
+        )
 
 
 def _question_rows(runner: Runner, resp: Any, context: str | None, e: int, dedup: Deduper) -> list[Row]:
