@@ -138,31 +138,11 @@ def find_duplicates(groups: Sequence[tuple[str, bool]], threshold: float,
         return out
     values, group, local = values[valid], group_all[valid], index_all[valid]
     droppable = np.array([bool(d) for _, d in groups])
-    keys = _band_keys(values).ravel()
-    sid = np.repeat(np.arange(len(values)), BANDS)
-    order = np.lexsort((sid, keys))
-    k, s = keys[order], sid[order]
-    start = np.concatenate(([True], k[1:] != k[:-1]))
-    run_start = np.maximum.accumulate(np.where(start, np.arange(len(k)), 0))
-    pos = np.arange(len(k)) - run_start
-    pairs = []
-    # Of a band key's texts, the first BUCKET are compared with every later one (see the docstring).
-    for q in range(BUCKET):
-        later = np.flatnonzero(pos > q)
-        i, j = s[later], s[run_start[later] + q]
-        keep = group[i] != group[j]
-        pairs.append(np.stack((i[keep], j[keep]), axis=1))
-    cand = np.concatenate(pairs)  # a pair sharing several keys repeats: cheaper than a unique
+    cand = _candidate_pairs(values, group, droppable, threshold)
     if not len(cand):
         return out
-    found = []
-    for c in range(0, len(cand), 200_000):
-        part = cand[c:c + 200_000]
-        same = (values[part[:, 0]] == values[part[:, 1]]).sum(axis=1)
-        # A seed partner is always checked exactly: paraphrases of seeds are what matters most.
-        found.append(part[(same >= (threshold - GATE) * VALUES) | ~droppable[group[part[:, 1]]]])
     partners: dict[int, list[int]] = defaultdict(list)
-    for i, j in np.concatenate(found).tolist():
+    for i, j in cand.tolist():
         partners[i].append(j)
     words: dict[int, frozenset[str]] = {}
 
@@ -181,3 +161,32 @@ def find_duplicates(groups: Sequence[tuple[str, bool]], threshold: float,
                 out[int(group[row])].add(int(local[row]))
                 break
     return out
+
+
+def _candidate_pairs(values: np.ndarray, group: np.ndarray, droppable: np.ndarray, threshold: float) -> np.ndarray:
+    """(text, earlier-in-its-band text) pairs of different groups that share a band key and whose
+    MinHash estimate passes the gate (or whose partner is a seed): what the exact check looks at."""
+    keys = _band_keys(values).ravel()
+    sid = np.repeat(np.arange(len(values)), BANDS)
+    order = np.lexsort((sid, keys))
+    k, s = keys[order], sid[order]
+    start = np.concatenate(([True], k[1:] != k[:-1]))
+    run_start = np.maximum.accumulate(np.where(start, np.arange(len(k)), 0))
+    pos = np.arange(len(k)) - run_start
+    pairs = []
+    # Of a band key's texts, the first BUCKET are compared with every later one (see find_duplicates).
+    for q in range(BUCKET):
+        later = np.flatnonzero(pos > q)
+        i, j = s[later], s[run_start[later] + q]
+        keep = group[i] != group[j]
+        pairs.append(np.stack((i[keep], j[keep]), axis=1))
+    cand = np.concatenate(pairs)  # a pair sharing several keys repeats: cheaper than a unique
+    if not len(cand):
+        return cand
+    found = []
+    for c in range(0, len(cand), 200_000):
+        part = cand[c:c + 200_000]
+        same = (values[part[:, 0]] == values[part[:, 1]]).sum(axis=1)
+        # A seed partner is always checked exactly: paraphrases of seeds are what matters most.
+        found.append(part[(same >= (threshold - GATE) * VALUES) | ~droppable[group[part[:, 1]]]])
+    return np.concatenate(found)
