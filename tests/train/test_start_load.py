@@ -48,3 +48,18 @@ def test_two_ranks_load_a_model_folder_equal_to_one_process(tmp_path: Path) -> N
         assert buffers
         for key, value in reference.named_buffers():
             assert torch.equal(buffers[f"buffer/{key}"], value), (rank, key)
+
+
+def test_a_meta_rank_builds_fp32_master_weights_from_a_bf16_checkpoint(tmp_path: Path) -> None:
+    """Phase 2 starts from phase 1's bf16 checkpoint on a GPU: the meta ranks must build fp32
+    parameters, as rank 0's fp32 load has, or FSDP2 would shard bf16 masters beside fp32 ones."""
+    from labtax.train.parallel import meta_model
+
+    model = build_tiny_model(seed=3).to(torch.bfloat16)
+    model.config.dtype = torch.bfloat16
+    model.save_pretrained(tmp_path / "bf16")
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["dtype"] == "bfloat16"
+    built = meta_model(str(tmp_path / "bf16"), seed=0)
+    assert {p.dtype for p in built.parameters()} == {torch.float32}
+    assert all(t.is_meta for t in [*built.parameters(), *built.buffers()])  # nothing read, nothing allocated
+    assert built.lm_head.weight is built.model.embed_tokens.weight
