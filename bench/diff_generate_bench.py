@@ -37,8 +37,8 @@ from lab_taxonomy import add_knowledge, add_skill, prompts_of
 from openai_server import OpenAIServer, lab_responder
 
 from labtax.data import MANIFEST
-from labtax.sdg import mix
-from labtax.sdg.held_out import seed_test_samples
+from labtax.mix import mix
+from labtax.mix.held_out import seed_test_samples
 from labtax.sdg.ledger import Ledger
 from labtax.sdg.output_dir import LEAVES_DIR, LEDGER_FILE
 from labtax.sdg.planning import plan_run

@@ -7,7 +7,7 @@ The facts file (bench/recall/lighthouses.yaml: a fictional lighthouse service, 2
 base model can know) gives per fact three training wordings and one held-out question worded
 differently from all of them. Per recipe the bench
   1. mixes the training wordings as knowledge-pipeline samples through labtax's mixer
-     (sdg.mix.build_sets: open-book, closed-book and document rows as the recipe's MixSettings say;
+     (mix.mix.build_sets: open-book, closed-book and document rows as the recipe's MixSettings say;
      the hand-written held-out questions are the test set: closed book, never trained on),
   2. trains phase 1 on them (train.phases.run_training: the recipe's settings over defaults.yaml),
   3. evaluates with labtax eval (eval.run.run_eval: closed-book answers scored by key facts),
@@ -39,8 +39,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from labtax.data import PHASE1, PHASE2, TEST
-from labtax.sdg.knowledge_replay import system_first
-from labtax.sdg.mix import MixLeaf, MixSettings, build_sets, write_sets
+from labtax.mix.knowledge_replay import system_first
+from labtax.mix.mix import MixLeaf, MixSettings, build_sets, write_sets
 
 LEAF = "knowledge/maritime/quillon_lighthouses/qna.yaml"
 NO_STATE = {"save_state": False}

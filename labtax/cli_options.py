@@ -29,7 +29,7 @@ from labtax.util.quoting import escape_bidi, one_line
 from labtax.util.ranks import report_in_rank, under_torchrun
 
 if TYPE_CHECKING:  # sdg is imported when a command mixes, not for every command line
-    from labtax.sdg.mix import MixSettings  # numpy: for the commands that mix only
+    from labtax.mix.mix import MixSettings  # numpy: for the commands that mix only
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -221,7 +221,7 @@ mix_options = _stack([
 def mix_settings(params: dict[str, Any], seed: int) -> MixSettings:
     """The MixSettings of `mix_options` (popped from params) and the run's seed: the mixing stage
     gets typed settings, never click's dict."""
-    from labtax.sdg.mix import MixSettings  # numpy: for the commands that mix only
+    from labtax.mix.mix import MixSettings  # numpy: for the commands that mix only
 
     system = params.pop("system_prompt")
     extra = {} if system is None else {"system_prompt": system}

@@ -1,7 +1,7 @@
 """Two small commands, registered on the `labtax` group by cli.py: `labtax config` (the effective
 settings and where each comes from) and `labtax export` (the sets in another trainer's format, a model as
 GGUF or for Ollama).
-Click glue only, like cli.py; the logic is in labtax.settings, labtax.sdg.export and labtax.use.export."""
+Click glue only, like cli.py; the logic is in labtax.settings, labtax.mix.export and labtax.use.export."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def export_command(data_dir: str | None, fmt: str, model: str | None, tensor_typ
     """Write the training sets in another trainer's format (`--format ilab`), or a trained model in the
     formats people run locally (`--format gguf`, `--format ollama`)."""
     if fmt == "ilab":
-        from labtax.sdg.export import export_ilab  # the data contract: for this command only
+        from labtax.mix.export import export_ilab  # the data contract: for this command only
 
         if not data_dir:
             raise UsageError("--format ilab needs --data DIR")

@@ -22,7 +22,7 @@ RANK: dict[str, int] = {
     "data": 2, "model_parts": 2,
     "models": 3,
     "taxonomy": 4, "compute": 4,  # compute: an in-process model's dtype/width on this machine (uses models)
-    "diff": 5, "teachers": 5, "scaffold": 5,
+    "diff": 5, "teachers": 5, "scaffold": 5, "mix": 5,  # mix: the sets from the leaves' data (sdg mixes after it generates)
     "sdg": 6,
     "train": 7,
     "eval": 8,
@@ -38,6 +38,8 @@ FORBIDDEN: dict[tuple[str, str], str] = {
     ("train", "sdg"): "train/ reads the sets through labtax.data, never sdg/",
     ("eval", "sdg"): "eval/ reads test.jsonl and the manifest through labtax.data, never sdg/",
     ("eval", "train"): "eval/ and train/ share labtax.models; neither imports the other",
+    ("train", "mix"): "train/ reads the sets through labtax.data, never mix/",
+    ("eval", "mix"): "eval/ reads test.jsonl through labtax.data, never mix/",
 }
 
 # What `labtax diff` may import of the taxonomy: its model and discovery, never the validator
@@ -133,7 +135,7 @@ def test_nothing_below_the_command_line_imports_it() -> None:
 def test_the_checker_sees_function_level_and_relative_imports() -> None:
     # The rules are only as good as the reading: a lazy import inside a function, a relative one and a
     # `from labtax import <module>` each give the edge a reviewer would see.
-    text = ("def later() -> None:\n    from labtax.sdg import mix\n"
+    text = ("def later() -> None:\n    from labtax.sdg import dedup\n"
             "from ..train import config\nfrom labtax import cli\nfrom labtax import __version__\n")
     edges = [e for e in imports_in(text, "labtax.eval.probe", False, "labtax/eval/probe.py")
              if e.target.startswith("labtax")]

@@ -32,7 +32,7 @@ LONG_FUNCTIONS = {
     "labtax/eval/report.py:build_report",
     "labtax/teachers/decode.py:generate",
     "labtax/train/phases.py:_run",
-    "labtax/sdg/mix.py:build_sets",
+    "labtax/mix/mix.py:build_sets",
     "labtax/teachers/decode.py:_slab_layer_class",
     "labtax/use/gguf_export.py:write_gguf",
     "labtax/teachers/transformers.py:_serve",

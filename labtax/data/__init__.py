@@ -5,7 +5,7 @@
   manifest.py  the manifest record, its one reader and its one writer
   facts.py     the key facts of a text (numbers, dates, names) and the extractive check on them
 
-The generation side (`sdg/mix.py`) writes through it, `train/data.py` and `eval/data.py` read
+The generation side (`mix/mix.py`) writes through it, `train/data.py` and `eval/data.py` read
 through it; nothing else parses a set file or the manifest. It imports no stage.
 """
 

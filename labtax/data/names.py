@@ -17,7 +17,7 @@ PHASE1_STEP2 = "phase1_knowledge_step2.jsonl"  # step 2: long answers, foundatio
 STEP_FILES = (PHASE1_STEP1, PHASE1_STEP2)
 PHASE_FILES: dict[str, str] = {"knowledge": PHASE1, "skills": PHASE2}
 
-# The one version of the leaf store's form (what `sdg.mix.prepare_leaf` stores, in the layout
+# The one version of the leaf store's form (what `mix.mix.prepare_leaf` stores, in the layout
 # `sdg.store` writes). It is part of every content key, so a change regenerates stale data.
 STORE_FORMAT = 2  # 2: closed-book knowledge seeds, multiple-choice and validation rows in the test block
 LEAF_FILE_FORMAT = f"labtax-leaf/{STORE_FORMAT}"

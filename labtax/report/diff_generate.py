@@ -9,8 +9,8 @@ from typing import Any
 from labtax.compute import estimate_seconds
 from labtax.data import GenerationStats, LeafEntry
 from labtax.data.names import coverage_text, funnel_in_order
+from labtax.mix.mix import dedup_warnings
 from labtax.progress import clock
-from labtax.sdg.mix import dedup_warnings
 from labtax.sdg.planning import LeafPlan, Plan
 from labtax.sdg.running import RunResult
 from labtax.util.quoting import one_line, quote_path

@@ -4,6 +4,6 @@ Entry points (imported from their modules, so that `import labtax.sdg` stays fre
   running.diff_generate(taxonomy, output, ...)   plan and run `labtax diff-generate`; exit_code(outcome)
   generate.generate_leaves(leaves, teacher, ...) `labtax generate`: the pipelines for named leaves
   output_dir.collect_garbage(output)             `labtax gc`
-  export.export_ilab(data_dir, output)           `labtax export --format ilab`
-The sets and the manifest are written through `labtax.data`; teachers come from `labtax.teachers`.
+The sets are mixed by `labtax.mix` (its own stage: sdg imports it, never the reverse) and written,
+with the manifest, through `labtax.data`; teachers come from `labtax.teachers`.
 """

@@ -11,16 +11,9 @@ comparisons to texts sharing a shingle, so a leaf's few thousand rows dedupe in 
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections import defaultdict
 
-_PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
-
-
-def normalize(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).lower()
-    return " ".join(_PUNCT.sub(" ", text).split())
+from labtax.mix.text import normalize
 
 
 def shingles(text: str, n: int = 3) -> frozenset[str]:

@@ -19,9 +19,9 @@ from typing import Any
 from labtax.data import FaultSummary, GenerationStats, LeafEntry, Manifest, RunSummary, write_manifest
 from labtax.data.names import coverage_text, funnel_in_order
 from labtax.errors import LabtaxError
+from labtax.mix import mix
+from labtax.mix.held_out import seed_test_samples
 from labtax.progress import QUIET, note
-from labtax.sdg import mix
-from labtax.sdg.held_out import seed_test_samples
 from labtax.sdg.pipelines import LeafResult, generate_leaf
 from labtax.sdg.readers import reader_identity
 from labtax.sdg.settings import GenerationSettings

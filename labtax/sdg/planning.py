@@ -31,7 +31,7 @@ from labtax.diff.model import DiffResult, LeafChange
 from labtax.diff.repository import open_taxonomy
 from labtax.diff.snapshot import Snapshot
 from labtax.errors import LabtaxError, UsageError
-from labtax.sdg import mix
+from labtax.mix import mix
 from labtax.sdg.documents import DocumentFetchError, NotFetched, chunk_text, load_documents, no_fetch
 from labtax.sdg.keys import content_key, environment_digest, files_digest, sha256_hex
 from labtax.sdg.ledger import Ledger, MemoRow

@@ -27,14 +27,14 @@ from labtax.data import (
 )
 from labtax.diff import read_blob
 from labtax.errors import EXIT_FINDINGS, EXIT_OK, EXIT_TEACHER, LabtaxError, TeacherError, UsageError
+from labtax.mix import mix
+from labtax.mix.held_out import seed_test_samples
+from labtax.mix.mix import prepare_leaf
 from labtax.progress import VERBOSE, counting, note, verbosity
-from labtax.sdg import mix
 from labtax.sdg.fleet import LEAVES_PER_SLOT, QUEUED_WAVES, InFlight, LeafGate
 from labtax.sdg.generate import funnel_text
-from labtax.sdg.held_out import seed_test_samples
 from labtax.sdg.ledger import Ledger, is_io_failure
 from labtax.sdg.ledger import io_error as ledger_io_error
-from labtax.sdg.mix import prepare_leaf
 from labtax.sdg.output_dir import LEAVES_DIR, LEDGER_FILE, output_lock, quarantine_manifest
 from labtax.sdg.pipelines import LeafResult, generate_leaf
 from labtax.sdg.pipelines.calibrate import calibration_text

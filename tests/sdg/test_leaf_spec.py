@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from labtax.sdg.held_out import seed_test_samples
+from labtax.mix.held_out import seed_test_samples
 from labtax.sdg.pipelines.knowledge import knowledge_seeds
 from labtax.sdg.pipelines.skills import skill_seeds
 from labtax.sdg.planning import watched_dirs

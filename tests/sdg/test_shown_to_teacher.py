@@ -8,7 +8,7 @@ from typing import Any
 from openai_server import OpenAIServer, lab_responder
 from sdgleaves import PLANETS_MD, freeform_leaf, grounded_leaf, knowledge_data, make_leaf, run
 
-from labtax.sdg.held_out import seed_test_samples
+from labtax.mix.held_out import seed_test_samples
 from labtax.sdg.pipelines import generate_leaf
 from labtax.sdg.pipelines.runner import LeafResult
 from labtax.sdg.settings import GenerationSettings

@@ -26,7 +26,7 @@ from typing import Any
 
 from labtax.data.sample import chunk_of, question_of, with_user
 from labtax.errors import UsageError
-from labtax.sdg.held_out import closed_book_row
+from labtax.mix.held_out import closed_book_row
 
 # The system turn every sample of the sets begins with (MixSettings.system_prompt; "" for none).
 DEFAULT_SYSTEM_PROMPT = (

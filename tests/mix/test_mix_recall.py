@@ -10,7 +10,7 @@ import pytest
 
 from labtax.data import PHASE1
 from labtax.data.sample import chunk_of, question_of
-from labtax.sdg.mix import MixLeaf, MixSettings, build_sets
+from labtax.mix.mix import MixLeaf, MixSettings, build_sets
 
 PATH = "knowledge/history/isle/qna.yaml"
 

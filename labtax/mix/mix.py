@@ -8,7 +8,7 @@ git or the store's file format. Outputs, in `<output>/`:
                           on the answer); per distinct chunk the passage itself (`unmask: true`);
                           counts set by `open_book_rows`, `closed_book_rows`, `document_rows`.
   phase2_skills.jsonl     every skill sample, the rows of `--replay-data`, then the knowledge replay
-                          (sdg/knowledge_replay.py: the ratio and the per-leaf minimum are floors, every
+                          (mix/knowledge_replay.py: the ratio and the per-leaf minimum are floors, every
                           knowledge leaf is represented; distractors from the same leaf's chunks; an
                           unmasked copy after each replayed row).
   test.jsonl              the gate's held-out items: the seed examples (knowledge ones closed-book:
@@ -19,10 +19,10 @@ git or the store's file format. Outputs, in `<output>/`:
   validation.jsonl        generated rows held out of training for checkpoint selection (the rows past
                           each leaf's quota; `metadata.split: "validation"`): never the gate's items.
   phase1_knowledge_step{1,2}.jsonl  `--phase1 two-step` only: the paper's two steps of phase 1
-                          (sdg/phase1_steps.py: short answers; long ones + foundational skills + replay).
+                          (mix/phase1_steps.py: short answers; long ones + foundational skills + replay).
   manifest.json           written last by `sdg.running.rebuild` (the record: `labtax.data.manifest`).
 Every sample of the sets begins with the fixed system turn `system_prompt`. Near-duplicates across
-the whole taxonomy (and paraphrases of any leaf's seeds) are left out (sdg/xdedup.py).
+the whole taxonomy (and paraphrases of any leaf's seeds) are left out (mix/xdedup.py).
 
 Every choice is drawn from `random.Random` seeded with strings (stable across Python versions and
 processes), and inputs are sorted by leaf path, so the sets are byte-identical for the same leaves,
@@ -41,11 +41,11 @@ from typing import Any
 
 from labtax.data import PHASE1, PHASE2, SET_FILES, STEP_FILES, TEST, VALIDATION, SetFile
 from labtax.data.sample import chunk_of, question_of, slim, user_text, with_user
-from labtax.sdg import knowledge_replay as rp
-from labtax.sdg.held_out import choose_held_out, closed_book_row, document_row, user_turn
-from labtax.sdg.knowledge_replay import DEFAULT_SYSTEM_PROMPT
-from labtax.sdg.phase1_steps import PHASE1_MODES, split_steps, step_defaults
-from labtax.sdg.xdedup import dedup_text, find_duplicates, signature, stored_signatures, text_at
+from labtax.mix import knowledge_replay as rp
+from labtax.mix.held_out import choose_held_out, closed_book_row, document_row, user_turn
+from labtax.mix.knowledge_replay import DEFAULT_SYSTEM_PROMPT
+from labtax.mix.phase1_steps import PHASE1_MODES, split_steps, step_defaults
+from labtax.mix.xdedup import dedup_text, find_duplicates, signature, stored_signatures, text_at
 from labtax.util.atomic import atomic_write_chunks
 from labtax.util.quoting import quote_path
 
@@ -73,7 +73,7 @@ class MixSettings:
     document_rows: int = 1
     hold_out: bool = True  # one wording of each fact with >= 2 becomes a closed-book test row
     seed: int = 42
-    phase1: str = "one-step"  # "two-step": also the paper's two step sets (sdg/phase1_steps.py)
+    phase1: str = "one-step"  # "two-step": also the paper's two step sets (mix/phase1_steps.py)
     short_answer_max_words: int = field(default_factory=lambda: step_defaults()["short_answer_max_words"])
     step1_replay: float = field(default_factory=lambda: step_defaults()["step1_replay"])
 
@@ -380,7 +380,7 @@ def knowledge_rows(path: str, stamped: bytes, kept: list[int],
     """One knowledge leaf's phase-1 rows and held-out test rows, from its stored lines (path stamped).
 
     Returns (the line numbers still trained: the replay draws from these, the phase-1 lines, the
-    held-out test lines). The held-out wording of each fact (sdg/held_out.py) leaves every training
+    held-out test lines). The held-out wording of each fact (mix/held_out.py) leaves every training
     set; a trained wording whose question is the held-out question's is left out as well. Each trained
     wording gives `open_book_rows` copies of its stored (open-book, unmasked) line and
     `closed_book_rows` closed-book rows; each distinct chunk `document_rows` document rows, in the

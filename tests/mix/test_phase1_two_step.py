@@ -12,8 +12,8 @@ from typing import Any
 from lab_taxonomy import add_knowledge, add_skill, manifest, read_jsonl, run_cli, teacher_args
 
 from labtax.data import PHASE1, PHASE1_STEP1, PHASE1_STEP2, PHASE2
-from labtax.sdg.mix import MixLeaf, MixSettings, build_sets
-from labtax.sdg.phase1_steps import step_defaults
+from labtax.mix.mix import MixLeaf, MixSettings, build_sets
+from labtax.mix.phase1_steps import step_defaults
 
 WORDS = ["amber", "harbor", "lantern", "thistle", "meadow", "glacier", "falcon", "willow", "quartz", "ember",
          "canyon", "orchid", "tundra", "beacon", "cinder", "delta", "fjord", "grove", "haven", "island"]

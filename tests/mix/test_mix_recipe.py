@@ -15,8 +15,8 @@ from lab_taxonomy import add_knowledge, add_skill, read_jsonl, run_cli, teacher_
 from labtax.data import PHASE1, PHASE2, TEST, VALIDATION
 from labtax.data.sample import chunk_of, question_of, user_text
 from labtax.errors import UsageError
-from labtax.sdg.knowledge_replay import DEFAULT_SYSTEM_PROMPT, replay_counts
-from labtax.sdg.mix import MixLeaf, MixSettings, build_sets, sets_fingerprint
+from labtax.mix.knowledge_replay import DEFAULT_SYSTEM_PROMPT, replay_counts
+from labtax.mix.mix import MixLeaf, MixSettings, build_sets, sets_fingerprint
 
 WORDS = ["amber", "harbor", "lantern", "thistle", "meadow", "glacier", "falcon", "willow", "quartz", "ember", "canyon", "orchid", "tundra", "beacon", "cinder", "delta", "fjord", "grove", "haven", "island", "jungle", "kestrel", "lotus", "mesa", "nectar", "oasis", "prairie", "quarry", "ridge", "savanna"]
 
@@ -181,7 +181,7 @@ def test_two_knowledge_and_three_skill_leaves_end_to_end(git_repo, openai_server
 
 
 def test_dedup_with_nothing_to_compare() -> None:
-    from labtax.sdg.xdedup import find_duplicates, signature
+    from labtax.mix.xdedup import find_duplicates, signature
 
     assert find_duplicates([], 0.7, lambda g, i: "") == []
     one = signature("Write a poem about the sea")
@@ -204,7 +204,7 @@ def test_the_funnel_line_keeps_pipeline_order_after_the_manifest_sorted_it() -> 
 
 
 def test_dedup_never_empties_a_knowledge_leaf() -> None:
-    from labtax.sdg.mix import dedup_warnings
+    from labtax.mix.mix import dedup_warnings
 
     # Leaf k1's generated rows all repeat k0's (the same document twice, say): the dedup would drop
     # every one of them, and the leaf would vanish from phase 1 and from the replay.

@@ -12,8 +12,8 @@ import yaml
 
 from labtax.data import PHASE1, PHASE2, TEST
 from labtax.data.sample import chunk_of, question_of
-from labtax.sdg.held_out import seed_test_samples
-from labtax.sdg.mix import (
+from labtax.mix.held_out import seed_test_samples
+from labtax.mix.mix import (
     MixLeaf,
     MixSettings,
     build_sets,

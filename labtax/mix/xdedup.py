@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from labtax.data.sample import question_of, user_text
-from labtax.sdg.dedup import normalize
+from labtax.mix.text import normalize
 
 BANDS, ROWS = 8, 3
 VALUES = BANDS * ROWS
