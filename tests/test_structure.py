@@ -32,7 +32,6 @@ LONG_FUNCTIONS = {
     "labtax/eval/report.py:build_report",
     "labtax/teachers/decode.py:generate",
     "labtax/train/phases.py:_run",
-    "labtax/mix/mix.py:build_sets",
     "labtax/teachers/decode.py:_slab_layer_class",
     "labtax/use/gguf_export.py:write_gguf",
     "labtax/teachers/transformers.py:_serve",

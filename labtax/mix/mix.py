@@ -283,10 +283,33 @@ def build_sets(leaves: Sequence[MixLeaf], settings: MixSettings) -> MixedSets:
     few replayed samples are split/decoded."""
     sets = MixedSets()
     ordered = sorted(leaves, key=lambda leaf: leaf.path)
-    system = settings.system_prompt
-
     # Test first: every training sample whose question (or whole user turn) is a test question's, or
     # a near-duplicate of any leaf's seed, is left out below, so no sample is in both train and test.
+    test_hashes, stamped, lines_in_test = _mix_test(ordered, sets, settings.system_prompt)
+    # Seeds (and validation rows) first, remembered and never dropped; then every leaf's samples.
+    groups = [(stored_signatures(leaf, "tmh", n), False) for leaf, n in zip(ordered, lines_in_test)]
+    groups += [(stored_signatures(leaf, "mh", len(leaf.index["q"])), True) for leaf in ordered]
+    duplicates = find_duplicates(groups, settings.dedup_threshold, lambda g, i: text_at(ordered, g, i))
+    duplicates = duplicates[len(ordered):]
+    # Kept knowledge samples, for the replay: (leaf, its kept line numbers), in order.
+    knowledge: list[tuple[MixLeaf, list[int]]] = []
+    by_kind: dict[str, list[bytes | memoryview]] = {"knowledge": [], "foundational_skills": []}  # for two-step
+    for leaf, dups in zip(ordered, duplicates):
+        kept = _mix_leaf(leaf, dups, test_hashes, stamped[leaf.path], sets, settings)
+        by_kind.get(leaf.kind, []).append((sets.phase1 if leaf.kind == "knowledge" else sets.phase2)[-1])
+        if leaf.kind == "knowledge":
+            knowledge.append((leaf, kept))
+    _mix_replay(knowledge, sets, settings)
+    if settings.phase1 == "two-step":
+        sets.steps, sets.step_counts = split_steps(by_kind["knowledge"], by_kind["foundational_skills"], settings)
+        sets.samples.update({name: lines.count(b"\n") for name, lines in sets.steps.items()})
+    return sets
+
+
+def _mix_test(ordered: Sequence[MixLeaf], sets: MixedSets,
+              system: str) -> tuple[set[str], dict[str, memoryview], list[int]]:
+    """Each leaf's test lines into the test set, its validation lines into the validation set; returns
+    the test questions' hashes, each leaf's stamped training lines and its test line count."""
     test_hashes: set[str] = set()
     stamped: dict[str, memoryview] = {}
     lines_in_test: list[int] = []
@@ -308,55 +331,54 @@ def build_sets(leaves: Sequence[MixLeaf], settings: MixSettings) -> MixedSets:
         sets.counts[leaf.path] = {"samples": len(leaf.index["q"]), "train": 0, "test": n_test, "replay": 0,
                                   "overlap": 0, "duplicate": 0, **({"validation": n_val} if n_val else {})}
         test_hashes.update(leaf.index.get("test") or [])
-    # Seeds (and validation rows) first, remembered and never dropped; then every leaf's samples.
-    groups = [(stored_signatures(leaf, "tmh", n), False) for leaf, n in zip(ordered, lines_in_test)]
-    groups += [(stored_signatures(leaf, "mh", len(leaf.index["q"])), True) for leaf in ordered]
-    duplicates = find_duplicates(groups, settings.dedup_threshold, lambda g, i: text_at(ordered, g, i))
-    duplicates = duplicates[len(ordered):]
+    return test_hashes, stamped, lines_in_test
 
-    # Kept knowledge samples, for the replay: (leaf, its kept line numbers), in order.
-    knowledge: list[tuple[MixLeaf, list[int]]] = []
-    by_kind: dict[str, list[bytes | memoryview]] = {"knowledge": [], "foundational_skills": []}  # for two-step
-    for leaf, dups in zip(ordered, duplicates):
-        q, u = leaf.index["q"], leaf.index["u"]
-        n = len(q)
-        c = sets.counts[leaf.path]
-        target, name = (sets.phase1, PHASE1) if leaf.kind == "knowledge" else (sets.phase2, PHASE2)
-        kept = [i for i in range(n) if q[i] not in test_hashes and u[i] not in test_hashes]
-        c["overlap"] = n - len(kept)
-        unique = [i for i in kept if i not in dups]
-        if leaf.kind == "knowledge" and kept and not unique:
-            # Every row repeats another leaf's: dropping them all would take the leaf out of phase 1
-            # and out of the replay the floor promises every knowledge leaf. Its first rows in the
-            # store's order (the pipeline's: first chunk first) stay, and the run summary says so.
-            unique = kept[:max(1, settings.replay_min_per_leaf)]
-            c["duplicate_kept"] = len(unique)
-        kept = unique
-        c["duplicate"] = n - c["overlap"] - len(kept)
-        if leaf.kind == "knowledge":
-            kept, rows, held = knowledge_rows(leaf.path, bytes(stamped[leaf.path]), kept, settings)
-            target.append(rp.with_system(b"".join(rows), system))
-            if held:
-                sets.test.append(rp.with_system(b"".join(held), system))
-                sets.samples[TEST] += len(held)
-                c["test"] += len(held)
-            c["held_out"] = len(held)
-            c["rows"] = len(rows)  # phase-1 rows made from the kept samples (open, closed book, documents)
-            sets.samples[name] += len(rows)
-        elif len(kept) == n:
-            target.append(rp.with_system(stamped[leaf.path], system))
-        else:
-            lines = bytes(stamped[leaf.path]).split(b"\n")
-            target.append(rp.with_system(b"".join(lines[i] + b"\n" for i in kept), system))
-        by_kind.get(leaf.kind, []).append(target[-1])
-        c["train"] = len(kept)
-        if leaf.kind == "knowledge":
-            knowledge.append((leaf, kept))
-        else:
-            sets.samples[name] += len(kept)
 
+def _mix_leaf(leaf: MixLeaf, dups: set[int], test_hashes: set[str], stamped: memoryview, sets: MixedSets,
+              settings: MixSettings) -> list[int]:
+    """One leaf's training rows, less the test overlaps and the near-duplicates, into its phase's set;
+    returns the line numbers of its samples kept (a knowledge leaf's replay draws from them)."""
+    system = settings.system_prompt
+    q, u = leaf.index["q"], leaf.index["u"]
+    n = len(q)
+    c = sets.counts[leaf.path]
+    target, name = (sets.phase1, PHASE1) if leaf.kind == "knowledge" else (sets.phase2, PHASE2)
+    kept = [i for i in range(n) if q[i] not in test_hashes and u[i] not in test_hashes]
+    c["overlap"] = n - len(kept)
+    unique = [i for i in kept if i not in dups]
+    if leaf.kind == "knowledge" and kept and not unique:
+        # Every row repeats another leaf's: dropping them all would take the leaf out of phase 1
+        # and out of the replay the floor promises every knowledge leaf. Its first rows in the
+        # store's order (the pipeline's: first chunk first) stay, and the run summary says so.
+        unique = kept[:max(1, settings.replay_min_per_leaf)]
+        c["duplicate_kept"] = len(unique)
+    kept = unique
+    c["duplicate"] = n - c["overlap"] - len(kept)
+    if leaf.kind == "knowledge":
+        kept, rows, held = knowledge_rows(leaf.path, bytes(stamped), kept, settings)
+        target.append(rp.with_system(b"".join(rows), system))
+        if held:
+            sets.test.append(rp.with_system(b"".join(held), system))
+            sets.samples[TEST] += len(held)
+            c["test"] += len(held)
+        c["held_out"] = len(held)
+        c["rows"] = len(rows)  # phase-1 rows made from the kept samples (open, closed book, documents)
+        sets.samples[name] += len(rows)
+    elif len(kept) == n:
+        target.append(rp.with_system(stamped, system))
+    else:
+        lines = bytes(stamped).split(b"\n")
+        target.append(rp.with_system(b"".join(lines[i] + b"\n" for i in kept), system))
+    c["train"] = len(kept)
+    if leaf.kind != "knowledge":
+        sets.samples[name] += len(kept)
+    return kept
+
+
+def _mix_replay(knowledge: list[tuple[MixLeaf, list[int]]], sets: MixedSets, settings: MixSettings) -> None:
+    """Phase 2's replay: the replay-data file's rows, then a share of every knowledge leaf's kept samples."""
     if settings.replay_data:
-        extra = rp.read_replay_data(Path(settings.replay_data), system)
+        extra = rp.read_replay_data(Path(settings.replay_data), settings.system_prompt)
         sets.phase2.append(b"".join(dumps_line(r) + b"\n" for r in extra))
         sets.samples[PHASE2] += len(extra)
         sets.replay_data = len(extra)
@@ -369,10 +391,6 @@ def build_sets(leaves: Sequence[MixLeaf], settings: MixSettings) -> MixedSets:
             sets.counts[leaf.path]["replay"] = n
             sets.phase2.append(b"".join(lines))
             sets.samples[PHASE2] += len(lines)
-    if settings.phase1 == "two-step":
-        sets.steps, sets.step_counts = split_steps(by_kind["knowledge"], by_kind["foundational_skills"], settings)
-        sets.samples.update({name: lines.count(b"\n") for name, lines in sets.steps.items()})
-    return sets
 
 
 def knowledge_rows(path: str, stamped: bytes, kept: list[int],
