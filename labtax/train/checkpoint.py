@@ -40,7 +40,7 @@ import torch
 
 from labtax.errors import InputOutputError, UsageError
 from labtax.train.lm_loss import TrainModule
-from labtax.train.lora import ADAPTER_DIR, merged_state, save_adapter, wrapper_of
+from labtax.train.lora import ADAPTER_DIR, merged_state, plain_config, save_adapter, wrapper_of
 from labtax.train.parallel import Runtime
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ def save_hf(model: TrainModule, tokenizer: PreTrainedTokenizerBase, target: Path
         # A fresh, unwrapped module around the gathered weights: FSDP-wrapped modules and DTensors
         # are not what save_pretrained expects.
         with torch.device("meta"):
-            plain = AutoModelForCausalLM.from_config(model.lm.config)
+            plain = AutoModelForCausalLM.from_config(plain_config(model.lm.config))  # QLoRA: not 4-bit
         plain.load_state_dict(state, assign=True, strict=False)
         plain.config.dtype = dtype  # config.json then says what the weights are
         if getattr(model.lm.config, "tie_word_embeddings", False):

@@ -15,11 +15,17 @@ adapter matrices sit in their decoder layer's unit beside the frozen base shards
 the full state to rank 0 first, and `merged_state` / `save_adapter` work from that gathered dict.
 
 QLoRA (`--load-in-4bit`): the base is loaded in 4-bit NF4 by bitsandbytes, which needs a CUDA GPU;
-elsewhere that is a usage error before anything loads.
+elsewhere that is a usage error before anything loads (`check_4bit`, called by the CLI). The merged
+folder of a QLoRA run is the base *dequantized* (bitsandbytes' own dequantize_4bit, through PEFT's
+dequantize_module_weight) plus B·A·scaling, in the checkpoint dtype: a plain full-precision folder,
+not a 4-bit one (no quantization_config in its config.json), so eval, chat, export and the next
+phase load it as any checkpoint. The packed uint8 weight and its quant-state entries never reach it.
 """
 
 from __future__ import annotations
 
+import copy
+import tempfile
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,7 +35,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from labtax.errors import UsageError
-from labtax.models import EMBEDDED, EMBEDDED_SMALL, _check_local_dir, _embedded_dir, _ensure_embedded_hf_dir
+from labtax.models import (
+    EMBEDDED,
+    EMBEDDED_SMALL,
+    TINY,
+    TINY_SEED,
+    _check_local_dir,
+    _embedded_dir,
+    _ensure_embedded_hf_dir,
+    build_tiny_model,
+)
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -86,18 +101,51 @@ def check_4bit() -> None:
         raise UsageError("--load-in-4bit (QLoRA) needs bitsandbytes", hint="pip install bitsandbytes") from None
 
 
-def load_4bit(name: str) -> PreTrainedModel:
-    """The base model in 4-bit NF4 (bf16 compute) on the GPU, prepared for k-bit training by PEFT."""
+def load_4bit(name: str, seed: int = TINY_SEED) -> PreTrainedModel:
+    """The base model in 4-bit NF4 (bf16 compute), prepared for k-bit training by PEFT: on the GPU, or
+    on the CPU where there is none (bitsandbytes >= 0.48 quantizes and runs 4-bit layers there; users
+    never get this far without CUDA, check_4bit stops them, but the tests train QLoRA on the CPU)."""
     from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    path = _embedded_dir() if name == EMBEDDED else _ensure_embedded_hf_dir() if name == EMBEDDED_SMALL \
-        else _check_local_dir(name)
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                bnb_4bit_compute_dtype=torch.bfloat16)
-    model = AutoModelForCausalLM.from_pretrained(str(path), quantization_config=quant, device_map={"": 0},
-                                                 dtype=torch.bfloat16)
+    device: int | str = 0 if torch.cuda.is_available() else "cpu"
+    with tempfile.TemporaryDirectory(prefix="labtax-tiny-") as scratch:
+        if name == TINY:
+            # `tiny` has no folder; bitsandbytes quantizes while transformers loads one, so write it first.
+            build_tiny_model(seed).save_pretrained(scratch)
+            path = Path(scratch)
+        else:
+            path = _embedded_dir() if name == EMBEDDED else _ensure_embedded_hf_dir() if name == EMBEDDED_SMALL \
+                else _check_local_dir(name)
+        model = AutoModelForCausalLM.from_pretrained(str(path), quantization_config=quant, device_map={"": device},
+                                                     dtype=torch.bfloat16)
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)  # type: ignore[no-any-return]
+
+
+def plain_config(config: Any) -> Any:
+    """A copy of a model's config without bitsandbytes' quantization_config: the merged folder of a
+    QLoRA run holds full-precision weights, and a config.json naming 4-bit would make transformers
+    try to load them as packed 4-bit."""
+    config = copy.deepcopy(config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    return config
+
+
+def _is_4bit(module: torch.nn.Module) -> bool:
+    """A bitsandbytes 4-bit linear layer (its weight a packed Params4bit with a quant_state)."""
+    return type(getattr(module, "weight", None)).__name__ == "Params4bit"
+
+
+def _dequantized(module: torch.nn.Module) -> torch.Tensor:
+    """A bitsandbytes 4-bit layer's weight dequantized, in fp32, by PEFT's helper (bitsandbytes'
+    dequantize_4bit with the layer's quant_state); QLoRA runs in one process, so the live layer is
+    the whole weight."""
+    from peft.utils.integrations import dequantize_module_weight
+
+    return dequantize_module_weight(module).detach().float().cpu()
 
 
 def apply_lora(net: PreTrainedModel, settings: LoraSettings, base: str) -> PreTrainedModel:
@@ -126,22 +174,36 @@ def merged_state(lm: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> dict
     """The injected model's weights with every adapter folded in, under the plain model's parameter
     names, from `state`: the injected model's whole state dict (under FSDP gathered on rank 0, so the
     layers' own tensors are shards). The delta is PEFT's LoraLayer.get_delta_weight, computed on
-    the gathered A and B: (B @ A, transposed for fan_in_fan_out layers) * scaling."""
+    the gathered A and B: (B @ A, transposed for fan_in_fan_out layers) * scaling.
+
+    QLoRA: a 4-bit base weight in `state` is bitsandbytes' packed uint8 (plus quant-state entries
+    under `<weight>.`); adding a delta to it is meaningless, so every 4-bit layer (adapted or not) is
+    dequantized first and its quant-state entries are dropped."""
     from peft.tuners.lora import LoraLayer
 
     merged: dict[str, torch.Tensor] = {}
+    packed: list[str] = []  # weight names of 4-bit layers: their `<name>.` entries are quant state
     with torch.no_grad():
         for name, layer in lm.named_modules():
             if isinstance(layer, LoraLayer):
                 module: Any = layer  # PEFT's Linear: a LoraLayer and an nn.Module
-                weight = state[f"{name}.base_layer.weight"].float()
+                base = module.get_base_layer()
+                if _is_4bit(base):
+                    packed.append(f"{name}.base_layer.weight")
+                    weight = _dequantized(base)
+                else:
+                    weight = state[f"{name}.base_layer.weight"].float()
                 for adapter in module.active_adapters:
                     a, b = state[f"{name}.lora_A.{adapter}.weight"], state[f"{name}.lora_B.{adapter}.weight"]
                     delta = b.float() @ a.float()
                     weight = weight + (delta.T if module.fan_in_fan_out else delta) * module.scaling[adapter]
                 merged[f"{name}.weight"] = weight
+            elif _is_4bit(layer) and not name.endswith(".base_layer"):  # a 4-bit layer LoRA left alone
+                packed.append(f"{name}.weight")
+                merged[f"{name}.weight"] = _dequantized(layer)
+        quant_state = tuple(f"{w}." for w in packed)
         for key, value in state.items():
-            if "lora_" not in key:
+            if "lora_" not in key and not key.startswith(quant_state):
                 merged.setdefault(key.replace(".base_layer.", "."), value)
     return merged
 

@@ -417,7 +417,7 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
         # keeps bf16 moments: at lr 6e-6 most updates round away. Compute is bf16 on GPUs anyway
         # (autocast on one device, FSDP2's MixedPrecisionPolicy under torchrun).
         # Under torchrun only rank 0 reads the weights (the others build on the meta device).
-        net = load_4bit(start) if lora and lora.load_in_4bit else load_start_model(start, runtime, config.seed)
+        net = load_4bit(start, config.seed) if lora and lora.load_in_4bit else load_start_model(start, runtime, config.seed)
         pc, schedule = fit_lr(pc, sum(p.numel() for p in net.parameters()), explicit, schedule)
         say(describe_schedule(phase, schedule))
         if lora is not None:
