@@ -35,7 +35,6 @@ LONG_FUNCTIONS = {
     "labtax/teachers/decode.py:_slab_layer_class",
     "labtax/use/gguf_export.py:write_gguf",
     "labtax/teachers/transformers.py:_serve",
-    "labtax/sdg/pipelines/knowledge.py:run_knowledge",
     "labtax/train/checkpoint.py:save_state",
 }
 

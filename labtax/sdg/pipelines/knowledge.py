@@ -22,7 +22,7 @@ from typing import Any
 
 from labtax.data.facts import key_facts, unsupported_facts
 from labtax.sdg.dedup import Deduper
-from labtax.sdg.documents import Chunk, chunk_documents, load_documents
+from labtax.sdg.documents import Chunk, Document, chunk_documents, load_documents
 from labtax.sdg.pipelines import filters
 from labtax.sdg.pipelines.calibrate import dependent, pick_off_topic, requests_needed, rotate
 from labtax.sdg.pipelines.filters import Examples, Row
@@ -93,43 +93,76 @@ def _credit(chunks: list[Chunk], shown: tuple[int, ...], answers: list[str]) -> 
 
 async def run_knowledge(runner: Runner, taxonomy_root: Path) -> list[dict[str, Any]]:
     leaf, s = runner.leaf, runner.settings
-    documents = load_documents(leaf, taxonomy_root, s.document_reader)
-    runner.extra["document_readers"] = dict(sorted(Counter(d.reader for d in documents).items()))
-    chunks = chunk_documents(documents, s.chunk_tokens, count_tokens_for(runner.teacher))
-    runner.extra["chunks_sized_by"] = token_counter(runner.teacher)
-    runner.extra["documents"] = len(documents)
-    runner.extra["chunks"] = len(chunks)
+    documents, chunks = _read_chunks(runner, taxonomy_root)
     if not chunks:
         return []
     seeds = knowledge_seeds(leaf) or [{"context": "", "pairs": []}]
     domain, outline = leaf.spec.domain, leaf.spec.document_outline
     kp = plan_from_texts([c.text for c in chunks], len(seeds), s)
-    count = kp.requests
     leaf_rows = quota(leaf, s, len(chunks))
     runner.extra["quota"] = leaf_rows
     _record_plan(runner, kp, len(seeds))
     runner.funnel = dict.fromkeys(("asked", "parsed", "deduplicated", "supported", "judged"), 0)
-
-    def qa_request(i: int) -> Any:
-        ask = kp.asks[i]
-        example = seeds[ask.example]
-        shown_pairs = example["pairs"][: max(1, min(3, ask.pairs))]
-        shown = "\n".join(f"Question: {q}\nAnswer: {a}" for q, a in shown_pairs)
-        runner.show(example["context"], *(text for pair in shown_pairs for text in pair))
-        return runner.request(
-            "knowledge_qa", i, domain=domain, outline=outline, example_context=example["context"],
-            example_pairs=shown, chunk="\n\n".join(chunks[c].text for c in ask.chunks), n=str(ask.pairs),
-            facts=str(ask.facts), wordings=str(ask.wordings),
-        )
-
     # The multiple-choice items need only the chunks: asked for at once, beside the Q&A.
     mc_asked = runner.spawn(mc_generate(runner, chunks, domain, outline))
     dedup = Deduper(s.dedup_threshold)
     for seed in seeds:
         for q, a in seed["pairs"]:
             dedup.add(f"{q}\n{a}")
+    chain = _judge_chain(runner, documents, calibration_examples(seeds, domain, [c.text for c in chunks]))
+    runner.count("asked", kp.pairs)
+    turns = Turns()
+    facts_seen: Counter[int] = Counter()  # fact ids handed out per chunk, in request order
+
+    async def qa(i: int) -> None:
+        request = _qa_request(runner, i, kp.asks[i], seeds[kp.asks[i].example], chunks, domain, outline)
+        resp = await runner.ask("knowledge_qa", request, readable=lambda t: bool(parse_fact_pairs(t, 1)))
+        async with turns.turn(i):  # deduplicated and numbered in request order
+            for row in _pair_rows(runner, chunks, kp.asks[i].chunks, kp.asks[i], resp, dedup, facts_seen):
+                chain.add(row)
+
+    for i in range(kp.requests):
+        runner.spawn(qa(i))
+    await runner.settle()
+    runner.count("deduplicated", chain.size)
+    rows, validation = split_by_fact(runner, chain.rows(), leaf_rows)
+    _record_coverage(runner, rows + validation)
+    runner.held_out += [filters.as_validation(_sample(runner, row)) for row in validation]
+    # A separate stage: closed-book multiple-choice test items from the same chunks.
+    seed_questions = [q for seed in seeds for q, _ in seed["pairs"]]
+    runner.held_out += await mc_items(runner, mc_asked.result(), rows + validation, seed_questions)
+    return [_sample(runner, row) for row in rows]
+
+
+def _read_chunks(runner: Runner, taxonomy_root: Path) -> tuple[list[Document], list[Chunk]]:
+    """The leaf's documents, read, and their chunks sized in the teacher's tokens (recorded in its stats)."""
+    s = runner.settings
+    documents = load_documents(runner.leaf, taxonomy_root, s.document_reader)
+    runner.extra["document_readers"] = dict(sorted(Counter(d.reader for d in documents).items()))
+    chunks = chunk_documents(documents, s.chunk_tokens, count_tokens_for(runner.teacher))
+    runner.extra["chunks_sized_by"] = token_counter(runner.teacher)
+    runner.extra["documents"] = len(documents)
+    runner.extra["chunks"] = len(chunks)
+    return documents, chunks
+
+
+def _qa_request(runner: Runner, i: int, ask: Ask, example: dict[str, Any], chunks: list[Chunk], domain: str,
+                outline: str) -> Any:
+    """Q&A request i: its chunks, the facts and wordings it asks for, a seed example's pairs as the style."""
+    shown_pairs = example["pairs"][: max(1, min(3, ask.pairs))]
+    shown = "\n".join(f"Question: {q}\nAnswer: {a}" for q, a in shown_pairs)
+    runner.show(example["context"], *(text for pair in shown_pairs for text in pair))
+    return runner.request(
+        "knowledge_qa", i, domain=domain, outline=outline, example_context=example["context"],
+        example_pairs=shown, chunk="\n\n".join(chunks[c].text for c in ask.chunks), n=str(ask.pairs),
+        facts=str(ask.facts), wordings=str(ask.wordings),
+    )
+
+
+def _judge_chain(runner: Runner, documents: list[Document], examples: dict[str, Examples]) -> filters.Chain:
+    """Each pair is checked against its chunk (no teacher: any teacher's pair passes or fails the same
+    way), then goes through the judges of knowledge.yaml's chain, each as soon as the one before has answered."""
     drop_reasons = {name: runner.pipeline.stages[name].drop or f"not_{name}" for name in FILTERS}
-    examples = calibration_examples(seeds, domain, [c.text for c in chunks])
 
     def judge(name: str) -> filters.Step:
         def make(i: int, row: Row) -> Any:
@@ -137,36 +170,16 @@ async def run_knowledge(runner: Runner, taxonomy_root: Path) -> list[dict[str, A
 
         return filters.judge_step(runner, name, make, parse_yes, drop_reasons[name], examples[name])
 
-    # Each pair is checked against its chunk (no teacher: any teacher's pair passes or fails the same
-    # way), then goes through the three judges, each as soon as the one before has answered.
-    chain = filters.Chain(runner, [("supported", extractive_step(runner, {d.path: d.text for d in documents})),
-                                   *(("judged" if name == FILTERS[-1] else None, judge(name)) for name in FILTERS)])
-    runner.count("asked", kp.pairs)
-    turns = Turns()
-    facts_seen: Counter[int] = Counter()  # fact ids handed out per chunk, in request order
+    return filters.Chain(runner, [("supported", extractive_step(runner, {d.path: d.text for d in documents})),
+                                  *(("judged" if name == FILTERS[-1] else None, judge(name)) for name in FILTERS)])
 
-    async def qa(i: int) -> None:
-        resp = await runner.ask("knowledge_qa", qa_request(i), readable=lambda t: bool(parse_fact_pairs(t, 1)))
-        async with turns.turn(i):  # deduplicated and numbered in request order
-            for row in _pair_rows(runner, chunks, kp.asks[i].chunks, kp.asks[i], resp, dedup, facts_seen):
-                chain.add(row)
 
-    for i in range(count):
-        runner.spawn(qa(i))
-    await runner.settle()
-    runner.count("deduplicated", chain.size)
-    rows = chain.rows()
-    rows, validation = split_by_fact(runner, rows, leaf_rows)
-    kept = rows + validation
+def _record_coverage(runner: Runner, kept: list[Row]) -> None:
+    """The chunks and facts the kept pairs cover, and the facts kept in two wordings or more."""
     runner.extra["chunks_covered"] = len({(r.extra["document"], r.extra["chunk"]) for r in kept})
     by_fact = Counter(r.extra["fact"] for r in kept)
     runner.extra["facts_covered"] = len(by_fact)
     runner.extra["facts_with_wordings"] = sum(1 for n in by_fact.values() if n >= 2)
-    runner.held_out += [filters.as_validation(_sample(runner, row)) for row in validation]
-    # A separate stage: closed-book multiple-choice test items from the same chunks.
-    seed_questions = [q for seed in seeds for q, _ in seed["pairs"]]
-    runner.held_out += await mc_items(runner, mc_asked.result(), rows + validation, seed_questions)
-    return [_sample(runner, row) for row in rows]
 
 
 def _fact_cut(rows: list[Row], n: int) -> int:
