@@ -63,7 +63,11 @@ def check_run(work: Path, run: str, device: str) -> None:
     moved = sum(int((after[k] != before[k]).sum()) for k in layers) / sum(after[k].numel() for k in layers)
     print(f"{run:9s} phase 2 at lr 6e-6 changed {moved:.1%} of the decoder layers' weights "
           f"({len(moved_keys)} tensors moved)")
-    if "lora" in run:
+    if "qlora" in run:  # phase 2 re-quantizes phase 1's folder: every 4-bit weight moves by rounding
+        for phase in ("knowledge", "skills"):
+            check_qlora(run, summary["phases"][phase]["start"], Path(summary["phases"][phase]["selected"]["path"]),
+                        device)
+    elif "lora" in run:
         check_lora(run, knowledge, Path(summary["final"]), moved_keys)
     else:
         assert moved > 0.5, (run, moved)
@@ -81,6 +85,44 @@ def check_lora(run: str, base: Path, final: Path, moved_keys: set[str]) -> None:
     diff = max((merged[k].float() - ref[k].float()).abs().max().item() for k in merged)
     print(f"{run:9s} only adapted layers moved; merged folder vs PEFT merge of base + adapter: max |diff| {diff:.1e}")
     assert diff < 1e-5, (run, diff)
+
+
+def check_qlora(run: str, start: str, checkpoint: Path, device: str) -> None:
+    """QLoRA: the merged folder is full precision (no quantization_config) and equals the start model as
+    labtax loads it in 4-bit, dequantized by bitsandbytes, + B.A.scaling; its logits are the adapted
+    4-bit model's (bf16 compute) within bf16 noise."""
+    from peft import PeftModel
+    from peft.utils.integrations import dequantize_module_weight
+    from transformers import AutoModelForCausalLM
+
+    from labtax.train.lora import load_4bit
+
+    assert "quantization_config" not in json.loads((checkpoint / "config.json").read_text()), run
+    merged = load_file(str(checkpoint / "model.safetensors"))
+    adapter = load_file(str(checkpoint / "adapter" / "adapter_model.safetensors"))
+    scaling = json.loads((checkpoint / "adapter" / "adapter_config.json").read_text())
+    scaling = scaling["lora_alpha"] / scaling["r"]
+    base4 = load_4bit(start)
+    base = {k: v.float().cpu() for k, v in base4.state_dict().items() if ".weight." not in k}
+    for name, module in base4.named_modules():
+        if type(getattr(module, "weight", None)).__name__ == "Params4bit":
+            base[f"{name}.weight"] = dequantize_module_weight(module).float().cpu()
+    diff = 0.0
+    for key, value in merged.items():
+        expected = base[key]
+        prefix = "base_model.model." + key.removesuffix(".weight")
+        if f"{prefix}.lora_A.weight" in adapter:
+            expected = expected + adapter[f"{prefix}.lora_B.weight"].float() @ adapter[f"{prefix}.lora_A.weight"].float() \
+                * scaling
+        diff = max(diff, (value.float() - expected).abs().max().item())
+    adapted = PeftModel.from_pretrained(base4, str(checkpoint / "adapter")).eval()
+    plain = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=torch.float32).to(device).eval()
+    ids = torch.randint(0, 1000, (2, 12), generator=torch.Generator().manual_seed(0)).to(device)
+    with torch.no_grad():
+        gap = (plain(input_ids=ids).logits.float() - adapted(input_ids=ids).logits.float()).abs().max().item()
+    print(f"{run:9s} {checkpoint.parent.parent.name:9s} merged = dequantized NF4 base + adapter: max |diff| "
+          f"{diff:.1e}; logits vs the adapted 4-bit model: max |diff| {gap:.1e}")
+    assert diff < 1e-5 and gap < 5e-2, (run, checkpoint, diff, gap)
 
 
 def check_agreement(work: Path, one: str, fsdp: str, device: str) -> None:
@@ -115,8 +157,9 @@ def check_probe(work: Path, name: str) -> None:
 
 
 def main(work: Path, device: str) -> None:
-    for run in ("one", "fsdp", "lora-one", "lora-fsdp"):
-        check_run(work, run, device)
+    for run in ("one", "fsdp", "lora-one", "lora-fsdp", "qlora-one"):
+        if (work / run).is_dir():  # qlora-one: absent where bitsandbytes is not installed
+            check_run(work, run, device)
     check_agreement(work, "one", "fsdp", device)
     check_agreement(work, "lora-one", "lora-fsdp", device)
     for name in (f"probe-{device}", "probe-gloo"):

@@ -5,13 +5,16 @@
 #   1. one process on CUDA: bf16 autocast, fp32 master weights, checkpoints in fp32;
 #   2. torchrun + FSDP2 (fully_shard, bf16 params / fp32 reduce) over nccl, one rank per GPU (at most 2);
 #   3. LoRA (--lora-rank 8, PEFT) in one process, and 4. LoRA sharded with FSDP2 under torchrun;
+#   4b. QLoRA (--load-in-4bit: bitsandbytes NF4 base, one process) where bitsandbytes is installed
+#      (the dry run drives it through the Python API: the CLI refuses --load-in-4bit without CUDA);
 #   5. the start-model load under torchrun (tests/train/dist_load_probe.py): rank 0 reads the weights,
 #      other ranks build on the meta device, shards filled from rank 0; compared with a plain load.
 #      One GPU holds one nccl rank, so the meta-device ranks also run as 2 gloo ranks on the CPU.
 # Checks: device; params, grads and AdamW moments fp32 with bf16 compute (the metrics' dtypes line);
 # phase 2 moved the weights at 6e-6; finite losses; MFU per step; checkpoints load with
 # AutoModelForCausalLM; FSDP and single-process loss curves agree within bf16 noise; LoRA moved only
-# the adapted layers and its merged folder is PEFT's merge of base + adapter. One summary block at the end.
+# the adapted layers and its merged folder is PEFT's merge of base + adapter; QLoRA's merged folder is
+# full precision and equals the dequantized 4-bit base + adapter. One summary block at the end.
 #
 # Usage (from the repository root):
 #   LABTAX_TOKENIZER_DIR=DIR scripts/gpu_smoke_train.sh
@@ -73,7 +76,7 @@ ARGS=(--data "$WORK/data" --model tiny --epochs "$EPOCHS" --effective-batch "$BA
 LORA=(--lora-rank 8 --lora-alpha 16 --lora-dropout 0)
 # Without click (a bare GPU image) the same runs go through labtax.train's Python API and torchrun.
 cat > "$WORK/driver.py" <<'PYEOF'
-# args: data output lora_rank config
+# args: data output lora_rank config epochs batch [load_in_4bit: 1]
 import sys
 from pathlib import Path
 from labtax.train.config import load_config
@@ -82,20 +85,21 @@ from labtax.train.phases import run_training
 data, out, rank, config = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
 cfg = load_config(config, overrides={"epochs": int(sys.argv[5]), "effective_batch": int(sys.argv[6]),
                   "warmup_steps": 2, "max_seq_len": 1024, "max_tokens_per_batch": 4096})
-lora = LoraSettings(rank=rank, alpha=2 * rank, dropout=0.0) if rank else None
+lora = LoraSettings(rank=rank, alpha=2 * rank, dropout=0.0, load_in_4bit=sys.argv[7:] == ["1"]) if rank else None
 print(run_training(data, "tiny", out, ["knowledge", "skills"], cfg, select="last", save_dtype="fp32", lora=lora)["final"])
 PYEOF
 CLICK=1
 "$PY" -c "import click" 2>/dev/null || { CLICK=0; echo "(click not installed: driving the Python API)"; }
-run() {  # name, ranks under torchrun (0: one plain process), LoRA rank (0: full fine-tuning)
-  local name=$1 ranks=$2 rank=$3 cmd
+run() {  # name, ranks under torchrun (0: one plain process), LoRA rank (0: full fine-tuning), 4-bit (1: QLoRA)
+  local name=$1 ranks=$2 rank=$3 q4=${4:-0} cmd
   echo "== $name"
-  if [ $CLICK = 1 ]; then
+  if [ $CLICK = 1 ] && ! [ "$q4$DRY" = 11 ]; then
     cmd=("$PY" -m labtax train "${ARGS[@]}" --output "$WORK/$name")
     [ "$rank" = 0 ] || cmd+=("${LORA[@]}")
+    [ "$q4" = 0 ] || cmd+=(--load-in-4bit)
     [ "$ranks" = 0 ] || cmd+=(--nproc-per-node "$ranks")
   elif [ "$ranks" = 0 ]; then
-    cmd=("$PY" "$WORK/driver.py" "$WORK/data" "$WORK/$name" "$rank" "$WORK/recipe.yaml" "$EPOCHS" "$BATCH")
+    cmd=("$PY" "$WORK/driver.py" "$WORK/data" "$WORK/$name" "$rank" "$WORK/recipe.yaml" "$EPOCHS" "$BATCH" "$q4")
   else
     cmd=(env LABTAX_TORCHRUN=1 "$PY" -m torch.distributed.run --standalone --nproc-per-node "$ranks"
          "$WORK/driver.py" "$WORK/data" "$WORK/$name" "$rank" "$WORK/recipe.yaml" "$EPOCHS" "$BATCH")
@@ -106,6 +110,11 @@ run one 0 0
 run fsdp "$NPROC" 0
 run lora-one 0 8
 run lora-fsdp "$NPROC" 8
+if "$PY" -c "import bitsandbytes" 2>/dev/null; then
+  run qlora-one 0 8 1
+else
+  echo "(bitsandbytes not installed: the QLoRA run is skipped)" | tee -a "$SUMMARY"
+fi
 probe() {  # name, ranks, then env: the start-model load under torchrun
   local name=$1 ranks=$2; shift 2
   echo "== load probe $name ($ranks rank(s))"
