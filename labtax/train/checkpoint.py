@@ -40,7 +40,14 @@ import torch
 
 from labtax.errors import InputOutputError, UsageError
 from labtax.train.lm_loss import TrainModule
-from labtax.train.lora import ADAPTER_DIR, merged_state, plain_config, save_adapter, wrapper_of
+from labtax.train.lora import (
+    ADAPTER_DIR,
+    merged_state,
+    plain_config,
+    save_adapter,
+    without_quant_state,
+    wrapper_of,
+)
 from labtax.train.parallel import Runtime
 
 if TYPE_CHECKING:
@@ -220,7 +227,8 @@ def _flatten(model: TrainModule, optimizer: torch.optim.Optimizer) -> tuple[dict
     )
 
     sharded = StateDictOptions(full_state_dict=False)
-    flat: dict[str, Any] = {f"model/{k}": v for k, v in get_model_state_dict(model, options=sharded).items()}
+    model_state = without_quant_state(model, get_model_state_dict(model, options=sharded))  # QLoRA: see there
+    flat: dict[str, Any] = {f"model/{k}": v for k, v in model_state.items()}
     optim: dict[str, Any] = dict(get_optimizer_state_dict(model, optimizer, options=sharded))
     for name, entries in optim["state"].items():
         for key, value in entries.items():

@@ -139,6 +139,16 @@ def _is_4bit(module: torch.nn.Module) -> bool:
     return type(getattr(module, "weight", None)).__name__ == "Params4bit"
 
 
+def without_quant_state(model: torch.nn.Module, state: Mapping[str, Any]) -> dict[str, Any]:
+    """`state` (model's state dict) without bitsandbytes' quant-state entries (`<4-bit weight>.absmax`,
+    `.quant_map`, ...): the resumable state keeps the packed 4-bit weights, which load back into the
+    4-bit layers, but load_state_dict takes those entries for unexpected keys. The quant state itself
+    is rebuilt identically at resume (the start model quantized again: NF4 quantization is
+    deterministic). A model without 4-bit layers gets `state` unchanged."""
+    prefixes = tuple(f"{name}.weight." for name, m in model.named_modules() if _is_4bit(m))
+    return {k: v for k, v in state.items() if not (prefixes and k.startswith(prefixes))}
+
+
 def _dequantized(module: torch.nn.Module) -> torch.Tensor:
     """A bitsandbytes 4-bit layer's weight dequantized, in fp32, by PEFT's helper (bitsandbytes'
     dequantize_4bit with the layer's quant_state); QLoRA runs in one process, so the live layer is

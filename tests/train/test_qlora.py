@@ -108,3 +108,62 @@ def test_qlora_of_both_phases_on_cpu_merges_the_dequantized_base(tmp_path: Path)
     _check_phase("tiny", knowledge)
     _check_phase(str(knowledge), skills)  # phase 2 quantized phase 1's merged folder
     load_model(str(skills))  # what eval, chat and export call
+
+
+_DRIVER = """
+import sys
+from pathlib import Path
+from labtax.train.config import load_config
+from labtax.train.lora import LoraSettings
+from labtax.train.phases import run_training
+config = load_config(overrides={"epochs": 1, "effective_batch": 2, "lr": 1e-2, "warmup_steps": 1, "save_every": 2})
+run_training(Path(sys.argv[1]), "tiny", Path(sys.argv[2]), ["knowledge"], config, select="last", save_dtype="fp32",
+             lora=LoraSettings(rank=4, alpha=8, dropout=0.0, load_in_4bit=True))
+"""
+
+
+@pytest.mark.slow  # three training subprocesses, one of them killed
+def test_a_killed_qlora_run_resumes_identically(tmp_path: Path) -> None:
+    """The resumable state of a 4-bit model (packed weights, adapter, AdamW) loads back: the
+    quant-state entries bitsandbytes adds to the state dict are not taken for unexpected keys."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from train_fixtures import REPO, step_records
+
+    data = make_data_dir(tmp_path / "data", n_knowledge=12, n_skills=2, n_replay=1, n_test=2)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+    def run(out: Path, stderr: int = subprocess.PIPE) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-c", _DRIVER, str(data), str(out)], env=env, cwd=REPO,
+                                stdout=subprocess.DEVNULL, stderr=stderr)
+
+    whole = run(tmp_path / "whole")
+    _, err = whole.communicate()
+    assert whole.returncode == 0, err.decode()[-2000:]
+    killed = tmp_path / "killed"
+    proc = run(killed, subprocess.DEVNULL)
+    metrics = killed / "knowledge" / "metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if metrics.exists() and len(step_records(metrics)) >= 3:
+                break
+        except ValueError:  # a line being written
+            pass
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL and not (killed / "knowledge" / "result.json").exists()
+    resumed = run(killed)
+    _, err = resumed.communicate()
+    assert resumed.returncode == 0, err.decode()[-2000:]
+    assert "resuming at step" in err.decode()  # from the state, not from the start
+    last = {run_dir: Path(json.loads((run_dir / "knowledge" / "result.json").read_text())["selected"]["path"])
+            for run_dir in (tmp_path / "whole", killed)}
+    for sub in ("model.safetensors", "adapter/adapter_model.safetensors"):
+        a, b = load_file(str(last[tmp_path / "whole"] / sub)), load_file(str(last[killed] / sub))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), sub
