@@ -103,7 +103,7 @@ def test_a_killed_lora_run_resumes_identically(tmp_path: Path) -> None:
     data = make_data_dir(tmp_path / "data", n_knowledge=12, n_skills=4, n_replay=2, n_test=2)
     args = ["train", "--data", str(data), "--model", "tiny", "--phase", "knowledge", "--select", "last",
             "--report-to", "none", "--effective-batch", "2", "--epochs", "1", "--save-every", "2", *LORA]
-    whole = run_cli([*args, "--output", str(tmp_path / "whole")])
+    whole = invoke_cli([*args, "--output", str(tmp_path / "whole")])
     assert whole.returncode == 0, whole.stderr[-2000:]
     killed = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
@@ -121,7 +121,7 @@ def test_a_killed_lora_run_resumes_identically(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL and not (killed / "knowledge" / "result.json").exists()
-    resumed = run_cli([*args, "--output", str(killed)])
+    resumed = invoke_cli([*args, "--output", str(killed)])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming at step" in resumed.stderr
     last = {run: Path(json.loads((run / "knowledge" / "result.json").read_text())["selected"]["path"])
@@ -160,7 +160,7 @@ def test_fsdp2_lora_on_two_ranks_matches_one_process_and_resumes_on_one_and_two(
     args = ["train", "--data", str(data), "--model", "tiny", "--phase", "knowledge", "--select", "last",
             "--report-to", "none", "--effective-batch", "2", "--epochs", "1", "--save-every", "2", "--lr", "1e-2",
             "--warmup-steps", "1", *LORA]
-    whole = run_cli([*args, "--output", str(tmp_path / "whole")])
+    whole = invoke_cli([*args, "--output", str(tmp_path / "whole")])
     assert whole.returncode == 0, whole.stderr[-2000:]
     cut = tmp_path / "cut"
     _kill_after_state([sys.executable, "-m", "labtax", *args, "--output", str(cut), "--nproc-per-node", "2"], cut, 2)
@@ -172,7 +172,7 @@ def test_fsdp2_lora_on_two_ranks_matches_one_process_and_resumes_on_one_and_two(
     shutil.copytree(cut, tmp_path / "cut1")
     on_two = run_cli([*args, "--output", str(cut), "--nproc-per-node", "2"], timeout=300)
     assert on_two.returncode == 0 and "resuming at step" in on_two.stderr, on_two.stderr[-3000:]
-    on_one = run_cli([*args, "--output", str(tmp_path / "cut1")])
+    on_one = invoke_cli([*args, "--output", str(tmp_path / "cut1")])
     assert on_one.returncode == 0 and "resuming at step" in on_one.stderr, on_one.stderr[-3000:]
     reference = Path(json.loads((tmp_path / "whole" / "knowledge" / "result.json").read_text())["selected"]["path"])
     _check_phase(load_model("tiny").state_dict(), reference, "tiny")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_fixtures import REPO, run_cli, step_records
+from train_fixtures import REPO, invoke_cli, run_cli, step_records
 
 COMMON = ["train", "--model", "tiny", "--phase", "knowledge", "--lr", "3e-3", "--warmup-steps", "2",
           "--max-seq-len", "512", "--max-tokens-per-batch", "1024", "--select", "last"]
@@ -28,7 +28,7 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
 @pytest.mark.slow  # two real training subprocesses, one of them killed: minutes on 2 cores
 def test_sigkill_mid_phase_then_resume_gives_the_same_weights(data_dir: Path, tmp_path: Path) -> None:
     args = [*COMMON, "--data", str(data_dir), "--effective-batch", "4", "--epochs", "2", "--save-every", "4"]
-    whole = run_cli([*args, "--output", str(tmp_path / "whole")])
+    whole = invoke_cli([*args, "--output", str(tmp_path / "whole")])
     assert whole.returncode == 0, whole.stderr
     assert len(step_records(tmp_path / "whole" / "knowledge" / "metrics.jsonl")) == 12
 
@@ -49,7 +49,7 @@ def test_sigkill_mid_phase_then_resume_gives_the_same_weights(data_dir: Path, tm
     done_before = len(step_records_safe(metrics))
     assert 5 <= done_before < 12
 
-    resumed = run_cli([*args, "--output", str(killed)])
+    resumed = invoke_cli([*args, "--output", str(killed)])
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming at step" in resumed.stderr
     a, b = weights(tmp_path / "whole"), weights(killed)
@@ -73,7 +73,7 @@ def step_records_safe(metrics: Path) -> list[dict[str, object]]:
 def test_torchrun_two_cpu_ranks_match_one_process(data_dir: Path, tmp_path: Path) -> None:
     args = [*COMMON, "--data", str(data_dir), "--effective-batch", "8", "--epochs", "2",
             "--max-tokens-per-batch", "600"]
-    single = run_cli([*args, "--output", str(tmp_path / "one")])
+    single = invoke_cli([*args, "--output", str(tmp_path / "one")])
     assert single.returncode == 0, single.stderr
     multi = run_cli([*args, "--output", str(tmp_path / "two"), "--nproc-per-node", "2"], timeout=300)
     assert multi.returncode == 0, multi.stderr[-3000:]
@@ -141,7 +141,7 @@ def _descendants(root: int) -> list[int]:
 def test_a_sharded_two_rank_state_resumes_on_one_rank_and_on_two(data_dir: Path, tmp_path: Path) -> None:
     args = [*COMMON, "--data", str(data_dir), "--effective-batch", "8", "--epochs", "2", "--save-every", "8",
             "--max-tokens-per-batch", "600"]
-    whole = run_cli([*args, "--output", str(tmp_path / "whole")])
+    whole = invoke_cli([*args, "--output", str(tmp_path / "whole")])
     assert whole.returncode == 0, whole.stderr
     cut = tmp_path / "cut"
     _kill_after_state([sys.executable, "-m", "labtax", *args, "--output", str(cut), "--nproc-per-node", "2"], cut, 3)
@@ -159,7 +159,7 @@ def test_a_sharded_two_rank_state_resumes_on_one_rank_and_on_two(data_dir: Path,
                                      / "model.safetensors"))["model.layers.0.mlp.up_proj.weight"].shape[0]
     shutil.copytree(cut, tmp_path / "cut2")
 
-    on_one = run_cli([*args, "--output", str(cut)])
+    on_one = invoke_cli([*args, "--output", str(cut)])
     assert on_one.returncode == 0, on_one.stderr[-3000:]
     assert "resuming at step" in on_one.stderr
     on_two = run_cli([*args, "--output", str(tmp_path / "cut2"), "--nproc-per-node", "2"], timeout=300)
