@@ -399,9 +399,10 @@ def eval_command(fmt: str, output: str | None, plot_file: str | None, **params: 
         Path(output).write_text(rendered, encoding="utf-8")
     if (png := plot.plot_path(plot_file, output)) is not None:
         note(f"labtax eval: wrote {plot.write_plot(report, png)}")
-    if Path(params["candidate"]).is_dir() and record_eval(Path(params["candidate"]), report):
+    # train/ imports no eval/: the model card takes the report as its JSON document, the format on disk.
+    if Path(params["candidate"]).is_dir() and record_eval(Path(params["candidate"]), report.to_json()):
         note(f"labtax eval: per-leaf results recorded in {params['candidate']}/README.md (model-index)")
-    return int(report["exit_code"])
+    return report.exit_code
 
 
 # ---------------------------------------------------------------- init, install-hooks (hooks, CI)

@@ -38,7 +38,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from labtax.eval import record
 from labtax.eval.gate import Thresholds
+from labtax.eval.record import Accuracy, ClosedBook, Likelihood, Pairwise
 from labtax.eval.stats import (
     Interval,
     PairedLikelihood,
@@ -104,12 +106,34 @@ class Controls:
         return cls(len(finite), sum(finite) / len(finite) if finite else None)
 
 
-def leaf_evidence(leaf: str, changed: bool, items: LeafItems, change_pct: float | None,
-                  controls: Controls, thresholds: Thresholds, *, judged: bool, seed: int = 0) -> dict[str, Any]:
-    """The evidence block of one leaf's report row: every measure it has, and the verdict."""
-    rng = rng_for(leaf, seed)
-    out: dict[str, Any] = {"closed_book": None, "choices": None, "pairwise": None, "likelihood": None}
+@dataclass(frozen=True)
+class LeafEvidence:
+    """Every measure one leaf has (None where it has not), and the verdict on the strongest."""
 
+    closed_book: ClosedBook | None
+    choices: Accuracy | None
+    pairwise: Pairwise | None
+    likelihood: Likelihood | None
+    verdict: str
+    evidence: str
+
+    @property
+    def measured(self) -> bool:
+        return any(m is not None for m in (self.closed_book, self.choices, self.pairwise, self.likelihood))
+
+
+def cell(iv: Interval) -> record.Interval:
+    """The report's interval: JSON has no infinities or NaN, so a bound that is not finite is None."""
+    def f(v: float) -> float | None:
+        return v if math.isfinite(v) else None
+
+    return record.Interval(f(iv.estimate), f(iv.low), f(iv.high))
+
+
+def leaf_evidence(leaf: str, changed: bool, items: LeafItems, change_pct: float | None,
+                  controls: Controls, thresholds: Thresholds, *, judged: bool, seed: int = 0) -> LeafEvidence:
+    """The evidence of one leaf's report row: every measure it has, and the verdict."""
+    rng = rng_for(leaf, seed)
     own: Interval | None = None
     beyond: Interval | None = None
     lk = items.likelihood
@@ -121,45 +145,33 @@ def leaf_evidence(leaf: str, changed: bool, items: LeafItems, change_pct: float 
         own = _point_interval(change_pct)
     if changed and beyond is None and own is not None and controls.leaves and controls.point is not None:
         beyond = Interval(own.estimate - controls.point, math.nan, math.nan)
-    if own is not None:
-        out["likelihood"] = {
-            "change_pct": own.as_dict(),
-            "controls": controls.leaves if changed else None,
-            "control_change_pct": controls.point if changed else None,
-            "beyond_controls_pct": beyond.as_dict() if beyond is not None else None,
-        }
+    likelihood = None if own is None else Likelihood(
+        cell(own), controls.leaves if changed else None, controls.point if changed else None,
+        cell(beyond) if beyond is not None else None)
 
     acc: Interval | None = None
+    choices = None
     if items.base_correct:
         acc = accuracy_change(items.base_correct, items.cand_correct, rng)
         n = len(items.base_correct)
-        out["choices"] = {
-            "items": n,
-            "base_accuracy": sum(items.base_correct) / n,
-            "candidate_accuracy": sum(items.cand_correct) / n,
-            "change": acc.as_dict(),
-        }
+        choices = Accuracy(n, sum(items.base_correct) / n, sum(items.cand_correct) / n, cell(acc))
 
     recall: Interval | None = None
+    closed_book = None
     if items.base_recalled:
         recall = accuracy_change(items.base_recalled, items.cand_recalled, rng_for(f"closed-book|{leaf}", seed))
         n = len(items.base_recalled)
-        out["closed_book"] = {
-            "items": n,
-            "unscored": items.recall_unscored,
-            "base_accuracy": sum(items.base_recalled) / n,
-            "candidate_accuracy": sum(items.cand_recalled) / n,
-            "change": recall.as_dict(),
-        }
+        closed_book = ClosedBook(n, items.recall_unscored, sum(items.base_recalled) / n,
+                                 sum(items.cand_recalled) / n, cell(recall))
 
     wins: Interval | None = None
+    pairwise = None
     if items.pairwise:
         wins = win_rate(items.pairwise, rng)
-        out["pairwise"] = {"items": len(items.pairwise), "win_rate": wins.as_dict()}
+        pairwise = Pairwise(len(items.pairwise), cell(wins))
 
     verdict, evidence = _decide(changed, own, beyond, acc, wins if judged else None, thresholds, recall)
-    out["verdict"], out["evidence"] = verdict, evidence
-    return out
+    return LeafEvidence(closed_book, choices, pairwise, likelihood, verdict, evidence)
 
 
 def _decide(changed: bool, own: Interval | None, beyond: Interval | None, acc: Interval | None,

@@ -1,25 +1,42 @@
-"""The `labtax eval` report: one plain, JSON-ready dict (the stable `--format json` document).
-
-Each leaf row keeps the likelihood columns (`base`, `candidate`, `change_pct`: mean per-token
-log-likelihood of the reference answers) and adds the evidence: `closed_book` (held-out wordings of
-knowledge facts answered with no context, scored by their key facts), `choices` (closed-book accuracy),
-`judge` (pairwise win rate), `likelihood` (the change with its 95 % paired bootstrap interval, and
-beyond the controls), the `verdict` (improved | no-change | regressed) and the `evidence` it rests on.
-`status`/`passed` are the gate's outcome per leaf: a changed leaf passes when its verdict is
-`improved`, an unchanged one unless it is `regressed`.
+"""Builds the `labtax eval` report (labtax/eval/record.py: the typed records, their JSON) from the
+selection and both models' measurements, in named steps: the likelihood change per leaf, each leaf's
+paired items, the control leaves, one row per leaf (evidence, verdict, the gate), then the totals.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from labtax.eval.data import Selection
-from labtax.eval.evidence import IMPROVED, NO_CHANGE, REGRESSED, Controls, LeafItems, leaf_evidence
-from labtax.eval.gate import STATUSES, decide, nll_change_pct
+from labtax.eval.data import SelectedLeaf, Selection
+from labtax.eval.evidence import (
+    IMPROVED,
+    NO_CHANGE,
+    REGRESSED,
+    Controls,
+    LeafEvidence,
+    LeafItems,
+    leaf_evidence,
+)
+from labtax.eval.gate import IMPROVED as GATE_IMPROVED
+from labtax.eval.gate import NO_DATA, NOT_IMPROVED, STABLE, decide, nll_change_pct
+from labtax.eval.gate import REGRESSED as GATE_REGRESSED
 from labtax.eval.judge import PairTally
+from labtax.eval.record import (
+    SCHEMA,
+    ControlsInfo,
+    EvalReport,
+    HeldOut,
+    ItemCounts,
+    JudgeCell,
+    JudgeSummary,
+    LeafRow,
+    ModelRef,
+    SelectionInfo,
+    Summary,
+    ThresholdsInfo,
+)
 from labtax.eval.scorer import ExampleScore, LeafScore
 from labtax.eval.stats import PairedLikelihood
 from labtax.models import model_id
@@ -27,7 +44,21 @@ from labtax.models import model_id
 if TYPE_CHECKING:
     from labtax.eval.run import EvalOptions
 
-SCHEMA = "labtax.eval/1"
+__all__ = ["SCHEMA", "EvalReport", "ModelResult", "build_report"]
+
+METRIC = {
+    "score": "mean per-token log-likelihood of the reference answer, nats (<= 0, higher is better)",
+    "change_pct": "100 * (NLL_candidate - NLL_base) / NLL_base, NLL = -score (negative is better)",
+    "interval": "95% paired bootstrap (items resampled, 2000 resamples, percentile)",
+    "closed_book": "held-out wordings asked with no context, greedy answer: right when it holds every "
+                   "key fact (number, date, name) of the reference beyond the question's",
+    "choices": "closed-book multiple choice: the option with the highest mean per-token log-likelihood",
+    "beyond_controls_pct": "change_pct minus the mean change_pct of the unchanged (control) leaves",
+}
+SHOWN_WHICH = "seed examples a generation prompt rendered; generated multiple-choice items never are"
+JUDGE_MODE = "pairwise, both orders, against the reference"
+
+Recall = dict[str, tuple[list[bool | None], ...]]  # leaf -> (base, candidate) closed-book rights, None unscored
 
 
 @dataclass
@@ -72,13 +103,94 @@ def _leaf_items(leaf: str, selection: Selection, base: ModelResult, cand: ModelR
     return items
 
 
-def _judge_cell(t: PairTally | None) -> dict[str, Any] | None:
-    if t is None:
-        return None
+def _judge_cell(t: PairTally, ev: LeafEvidence) -> JudgeCell:
     readable = t.readable
-    return {"questions": len(t.scores), "rated": len(readable),
-            "win_rate": sum(readable) / len(readable) if readable else None,
-            "wins": t.wins, "ties": t.ties, "losses": t.losses, "malformed": t.malformed, "failed": t.failed}
+    return JudgeCell(questions=len(t.scores), rated=len(readable),
+                     win_rate=sum(readable) / len(readable) if readable else None, wins=t.wins, ties=t.ties,
+                     losses=t.losses, malformed=t.malformed, failed=t.failed,
+                     interval=ev.pairwise.win_rate if ev.pairwise is not None else None)
+
+
+def likelihood_changes(selection: Selection, base: ModelResult, candidate: ModelResult) -> dict[str, float | None]:
+    """Per leaf, the relative change of the per-token NLL (None where a model scored no token)."""
+    changes: dict[str, float | None] = {}
+    for chosen in selection.leaves:
+        b, c = base.scores.get(chosen.leaf), candidate.scores.get(chosen.leaf)
+        ok = b is not None and c is not None and b.tokens > 0 and c.tokens > 0
+        changes[chosen.leaf] = nll_change_pct(b.mean_logprob, c.mean_logprob) if ok and b and c else None
+    return changes
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """What one report is built from, gathered once: the models' results and the per-leaf changes."""
+
+    options: EvalOptions
+    selection: Selection
+    base: ModelResult
+    candidate: ModelResult
+    changes: dict[str, float | None]
+    pairs: dict[str, PairTally] | None
+
+
+def _row(m: _Measured, chosen: SelectedLeaf, items: LeafItems, controls: Controls) -> LeafRow:
+    """One leaf's row: its evidence and verdict, and the gate's status."""
+    leaf = chosen.leaf
+    b, c = m.base.scores.get(leaf), m.candidate.scores.get(leaf)
+    change = _finite(m.changes[leaf])
+    has_lk = m.changes[leaf] is not None
+    exs = m.selection.examples.get(leaf, [])
+    ev = leaf_evidence(leaf, chosen.changed, items, change, controls, m.options.thresholds,
+                       judged=m.pairs is not None and leaf in m.pairs, seed=m.options.seed)
+    has_data = has_lk or ev.choices is not None or ev.pairwise is not None or ev.closed_book is not None
+    status, passed = decide(chosen.changed, ev.verdict if has_data else None)
+    tally = m.pairs.get(leaf) if m.pairs is not None else None
+    return LeafRow(
+        leaf=leaf, changed=chosen.changed, examples=len(exs), tokens=c.tokens if c else 0,
+        base=_finite(b.mean_logprob) if has_lk and b else None,
+        candidate=_finite(c.mean_logprob) if has_lk and c else None,
+        change_pct=change, status=status, passed=passed,
+        judge=_judge_cell(tally, ev) if tally is not None else None,
+        verdict=ev.verdict if has_data else NO_CHANGE, evidence=ev.evidence if has_data else "none",
+        items=ItemCounts(reference=sum(1 for e in exs if not e.is_choice), choices=sum(1 for e in exs if e.is_choice),
+                         shown_to_teacher=sum(1 for e in exs if e.shown_to_teacher),
+                         closed_book=sum(1 for e in exs if e.closed_book)),
+        closed_book=ev.closed_book, choices=ev.choices, likelihood=ev.likelihood)
+
+
+def _rows(m: _Measured, recall: Recall | None) -> tuple[list[LeafRow], Controls]:
+    """Every leaf's row, the changed ones measured against the unchanged (control) leaves."""
+    leaves = m.selection.leaves
+    items = {r.leaf: _leaf_items(r.leaf, m.selection, m.base, m.candidate, m.pairs, recall) for r in leaves}
+    unchanged = [r.leaf for r in leaves if not r.changed]
+    controls = Controls.build({leaf: items[leaf] for leaf in unchanged},
+                              {leaf: _finite(m.changes[leaf]) for leaf in unchanged}, m.options.seed)
+    return [_row(m, chosen, items[chosen.leaf], controls) for chosen in leaves], controls
+
+
+def _judge_summary(options: EvalOptions, rows: list[LeafRow], judge_model: str | None) -> JudgeSummary | None:
+    if options.judge is None:
+        return None
+    cells = [r.judge for r in rows if r.judge]
+    return JudgeSummary(endpoints=tuple(options.judge.endpoints), teacher=options.judge.teacher,
+                        model=judge_model or options.judge.model or "", max_new_tokens=options.judge.max_new_tokens,
+                        mode=JUDGE_MODE, requests=2 * sum(j.questions for j in cells),
+                        malformed=sum(j.malformed for j in cells), failed=sum(j.failed for j in cells))
+
+
+def _held_out(rows: list[LeafRow]) -> HeldOut:
+    shown = tuple(f"{r.leaf} ({r.items.shown_to_teacher})" for r in rows if r.items.shown_to_teacher)
+    return HeldOut(items=sum(r.examples for r in rows), shown_to_teacher=sum(r.items.shown_to_teacher for r in rows),
+                   which=SHOWN_WHICH if shown else None, leaves=shown)
+
+
+def _summary(rows: list[LeafRow]) -> Summary:
+    statuses = [r.status for r in rows]
+    return Summary(leaves=len(rows), changed=sum(1 for r in rows if r.changed),
+                   unchanged=sum(1 for r in rows if not r.changed), examples=sum(r.examples for r in rows),
+                   failed=sum(1 for r in rows if not r.passed), improved=statuses.count(GATE_IMPROVED),
+                   not_improved=statuses.count(NOT_IMPROVED), stable=statuses.count(STABLE),
+                   regressed=statuses.count(GATE_REGRESSED), no_data=statuses.count(NO_DATA))
 
 
 def build_report(
@@ -89,121 +201,31 @@ def build_report(
     *,
     judge_model: str | None = None,
     pairs: dict[str, PairTally] | None = None,
-    recall: dict[str, tuple[list[bool | None], ...]] | None = None,
-) -> dict[str, Any]:
-    changes: dict[str, float | None] = {}
-    for chosen in selection.leaves:
-        b, c = base.scores.get(chosen.leaf), candidate.scores.get(chosen.leaf)
-        ok = b is not None and c is not None and b.tokens > 0 and c.tokens > 0
-        changes[chosen.leaf] = nll_change_pct(b.mean_logprob, c.mean_logprob) if ok and b and c else None
-    items = {r.leaf: _leaf_items(r.leaf, selection, base, candidate, pairs, recall) for r in selection.leaves}
-    unchanged = [r.leaf for r in selection.leaves if not r.changed]
-    controls = Controls.build({leaf: items[leaf] for leaf in unchanged},
-                              {leaf: _finite(changes[leaf]) for leaf in unchanged}, options.seed)
-    rows: list[dict[str, Any]] = []
-    for chosen in selection.leaves:
-        leaf, b, c = chosen.leaf, base.scores.get(chosen.leaf), candidate.scores.get(chosen.leaf)
-        has_lk = changes[leaf] is not None
-        exs = selection.examples.get(leaf, [])
-        ev = leaf_evidence(leaf, chosen.changed, items[leaf], _finite(changes[leaf]), controls,
-                           options.thresholds, judged=pairs is not None and leaf in pairs, seed=options.seed)
-        has_data = has_lk or ev["choices"] is not None or ev["pairwise"] is not None or ev["closed_book"] is not None
-        status, passed = decide(chosen.changed, ev["verdict"] if has_data else None)
-        judged = _judge_cell(pairs.get(leaf)) if pairs is not None else None
-        if judged is not None and ev["pairwise"] is not None:
-            judged["interval"] = ev["pairwise"]["win_rate"]
-        rows.append({
-            "leaf": leaf,
-            "changed": chosen.changed,
-            "examples": len(exs),
-            "tokens": c.tokens if c else 0,
-            "base": _finite(b.mean_logprob) if has_lk and b else None,
-            "candidate": _finite(c.mean_logprob) if has_lk and c else None,
-            "change_pct": _finite(changes[leaf]),
-            "status": status,
-            "passed": passed,
-            "judge": judged,
-            "verdict": ev["verdict"] if has_data else NO_CHANGE,
-            "evidence": ev["evidence"] if has_data else "none",
-            "items": {"reference": sum(1 for e in exs if not e.is_choice),
-                      "choices": sum(1 for e in exs if e.is_choice),
-                      "shown_to_teacher": sum(1 for e in exs if e.shown_to_teacher),
-                      "closed_book": sum(1 for e in exs if e.closed_book)},
-            "closed_book": ev["closed_book"],
-            "choices": ev["choices"],
-            "likelihood": ev["likelihood"],
-        })
+    recall: Recall | None = None,
+) -> EvalReport:
+    measured = _Measured(options, selection, base, candidate, likelihood_changes(selection, base, candidate), pairs)
+    rows, controls = _rows(measured, recall)
+    summary = _summary(rows)
     # Per-token scores of two models compare fairly only when both count the same tokens.
-    same_tokens = all(
-        base.scores[leaf].tokens == candidate.scores[leaf].tokens
-        for leaf in base.scores.keys() & candidate.scores.keys()
-    )
-    failed = [r for r in rows if not r["passed"]]
-    statuses = [r["status"] for r in rows]
-    judge_summary = None
-    if options.judge is not None:
-        cells = [r["judge"] for r in rows if r["judge"]]
-        judge_summary = {
-            "endpoints": list(options.judge.endpoints),
-            "teacher": options.judge.teacher,
-            "model": judge_model or options.judge.model or "",
-            "max_new_tokens": options.judge.max_new_tokens,
-            "mode": "pairwise, both orders, against the reference",
-            "requests": 2 * sum(j["questions"] for j in cells),
-            "malformed": sum(j["malformed"] for j in cells),
-            "failed": sum(j["failed"] for j in cells),
-        }
-    shown = [f"{r['leaf']} ({r['items']['shown_to_teacher']})" for r in rows if r["items"]["shown_to_teacher"]]
-    n_changed = sum(1 for r in rows if r["changed"])
-    return {
-        "schema": SCHEMA,
+    same_tokens = all(base.scores[leaf].tokens == candidate.scores[leaf].tokens
+                      for leaf in base.scores.keys() & candidate.scores.keys())
+    return EvalReport(
+        schema=SCHEMA,
         # No changed leaf: nothing was learned to check, so no "pass" on nothing (forgetting still fails).
-        "verdict": "fail" if failed else ("pass" if n_changed else "nothing-changed"),
-        "exit_code": 1 if failed else 0,
-        "base": {"model": options.base, "id": model_id(options.base)},
-        "candidate": {"model": options.candidate, "id": model_id(options.candidate)},
-        "data": str(options.data_dir),
-        "metric": {
-            "score": "mean per-token log-likelihood of the reference answer, nats (<= 0, higher is better)",
-            "change_pct": "100 * (NLL_candidate - NLL_base) / NLL_base, NLL = -score (negative is better)",
-            "interval": "95% paired bootstrap (items resampled, 2000 resamples, percentile)",
-            "closed_book": "held-out wordings asked with no context, greedy answer: right when it holds every "
-                           "key fact (number, date, name) of the reference beyond the question's",
-            "choices": "closed-book multiple choice: the option with the highest mean per-token log-likelihood",
-            "beyond_controls_pct": "change_pct minus the mean change_pct of the unchanged (control) leaves",
-        },
-        "selection": {
-            "leaves": selection.mode,
-            "sample_unchanged": selection.sample_unchanged,
-            "seed": selection.seed,
-            "manifest": selection.manifest,
-        },
-        "thresholds": {
-            "fail_on_regression_pct": options.thresholds.fail_on_regression_pct,
-            "min_improvement_pct": options.thresholds.min_improvement_pct,
-        },
-        "judge": judge_summary,
-        "same_tokenization": same_tokens,
-        "controls": {"leaves": controls.leaves, "change_pct": _finite(controls.point)},
-        "held_out": {
-            "items": sum(r["examples"] for r in rows),
-            "shown_to_teacher": sum(r["items"]["shown_to_teacher"] for r in rows),
-            "which": "seed examples a generation prompt rendered; generated multiple-choice items never are" if shown else None,
-            "leaves": shown,
-        },
-        "no_changed_leaves": n_changed == 0,
-        "leaves": rows,
-        "verdicts": {v: sum(1 for r in rows if r["verdict"] == v) for v in (IMPROVED, NO_CHANGE, REGRESSED)},
-        "summary": {
-            "leaves": len(rows),
-            "changed": n_changed,
-            "unchanged": sum(1 for r in rows if not r["changed"]),
-            "examples": sum(r["examples"] for r in rows),
-            "failed": len(failed),
-            **{s: statuses.count(s) for s in STATUSES},
-        },
-    }
-
-
-def failed_leaves(report: dict[str, Any]) -> Sequence[str]:
-    return [r["leaf"] for r in report["leaves"] if not r["passed"]]
+        verdict="fail" if summary.failed else ("pass" if summary.changed else "nothing-changed"),
+        exit_code=1 if summary.failed else 0,
+        base=ModelRef(options.base, model_id(options.base)),
+        candidate=ModelRef(options.candidate, model_id(options.candidate)),
+        data=str(options.data_dir),
+        metric=METRIC,
+        selection=SelectionInfo(selection.mode, selection.sample_unchanged, selection.seed, selection.manifest),
+        thresholds=ThresholdsInfo(options.thresholds.fail_on_regression_pct, options.thresholds.min_improvement_pct),
+        judge=_judge_summary(options, rows, judge_model),
+        same_tokenization=same_tokens,
+        controls=ControlsInfo(controls.leaves, _finite(controls.point)),
+        held_out=_held_out(rows),
+        no_changed_leaves=summary.changed == 0,
+        leaves=tuple(rows),
+        verdicts={v: sum(1 for r in rows if r.verdict == v) for v in (IMPROVED, NO_CHANGE, REGRESSED)},
+        summary=summary,
+    )

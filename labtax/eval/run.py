@@ -3,8 +3,8 @@
 Per model (one in memory at a time): the per-item log-likelihood of every reference answer, the
 option it prefers on every multiple-choice item (closed book), and, when a judge is configured, its
 greedy answers to the changed skill leaves' questions. Then the judge compares the two models'
-answers pairwise, and `report.build_report` turns it all into the stable JSON-ready dict (see
-docs/eval.md); the renderers read only that dict, so every format agrees.
+answers pairwise, and `report.build_report` turns it all into the typed `EvalReport` (see
+docs/eval.md); the renderers read only that report, so every format agrees.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from labtax.eval.judge import (
     judge_pairs,
     tally,
 )
-from labtax.eval.report import SCHEMA, ModelResult, build_report, failed_leaves
+from labtax.eval.report import SCHEMA, EvalReport, ModelResult, build_report
 from labtax.eval.scorer import (
     DEFAULT_BATCH_TOKENS,
     LeafScore,
@@ -49,7 +49,7 @@ from labtax.models import TINY_SEED, check_weights, choose_threads, load_tokeniz
 from labtax.teachers import make_teacher
 from labtax.teachers.base import Teacher
 
-__all__ = ["SCHEMA", "EvalOptions", "JudgeOptions", "build_report", "failed_leaves", "run_eval"]
+__all__ = ["SCHEMA", "EvalOptions", "EvalReport", "JudgeOptions", "build_report", "run_eval"]
 _ModelResult = ModelResult  # the name the report tests build by hand
 
 
@@ -262,8 +262,8 @@ def run_eval(
     *,
     make_teacher: Callable[[], Teacher] | None = None,
     log: Callable[[str], None] = lambda _msg: None,
-) -> dict[str, Any]:
-    """Evaluate and return the report dict (see `report.build_report`)."""
+) -> EvalReport:
+    """Evaluate and return the report (labtax/eval/record.py; `.to_json()` is the --format json document)."""
     selection = select_leaves(
         options.data_dir, mode=options.leaves, sample_unchanged=options.sample_unchanged, seed=options.seed
     )

@@ -49,12 +49,12 @@ def test_the_knowledge_verdict_rests_on_closed_book_and_controls_regress_on_it()
     items = LeafItems(base_recalled=[False] * 12, cand_recalled=[True] * 9 + [False] * 3,
                       base_correct=[True, False] * 3, cand_correct=[True, False] * 3)
     ev = leaf_evidence(LEAF, True, items, None, Controls(0, None), Thresholds(), judged=False)
-    assert ev["evidence"] == "closed_book" and ev["verdict"] == "improved"
-    assert ev["closed_book"]["candidate_accuracy"] == 0.75 and ev["closed_book"]["change"]["low"] > 0
-    assert ev["choices"]["items"] == 6  # still reported beside it
+    assert ev.evidence == "closed_book" and ev.verdict == "improved"
+    assert ev.closed_book.candidate_accuracy == 0.75 and ev.closed_book.change.low > 0
+    assert ev.choices.items == 6  # still reported beside it
     forgot = LeafItems(base_recalled=[True] * 10, cand_recalled=[False] * 8 + [True] * 2)
     ev = leaf_evidence(CONTROL, False, forgot, None, Controls(0, None), Thresholds(), judged=False)
-    assert ev["verdict"] == "regressed" and ev["evidence"] == "closed_book"
+    assert ev.verdict == "regressed" and ev.evidence == "closed_book"
 
 
 # ------------------------------------------------------------------ the tiny model learns numbers
@@ -122,13 +122,13 @@ def test_a_trained_model_recalls_held_out_wordings_it_could_not_answer_before(tr
                           make_teacher=lambda: OpenAITeacher([server.base_url], model="judge-model"))
         asked = [r for r in server.requests if "Answer to check" in json.dumps(r.body)]
     assert len(asked) == 2
-    rows = {r["leaf"]: r for r in report["leaves"]}
-    cb = rows[LEAF]["closed_book"]
-    assert rows[LEAF]["evidence"] == "closed_book" and rows[LEAF]["verdict"] == "improved"
-    assert cb["items"] == 5 and cb["unscored"] == 0
-    assert cb["base_accuracy"] == 0.2 and cb["candidate_accuracy"] >= 0.6  # 0/4 facts before (+ the judge's 1)
-    assert rows[CONTROL]["closed_book"]["candidate_accuracy"] > 0.5  # taught in the same run: not forgotten
-    assert rows[CONTROL]["verdict"] != "regressed"
+    rows = {r.leaf: r for r in report.leaves}
+    cb = rows[LEAF].closed_book
+    assert rows[LEAF].evidence == "closed_book" and rows[LEAF].verdict == "improved"
+    assert cb.items == 5 and cb.unscored == 0
+    assert cb.base_accuracy == 0.2 and cb.candidate_accuracy >= 0.6  # 0/4 facts before (+ the judge's 1)
+    assert rows[CONTROL].closed_book.candidate_accuracy > 0.5  # taught in the same run: not forgotten
+    assert rows[CONTROL].verdict != "regressed"
     text = render_text(report)
     assert f"closed book {LEAF}: 20% -> " in text
     assert "closed book (5)" in render_markdown(report)

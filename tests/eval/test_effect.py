@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from eval_fixtures import LEAF_A, LEAF_B, manifest
 
 from labtax.cli import cli
+from labtax.eval.record import EvalReport, LeafRow
 from labtax.eval.run import EvalOptions, run_eval
 
 
@@ -21,8 +22,8 @@ def _eval(*args: str) -> tuple[int, str]:
     return result.exit_code, result.stdout
 
 
-def _rows(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {r["leaf"]: r for r in report["leaves"]}
+def _rows(report: EvalReport) -> dict[str, LeafRow]:
+    return {r.leaf: r for r in report.leaves}
 
 
 def test_training_on_a_leaf_improves_it_and_leaves_the_other_within_tolerance(trained: dict[str, Path]) -> None:
@@ -30,11 +31,11 @@ def test_training_on_a_leaf_improves_it_and_leaves_the_other_within_tolerance(tr
                                   data_dir=trained["data"]))
     rows = _rows(report)
     a, b = rows[LEAF_A], rows[LEAF_B]
-    assert a["changed"] and not b["changed"]
+    assert a.changed and not b.changed
     # Measured with seed 42: A -8.98 %, B -2.59 % (see docs/eval.md).
-    assert a["candidate"] > a["base"] and a["change_pct"] < -3.0 and a["status"] == "improved"
-    assert abs(b["change_pct"]) < 5.0 and b["status"] == "stable"
-    assert report["verdict"] == "pass" and report["exit_code"] == 0
+    assert a.candidate > a.base and a.change_pct < -3.0 and a.status == "improved"
+    assert abs(b.change_pct) < 5.0 and b.status == "stable"
+    assert report.verdict == "pass" and report.exit_code == 0
 
 
 def test_select_eval_used_the_scorer(trained: dict[str, Any]) -> None:

@@ -83,13 +83,13 @@ def test_both_orders_are_asked_and_a_position_bias_cancels(trained: dict[str, Pa
         by_question.setdefault(_question(b), []).append(_answers(b))
     for (a1, b1), (a2, b2) in by_question.values():
         assert (a1, b1) == (b2, a2)  # the same two answers, swapped
-    rows = {r["leaf"]: r for r in report["leaves"]}
-    j = rows[LEAF_A]["judge"]
+    rows = {r.leaf: r for r in report.leaves}
+    j = rows[LEAF_A].judge
     # Always "the first": the candidate wins one order and loses the other of every question.
-    assert j["win_rate"] == 0.5 and j["wins"] == 4 and j["losses"] == 4 and j["malformed"] == 0
-    assert rows[LEAF_A]["evidence"] == "judge" and rows[LEAF_A]["verdict"] == "no-change"
-    assert rows[LEAF_B]["judge"] is None  # unchanged leaves are not judged
-    assert report["verdict"] == "fail" and report["exit_code"] == 1
+    assert j.win_rate == 0.5 and j.wins == 4 and j.losses == 4 and j.malformed == 0
+    assert rows[LEAF_A].evidence == "judge" and rows[LEAF_A].verdict == "no-change"
+    assert rows[LEAF_B].judge is None  # unchanged leaves are not judged
+    assert report.verdict == "fail" and report.exit_code == 1
     assert JUDGE_TAG == "eval_pairwise"
 
 
@@ -105,10 +105,10 @@ def test_a_judge_preferring_the_candidate_gates_a_pass(trained: dict[str, Path],
 
     openai_server.responder = prefers_candidate
     report = run_eval(_options(trained, openai_server))
-    row = {r["leaf"]: r for r in report["leaves"]}[LEAF_A]
-    assert row["judge"]["losses"] == 0 and row["judge"]["win_rate"] > 0.5
-    assert row["verdict"] == "improved" and row["judge"]["interval"]["low"] > 0.5
-    assert report["exit_code"] == 0
+    row = {r.leaf: r for r in report.leaves}[LEAF_A]
+    assert row.judge.losses == 0 and row.judge.win_rate > 0.5
+    assert row.verdict == "improved" and row.judge.interval.low > 0.5
+    assert report.exit_code == 0
 
 
 def _bucket(body: dict[str, Any]) -> int:
@@ -133,10 +133,10 @@ def test_malformed_and_failed_verdicts_are_counted(trained: dict[str, Path]) -> 
     failed = sum(1 for b in distinct if _bucket(b) == 0)
     malformed = sum(1 for b in distinct if _bucket(b) == 1)
     assert len(distinct) == 8 and len(attempts) == 8 + failed  # each failure retried once
-    assert report["judge"]["failed"] == failed and report["judge"]["malformed"] == malformed
-    j = {r["leaf"]: r for r in report["leaves"]}[LEAF_A]["judge"]
-    assert j["ties"] == 8 - failed - malformed and j["wins"] == j["losses"] == 0
-    assert report["judge"]["requests"] == 8
+    assert report.judge.failed == failed and report.judge.malformed == malformed
+    j = {r.leaf: r for r in report.leaves}[LEAF_A].judge
+    assert j.ties == 8 - failed - malformed and j.wins == j.losses == 0
+    assert report.judge.requests == 8
 
 
 def test_cli_judge_rows(trained: dict[str, Path], openai_server: OpenAIServer) -> None:
@@ -163,7 +163,7 @@ def test_the_embedded_teacher_can_judge(trained: dict[str, Path]) -> None:
     options = EvalOptions(base=str(trained["base"]), candidate=str(trained["candidate"]), data_dir=trained["data"],
                           judge=JudgeOptions(teacher="embedded", model="tiny", max_new_tokens=4, max_tokens=8))
     report = run_eval(options)
-    assert report["judge"]["teacher"] == "embedded" and report["judge"]["requests"] == 8
-    assert report["judge"]["malformed"] + report["judge"]["failed"] == 8
-    row = {r["leaf"]: r for r in report["leaves"]}[LEAF_A]
-    assert row["judge"]["rated"] == 0 and row["evidence"] == "likelihood"
+    assert report.judge.teacher == "embedded" and report.judge.requests == 8
+    assert report.judge.malformed + report.judge.failed == 8
+    row = {r.leaf: r for r in report.leaves}[LEAF_A]
+    assert row.judge.rated == 0 and row.evidence == "likelihood"

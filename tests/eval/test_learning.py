@@ -12,6 +12,7 @@ import pytest
 import torch
 from facts_fixtures import CONTROL_LEAF, FACT_LEAF, make_fact_data
 
+from labtax.eval.record import EvalReport, LeafRow
 from labtax.eval.run import EvalOptions, run_eval
 from labtax.train.config import load_config
 from labtax.train.phases import run_training
@@ -22,7 +23,7 @@ TRAIN = {"lr": 3e-3, "epochs": 20, "effective_batch": 8, "warmup_steps": 2, "max
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, EvalReport]:
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("facts")
     data = make_fact_data(root)
@@ -35,32 +36,32 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
     return out
 
 
-def _rows(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {r["leaf"]: r for r in report["leaves"]}
+def _rows(report: EvalReport) -> dict[str, LeafRow]:
+    return {r.leaf: r for r in report.leaves}
 
 
 def test_the_taught_leaf_improves_on_its_choices_and_the_control_does_not(reports: dict[str, Any]) -> None:
     rows = _rows(reports["facts"])
     taught, control = rows[FACT_LEAF], rows[CONTROL_LEAF]
-    assert taught["evidence"] == "choices" and taught["verdict"] == "improved"
-    assert taught["choices"]["candidate_accuracy"] > taught["choices"]["base_accuracy"]
-    assert taught["choices"]["change"]["low"] > 0
-    assert control["evidence"] == "choices" and control["verdict"] != "improved"
-    assert control["likelihood"]["change_pct"]["estimate"] < 0  # the template, learned on every leaf
-    assert reports["facts"]["verdict"] == "pass" and reports["facts"]["exit_code"] == 0
+    assert taught.evidence == "choices" and taught.verdict == "improved"
+    assert taught.choices.candidate_accuracy > taught.choices.base_accuracy
+    assert taught.choices.change.low > 0
+    assert control.evidence == "choices" and control.verdict != "improved"
+    assert control.likelihood.change_pct.estimate < 0  # the template, learned on every leaf
+    assert reports["facts"].verdict == "pass" and reports["facts"].exit_code == 0
 
 
 def test_style_alone_improves_neither_leaf(reports: dict[str, Any]) -> None:
     rows = _rows(reports["style"])
     for leaf in (FACT_LEAF, CONTROL_LEAF):
-        assert rows[leaf]["evidence"] == "choices" and rows[leaf]["verdict"] != "improved"
+        assert rows[leaf].evidence == "choices" and rows[leaf].verdict != "improved"
         # The old metric would have called this learning: every reference answer got likelier.
-        assert rows[leaf]["change_pct"] < -10
-    assert reports["style"]["verdict"] == "fail" and reports["style"]["exit_code"] == 1
+        assert rows[leaf].change_pct < -10
+    assert reports["style"].verdict == "fail" and reports["style"].exit_code == 1
 
 
 def test_every_item_is_held_out_from_the_teacher(reports: dict[str, Any]) -> None:
-    held = reports["facts"]["held_out"]
+    held = reports["facts"].held_out
     # The reference answers are labelled seeds (shown to a teacher as in-context examples); choices never.
     assert held["shown_to_teacher"] == 2 and held["items"] == 18
     assert sorted(held["leaves"]) == [f"{FACT_LEAF} (1)", f"{CONTROL_LEAF} (1)"]

@@ -8,12 +8,13 @@ from pathlib import Path
 from labtax.eval.data import Example, SelectedLeaf, Selection
 from labtax.eval.gate import Thresholds
 from labtax.eval.judge import PairTally
+from labtax.eval.record import EvalReport
 from labtax.eval.run import EvalOptions, JudgeOptions, _ModelResult, build_report
 from labtax.eval.scorer import LeafScore
 from labtax.report.eval import render_json, render_markdown, render_text
 
 
-def _report(judge: bool) -> dict:  # type: ignore[type-arg]
+def _report(judge: bool) -> EvalReport:
     leaves = [SelectedLeaf("skills/a|b", True), SelectedLeaf("skills/new", True),
               SelectedLeaf("knowledge/c", False), SelectedLeaf("knowledge/d", False)]
     item = Example("x", (("user", "q?"),), "a.")
@@ -39,14 +40,16 @@ def _report(judge: bool) -> dict:  # type: ignore[type-arg]
 
 def test_report_rows_and_verdict() -> None:
     report = _report(judge=False)
-    rows = {r["leaf"]: r for r in report["leaves"]}
-    assert abs(rows["skills/a|b"]["change_pct"] + 10.0) < 1e-9 and rows["skills/a|b"]["status"] == "improved"
-    assert rows["skills/new"]["status"] == "no_data" and rows["skills/new"]["base"] is None
-    assert abs(rows["knowledge/c"]["change_pct"] - 4.0) < 1e-9 and rows["knowledge/c"]["status"] == "stable"
-    assert rows["knowledge/d"]["status"] == "regressed" and not rows["knowledge/d"]["passed"]
-    assert report["verdict"] == "fail" and report["exit_code"] == 1
-    assert report["summary"]["failed"] == 1 and report["summary"]["no_data"] == 1
-    assert json.loads(render_json(report)) == report
+    rows = {r.leaf: r for r in report.leaves}
+    assert abs(rows["skills/a|b"].change_pct + 10.0) < 1e-9 and rows["skills/a|b"].status == "improved"
+    assert rows["skills/new"].status == "no_data" and rows["skills/new"].base is None
+    assert abs(rows["knowledge/c"].change_pct - 4.0) < 1e-9 and rows["knowledge/c"].status == "stable"
+    assert rows["knowledge/d"].status == "regressed" and not rows["knowledge/d"].passed
+    assert report.verdict == "fail" and report.exit_code == 1
+    assert report.summary.failed == 1 and report.summary.no_data == 1
+    # One document on disk, read back into the same records.
+    assert EvalReport.from_json(json.loads(render_json(report))) == report
+    assert json.loads(render_json(report)) == report.to_json()
 
 
 def test_text_and_markdown() -> None:
@@ -63,17 +66,17 @@ def test_text_and_markdown() -> None:
 
 def test_judge_win_rate_decides_a_changed_skill_leaf() -> None:
     report = _report(judge=True)
-    rows = {r["leaf"]: r for r in report["leaves"]}
-    j = rows["skills/a|b"]["judge"]
-    assert j["questions"] == 2 and j["rated"] == 2 and j["win_rate"] == 0.75
-    assert (j["wins"], j["ties"], j["losses"], j["malformed"], j["failed"]) == (2, 1, 0, 1, 0)
+    rows = {r.leaf: r for r in report.leaves}
+    j = rows["skills/a|b"].judge
+    assert j.questions == 2 and j.rated == 2 and j.win_rate == 0.75
+    assert (j.wins, j.ties, j.losses, j.malformed, j.failed) == (2, 1, 0, 1, 0)
     # The judge is the stronger evidence for a skill leaf: a 0.75 win rate whose interval holds 0.5
     # (two questions) is no change, so the leaf fails although its likelihood improved.
-    assert rows["skills/a|b"]["evidence"] == "judge" and rows["skills/a|b"]["verdict"] == "no-change"
-    assert rows["skills/a|b"]["status"] == "not_improved"
-    assert rows["knowledge/c"]["judge"] is None  # knowledge leaves are not judged
-    assert report["judge"]["model"] == "openai:j"
-    assert report["judge"]["requests"] == 4 and report["judge"]["malformed"] == 1
+    assert rows["skills/a|b"].evidence == "judge" and rows["skills/a|b"].verdict == "no-change"
+    assert rows["skills/a|b"].status == "not_improved"
+    assert rows["knowledge/c"].judge is None  # knowledge leaves are not judged
+    assert report.judge.model == "openai:j"
+    assert report.judge.requests == 4 and report.judge.malformed == 1
     md = render_markdown(report)
     assert "| judge (2) | 2W 1T 0L |" in md
     assert "1 malformed and 0 failed replies of 4" in md
@@ -82,14 +85,14 @@ def test_judge_win_rate_decides_a_changed_skill_leaf() -> None:
 
 def test_a_tokenization_mismatch_is_flagged() -> None:
     report = _report(judge=False)
-    assert report["same_tokenization"] is True
+    assert report.same_tokenization is True
     assert "tokenize the answers differently" not in render_text(report)
     options = EvalOptions(base="a", candidate="b", data_dir=Path("data"))
     selection = Selection(leaves=[SelectedLeaf("s/x", True)], examples={"s/x": [Example("s/x", (), "a.")]},
                           mode="changed", sample_unchanged=5, seed=0, manifest=True)
     mismatch = build_report(options, selection, _ModelResult({"s/x": LeafScore("s/x", 1, 10, -20.0)}),
                             _ModelResult({"s/x": LeafScore("s/x", 1, 12, -20.0)}))
-    assert mismatch["same_tokenization"] is False
+    assert mismatch.same_tokenization is False
     assert "tokenize the answers differently" in render_text(mismatch)
     assert "Base and candidate tokenize the answers differently" in render_markdown(mismatch)
 

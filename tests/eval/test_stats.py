@@ -48,20 +48,20 @@ def test_a_change_every_leaf_shares_is_not_learning() -> None:
     assert pool.leaves == 3 and math.isclose(pool.point or 0, -20.0)
     style = leaf_evidence("leaf", True, LeafItems(likelihood=_paired(*shared)), None, pool, Thresholds(),
                           judged=False)
-    assert style["verdict"] == "no-change" and style["evidence"] == "likelihood"
-    assert style["likelihood"]["change_pct"]["estimate"] < -19  # the old metric: "improved by 20 %"
+    assert style.verdict == "no-change" and style.evidence == "likelihood"
+    assert style.likelihood.change_pct.estimate < -19  # the old metric: "improved by 20 %"
     learned = leaf_evidence("leaf", True, LeafItems(likelihood=_paired([2.0] * 6, [1.0] * 6)), None, pool,
                             Thresholds(), judged=False)
-    assert learned["verdict"] == "improved" and learned["likelihood"]["beyond_controls_pct"]["high"] < 0
+    assert learned.verdict == "improved" and learned.likelihood.beyond_controls_pct.high < 0
 
 
 def test_choices_outrank_likelihood_and_an_unchanged_leaf_can_regress() -> None:
     pool = Controls(leaves=0, point=None)
     items = LeafItems(likelihood=_paired([2.0] * 4, [1.0] * 4), base_correct=[True] * 6, cand_correct=[True] * 6)
     row = leaf_evidence("k", True, items, None, pool, Thresholds(), judged=False)
-    assert row["evidence"] == "choices" and row["verdict"] == "no-change"  # likelihood up, facts not
+    assert row.evidence == "choices" and row.verdict == "no-change"  # likelihood up, facts not
     forgot = LeafItems(base_correct=[True] * 8, cand_correct=[False] * 8)
-    assert leaf_evidence("u", False, forgot, None, pool, Thresholds(), judged=False)["verdict"] == "regressed"
+    assert leaf_evidence("u", False, forgot, None, pool, Thresholds(), judged=False).verdict == "regressed"
     drift = leaf_evidence("u", False, LeafItems(likelihood=_paired([2.0] * 4, [2.2] * 4)), None, pool,
                           Thresholds(fail_on_regression_pct=5.0), judged=False)
-    assert drift["verdict"] == "regressed" and drift["evidence"] == "likelihood"
+    assert drift.verdict == "regressed" and drift.evidence == "likelihood"
