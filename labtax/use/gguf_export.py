@@ -117,45 +117,43 @@ def _encode(name: str, data: np.ndarray, tensor_type: str) -> tuple[np.ndarray, 
     return data.astype(np.float16), None
 
 
-def write_gguf(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, target: Path, *,
-               tensor_type: str = "f16", name: str = "labtax model") -> GgufFile:
-    """Write `model` (a transformers causal LM) and its tokenizer as one GGUF file at `target`."""
-    import gguf
-
+def _exportable(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tensor_type: str) -> str:
+    """The model's `model_type` when labtax can write it as GGUF; a usage error otherwise."""
     if tensor_type not in GGUF_TYPES:
         raise UsageError(f"--type must be one of {', '.join(GGUF_TYPES)}")
-    config = model.config
-    model_type = getattr(config, "model_type", "")
+    model_type = getattr(model.config, "model_type", "")
     if model_type not in ARCHITECTURES:
         raise UsageError(f"GGUF export covers {', '.join(sorted(ARCHITECTURES))} models; this one is {model_type!r}")
     _check_tokenizer(tokenizer)
-    arch = ARCHITECTURES[model_type]
-    if model_type == "mistral":
-        name = re.sub("mistral", "m-istral", name, flags=re.IGNORECASE)  # see ARCHITECTURES
-    n_layers = int(config.num_hidden_layers)
-    heads, kv_heads = int(config.num_attention_heads), int(config.num_key_value_heads or config.num_attention_heads)
-    head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
-    vocab_size = int(config.vocab_size)
+    return str(model_type)
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    writer = gguf.GGUFWriter(str(tmp), arch)
+
+def _add_hyperparameters(writer: Any, config: Any, name: str, tensor_type: str) -> None:
+    """The architecture's key-value metadata: sizes, heads, RoPE, norm epsilon, file type."""
+    import gguf
+
+    heads = int(config.num_attention_heads)
     file_type = {"f16": gguf.LlamaFileType.MOSTLY_F16, "bf16": gguf.LlamaFileType.MOSTLY_BF16,
                  "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[tensor_type]
     writer.add_name(name)
     writer.add_context_length(int(config.max_position_embeddings))
     writer.add_embedding_length(int(config.hidden_size))
-    writer.add_block_count(n_layers)
+    writer.add_block_count(int(config.num_hidden_layers))
     writer.add_feed_forward_length(int(config.intermediate_size))
     writer.add_head_count(heads)
-    writer.add_head_count_kv(kv_heads)
-    writer.add_rope_dimension_count(head_dim)
+    writer.add_head_count_kv(int(config.num_key_value_heads or heads))
+    writer.add_rope_dimension_count(int(getattr(config, "head_dim", None) or config.hidden_size // heads))
     writer.add_rope_freq_base(float(getattr(config, "rope_theta", None)
                                     or (getattr(config, "rope_parameters", None) or {}).get("rope_theta", 10000.0)))
     writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
-    writer.add_vocab_size(vocab_size)
+    writer.add_vocab_size(int(config.vocab_size))
     writer.add_file_type(int(file_type))
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+
+
+def _add_tokenizer(writer: Any, tokenizer: PreTrainedTokenizerBase, model_type: str, vocab_size: int) -> bool:
+    """The vocabulary, merges, special ids and chat template; whether a chat template was written."""
+    import gguf
 
     tokens, types = _vocabulary(tokenizer, vocab_size)
     writer.add_tokenizer_model("gpt2")
@@ -169,8 +167,18 @@ def write_gguf(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, targe
         if getattr(tokenizer, "chat_template", None) and not special.chat_template:
             special.chat_template = tokenizer.chat_template
         special.add_to_gguf(writer)
+    return bool(special.chat_template)
 
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA if arch == "llama" else gguf.MODEL_ARCH.QWEN2, n_layers)
+
+def _add_tensors(writer: Any, model: PreTrainedModel, arch: str, tensor_type: str) -> int:
+    """Every weight under its GGUF name, encoded as `tensor_type`; the number written."""
+    import gguf
+
+    config = model.config
+    heads = int(config.num_attention_heads)
+    kv_heads = int(config.num_key_value_heads or heads)
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA if arch == "llama" else gguf.MODEL_ARCH.QWEN2,
+                                     int(config.num_hidden_layers))
     tied = bool(getattr(config, "tie_word_embeddings", False))
     count = 0
     for hf_name, tensor in model.state_dict().items():
@@ -190,9 +198,28 @@ def write_gguf(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, targe
         else:
             writer.add_tensor(gguf_name, array, raw_dtype=raw)
         count += 1
+    return count
+
+
+def write_gguf(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, target: Path, *,
+               tensor_type: str = "f16", name: str = "labtax model") -> GgufFile:
+    """Write `model` (a transformers causal LM) and its tokenizer as one GGUF file at `target`
+    (atomically: a temporary file beside it, renamed when complete)."""
+    import gguf
+
+    model_type = _exportable(model, tokenizer, tensor_type)
+    arch = ARCHITECTURES[model_type]
+    if model_type == "mistral":
+        name = re.sub("mistral", "m-istral", name, flags=re.IGNORECASE)  # see ARCHITECTURES
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    writer = gguf.GGUFWriter(str(tmp), arch)
+    _add_hyperparameters(writer, model.config, name, tensor_type)
+    chat_template = _add_tokenizer(writer, tokenizer, model_type, int(model.config.vocab_size))
+    count = _add_tensors(writer, model, arch, tensor_type)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
     os.replace(tmp, target)
-    return GgufFile(target, arch, tensor_type, count, target.stat().st_size, bool(special.chat_template))
+    return GgufFile(target, arch, tensor_type, count, target.stat().st_size, chat_template)
