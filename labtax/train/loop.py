@@ -151,6 +151,164 @@ class MetricsLog:
                 self.listener(record)
 
 
+@dataclass
+class _Phase:
+    """One phase being trained: what setup built once, and where the loop is (`step`, `samples`)."""
+
+    model: TrainModule
+    tokenizer: PreTrainedTokenizerBase
+    data: TokenizedFile
+    test: TokenizedFile | None
+    cfg: PhaseConfig
+    phase_dir: Path
+    runtime: Runtime
+    packed: bool
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    metrics: MetricsLog
+    total_steps: int
+    per_epoch: int
+    pad_id: int
+    inputs: dict[str, Any] | None
+    keep: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None
+    result: PhaseResult = field(default_factory=PhaseResult)
+    step: int = 0
+    samples: int = 0
+
+
+def _optimizer(model: TrainModule, cfg: PhaseConfig) -> torch.optim.Optimizer:
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 else no_decay).append(p)  # no weight decay on norms and biases
+    # The fused AdamW kernel: on a CPU the default per-tensor loop took 2.1 s a step for 135M
+    # parameters, the fused one 0.3 s, with the same update up to float rounding. Under FSDP2 too:
+    # the fused kernel takes DTensor parameters (each rank updates its own shard; tested on gloo).
+    fused = all(p.device.type in ("cpu", "cuda") for p in decay + no_decay)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=cfg.betas, eps=1e-8, fused=fused or None)
+
+
+def _setup(model: TrainModule, tokenizer: PreTrainedTokenizerBase, data: TokenizedFile, test: TokenizedFile | None,
+           cfg: PhaseConfig, phase_dir: Path, runtime: Runtime, packed: bool, log: Callable[[str], None],
+           on_record: Callable[[dict[str, Any]], None] | None, inputs: dict[str, Any] | None,
+           keep: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None) -> _Phase:
+    """The optimizer and schedule, the state to resume from when there is one, and the metrics log."""
+    n = len(data)
+    per_epoch = steps_per_epoch(n, cfg.effective_batch)
+    total_steps = per_epoch * cfg.epochs
+    if cfg.max_steps:
+        total_steps = min(total_steps, cfg.max_steps)
+    optimizer = _optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, cfg.warmup_steps, total_steps, cfg.schedule))
+    result = PhaseResult()
+    step, samples = 0, 0
+    found = find_state(phase_dir / "state")
+    if found is not None:
+        progress = load_state(model, optimizer, scheduler, found, read_state_header(found), runtime)
+        step, samples = progress["step"], progress["samples"]
+        result.checkpoints = progress["checkpoints"]
+        if runtime.is_main:
+            log(f"[{cfg.name}] resuming at step {step}/{total_steps} ({samples} samples seen)")
+    metrics = MetricsLog(phase_dir / "metrics.jsonl", runtime, step, on_record)
+    if step == 0:
+        metrics.write({"event": "start", "phase": cfg.name, "samples": n, "steps": total_steps,
+                       "config": cfg.to_dict(), "data": data.meta, "world_size": runtime.world_size,
+                       "device": str(runtime.device), "compute_dtype": str(runtime.amp_dtype or torch.float32),
+                       "fsdp": runtime.distributed, "packed": packed})
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return _Phase(model, tokenizer, data, test, cfg, phase_dir, runtime, packed, optimizer, scheduler, metrics,
+                  total_steps, per_epoch, pad_id, inputs, keep, result, step, samples)
+
+
+def _checkpoint(p: _Phase, reason: str) -> None:
+    """Save the model (with its held-out loss), then the training state, then prune what selection
+    can no longer choose."""
+    target = p.phase_dir / "checkpoints" / f"samples_{p.samples}"
+    test_loss = (evaluate_loss(p.model, p.test, p.cfg.max_tokens_per_batch, p.runtime, p.packed, p.pad_id)
+                 if p.test else None)
+    meta = {"phase": p.cfg.name, "step": p.step, "samples": p.samples, "epoch": p.step / p.per_epoch,
+            "test_loss": test_loss, "reason": reason}
+    save_hf(p.model, p.tokenizer, target, p.runtime, meta)
+    checkpoints = [c for c in p.result.checkpoints if c["path"] != str(target)]
+    checkpoints.append({"path": str(target), **meta})
+    p.result.checkpoints = checkpoints
+    p.metrics.write({"event": "checkpoint", **checkpoints[-1]})
+    kept = {c["path"] for c in (p.keep(checkpoints) if p.keep else checkpoints)}
+    dropped = [c for c in checkpoints if c["path"] not in kept and not c.get("pruned")]
+    for c in dropped:
+        c["pruned"] = True  # selection can no longer choose it: its folder goes (the record stays)
+    if p.cfg.save_state:
+        save_state(p.model, p.optimizer, p.scheduler,
+                   {"step": p.step, "samples": p.samples, "checkpoints": checkpoints,
+                    "data_key": p.data.meta["key"], "config": p.cfg.to_dict()},
+                   p.phase_dir / "state", p.runtime, p.inputs)
+    # Deleted only after the state that no longer lists them is on disk: a failed save resumes
+    # from a state whose checkpoints all exist.
+    if p.runtime.is_main:
+        for c in dropped:
+            shutil.rmtree(c["path"], ignore_errors=True)
+
+
+def _train_step(p: _Phase, plan: StepPlan, first_step: int) -> tuple[float, float, float]:
+    """One optimizer step over the plan's micro-batches; (the step's token-mean loss, the gradient
+    norm before clipping, the learning rate it used)."""
+    loss_sum = 0.0
+    for indices in plan.micro_batches[p.runtime.rank]:
+        batch = collate([p.data.sample(i) for i in indices], p.packed, p.pad_id)
+        loss, _ = micro_batch_loss(p.model, batch, p.runtime)
+        # FSDP averages gradients over ranks; scaling by world size turns that into a sum, so the
+        # gradient is exactly that of (all loss tokens of the step) / (their count).
+        (loss * (p.runtime.world_size / plan.loss_tokens)).backward()
+        loss_sum += float(loss.detach())
+    grad_norm = torch.nn.utils.clip_grad_norm_(p.model.parameters(), p.cfg.grad_clip or float("inf"))
+    if hasattr(grad_norm, "full_tensor"):
+        grad_norm = grad_norm.full_tensor()
+    lr = float(p.scheduler.get_last_lr()[0])
+    p.optimizer.step()
+    if p.step == first_step:  # once per process start: what the master copy really is (docs/train.md)
+        p.metrics.write({"event": "dtypes", "step": p.step + 1, **precision_record(p.model, p.optimizer, p.runtime)})
+    p.scheduler.step()
+    p.optimizer.zero_grad(set_to_none=True)
+    p.step += 1
+    p.samples += plan.samples
+    return p.runtime.all_sum(loss_sum) / plan.loss_tokens, float(grad_norm), lr
+
+
+@dataclass
+class _Pace:
+    """Throughput and the ETA: steps and checkpoint saves timed apart (a 135M checkpoint with its
+    state takes seconds, a 7B one minutes)."""
+
+    first_step: int
+    due: list[int]  # the steps after which a checkpoint is saved
+    start: float = field(default_factory=time.perf_counter)
+    tokens: int = 0
+    save_seconds: float = 0.0
+    saves: int = 0
+
+    def saves_left(self, step: int) -> int:
+        return len(self.due) - bisect.bisect_right(self.due, step - 1)
+
+    def eta(self, step: int, total_steps: int) -> float:
+        step_time = (time.perf_counter() - self.start - self.save_seconds) / (step - self.first_step)
+        per_save = self.save_seconds / self.saves if self.saves else 0.0
+        return step_time * (total_steps - step) + per_save * self.saves_left(step)
+
+
+def _step_line(p: _Phase, pace: _Pace, epoch: int, step_loss: float, lr: float, record: dict[str, Any]) -> str:
+    """The progress line of a step: loss, learning rate, throughput, MFU where known, the ETA."""
+    tok_s = pace.tokens / (time.perf_counter() - pace.start)
+    saves_left = pace.saves_left(p.step)
+    shown = f" mfu {record['mfu']:.1%}" if "mfu" in record else ""
+    return (f"[{p.cfg.name}] step {p.step}/{p.total_steps} epoch {epoch + 1}/{p.cfg.epochs} loss {step_loss:.4f} "
+             f"lr {lr:.2e} tok/s {tok_s:,.0f}{shown} eta {_fmt_eta(pace.eta(p.step, p.total_steps))}"
+             + ("" if pace.saves or not saves_left else f" + {saves_left} checkpoint{'s' * (saves_left > 1)}"))
+
+
 def train_phase(model: TrainModule, tokenizer: PreTrainedTokenizerBase, data: TokenizedFile,
                 test: TokenizedFile | None, cfg: PhaseConfig, seed: int, phase_dir: Path,
                 runtime: Runtime, packed: bool = True,
@@ -163,130 +321,37 @@ def train_phase(model: TrainModule, tokenizer: PreTrainedTokenizerBase, data: To
     `inputs` (what made the run; phases.py checked a found state against them) is stored in each
     state; `keep` returns the checkpoints selection can still choose: the others are deleted from
     disk once the state that no longer lists them is saved."""
-    n = len(data)
-    per_epoch = steps_per_epoch(n, cfg.effective_batch)
-    total_steps = per_epoch * cfg.epochs
-    if cfg.max_steps:
-        total_steps = min(total_steps, cfg.max_steps)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    decay: list[torch.nn.Parameter] = []
-    no_decay: list[torch.nn.Parameter] = []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.dim() >= 2 else no_decay).append(p)  # no weight decay on norms and biases
-    # The fused AdamW kernel: on a CPU the default per-tensor loop took 2.1 s a step for 135M
-    # parameters, the fused one 0.3 s, with the same update up to float rounding. Under FSDP2 too:
-    # the fused kernel takes DTensor parameters (each rank updates its own shard; tested on gloo).
-    fused = all(p.device.type in ("cpu", "cuda") for p in decay + no_decay)
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, betas=cfg.betas, eps=1e-8, fused=fused or None)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, cfg.warmup_steps, total_steps, cfg.schedule))
-
-    state_dir = phase_dir / "state"
-    result = PhaseResult()
-    step, samples_seen = 0, 0
-    found = find_state(state_dir)
-    if found is not None:
-        progress = load_state(model, optimizer, scheduler, found, read_state_header(found), runtime)
-        step, samples_seen = progress["step"], progress["samples"]
-        result.checkpoints = progress["checkpoints"]
-        if runtime.is_main:
-            log(f"[{cfg.name}] resuming at step {step}/{total_steps} ({samples_seen} samples seen)")
-    metrics = MetricsLog(phase_dir / "metrics.jsonl", runtime, step, on_record)
-    if step == 0:
-        metrics.write({"event": "start", "phase": cfg.name, "samples": n, "steps": total_steps,
-                       "config": cfg.to_dict(), "data": data.meta, "world_size": runtime.world_size,
-                       "device": str(runtime.device), "compute_dtype": str(runtime.amp_dtype or torch.float32),
-                       "fsdp": runtime.distributed, "packed": packed})
-
-    def checkpoint(reason: str) -> None:
-        target = phase_dir / "checkpoints" / f"samples_{samples_seen}"
-        test_loss = evaluate_loss(model, test, cfg.max_tokens_per_batch, runtime, packed, pad_id) if test else None
-        meta = {"phase": cfg.name, "step": step, "samples": samples_seen, "epoch": step / per_epoch,
-                "test_loss": test_loss, "reason": reason}
-        save_hf(model, tokenizer, target, runtime, meta)
-        result.checkpoints = [c for c in result.checkpoints if c["path"] != str(target)]
-        result.checkpoints.append({"path": str(target), **meta})
-        metrics.write({"event": "checkpoint", **result.checkpoints[-1]})
-        kept = {c["path"] for c in (keep(result.checkpoints) if keep else result.checkpoints)}
-        dropped = [c for c in result.checkpoints if c["path"] not in kept and not c.get("pruned")]
-        for c in dropped:
-            c["pruned"] = True  # selection can no longer choose it: its folder goes (the record stays)
-        if cfg.save_state:
-            save_state(model, optimizer, scheduler,
-                       {"step": step, "samples": samples_seen, "checkpoints": result.checkpoints,
-                        "data_key": data.meta["key"], "config": cfg.to_dict()},
-                       state_dir, runtime, inputs)
-        # Deleted only after the state that no longer lists them is on disk: a failed save resumes
-        # from a state whose checkpoints all exist.
-        if runtime.is_main:
-            for c in dropped:
-                shutil.rmtree(c["path"], ignore_errors=True)
-
+    p = _setup(model, tokenizer, data, test, cfg, phase_dir, runtime, packed, log, on_record, inputs, keep)
     model.train()
-    start, tokens_done = time.perf_counter(), 0
     # MFU per step where the device's peak is known (a GPU): labtax/train/mfu.py.
     peak = peak_flops(runtime.device)
     lm_config = getattr(getattr(model, "lm", None), "config", None)
-    n_params = sum(p.numel() for p in model.parameters())
-    first_step = step
-    due = save_steps(n, cfg.effective_batch, per_epoch, total_steps, cfg.save_every)
-    due_set = set(due)
-    save_seconds, saves_done = 0.0, 0
-    while step < total_steps:
-        epoch, in_epoch = divmod(step, per_epoch)
-        order = epoch_order(n, seed, epoch)
-        plan: StepPlan = plan_step(order[in_epoch * cfg.effective_batch:(in_epoch + 1) * cfg.effective_batch],
-                                   data.lengths, data.loss_counts, cfg.max_tokens_per_batch,
-                                   runtime.world_size, packed)
+    n_params = sum(x.numel() for x in model.parameters())
+    pace = _Pace(p.step, save_steps(len(data), cfg.effective_batch, p.per_epoch, p.total_steps, cfg.save_every))
+    due = set(pace.due)
+    while p.step < p.total_steps:
+        epoch, in_epoch = divmod(p.step, p.per_epoch)
+        order = epoch_order(len(data), seed, epoch)
+        plan = plan_step(order[in_epoch * cfg.effective_batch:(in_epoch + 1) * cfg.effective_batch],
+                         data.lengths, data.loss_counts, cfg.max_tokens_per_batch, runtime.world_size, packed)
         t0 = time.perf_counter()
-        loss_sum = 0.0
-        for indices in plan.micro_batches[runtime.rank]:
-            batch = collate([data.sample(i) for i in indices], packed, pad_id)
-            loss, _ = micro_batch_loss(model, batch, runtime)
-            # FSDP averages gradients over ranks; scaling by world size turns that into a sum, so the
-            # gradient is exactly that of (all loss tokens of the step) / (their count).
-            (loss * (runtime.world_size / plan.loss_tokens)).backward()
-            loss_sum += float(loss.detach())
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
-        if hasattr(grad_norm, "full_tensor"):
-            grad_norm = grad_norm.full_tensor()
-        lr = scheduler.get_last_lr()[0]
-        optimizer.step()
-        if step == first_step:  # once per process start: what the master copy really is (docs/train.md)
-            metrics.write({"event": "dtypes", "step": step + 1, **precision_record(model, optimizer, runtime)})
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        samples_seen += plan.samples
-        step_loss = runtime.all_sum(loss_sum) / plan.loss_tokens
+        step_loss, grad_norm, lr = _train_step(p, plan, pace.first_step)
         dt = time.perf_counter() - t0
-        tokens_done += plan.tokens
-        tok_s = tokens_done / (time.perf_counter() - start)
-        # The ETA counts the checkpoints still to write at the measured time of one (a 135M
-        # checkpoint with its state takes seconds; a 7B one minutes): steps and saves apart.
-        saves_left = len(due) - bisect.bisect_right(due, step - 1)
-        step_time = (time.perf_counter() - start - save_seconds) / (step - first_step)
-        eta = step_time * (total_steps - step) + (save_seconds / saves_done if saves_done else 0.0) * saves_left
-        record = {"event": "step", "step": step, "epoch": epoch + 1, "samples": samples_seen,
-                  "loss": step_loss, "lr": lr, "grad_norm": float(grad_norm), "tokens": plan.tokens,
+        pace.tokens += plan.tokens
+        record = {"event": "step", "step": p.step, "epoch": epoch + 1, "samples": p.samples,
+                  "loss": step_loss, "lr": lr, "grad_norm": grad_norm, "tokens": plan.tokens,
                   "loss_tokens": plan.loss_tokens, "seconds": dt, "tokens_per_s": plan.tokens / dt}
         if peak is not None and lm_config is not None:
             lengths = (int(data.lengths[i]) for rank in plan.micro_batches for mb in rank for i in mb)
             flops = step_flops(n_params, lm_config.num_hidden_layers, lm_config.hidden_size, lengths)
             record["mfu"] = mfu(flops, dt, peak, runtime.world_size)
-        metrics.write(record)
+        p.metrics.write(record)
         if runtime.is_main:
-            shown = f" mfu {record['mfu']:.1%}" if "mfu" in record else ""
-            log(f"[{cfg.name}] step {step}/{total_steps} epoch {epoch + 1}/{cfg.epochs} loss {step_loss:.4f} "
-                f"lr {lr:.2e} tok/s {tok_s:,.0f}{shown} eta {_fmt_eta(eta)}"
-                + ("" if saves_done or not saves_left else f" + {saves_left} checkpoint{'s' * (saves_left > 1)}"))
-        if step in due_set:
+            log(_step_line(p, pace, epoch, step_loss, lr, record))
+        if p.step in due:
             t_save = time.perf_counter()
-            checkpoint("final" if step == total_steps else "save_every" if cfg.save_every else "epoch")
-            save_seconds += time.perf_counter() - t_save
-            saves_done += 1
-    result.steps, result.samples = step, samples_seen
-    return result
+            _checkpoint(p, "final" if p.step == p.total_steps else "save_every" if cfg.save_every else "epoch")
+            pace.save_seconds += time.perf_counter() - t_save
+            pace.saves += 1
+    p.result.steps, p.result.samples = p.step, p.samples
+    return p.result
