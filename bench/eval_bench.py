@@ -180,9 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer.save_pretrained(ckpt)
     wall, cpu, report = time_eval("tiny", ckpt, data)
     ok &= wall <= 60.0
-    print(f"budget: tiny, run_eval end to end, {len(report['leaves'])} leaves x {args.examples + args.mc} items, "
+    print(f"budget: tiny, run_eval end to end, {len(report.leaves)} leaves x {args.examples + args.mc} items, "
           f"base + candidate: {wall:.2f} s wall ({cpu:.2f} s CPU) = {wall / 60.0:.2f} of the 60 s budget; "
-          f"verdicts {report['verdicts']}")
+          f"verdicts {dict(report.verdicts)}")
 
     return _small(args, tmp, ok) if not args.no_small else (0 if ok or not args.check else 1)
 
@@ -199,7 +199,7 @@ def _small(args: argparse.Namespace, tmp: Path, ok: bool) -> int:
     load_tokenizer(name).save_pretrained(copy)
     wall, cpu, report = time_eval(name, copy, small)
     ok &= wall <= 120.0
-    print(f"budget: {name} (135M), run_eval end to end, {len(report['leaves'])} leaves x "
+    print(f"budget: {name} (135M), run_eval end to end, {len(report.leaves)} leaves x "
           f"{args.examples + args.mc} items, base + candidate: {wall:.2f} s wall ({cpu:.2f} s CPU) = "
           f"{wall / 120.0:.2f} of the 120 s budget")
     if not args.no_old:

@@ -20,13 +20,17 @@ holds one nccl rank, so a GPU run uses 1 nccl rank there and 2 gloo ranks beside
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from labtax.eval.record import EvalReport
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -68,8 +72,8 @@ def check_devices(model: Any, tokenizer: Any, examples: dict[str, Any], device: 
     assert same
 
 
-def leaf_scores(report: dict[str, Any]) -> dict[str, float]:
-    return {r["leaf"]: r["change_pct"] for r in report["leaves"]}
+def leaf_scores(report: EvalReport) -> dict[str, float]:
+    return {r.leaf: r.change_pct if r.change_pct is not None else math.nan for r in report.leaves}
 
 
 def check_lora(tmp: Path, data: Path, say: Any) -> None:
@@ -167,8 +171,8 @@ def main(dry_run: bool) -> int:
         t0 = time.perf_counter()
         report = run_eval(EvalOptions(base="tiny", candidate=str(ckpt), data_dir=data, leaves="all"))
         worst = max(abs(v) for v in leaf_scores(report).values())
-        say(f"3. run_eval (device auto), {len(report['leaves'])} leaves x 2 models: {time.perf_counter() - t0:.2f} s, "
-            f"statuses {sorted({r['status'] for r in report['leaves']})}, max |change| {worst:.2e}")
+        say(f"3. run_eval (device auto), {len(report.leaves)} leaves x 2 models: {time.perf_counter() - t0:.2f} s, "
+            f"statuses {sorted({r.status for r in report.leaves})}, max |change| {worst:.2e}")
         check_lora(tmp, data, say)
         check_meta_load(tmp, data, {k: examples[k] for k in list(examples)[:10]}, device, say)
         ok = True

@@ -130,7 +130,9 @@ def run_recipe(name: str, facts: dict[str, Any], model: str, root: Path) -> dict
                            select="last", log=lambda line: print(f"   {line}", flush=True))
     phase = summary["phases"]["knowledge"]
     train_wall, train_cpu = time.time() - t0, cpu_seconds() - c0
-    report = run_eval(EvalOptions(base=model, candidate=phase["selected"]["path"], data_dir=data, device="cpu"))
+    # The report's JSON document: the row's cells go into this bench's own JSON output as they are.
+    report = run_eval(EvalOptions(base=model, candidate=phase["selected"]["path"], data_dir=data,
+                                  device="cpu")).to_json()
     row = next(r for r in report["leaves"] if r["changed"])
     cb = row["closed_book"] or {}
     shutil.rmtree(root / name / "run" / "knowledge" / "checkpoints", ignore_errors=True)  # 0.5 GB each
