@@ -388,10 +388,28 @@ def eval_command(fmt: str, output: str | None, plot_file: str | None, **params: 
     leaves; each with a 95% paired bootstrap interval. A changed leaf must be `improved`; an unchanged
     one may not regress. Exit codes: 0 pass (or nothing changed), 1 gate failed, 2 usage error.
     """
-    from labtax.eval import plot, run  # numpy, the models: for this command only
+    from labtax.eval import gate, plot, run  # numpy, the models: for this command only
     from labtax.train.model_card import record_eval
 
-    report = run.run_eval(run.EvalOptions.from_options(params), log=lambda msg: note(f"labtax eval: {msg}"))
+    # A judge with --judge-endpoint (openai) or --judge embedded; the flags are checked here, where
+    # their names are known, and the core gets typed options.
+    endpoints = tuple(params["judge_endpoints"] or ())
+    kind = params["judge_teacher"] or ("openai" if endpoints else None)
+    if kind == "openai" and not endpoints:
+        raise UsageError("--judge openai needs --judge-endpoint URL")
+    if kind == "embedded" and endpoints:
+        raise UsageError("--judge-endpoint is only for --judge openai")
+    judge = None if kind is None else run.JudgeOptions(
+        endpoints=endpoints, model=params["judge_model"], api_key_env=params["judge_api_key_env"],
+        concurrency=params["judge_concurrency"], max_new_tokens=params["max_new_tokens"], teacher=kind)
+    options = run.EvalOptions(
+        base=params["base"], candidate=params["candidate"], data_dir=Path(params["data_dir"]),
+        leaves="all" if params["leaves"] == "all" else "changed", sample_unchanged=params["sample_unchanged"],
+        seed=params["seed"], thresholds=gate.Thresholds(fail_on_regression_pct=params["regression_pct"],
+                                                        min_improvement_pct=params["improvement_pct"]),
+        judge=judge, batch_tokens=params["batch_tokens"], device=params["device"], tiny_seed=params["tiny_seed"])
+
+    report = run.run_eval(options, log=lambda msg: note(f"labtax eval: {msg}"))
     rendered = render_report("eval", fmt, report)
     click.echo(rendered, nl=False)
     if output is not None:

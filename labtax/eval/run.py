@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from labtax import compute
-from labtax.errors import UsageError
 from labtax.eval.closed_book import (
     CLOSED_BOOK_MAX_NEW_TOKENS,
     closed_book_examples,
@@ -78,31 +77,6 @@ class EvalOptions:
     device: str = "auto"  # "auto": a GPU when torch sees one, else the CPU
     tiny_seed: int = TINY_SEED  # the seed `tiny` is built from: labtax train's default
     closed_book_max_new_tokens: int = CLOSED_BOOK_MAX_NEW_TOKENS  # bound on each closed-book answer
-
-    @classmethod
-    def from_options(cls, params: dict[str, Any]) -> EvalOptions:
-        """The options from `labtax eval`'s parsed command line: a judge with --judge-endpoint (openai)
-        or --judge embedded."""
-        judge = None
-        endpoints = tuple(params.get("judge_endpoints") or ())
-        kind = params.get("judge_teacher") or ("openai" if endpoints else None)
-        if kind == "openai" and not endpoints:
-            raise UsageError("--judge openai needs --judge-endpoint URL")
-        if kind == "embedded" and endpoints:
-            raise UsageError("--judge-endpoint is only for --judge openai")
-        if kind is not None:
-            judge = JudgeOptions(endpoints=endpoints, model=params["judge_model"],
-                                 api_key_env=params["judge_api_key_env"], concurrency=params["judge_concurrency"],
-                                 max_new_tokens=params["max_new_tokens"], teacher=kind)
-        return cls(
-            base=params["base"], candidate=params["candidate"], data_dir=Path(params["data_dir"]),
-            leaves="all" if params["leaves"] == "all" else "changed",
-            sample_unchanged=params["sample_unchanged"], seed=params["seed"],
-            thresholds=Thresholds(fail_on_regression_pct=params["regression_pct"],
-                                  min_improvement_pct=params["improvement_pct"]),
-            judge=judge, batch_tokens=params["batch_tokens"], device=params["device"],
-            tiny_seed=params.get("tiny_seed", TINY_SEED),
-        )
 
 
 def _check_model_name(name: str) -> None:
