@@ -32,10 +32,13 @@ from labtax.cli_use import chat_command
 from labtax.errors import EXIT_OK, UsageError
 from labtax.progress import note
 from labtax.report import ReportContext, render, render_report
+from labtax.scaffold import files, gitdirs, init, install_hooks, revision
+from labtax.sdg.settings import GenerationSettings
 from labtax.settings import set_in_config_file
 from labtax.taxonomy import collect_targets
 from labtax.taxonomy.catalog import RULES
 from labtax.taxonomy.config import load_config, load_config_at
+from labtax.taxonomy.fix import fix_and_report
 from labtax.teachers import TeacherSpec
 from labtax.util.pipes import quiet_closed_stdout
 from labtax.util.ranks import under_torchrun
@@ -111,8 +114,6 @@ def validate_cmd(paths: tuple[str, ...], taxonomy_dir: Path, fmt: str, strict: b
                          hint="pass --taxonomy DIR, the folder holding those three")
     fixed = 0
     if fix:
-        from labtax.taxonomy.fix import fix_and_report  # for --fix only
-
         fixed = fix_and_report(root, targets, lambda line: click.echo(line, err=True))
     findings = check_targets(root, targets, config)
     report = render(fmt, findings, ReportContext.for_root(root, len(targets)))
@@ -178,7 +179,6 @@ def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: Path, output: str, **par
         write_leaf_sets,
         write_report,
     )
-    from labtax.sdg.settings import GenerationSettings
 
     forced = load_forced_leaves(taxonomy_dir, leaves)
     if not forced:
@@ -220,7 +220,6 @@ def diff_generate_cmd(taxonomy_dir: Path, base: str | None, head: str | None, ou
     A killed run resumes where it stopped; nothing changed means zero teacher calls.
     """
     from labtax.sdg.running import diff_generate, exit_code  # numpy (mixing): not for every command line
-    from labtax.sdg.settings import GenerationSettings
 
     spec = TeacherSpec.from_options(params)
     settings = GenerationSettings.from_options(params)
@@ -439,8 +438,6 @@ def init_command(directory: Path, force: bool, labtax_repository: str | None, la
     """Write .pre-commit-config.yaml (a local hook running the installed labtax; the remote form with
     --labtax-repository), GitHub workflow callers and a commented .labtax.yaml at the top of the
     taxonomy repository containing DIRECTORY. Existing files are kept unless --force."""
-    from labtax.scaffold import files, gitdirs, init, revision
-
     options = init.InitOptions(repository=labtax_repository or init.DEFAULT_REPOSITORY,
                                ref=labtax_ref or revision.installed_ref(),
                                force=force, remote_hook=labtax_repository is not None)
@@ -460,8 +457,6 @@ def init_command(directory: Path, force: bool, labtax_repository: str | None, la
 def install_hooks_command(force: bool, hooks: tuple[str, ...]) -> int:
     """Install git pre-commit and pre-push hooks that run `labtax validate` on the changed leaves,
     into the directory git runs hooks from (core.hooksPath, shared by all worktrees)."""
-    from labtax.scaffold import files, gitdirs, install_hooks
-
     cwd = Path.cwd()
     # Paths shown from the work tree's top (`.git/hooks/pre-commit`), absolute where the hooks lie
     # outside it (core.hooksPath elsewhere, a linked worktree's shared hooks).

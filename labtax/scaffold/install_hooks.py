@@ -6,7 +6,6 @@ was run as. A hook file that labtax did not write is never replaced without `for
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +27,8 @@ def current_labtax_command() -> str | None:
     candidate = Path(sys.executable).parent / "labtax"
     if candidate.is_file():
         return str(candidate)
+    import shutil  # ~5 ms with its compression modules: install-hooks only, not every command line
+
     found = shutil.which("labtax")
     return str(Path(found).resolve()) if found else None
 
