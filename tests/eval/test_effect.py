@@ -92,9 +92,9 @@ def test_regression_threshold_sets_the_exit_code(trained: dict[str, Path], tmp_p
     args = ["--base", str(trained["candidate"]), "--candidate", str(trained["base"]), "--data", str(data),
             "--format", "json"]
     code, stdout = _eval(*args, "--fail-on-regression", "5")
-    rows = _rows(json.loads(stdout))
-    assert code == 1 and rows[LEAF_A]["status"] == "regressed"
-    worse = rows[LEAF_A]["change_pct"]
+    rows = _rows(EvalReport.from_json(json.loads(stdout)))  # the document on stdout, read back
+    assert code == 1 and rows[LEAF_A].status == "regressed"
+    worse = rows[LEAF_A].change_pct
     code, _ = _eval(*args, "--fail-on-regression", str(worse + 0.5))
     assert code == 0
 

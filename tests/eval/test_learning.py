@@ -63,8 +63,8 @@ def test_style_alone_improves_neither_leaf(reports: dict[str, Any]) -> None:
 def test_every_item_is_held_out_from_the_teacher(reports: dict[str, Any]) -> None:
     held = reports["facts"].held_out
     # The reference answers are labelled seeds (shown to a teacher as in-context examples); choices never.
-    assert held["shown_to_teacher"] == 2 and held["items"] == 18
-    assert sorted(held["leaves"]) == [f"{FACT_LEAF} (1)", f"{CONTROL_LEAF} (1)"]
+    assert held.shown_to_teacher == 2 and held.items == 18
+    assert sorted(held.leaves) == [f"{FACT_LEAF} (1)", f"{CONTROL_LEAF} (1)"]
 
 
 def test_report_files(reports: dict[str, Any], tmp_path: Path) -> None:
