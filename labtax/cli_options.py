@@ -183,8 +183,7 @@ generation_options = _stack([
                  help="The most completion tokens a leaf's first stage may write (counted at --max-tokens a "
                       "request; 0: none). A knowledge leaf spends it on every chunk and fact first, then on "
                       "more wordings. Default: 8192 with the embedded teacher (CPU-sized), none otherwise."),
-    _count("--wordings-per-fact", 3,
-           "Knowledge: differently worded question-answer pairs per fact (one is held out as its closed-book test)."),
+    _count("--wordings-per-fact", 2, "Knowledge: differently worded question-answer pairs per fact."),
     _count("--qa-per-request", 6, "Knowledge: the most question-answer pairs one request asks for (facts x wordings)."),
     _count("--calibration-examples", 6, "Per judge and leaf: seeds and broken copies each, to calibrate its verdicts.", low=2),
     click.option("--keep-unreadable-verdicts/--drop-unreadable-verdicts", "keep_unreadable_verdicts",

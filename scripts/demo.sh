@@ -47,8 +47,8 @@ else
   # calibration examples a side; the batch width is the one measured on this machine (cached beside
   # the weights), narrowed to keep the KV cache in its 1 GiB budget. Its verdicts are single forward passes
   # with a shared prompt prefix computed once; its writing is what costs (docs/sdg.md).
-  # The new leaf is a knowledge leaf: labtax's default three wordings per fact (one held out for the
-  # closed-book eval, two trained; two at the least when the four requests cannot hold three).
+  # The new leaf is a knowledge leaf: labtax's default two wordings per fact (one held out for the
+  # closed-book eval, one trained: a second trained wording did not store more, bench/learning_bench.py).
   default_gen_args="--max-requests-per-leaf 4 --questions-per-request 3 --chunk-tokens 128 --calibration-examples 3"
 fi
 GEN_ARGS=${DEMO_GEN_ARGS-$default_gen_args}

@@ -64,7 +64,7 @@ class GenerationSettings:
     qa_per_request: int = 6
     # knowledge: differently worded question-answer pairs asked for per fact: a fact is recalled from a
     # new wording only when training showed it in several (the mixer holds one out for closed-book tests)
-    wordings_per_fact: int = 3  # one held out as the closed-book test, two trained (bench/learning_bench.py)
+    wordings_per_fact: int = 2
     # The most completion tokens a leaf's first stage (knowledge Q&A, skills questions/contexts) may
     # cost, counted at max_tokens per request (0: no budget, only max_requests_per_leaf). A knowledge
     # leaf spends it on every chunk and fact first, then on more wordings.

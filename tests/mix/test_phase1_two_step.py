@@ -125,8 +125,7 @@ def test_diff_generate_two_step_then_train_runs_both_steps(git_repo, tmp_path: P
     out = tmp_path / "out"
     with OpenAIServer(_long_answers(lab_responder())) as server:
         code, text = run_cli(["diff-generate", "--taxonomy", str(git_repo.root), "--base", "empty", "--output",
-                              str(out), "--phase1", "two-step", *teacher_args(server, samples=6),
-                              "--wordings-per-fact", "2"])  # the rows this test's hashes split long/short
+                              str(out), "--phase1", "two-step", *teacher_args(server, samples=6)])
     assert code == 0, text
     m = manifest(out)
     assert m["mix"]["phase1"] == "two-step" and m["mix"]["short_answer_max_words"] == 40

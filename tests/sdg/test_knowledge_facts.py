@@ -159,4 +159,4 @@ def test_dry_run_says_what_the_budget_buys(git_repo, tmp_path: Path) -> None:  #
     code, text = run_cli([*args, "--format", "json"])
     leaf = json.loads(text)["leaves"][0]
     assert leaf["knowledge"] == {"requests": 10, "completion_tokens": 2560, "facts": 10, "facts_asked": 10,
-                                 "wordings": 3, "chunks": 2, "chunks_asked": 2}
+                                 "wordings": 2, "chunks": 2, "chunks_asked": 2}

@@ -58,7 +58,7 @@ def test_a_request_asks_for_no_more_pairs_than_its_max_tokens_hold() -> None:
     # The demo's 160-token replies hold 4 pairs, not the default 6: two facts in two wordings a request.
     kp = plan_knowledge([4], 5, GenerationSettings(max_tokens=160, wordings_per_fact=2))
     assert [a.pairs for a in kp.asks] == [4, 4]
-    assert plan_knowledge([4], 5, GenerationSettings(max_tokens=16)).asks[0].pairs == 3  # one fact, its 3 wordings
+    assert plan_knowledge([4], 5, GenerationSettings(max_tokens=16)).asks[0].pairs == 2  # one fact, its wordings
 
 
 def test_facts_per_chunk_counts_names_numbers_and_dates() -> None:

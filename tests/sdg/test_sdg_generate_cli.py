@@ -52,10 +52,7 @@ def test_generate_writes_one_jsonl_per_leaf(tmp_path: Path, make_git_repo: Calla
     chunks = report["knowledge/astronomy/planets/qna.yaml"]["chunks"]
     for rel in files:
         rows = [json.loads(line) for line in (out / rel).read_text(encoding="utf-8").splitlines()]
-        if rel.startswith("knowledge"):  # the quota's cut falls between facts (3 wordings each)
-            assert 4 * chunks - 3 < len(rows) <= 4 * chunks
-        else:
-            assert len(rows) == 4
+        assert len(rows) == (4 * chunks if rel.startswith("knowledge") else 4)
         for row in rows:
             assert set(row) == {"messages", "metadata", "unmask"}
             meta = row["metadata"]
@@ -67,7 +64,7 @@ def test_generate_writes_one_jsonl_per_leaf(tmp_path: Path, make_git_repo: Calla
     lines = result.output.strip().splitlines()
     assert len(lines) == 3 and all("generated" in line and "kept 4" in line and "tokens" in line
                                    for line in lines if not line.startswith("knowledge"))
-    assert 4 * chunks - 3 < report["knowledge/astronomy/planets/qna.yaml"]["kept"] <= 4 * chunks
+    assert report["knowledge/astronomy/planets/qna.yaml"]["kept"] == 4 * chunks
 
 
 def test_generate_one_forced_leaf_by_folder(tmp_path: Path, openai_server: OpenAIServer,

@@ -238,11 +238,11 @@ def test_knowledge_pipeline_from_a_local_document_folder(tmp_path: Path, openai_
     assert st["chunks"] > 1 and st["documents"] == 1
     # Every chunk is asked about and kept rows of every chunk; the pairs asked follow the facts.
     assert st["chunks_asked"] == st["chunks_covered"] == st["chunks"]
-    assert st["facts_asked"] == st["facts"] and st["funnel"]["asked"] == st["facts"] * st["wordings"] == 3 * st["facts"]
-    # Three wordings per fact (the default): the samples of one fact share its id, "<document>#<chunk>/<n>".
+    assert st["facts_asked"] == st["facts"] and st["funnel"]["asked"] == st["facts"] * st["wordings"] == 2 * st["facts"]
+    # Two wordings per fact: the samples of one fact share its id, "<document>#<chunk>/<n>".
     facts = Counter(s["metadata"]["fact"] for s in result.samples + [v for v in result.held_out
                                                                      if v["metadata"].get("split") == "validation"])
-    assert set(facts.values()) == {3} and all(f.startswith("planets.md#") for f in facts)
+    assert set(facts.values()) == {2} and all(f.startswith("planets.md#") for f in facts)
     assert st["facts_with_wordings"] == len(facts) == st["facts_covered"]
     # The quota (samples_per_leaf per 5 seed example x chunk cells) bounds the training rows.
     assert len(result.samples) <= st["quota"] == 5 * st["chunks"]

@@ -82,11 +82,11 @@ def test_default_run_covers_the_whole_document(tmp_path: Path, openai_server: Op
     covered = {m for m in markers if any(m in p for p in prompts)}
     assert covered == set(markers)
     # Each chunk holds one key fact (its section's name): one request each, asking for it in the
-    # default three wordings; the plan fits the default bound.
-    assert st["facts"] == 30 and st["wordings"] == 3
+    # default two wordings; the plan fits the default bound.
+    assert st["facts"] == 30 and st["wordings"] == 2
     assert st["max_requests_bound"] is False and st["requests_wanted"] == 30 == st["stages"]["knowledge_qa"]["requests"]
     f = st["funnel"]
-    assert f["asked"] == 90 and f["parsed"] == 30 and f["supported"] == 30 and f["judged"] == 0 and f["kept"] == 0
+    assert f["asked"] == 60 and f["parsed"] == 30 and f["supported"] == 30 and f["judged"] == 0 and f["kept"] == 0
 
 
 def test_a_small_bound_still_spreads_over_every_chunk(tmp_path: Path, openai_server: OpenAIServer) -> None:
