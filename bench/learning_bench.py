@@ -57,6 +57,8 @@ RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "exposures-48": ({}, {**NO_STATE, "exposures": 48}),
     # One trained wording a fact: what the pipeline's default (two wordings, one held out) trains.
     "one-wording": ({"wordings": 1}, NO_STATE),
+    # Two trained wordings a fact: what three generated wordings, one held out, train.
+    "two-wording": ({"wordings": 2}, NO_STATE),
 }
 
 

@@ -49,6 +49,8 @@ else
   # with a shared prompt prefix computed once; its writing is what costs (docs/sdg.md).
   # The new leaf is a knowledge leaf: labtax's default two wordings per fact (one held out for the
   # closed-book eval, one trained: a second trained wording did not store more, bench/learning_bench.py).
+  # The new leaf is a knowledge leaf: labtax's default two wordings per fact (one held out for the
+  # closed-book eval, one trained: a second trained wording did not store more, bench/learning_bench.py).
   default_gen_args="--max-requests-per-leaf 4 --questions-per-request 3 --chunk-tokens 128 --calibration-examples 3"
 fi
 GEN_ARGS=${DEMO_GEN_ARGS-$default_gen_args}
