@@ -42,13 +42,11 @@ else
   SAMPLES=${DEMO_SAMPLES:-4}
   MAX_TOKENS=${DEMO_MAX_TOKENS:-160}
   MAX_STEPS=${DEMO_MAX_STEPS:-0}
-  # A 1.5B teacher on two CPU cores: two first-stage requests per leaf (six candidate questions, or
-  # six Q&A pairs of two document chunks), 160 tokens (three Q&A pairs fit), 128-token chunks, three
+  # A 1.5B teacher on two CPU cores: four first-stage requests per leaf (three candidate questions, or
+  # four Q&A pairs: two facts in two wordings, each), 160 tokens (four Q&A pairs fit), 128-token chunks, three
   # calibration examples a side; the batch width is the one measured on this machine (cached beside
   # the weights), narrowed to keep the KV cache in its 1 GiB budget. Its verdicts are single forward passes
   # with a shared prompt prefix computed once; its writing is what costs (docs/sdg.md).
-  # The new leaf is a knowledge leaf: labtax's default two wordings per fact (one held out for the
-  # closed-book eval, one trained: a second trained wording did not store more, bench/learning_bench.py).
   # The new leaf is a knowledge leaf: labtax's default two wordings per fact (one held out for the
   # closed-book eval, one trained: a second trained wording did not store more, bench/learning_bench.py).
   default_gen_args="--max-requests-per-leaf 4 --questions-per-request 3 --chunk-tokens 128 --calibration-examples 3"
