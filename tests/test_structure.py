@@ -20,10 +20,8 @@ from gitrepo import GitRepo
 
 PACKAGE = Path(__file__).resolve().parents[1] / "labtax"
 
-# Function-level labtax imports in the whole package, once sdg/ and teachers/ are done (issue 25).
+# Function-level labtax imports in the whole package (issue 25).
 MAX_FUNCTION_LEVEL_IMPORTS = 20
-# Units still being restructured by their owners, with their counts today: ceilings, only lowered.
-NOT_YET_MOVED = {"sdg": 0, "teachers": 23}
 
 MAX_FUNCTION_LINES = 60
 # Functions over MAX_FUNCTION_LINES today, "path:name". Remove a name when it is split; add none.
@@ -74,10 +72,7 @@ def test_function_level_labtax_imports_are_few() -> None:
     for path, tree in _modules():
         counts[_unit(path)] += len(function_level_imports(tree))
     assert sum(counts.values()) > 0  # the walk saw the deferred imports the command line keeps
-    over = {unit: counts[unit] for unit, ceiling in NOT_YET_MOVED.items() if counts[unit] > ceiling}
-    assert over == {}, f"more function-level imports than before in {over}: import at module level"
-    rest = {unit: n for unit, n in counts.items() if unit not in NOT_YET_MOVED and n}
-    assert sum(rest.values()) <= MAX_FUNCTION_LEVEL_IMPORTS, rest
+    assert sum(counts.values()) <= MAX_FUNCTION_LEVEL_IMPORTS, {unit: n for unit, n in counts.items() if n}
 
 
 def test_no_new_long_functions() -> None:

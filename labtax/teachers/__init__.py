@@ -15,6 +15,7 @@ from typing import Any
 
 from labtax.errors import UsageError
 from labtax.teachers.base import Teacher, TeacherRequest, TeacherResponse
+from labtax.teachers.lazy import LazyTeacher, teacher_model_id
 
 KINDS = ("embedded", "transformers", "openai", "vllm")
 
@@ -95,6 +96,4 @@ class TeacherSpec:
 
     def build_lazy(self) -> Teacher:
         """Built on first use: a run with nothing to generate never loads a model."""
-        from labtax.teachers.lazy import LazyTeacher, teacher_model_id
-
         return LazyTeacher(self.build, teacher_model_id(self.teacher, self.model))

@@ -12,14 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from labtax import models
 from labtax.teachers.base import Teacher, TeacherRequest, TeacherResponse, WrapperBase
 
 
 def teacher_model_id(kind: str, model: str | None) -> str | None:
     """The model id `make_teacher(kind, model=model)` would report, or None when only the teacher
     itself can tell (an openai server asked for its model)."""
-    from labtax import models
-
     if kind in ("embedded", "transformers"):
         return models.model_id(model or models.EMBEDDED)
     if kind == "vllm":

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from labtax.compute import remember_rate
 from labtax.progress import GenerationMeter, metering
 from labtax.teachers.base import Teacher, TeacherRequest, TeacherResponse, WrapperBase
 
@@ -54,7 +55,5 @@ def record_rate(meter: GenerationMeter, model_id: str | None) -> None:
     """The seconds a request took in this run, kept for `model_id` on this machine (the dry run's
     time estimate, labtax.compute.estimate_seconds)."""
     if model_id and meter.requests >= RATE_MIN_REQUESTS:
-        from labtax.compute import remember_rate
-
         elapsed = max(meter.elapsed(), 1e-9)
         remember_rate(model_id, seconds_per_request=round(elapsed / meter.requests, 4))

@@ -47,6 +47,7 @@ import aiohttp
 
 from labtax.errors import TeacherError, UsageError
 from labtax.teachers.base import TeacherBase, TeacherRequest, TeacherResponse
+from labtax.teachers.choices import from_top_logprobs
 from labtax.teachers.redact import redact, register_secret
 from labtax.teachers.replies import clean_fields
 from labtax.teachers.tokenize import ESTIMATE, ServerTokenizer
@@ -394,8 +395,6 @@ class OpenAITeacher(TeacherBase):
 
     def _read_choice_probs(self, raw: bytes, choices: Sequence[str], response: TeacherResponse) -> None:
         """extra["choice_probs"] from the reply's logprobs; nothing when it has none we can read."""
-        from labtax.teachers.choices import from_top_logprobs
-
         try:
             logprobs = json.loads(raw)["choices"][0].get("logprobs") or {}
             if self.completions:

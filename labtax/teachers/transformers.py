@@ -36,7 +36,11 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from labtax.teachers import prefix
+from labtax import compute, models
+from labtax.models import render_chat
+from labtax.progress import count_generation, note
+from labtax.teachers import choices as choice_tokens
+from labtax.teachers import decode, prefix
 from labtax.teachers.base import TeacherBase, TeacherRequest, TeacherResponse
 from labtax.teachers.redact import redact
 
@@ -144,9 +148,6 @@ class TransformersTeacher(TeacherBase):
     ) -> None:
         import torch
 
-        from labtax import compute, models
-        from labtax.progress import note
-
         threads = threads or models.choose_threads()
         # Process-wide. On a shared or small CPU one thread per process beats oversubscription by far
         # (measured here: 8 tokens/s with 1 thread, 1.3 with 2 threads on 2 busy cores).
@@ -172,7 +173,6 @@ class TransformersTeacher(TeacherBase):
         # Loaded in the weights' dtype (the embedded cache is bf16; fp32 widens tensor by tensor),
         # never two whole copies; bf16-fp32 widens each Linear's weight chunk by chunk as it runs.
         self.model = compute.load(model, self.dtype, threads=threads, device=self.device)
-        from labtax.teachers import decode
 
         self.kv_token_bytes = decode.kv_bytes_per_token(self.model)
         gib = kv_budget_gib if kv_budget_gib is not None else float(os.environ.get("LABTAX_TEACHER_KV_GIB") or 1.0)
@@ -192,10 +192,6 @@ class TransformersTeacher(TeacherBase):
     def _measured_width(self, shape: tuple[int, int]) -> int:
         """The decode batch width with the most tokens per second on this machine, measured once (a
         few decode steps at widths 4..64, well under a minute for the 1.5B teacher) and cached."""
-        from labtax import compute
-        from labtax.progress import note
-        from labtax.teachers import decode
-
         key = f"width-{compute.read_cpuinfo().key(self.threads)}-{self.model_id}-{self.dtype.name}-{self.device}"
         known = compute.recall(self.choice_file, key)
         if isinstance(known.get("width"), int) and known["width"] > 0:
@@ -219,8 +215,6 @@ class TransformersTeacher(TeacherBase):
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def render(self, request: TeacherRequest) -> str:
-        from labtax.models import render_chat
-
         return render_chat(self.tokenizer, request.as_messages(), add_generation_prompt=True)
 
     async def complete(self, requests: Sequence[TeacherRequest]) -> list[TeacherResponse]:
@@ -260,9 +254,6 @@ class TransformersTeacher(TeacherBase):
         that takes newly queued calls whenever a slot is free; each call is answered when its last
         request ends."""
         import torch
-
-        from labtax.progress import count_generation
-        from labtax.teachers import decode
 
         touched: list[_Call] = []
         owners: list[tuple[_Call, int]] = []
@@ -339,8 +330,6 @@ class TransformersTeacher(TeacherBase):
         """Score one call's verdict requests with these choices: sorted by token ids, so prompts that
         share a prefix (a leaf's judge prompts, calibration copies of one seed) share a batch and
         compute that prefix once (prefix.py)."""
-        from labtax.progress import count_generation
-
         lengths = [len(x) for x in ids]
         members = sorted(members, key=lambda i: (ids[i], i))
         longest = max(lengths[i] for i in members)
@@ -378,8 +367,6 @@ class TransformersTeacher(TeacherBase):
         """One forward pass (the first `shared` tokens once for every row): P(choice) from the
         distribution of the token after each prompt."""
         import torch
-
-        from labtax.teachers import choices as choice_tokens
 
         ids = self._choice_ids.get(choices)
         if ids is None:

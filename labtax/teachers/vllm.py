@@ -28,9 +28,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from labtax import models
 from labtax.errors import UsageError
 from labtax.teachers.base import TeacherBase, TeacherRequest, TeacherResponse
+from labtax.teachers.choices import token_ids
 from labtax.teachers.redact import redact
+from labtax.teachers.vllm_choices import TOP_LOGPROBS, choice_probs
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 
@@ -75,7 +78,6 @@ class VLLMTeacher(TeacherBase):
             except ImportError:
                 raise UsageError("the vllm teacher needs the vllm package", hint="pip install 'labtax[vllm]'") from None
             engine_module = vllm
-        from labtax import models
 
         path = model
         if model in models.NAMES:
@@ -196,8 +198,6 @@ class VLLMTeacher(TeacherBase):
                                          seed=r.seed, stop=list(r.stop) or None)
 
     def _score_params(self, r: TeacherRequest) -> Any:
-        from labtax.teachers.vllm_choices import TOP_LOGPROBS
-
         return self._vllm.SamplingParams(n=1, temperature=0.0, max_tokens=1, logprobs=TOP_LOGPROBS, seed=r.seed)
 
     @staticmethod
@@ -221,9 +221,6 @@ class VLLMTeacher(TeacherBase):
         return [self._verdict(request, out) for request, out in zip(requests, outputs)]
 
     def _verdict(self, request: TeacherRequest, out: Any) -> TeacherResponse | None:
-        from labtax.teachers.choices import token_ids
-        from labtax.teachers.vllm_choices import choice_probs
-
         ids = self._choice_ids.get(request.choices)
         if ids is None:
             ids = self._choice_ids[request.choices] = token_ids(self.tokenizer, request.choices)
