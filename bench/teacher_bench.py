@@ -166,8 +166,10 @@ def vllm_side(args: argparse.Namespace) -> None:
 
     prompts = json.loads(Path(args.ids).read_text())
     meter = TreeMeter()
-    # On the CPU build gpu_memory_utilization is the share of host memory kept for the KV cache (its
-    # default 0.9 fails on a shared machine).
+    # On the CPU build gpu_memory_utilization is the share of host memory for the weights AND the KV
+    # cache (its default 0.9 fails on a shared machine; 0.1 is too little for the 1.5B in fp32: its 7.1 GB
+    # of weights leave a negative KV share, "requested memory for kv (-6.71/2.35 GiB)": raise
+    # $LABTAX_VLLM_MEMORY_SHARE for it).
     llm = LLM(model=args.weights, dtype=args.dtype, max_model_len=2048, enforce_eager=True,
               max_num_seqs=len(prompts), seed=0,
               gpu_memory_utilization=float(os.environ.get("LABTAX_VLLM_MEMORY_SHARE", "0.1")))
