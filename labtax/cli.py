@@ -39,7 +39,6 @@ from labtax.taxonomy import collect_targets
 from labtax.taxonomy.catalog import RULES
 from labtax.taxonomy.config import load_config, load_config_at
 from labtax.taxonomy.fix import fix_and_report
-from labtax.teachers import TeacherSpec
 from labtax.util.pipes import quiet_closed_stdout
 from labtax.util.ranks import under_torchrun
 
@@ -184,6 +183,8 @@ def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: Path, output: str, **par
     if not forced:
         note("no leaves to generate")
         return EXIT_OK
+    from labtax.teachers import TeacherSpec  # the backends' registry (models, shutil): not for labtax diff
+
     settings = GenerationSettings.from_options(params)
     backend = TeacherSpec.from_options(params).build()
     outcomes = asyncio.run(generate_leaves(forced, backend, settings, taxonomy_root=taxonomy_dir,
@@ -220,6 +221,7 @@ def diff_generate_cmd(taxonomy_dir: Path, base: str | None, head: str | None, ou
     A killed run resumes where it stopped; nothing changed means zero teacher calls.
     """
     from labtax.sdg.running import diff_generate, exit_code  # numpy (mixing): not for every command line
+    from labtax.teachers import TeacherSpec  # the backends' registry (models, shutil): not for labtax diff
 
     spec = TeacherSpec.from_options(params)
     settings = GenerationSettings.from_options(params)

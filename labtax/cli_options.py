@@ -23,10 +23,10 @@ from labtax.errors import EXIT_INTERRUPTED, LabtaxError, describe_os_error, exit
 from labtax.progress import NORMAL, QUIET, VERBOSE, set_verbosity, verbosity
 from labtax.settings import config_root, default_map
 from labtax.taxonomy.discover import git_toplevel
-from labtax.teachers.redact import redact
 from labtax.util.buglog import write_bug_log
 from labtax.util.quoting import escape_bidi, one_line
 from labtax.util.ranks import report_in_rank, under_torchrun
+from labtax.util.redact import redact
 
 if TYPE_CHECKING:  # sdg is imported when a command mixes, not for every command line
     from labtax.mix.mix import MixSettings  # numpy: for the commands that mix only

@@ -16,7 +16,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -121,6 +120,8 @@ def ensure_converted(cache: Path) -> Path:
     target = converted_dir(cache)
     if is_converted(target):
         return target
+    import shutil  # here, not at the top: bz2/lzma come with it, and labtax diff/validate import this module
+
     if target.exists():
         # An unstamped directory is a conversion that died or someone else's files: never trusted.
         shutil.rmtree(target, ignore_errors=True)

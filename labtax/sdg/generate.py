@@ -29,9 +29,9 @@ from labtax.taxonomy import collect_targets
 from labtax.taxonomy.leaves import load_leaf
 from labtax.taxonomy.model import Leaf
 from labtax.teachers.base import Teacher
-from labtax.teachers.redact import redact, redact_obj
 from labtax.util.atomic import atomic_write_text
 from labtax.util.quoting import one_line, quote_path
+from labtax.util.redact import redact, redact_obj
 
 
 @dataclass

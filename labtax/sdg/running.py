@@ -42,8 +42,8 @@ from labtax.sdg.planning import LeafPlan, Plan, parse_leaf_at_head, plan_run
 from labtax.sdg.replay import LedgerTeacher
 from labtax.sdg.store import CorruptLeafError, LeafData, LeafStore, RawLeaf, ReadOnlyLeafStore
 from labtax.teachers.metered import metered
-from labtax.teachers.redact import redact
 from labtax.util.quoting import one_line, quote_path
+from labtax.util.redact import redact
 
 if TYPE_CHECKING:
     from labtax.sdg.settings import GenerationSettings

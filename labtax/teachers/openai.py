@@ -48,9 +48,9 @@ import aiohttp
 from labtax.errors import TeacherError, UsageError
 from labtax.teachers.base import TeacherBase, TeacherRequest, TeacherResponse
 from labtax.teachers.choices import from_top_logprobs
-from labtax.teachers.redact import redact, register_secret
 from labtax.teachers.replies import clean_fields
 from labtax.teachers.tokenize import ESTIMATE, ServerTokenizer
+from labtax.util.redact import redact, register_secret
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 MAX_BACKOFF_S = 30.0

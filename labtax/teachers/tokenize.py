@@ -24,7 +24,7 @@ from typing import Any
 
 from labtax.errors import TeacherError
 from labtax.teachers.base import estimate_tokens
-from labtax.teachers.redact import redact
+from labtax.util.redact import redact
 
 ESTIMATE = "estimate (words x 1.3)"
 SERVER = "server tokenizer (/tokenize)"

@@ -42,7 +42,7 @@ from labtax.progress import count_generation, note
 from labtax.teachers import choices as choice_tokens
 from labtax.teachers import decode, prefix
 from labtax.teachers.base import TeacherBase, TeacherRequest, TeacherResponse
-from labtax.teachers.redact import redact
+from labtax.util.redact import redact
 
 # Prompt tokens one verdict forward pass computes at most (rows x the longest prompt): bounds the
 # activations (an fp32 1.5B MLP holds 36 KB a token in each of its two 8960-wide tensors).

@@ -32,8 +32,8 @@ from labtax import models
 from labtax.errors import UsageError
 from labtax.teachers.base import TeacherBase, TeacherRequest, TeacherResponse
 from labtax.teachers.choices import token_ids
-from labtax.teachers.redact import redact
 from labtax.teachers.vllm_choices import TOP_LOGPROBS, choice_probs
+from labtax.util.redact import redact
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 

@@ -16,7 +16,7 @@ from openai_server import Fault, OpenAIServer
 from sdgleaves import FREEFORM, write_taxonomy
 
 from labtax.errors import EXIT_TEACHER
-from labtax.teachers.redact import MARK, redact, register_secret
+from labtax.util.redact import MARK, redact, register_secret
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Not shaped like any known token: only the registry of keys read can catch it.
