@@ -45,6 +45,9 @@ def test_in_process_engine_chat_batches_and_seeds() -> None:
     # KV cache): a tenth is plenty for a 135M model and leaves a shared machine usable.
     teacher = VLLMTeacher(model_dir(), VLLMEngineOptions(max_model_len=1024, dtype="float32",
                                                          gpu_memory_utilization=MEMORY_SHARE))
+    # vLLM's LLMEngine takes requests between steps: the teacher feeds it continuously (issue 23, item 5)
+    # instead of one LLM.chat call at a time.
+    assert teacher.feeder is not None
     out = asyncio.run(teacher.complete(asks()))
     assert len(out) == 4 and all(r.ok and r.completion_tokens > 0 for r in out)
     again = asyncio.run(teacher.complete(asks()))
