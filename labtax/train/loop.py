@@ -27,6 +27,7 @@ from labtax.train.checkpoint import find_state, load_state, read_state_header, s
 from labtax.train.config import PhaseConfig
 from labtax.train.data import TokenizedFile
 from labtax.train.lm_loss import TrainModule
+from labtax.train.lora import parameter_count
 from labtax.train.mfu import mfu, peak_flops, step_flops
 from labtax.train.packing import StepPlan, collate, epoch_order, plan_step, steps_per_epoch
 from labtax.train.parallel import Runtime
@@ -326,7 +327,7 @@ def train_phase(model: TrainModule, tokenizer: PreTrainedTokenizerBase, data: To
     # MFU per step where the device's peak is known (a GPU): labtax/train/mfu.py.
     peak = peak_flops(runtime.device)
     lm_config = getattr(getattr(model, "lm", None), "config", None)
-    n_params = sum(x.numel() for x in model.parameters())
+    n_params = parameter_count(model)  # a QLoRA model's 4-bit weights counted as values, not bytes
     pace = _Pace(p.step, save_steps(len(data), cfg.effective_batch, p.per_epoch, p.total_steps, cfg.save_every))
     due = set(pace.due)
     while p.step < p.total_steps:

@@ -101,6 +101,18 @@ def check_4bit() -> None:
         raise UsageError("--load-in-4bit (QLoRA) needs bitsandbytes", hint="pip install bitsandbytes") from None
 
 
+def parameter_count(net: torch.nn.Module) -> int:
+    """The model's parameters as it has them, not as they are stored: a bitsandbytes 4-bit weight
+    (QLoRA) packs two values into each byte of its storage, so numel() would count a 1.5B student as
+    ~0.8B and hand it the small-model learning rate."""
+    total = 0
+    for p in net.parameters():
+        n = p.numel()
+        if hasattr(p, "quant_state"):  # bitsandbytes Params4bit
+            n *= 2 * p.element_size()
+        total += n
+    return total
+
 def load_4bit(name: str, seed: int = TINY_SEED) -> PreTrainedModel:
     """The base model in 4-bit NF4 (bf16 compute), prepared for k-bit training by PEFT: on the GPU, or
     on the CPU where there is none (bitsandbytes >= 0.48 quantizes and runs 4-bit layers there; users

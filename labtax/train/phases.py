@@ -44,7 +44,7 @@ from labtax.train.checkpoint import find_state, read_state_header
 from labtax.train.config import PHASES, PhaseConfig, TrainConfig
 from labtax.train.data import TokenizedFile, file_sha256, tokenize_file, tokenizer_hash, wait_for_tokens
 from labtax.train.loop import train_phase
-from labtax.train.lora import LoraSettings, apply_lora, load_4bit, trainable_counts
+from labtax.train.lora import LoraSettings, apply_lora, load_4bit, parameter_count, trainable_counts
 from labtax.train.model_card import write_cards
 from labtax.train.packing import PACKED_MODEL_TYPES, steps_per_epoch
 from labtax.train.parallel import (
@@ -418,7 +418,7 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
         # (autocast on one device, FSDP2's MixedPrecisionPolicy under torchrun).
         # Under torchrun only rank 0 reads the weights (the others build on the meta device).
         net = load_4bit(start, config.seed) if lora and lora.load_in_4bit else load_start_model(start, runtime, config.seed)
-        pc, schedule = fit_lr(pc, sum(p.numel() for p in net.parameters()), explicit, schedule)
+        pc, schedule = fit_lr(pc, parameter_count(net), explicit, schedule)
         say(describe_schedule(phase, schedule))
         if lora is not None:
             net = apply_lora(net, lora, start)

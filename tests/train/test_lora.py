@@ -186,3 +186,18 @@ def test_fsdp2_lora_on_two_ranks_matches_one_process_and_resumes_on_one_and_two(
             for key in a:
                 torch.testing.assert_close(b[key], a[key], atol=1e-4, rtol=0)  # as the full-weight 1-vs-2 test
         assert [s["loss"] for s in step_records(run / "knowledge" / "metrics.jsonl")] == pytest.approx(losses, abs=1e-4)
+
+
+def test_a_packed_4bit_weight_counts_two_values_a_byte() -> None:
+    # bitsandbytes' Params4bit keeps two 4-bit values in each uint8 of its storage (and carries a
+    # quant_state): the learning-rate choice reads the model's size, so it must count values.
+    import torch
+
+    from labtax.train.lora import parameter_count
+
+    net = torch.nn.Module()
+    net.register_parameter("dense", torch.nn.Parameter(torch.zeros(8, 4), requires_grad=False))
+    packed = torch.nn.Parameter(torch.zeros(16, 1, dtype=torch.uint8), requires_grad=False)
+    packed.quant_state = object()  # type: ignore[attr-defined]
+    net.register_parameter("packed", packed)
+    assert parameter_count(net) == 32 + 32
