@@ -278,8 +278,8 @@ else
     say "labtax eval --base $BASE --candidate $CANDIDATE --format json"
     "$LABTAX" eval --base "$BASE" --candidate "$CANDIDATE" --data "$GEN" --format json \
       --output "$OUT/eval.json" >/dev/null || eval_rc=$?
-    "$VENV/bin/python" -c 'import json,sys; from labtax.report.eval import render_markdown
-sys.stdout.write(render_markdown(json.load(open(sys.argv[1]))))' "$OUT/eval.json" >"$OUT/eval.md"
+    "$VENV/bin/python" -c 'import json,sys; from labtax.eval.record import EvalReport; from labtax.report.eval import render_markdown
+sys.stdout.write(render_markdown(EvalReport.from_json(json.load(open(sys.argv[1])))))' "$OUT/eval.json" >"$OUT/eval.md"
     echo "$eval_key" >"$STAMPS/eval"
     echo "$eval_rc" >"$STAMPS/eval-rc"
     done_step "gate exit code $eval_rc"

@@ -105,3 +105,20 @@ def test_eval_png_is_written(tmp_path: Path) -> None:
     png = write_plot(_report(judge=False), tmp_path / "out" / "eval.png")
     image = imread(png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image.shape[0] > 100 and image.shape[1] > 100
+
+
+def test_the_demo_renders_its_eval_json_as_markdown(tmp_path: Path) -> None:
+    # scripts/demo.sh turns `labtax eval --format json`'s file into eval.md with an inline snippet: run
+    # that very snippet (it once passed the JSON dict where the renderer reads an EvalReport).
+    import re
+    import subprocess
+    import sys
+
+    demo = (Path(__file__).parents[2] / "scripts" / "demo.sh").read_text(encoding="utf-8")
+    snippet = re.search(r"-c '([^']*render_markdown[^']*)'", demo)
+    assert snippet is not None
+    report = _report(judge=False)
+    (tmp_path / "eval.json").write_text(render_json(report), encoding="utf-8")
+    out = subprocess.run([sys.executable, "-c", snippet.group(1), str(tmp_path / "eval.json")],
+                         capture_output=True, text=True, check=True).stdout
+    assert out == render_markdown(report)
