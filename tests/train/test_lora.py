@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
-from train_fixtures import REPO, invoke_cli, make_data_dir, run_cli, step_records
+from train_fixtures import REPO, invoke_cli, kill_after_steps, make_data_dir, run_cli, step_records
 
 from labtax.cli import cli
 
@@ -110,16 +109,7 @@ def test_a_killed_lora_run_resumes_identically(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "labtax", *args, "--output", str(killed)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=REPO)
     metrics = killed / "knowledge" / "metrics.jsonl"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if metrics.exists() and len(step_records(metrics)) >= 3:
-                break
-        except ValueError:  # a line being written
-            pass
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_steps(proc, metrics, 3)
     assert proc.returncode == -signal.SIGKILL and not (killed / "knowledge" / "result.json").exists()
     resumed = invoke_cli([*args, "--output", str(killed)])
     assert resumed.returncode == 0, resumed.stderr[-2000:]

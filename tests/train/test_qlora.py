@@ -130,9 +130,8 @@ def test_a_killed_qlora_run_resumes_identically(tmp_path: Path) -> None:
     import signal
     import subprocess
     import sys
-    import time
 
-    from train_fixtures import REPO, step_records
+    from train_fixtures import REPO, kill_after_steps
 
     data = make_data_dir(tmp_path / "data", n_knowledge=12, n_skills=2, n_replay=1, n_test=2)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
@@ -147,16 +146,7 @@ def test_a_killed_qlora_run_resumes_identically(tmp_path: Path) -> None:
     killed = tmp_path / "killed"
     proc = run(killed, subprocess.DEVNULL)
     metrics = killed / "knowledge" / "metrics.jsonl"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if metrics.exists() and len(step_records(metrics)) >= 3:
-                break
-        except ValueError:  # a line being written
-            pass
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_steps(proc, metrics, 3)
     assert proc.returncode == -signal.SIGKILL and not (killed / "knowledge" / "result.json").exists()
     resumed = run(killed)
     _, err = resumed.communicate()

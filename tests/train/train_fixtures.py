@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +87,18 @@ def invoke_cli(args: list[str]) -> subprocess.CompletedProcess[str]:
 
 def step_records(metrics: Path) -> list[dict[str, Any]]:
     return [r for r in map(json.loads, metrics.read_text().splitlines()) if r.get("event") == "step"]
+
+
+def kill_after_steps(proc: subprocess.Popen[bytes], metrics: Path, steps: int, timeout: float = 300.0) -> None:
+    """SIGKILL `proc` once its `metrics` file records `steps` optimizer steps (or it ended, or
+    `timeout` passed), and reap it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if metrics.exists() and len(step_records(metrics)) >= steps:
+                break
+        except ValueError:  # a line being written
+            pass
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
