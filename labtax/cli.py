@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from labtax import __version__
 from labtax.cli_options import (
     LabtaxGroup,
+    forward_args,
     generation_options,
+    generation_settings,
     guarded,
     mix_options,
     mix_settings,
     output_wait_option,
     taxonomy_option,
     teacher_options,
+    teacher_spec,
     train_output_options,
 )
 from labtax.cli_tools import config_command, export_command
@@ -33,7 +36,6 @@ from labtax.errors import EXIT_OK, UsageError
 from labtax.progress import note
 from labtax.report import ReportContext, render, render_report
 from labtax.scaffold import files, gitdirs, init, install_hooks, revision
-from labtax.sdg.settings import GenerationSettings
 from labtax.settings import set_in_config_file
 from labtax.taxonomy import collect_targets
 from labtax.taxonomy.catalog import RULES
@@ -41,6 +43,9 @@ from labtax.taxonomy.config import load_config, load_config_at
 from labtax.taxonomy.fix import fix_and_report
 from labtax.util.pipes import quiet_closed_stdout
 from labtax.util.ranks import under_torchrun
+
+if TYPE_CHECKING:
+    from labtax.train.command import TrainCommand  # torch: for `labtax train` only
 
 _guarded = guarded
 
@@ -183,10 +188,8 @@ def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: Path, output: str, **par
     if not forced:
         note("no leaves to generate")
         return EXIT_OK
-    from labtax.teachers import TeacherSpec  # the backends' registry (models, shutil): not for labtax diff
-
-    settings = GenerationSettings.from_options(params)
-    backend = TeacherSpec.from_options(params).build()
+    settings = generation_settings(params)
+    backend = teacher_spec(params).build()
     outcomes = asyncio.run(generate_leaves(forced, backend, settings, taxonomy_root=taxonomy_dir,
                                            output=Path(output)))
     for outcome in outcomes:
@@ -221,10 +224,8 @@ def diff_generate_cmd(taxonomy_dir: Path, base: str | None, head: str | None, ou
     A killed run resumes where it stopped; nothing changed means zero teacher calls.
     """
     from labtax.sdg.running import diff_generate, exit_code  # numpy (mixing): not for every command line
-    from labtax.teachers import TeacherSpec  # the backends' registry (models, shutil): not for labtax diff
-
-    spec = TeacherSpec.from_options(params)
-    settings = GenerationSettings.from_options(params)
+    spec = teacher_spec(params)
+    settings = generation_settings(params)
     progress = None if fmt == "json" else note
     outcome = diff_generate(
         taxonomy_dir, Path(output), base=base, head=head, settings=settings,
@@ -318,7 +319,7 @@ def train_cmd(**params: Any) -> int:
     report_to = reporting.resolve_report_to(params["report_to"])  # a missing tracker fails before torchrun starts
     ctx = click.get_current_context()
     from_file = set_in_config_file(ctx)
-    request = command.TrainCommand.from_options(params, from_file)
+    request = _train_request(params, from_file)
     command.check_lora(request, params["nproc_per_node"] or 1, params["nnodes"] or 1)
     if params["nproc_per_node"] and not under_torchrun():
         # A usage error is one line and exit 2 here, not a traceback per rank.
@@ -326,7 +327,10 @@ def train_cmd(**params: Any) -> int:
         options = {p.name: p.opts[0] for p in ctx.command.params if p.name and p.opts}
         # The workers read .labtax.yaml themselves (same folder): forwarded as flags, its values
         # would rank above --config there.
-        return launch.launch({k: v for k, v in params.items() if k not in from_file}, options)
+        placement = launch.Placement(nproc_per_node=params["nproc_per_node"], nnodes=params["nnodes"] or 1,
+                                     node_rank=params["node_rank"] or 0, rdzv_endpoint=params["rdzv_endpoint"])
+        return launch.launch(forward_args({k: v for k, v in params.items() if k not in from_file}, options),
+                             placement)
     scorer = None
     if params["select"] == "eval":  # train/ gets eval's scorer as a callable: it imports no eval/
         from labtax.eval.scorer import score_checkpoint
@@ -336,6 +340,41 @@ def train_cmd(**params: Any) -> int:
     if final:
         click.echo(final)
     return 0
+
+
+_LORA_COMPANIONS = ("lora_alpha", "lora_dropout", "lora_target_modules")  # meaningless without --lora-rank
+
+
+def _train_request(params: dict[str, Any], from_file: frozenset[str]) -> TrainCommand:
+    """`labtax train`'s options as the typed TrainCommand. `from_file` names the options whose value
+    came from `.labtax.yaml`: they rank below the --config file, the flags above it."""
+    from labtax.train.command import (  # torch: for this command only
+        LoraSettings,
+        TrainCommand,
+        TrainOverrides,
+    )
+
+    names = TrainOverrides.names()
+    rank = params["lora_rank"]
+    if not rank:  # --lora-rank 0 or none: no adapter, so its companion flags are a mistake
+        if params["load_in_4bit"]:
+            raise UsageError("--load-in-4bit is QLoRA: it needs --lora-rank N")
+        given = [f"--{k.replace('_', '-')}" for k in _LORA_COMPANIONS if params[k] is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} need --lora-rank N")
+    targets = tuple(t.strip() for t in (params["lora_target_modules"] or "").split(",") if t.strip())
+    alpha, dropout = params["lora_alpha"], params["lora_dropout"]
+    lora = LoraSettings(rank=rank, alpha=alpha if alpha is not None else 2 * rank,
+                        dropout=dropout if dropout is not None else 0.05, target_modules=targets,
+                        load_in_4bit=bool(params["load_in_4bit"])) if rank else None
+    return TrainCommand(
+        data_dir=Path(params["data_dir"]), model=params["model"], output=Path(params["output"]),
+        phase=params["phase"], select=params["select"],
+        config_file=Path(params["config_file"]) if params["config_file"] else None,
+        flags=TrainOverrides(**{k: params[k] for k in names if k not in from_file}),
+        from_file=TrainOverrides(**{k: params[k] for k in names if k in from_file}),
+        save_dtype=params["save_dtype"], select_on_test=bool(params["select_on_test"]),
+        dist_timeout_min=float(params["dist_timeout"]), lora=lora)
 
 
 # ---------------------------------------------------------------- eval (eval/)

@@ -5,13 +5,14 @@ directory (else the current directory), on every command that reads a taxonomy.
 `teacher_options`: the backend and how requests reach it, on every command that runs a teacher.
 `generation_options`: the knobs of `GenerationSettings` (what the pipelines ask for and keep).
 `mix_options`: the knobs of `MixSettings` a run sets (replay floors, replay data, system prompt).
-The values are gathered back into `TeacherSpec` and `GenerationSettings` by their own packages.
+The values are gathered here into the typed options the stages take (`teacher_spec`,
+`generation_settings`, `mix_settings`, `forward_args`): no stage receives click's option dict.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ import click
 from labtax import __version__
 from labtax.errors import EXIT_INTERRUPTED, LabtaxError, describe_os_error, exit_code_for
 from labtax.progress import NORMAL, QUIET, VERBOSE, set_verbosity, verbosity
+from labtax.sdg.settings import GenerationSettings, budget_policy, judges_policy, unreadable_policy
 from labtax.settings import config_root, default_map
 from labtax.taxonomy.discover import git_toplevel
 from labtax.util.buglog import write_bug_log
@@ -28,8 +30,9 @@ from labtax.util.quoting import escape_bidi, one_line
 from labtax.util.ranks import report_in_rank, under_torchrun
 from labtax.util.redact import redact
 
-if TYPE_CHECKING:  # sdg is imported when a command mixes, not for every command line
-    from labtax.mix.mix import MixSettings  # numpy: for the commands that mix only
+if TYPE_CHECKING:  # imported by the commands that mix or run a teacher, not by every command line
+    from labtax.mix.mix import MixSettings  # numpy
+    from labtax.teachers import TeacherSpec  # the backends' registry (models, shutil)
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -228,6 +231,50 @@ def mix_settings(params: dict[str, Any], seed: int) -> MixSettings:
     rows = {name: params.pop(name) for name in ("closed_book_rows", "open_book_rows", "document_rows")}
     return MixSettings(**rows, replay_ratio=params.pop("replay_ratio"), replay_min_per_leaf=params.pop("replay_min_per_leaf"),
                        replay_data=str(data) if data else "", seed=seed, phase1=params.pop("phase1"), **extra)
+
+
+def teacher_spec(params: Mapping[str, Any]) -> TeacherSpec:
+    """The TeacherSpec of `teacher_options`."""
+    from labtax.teachers import TeacherSpec  # the backends' registry (models, shutil): not for labtax diff
+
+    return TeacherSpec(teacher=params["teacher"], endpoints=tuple(params["endpoints"]), model=params["model"],
+                       api_key_env=params["api_key_env"], concurrency=params["concurrency"],
+                       timeout=params["timeout"], completions=params["completions"],
+                       batch_size=params["batch_size"], retries=params["retries"],
+                       tensor_parallel_size=params["tensor_parallel_size"], max_model_len=params["max_model_len"],
+                       gpu_memory_utilization=params["gpu_memory_utilization"], dtype=params["dtype"])
+
+
+def generation_settings(params: Mapping[str, Any]) -> GenerationSettings:
+    """The GenerationSettings of `generation_options`: the knobs given plus the policies that an unset
+    flag leaves to the teacher (`budget_tokens`, `judges`, `keep_unreadable_verdicts`)."""
+    teacher = params["teacher"]
+    return GenerationSettings(
+        samples_per_leaf=params["samples_per_leaf"], max_requests_per_leaf=params["max_requests_per_leaf"],
+        seed=params["seed"], max_tokens=params["max_tokens"], score_threshold=params["score_threshold"],
+        chunk_tokens=params["chunk_tokens"], questions_per_request=params["questions_per_request"],
+        calibration_examples=params["calibration_examples"], document_reader=params["document_reader"],
+        wordings_per_fact=params["wordings_per_fact"], qa_per_request=params["qa_per_request"],
+        unreadable_verdicts=unreadable_policy(teacher, params["keep_unreadable_verdicts"]),
+        budget_tokens=budget_policy(teacher, params["budget_tokens"]),
+        judges=judges_policy(teacher, params["judges"]))
+
+
+# torchrun's own options (labtax.train.launch.Placement): the launcher takes them, the workers never see them.
+LAUNCH_OPTIONS = ("nproc_per_node", "nnodes", "node_rank", "rdzv_endpoint")
+
+
+def forward_args(params: Mapping[str, Any], flags: Mapping[str, str] | None = None) -> list[str]:
+    """Command-line arguments that reproduce the parsed options, minus the launch options: what
+    `labtax train` hands the workers torchrun starts. `flags` maps a parameter name to its option
+    (`data_dir` -> `--data`); by default the name itself."""
+    args: list[str] = []
+    for key, value in params.items():
+        if key in LAUNCH_OPTIONS or value is None or value is False:
+            continue
+        flag = (flags or {}).get(key) or "--" + key.replace("_", "-")
+        args += [flag] if value is True else [flag, str(value)]
+    return args
 
 
 def output_wait_option(what: str) -> Decorator:

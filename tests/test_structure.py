@@ -80,6 +80,20 @@ def test_no_new_long_functions() -> None:
     assert found - LONG_FUNCTIONS == set(), f"split into named steps (<= {MAX_FUNCTION_LINES} lines)"
 
 
+# The command line: the only modules that know click. The stages take typed options (frozen
+# dataclasses the command line builds), never click's option dict or context.
+COMMAND_LINE = {"labtax/cli.py", "labtax/cli_options.py", "labtax/cli_tools.py", "labtax/cli_use.py",
+                "labtax/settings.py"}
+
+
+def test_only_the_command_line_imports_click() -> None:
+    users = {path for path, tree in _modules() for n in ast.walk(tree)
+             if (isinstance(n, ast.Import) and any(a.name.split(".")[0] == "click" for a in n.names))
+             or (isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] == "click")}
+    assert "labtax/cli.py" in users  # the walk sees the command line's own
+    assert users <= COMMAND_LINE, users - COMMAND_LINE
+
+
 def test_the_counters_read_nested_and_relative_imports() -> None:
     text = ("from labtax import errors\n"
             "def outer() -> None:\n    from labtax.eval import run\n"

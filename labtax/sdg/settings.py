@@ -6,14 +6,8 @@ engine can hash it into a leaf's content key: a changed knob means regenerated d
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
-
-# The generation options a command line gives directly (the rest keep their defaults).
-OPTION_FIELDS = ("samples_per_leaf", "max_requests_per_leaf", "seed", "max_tokens", "score_threshold",
-                 "chunk_tokens", "questions_per_request", "calibration_examples", "document_reader",
-                 "wordings_per_fact", "qa_per_request")
 
 # --budget-tokens unset: what a leaf's first stage may write, by teacher. The embedded teacher writes
 # ~10-25 tokens/s on a 2-core CPU (batched), so a leaf's Q&A at this size takes minutes, not days; a
@@ -130,16 +124,6 @@ class GenerationSettings:
         data.pop("batch_requests")
         data.pop("document_reader")
         return dict(sorted(data.items()))
-
-    @classmethod
-    def from_options(cls, params: Mapping[str, Any]) -> GenerationSettings:
-        """The settings from parsed command options: the knobs given plus the teacher-dependent
-        policies (`teacher`, `judges`, `keep_unreadable_verdicts`)."""
-        teacher = params.get("teacher", "embedded")
-        return cls(**{k: params[k] for k in OPTION_FIELDS if k in params},
-                   unreadable_verdicts=unreadable_policy(teacher, params.get("keep_unreadable_verdicts")),
-                   budget_tokens=budget_policy(teacher, params.get("budget_tokens")),
-                   judges=judges_policy(teacher, params.get("judges")))
 
     def request_limit(self) -> int:
         """The most first-stage requests of a leaf: max_requests_per_leaf, and what budget_tokens buys

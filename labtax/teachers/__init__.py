@@ -9,8 +9,7 @@ Backends are imported only when chosen, so the openai teacher never imports torc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from labtax.errors import UsageError
@@ -32,7 +31,9 @@ def make_teacher(kind: str, **options: Any) -> Teacher:
 
 @dataclass(frozen=True)
 class TeacherSpec:
-    """Which teacher to build and how it reaches its model: the values of the shared teacher options."""
+    """Which teacher to build and how it reaches its model: the values of the shared teacher options
+    (built from them by the command line, `labtax.cli_options.teacher_spec`). Its errors name the
+    flags as the user knows the settings."""
 
     teacher: str = "embedded"
     endpoints: tuple[str, ...] = ()
@@ -67,13 +68,6 @@ class TeacherSpec:
 
         return VLLMEngineOptions(tensor_parallel_size=self.tensor_parallel_size, max_model_len=self.max_model_len,
                                  gpu_memory_utilization=self.gpu_memory_utilization, dtype=self.dtype)
-
-    @classmethod
-    def from_options(cls, params: Mapping[str, Any]) -> TeacherSpec:
-        """The spec from parsed command options (other keys are ignored)."""
-        values = {f.name: params[f.name] for f in fields(cls) if f.name in params}
-        values["endpoints"] = tuple(values.get("endpoints", ()))
-        return cls(**values)
 
     def build(self) -> Teacher:
         """The backend, imported only now (the openai teacher never imports torch)."""

@@ -4,24 +4,26 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from labtax.errors import UsageError
 from labtax.progress import note
-from labtax.train.config import OVERRIDE_OPTIONS, TrainConfig, load_config
+from labtax.train.config import TrainConfig, TrainOverrides, load_config
 from labtax.train.lora import LoraSettings, check_4bit
 from labtax.train.parallel import DEFAULT_TIMEOUT_MIN
 from labtax.train.phases import Scorer, check_request, run_training
 
+# What the command line builds `labtax train`'s request from (LoraSettings and TrainOverrides live
+# beside what they configure).
+__all__ = ["LoraSettings", "TrainCommand", "TrainOverrides", "check_lora", "check_train_command", "run_train_command"]
+
 
 @dataclass(frozen=True)
 class TrainCommand:
-    """What `labtax train` was asked, typed. The training options come in two layers because they
-    rank differently: `flags` (given on the command line) beat the `--config` file, which beats
-    `from_file` (`.labtax.yaml`'s `train:` section)."""
+    """What `labtax train` was asked, typed (the command line builds it). The training settings come
+    in two layers because they rank differently: `flags` (given on the command line) beat the
+    `--config` file, which beats `from_file` (`.labtax.yaml`'s `train:` section)."""
 
     data_dir: Path
     model: str
@@ -29,28 +31,15 @@ class TrainCommand:
     phase: str  # knowledge | skills | all
     select: str  # last | loss | eval
     config_file: Path | None = None
-    flags: Mapping[str, Any] = field(default_factory=dict)
-    from_file: Mapping[str, Any] = field(default_factory=dict)
+    flags: TrainOverrides = field(default_factory=TrainOverrides)
+    from_file: TrainOverrides = field(default_factory=TrainOverrides)
     save_dtype: str | None = None
     select_on_test: bool = False  # --select loss may measure test.jsonl when there is no validation split
     dist_timeout_min: float = DEFAULT_TIMEOUT_MIN  # --dist-timeout: the process group's collective timeout
     lora: LoraSettings | None = None  # --lora-rank: train a LoRA adapter (train/lora.py)
 
-    @classmethod
-    def from_options(cls, params: Mapping[str, Any], from_file: frozenset[str] = frozenset()) -> TrainCommand:
-        """From the parsed options; `from_file` names those whose value came from `.labtax.yaml`."""
-        options = {k: params[k] for k in OVERRIDE_OPTIONS}
-        return cls(data_dir=Path(params["data_dir"]), model=params["model"], output=Path(params["output"]),
-                   phase=params["phase"], select=params["select"],
-                   config_file=Path(params["config_file"]) if params["config_file"] else None,
-                   flags={k: v for k, v in options.items() if k not in from_file},
-                   from_file={k: v for k, v in options.items() if k in from_file},
-                   save_dtype=params.get("save_dtype"), select_on_test=bool(params.get("select_on_test")),
-                   dist_timeout_min=float(params.get("dist_timeout") or DEFAULT_TIMEOUT_MIN),
-                   lora=LoraSettings.from_options(params))
-
     def config(self) -> TrainConfig:
-        return load_config(self.config_file, self.flags, project=self.from_file)
+        return load_config(self.config_file, self.flags.given(), project=self.from_file.given())
 
 
 def _phases(command: TrainCommand) -> list[str]:

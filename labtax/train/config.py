@@ -22,9 +22,6 @@ from labtax.errors import ConfigError
 PHASES: tuple[str, ...] = ("knowledge", "skills")
 SCHEDULES = ("cosine", "constant")
 CHECKPOINTING = ("none", "mlp", "layers")
-# The command-line options that override a phase setting (None: not given) or the seed.
-OVERRIDE_OPTIONS = ("lr", "epochs", "exposures", "effective_batch", "max_steps", "max_seq_len", "max_tokens_per_batch",
-                    "warmup_steps", "schedule", "save_every", "activation_checkpointing", "seed")
 
 
 @dataclass(frozen=True)
@@ -73,6 +70,34 @@ class TrainConfig:
     # Per phase, the options the user chose (a flag, `.labtax.yaml train:`, or the --config YAML), as
     # opposed to packaged defaults: the fitted schedule may only change what the user left to labtax.
     explicit: dict[str, frozenset[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainOverrides:
+    """The training settings one layer above the `--config` file or below it sets: the flags of
+    `labtax train`, or `.labtax.yaml`'s `train:` section (the command line tells the two apart).
+    None: that layer leaves the setting to the ones below. Every phase that runs gets them."""
+
+    lr: float | None = None
+    epochs: int | None = None
+    exposures: int | None = None
+    effective_batch: int | None = None
+    max_steps: int | None = None
+    max_seq_len: int | None = None
+    max_tokens_per_batch: int | None = None
+    warmup_steps: int | None = None
+    schedule: str | None = None
+    save_every: int | None = None
+    activation_checkpointing: str | None = None
+    seed: int | None = None
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    def given(self) -> dict[str, Any]:
+        """The settings this layer sets, by name (what `load_config` merges)."""
+        return {name: value for name in self.names() if (value := getattr(self, name)) is not None}
 
 
 _FIELDS = {f.name for f in dataclasses.fields(PhaseConfig)} - {"name"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from labtax.errors import (
@@ -24,21 +25,16 @@ from labtax.errors import (
 )
 from labtax.util.ranks import TORCHRUN_MARKER
 
-LAUNCH_OPTIONS = ("nproc_per_node", "nnodes", "node_rank", "rdzv_endpoint")
 
+@dataclass(frozen=True)
+class Placement:
+    """Where the training processes run: `--nproc-per-node` processes on each of `--nnodes` nodes,
+    this one `--node-rank`, meeting at `--rdzv-endpoint` (several nodes)."""
 
-def forward_args(params: dict[str, Any], flags: dict[str, str] | None = None) -> list[str]:
-    """Command-line arguments that reproduce the parsed options, minus the launch options.
-
-    `flags` maps a parameter name to its option (`data_dir` -> `--data`); by default the name itself.
-    """
-    args: list[str] = []
-    for key, value in params.items():
-        if key in LAUNCH_OPTIONS or value is None or value is False:
-            continue
-        flag = (flags or {}).get(key) or "--" + key.replace("_", "-")
-        args += [flag] if value is True else [flag, str(value)]
-    return args
+    nproc_per_node: int
+    nnodes: int = 1
+    node_rank: int = 0
+    rdzv_endpoint: str | None = None
 
 
 def torchrun_command(train_args: list[str], nproc_per_node: int, nnodes: int = 1, node_rank: int = 0,
@@ -58,14 +54,14 @@ def torchrun_command(train_args: list[str], nproc_per_node: int, nnodes: int = 1
     return cmd + ["-m", "labtax", "train", *train_args]
 
 
-def launch(params: dict[str, Any], flags: dict[str, str] | None = None) -> int:
-    """Run the training command under torchrun and return its exit code (0), or raise `RankFailed`
-    naming the rank that failed first, why, and its exit code."""
-    nproc = int(params["nproc_per_node"])
-    if nproc < 1:
+def launch(train_args: list[str], placement: Placement) -> int:
+    """Run `labtax train TRAIN_ARGS` under torchrun and return its exit code (0), or raise
+    `RankFailed` naming the rank that failed first, why, and its exit code. `train_args` are the
+    command's own options as the command line rebuilt them (labtax.cli_options.forward_args)."""
+    if placement.nproc_per_node < 1:
         raise UsageError("--nproc-per-node must be at least 1")
-    cmd = torchrun_command(forward_args(params, flags), nproc, int(params.get("nnodes") or 1),
-                           int(params.get("node_rank") or 0), params.get("rdzv_endpoint"))
+    cmd = torchrun_command(train_args, placement.nproc_per_node, placement.nnodes, placement.node_rank,
+                           placement.rdzv_endpoint)
     print("labtax: launching " + " ".join(cmd), file=sys.stderr, flush=True)
     return run_torchrun(cmd[cmd.index("torch.distributed.run") + 1:])
 

@@ -58,32 +58,18 @@ _WRAPPERS: weakref.WeakKeyDictionary[torch.nn.Module, PeftModel] = weakref.WeakK
 
 @dataclass(frozen=True)
 class LoraSettings:
+    """A LoRA adapter's shape (`labtax train --lora-rank` and its companion flags; the command line
+    builds it)."""
+
     rank: int
     alpha: int
     dropout: float = 0.05
     target_modules: tuple[str, ...] = ()  # empty: every linear layer of the blocks ("all-linear")
     load_in_4bit: bool = False
 
-    @classmethod
-    def from_options(cls, params: Mapping[str, Any]) -> LoraSettings | None:
-        """The settings of `labtax train`'s LoRA flags; None when --lora-rank is not given."""
-        rank = params.get("lora_rank")
-        lora_flags = ("lora_alpha", "lora_dropout", "lora_target_modules")
-        if not rank:
-            if params.get("load_in_4bit"):
-                raise UsageError("--load-in-4bit is QLoRA: it needs --lora-rank N")
-            given = [f"--{k.replace('_', '-')}" for k in lora_flags if params.get(k) not in (None, ())]
-            if given:
-                raise UsageError(f"{', '.join(given)} need --lora-rank N")
-            return None
-        if rank < 1:
-            raise UsageError("--lora-rank must be at least 1")
-        targets = tuple(t.strip() for t in (params.get("lora_target_modules") or "").split(",") if t.strip())
-        alpha = params.get("lora_alpha")
-        dropout = params.get("lora_dropout")
-        return cls(rank=int(rank), alpha=int(alpha if alpha is not None else 2 * rank),
-                   dropout=float(dropout if dropout is not None else 0.05), target_modules=targets,
-                   load_in_4bit=bool(params.get("load_in_4bit")))
+    def __post_init__(self) -> None:
+        if self.rank < 1:
+            raise UsageError("a LoRA adapter's rank must be at least 1 (--lora-rank)")
 
     def as_dict(self) -> dict[str, Any]:
         return {"rank": self.rank, "alpha": self.alpha, "dropout": self.dropout,

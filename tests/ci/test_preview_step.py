@@ -100,7 +100,7 @@ def test_preview_runs_the_embedded_teacher_by_default(git_repo: GitRepo, tmp_pat
     import click
 
     from labtax.cli import cli
-    from labtax.teachers import TeacherSpec
+    from labtax.cli_options import teacher_spec
 
     base, head, limerick, sonnet = _pull_request(git_repo)
     recorder = tmp_path / "labtax"
@@ -114,6 +114,6 @@ def test_preview_runs_the_embedded_teacher_by_default(git_repo: GitRepo, tmp_pat
     assert argv[0] == "generate" and sorted(argv[1:3]) == sorted([limerick, sonnet])
     command = cli.commands["generate"]
     params = command.make_context("generate", argv[1:], parent=click.Context(cli, info_name="labtax")).params
-    spec = TeacherSpec.from_options(params)
+    spec = teacher_spec(params)
     assert (spec.teacher, spec.model) == ("embedded", "embedded-small")
     assert params["max_tokens"] == 96 and params["samples_per_leaf"] == 2  # the workflow's args come last

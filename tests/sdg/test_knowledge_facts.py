@@ -17,7 +17,7 @@ from labtax.report.diff_generate import funnel_line
 from labtax.sdg.generate import LeafOutcome, summary_line
 from labtax.sdg.pipelines import generate_leaf
 from labtax.sdg.pipelines.runner import LeafResult
-from labtax.sdg.settings import CPU_BUDGET_TOKENS, GenerationSettings
+from labtax.sdg.settings import CPU_BUDGET_TOKENS, GenerationSettings, budget_policy
 from labtax.teachers import make_teacher
 
 GUILD = ("The Ostrava Guild of Lamp Makers was founded on 2 March 1899 by Marie Vell in Brno. By 1910 it "
@@ -140,9 +140,9 @@ def test_a_budget_buys_every_fact_in_two_wordings_before_a_third(tmp_path: Path)
 
 
 def test_the_budget_default_follows_the_teacher() -> None:
-    assert GenerationSettings.from_options({"teacher": "embedded"}).budget_tokens == CPU_BUDGET_TOKENS
-    assert GenerationSettings.from_options({"teacher": "openai"}).budget_tokens == 0
-    assert GenerationSettings.from_options({"teacher": "embedded", "budget_tokens": 0}).budget_tokens == 0
+    assert budget_policy("embedded", None) == CPU_BUDGET_TOKENS
+    assert budget_policy("openai", None) == 0
+    assert budget_policy("embedded", 0) == 0
 
 
 def test_dry_run_says_what_the_budget_buys(git_repo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from labtax.cli import cli
+from labtax.errors import UsageError
 from labtax.train.config import load_config
 
 
@@ -46,3 +47,24 @@ def test_the_command_line_ranks_the_layers(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2 and f"bad value for lr: {winner}" in result.output, result.output
+
+
+def test_the_command_line_hands_train_typed_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import click
+
+    from labtax.cli import _train_request
+    from labtax.train.command import LoraSettings, TrainOverrides
+
+    (tmp_path / ".labtax.yaml").write_text("train:\n  epochs: 3\n")
+    monkeypatch.chdir(tmp_path)
+    args = ["--data", "d", "--output", "o", "--lr", "0.2", "--lora-rank", "4", "--lora-target-modules", "q_proj, v_proj"]
+    with click.Context(cli, info_name="labtax") as parent:
+        parent.default_map = {"train": {"epochs": 3}}  # what LabtaxGroup reads from .labtax.yaml
+        ctx = cli.commands["train"].make_context("train", args, parent=parent)
+    from_file = frozenset(n for n in ctx.params if ctx.get_parameter_source(n) is click.core.ParameterSource.DEFAULT_MAP)
+    request = _train_request(ctx.params, from_file)
+    assert request.flags == TrainOverrides(lr=0.2) and request.from_file == TrainOverrides(epochs=3)
+    assert request.lora == LoraSettings(rank=4, alpha=8, dropout=0.05, target_modules=("q_proj", "v_proj"))
+    assert request.config().phases["knowledge"].epochs == 3
+    with pytest.raises(UsageError, match="rank must be at least 1"):
+        LoraSettings(rank=-1, alpha=2)

@@ -149,7 +149,8 @@ def test_padded_fallback_layout_gives_the_same_losses(data_dir: Path, tmp_path: 
 
 
 def test_torchrun_command_lines() -> None:
-    from labtax.train.launch import forward_args, torchrun_command
+    from labtax.cli_options import forward_args
+    from labtax.train.launch import torchrun_command
 
     args = forward_args({"data_dir": "d", "model": "tiny", "nproc_per_node": 4, "nnodes": 2, "node_rank": 1,
                          "rdzv_endpoint": "h:29500", "lr": 1e-5, "config_file": None},
