@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner
 from vllm_standin import SamplingParams
 
 from labtax.cli import cli
+from labtax.cli_options import teacher_spec
 from labtax.errors import UsageError
 from labtax.teachers import TeacherSpec, make_teacher
 from labtax.teachers.base import TeacherRequest
@@ -85,8 +87,9 @@ def test_bad_engine_options_and_engine_options_without_vllm_are_usage_errors() -
     result = CliRunner().invoke(cli, ["generate", "--teacher", "openai", "--endpoint", "http://127.0.0.1:9/v1",
                                       "--dtype", "bfloat16", "nowhere"])
     assert result.exit_code == 2
-    spec = TeacherSpec.from_options({"teacher": "vllm", "tensor_parallel_size": 2, "max_model_len": 4096,
-                                     "gpu_memory_utilization": 0.5, "dtype": "float16"})
+    args = ["--teacher", "vllm", "--tensor-parallel-size", "2", "--max-model-len", "4096",
+            "--gpu-memory-utilization", "0.5", "--dtype", "float16"]
+    spec = teacher_spec(cli.commands["generate"].make_context("generate", args, parent=click.Context(cli)).params)
     assert spec.vllm_options().as_kwargs() == {"tensor_parallel_size": 2, "max_model_len": 4096,
                                                "gpu_memory_utilization": 0.5, "dtype": "float16"}
 
