@@ -70,90 +70,93 @@ def kv_bytes_per_token(model: Any) -> int:
     return int(2 * config.num_hidden_layers * heads * head_dim * size)
 
 
+class _SlabMethods:
+    """A SlabLayer's own methods (`_slab_layer_class` mixes them into transformers' DynamicLayer,
+    imported on first use). One layer's keys and values: a window of `n` columns at offset `off` of a buffer allocated
+    once ([slots, heads, capacity, head_dim]). Cutting unused columns on the left moves the
+    offset; reaching the buffer's end moves the window back to its start (a copy of the window,
+    not a new buffer), so memory stays at the buffer's size. Columns left of a row's own are
+    stale or zero, always finite, and masked."""
+
+    def __init__(self, keys: Any, values: Any, n: int) -> None:
+        super().__init__()
+        self.kbuf, self.vbuf, self.n, self.off = keys, values, n, 0
+        self.device = keys.device
+        self.is_initialized = True
+        self._views()
+
+    def _views(self) -> None:
+        self.keys = self.kbuf[:, :, self.off : self.off + self.n]
+        self.values = self.vbuf[:, :, self.off : self.off + self.n]
+
+    def room(self, columns: int) -> None:
+        """Make sure `columns` more fit after the window: move it to the buffer's start, or (only
+        when the window itself outgrew the buffer) allocate a bigger one."""
+        import torch
+
+        if self.off + self.n + columns <= self.kbuf.shape[2]:
+            return
+        if self.n + columns > self.kbuf.shape[2]:
+            for name in ("kbuf", "vbuf"):
+                old = getattr(self, name)
+                new = torch.zeros((old.shape[0], old.shape[1], self.n + columns + GROW, old.shape[3]),
+                                  dtype=old.dtype, device=old.device)
+                new[:, :, : self.n] = old[:, :, self.off : self.off + self.n]
+                setattr(self, name, new)
+        else:
+            for buf in (self.kbuf, self.vbuf):
+                buf[:, :, : self.n] = buf[:, :, self.off : self.off + self.n].clone()
+        self.off = 0
+        self._views()
+
+    def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        q = key_states.shape[-2]
+        self.room(q)
+        end = self.off + self.n
+        self.kbuf[:, :, end : end + q] = key_states
+        self.vbuf[:, :, end : end + q] = value_states
+        self.n += q
+        self._views()
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return int(self.n)
+
+    def widen(self, columns: int) -> None:
+        """`columns` more on the left (a longer row arrives): the offset moves back when it can,
+        else the window moves right (a bigger buffer only when it no longer fits)."""
+        import torch
+
+        if self.off < columns:
+            need = self.n + columns
+            for name in ("kbuf", "vbuf"):
+                buf = getattr(self, name)
+                window = buf[:, :, self.off : self.off + self.n].clone()
+                if need + 1 > buf.shape[2]:
+                    buf = torch.zeros((buf.shape[0], buf.shape[1], need + GROW, buf.shape[3]), dtype=buf.dtype,
+                                      device=buf.device)
+                    setattr(self, name, buf)
+                buf[:, :, columns:need] = window
+            self.off = columns
+        self.off -= columns
+        self.n += columns
+        self._views()
+
+    def trim(self, columns: int) -> None:
+        self.off += columns
+        self.n -= columns
+        self._views()
+
+    def batch_select_indices(self, indices: Any) -> None:
+        self.kbuf, self.vbuf = self.kbuf[indices], self.vbuf[indices]
+        self._views()
+
+
 def _slab_layer_class() -> Any:
+    """transformers' DynamicLayer with the slab's methods (transformers is imported on first use only)."""
     from transformers.cache_utils import DynamicLayer
 
-    class SlabLayer(DynamicLayer):  # type: ignore[misc]
-        """One layer's keys and values: a window of `n` columns at offset `off` of a buffer allocated
-        once ([slots, heads, capacity, head_dim]). Cutting unused columns on the left moves the
-        offset; reaching the buffer's end moves the window back to its start (a copy of the window,
-        not a new buffer), so memory stays at the buffer's size. Columns left of a row's own are
-        stale or zero, always finite, and masked."""
-
-        def __init__(self, keys: Any, values: Any, n: int) -> None:
-            super().__init__()
-            self.kbuf, self.vbuf, self.n, self.off = keys, values, n, 0
-            self.device = keys.device
-            self.is_initialized = True
-            self._views()
-
-        def _views(self) -> None:
-            self.keys = self.kbuf[:, :, self.off : self.off + self.n]
-            self.values = self.vbuf[:, :, self.off : self.off + self.n]
-
-        def room(self, columns: int) -> None:
-            """Make sure `columns` more fit after the window: move it to the buffer's start, or (only
-            when the window itself outgrew the buffer) allocate a bigger one."""
-            import torch
-
-            if self.off + self.n + columns <= self.kbuf.shape[2]:
-                return
-            if self.n + columns > self.kbuf.shape[2]:
-                for name in ("kbuf", "vbuf"):
-                    old = getattr(self, name)
-                    new = torch.zeros((old.shape[0], old.shape[1], self.n + columns + GROW, old.shape[3]),
-                                      dtype=old.dtype, device=old.device)
-                    new[:, :, : self.n] = old[:, :, self.off : self.off + self.n]
-                    setattr(self, name, new)
-            else:
-                for buf in (self.kbuf, self.vbuf):
-                    buf[:, :, : self.n] = buf[:, :, self.off : self.off + self.n].clone()
-            self.off = 0
-            self._views()
-
-        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
-            q = key_states.shape[-2]
-            self.room(q)
-            end = self.off + self.n
-            self.kbuf[:, :, end : end + q] = key_states
-            self.vbuf[:, :, end : end + q] = value_states
-            self.n += q
-            self._views()
-            return self.keys, self.values
-
-        def get_seq_length(self) -> int:
-            return int(self.n)
-
-        def widen(self, columns: int) -> None:
-            """`columns` more on the left (a longer row arrives): the offset moves back when it can,
-            else the window moves right (a bigger buffer only when it no longer fits)."""
-            import torch
-
-            if self.off < columns:
-                need = self.n + columns
-                for name in ("kbuf", "vbuf"):
-                    buf = getattr(self, name)
-                    window = buf[:, :, self.off : self.off + self.n].clone()
-                    if need + 1 > buf.shape[2]:
-                        buf = torch.zeros((buf.shape[0], buf.shape[1], need + GROW, buf.shape[3]), dtype=buf.dtype,
-                                          device=buf.device)
-                        setattr(self, name, buf)
-                    buf[:, :, columns:need] = window
-                self.off = columns
-            self.off -= columns
-            self.n += columns
-            self._views()
-
-        def trim(self, columns: int) -> None:
-            self.off += columns
-            self.n -= columns
-            self._views()
-
-        def batch_select_indices(self, indices: Any) -> None:
-            self.kbuf, self.vbuf = self.kbuf[indices], self.vbuf[indices]
-            self._views()
-
-    return SlabLayer
+    return type("SlabLayer", (_SlabMethods, DynamicLayer), {})
 
 
 class _Slab:
@@ -230,6 +233,128 @@ class _Prefiller:
         return out.cache, self.head(out.last_hidden_state[:, -1, :])[0]
 
 
+class _Decoding:
+    """The state of one `generate` call, in named steps: `refill` starts the next waiting row in a
+    slot, `step` decodes one token in every slot, `drop` removes the slots nothing refilled."""
+
+    def __init__(self, model: Any, rows: Sequence[Row], *, eos: set[int], pick: Callable[[Any, list[int]], Any],
+                 text_of: Callable[[list[int]], str], batch_size: int, device: Any,
+                 more: Callable[[], Sequence[Row]] | None, on_done: Callable[[int, Generated], None] | None) -> None:
+        self.model, self.eos, self.pick, self.text_of = model, eos, pick, text_of
+        self.batch_size, self.device, self.more, self.on_done = batch_size, device, more, on_done
+        self.rows = list(rows)
+        self.out = [Generated([], "length") for _ in self.rows]
+        # Token-id order: neighbours share prompt prefixes, which the prefiller computes once.
+        self.waiting = deque(sorted(range(len(self.rows)), key=lambda i: (self.rows[i].ids, i)))
+        self.prefill = _Prefiller(model, device)
+        self.slab: _Slab | None = None
+        self.slot_row: list[int] = []  # the row each slot generates
+        self.lens: list[int] = []  # tokens in each slot's cache
+        self.feed: list[int] = []  # each slot's next input token
+        self.finished = self.tokens = 0  # since the last tick
+
+    def arrivals(self) -> bool:
+        """Take the requests that arrived meanwhile (`more`); False when there are none."""
+        new = list(self.more()) if self.more is not None else []
+        if not new:
+            return False
+        first = len(self.rows)
+        self.rows.extend(new)
+        self.out.extend(Generated([], "length") for _ in new)
+        self.waiting.extend(sorted(range(first, len(self.rows)), key=lambda i: (self.rows[i].ids, i)))
+        return True
+
+    def accept(self, i: int, token: int) -> bool:
+        """Record row i's next token; False when the row has ended."""
+        row, request = self.out[i], self.rows[i]
+        self.tokens += 1 if token not in self.eos else 0
+        if token in self.eos:
+            row.finish = "stop"
+        else:
+            row.tokens.append(int(token))
+            if request.stops and any(s in self.text_of(row.tokens) for s in request.stops):
+                row.finish = "stop"
+            elif len(row.tokens) < request.max_new:
+                return True
+        self.finished += 1
+        if self.on_done is not None:
+            self.on_done(i, row)
+        return False
+
+    def refill(self, slot: int | None) -> bool:
+        """Start the next waiting row in `slot` (a new slot when None); False when none is left.
+        Its first token is picked from its prefill at once, so it joins the very next step."""
+        while self.waiting or self.arrivals():
+            i = self.waiting.popleft()
+            cache, logits = self.prefill(self.rows[i].ids)
+            token = int(self.pick(logits[None, :], [i])[0])
+            if not self.accept(i, token):
+                continue
+            n = len(self.rows[i].ids)
+            if self.slab is None:
+                # Sized once for the rows known now: as wide as the longest prompt, as long as the
+                # longest row can get (plus the columns tolerated before a cut, plus slack).
+                width = max(len(r.ids) for r in self.rows)
+                capacity = max(len(r.ids) + r.max_new for r in self.rows) + TRIM + GROW
+                self.slab = _Slab(self.model, self.batch_size, width, capacity, cache)
+            target = slot if slot is not None else len(self.slot_row)
+            self.slab.put(target, cache, n)
+            if slot is None:
+                self.slot_row.append(i)
+                self.lens.append(n)
+                self.feed.append(token)
+            else:
+                self.slot_row[slot], self.lens[slot], self.feed[slot] = i, n, token
+            return True
+        return False
+
+    def fill(self) -> None:
+        """The first rows, one a slot; a batch narrower than `batch_size` drops its spare slots."""
+        while len(self.slot_row) < self.batch_size and self.refill(None):
+            pass
+        if self.slab is not None and len(self.slot_row) < self.batch_size:
+            self.slab.keep(list(range(len(self.slot_row))))
+
+    def step(self) -> list[int]:
+        """One token for every slot; returns the slots whose row ended."""
+        import torch
+
+        assert self.slab is not None
+        width, device = self.slab.width, self.device
+        lengths = torch.tensor(self.lens, device=device)
+        # Each slot's cache is right-aligned: its real columns are the last `lens` ones, then this step's.
+        mask = (torch.arange(width + 1, device=device)[None, :] >= (width - lengths)[:, None]).long()
+        result = self.model(input_ids=torch.tensor(self.feed, device=device)[:, None], attention_mask=mask,
+                            position_ids=lengths[:, None], cache=self.slab.cache, use_cache=True, logits_to_keep=1)
+        self.lens = [n + 1 for n in self.lens]
+        chosen = self.pick(result.logits[:, -1, :], list(self.slot_row)).tolist()
+        done: list[int] = []
+        for k, (i, token) in enumerate(zip(self.slot_row, chosen)):
+            if self.accept(i, token):
+                self.feed[k] = int(token)
+            else:
+                done.append(k)
+        return done
+
+    def drop(self, gone: list[int]) -> None:
+        """Remove the slots nothing refilled, then the cache columns no active row reaches."""
+        assert self.slab is not None
+        if gone:
+            keep = [k for k in range(len(self.slot_row)) if k not in set(gone)]
+            self.slot_row = [self.slot_row[k] for k in keep]
+            self.lens, self.feed = [self.lens[k] for k in keep], [self.feed[k] for k in keep]
+            if keep:
+                self.slab.keep(keep)
+        if self.slot_row and self.slab.width - max(self.lens) >= TRIM:
+            self.slab.trim(self.slab.width - max(self.lens))
+
+    def report(self, tick: Tick | None) -> None:
+        """Rows finished and tokens generated since the last report, to `tick` (progress)."""
+        if tick is not None and (self.finished or self.tokens):
+            tick(self.finished, self.tokens)
+        self.finished = self.tokens = 0
+
+
 def generate(model: Any, rows: Sequence[Row], *, eos: set[int], pick: Callable[[Any, list[int]], Any],
              text_of: Callable[[list[int]], str], batch_size: int, device: Any = "cpu",
              tick: Tick | None = None, more: Callable[[], Sequence[Row]] | None = None,
@@ -241,113 +366,18 @@ def generate(model: Any, rows: Sequence[Row], *, eos: set[int], pick: Callable[[
     whenever a slot is free and nothing waits, returns requests that arrived meanwhile (numbered after
     the ones before); `on_done(row, generated)` is called as each row ends; `stats["computed"]` gets
     the prompt tokens actually computed (a shared prefix once)."""
-    import torch
-
-    rows = list(rows)
-    out = [Generated([], "length") for _ in rows]
-    # Token-id order: neighbours share prompt prefixes, which the prefiller computes once.
-    waiting = deque(sorted(range(len(rows)), key=lambda i: (rows[i].ids, i)))
-    prefill = _Prefiller(model, device)
-
-    def arrivals() -> bool:
-        new = list(more()) if more is not None else []
-        if not new:
-            return False
-        first = len(rows)
-        rows.extend(new)
-        out.extend(Generated([], "length") for _ in new)
-        waiting.extend(sorted(range(first, len(rows)), key=lambda i: (rows[i].ids, i)))
-        return True
-
-    def accept(i: int, token: int) -> bool:
-        """Record row i's next token; False when the row has ended."""
-        row = out[i]
-        if token in eos:
-            row.finish = "stop"
-        else:
-            row.tokens.append(int(token))
-            if rows[i].stops and any(s in text_of(row.tokens) for s in rows[i].stops):
-                row.finish = "stop"
-            elif len(row.tokens) < rows[i].max_new:
-                return True
-        if on_done is not None:
-            on_done(i, row)
-        return False
-
-    slab: _Slab | None = None
-    slot_row: list[int] = []  # the row each slot generates
-    lens: list[int] = []  # tokens in each slot's cache
-    feed: list[int] = []  # each slot's next input token
-    finished = tokens = 0
-
-    def refill(slot: int | None) -> bool:
-        """Start the next waiting row in `slot` (a new slot when None); False when none is left.
-        Its first token is picked from its prefill at once, so it joins the very next step."""
-        nonlocal slab, finished, tokens
-        while waiting or arrivals():
-            i = waiting.popleft()
-            cache, logits = prefill(rows[i].ids)
-            token = int(pick(logits[None, :], [i])[0])
-            tokens += 1 if token not in eos else 0
-            if not accept(i, token):
-                finished += 1
-                continue
-            n = len(rows[i].ids)
-            if slab is None:
-                # Sized once for the rows known now: as wide as the longest prompt, as long as the
-                # longest row can get (plus the columns tolerated before a cut, plus slack).
-                width = max(len(r.ids) for r in rows)
-                capacity = max(len(r.ids) + r.max_new for r in rows) + TRIM + GROW
-                slab = _Slab(model, batch_size, width, capacity, cache)
-            target = slot if slot is not None else len(slot_row)
-            slab.put(target, cache, n)
-            if slot is None:
-                slot_row.append(i)
-                lens.append(n)
-                feed.append(token)
-            else:
-                slot_row[slot], lens[slot], feed[slot] = i, n, token
-            return True
-        return False
-
-    while len(slot_row) < batch_size and refill(None):
-        pass
-    if slab is not None and len(slot_row) < batch_size:
-        slab.keep(list(range(len(slot_row))))
-    while slot_row:
-        assert slab is not None
-        width = slab.width
-        lengths = torch.tensor(lens, device=device)
-        # Each slot's cache is right-aligned: its real columns are the last `lens` ones, then this step's.
-        mask = (torch.arange(width + 1, device=device)[None, :] >= (width - lengths)[:, None]).long()
-        result = model(input_ids=torch.tensor(feed, device=device)[:, None], attention_mask=mask,
-                       position_ids=lengths[:, None], cache=slab.cache, use_cache=True, logits_to_keep=1)
-        lens = [n + 1 for n in lens]
-        chosen = pick(result.logits[:, -1, :], list(slot_row)).tolist()
-        done: list[int] = []
-        for k, (i, token) in enumerate(zip(slot_row, chosen)):
-            tokens += 1 if token not in eos else 0
-            if accept(i, token):
-                feed[k] = int(token)
-            else:
-                finished += 1
-                done.append(k)
-        gone = [k for k in done if not refill(k)]
-        if gone:
-            keep = [k for k in range(len(slot_row)) if k not in set(gone)]
-            slot_row, lens, feed = [slot_row[k] for k in keep], [lens[k] for k in keep], [feed[k] for k in keep]
-            if keep:
-                slab.keep(keep)
-        if slot_row and slab.width - max(lens) >= TRIM:
-            slab.trim(slab.width - max(lens))
+    run = _Decoding(model, rows, eos=eos, pick=pick, text_of=text_of, batch_size=batch_size, device=device,
+                    more=more, on_done=on_done)
+    run.fill()
+    while run.slot_row:
+        run.drop([k for k in run.step() if not run.refill(k)])
         if tick is not None:
-            tick(finished, tokens)
-            finished = tokens = 0
-    if tick is not None and (finished or tokens):
-        tick(finished, tokens)
+            tick(run.finished, run.tokens)
+            run.finished = run.tokens = 0
+    run.report(tick)
     if stats is not None:
-        stats["computed"] = prefill.computed
-    return out
+        stats["computed"] = run.prefill.computed
+    return run.out
 
 
 def step_seconds(model: Any, width: int, device: Any = "cpu", context: int = 128, steps: int = 2) -> float:

@@ -255,53 +255,8 @@ class TransformersTeacher(TeacherBase):
         request ends."""
         import torch
 
-        touched: list[_Call] = []
-        owners: list[tuple[_Call, int]] = []
-        picker = _Picker(self.device)
-        totals = {"rows": 0, "prompt": 0, "new": 0}
-
-        def admit(calls: list[_Call]) -> list[decode.Row]:
-            rows: list[decode.Row] = []
-            for call in calls:
-                touched.append(call)
-                prompts = [self.render(r) for r in call.requests]
-                ids = [list(x) for x in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
-                scored: dict[tuple[str, ...], list[int]] = {}
-                for k, r in enumerate(call.requests):
-                    if r.choices:
-                        scored.setdefault(r.choices, []).append(k)
-                        continue
-                    picker.add(len(owners), r)
-                    owners.append((call, k))
-                    rows.append(decode.Row(ids[k], r.max_tokens, tuple(r.stop)))
-                    totals["rows"] += 1
-                    totals["prompt"] += len(ids[k])
-                for choices, members in sorted(scored.items()):
-                    self._verdicts(call, ids, members, choices)
-            return rows
-
-        def text_of(tokens: list[int]) -> str:
-            return str(self.tokenizer.decode(tokens, skip_special_tokens=True))
-
-        def done(i: int, out: decode.Generated) -> None:
-            call, k = owners[i]
-            request = call.requests[k]
-            text, finish = text_of(out.tokens), out.finish
-            for stop in request.stop:
-                if stop in text:
-                    text, finish = text[: text.index(stop)], "stop"
-            totals["new"] += len(out.tokens)
-            call.answer(k, TeacherResponse(text=text.strip(), prompt_tokens=len(decode_ids[i]),
-                                           completion_tokens=len(out.tokens), finish_reason=finish))
-
-        first = admit(queue.take())
-        decode_ids = [r.ids for r in first]
-
-        def more() -> list[decode.Row]:
-            rows = admit(queue.take())
-            decode_ids.extend(r.ids for r in rows)
-            return rows
-
+        serving = _Serving(self, queue)
+        first = serving.more()
         longest = max((len(r.ids) + r.max_new for r in first), default=1024) + decode.TRIM + decode.GROW
         # The KV cache within its budget: slots x (longest prompt + its tokens) x bytes a token.
         width = max(1, min(self.batch_size, self.kv_budget // max(1, self.kv_token_bytes * longest)))
@@ -309,22 +264,18 @@ class TransformersTeacher(TeacherBase):
         t0 = time.monotonic()
         try:
             with torch.inference_mode():
-                decode.generate(self.model, first, eos=self._eos, pick=picker, text_of=text_of, batch_size=width,
-                                device=self.device, tick=lambda n, t: count_generation(n, t), more=more,
-                                on_done=done, stats=stats)
+                decode.generate(self.model, first, eos=self._eos, pick=serving.picker, text_of=serving.text_of,
+                                batch_size=width, device=self.device, tick=lambda n, t: count_generation(n, t),
+                                more=serving.more, on_done=serving.done, stats=stats)
         except (RuntimeError, ValueError) as exc:
-            error = redact(f"generation failed: {exc}")
-            for call in touched:
-                for k, resp in enumerate(call.responses):
-                    if resp is None:
-                        call.answer(k, TeacherResponse("", ok=False, error=error))
+            serving.answer_unanswered(redact(f"generation failed: {exc}"))
         except BaseException as exc:  # handed to every waiting caller, then raised
-            for call in touched:
+            for call in serving.touched:
                 call.fail(exc)
             raise
-        if totals["rows"]:
-            self._account("generation", t0, totals["rows"], totals["prompt"], stats.get("computed", 0),
-                          totals["new"])
+        if serving.rows:
+            self._account("generation", t0, serving.rows, serving.prompt_tokens, stats.get("computed", 0),
+                          serving.new_tokens)
 
     def _verdicts(self, call: _Call, ids: list[list[int]], members: list[int], choices: tuple[str, ...]) -> None:
         """Score one call's verdict requests with these choices: sorted by token ids, so prompts that
@@ -392,3 +343,67 @@ class TransformersTeacher(TeacherBase):
                 )
             )
         return responses
+
+
+class _Serving:
+    """One `_serve` run: the calls it took from the queue, which call and request each generated row
+    answers, and the run's counts. `more` takes newly queued calls (verdicts scored at once, the
+    rest as rows for the continuous batch), `done` answers a row's request when it ends."""
+
+    def __init__(self, teacher: TransformersTeacher, queue: _Queue) -> None:
+        self.teacher, self.queue = teacher, queue
+        self.picker = _Picker(teacher.device)
+        self.touched: list[_Call] = []  # every call taken, answered or failed together on an error
+        self.owners: list[tuple[_Call, int]] = []  # row -> (its call, its request's index there)
+        self.prompt_ids: list[list[int]] = []  # row -> its prompt's token ids
+        self.rows = self.prompt_tokens = self.new_tokens = 0
+
+    def more(self) -> list[decode.Row]:
+        """The rows of the calls queued since the last look (their verdicts scored here and now)."""
+        rows: list[decode.Row] = []
+        for call in self.queue.take():
+            rows += self._admit(call)
+        self.prompt_ids.extend(r.ids for r in rows)
+        return rows
+
+    def _admit(self, call: _Call) -> list[decode.Row]:
+        teacher = self.teacher
+        self.touched.append(call)
+        prompts = [teacher.render(r) for r in call.requests]
+        ids = [list(x) for x in teacher.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+        scored: dict[tuple[str, ...], list[int]] = {}
+        rows: list[decode.Row] = []
+        for k, r in enumerate(call.requests):
+            if r.choices:
+                scored.setdefault(r.choices, []).append(k)
+                continue
+            self.picker.add(len(self.owners), r)
+            self.owners.append((call, k))
+            rows.append(decode.Row(ids[k], r.max_tokens, tuple(r.stop)))
+            self.rows += 1
+            self.prompt_tokens += len(ids[k])
+        for choices, members in sorted(scored.items()):
+            teacher._verdicts(call, ids, members, choices)
+        return rows
+
+    def text_of(self, tokens: list[int]) -> str:
+        return str(self.teacher.tokenizer.decode(tokens, skip_special_tokens=True))
+
+    def done(self, i: int, out: decode.Generated) -> None:
+        """Row i ended: its text up to the first stop string answers its request."""
+        call, k = self.owners[i]
+        request = call.requests[k]
+        text, finish = self.text_of(out.tokens), out.finish
+        for stop in request.stop:
+            if stop in text:
+                text, finish = text[: text.index(stop)], "stop"
+        self.new_tokens += len(out.tokens)
+        call.answer(k, TeacherResponse(text=text.strip(), prompt_tokens=len(self.prompt_ids[i]),
+                                       completion_tokens=len(out.tokens), finish_reason=finish))
+
+    def answer_unanswered(self, error: str) -> None:
+        """Generation failed: every request still without an answer gets `error` (not ok)."""
+        for call in self.touched:
+            for k, resp in enumerate(call.responses):
+                if resp is None:
+                    call.answer(k, TeacherResponse("", ok=False, error=error))

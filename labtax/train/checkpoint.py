@@ -251,12 +251,29 @@ def save_state(model: TrainModule, optimizer: torch.optim.Optimizer, scheduler: 
     """Write model, optimizer, scheduler, RNG states and the data position, atomically: each rank its
     own shard, rank 0 the JSON header. A failed write removes the temporary folder and raises an
     InputOutputError; the previous state stays in place."""
-    from safetensors.torch import save_file
-
     flat, groups = _flatten(model, optimizer)
+    tmp, error = _shared_tmp(target, runtime)
+    if tmp is not None:
+        error = _write_shard(flat, tmp, target, runtime)
+    # Every rank learns whether any failed, so that all raise together instead of waiting on a
+    # barrier the failed one never reaches.
+    if runtime.all_sum(1.0 if error else 0.0) == 0 and runtime.is_main:
+        assert tmp is not None  # no rank failed, so rank 0 made it
+        header = {"format": STATE_FORMAT, "world_size": runtime.world_size, "inputs": inputs or {},
+                  "progress": progress, "scheduler": scheduler.state_dict(),
+                  "param_groups": [{k: _plain(v) for k, v in g.items()} for g in groups]}
+        error = _finish_state(header, tmp, target)
+    failed = runtime.all_sum(1.0 if error else 0.0)
+    if failed:
+        if runtime.is_main and tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)  # no half-written state left behind (GBs for a real model)
+        raise error or InputOutputError(f"cannot write the training state {target}: another rank failed")
+
+
+def _shared_tmp(target: Path, runtime: Runtime) -> tuple[Path | None, InputOutputError | None]:
+    """The temporary folder every rank writes its shard into: made by rank 0, its name shared as a
+    sum of pids (the others add 0; -1 says rank 0 could not make it: None here, and rank 0's error)."""
     error: InputOutputError | None = None
-    # Rank 0 makes the temporary folder; every rank writes into it, its name shared as a sum of
-    # pids (the others add 0; -1 says rank 0 could not make it).
     mine = 0.0
     if runtime.is_main:
         mine = float(os.getpid())
@@ -267,51 +284,51 @@ def save_state(model: TrainModule, optimizer: torch.optim.Optimizer, scheduler: 
         except InputOutputError as exc:
             error, mine = exc, -1.0
     pid = int(runtime.all_sum(mine))
-    tmp = target.with_name(f".{target.name}.tmp-{pid}")
-    if pid > 0:
-        try:
-            with writing(target, "the training state"):
-                tensors: dict[str, torch.Tensor] = {}
-                index: dict[str, dict[str, Any]] = {}
-                seen: dict[int, str] = {}
-                for name, value in flat.items():
-                    part = _local(value, runtime)
-                    if part is None:
-                        continue
-                    local, shape, first = part
-                    local = local.detach().cpu()
-                    if local.numel() and local.data_ptr() in seen:  # a tied weight: stored once
-                        index[name] = {"same_as": seen[local.data_ptr()]}
-                        continue
-                    seen[local.data_ptr()] = name
-                    tensors[name] = local.contiguous()
-                    rows = local.shape[0] if local.dim() else 1
-                    index[name] = {"shape": shape, "rows": [first, first + rows],
-                                   "dtype": str(local.dtype).removeprefix("torch.")}
-                meta_name, tensor_name = _rank_files(runtime.rank)
-                save_file(tensors, str(tmp / tensor_name))
-                (tmp / meta_name).write_text(json.dumps({"rank": runtime.rank, "rng": _rng_state(runtime),
-                                                         "tensors": index}))
-        except InputOutputError as exc:
-            error = exc
-    # Every rank learns whether any failed, so that all raise together instead of waiting on a
-    # barrier the failed one never reaches.
-    if runtime.all_sum(1.0 if error else 0.0) == 0 and runtime.is_main:
-        try:
-            with writing(target, "the training state"):
-                header = {"format": STATE_FORMAT, "world_size": runtime.world_size, "inputs": inputs or {},
-                          "progress": progress, "scheduler": scheduler.state_dict(),
-                          "param_groups": [{k: _plain(v) for k, v in g.items()} for g in groups]}
-                # Written last: a folder without state.json is never taken for a state.
-                (tmp / STATE_JSON).write_text(json.dumps(header, indent=1))
-                _replace_dir(tmp, target)
-        except InputOutputError as exc:
-            error = exc
-    failed = runtime.all_sum(1.0 if error else 0.0)
-    if failed:
-        if runtime.is_main:
-            shutil.rmtree(tmp, ignore_errors=True)  # no half-written state left behind (GBs for a real model)
-        raise error or InputOutputError(f"cannot write the training state {target}: another rank failed")
+    return (target.with_name(f".{target.name}.tmp-{pid}") if pid > 0 else None), error
+
+
+def _write_shard(flat: dict[str, Any], tmp: Path, target: Path, runtime: Runtime) -> InputOutputError | None:
+    """This rank's part of the state: its tensors (a tied weight once) and their index, with its RNG."""
+    from safetensors.torch import save_file
+
+    try:
+        with writing(target, "the training state"):
+            tensors: dict[str, torch.Tensor] = {}
+            index: dict[str, dict[str, Any]] = {}
+            seen: dict[int, str] = {}
+            for name, value in flat.items():
+                part = _local(value, runtime)
+                if part is None:
+                    continue
+                local, shape, first = part
+                local = local.detach().cpu()
+                if local.numel() and local.data_ptr() in seen:  # a tied weight: stored once
+                    index[name] = {"same_as": seen[local.data_ptr()]}
+                    continue
+                seen[local.data_ptr()] = name
+                tensors[name] = local.contiguous()
+                rows = local.shape[0] if local.dim() else 1
+                index[name] = {"shape": shape, "rows": [first, first + rows],
+                               "dtype": str(local.dtype).removeprefix("torch.")}
+            meta_name, tensor_name = _rank_files(runtime.rank)
+            save_file(tensors, str(tmp / tensor_name))
+            (tmp / meta_name).write_text(json.dumps({"rank": runtime.rank, "rng": _rng_state(runtime),
+                                                     "tensors": index}))
+    except InputOutputError as exc:
+        return exc
+    return None
+
+
+def _finish_state(header: dict[str, Any], tmp: Path, target: Path) -> InputOutputError | None:
+    """Rank 0: state.json, written last (a folder without it is never taken for a state), then the
+    folder moved into place."""
+    try:
+        with writing(target, "the training state"):
+            (tmp / STATE_JSON).write_text(json.dumps(header, indent=1))
+            _replace_dir(tmp, target)
+    except InputOutputError as exc:
+        return exc
+    return None
 
 
 def find_state(target: Path) -> Path | None:
