@@ -91,6 +91,89 @@ def test_only_the_command_line_imports_click() -> None:
     assert users <= COMMAND_LINE, users - COMMAND_LINE
 
 
+# The stages data flows through (architecture.md), and what they hand each other.
+STAGES = {"taxonomy", "diff", "teachers", "sdg", "mix", "train", "eval", "report", "data"}
+FREE_FORM = ("dict[str, Any]", "Mapping[str, Any]", "dict[str, object]")
+# What still crosses a stage boundary as a free-form mapping, and why; everything else that crosses
+# is a dataclass (LeafSpec, GenerationStats, Manifest, EvalReport, TeacherStats, the settings).
+# Add none without a reason of these kinds.
+FREE_FORM_CROSSINGS = {
+    # sample rows: the JSONL chat rows ({"messages", "metadata", ...}) stay dicts (architecture.md)
+    **dict.fromkeys(["labtax.data.sample:chunk_of", "labtax.data.sample:question_of",
+                     "labtax.data.sample:reference_split", "labtax.data.sample:slim",
+                     "labtax.data.sample:user_text", "labtax.data.sample:with_user",
+                     "labtax.mix.held_out:seed_test_samples", "labtax.mix.mix:MixLeaf.from_samples",
+                     "labtax.mix.mix:prepare_leaf"], "sample rows"),
+    # a JSON document as written (--format json, the manifest's settings record): the edge itself
+    **dict.fromkeys(["labtax.diff.model:DiffResult.to_dict", "labtax.diff.model:LeafChange.to_dict",
+                     "labtax.sdg.planning:LeafPlan.to_dict", "labtax.sdg.planning:Plan.to_dict",
+                     "labtax.sdg.planning:Plan.settings_record", "labtax.mix.mix:MixSettings.as_dict"],
+                    "JSON document"),
+    # the raw YAML: what the content key hashes (sdg/keys.py); generation reads Leaf.spec
+    "labtax.taxonomy.model:Leaf.data": "raw YAML",
+    # a backend's extras beside the text (choice_probs: read through TeacherResponse.choice_probs)
+    "labtax.teachers.base:TeacherResponse.extra": "backend extras",
+    # not yet typed: mix/mix.py is being changed by the knowledge pipeline's work (issue 25 item 3)
+    "labtax.mix.mix:dedup_warnings": "to type",
+    "labtax.mix.mix:MixLeaf.index": "to type",
+}
+
+
+def _module_name(path: str) -> str:
+    parts = Path(path).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def free_form_crossings() -> dict[str, set[str]]:
+    """{"module:name": the other stages that import it} for the functions, methods and class fields
+    of a stage whose annotations hold a free-form mapping, where another stage imports the function
+    or its class by name."""
+    importers: dict[tuple[str, str], set[str]] = {}
+    found: dict[str, str] = {}  # "module:qualified name" -> its top-level name
+    for path, tree in _modules():
+        module = _module_name(path)
+        modules: dict[str, str] = {}  # a local name bound to a labtax module (`from labtax.mix import mix`)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("labtax"):
+                for alias in node.names:
+                    importers.setdefault((str(node.module), alias.name), set()).add(_unit(path))
+                    modules[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        for node in ast.walk(tree):  # `mix.MixLeaf`: a name used through its module
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:
+                importers.setdefault((modules[node.value.id], node.attr), set()).add(_unit(path))
+
+        def visit(body: list[ast.stmt], prefix: str, top: str | None, module: str = module) -> None:
+            for item in body:
+                if isinstance(item, Function):
+                    notes = [a.annotation for a in item.args.args + item.args.kwonlyargs if a.annotation]
+                    notes += [item.returns] if item.returns else []
+                    if any(f in ast.unparse(n) for n in notes for f in FREE_FORM):
+                        found[f"{module}:{prefix}{item.name}"] = top or item.name
+                elif isinstance(item, ast.ClassDef):
+                    visit(item.body, f"{prefix}{item.name}.", top or item.name)
+                elif isinstance(item, ast.AnnAssign) and top and any(f in ast.unparse(item.annotation)
+                                                                     for f in FREE_FORM):
+                    found[f"{module}:{prefix}{ast.unparse(item.target)}"] = top
+
+        visit(tree.body, "", None)
+    crossings: dict[str, set[str]] = {}
+    for name, top in found.items():
+        module = name.split(":")[0]
+        unit = module.split(".")[1]
+        users = {u for u in importers.get((module, top), set()) if u in STAGES and u != unit}
+        if unit in STAGES and users:
+            crossings[name] = users
+    return crossings
+
+
+def test_stages_hand_each_other_typed_data() -> None:
+    crossings = free_form_crossings()
+    assert "labtax.data.sample:user_text" in crossings  # the walk sees what the allow-list names
+    new = {name: sorted(users) for name, users in crossings.items() if name not in FREE_FORM_CROSSINGS}
+    assert not new, f"a free-form mapping crosses a stage boundary: give it a dataclass ({new})"
+    assert set(FREE_FORM_CROSSINGS) <= set(crossings), "typed since: drop it from FREE_FORM_CROSSINGS"
+
+
 def test_the_counters_read_nested_and_relative_imports() -> None:
     text = ("from labtax import errors\n"
             "def outer() -> None:\n    from labtax.eval import run\n"

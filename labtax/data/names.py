@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 PHASE1 = "phase1_knowledge.jsonl"  # phase 1 training set: knowledge, loss on every token
 PHASE2 = "phase2_skills.jsonl"  # phase 2 training set: skills plus a knowledge replay share
 TEST = "test.jsonl"  # the gate's held-out items (seed examples, multiple-choice items), one test row per line
@@ -40,13 +38,3 @@ def funnel_in_order(funnel: dict[str, int]) -> dict[str, int]:
     """`funnel` with its steps in pipeline order."""
     rank = {step: i for i, step in enumerate(FUNNEL_STEPS)}
     return dict(sorted(funnel.items(), key=lambda kv: rank.get(kv[0], len(rank))))
-
-
-def coverage_text(generation: dict[str, Any]) -> str:
-    """'; chunks covered 7/7; facts covered 30/35' of a knowledge leaf's generation numbers ('' for others)."""
-    out = ""
-    if "chunks_covered" in generation and generation.get("chunks"):
-        out += f"; chunks covered {generation['chunks_covered']}/{generation['chunks']}"
-    if "facts_covered" in generation and generation.get("facts"):
-        out += f"; facts covered {generation['facts_covered']}/{generation['facts']}"
-    return out

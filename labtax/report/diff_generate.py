@@ -8,7 +8,8 @@ from typing import Any
 
 from labtax.compute import estimate_seconds
 from labtax.data import GenerationStats, LeafEntry
-from labtax.data.names import coverage_text, funnel_in_order
+from labtax.data.manifest import coverage_text
+from labtax.data.names import funnel_in_order
 from labtax.mix.mix import dedup_warnings
 from labtax.progress import clock
 from labtax.sdg.planning import LeafPlan, Plan
@@ -55,7 +56,7 @@ def funnel_line(entry: LeafEntry) -> str | None:
     limit = gen.request_limit if gen.request_limit is not None else ""
     bound = (f" (request limit {limit} bound: {gen.requests_wanted} requests wanted)"
              if gen.max_requests_bound else "")
-    return f"funnel    {quote_path(entry.path)}: {steps}{coverage_text(gen.to_json())}{bound}{_drops(gen)}"
+    return f"funnel    {quote_path(entry.path)}: {steps}{coverage_text(gen)}{bound}{_drops(gen)}"
 
 
 def _drops(gen: GenerationStats) -> str:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from labtax.data import FaultSummary, GenerationStats, LeafEntry, Manifest, RunSummary, write_manifest
-from labtax.data.names import coverage_text, funnel_in_order
+from labtax.data.manifest import coverage_text
+from labtax.data.names import funnel_in_order
 from labtax.errors import LabtaxError
 from labtax.mix import mix
 from labtax.mix.held_out import seed_test_samples
@@ -128,7 +129,7 @@ def funnel_text(stats: dict[str, Any]) -> str:
     """'; funnel asked 50 -> parsed 48 -> ... -> kept 20' plus a note when the request bound bound."""
     funnel = funnel_in_order(stats.get("funnel") or {})
     out = ("; funnel " + " -> ".join(f"{k} {v}" for k, v in funnel.items())) if funnel else ""
-    out += coverage_text(stats)
+    out += coverage_text(GenerationStats.from_stats(stats))
     if stats.get("document_readers"):
         out += "; documents read by " + ", ".join(f"{k} {v}" for k, v in stats["document_readers"].items())
     if str(stats.get("chunks_sized_by", "")).startswith("estimate"):

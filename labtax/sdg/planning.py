@@ -98,8 +98,9 @@ class Plan:
     base_ref: str | None
     head_ref: str | None
     model_id: str
-    settings: dict[str, Any]
-    mix_settings: dict[str, Any]
+    settings: GenerationSettings
+    mix_settings: mix.MixSettings
+    document_reader: str  # the reader identity that reads the documents (readers.reader_identity)
     env: str
     leaves: list[LeafPlan]
     max_tokens: int
@@ -110,6 +111,11 @@ class Plan:
 
     def of(self, action: Action) -> list[LeafPlan]:
         return [lp for lp in self.leaves if lp.action == action]
+
+    def settings_record(self) -> dict[str, Any]:
+        """The generation settings as the ledger, the manifest and `--format json` record them: what
+        the content keys hash, and the document reader that read the documents."""
+        return {**self.settings.as_dict(), "document_reader": self.document_reader}
 
     @property
     def nothing_to_generate(self) -> bool:
@@ -126,7 +132,7 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "base": self.base, "head": self.head, "teacher_model": self.model_id, "settings": self.settings,
+            "base": self.base, "head": self.head, "teacher_model": self.model_id, "settings": self.settings_record(),
             "summary": {a: len(self.of(a)) for a in ("generate", "reuse", "drop", "invalid")},
             "estimated_requests": self.estimated_requests, "estimated_completion_tokens": self.estimated_tokens,
             "leaves": [lp.to_dict() for lp in self.leaves],
@@ -180,7 +186,7 @@ def plan_run(
     plans.sort(key=lambda lp: lp.path)
     return Plan(
         base=diff.base, head=diff.head, base_ref=base, head_ref=head, model_id=model_id,
-        settings={**settings.as_dict(), "document_reader": reader}, mix_settings=mix_settings.as_dict(), env=env,
+        settings=settings, mix_settings=mix_settings, document_reader=reader, env=env,
         leaves=plans,
         max_tokens=settings.max_tokens, memo_updates=parsed.memo_updates,
         memo_removals=sorted(set(ctx.memo) - set(snap.paths)), verified=ctx.verified, taxonomy=Path(taxonomy),

@@ -116,7 +116,7 @@ def execute(
         progress = _redacting(progress)
     _close_killed_runs(ledger)
     run_id = ledger.start_run(command=command, base=plan.base, head=plan.head, model=plan.model_id,
-                              settings=plan.settings)
+                              settings=plan.settings_record())
     ledger.update_memo(plan.memo_updates, remove=plan.memo_removals)
     result = RunResult(plan=plan, output=output)
     todo = plan.of("generate")
@@ -286,10 +286,10 @@ class _LeafRuns:
 
 def _add_transport_faults(teacher: Teacher, result: RunResult) -> None:
     """The client's own counts (openai: retries and failed attempts by reason), when it has them."""
-    data = teacher.stats()  # {} from a teacher that counts nothing (or a lazy one never built)
-    result.retried += int(data.get("retries") or 0)
-    for reason, n in (data.get("faults") or {}).items():
-        result.faults[str(reason)] += int(n)
+    counted = teacher.stats()  # nothing from a teacher that counts nothing (or a lazy one never built)
+    result.retried += counted.retries
+    for reason, n in counted.faults.items():
+        result.faults[reason] += n
 
 
 class BrokenLeaves(Exception):
@@ -337,7 +337,7 @@ def rebuild(plan: Plan, output: Path, store: LeafStore, mix_settings: mix.MixSet
         mixed, rebuilt = _mix_from_store(current, output, store, mix_settings), True
     manifest = Manifest(
         base=plan.base, head=plan.head, base_ref=plan.base_ref, head_ref=plan.head_ref,
-        teacher_model=plan.model_id, settings=plan.settings, mix=plan.mix_settings, sets=mixed.sets,
+        teacher_model=plan.model_id, settings=plan.settings_record(), mix=plan.mix_settings.as_dict(), sets=mixed.sets,
         fingerprint=fingerprint, leaves=_leaf_entries(plan, failed, mixed),
         phase1_steps=mixed.steps or None,  # --phase1 two-step: the step sets' make-up
         run=result.summary() if result else RunSummary(0, 0, 0, 0.0, FaultSummary()),

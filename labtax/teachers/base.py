@@ -17,7 +17,7 @@ import hashlib
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -75,6 +75,18 @@ class TeacherResponse:
         return {str(k): float(v) for k, v in probs.items()}
 
 
+@dataclass(frozen=True)
+class TeacherStats:
+    """A teacher's own counts for the run summary. `retries` and `faults` (failed attempts by
+    reason: a server's transport) are what the run adds to its summary; `counts` are the backend's
+    other numbers by name (requests sent by status, time per kind of batch, engine steps), shown for
+    diagnosis and never computed with."""
+
+    retries: int = 0
+    faults: Mapping[str, int] = field(default_factory=dict)
+    counts: Mapping[str, Any] = field(default_factory=dict)
+
+
 def estimate_tokens(text: str) -> int:
     """The documented fallback when no tokenizer is at hand: words x 1.3, rounded up."""
     return math.ceil(len(text.split()) * 1.3)
@@ -87,7 +99,8 @@ class Teacher(Protocol):
     model; 1 for a server, which bounds its own concurrency), so a caller recording progress per
     batch keeps the batching. `concurrency`: requests in flight at most. `count_tokens`: a text's
     length in the teacher's own tokens (knowledge chunks are sized with it). `stats`: the backend's
-    own counts for the run summary (openai: sent, retries, faults by reason; {} when it has none)."""
+    own counts for the run summary (`TeacherStats`: openai's retries and faults by reason; empty when
+    it has none)."""
 
     model_id: str
 
@@ -99,7 +112,7 @@ class Teacher(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
-    def stats(self) -> dict[str, Any]: ...
+    def stats(self) -> TeacherStats: ...
 
     async def complete(self, requests: Sequence[TeacherRequest]) -> list[TeacherResponse]: ...
 
@@ -122,8 +135,8 @@ class TeacherBase:
         own = type(self).count_tokens is not TeacherBase.count_tokens
         return "teacher tokenizer" if own else "estimate (words x 1.3)"
 
-    def stats(self) -> dict[str, Any]:
-        return {}
+    def stats(self) -> TeacherStats:
+        return TeacherStats()
 
 
 class WrapperBase(ABC):
@@ -147,7 +160,7 @@ class WrapperBase(ABC):
         inner = self.wrapped
         return inner.token_counter() if isinstance(inner, TeacherBase | WrapperBase) else "teacher tokenizer"
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> TeacherStats:
         return self.wrapped.stats()
 
     async def aclose(self) -> None:

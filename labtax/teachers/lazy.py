@@ -10,10 +10,9 @@ ask its server (GET /v1/models), and then it is built at once.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from labtax import models
-from labtax.teachers.base import Teacher, TeacherRequest, TeacherResponse, WrapperBase
+from labtax.teachers.base import Teacher, TeacherRequest, TeacherResponse, TeacherStats, WrapperBase
 
 
 def teacher_model_id(kind: str, model: str | None) -> str | None:
@@ -67,6 +66,6 @@ class LazyTeacher(WrapperBase):
     def batch_size(self) -> int:
         return self.teacher.batch_size
 
-    def stats(self) -> dict[str, Any]:
-        """The built backend's own counts (openai: sent, retries, faults by reason); {} when unbuilt."""
-        return dict(self._teacher.stats()) if self._teacher is not None else {}
+    def stats(self) -> TeacherStats:
+        """The built backend's own counts (openai: sent, retries, faults by reason); none when unbuilt."""
+        return self._teacher.stats() if self._teacher is not None else TeacherStats()

@@ -46,7 +46,7 @@ from typing import Any
 import aiohttp
 
 from labtax.errors import TeacherError, UsageError
-from labtax.teachers.base import TeacherBase, TeacherRequest, TeacherResponse
+from labtax.teachers.base import TeacherBase, TeacherRequest, TeacherResponse, TeacherStats
 from labtax.teachers.choices import from_top_logprobs
 from labtax.teachers.replies import clean_fields
 from labtax.teachers.tokenize import ESTIMATE, ServerTokenizer
@@ -444,13 +444,11 @@ class OpenAITeacher(TeacherBase):
             text, counts["prompt_tokens"], counts["completion_tokens"])
         return response
 
-    def stats(self) -> dict[str, Any]:
-        return {
+    def stats(self) -> TeacherStats:
+        return TeacherStats(retries=self.retries, faults=dict(self.faults), counts={
             "sent": dict(self.sent),
-            "faults": dict(self.faults),
-            "retries": self.retries,
             "tokenize_requests": self._tokenizer.asked if self._tokenizer is not None else 0,
-        }
+        })
 
 
 class _Fatal(Exception):

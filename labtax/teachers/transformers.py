@@ -41,7 +41,7 @@ from labtax.models import render_chat
 from labtax.progress import count_generation, note
 from labtax.teachers import choices as choice_tokens
 from labtax.teachers import decode, prefix
-from labtax.teachers.base import TeacherBase, TeacherRequest, TeacherResponse
+from labtax.teachers.base import TeacherBase, TeacherRequest, TeacherResponse, TeacherStats
 from labtax.util.redact import redact
 
 # Prompt tokens one verdict forward pass computes at most (rows x the longest prompt): bounds the
@@ -311,8 +311,9 @@ class TransformersTeacher(TeacherBase):
             print(f"teacher {kind}: {rows} rows, {prompt} prompt tokens ({computed} computed), {new} new, "
                   f"{seconds:.1f}s", file=sys.stderr, flush=True)
 
-    def stats(self) -> dict[str, Any]:
-        return {"time": {k: {**v, "seconds": round(v["seconds"], 2)} for k, v in self._counts.items()}}
+    def stats(self) -> TeacherStats:
+        return TeacherStats(counts={"time": {k: {**v, "seconds": round(v["seconds"], 2)}
+                                             for k, v in self._counts.items()}})
 
     def _score(self, rows: list[list[int]], shared: int, choices: tuple[str, ...]) -> list[TeacherResponse]:
         """One forward pass (the first `shared` tokens once for every row): P(choice) from the

@@ -30,7 +30,7 @@ from typing import Any
 
 from labtax import models
 from labtax.errors import UsageError
-from labtax.teachers.base import TeacherBase, TeacherRequest, TeacherResponse
+from labtax.teachers.base import TeacherBase, TeacherRequest, TeacherResponse, TeacherStats
 from labtax.teachers.choices import token_ids
 from labtax.teachers.vllm_choices import TOP_LOGPROBS, choice_probs
 from labtax.util.redact import redact
@@ -164,12 +164,12 @@ class VLLMTeacher(TeacherBase):
         except (RuntimeError, ValueError) as exc:  # the text may quote a prompt
             return TeacherResponse("", ok=False, error=redact(f"generation failed: {exc}"))
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> TeacherStats:
         if self.feeder is not None:
-            return self.feeder.stats()
+            return TeacherStats(counts=self.feeder.stats())
         calls = self.engine_calls
-        return {"engine_calls": len(calls), "requests_per_call_max": max(calls, default=0),
-                "requests_per_call_mean": round(sum(calls) / len(calls), 2) if calls else 0.0}
+        return TeacherStats(counts={"engine_calls": len(calls), "requests_per_call_max": max(calls, default=0),
+                                    "requests_per_call_mean": round(sum(calls) / len(calls), 2) if calls else 0.0})
 
     def _complete_sync(self, requests: Sequence[TeacherRequest]) -> list[TeacherResponse]:
         self.engine_calls.append(len(requests))

@@ -60,7 +60,7 @@ def test_concurrent_calls_share_batches(one_thread: None) -> None:
         return await asyncio.gather(*(teacher.complete([r]) for r in requests))
 
     split = run(one_per_call())
-    generation = teacher.stats()["time"]["generation"]
+    generation = teacher.stats().counts["time"]["generation"]
     assert (generation["batches"], generation["rows"]) == (1, 6)  # one decode run served all six calls
     whole = run(teacher.complete(requests))
     assert [s[0].text for s in split] == [r.text for r in whole]  # type: ignore[attr-defined]

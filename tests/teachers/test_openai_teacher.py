@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -186,7 +185,7 @@ def test_api_key_is_sent_but_never_shown(monkeypatch: pytest.MonkeyPatch, caplog
         teacher.max_retries = 1
         out = run(_complete(teacher, _requests(1)))
     assert server.requests[0].headers["Authorization"] == f"Bearer {secret}"
-    shown = repr(teacher) + json.dumps(teacher.stats()) + str(out) + caplog.text
+    shown = repr(teacher) + repr(teacher.stats()) + str(out) + caplog.text
     captured = capsys.readouterr()
     assert secret not in shown + captured.out + captured.err
 

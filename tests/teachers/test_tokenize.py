@@ -33,7 +33,7 @@ def test_a_server_with_tokenize_counts_each_text_once() -> None:
         assert teacher.count_tokens(TEXT) == server_tokens(TEXT) != estimate_tokens(TEXT)  # no BOS counted
         assert teacher.count_tokens(TEXT) == server_tokens(TEXT) and server.tokenized == 1  # cached
         assert teacher.token_counter() == token_counter(teacher) == SERVER
-        assert teacher.stats()["tokenize_requests"] == 1
+        assert teacher.stats().counts["tokenize_requests"] == 1
 
 
 def test_without_tokenize_the_estimate_is_used_and_said() -> None:
@@ -41,7 +41,7 @@ def test_without_tokenize_the_estimate_is_used_and_said() -> None:
         teacher = make_teacher("openai", endpoints=[server.base_url], model="test-model")
         assert [teacher.count_tokens(t) for t in (TEXT, "one two", TEXT)] == [estimate_tokens(t) for t in (TEXT, "one two", TEXT)]
         assert teacher.token_counter() == ESTIMATE
-        assert teacher.stats()["tokenize_requests"] == 1  # the 404 is asked once, not per text
+        assert teacher.stats().counts["tokenize_requests"] == 1  # the 404 is asked once, not per text
 
 
 def test_knowledge_chunks_are_sized_in_the_servers_tokens(tmp_path: Path) -> None:

@@ -56,7 +56,7 @@ def test_short_requests_join_a_long_one_and_come_back_before_it(teacher: Any) ->
     text = tok.apply_chat_template(ask("question 0", 4, 10).as_messages(), tokenize=False, add_generation_prompt=True)
     assert engine.added[1][1] == tok(text, add_special_tokens=False)["input_ids"]
     assert [(p.max_tokens, p.seed) for _, _, p in engine.added] == [(300, 1), (4, 10), (4, 11), (4, 12)]
-    assert teacher.stats()["engine_running_max"] == 4
+    assert teacher.stats().counts["engine_running_max"] == 4
 
 
 def test_verdicts_are_one_step_with_logprobs_through_the_fed_engine(teacher: Any) -> None:

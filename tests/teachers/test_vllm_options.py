@@ -131,7 +131,7 @@ def test_requests_of_concurrent_leaves_share_engine_calls() -> None:
     teacher.llm.calls.clear()
     asyncio.run(waves())
     assert teacher.llm.calls == [5, 6]  # what arrived during a call went together into the next
-    assert teacher.stats()["requests_per_call_max"] == 12
+    assert teacher.stats().counts["requests_per_call_max"] == 12
 
 
 def test_several_endpoints_serving_different_models_are_refused() -> None:
