@@ -11,6 +11,16 @@ from pathlib import Path
 import pytest
 from gitrepo import GitRepo
 
+# ---------------------------------------------------------------- one torch thread (the suite's CPU budget)
+# labtax picks torch's thread count from the cores the load leaves free (models.choose_threads): on an
+# idle 2-core CI machine that is 2, and the suite's models are tiny, so the second thread mostly
+# spin-waits. Measured on tests/eval/test_closed_book.py (one tiny training run and its eval, load ~6):
+# 92.6 CPU-s at LABTAX_TORCH_THREADS=2, 17.3 at 1. Set here, before anything imports torch, so that
+# the pytest process and every labtax subprocess it starts inherit it; a value the caller set is kept,
+# and tests of the thread choice itself (test_threads.py) set or clear it themselves.
+os.environ.setdefault("LABTAX_TORCH_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 # ---------------------------------------------------------------- per-test CPU (LABTAX_TEST_CPU=FILE)
 # The suite has a CPU budget (README, testing): with LABTAX_TEST_CPU=FILE set, each test phase appends
 # `nodeid phase cpu_seconds wall_seconds` to FILE. CPU is this process's and its waited-for children's
