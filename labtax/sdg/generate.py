@@ -25,7 +25,7 @@ from labtax.mix.held_out import seed_test_samples
 from labtax.progress import QUIET, note
 from labtax.sdg.pipelines import LeafResult, generate_leaf
 from labtax.sdg.readers import reader_identity
-from labtax.sdg.settings import GenerationSettings
+from labtax.sdg.settings import GenerationSettings, settings_record
 from labtax.taxonomy import collect_targets
 from labtax.taxonomy.leaves import load_leaf
 from labtax.taxonomy.model import Leaf
@@ -192,7 +192,7 @@ def write_leaf_sets(output: Path, leaves: Sequence[Leaf], outcomes: Sequence[Lea
                 for o in outcomes if o.result is None]
     write_manifest(target, Manifest(
         base=None, head=None, base_ref=None, head_ref=None, teacher_model=model_id,
-        settings={**settings.as_dict(), "document_reader": reader_identity(settings.document_reader)},
+        settings=settings_record(settings, reader_identity(settings.document_reader)),
         mix=mix_settings.as_dict(), sets=mix.write_sets(target, sets),
         fingerprint=mix.sets_fingerprint([(leaf.path, leaf.kind, "") for leaf, _ in done], mix_settings),
         leaves=tuple(sorted(entries, key=lambda e: e.path)),

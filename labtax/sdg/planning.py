@@ -39,6 +39,7 @@ from labtax.sdg.pipelines import estimate_requests, pipeline_files
 from labtax.sdg.pipelines.knowledge import knowledge_seeds
 from labtax.sdg.pipelines.knowledge_plan import completion_tokens, plan_from_texts
 from labtax.sdg.readers import reader_identity
+from labtax.sdg.settings import settings_record
 from labtax.sdg.store import LeafStore
 from labtax.taxonomy import kind_of
 from labtax.taxonomy.config import load_config
@@ -115,7 +116,7 @@ class Plan:
     def settings_record(self) -> dict[str, Any]:
         """The generation settings as the ledger, the manifest and `--format json` record them: what
         the content keys hash, and the document reader that read the documents."""
-        return {**self.settings.as_dict(), "document_reader": self.document_reader}
+        return settings_record(self.settings, self.document_reader)
 
     @property
     def nothing_to_generate(self) -> bool:

@@ -138,3 +138,10 @@ class GenerationSettings:
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+def settings_record(settings: GenerationSettings, document_reader: str) -> dict[str, Any]:
+    """The settings as a run records them (the manifest, the ledger, diff-generate's `--format json`):
+    what the content keys hash, and the identity of the reader that read the documents
+    (`readers.reader_identity`: "builtin" or docling's version), which is not in the key."""
+    return {**settings.as_dict(), "document_reader": document_reader}
