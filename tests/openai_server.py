@@ -441,6 +441,9 @@ def lab_responder(*, drop_every: int = 0, low_score_every: int = 0) -> Responder
             return _knowledge_pairs(text, seed)
         if "STAGE: knowledge_mc" in text:
             return _mc_items(text, seed)
+        if "STAGE: reword" in text:
+            q = _last_block(text, "Question:").split("\n")[0]
+            return f"Question: in other words, {q[:1].lower()}{q[1:]}" if q else "I cannot."
         if "STAGE: mc_open_book" in text:
             return _open_book_pick(text)
         if "STAGE: mc_faithful" in text:

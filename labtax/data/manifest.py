@@ -28,7 +28,7 @@ LeafStatus = Literal["generated", "reused", "dropped", "failed", "invalid"]
 # The generation numbers a leaf's manifest entry records, as the pipelines count them (int unless
 # said): JSON keys in this order. Knowledge leaves have all of them, skills leaves a few.
 _NUMBERS = ("quota", "requests_wanted", "max_requests_bound", "request_limit", "chunks", "chunks_asked",
-            "chunks_covered", "facts", "facts_asked", "facts_covered", "facts_with_wordings", "wordings",
+            "chunks_covered", "facts", "facts_asked", "facts_covered", "facts_with_wordings", "reworded", "wordings",
             "seeds_used", "documents", "generated", "kept", "requests")
 
 
@@ -87,6 +87,7 @@ class GenerationStats:
     facts_asked: int | None = None
     facts_covered: int | None = None
     facts_with_wordings: int | None = None
+    reworded: int | None = None  # wordings the reword stage added (knowledge)
     wordings: int | None = None
     seeds_used: int | None = None
     documents: int | None = None
@@ -137,12 +138,17 @@ class GenerationStats:
 
 
 def coverage_text(stats: GenerationStats) -> str:
-    """'; chunks covered 7/7; facts covered 30/35' of a knowledge leaf's generation ('' for others)."""
+    """'; chunks covered 7/7; facts covered 30/35, 28 in two wordings or more (20 reworded)' of a knowledge
+    leaf's generation ('' for others)."""
     out = ""
     if stats.chunks_covered is not None and stats.chunks:
         out += f"; chunks covered {stats.chunks_covered}/{stats.chunks}"
     if stats.facts_covered is not None and stats.facts:
         out += f"; facts covered {stats.facts_covered}/{stats.facts}"
+        if stats.facts_with_wordings is not None and stats.facts_covered:
+            out += f", {stats.facts_with_wordings} in two wordings or more"
+            if stats.reworded:
+                out += f" ({stats.reworded} reworded)"
     return out
 
 

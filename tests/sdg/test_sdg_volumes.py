@@ -103,11 +103,11 @@ def test_a_small_bound_still_spreads_over_every_chunk(tmp_path: Path, openai_ser
     # Six requests over twelve chunks: two neighbouring chunks a request, every chunk shown.
     hit = sorted(i for i, m in enumerate(markers) if any(m in p for p in prompts))
     assert hit == list(range(12)) and result.stats["chunks_asked"] == 12
-    # Q&A and its three judges, their calibration on the seeds (each side capped at
-    # calibration_examples), plus the held-out multiple-choice stage, its judge and its open-book
+    # Q&A, its three judges and a reword of each pair at most (a fact kept in one wording), the
+    # judges' calibration on the seeds (each side capped at calibration_examples), plus the held-out multiple-choice stage, its judge and its open-book
     # answer; a chunk count alone (facts unknown) plans the request limit.
     calibration = 3 * 2 * settings.calibration_examples
-    assert estimate_requests(leaf, settings, 12) == 6 + 3 * 36 + calibration + sum(mc_plan(settings).values())
+    assert estimate_requests(leaf, settings, 12) == 6 + 4 * 36 + calibration + sum(mc_plan(settings).values())
     assert result.stats["requests"] <= estimate_requests(leaf, settings, 12)
 
 

@@ -2,7 +2,8 @@
 per chunk, several differently worded pairs per fact (guided by one seed example's context and Q&A)
 -> the extractive check (every number, date and name of an answer is in its chunk) -> drop
 unfaithful, irrelevant and not self-contained pairs (three judges) -> dedup and trim (the rows past
-the quota: the validation split) -> the multiple-choice test items (knowledge_mc.py, a stage of its
+the quota: the validation split) -> a fact kept in fewer wordings than asked gets its question
+reworded (knowledge_reword.py: a small teacher writes one wording per fact) -> the multiple-choice test items (knowledge_mc.py, a stage of its
 own).
 
 Coverage follows the documents' facts (knowledge_plan.py): every chunk is asked about before any is
@@ -29,6 +30,7 @@ from labtax.sdg.pipelines.filters import Examples, Row
 from labtax.sdg.pipelines.knowledge_mc import mc_generate, mc_items
 from labtax.sdg.pipelines.knowledge_mc import plan as mc_plan
 from labtax.sdg.pipelines.knowledge_plan import Ask, KnowledgePlan, plan_from_texts
+from labtax.sdg.pipelines.knowledge_reword import reword_facts
 from labtax.sdg.pipelines.parse import parse_fact_pairs, parse_yes
 from labtax.sdg.pipelines.runner import Runner, count_tokens_for, leaf_quota, load_pipeline, token_counter
 from labtax.sdg.pipelines.stream import Turns
@@ -62,7 +64,10 @@ def plan(leaf: Leaf, settings: GenerationSettings, chunks: int | list[str] | Non
     texts = chunks if isinstance(chunks, list) else []
     examples = calibration_examples(knowledge_seeds(leaf), leaf.spec.domain, texts)
     calibration = {f"calibrate_{f}": requests_needed(examples[f], settings.calibration_examples) for f in FILTERS}
-    return {"knowledge_qa": first, **{f: rows for f in FILTERS}, **calibration, **mc_plan(settings)}
+    # A fact kept in fewer wordings than asked gets the rest reworded, a short request each.
+    rewords = rows if settings.wordings_per_fact >= 2 else 0
+    return {"knowledge_qa": first, **{f: rows for f in FILTERS}, **calibration, "reword": rewords,
+            **mc_plan(settings)}
 
 
 def _record_plan(runner: Runner, kp: KnowledgePlan, seeds: int) -> None:
@@ -126,6 +131,7 @@ async def run_knowledge(runner: Runner, taxonomy_root: Path) -> list[dict[str, A
     await runner.settle()
     runner.count("deduplicated", chain.size)
     rows, validation = split_by_fact(runner, chain.rows(), leaf_rows)
+    rows = await reword_facts(runner, rows, dedup, {d.path: d.text for d in documents})
     _record_coverage(runner, rows + validation)
     runner.held_out += [filters.as_validation(_sample(runner, row)) for row in validation]
     # A separate stage: closed-book multiple-choice test items from the same chunks.
