@@ -109,15 +109,14 @@ FREE_FORM_CROSSINGS = {
     # a JSON document as written (--format json, the manifest's settings record): the edge itself
     **dict.fromkeys(["labtax.diff.model:DiffResult.to_dict", "labtax.diff.model:LeafChange.to_dict",
                      "labtax.sdg.planning:LeafPlan.to_dict", "labtax.sdg.planning:Plan.to_dict",
-                     "labtax.sdg.planning:Plan.settings_record", "labtax.mix.mix:MixSettings.as_dict"],
+                     "labtax.sdg.planning:Plan.settings_record", "labtax.mix.mix:MixSettings.as_dict",
+                     # the mixer's leaf index as the store's file header keeps it
+                     "labtax.mix.mix:LeafIndex.to_json", "labtax.mix.mix:LeafIndex.from_json"],
                     "JSON document"),
     # the raw YAML: what the content key hashes (sdg/keys.py); generation reads Leaf.spec
     "labtax.taxonomy.model:Leaf.data": "raw YAML",
     # a backend's extras beside the text (choice_probs: read through TeacherResponse.choice_probs)
     "labtax.teachers.base:TeacherResponse.extra": "backend extras",
-    # not yet typed: mix/mix.py is being changed by the knowledge pipeline's work (issue 25 item 3)
-    "labtax.mix.mix:dedup_warnings": "to type",
-    "labtax.mix.mix:MixLeaf.index": "to type",
 }
 
 

@@ -135,16 +135,48 @@ def text_hash(text: str) -> str:
 # ----------------------------------------------------------------------- preparing leaf data
 
 
+@dataclass(frozen=True)
+class LeafIndex:
+    """What the mixer reads of a leaf without decoding its JSON lines. Per training sample the hashes
+    of its question (`q`) and of its user turn (`u`); the hashes of the test questions (`test`); the
+    samples' and the test rows' MinHash signatures, concatenated (`mh`, `tmh`: mix/xdedup.py); for
+    knowledge the distinct chunks, the replay's distractors (`chunks`, None for a skill). The store
+    keeps it as JSON in its file header (`to_json`: the names above)."""
+
+    q: tuple[str, ...]
+    u: tuple[str, ...]
+    test: tuple[str, ...]
+    mh: str
+    tmh: str
+    chunks: tuple[str, ...] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"q": list(self.q), "u": list(self.u), "test": list(self.test), "mh": self.mh,
+                               "tmh": self.tmh}
+        if self.chunks is not None:
+            out["chunks"] = list(self.chunks)
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LeafIndex | None:
+        """None for an index written by another store format (no question hashes): regenerate the leaf.
+        Signatures missing (stored before there were any) read as none: nothing to compare."""
+        q, u = data.get("q"), data.get("u")
+        if not isinstance(q, list) or not isinstance(u, list):
+            return None
+        chunks = data.get("chunks")
+        return cls(tuple(q), tuple(u), tuple(data.get("test") or ()), str(data.get("mh") or ""),
+                   str(data.get("tmh") or ""), tuple(chunks) if isinstance(chunks, list) else None)
+
+
 @dataclass
 class PreparedLeaf:
     """A leaf's data in the form the store keeps and the mixer reads: path-free samples (knowledge
-    ones already in phase-1 form) plus an index so mixing needs no JSON decoding: per training sample
-    the hashes of its question and user turn, the hashes of the test questions, and for knowledge the
-    distinct chunks (the replay's distractors)."""
+    ones already in phase-1 form) plus their index, so mixing needs no JSON decoding."""
 
     samples: list[dict[str, Any]]
     test: list[dict[str, Any]]
-    index: dict[str, Any]
+    index: LeafIndex
 
 
 def prepare_leaf(kind: str, samples: Sequence[dict[str, Any]], test: Sequence[dict[str, Any]]) -> PreparedLeaf:
@@ -178,11 +210,10 @@ def prepare_leaf(kind: str, samples: Sequence[dict[str, Any]], test: Sequence[di
         t = slim(t)
         tests.append(t)
         t_hashes += [text_hash(question_of(t)), text_hash(user_text(t))]
-    index = {"q": q_hashes, "u": u_hashes, "test": sorted(set(t_hashes)),
-             "mh": "".join(signature(dedup_text(kind, s)) for s in out),
-             "tmh": "".join(signature(dedup_text(kind, t)) for t in tests)}
-    if kind == "knowledge":
-        index["chunks"] = chunks
+    index = LeafIndex(tuple(q_hashes), tuple(u_hashes), tuple(sorted(set(t_hashes))),
+                      "".join(signature(dedup_text(kind, s)) for s in out),
+                      "".join(signature(dedup_text(kind, t)) for t in tests),
+                      tuple(chunks) if kind == "knowledge" else None)
     return PreparedLeaf(out, tests, index)
 
 
@@ -220,7 +251,7 @@ class MixLeaf:
     data: bytes
     train_span: tuple[int, int]
     test_span: tuple[int, int]
-    index: dict[str, Any]
+    index: LeafIndex
     _lines: list[bytes] | None = field(default=None, repr=False)
 
     @classmethod
@@ -287,8 +318,8 @@ def build_sets(leaves: Sequence[MixLeaf], settings: MixSettings) -> MixedSets:
     # a near-duplicate of any leaf's seed, is left out below, so no sample is in both train and test.
     test_hashes, stamped, lines_in_test = _mix_test(ordered, sets, settings.system_prompt)
     # Seeds (and validation rows) first, remembered and never dropped; then every leaf's samples.
-    groups = [(stored_signatures(leaf, "tmh", n), False) for leaf, n in zip(ordered, lines_in_test)]
-    groups += [(stored_signatures(leaf, "mh", len(leaf.index["q"])), True) for leaf in ordered]
+    groups = [(stored_signatures(leaf.index.tmh, n), False) for leaf, n in zip(ordered, lines_in_test)]
+    groups += [(stored_signatures(leaf.index.mh, len(leaf.index.q)), True) for leaf in ordered]
     duplicates = find_duplicates(groups, settings.dedup_threshold, lambda g, i: text_at(ordered, g, i))
     duplicates = duplicates[len(ordered):]
     # Kept knowledge samples, for the replay: (leaf, its kept line numbers), in order.
@@ -328,9 +359,9 @@ def _mix_test(ordered: Sequence[MixLeaf], sets: MixedSets,
         sets.test.append(rp.with_system(test, system))
         sets.samples[TEST] += n_test
         sets.samples[VALIDATION] += n_val
-        sets.counts[leaf.path] = {"samples": len(leaf.index["q"]), "train": 0, "test": n_test, "replay": 0,
+        sets.counts[leaf.path] = {"samples": len(leaf.index.q), "train": 0, "test": n_test, "replay": 0,
                                   "overlap": 0, "duplicate": 0, **({"validation": n_val} if n_val else {})}
-        test_hashes.update(leaf.index.get("test") or [])
+        test_hashes.update(leaf.index.test)
     return test_hashes, stamped, lines_in_test
 
 
@@ -339,7 +370,7 @@ def _mix_leaf(leaf: MixLeaf, dups: set[int], test_hashes: set[str], stamped: mem
     """One leaf's training rows, less the test overlaps and the near-duplicates, into its phase's set;
     returns the line numbers of its samples kept (a knowledge leaf's replay draws from them)."""
     system = settings.system_prompt
-    q, u = leaf.index["q"], leaf.index["u"]
+    q, u = leaf.index.q, leaf.index.u
     n = len(q)
     c = sets.counts[leaf.path]
     target, name = (sets.phase1, PHASE1) if leaf.kind == "knowledge" else (sets.phase2, PHASE2)
@@ -386,7 +417,7 @@ def _mix_replay(knowledge: list[tuple[MixLeaf, list[int]]], sets: MixedSets, set
                               settings.replay_min_per_leaf)
     for (leaf, kept), n in zip(knowledge, counts):
         if n:
-            lines = rp.draw_replay(leaf.path, leaf.lines(), leaf.index.get("chunks") or [], kept, n, settings,
+            lines = rp.draw_replay(leaf.path, leaf.lines(), list(leaf.index.chunks or ()), kept, n, settings,
                                    dumps_line)
             sets.counts[leaf.path]["replay"] = n
             sets.phase2.append(b"".join(lines))
@@ -426,8 +457,9 @@ def knowledge_rows(path: str, stamped: bytes, kept: list[int],
     return kept, out, held_rows
 
 
-def dedup_warnings(counts: dict[str, dict[str, Any]]) -> list[str]:
-    """One line per knowledge leaf the taxonomy-wide dedup would have emptied (its rows kept anyway)."""
+def dedup_warnings(counts: Mapping[str, Mapping[str, int]]) -> list[str]:
+    """One line per knowledge leaf the taxonomy-wide dedup would have emptied (its rows kept anyway).
+    `counts`: per leaf path its set counts (MixedSets.counts, a manifest LeafEntry's `counts`)."""
     return [f"warning   {quote_path(path)}: every row is a near-duplicate of another leaf's or of a seed; "
             f"kept its first {c['duplicate_kept']} so the leaf stays in phase 1 and in the replay"
             for path, c in sorted(counts.items()) if c.get("duplicate_kept")]

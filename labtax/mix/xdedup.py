@@ -81,11 +81,10 @@ def dedup_text(kind: str, sample: dict[str, Any]) -> str:
     return f"{question_of(sample)}\n{answer}"  # type: ignore[arg-type]
 
 
-def stored_signatures(leaf: Any, key: str, n: int) -> str:
-    """A mix leaf's stored signatures (index `mh` for its samples, `tmh` for its test rows); zeros
-    (nothing to compare) for data stored before there were any."""
-    sig = leaf.index.get(key)
-    return sig if isinstance(sig, str) and len(sig) == n * 8 * VALUES else "0" * (n * 8 * VALUES)
+def stored_signatures(sig: str, n: int) -> str:
+    """A mix leaf's stored signatures of n texts (its index's `mh` for its samples, `tmh` for its test
+    rows); zeros (nothing to compare) for data stored before there were any."""
+    return sig if len(sig) == n * 8 * VALUES else "0" * (n * 8 * VALUES)
 
 
 def text_at(ordered: Sequence[Any], g: int, i: int) -> str:

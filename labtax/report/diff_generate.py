@@ -105,7 +105,7 @@ def as_text(outcome: Plan | RunResult) -> list[str]:
     if plan.nothing_to_generate:
         lines.append("nothing to generate")
     lines += [line for e in m.leaves if (line := funnel_line(e))]
-    lines += dedup_warnings({e.path: dict(e.counts) for e in m.leaves})
+    lines += dedup_warnings({e.path: e.counts for e in m.leaves})
     statuses = [e.status for e in m.leaves]
     lines.append(
         f"generated {statuses.count('generated')} leaves ({outcome.requests_sent} requests sent, "

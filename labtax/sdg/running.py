@@ -279,7 +279,7 @@ class _LeafRuns:
             "requests": t.sent + t.replayed, "stats": stats,
         }
         prepared = prepare_leaf(lp.leaf.kind, res.samples, seed_test_samples(lp.leaf, res.shown) + res.held_out)
-        self.store.put(LeafData(lp.key, prepared.samples, prepared.test, meta, prepared.index))
+        self.store.put(LeafData(lp.key, prepared.samples, prepared.test, meta, prepared.index.to_json()))
         self.say(f"generated {quote_path(lp.path)}: {len(res.samples)} samples, {t.sent} requests sent, "
                  f"{t.replayed} replayed{funnel_text(stats)}{calibration_text(stats)}")
 
@@ -362,12 +362,13 @@ def _mix_from_store(current: list[LeafPlan], output: Path, store: LeafStore, mix
                 broken.append(lp.path)
                 continue
         data = cache[lp.key]
-        if not {"q", "u"} <= set(data.index):  # written by another store format: regenerate
+        index = mix.LeafIndex.from_json(data.index)
+        if index is None:  # written by another store format: regenerate
             broken.append(lp.path)
             continue
         records[lp.path] = (int(data.meta.get("tokens") or 0), float(data.meta.get("seconds") or 0.0),
                             GenerationStats.from_stats(data.meta.get("stats") or {}))
-        inputs.append(mix.MixLeaf(lp.path, lp.kind, lp.key, data.data, data.train_span, data.test_span, data.index))
+        inputs.append(mix.MixLeaf(lp.path, lp.kind, lp.key, data.data, data.train_span, data.test_span, index))
     if broken:
         raise BrokenLeaves(broken)
     sets = mix.build_sets(inputs, mix_settings)
