@@ -172,15 +172,13 @@ def diff_command(taxonomy_dir: Path, base: str | None, head: str | None, fmt: st
 def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: Path, output: str, **params: Any) -> int:
     """Generate synthetic data for LEAVES (qna.yaml files or their folders; default: every leaf).
 
-    Also mixes them into --output/sets/ (training sets, test.jsonl, validation.jsonl, manifest.json).
+    Also mixes them into --output/sets/ (training sets, test.jsonl, validation.jsonl, manifest.json),
+    through the diff-generate engine: --output keeps its leaf store and ledger, so a rerun resumes.
     """
-    import asyncio
-
-    from labtax.sdg.generate import (  # PyYAML: not for every command line
+    from labtax.sdg.generate import (  # PyYAML, numpy: not for every command line
         generate_leaves,
         load_forced_leaves,
         summary_line,
-        write_leaf_sets,
         write_report,
     )
 
@@ -189,15 +187,13 @@ def generate_cmd(leaves: tuple[str, ...], taxonomy_dir: Path, output: str, **par
         note("no leaves to generate")
         return EXIT_OK
     settings = generation_settings(params)
-    backend = teacher_spec(params).build()
-    outcomes = asyncio.run(generate_leaves(forced, backend, settings, taxonomy_root=taxonomy_dir,
-                                           output=Path(output)))
-    for outcome in outcomes:
+    mixing = mix_settings(params, settings.seed)
+    run = generate_leaves(forced, teacher_spec(params).build(), settings, taxonomy_root=taxonomy_dir,
+                          output=Path(output), mix_settings=mixing)
+    for outcome in run.outcomes:
         click.echo(summary_line(outcome))
-    write_report(Path(output), outcomes)
-    write_leaf_sets(Path(output), forced, outcomes, settings, mix_settings(params, settings.seed), backend.model_id)
-    errors = [o.error for o in outcomes if o.error is not None]
-    return max((e.exit_code for e in errors), default=EXIT_OK)
+    write_report(Path(output), run.outcomes)
+    return run.exit_code
 
 
 @cli.command("diff-generate")

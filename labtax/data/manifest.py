@@ -157,7 +157,7 @@ class LeafEntry:
     """One leaf of the run: where it is, its content key, what the run did with it and what it holds."""
 
     path: str  # the leaf's path at head (`.../qna.yaml`)
-    key: str | None  # its content key in the leaf store (None: `labtax generate`, no store)
+    key: str | None  # its content key in the leaf store (None: an invalid leaf, or a manifest of an older generate)
     kind: str
     status: LeafStatus
     changed: bool  # changed in the diff (added, modified, renamed with edits)

@@ -1,14 +1,14 @@
-"""`labtax generate`: run the leaf pipelines for forced leaves and write one JSONL per leaf.
+"""`labtax generate`: the named leaves through the diff-generate engine as a forced plan, plus one
+JSONL of pipeline records per leaf and a report.
 
-Kept out of cli.py so the command stays a thin shell: this module loads the leaves, builds the
-teacher, runs every leaf (concurrently: leaves are independent and an openai teacher's concurrency
-is shared by all of them), writes each leaf's file atomically as soon as it is done, and returns the
-per-leaf results for the report.
+Kept out of cli.py so the command stays a thin shell: this module loads the leaves, plans every one
+for generation (planning.plan_forced), runs the plan through running.execute (the leaf store, the
+ledger, the sets and their manifest, as diff-generate writes them), writes each leaf's file
+atomically as soon as it is done, and returns the per-leaf outcomes for the report.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Sequence
@@ -16,16 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labtax.data import FaultSummary, GenerationStats, LeafEntry, Manifest, RunSummary, write_manifest
-from labtax.data.manifest import coverage_text
-from labtax.data.names import funnel_in_order
-from labtax.errors import LabtaxError
+from labtax.data import Manifest
+from labtax.errors import EXIT_OK, LabtaxError
 from labtax.mix import mix
-from labtax.mix.held_out import seed_test_samples
 from labtax.progress import QUIET, note
-from labtax.sdg.pipelines import LeafResult, generate_leaf
-from labtax.sdg.readers import reader_identity
-from labtax.sdg.settings import GenerationSettings, settings_record
+from labtax.sdg.ledger import Ledger
+from labtax.sdg.output_dir import LEAVES_DIR, LEDGER_FILE, output_lock, quarantine_manifest
+from labtax.sdg.pipelines import LeafResult
+from labtax.sdg.planning import LeafPlan, plan_forced
+from labtax.sdg.running import LeafListener, StageFn, execute, funnel_text, ledger_failures
+from labtax.sdg.settings import GenerationSettings
+from labtax.sdg.store import LeafStore
 from labtax.taxonomy import collect_targets
 from labtax.taxonomy.leaves import load_leaf
 from labtax.taxonomy.model import Leaf
@@ -59,6 +60,7 @@ class _Bars:
     def __init__(self, leaves: Sequence[Leaf]) -> None:
         self.enabled = sys.stderr.isatty()
         self.bars: dict[str, Any] = {}
+        self.names = {leaf.path: leaf.leaf_dir for leaf in leaves}
         if self.enabled:
             from tqdm import tqdm
 
@@ -66,13 +68,14 @@ class _Bars:
                 self.bars[leaf.path] = tqdm(total=0, desc=leaf.leaf_dir, position=i, leave=False,
                                             file=sys.stderr, unit="req")
 
-    def callback(self, leaf: Leaf) -> Any:
+    def callback(self, path: str) -> StageFn | None:
+        """A leaf's stage progress (its path as planned): its bar follows the stage and its requests."""
         if not self.enabled:
             return None
-        bar = self.bars[leaf.path]
+        bar, name = self.bars[path], self.names[path]
 
         def progress(stage: str, done: int, total: int) -> None:
-            bar.set_description(f"{leaf.leaf_dir} [{stage}]", refresh=False)
+            bar.set_description(f"{name} [{stage}]", refresh=False)
             bar.total = total
             bar.n = done
             bar.refresh()
@@ -84,31 +87,62 @@ class _Bars:
             bar.close()
 
 
-async def generate_leaves(
+@dataclass(frozen=True)
+class GenerateRun:
+    """What one `labtax generate` did: each named leaf's outcome, in the leaves' order, and the
+    manifest of the sets it mixed into `<output>/sets/`."""
+
+    outcomes: tuple[LeafOutcome, ...]
+    manifest: Manifest | None
+
+    @property
+    def exit_code(self) -> int:
+        """The worst failed leaf's code (a teacher failure, a document that cannot be read), else 0."""
+        return max((o.error.exit_code for o in self.outcomes if o.error is not None), default=EXIT_OK)
+
+
+def generate_leaves(
     leaves: Sequence[Leaf],
     teacher: Teacher,
     settings: GenerationSettings,
     *,
     taxonomy_root: Path,
     output: Path,
-) -> list[LeafOutcome]:
+    mix_settings: mix.MixSettings | None = None,
+) -> GenerateRun:
+    """`labtax generate`: the named leaves as a forced plan (planning.plan_forced: every one generated,
+    no git) through the engine `diff-generate` runs (sdg/running.py execute), in `<output>/sets/` as in
+    a diff-generate output directory: the leaf store `leaves/`, the ledger `ledger.sqlite` (a rerun
+    replays every answered request: a killed run resumes, a finished one sends none), the sets and
+    their manifest; each leaf's pipeline records in `<output>/<leaf folder>.jsonl` as soon as it is
+    done. A teacher failure fails only its own leaf."""
+    mix_settings = mix_settings or mix.MixSettings(seed=settings.seed)
+    outcomes = {leaf.path: LeafOutcome(leaf.path) for leaf in leaves}
+
+    def finished(lp: LeafPlan, result: LeafResult | None, error: LabtaxError | None) -> None:
+        outcome = outcomes[lp.path]
+        if result is not None and lp.leaf is not None:
+            outcome.result, outcome.output = result, output_path(output, lp.leaf)
+            write_jsonl(outcome.output, result.samples)
+        outcome.error = error
+
+    engine = output / SETS_DIR  # a diff-generate output directory: store, ledger, sets, manifest
     bars = _Bars(leaves)
-
-    async def one(leaf: Leaf) -> LeafOutcome:
-        try:
-            result = await generate_leaf(leaf, teacher, settings, taxonomy_root=taxonomy_root,
-                                         progress=bars.callback(leaf))
-        except LabtaxError as exc:
-            return LeafOutcome(leaf.path, error=exc)
-        path = output_path(output, leaf)
-        write_jsonl(path, result.samples)
-        return LeafOutcome(leaf.path, result, path)
-
     try:
-        return list(await asyncio.gather(*(one(leaf) for leaf in leaves)))
+        with ledger_failures(engine), output_lock(engine), Ledger(engine / LEDGER_FILE) as ledger:
+            quarantine_manifest(engine)
+            plan, unreadable = plan_forced(taxonomy_root, leaves, model_id=teacher.model_id, settings=settings,
+                                           mix_settings=mix_settings, ledger=ledger)
+            for path, exc in unreadable.items():
+                outcomes[path].error = exc
+            run = execute(plan, engine, taxonomy=taxonomy_root, teacher=teacher, settings=settings,
+                          mix_settings=mix_settings, ledger=ledger, store=LeafStore(engine / LEAVES_DIR),
+                          command="generate", listener=LeafListener(bars.callback, finished))
     finally:
         bars.close()
-        await teacher.aclose()
+    for line in mix.dedup_warnings({e.path: e.counts for e in (run.manifest.leaves if run.manifest else ())}):
+        note(line, QUIET)  # a warning: shown under --quiet too
+    return GenerateRun(tuple(outcomes.values()), run.manifest)
 
 
 def summary_line(outcome: LeafOutcome) -> str:
@@ -123,21 +157,6 @@ def summary_line(outcome: LeafOutcome) -> str:
         + ("; faults: " + ", ".join(f"{k} {v}" for k, v in st["faults"].items()) if st.get("faults") else "")
     )
     return line + funnel_text(st)
-
-
-def funnel_text(stats: dict[str, Any]) -> str:
-    """'; funnel asked 50 -> parsed 48 -> ... -> kept 20' plus a note when the request bound bound."""
-    funnel = funnel_in_order(stats.get("funnel") or {})
-    out = ("; funnel " + " -> ".join(f"{k} {v}" for k, v in funnel.items())) if funnel else ""
-    out += coverage_text(GenerationStats.from_stats(stats))
-    if stats.get("document_readers"):
-        out += "; documents read by " + ", ".join(f"{k} {v}" for k, v in stats["document_readers"].items())
-    if str(stats.get("chunks_sized_by", "")).startswith("estimate"):
-        out += "; chunks sized by the words x 1.3 estimate (no tokenizer for this teacher)"
-    if stats.get("max_requests_bound"):
-        out += (f"; request limit bound (--max-requests-per-leaf, --budget-tokens): "
-                f"{stats['stages'][next(iter(stats['stages']))]['requests']} of {stats['requests_wanted']} requests sent")
-    return out
 
 
 def load_forced_leaves(root: Path, paths: Sequence[str], cwd: Path | None = None) -> list[Leaf]:
@@ -163,41 +182,3 @@ def write_report(output: Path, outcomes: Sequence[LeafOutcome]) -> Path:
 
 
 SETS_DIR = "sets"  # beside the per-leaf files; no leaf folder is named so (they start with a root)
-
-
-def write_leaf_sets(output: Path, leaves: Sequence[Leaf], outcomes: Sequence[LeafOutcome], settings: GenerationSettings,
-                    mix_settings: Any, model_id: str) -> Path | None:
-    """`<output>/sets/`: this run's leaves mixed as `diff-generate` mixes them (the training sets,
-    `test.jsonl` with the seeds, flagged exactly as shown to the teacher, and the multiple-choice items,
-    `validation.jsonl`, and a manifest naming the leaves as changed), so `labtax train --data`, its
-    `--select` and `labtax eval --data` read it. None when no leaf produced data."""
-    by_path = {leaf.path: leaf for leaf in leaves}
-    done = [(by_path[o.leaf], o.result) for o in outcomes if o.result is not None]
-    if not done:
-        return None
-    inputs = [mix.MixLeaf.from_samples(leaf.path, leaf.kind, "", res.samples,
-                                       seed_test_samples(leaf, res.shown) + res.held_out) for leaf, res in done]
-    sets = mix.build_sets(inputs, mix_settings)
-    for line in mix.dedup_warnings(sets.counts):
-        note(line, QUIET)  # a warning: shown under --quiet too
-    target = output / SETS_DIR
-    target.mkdir(parents=True, exist_ok=True)
-    entries = [
-        LeafEntry(leaf.path, None, leaf.kind, "generated", True, sets.counts.get(leaf.path, {}),
-                  int(res.stats.get("prompt_tokens", 0)) + int(res.stats.get("completion_tokens", 0)),
-                  float(res.stats.get("seconds", 0.0)), generation=GenerationStats.from_stats(res.stats))
-        for leaf, res in done
-    ]
-    entries += [LeafEntry(o.leaf, None, by_path[o.leaf].kind, "failed", True, {}, 0, 0.0, error=redact(str(o.error)))
-                for o in outcomes if o.result is None]
-    write_manifest(target, Manifest(
-        base=None, head=None, base_ref=None, head_ref=None, teacher_model=model_id,
-        settings=settings_record(settings, reader_identity(settings.document_reader)),
-        mix=mix_settings.as_dict(), sets=mix.write_sets(target, sets),
-        fingerprint=mix.sets_fingerprint([(leaf.path, leaf.kind, "") for leaf, _ in done], mix_settings),
-        leaves=tuple(sorted(entries, key=lambda e: e.path)),
-        phase1_steps=sets.step_counts or None,  # --phase1 two-step
-        run=RunSummary(sum(int(res.stats.get("requests", 0)) for _, res in done), 0, sum(e.tokens for e in entries),
-                       sum(e.seconds for e in entries), FaultSummary()),
-    ))
-    return target

@@ -20,6 +20,7 @@ Planning writes nothing: the memo updates it computes travel in the Plan, for th
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
@@ -94,7 +95,7 @@ class LeafPlan:
 
 @dataclass
 class Plan:
-    base: str
+    base: str | None  # None: a forced plan (`labtax generate`), planned from a folder, not from git
     head: str | None
     base_ref: str | None
     head_ref: str | None
@@ -109,6 +110,9 @@ class Plan:
     memo_removals: list[str] = field(default_factory=list, repr=False)
     verified: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
     taxonomy: Path = field(default=Path("."), repr=False)
+    # `labtax generate`'s plan (plan_forced): every named leaf generated, and a teacher failure fails
+    # only its own leaf (the others go on: the user named each of them).
+    forced: bool = False
 
     def of(self, action: Action) -> list[LeafPlan]:
         return [lp for lp in self.leaves if lp.action == action]
@@ -192,6 +196,33 @@ def plan_run(
         max_tokens=settings.max_tokens, memo_updates=parsed.memo_updates,
         memo_removals=sorted(set(ctx.memo) - set(snap.paths)), verified=ctx.verified, taxonomy=Path(taxonomy),
     )
+
+
+def plan_forced(taxonomy: Path, leaves: Sequence[Leaf], *, model_id: str, settings: GenerationSettings,
+                mix_settings: mix.MixSettings, ledger: Ledger | None) -> tuple[Plan, dict[str, LabtaxError]]:
+    """`labtax generate`'s plan: the named leaves of a folder (read from the files, no git), each to
+    generate whatever the store holds, keyed as diff-generate keys it (so the ledger replays what it
+    already answered: a rerun sends no request twice). Returns the plan and, per leaf whose documents
+    cannot be read, its error (the leaf is planned invalid: it fails alone)."""
+    env = environment(model_id, settings)
+    plans: list[LeafPlan] = []
+    errors: dict[str, LabtaxError] = {}
+    for leaf in leaves:
+        lp = LeafPlan(path=leaf.path, kind=leaf.kind, action="generate", changed=True, reason="named", leaf=leaf)
+        plans.append(lp)
+        try:
+            docs = _documents(leaf, Path(taxonomy), settings.document_reader)
+        except LabtaxError as exc:
+            lp.action, lp.error, lp.reason, errors[leaf.path] = "invalid", str(exc), "documents cannot be read", exc
+            continue
+        lp.key = content_key(leaf, docs, env)
+        texts = _chunk_texts(leaf, docs, settings)
+        lp.estimated_requests = estimate_requests(leaf, settings, texts)
+        lp.knowledge = knowledge_budget(leaf, texts, settings)
+        lp.recorded_requests = ledger.count_responses(lp.key) if ledger is not None else 0
+    return Plan(base=None, head=None, base_ref=None, head_ref=None, model_id=model_id, settings=settings,
+                mix_settings=mix_settings, document_reader=reader_identity(settings.document_reader), env=env,
+                leaves=plans, max_tokens=settings.max_tokens, taxonomy=Path(taxonomy), forced=True), errors
 
 
 @dataclass

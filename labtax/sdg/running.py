@@ -10,7 +10,8 @@ import asyncio
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,8 @@ from labtax.data import (
     read_manifest,
     write_manifest,
 )
+from labtax.data.manifest import coverage_text
+from labtax.data.names import funnel_in_order
 from labtax.diff import read_blob
 from labtax.errors import EXIT_FINDINGS, EXIT_OK, EXIT_TEACHER, LabtaxError, TeacherError, UsageError
 from labtax.mix import mix
@@ -32,7 +35,6 @@ from labtax.mix.held_out import seed_test_samples
 from labtax.mix.mix import prepare_leaf
 from labtax.progress import VERBOSE, counting, note, verbosity
 from labtax.sdg.fleet import LEAVES_PER_SLOT, QUEUED_WAVES, InFlight, LeafGate
-from labtax.sdg.generate import funnel_text
 from labtax.sdg.ledger import Ledger, is_io_failure
 from labtax.sdg.ledger import io_error as ledger_io_error
 from labtax.sdg.output_dir import LEAVES_DIR, LEDGER_FILE, output_lock, quarantine_manifest
@@ -93,6 +95,17 @@ class RunResult:
 
 
 ProgressFn = Callable[[str], None]
+StageFn = Callable[[str, int, int], None]  # (stage, done, total): a leaf's stage progress
+
+
+@dataclass(frozen=True)
+class LeafListener:
+    """What a caller hears of each leaf as the run goes (`labtax generate`: its progress bars, its
+    per-leaf files and report): the stage progress callback for a leaf path, and each leaf's end,
+    with its result (stored) or the error that failed it."""
+
+    stages: Callable[[str], StageFn | None]
+    finished: Callable[[LeafPlan, LeafResult | None, LabtaxError | None], None]
 
 
 def execute(
@@ -108,6 +121,7 @@ def execute(
     command: str = "diff-generate",
     leaf_concurrency: int = 4,
     progress: ProgressFn | None = None,
+    listener: LeafListener | None = None,
 ) -> RunResult:
     """Generate what the plan says, store it, rebuild the sets and the manifest. The caller holds the
     output lock."""
@@ -125,7 +139,7 @@ def execute(
             if teacher is None:
                 raise UsageError("there are leaves to generate but no teacher")
             _generate(todo, plan, teacher, settings, ledger, store, run_id, taxonomy, result, leaf_concurrency,
-                      progress)
+                      progress, listener)
         result.seconds = time.monotonic() - started
         try:
             result.manifest, result.sets_rebuilt = rebuild(plan, output, store, mix_settings, result)
@@ -151,14 +165,14 @@ def _close_killed_runs(ledger: Ledger) -> None:
 
 def _generate(todo: list[LeafPlan], plan: Plan, teacher: Teacher, settings: GenerationSettings, ledger: Ledger,
               store: LeafStore, run_id: int, taxonomy: Path, result: RunResult, leaf_concurrency: int,
-              progress: ProgressFn | None) -> None:
+              progress: ProgressFn | None, listener: LeafListener | None) -> None:
     """Generate and store the leaves of `todo`, counting into `result`."""
     # One progress line per finished leaf: on a terminal they also drive a bar (rate, ETA).
     # And requests and tokens across leaves, a line every 10 s at least (teachers/metered.py).
     with counting(len(todo), "diff-generate", "leaf", progress) as per_leaf, \
             metered(teacher, plan.estimated_requests, plan.model_id, progress is not None) as counted:
         asyncio.run(_generate_all(todo, counted, settings, ledger, store, run_id, taxonomy, result,
-                                  leaf_concurrency, per_leaf))
+                                  leaf_concurrency, per_leaf, _listener(progress, listener), plan.forced))
 
 
 def _to_regenerate(plan: Plan, paths: list[str]) -> list[LeafPlan]:
@@ -167,7 +181,8 @@ def _to_regenerate(plan: Plan, paths: list[str]) -> list[LeafPlan]:
     for lp in plan.leaves:
         if lp.path in paths:
             lp.action, lp.reason = "generate", "store file failed its checksum"
-            lp.leaf = parse_leaf_at_head(lp.path, _read_at(plan, lp.path))
+            if not plan.forced:  # a forced plan's leaves were read from their folder, not from git
+                lp.leaf = parse_leaf_at_head(lp.path, _read_at(plan, lp.path))
             todo.append(lp)
     return todo
 
@@ -185,11 +200,16 @@ def _record_run(plan: Plan, store: LeafStore, ledger: Ledger, run_id: int, resul
                       requests_replayed=result.requests_replayed, tokens=result.tokens, seconds=result.seconds)
 
 
-def _stage_lines(path: str, progress: ProgressFn | None) -> Any:
+def _stage_lines(path: str, progress: ProgressFn | None) -> StageFn | None:
     """--verbose: a line per finished stage slice of a leaf, on stderr (`progress` counts whole leaves)."""
     if progress is None or verbosity() < VERBOSE:
         return None
     return lambda stage, done, total: note(f"  {quote_path(path)}: {stage} {done}/{total}", VERBOSE)
+
+
+def _listener(progress: ProgressFn | None, listener: LeafListener | None) -> LeafListener:
+    """The caller's listener, else diff-generate's: --verbose stage lines, no one told of a leaf's end."""
+    return listener or LeafListener(lambda path: _stage_lines(path, progress), lambda lp, res, exc: None)
 
 
 def _redacting(progress: ProgressFn) -> ProgressFn:
@@ -199,7 +219,7 @@ def _redacting(progress: ProgressFn) -> ProgressFn:
 
 async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: GenerationSettings, ledger: Ledger,
                         store: LeafStore, run_id: int, taxonomy: Path, result: RunResult, concurrency: int,
-                        progress: ProgressFn | None) -> None:
+                        progress: ProgressFn | None, listener: LeafListener, forced: bool) -> None:
     # Record progress per request for a server teacher (it bounds its own concurrency); in whole
     # forward-pass batches for an in-process one, so batching is kept.
     in_flight = InFlight(teacher)
@@ -208,7 +228,8 @@ async def _generate_all(todo: list[LeafPlan], teacher: Teacher, settings: Genera
     leaves = _LeafRuns(LedgerTeacher(in_flight, ledger, run_id=run_id, batch_size=teacher.batch_size),
                        LeafGate(in_flight, target=QUEUED_WAVES * width, floor=concurrency,
                                 ceiling=max(concurrency, LEAVES_PER_SLOT * width)),
-                       asyncio.Event(), teacher.model_id, settings, store, taxonomy, result, progress)
+                       asyncio.Event(), teacher.model_id, settings, store, taxonomy, result, progress, listener,
+                       forced)
     try:
         await asyncio.gather(*(leaves.run(lp) for lp in todo))
     finally:
@@ -231,6 +252,10 @@ class _LeafRuns:
     taxonomy: Path
     result: RunResult
     progress: ProgressFn | None
+    listener: LeafListener
+    # A forced plan (`labtax generate`): the user named every leaf, so a teacher failure fails only
+    # its own and the others go on.
+    forced: bool
 
     def say(self, line: str) -> None:
         if self.progress:
@@ -247,9 +272,14 @@ class _LeafRuns:
             began = time.monotonic()
             try:
                 res = await generate_leaf(lp.leaf, t, self.settings, taxonomy_root=self.taxonomy,
-                                          progress=_stage_lines(lp.path, self.progress))
+                                          progress=self.listener.stages(lp.path))
             except TeacherError as exc:
                 result.failed.append(lp.path)
+                if self.forced:  # every leaf was named: the others go on
+                    lp.error = str(exc)
+                    self.say(f"failed    {quote_path(lp.path)}: {exc}")
+                    self.listener.finished(lp, None, exc)
+                    return
                 if not self.teacher_down.is_set():
                     self.say(f"failed    {quote_path(lp.path)}: {exc}; starting no further leaf")
                 self.teacher_down.set()
@@ -259,6 +289,7 @@ class _LeafRuns:
                 result.leaf_errors.append(lp.path)
                 lp.error = str(exc)
                 self.say(f"failed    {quote_path(lp.path)}: {exc}")
+                self.listener.finished(lp, None, exc)
                 return
             finally:
                 result.count_requests(t)
@@ -271,7 +302,11 @@ class _LeafRuns:
         self.result.count_faults(stats.get("faults") or {})
         if t.failed:
             self.result.failed.append(lp.path)
-            self.say(f"failed    {quote_path(lp.path)}: {t.failed} teacher requests failed; rerun to retry them")
+            why = f"{t.failed} teacher requests failed; rerun to retry them"
+            self.say(f"failed    {quote_path(lp.path)}: {why}")
+            if self.forced:
+                lp.error = why
+            self.listener.finished(lp, None, TeacherError(why))
             return
         meta = {
             "kind": lp.leaf.kind, "generated_for": lp.path, "teacher": self.model_id,
@@ -282,6 +317,22 @@ class _LeafRuns:
         self.store.put(LeafData(lp.key, prepared.samples, prepared.test, meta, prepared.index.to_json()))
         self.say(f"generated {quote_path(lp.path)}: {len(res.samples)} samples, {t.sent} requests sent, "
                  f"{t.replayed} replayed{funnel_text(stats)}{calibration_text(stats)}")
+        self.listener.finished(lp, res, None)
+
+
+def funnel_text(stats: dict[str, Any]) -> str:
+    """'; funnel asked 50 -> parsed 48 -> ... -> kept 20' plus a note when the request bound bound."""
+    funnel = funnel_in_order(stats.get("funnel") or {})
+    out = ("; funnel " + " -> ".join(f"{k} {v}" for k, v in funnel.items())) if funnel else ""
+    out += coverage_text(GenerationStats.from_stats(stats))
+    if stats.get("document_readers"):
+        out += "; documents read by " + ", ".join(f"{k} {v}" for k, v in stats["document_readers"].items())
+    if str(stats.get("chunks_sized_by", "")).startswith("estimate"):
+        out += "; chunks sized by the words x 1.3 estimate (no tokenizer for this teacher)"
+    if stats.get("max_requests_bound"):
+        out += (f"; request limit bound (--max-requests-per-leaf, --budget-tokens): "
+                f"{stats['stages'][next(iter(stats['stages']))]['requests']} of {stats['requests_wanted']} requests sent")
+    return out
 
 
 def _add_transport_faults(teacher: Teacher, result: RunResult) -> None:
@@ -405,6 +456,18 @@ def _leaf_entries(plan: Plan, failed: set[str], mixed: _Mixed) -> tuple[LeafEntr
     return tuple(entries)
 
 
+@contextmanager
+def ledger_failures(output: Path) -> Iterator[None]:
+    """A full or failing disk under the ledger: one line, exit 2; every committed record is kept, so
+    the next run continues (a damaged ledger file is handled by Ledger itself)."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if is_io_failure(exc):
+            raise ledger_io_error(output / LEDGER_FILE, exc) from None
+        raise
+
+
 def diff_generate(
     taxonomy: Path,
     output: Path,
@@ -434,19 +497,12 @@ def diff_generate(
         finally:
             if ledger is not None:
                 ledger.close()
-    try:
-        with output_lock(output, wait=wait), Ledger(output / LEDGER_FILE) as ledger:
-            quarantine_manifest(output)
-            plan = plan_run(taxonomy, output, base=base, head=head, model_id=teacher.model_id, settings=settings,
-                            mix_settings=mix_settings, ledger=ledger, store=store)
-            return execute(plan, output, taxonomy=taxonomy, teacher=teacher, settings=settings,
-                           mix_settings=mix_settings, ledger=ledger, store=store, progress=progress)
-    except sqlite3.OperationalError as exc:
-        # A full or failing disk under the ledger: one line, exit 2; every committed record is kept,
-        # so the next run continues (a damaged ledger file is handled by Ledger itself).
-        if is_io_failure(exc):
-            raise ledger_io_error(output / LEDGER_FILE, exc) from None
-        raise
+    with ledger_failures(output), output_lock(output, wait=wait), Ledger(output / LEDGER_FILE) as ledger:
+        quarantine_manifest(output)
+        plan = plan_run(taxonomy, output, base=base, head=head, model_id=teacher.model_id, settings=settings,
+                        mix_settings=mix_settings, ledger=ledger, store=store)
+        return execute(plan, output, taxonomy=taxonomy, teacher=teacher, settings=settings,
+                       mix_settings=mix_settings, ledger=ledger, store=store, progress=progress)
 
 
 def exit_code(outcome: Plan | RunResult) -> int:

@@ -47,7 +47,7 @@ def test_embedded_small_end_to_end_with_probability_verdicts(tmp_path: Path, one
     settings = GenerationSettings(samples_per_leaf=2, questions_per_request=2, overgenerate=1.0,
                                   icl_examples=2, max_tokens=96, unreadable_verdicts="keep", calibration_examples=3)
     leaf = freeform_leaf()
-    (outcome,) = run(generate_leaves([leaf], teacher, settings, taxonomy_root=tmp_path, output=tmp_path / "out"))
+    (outcome,) = generate_leaves([leaf], teacher, settings, taxonomy_root=tmp_path, output=tmp_path / "out").outcomes
     assert outcome.error is None and outcome.result is not None
     st = outcome.result.stats
     assert st["teacher"].startswith("HuggingFaceTB/SmolLM2-135M-Instruct")

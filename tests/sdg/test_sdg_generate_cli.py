@@ -44,7 +44,8 @@ def test_generate_writes_one_jsonl_per_leaf(tmp_path: Path, make_git_repo: Calla
         "--endpoint", openai_server.base_url, "--samples-per-leaf", "4", "--seed", "5", "--chunk-tokens", "80",
     ])
     assert result.exit_code == 0, result.output
-    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.jsonl") if p.parent.name != "sets")
+    # sets/ is a diff-generate output directory: the sets, their manifest, the leaf store and the ledger
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.jsonl") if p.relative_to(out).parts[0] != "sets")
     assert files == ["compositional_skills/email/summary.jsonl", "compositional_skills/writing/poems.jsonl",
                      "knowledge/astronomy/planets.jsonl"]
     report = json.loads((out / "generate-report.json").read_text(encoding="utf-8"))
@@ -78,7 +79,8 @@ def test_generate_one_forced_leaf_by_folder(tmp_path: Path, openai_server: OpenA
         "--teacher", "openai", "--endpoint", openai_server.base_url, "--samples-per-leaf", "2", "--completions",
     ])
     assert result.exit_code == 0, result.output
-    assert [p.name for p in (tmp_path / "out").rglob("*.jsonl") if p.parent.name != "sets"] == ["poems.jsonl"]
+    out = tmp_path / "out"
+    assert [p.name for p in out.rglob("*.jsonl") if p.relative_to(out).parts[0] != "sets"] == ["poems.jsonl"]
     assert openai_server.count("completions") > 0 and openai_server.count("chat") == 0
 
 
@@ -112,7 +114,8 @@ def test_api_key_never_printed_by_a_real_process(tmp_path: Path, openai_server: 
     )
     assert proc.returncode == 0, proc.stderr
     assert all(r.headers.get("Authorization") == f"Bearer {secret}" for r in openai_server.requests)
-    written = "".join(p.read_text(encoding="utf-8") for p in (tmp_path / "out").rglob("*") if p.is_file())
+    # the ledger (sets/ledger.sqlite) is binary: read every file as bytes
+    written = "".join(p.read_bytes().decode("utf-8", "replace") for p in (tmp_path / "out").rglob("*") if p.is_file())
     assert secret not in proc.stdout + proc.stderr + written
     assert "writing/poems [" not in proc.stderr  # stderr is a pipe: no progress bars
 
