@@ -42,14 +42,17 @@ else
   SAMPLES=${DEMO_SAMPLES:-4}
   MAX_TOKENS=${DEMO_MAX_TOKENS:-160}
   MAX_STEPS=${DEMO_MAX_STEPS:-0}
-  # A 1.5B teacher on two CPU cores: four first-stage requests per leaf (three candidate questions, or
-  # four Q&A pairs: two facts in two wordings, each), 160 tokens (four Q&A pairs fit), 128-token chunks, three
-  # calibration examples a side; the batch width is the one measured on this machine (cached beside
-  # the weights), narrowed to keep the KV cache in its 1 GiB budget. Its verdicts are single forward passes
-  # with a shared prompt prefix computed once; its writing is what costs (docs/sdg.md).
+  # A 1.5B teacher on two CPU cores: at most twelve first-stage requests per leaf (a skill leaf asks
+  # five or six for its 4 samples; a knowledge leaf one per 128-token chunk first, so every chunk of a
+  # ~500-word document is asked about: at four, a 9-chunk document was asked about 3 chunks and 8 of
+  # its facts), three candidate questions or four Q&A pairs a request, 160 tokens (four Q&A pairs fit),
+  # three calibration examples a side; the batch width is the one measured on this machine (cached
+  # beside the weights), narrowed to keep the KV cache in its 1 GiB budget. Its verdicts are single
+  # forward passes with a shared prompt prefix computed once; its writing is what costs (docs/sdg.md).
   # The new leaf is a knowledge leaf: labtax's default two wordings per fact (one held out for the
-  # closed-book eval, one trained: a second trained wording did not store more, bench/learning_bench.py).
-  default_gen_args="--max-requests-per-leaf 4 --questions-per-request 3 --chunk-tokens 128 --calibration-examples 3"
+  # closed-book eval, one trained: a second trained wording did not store more, bench/learning_bench.py);
+  # a fact the teacher wrote once gets its second wording from a short reword request.
+  default_gen_args="--max-requests-per-leaf 12 --questions-per-request 3 --chunk-tokens 128 --calibration-examples 3"
 fi
 GEN_ARGS=${DEMO_GEN_ARGS-$default_gen_args}
 # The pretrained 135M student trains with labtax's defaults (defaults.yaml): phase 1 at the small-
