@@ -21,7 +21,9 @@ Normal forms (so that the same fact written two ways compares equal):
            "March 1899" -> "1899-03"; "2 March" -> "--03-02"
   names    capitalised words (with inner "of", "de", "van", ...), case-folded, accents and a
            possessive "'s" dropped: "the University of Oslo's" -> "university of oslo"; a
-           sentence's first word counts unless it is a common function word ("The", "In", ...)
+           sentence's first word counts when it is no common function word ("The", "In", ...) and
+           the text also writes it capitalised mid-sentence, or the text is a short answer of at
+           most three words ("Dunmere.", "Brisk, in 1868.")
 
 Support is lenient where a stricter rule would drop faithful answers: a number is supported when
 the source holds it anywhere (also inside a date), a date when the source holds a date that agrees
@@ -186,6 +188,10 @@ def _dates(text: str) -> list[tuple[int, int, str]]:
     return found
 
 
+# At most this many words (numbers and dates aside): a short answer, whose capitalised first word is a name.
+SHORT_ANSWER_WORDS = 3
+
+
 def _names(text: str, taken: list[tuple[int, int]]) -> list[tuple[int, int, str]]:
     """(start, end, normal form) of each proper name outside the `taken` spans (dates, numbers): a
     run of capitalised words, with connectors ("of", "van") inside it, leading function words dropped."""
@@ -205,6 +211,10 @@ def _names(text: str, taken: list[tuple[int, int]]) -> list[tuple[int, int, str]
     # A sentence's first word is capitalised whatever it is; it counts as a name when the text also
     # writes it capitalised inside a sentence (or it starts a run of capitalised words).
     inner_capitals = {_fold(w) for t, (_, _, w) in enumerate(tokens) if capital(t) and not opening(t)}
+    # A short answer ("Dunmere.", "Brisk, in 1868.") is a name, not a sentence that happens to open
+    # with a capital: there its one capitalised word counts (short answers are what a knowledge pair
+    # and a closed-book reference hold; an adverb such as "Mostly." still does not).
+    fragment = len(tokens) <= SHORT_ANSWER_WORDS
     found: list[tuple[int, int, str]] = []
     i = 0
     while i < len(tokens):
@@ -235,7 +245,8 @@ def _names(text: str, taken: list[tuple[int, int]]) -> list[tuple[int, int, str]
                              and words[0][2].lower().endswith("ly"))):
             words.pop(0)  # "The Hague" -> "hague"; "In Oslo" -> "oslo"; "Finally Oslo" -> "oslo"
         if not words or (len(words) == 1 and words[0][0] == tokens[run[0]][0] and opening(run[0])
-                         and _fold(words[0][2]) not in inner_capitals):
+                         and _fold(words[0][2]) not in inner_capitals
+                         and not (fragment and not words[0][2].lower().endswith("ly"))):
             continue
         name = text[words[0][0]:words[-1][1]]
         folded = re.sub(r"'s?$", "", _fold(" ".join(w for _, _, w in words))).strip("'-")

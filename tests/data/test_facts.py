@@ -94,3 +94,15 @@ def test_the_count_leaves_out_headings_and_a_name_repeated_in_part() -> None:
     text = "# The Building\n\nThe engineer Mirela Oskant planned it. Oskant was paid 5 crowns in Brisk."
     assert key_facts(text) == ("building", "mirela oskant", "oskant", "5", "brisk")
     assert count_facts(text) == 3  # mirela oskant, 5, brisk
+
+
+def test_a_short_answer_of_one_name_holds_that_name() -> None:
+    # A knowledge pair's answer is often the name alone: its one capitalised word is the fact (it was
+    # not counted, so "Dunmere." passed the extractive check unchecked and scored no closed-book item).
+    assert key_facts("Dunmere.") == ("dunmere",)
+    assert key_facts("Saltmarsh, Grey Heron.") == ("saltmarsh", "grey heron")
+    assert set(key_facts("Brisk, in 1868.")) == {"brisk", "1868"}
+    assert unsupported_facts("Pellbury.", "The line ran from Dunmere to Hallowick.") == ("pellbury",)
+    # Not for function words, adverbs or longer sentences that open with a capital.
+    assert key_facts("Yes.") == () and key_facts("Mostly salt.") == ()
+    assert key_facts("Finally the line closed for good.") == ()
