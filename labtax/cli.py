@@ -268,8 +268,8 @@ def gc_cmd(output: str, dry_run: bool, wait_s: float) -> int:
               help="Phase 1 (knowledge), phase 2 (skills, from phase 1's selected checkpoint) or both.")
 @click.option("--select", type=click.Choice(["last", "loss", "eval"]), default="loss", show_default=True,
               help="Which checkpoint of a phase is kept: the last, the lowest loss on validation.jsonl "
-                   "(the held-out validation split, never the eval gate's test items), or the best "
-                   "labtax.eval score on that split.")
+                   "(the held-out validation split, never the eval gate's test items; phase 2 only: phase 1 "
+                   "keeps its last, trained for its exposures), or the best labtax.eval score on that split.")
 @click.option("--select-on-test", is_flag=True,
               help="Let --select loss use test.jsonl (the eval gate's own items) when there is no validation.jsonl.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True), metavar="FILE",

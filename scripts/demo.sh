@@ -203,7 +203,9 @@ if [ -z "$from" ]; then
   rm -rf "$BEFORE" && mkdir -p "$BEFORE"
   cp "$GEN"/*.jsonl "$GEN/manifest.json" "$BEFORE/"
 fi
-generate "$from" "$C2"
+# Already generated at commit 2 (a rerun): nothing to do. A diff-generate of C2..C2 would rewrite the
+# manifest with no leaf changed, and the eval would then not treat the new leaf as the changed one.
+[ "$from" = "$C2" ] || generate "$from" "$C2"
 done_step "$(wc -l <"$GEN/phase1_knowledge.jsonl") knowledge, $(wc -l <"$GEN/phase2_skills.jsonl") skills, $(wc -l <"$GEN/test.jsonl") test samples"
 until_here() { # until_here STEP: stop after STEP when DEMO_UNTIL names it
   [ "${DEMO_UNTIL:-}" = "$1" ] || return 0

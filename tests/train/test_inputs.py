@@ -105,11 +105,12 @@ def test_checkpoints_on_disk_are_those_selection_can_still_choose(data_dir: Path
     assert on_disk == ["samples_72"] and last["selected"]["samples"] == 72
     assert [c.get("pruned", False) for c in last["checkpoints"]] == [True, True, False]
 
-    loss = train(data_dir, tmp_path / "loss", select="loss", epochs=3, max_steps=0, save_every=0)["phases"]["knowledge"]
+    loss = train(data_dir, tmp_path / "loss", ["skills"], select="loss", epochs=3, max_steps=0,
+                 save_every=0)["phases"]["skills"]
     best = min(loss["checkpoints"], key=lambda c: c["test_loss"])
-    on_disk = [p.name for p in (tmp_path / "loss" / "knowledge" / "checkpoints").iterdir()]
+    on_disk = [p.name for p in (tmp_path / "loss" / "skills" / "checkpoints").iterdir()]
     assert on_disk == [Path(best["path"]).name] and loss["selected"]["path"] == best["path"]
-    state = json.loads((tmp_path / "loss" / "knowledge" / "state" / "state.json").read_text())
+    state = json.loads((tmp_path / "loss" / "skills" / "state" / "state.json").read_text())
     assert [c.get("pruned", False) for c in state["progress"]["checkpoints"]] == \
         [c.get("pruned", False) for c in loss["checkpoints"]]
 
