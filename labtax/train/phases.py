@@ -29,6 +29,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -447,7 +448,7 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
             result = train_phase(module, tokenizer, data, test, pc, config.seed, phase_dir, runtime, packed,
                                  log=reporter.filtered(say) if reporter else say,
                                  on_record=reporter.record if reporter else None, inputs=inputs,
-                                 keep=lambda checkpoints: choosable(checkpoints, unit_select))
+                                 keep=partial(choosable, mode=unit_select))
         finally:
             if reporter is not None:
                 reporter.close()
