@@ -188,7 +188,10 @@ def _dates(text: str) -> list[tuple[int, int, str]]:
     return found
 
 
-# At most this many words (numbers and dates aside): a short answer, whose capitalised first word is a name.
+# At most this many words (numbers and dates aside): a short answer ("Dunmere.", "Brisk, in 1868."),
+# whose one capitalised word is a name, not a sentence that happens to open with a capital (short
+# answers are what a knowledge pair and a closed-book reference hold; an adverb such as "Mostly." is
+# still no name).
 SHORT_ANSWER_WORDS = 3
 
 
@@ -211,10 +214,7 @@ def _names(text: str, taken: list[tuple[int, int]]) -> list[tuple[int, int, str]
     # A sentence's first word is capitalised whatever it is; it counts as a name when the text also
     # writes it capitalised inside a sentence (or it starts a run of capitalised words).
     inner_capitals = {_fold(w) for t, (_, _, w) in enumerate(tokens) if capital(t) and not opening(t)}
-    # A short answer ("Dunmere.", "Brisk, in 1868.") is a name, not a sentence that happens to open
-    # with a capital: there its one capitalised word counts (short answers are what a knowledge pair
-    # and a closed-book reference hold; an adverb such as "Mostly." still does not).
-    fragment = len(tokens) <= SHORT_ANSWER_WORDS
+    fragment = len(tokens) <= SHORT_ANSWER_WORDS  # a short answer: its one capitalised word is a name
     found: list[tuple[int, int, str]] = []
     i = 0
     while i < len(tokens):
