@@ -67,23 +67,29 @@ def check_reword(original: Row, question: str, document: str) -> str | None:
     return None
 
 
-def missing_wordings(rows: list[Row], wordings: int) -> list[tuple[str, Row, int]]:
-    """(fact, the row to reword, how many wordings it lacks) for each fact with fewer than `wordings`
-    rows, in the order the facts first appear."""
+def _by_fact(rows: list[Row]) -> dict[str, list[Row]]:
+    """The rows of each fact, the facts in the order they first appear."""
     by_fact: dict[str, list[Row]] = {}
     for row in rows:
         by_fact.setdefault(str(row.extra["fact"]), []).append(row)
-    return [(fact, members[0], wordings - len(members)) for fact, members in by_fact.items()
+    return by_fact
+
+
+def missing_wordings(rows: list[Row], wordings: int) -> list[tuple[str, Row, int]]:
+    """(fact, the row to reword, how many wordings it lacks) for each fact with fewer than `wordings`
+    rows, in the order the facts first appear."""
+    return [(fact, members[0], wordings - len(members)) for fact, members in _by_fact(rows).items()
             if len(members) < wordings]
 
 
 async def reword_facts(runner: Runner, rows: list[Row], dedup: Deduper, documents: Mapping[str, str]) -> list[Row]:
     """`rows` with new wordings of each fact that has fewer than settings.wordings_per_fact, grouped
-    by fact in the order the facts first appear (a fact's new wordings after its own); the stage's requests, drops and the
-    `reworded` count are recorded on the runner."""
+    by fact in the order the facts first appear (a fact's new wordings after its own, in request
+    order whatever order the replies came in); the stage's requests, drops and the `reworded` count
+    are recorded on the runner."""
     wanted = runner.settings.wordings_per_fact
     missing = missing_wordings(rows, wanted) if wanted >= 2 else []
-    new: dict[str, list[Row]] = {}
+    new: dict[str, dict[int, Row]] = {}
 
     async def reword(index: int, fact: str, row: Row) -> None:
         request = runner.request(STAGE, index, question=row.question, answer=row.answer or "")
@@ -100,16 +106,13 @@ async def reword_facts(runner: Runner, rows: list[Row], dedup: Deduper, document
         if why:
             runner.drop(why)
             return
-        new.setdefault(fact, []).append(Row(question, row.context, row.answer, scores=dict(row.scores),
-                                            extra={**row.extra, "reworded": True},
-                                            verdicts=dict(row.verdicts)))
+        new.setdefault(fact, {})[index] = Row(question, row.context, row.answer, scores=dict(row.scores),
+                                              extra={**row.extra, "reworded": True}, verdicts=dict(row.verdicts))
 
     for k, (fact, row, lacking) in enumerate(missing):
         for j in range(lacking):
             runner.spawn(reword(k * wanted + j, fact, row))
     await runner.settle()
     runner.extra["reworded"] = sum(len(v) for v in new.values())
-    by_fact: dict[str, list[Row]] = {}
-    for row in rows:
-        by_fact.setdefault(str(row.extra["fact"]), []).append(row)
-    return [row for fact, members in by_fact.items() for row in members + new.get(fact, [])]
+    return [row for fact, members in _by_fact(rows).items()
+            for row in members + [r for _, r in sorted(new.get(fact, {}).items())]]
