@@ -89,3 +89,19 @@ def write_taxonomy(root: Path, leaves: dict[str, dict[str, Any]]) -> None:
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+def generate_with_server(base_url: str, leaf: Leaf, settings: Any, root: Path, concurrency: int = 8) -> Any:
+    """One leaf through its pipeline with the local test server as an OpenAI teacher (closed after)."""
+    from labtax.sdg.pipelines import generate_leaf
+    from labtax.teachers import make_teacher
+
+    teacher = make_teacher("openai", endpoints=[base_url], model="test-model", concurrency=concurrency)
+
+    async def go() -> Any:
+        try:
+            return await generate_leaf(leaf, teacher, settings, taxonomy_root=root)
+        finally:
+            await teacher.aclose()
+
+    return run(go())

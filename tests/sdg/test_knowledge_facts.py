@@ -10,15 +10,13 @@ from typing import Any
 
 from lab_taxonomy import add_knowledge, run_cli
 from openai_server import OpenAIServer, lab_responder
-from sdgleaves import knowledge_data, make_leaf, run
+from sdgleaves import generate_with_server, knowledge_data, make_leaf
 
 from labtax.data import GenerationStats, LeafEntry
 from labtax.report.diff_generate import funnel_line
 from labtax.sdg.generate import LeafOutcome, summary_line
-from labtax.sdg.pipelines import generate_leaf
 from labtax.sdg.pipelines.runner import LeafResult
 from labtax.sdg.settings import CPU_BUDGET_TOKENS, GenerationSettings, budget_policy
-from labtax.teachers import make_teacher
 
 GUILD = ("The Ostrava Guild of Lamp Makers was founded on 2 March 1899 by Marie Vell in Brno. By 1910 it "
          "had 1,200 members.\n\nIts second workshop opened in Plzen in 1923 under Karel Dusek, with 45 "
@@ -27,15 +25,8 @@ GUILD = ("The Ostrava Guild of Lamp Makers was founded on 2 March 1899 by Marie 
 
 def _generate(server: OpenAIServer, root: Path, settings: GenerationSettings) -> LeafResult:
     leaf = make_leaf("knowledge/guild/qna.yaml", knowledge_data(".documents/guild", "", ["*.md"]))
-    teacher = make_teacher("openai", endpoints=[server.base_url], model="test-model", concurrency=8)
-
-    async def go() -> LeafResult:
-        try:
-            return await generate_leaf(leaf, teacher, settings, taxonomy_root=root)
-        finally:
-            await teacher.aclose()
-
-    return run(go())
+    result: LeafResult = generate_with_server(server.base_url, leaf, settings, root)
+    return result
 
 
 def _write(root: Path) -> None:

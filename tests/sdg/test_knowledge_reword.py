@@ -8,15 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from openai_server import OpenAIServer
-from sdgleaves import knowledge_data, make_leaf, run
+from sdgleaves import generate_with_server, knowledge_data, make_leaf
 
 from labtax.mix.held_out import choose_held_out
-from labtax.sdg.pipelines import generate_leaf
 from labtax.sdg.pipelines.filters import Row
 from labtax.sdg.pipelines.knowledge_reword import check_reword, missing_wordings, parse_reword
 from labtax.sdg.pipelines.runner import LeafResult
 from labtax.sdg.settings import GenerationSettings
-from labtax.teachers import make_teacher
 
 GUILD = ("The Ostrava Guild of Lamp Makers was founded on 2 March 1899 by Marie Vell in Brno. By 1910 it "
          "had 1,200 members. Its second workshop opened in Plzen in 1923.")
@@ -75,15 +73,7 @@ def test_a_fact_written_once_gets_a_checked_second_wording(tmp_path: Path) -> No
     settings = GenerationSettings(chunk_tokens=400, seed=3, qa_per_request=8, wordings_per_fact=2, mc_per_leaf=0,
                                   validation_per_leaf=0)
     with OpenAIServer(one_wording_teacher) as server:
-        teacher = make_teacher("openai", endpoints=[server.base_url], model="test-model", concurrency=4)
-
-        async def go() -> LeafResult:
-            try:
-                return await generate_leaf(leaf, teacher, settings, taxonomy_root=tmp_path)
-            finally:
-                await teacher.aclose()
-
-        result = run(go())
+        result: LeafResult = generate_with_server(server.base_url, leaf, settings, tmp_path, concurrency=4)
     st = result.stats
     assert st["reworded"] == 1 and st["facts_covered"] == 4 and st["facts_with_wordings"] == 1
     assert st["dropped"]["reword_leaks_answer"] == 1 and st["dropped"]["reword_unsupported"] == 1

@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from openai_server import OpenAIServer, lab_responder
-from sdgleaves import FREEFORM, GROUNDED, knowledge_data, make_leaf, run
+from sdgleaves import FREEFORM, GROUNDED, generate_with_server, knowledge_data, make_leaf
 
-from labtax.sdg.pipelines import estimate_requests, generate_leaf
+from labtax.sdg.pipelines import estimate_requests
 from labtax.sdg.pipelines.knowledge_mc import plan as mc_plan
 from labtax.sdg.pipelines.runner import LeafResult
 from labtax.sdg.settings import GenerationSettings
-from labtax.teachers import make_teacher
 
 FILLER = ("The survey team recorded the readings carefully, compared them with the archive and wrote "
           "down every deviation it found in the logbook of the station. ")
@@ -32,15 +31,8 @@ def _document(paragraphs: int, words_each: int) -> tuple[str, list[str]]:
 
 
 def _generate(server: OpenAIServer, leaf: Any, settings: GenerationSettings, root: Path) -> LeafResult:
-    teacher = make_teacher("openai", endpoints=[server.base_url], model="test-model", concurrency=32)
-
-    async def go() -> LeafResult:
-        try:
-            return await generate_leaf(leaf, teacher, settings, taxonomy_root=root)
-        finally:
-            await teacher.aclose()
-
-    return run(go())
+    result: LeafResult = generate_with_server(server.base_url, leaf, settings, root, concurrency=32)
+    return result
 
 
 def _qa_prompts(server: OpenAIServer) -> list[str]:
