@@ -1,4 +1,4 @@
-"""Run under torchrun by test_start_load.py: load a start model the way `labtax train` does under FSDP
+"""Run as each of two ranks by test_start_load.py: load a start model the way `labtax train` does under FSDP
 (rank 0 reads, the other ranks build on the meta device, shards filled from rank 0), then write what
 came out: the gathered weights, every buffer, whether the tie held, and each rank's peak RSS."""
 

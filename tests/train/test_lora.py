@@ -5,10 +5,7 @@ folder, a killed run resumes identically, and --load-in-4bit without CUDA is one
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +13,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
-from train_fixtures import REPO, invoke_cli, kill_after_steps, make_data_dir, run_cli, step_records
+from train_fixtures import fork_cli, fork_ranks, invoke_cli, kill_after_steps, make_data_dir, step_records
 
 from labtax.cli import cli
 
@@ -97,7 +94,7 @@ def test_lora_on_embedded_small_both_phases(tmp_path: Path) -> None:
     assert (Path(results["skills"]["selected"]["path"]) / "adapter" / "adapter_model.safetensors").is_file()
 
 
-@pytest.mark.slow  # two real training subprocesses, one of them killed
+@pytest.mark.slow  # two runs in this process and a killed one
 def test_a_killed_lora_run_resumes_identically(tmp_path: Path) -> None:
     data = make_data_dir(tmp_path / "data", n_knowledge=12, n_skills=4, n_replay=2, n_test=2)
     args = ["train", "--data", str(data), "--model", "tiny", "--phase", "knowledge", "--select", "last",
@@ -105,9 +102,7 @@ def test_a_killed_lora_run_resumes_identically(tmp_path: Path) -> None:
     whole = invoke_cli([*args, "--output", str(tmp_path / "whole")])
     assert whole.returncode == 0, whole.stderr[-2000:]
     killed = tmp_path / "killed"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "labtax", *args, "--output", str(killed)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=REPO)
+    proc = fork_cli([*args, "--output", str(killed)], tmp_path / "killed.log")  # a real process, no new imports
     metrics = killed / "knowledge" / "metrics.jsonl"
     kill_after_steps(proc, metrics, 3)
     assert proc.returncode == -signal.SIGKILL and not (killed / "knowledge" / "result.json").exists()
@@ -135,7 +130,7 @@ def test_load_in_4bit_without_cuda_is_one_line_and_exit_2(tmp_path: Path) -> Non
     assert result.exit_code == 2 and "--lora-alpha need --lora-rank N" in result.output
 
 
-@pytest.mark.slow  # four training subprocesses, two of them torchrun with 2 gloo ranks
+@pytest.mark.slow  # two runs in this process and two of 2 gloo ranks
 def test_fsdp2_lora_on_two_ranks_matches_one_process_and_resumes_on_one_and_two(tmp_path: Path) -> None:
     """PEFT's LoRA model sharded with FSDP2: only adapter parameters move, a 2-rank run killed after a
     state resumes on 2 ranks and on 1 equal to an uninterrupted 1-process run (losses and weights, 1e-4: AdamW at
@@ -153,15 +148,18 @@ def test_fsdp2_lora_on_two_ranks_matches_one_process_and_resumes_on_one_and_two(
     whole = invoke_cli([*args, "--output", str(tmp_path / "whole")])
     assert whole.returncode == 0, whole.stderr[-2000:]
     cut = tmp_path / "cut"
-    _kill_after_state([sys.executable, "-m", "labtax", *args, "--output", str(cut), "--nproc-per-node", "2"], cut, 2)
+    _kill_after_state(fork_ranks([*args, "--output", str(cut)], tmp_path / "logs"), cut, 2)
     assert json.loads((cut / "knowledge" / "state" / "state.json").read_text())["world_size"] == 2
     # The optimizer holds the adapter alone: every AdamW moment saved is a LoRA matrix's.
     saved = json.loads((cut / "knowledge" / "state" / "rank00001.json").read_text())["tensors"]
     moments = [k for k in saved if k.startswith("optim/") and not k.endswith("/step")]
     assert moments and all("lora_" in k for k in moments)
     shutil.copytree(cut, tmp_path / "cut1")
-    on_two = run_cli([*args, "--output", str(cut), "--nproc-per-node", "2"], timeout=300)
-    assert on_two.returncode == 0 and "resuming at step" in on_two.stderr, on_two.stderr[-3000:]
+    # Both 2-rank launches are ranks forked from this process (train_fixtures.fork_ranks): the torchrun
+    # launch itself is test_resume_distributed's; a fresh rank pays ~7 CPU-s of imports.
+    on_two = fork_ranks([*args, "--output", str(cut)], tmp_path / "logs2")
+    assert [rank.wait() for rank in on_two] == [0, 0], on_two[0].output()[-3000:]
+    assert "resuming at step" in on_two[0].output(), on_two[0].output()[-3000:]
     on_one = invoke_cli([*args, "--output", str(tmp_path / "cut1")])
     assert on_one.returncode == 0 and "resuming at step" in on_one.stderr, on_one.stderr[-3000:]
     reference = Path(json.loads((tmp_path / "whole" / "knowledge" / "result.json").read_text())["selected"]["path"])

@@ -1,20 +1,19 @@
-"""Real subprocesses: SIGKILL mid-phase then resume; torchrun with 2 CPU ranks (gloo, FSDP2)."""
+"""Real processes: SIGKILL mid-phase then resume; 2 CPU ranks (gloo, FSDP2), killed, then resumed under
+torchrun. The killed runs are processes forked from pytest's (train_fixtures.fork_cli): a SIGKILL is
+the same for them, and they skip a fresh interpreter's ~7 CPU-s of imports each."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_fixtures import REPO, invoke_cli, run_cli, step_records
+from train_fixtures import Forked, fork_cli, fork_ranks, invoke_cli, run_cli, step_records
 
 COMMON = ["train", "--model", "tiny", "--phase", "knowledge", "--lr", "3e-3", "--warmup-steps", "2",
           "--max-seq-len", "512", "--max-tokens-per-batch", "1024", "--select", "last"]
@@ -33,9 +32,7 @@ def test_sigkill_mid_phase_then_resume_gives_the_same_weights(data_dir: Path, tm
     assert len(step_records(tmp_path / "whole" / "knowledge" / "metrics.jsonl")) == 12
 
     killed = tmp_path / "killed"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "labtax", *args, "--output", str(killed)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=REPO)
+    proc = fork_cli([*args, "--output", str(killed)], tmp_path / "killed.log")
     metrics = killed / "knowledge" / "metrics.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -43,8 +40,7 @@ def test_sigkill_mid_phase_then_resume_gives_the_same_weights(data_dir: Path, tm
             break
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    assert proc.wait() == -signal.SIGKILL
     assert not (killed / "knowledge" / "result.json").exists()  # it really died mid-phase
     done_before = len(step_records_safe(metrics))
     assert 5 <= done_before < 12
@@ -69,49 +65,23 @@ def step_records_safe(metrics: Path) -> list[dict[str, object]]:
         return []
 
 
-def _kill_after_state(cmd: list[str], out: Path, step: int) -> None:
-    """Start a training command in its own process group and SIGKILL the group once its state holds
-    `step` (the state is renamed into place whole, so a state.json seen is complete)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=REPO,
-                            start_new_session=True)
+def _kill_after_state(ranks: list[Forked], out: Path, step: int) -> None:
+    """SIGKILL every rank once the state holds `step` (the state is renamed into place whole, so a
+    state.json seen is complete)."""
     state = out / "knowledge" / "state" / "state.json"
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
+    while time.monotonic() < deadline and all(rank.poll() is None for rank in ranks):
         try:
             if json.loads(state.read_text())["progress"]["step"] >= step:
                 break
         except (OSError, ValueError, KeyError):
             pass
         time.sleep(0.05)
-    # torchrun's workers are not in its process group: kill the whole tree, children first seen.
-    for pid in [*_descendants(proc.pid), proc.pid]:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait()
-    time.sleep(1)
+    for rank in ranks:
+        rank.send_signal(signal.SIGKILL)
+    # Killed, or (the other) failing as its peer vanished: none of them finished.
+    assert 0 not in [rank.wait() for rank in ranks], [r.output()[-2000:] for r in ranks]
     assert not (out / "knowledge" / "result.json").exists()  # it died mid-phase
-
-
-def _descendants(root: int) -> list[int]:
-    """Every process below `root` (read from /proc), deepest first."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found: list[int] = []
-    todo = [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found[::-1]
 
 
 @pytest.mark.slow  # torchrun with 2 gloo ranks, killed, then resumed on 1 rank and on 2
@@ -126,7 +96,7 @@ def test_two_cpu_ranks_match_one_process_and_their_sharded_state_resumes_on_one_
     whole = invoke_cli([*args, "--output", str(tmp_path / "whole")])
     assert whole.returncode == 0, whole.stderr
     cut = tmp_path / "cut"
-    _kill_after_state([sys.executable, "-m", "labtax", *args, "--output", str(cut), "--nproc-per-node", "2"], cut, 3)
+    _kill_after_state(fork_ranks([*args, "--output", str(cut)], tmp_path / "logs"), cut, 3)
     state = cut / "knowledge" / "state"
     names = sorted(p.name for p in state.iterdir())
     assert names == ["rank00000.json", "rank00000.safetensors", "rank00001.json", "rank00001.safetensors",

@@ -4,24 +4,14 @@ meta device and receive their shards from rank 0. The result must equal a one-pr
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+import dist_load_probe
 import torch
 from safetensors.torch import load_file
-from train_fixtures import REPO
+from train_fixtures import fork_call, free_port, rank_env
 
 from labtax.models import build_tiny_model, load_model, load_tokenizer
-
-
-def _torchrun(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests' / 'train'}",
-           "LABTAX_TORCHRUN": "1"}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                           "--standalone", *args], capture_output=True, text=True, env=env, cwd=REPO,
-                          timeout=300, check=False)
 
 
 def test_two_ranks_load_a_model_folder_equal_to_one_process(tmp_path: Path) -> None:
@@ -30,8 +20,16 @@ def test_two_ranks_load_a_model_folder_equal_to_one_process(tmp_path: Path) -> N
     load_tokenizer("tiny").save_pretrained(folder)
     out = tmp_path / "out"
     out.mkdir()
-    run = _torchrun(str(REPO / "tests" / "train" / "dist_load_probe.py"), str(folder), str(out))
-    assert run.returncode == 0, run.stderr[-3000:]
+    # Two ranks as torchrun would start them (its variables), each a process forked from this one
+    # (train_fixtures.fork_call): the load is the property, not a fresh interpreter's ~7 CPU-s of imports.
+    port = free_port()
+
+    def probe() -> int:
+        dist_load_probe.main(str(folder), out)
+        return 0
+
+    ranks = [fork_call(probe, tmp_path / f"rank{r}.log", rank_env(r, 2, port)) for r in (0, 1)]
+    assert [rank.wait() for rank in ranks] == [0, 0], [rank.output()[-3000:] for rank in ranks]
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["meta_before_shard"] for r in ranks] == [False, True]  # rank 1 read no weights
     assert all(r["tied"] for r in ranks)  # the head is still the embedding after sharding

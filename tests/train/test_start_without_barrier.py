@@ -5,30 +5,10 @@ the cache files, not in a collective; the collective timeout is `--dist-timeout`
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from train_fixtures import REPO, make_data_dir, step_records
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _rank(rank: int, args: list[str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    """One rank as torchrun starts it: the same environment variables, the same command."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "LABTAX_TORCHRUN": "1",
-           "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2",
-           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-    with log.open("wb") as f:
-        return subprocess.Popen([sys.executable, "-m", "labtax", *args], stdout=f, stderr=subprocess.STDOUT,
-                                env=env, cwd=REPO)
+from train_fixtures import fork_cli, free_port, make_data_dir, rank_env, step_records
 
 
 def test_a_rank_waits_for_the_token_cache_longer_than_the_collective_timeout(tmp_path: Path) -> None:
@@ -38,14 +18,16 @@ def test_a_rank_waits_for_the_token_cache_longer_than_the_collective_timeout(tmp
     args = ["train", "--model", "tiny", "--data", str(data), "--output", str(out), "--phase", "knowledge",
             "--max-steps", "2", "--effective-batch", "4", "--max-seq-len", "512", "--max-tokens-per-batch", "1024",
             "--select", "last", "--dist-timeout", str(timeout_min)]
-    port = _free_port()
-    waiting = _rank(1, args, port, tmp_path / "rank1.log")
+    port = free_port()
+    # Each rank is a process forked from this one (train_fixtures.fork_cli) with torchrun's variables:
+    # what matters here is when each starts, not a fresh interpreter (~7 CPU-s of imports a rank).
+    waiting = fork_cli(args, tmp_path / "rank1.log", rank_env(1, 2, port))
     # Rank 1 cannot build the cache (only local rank 0 does) and must not time out waiting for it:
     # rank 0 starts only after more than the collective timeout has passed.
     time.sleep(timeout_min * 60 + 4)
     assert waiting.poll() is None, (tmp_path / "rank1.log").read_text()
     assert not (out / "cache" / "tokens").exists() or not any((out / "cache" / "tokens").glob("*/meta.json"))
-    builder = _rank(0, args, port, tmp_path / "rank0.log")
+    builder = fork_cli(args, tmp_path / "rank0.log", rank_env(0, 2, port))
     assert builder.wait(timeout=240) == 0, (tmp_path / "rank0.log").read_text()[-3000:]
     assert waiting.wait(timeout=60) == 0, (tmp_path / "rank1.log").read_text()[-3000:]
     steps = step_records(out / "knowledge" / "metrics.jsonl")

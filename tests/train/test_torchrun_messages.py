@@ -1,5 +1,6 @@
 """`labtax train --nproc-per-node N`: a usage error is found before torchrun starts (one line, exit 2);
-a rank that fails is named in one line with its reason and its own exit code (issue 23 item 8)."""
+a rank that fails is named in one line with its reason and its own exit code (issue 23 item 8), and
+neither the launcher nor its workers import from the working directory (issue 22)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import random
 from pathlib import Path
 
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
-from train_fixtures import invoke_cli, make_sample, run_cli, write_jsonl
+from train_fixtures import invoke_cli, make_sample, write_jsonl
 
 from labtax.errors import EXIT_BUG, EXIT_USAGE
 from labtax.train.launch import rank_failure
@@ -34,14 +35,26 @@ def test_a_bad_config_under_two_ranks_is_exit_2_before_launching(data_dir: Path,
 
 
 def test_a_rank_that_fails_is_named_in_one_line_with_its_exit_code(tmp_path: Path) -> None:
+    """Also, run from a hostile checkout (tests/ci/test_hostile_checkout.py's planted `labtax/`,
+    `json.py`, `torch/`, ...): neither torchrun's launcher nor the workers it starts import from the
+    working directory (issue 22), though the workers get as far as tokenizing. One real launch for
+    both: a launcher and two fresh ranks cost ~11 CPU-s."""
+    from cihelpers import VENV_BIN, run
+    from test_hostile_checkout import plant, ran
+
+    marker = tmp_path / "ran.txt"
+    checkout = tmp_path / "taxonomy"
+    plant(checkout, marker)
     # Every sample is longer than --max-seq-len: found only after tokenizing, inside the ranks.
     rng = random.Random(0)
     data = tmp_path / "data"
     write_jsonl(data / "phase1_knowledge.jsonl", [make_sample(rng, "knowledge/a", 80) for _ in range(4)])
     write_jsonl(data / "test.jsonl", [make_sample(rng, "knowledge/a", 5) for _ in range(2)])
-    result = run_cli(["train", "--data", str(data), "--output", str(tmp_path / "run"), "--model", "tiny",
-                      "--phase", "knowledge", "--max-seq-len", "32", "--max-tokens-per-batch", "64",
-                      "--select", "last", "--nproc-per-node", "2"], timeout=300)
+    result = run([str(VENV_BIN / "labtax"), "train", "--data", str(data), "--output", str(tmp_path / "run"),
+                  "--model", "tiny", "--phase", "knowledge", "--max-seq-len", "32", "--max-tokens-per-batch", "64",
+                  "--select", "last", "--nproc-per-node", "2"], cwd=checkout, env={"OMP_NUM_THREADS": "1"})
+    assert ran(marker) == [], result.stderr[-2000:]
+    assert "launching" in result.stderr and "torch.distributed.run --nproc-per-node=2" in result.stderr
     assert result.returncode == EXIT_USAGE, result.stderr[-3000:]
     errors = _errors(result.stderr)
     assert len(errors) == 1, result.stderr[-3000:]

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,7 @@ def step_records(metrics: Path) -> list[dict[str, Any]]:
     return [r for r in map(json.loads, metrics.read_text().splitlines()) if r.get("event") == "step"]
 
 
-def kill_after_steps(proc: subprocess.Popen[bytes], metrics: Path, steps: int, timeout: float = 300.0) -> None:
+def kill_after_steps(proc: subprocess.Popen[bytes] | Forked, metrics: Path, steps: int, timeout: float = 300.0) -> None:
     """SIGKILL `proc` once its `metrics` file records `steps` optimizer steps (or it ended, or
     `timeout` passed), and reap it."""
     deadline = time.monotonic() + timeout
@@ -102,3 +103,127 @@ def kill_after_steps(proc: subprocess.Popen[bytes], metrics: Path, steps: int, t
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+
+
+class Forked:
+    """A `labtax` process forked from this one (see fork_cli): its pid, its log, and Popen's calls."""
+
+    def __init__(self, pid: int, log: Path) -> None:
+        self.pid, self.log = pid, log
+        self.returncode: int | None = None
+
+    def _reaped(self, status: int) -> int:
+        self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self._reaped(status)
+        return self.returncode
+
+    def wait(self, timeout: float = 300.0) -> int:
+        deadline = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                self.send_signal(signal.SIGKILL)
+                self.wait()
+                raise TimeoutError(f"labtax (pid {self.pid}) still running after {timeout} s: {self.log}")
+            time.sleep(0.02)
+        return self.returncode  # type: ignore[return-value]
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, sig)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def _import_training() -> None:
+    """What a `labtax train` imports before its first step, imported here once (the pytest process
+    keeps it) so that no forked child pays for it again."""
+    import importlib
+
+    for name in ("torch.distributed.checkpoint.state_dict", "torch.distributed.fsdp",  # FSDP2, under torchrun
+                 "transformers.models.llama.modeling_llama", "labtax.cli", "labtax.train.phases",
+                 "matplotlib.figure"):  # the loss curve (train/reporting.py)
+        importlib.import_module(name)
+
+
+def fork_call(call: Callable[[], int], log: Path, env: dict[str, str] | None = None) -> Forked:
+    """`call()` in a process of its own, forked from this one instead of started afresh: it can be
+    killed and waited for as a subprocess can, exits with call's return value (70 on an exception,
+    whose traceback goes to `log` with the child's stdout and stderr), and inherits the imports this
+    process already paid for: a fresh `python -m labtax train` pays ~7 CPU-s importing torch and
+    transformers before its first step, more than a tiny model's whole run. `env` is added to the
+    child's environment (a rank's RANK, WORLD_SIZE, ...). Where a fresh interpreter is the point
+    (torchrun's own launch, the import path, the process's exit code), tests use run_cli."""
+    import torch
+
+    _import_training()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return Forked(pid, log)
+    code = 70
+    try:  # the child: never returns into pytest
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+        os.environ.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **(env or {})})
+        torch.set_num_threads(1)  # as run_cli's subprocess: bit-equal sums need the same thread count
+        code = call()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:  # noqa: BLE001  a crash is the child's exit code and its log, as in a subprocess
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def fork_cli(args: list[str], log: Path, env: dict[str, str] | None = None) -> Forked:
+    """`labtax ARGS` through its real entry point (labtax.cli.main: its exit codes, its one-line errors)
+    in a forked process (fork_call)."""
+
+    def labtax() -> int:
+        from labtax.cli import main
+
+        sys.argv = ["labtax", *args]
+        main()
+        return 0
+
+    return fork_call(labtax, log, env)
+
+
+def rank_env(rank: int, world: int, port: int) -> dict[str, str]:
+    """The variables torchrun gives rank RANK of a one-node WORLD (labtax's marker included)."""
+    return {"LABTAX_TORCHRUN": "1", "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
+            "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fork_ranks(args: list[str], logs: Path, world: int = 2) -> list[Forked]:
+    """`labtax ARGS` as the WORLD ranks of a one-node torchrun, each a forked process (fork_call)
+    logging to LOGS/rankN.log: what `--nproc-per-node WORLD` starts, without the launcher and
+    without a fresh interpreter a rank."""
+    logs.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    return [fork_cli(args, logs / f"rank{r}.log", rank_env(r, world, port)) for r in range(world)]
