@@ -58,7 +58,8 @@ GEN_ARGS=${DEMO_GEN_ARGS-$default_gen_args}
 # The pretrained 135M student trains with labtax's defaults (defaults.yaml): phase 1 at the small-
 # student rate (1e-4, cosine) for the epochs that show each fact ~24 times (bench/learning_bench.py,
 # docs/train.md); phase 2 as scripts/demo-train.yaml says (a few generated samples per skill leaf:
-# one epoch of steps of 4 at 1e-4; more passes learn them by heart). No resumable optimizer state (3x
+# two epochs of steps of 4 at 1e-4, at most 24 steps: one left a skill leaf regressed after phase 1,
+# demo-train.yaml says how it was measured). No resumable optimizer state (3x
 # the model per checkpoint). The random tiny model needs a much higher rate to move at all.
 case "$MODEL" in
   tiny) default_train_args="--lr 3e-3 --warmup-steps 1 --schedule constant" ;;

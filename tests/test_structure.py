@@ -111,8 +111,18 @@ FREE_FORM_CROSSINGS = {
                      "labtax.sdg.planning:LeafPlan.to_dict", "labtax.sdg.planning:Plan.to_dict",
                      "labtax.sdg.planning:Plan.settings_record", "labtax.mix.mix:MixSettings.as_dict",
                      # the mixer's leaf index as the store's file header keeps it
-                     "labtax.mix.mix:LeafIndex.to_json", "labtax.mix.mix:LeafIndex.from_json"],
+                     "labtax.mix.mix:LeafIndex.to_json", "labtax.mix.mix:LeafIndex.from_json",
+                     # the manifest's one reader and writer (data/manifest.py), record by record, and the
+                     # settings records it keeps as written (what the content keys hash)
+                     *(f"labtax.data.manifest:{record}.{edge}"
+                       for record in ("GenerationStats", "LeafEntry", "SetFile", "FaultSummary", "RunSummary",
+                                      "Manifest")
+                       for edge in ("to_json", "from_json")),
+                     "labtax.data.manifest:Manifest.settings", "labtax.data.manifest:Manifest.mix"],
                     "JSON document"),
+    # a pipeline's stats record (stages, faults, seconds: more than the manifest keeps), as the leaf
+    # store's meta holds it in JSON; the manifest's GenerationStats is read from it
+    "labtax.data.manifest:GenerationStats.from_stats": "pipeline stats",
     # the raw YAML: what the content key hashes (sdg/keys.py); generation reads Leaf.spec
     "labtax.taxonomy.model:Leaf.data": "raw YAML",
     # a backend's extras beside the text (choice_probs: read through TeacherResponse.choice_probs)
@@ -123,6 +133,22 @@ FREE_FORM_CROSSINGS = {
 def _module_name(path: str) -> str:
     parts = Path(path).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _reexports() -> dict[tuple[str, str], tuple[str, str]]:
+    """(package, name) -> (module, name) for each labtax name a package's __init__.py imports by name."""
+    found: dict[tuple[str, str], tuple[str, str]] = {}
+    for path, tree in _modules():
+        if Path(path).name != "__init__.py":
+            continue
+        package = _module_name(path)
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom):
+                source = (f"{package}.{node.module}" if node.module else package) if node.level else node.module
+                if (source or "").startswith("labtax"):
+                    for alias in node.names:
+                        found[(package, alias.asname or alias.name)] = (str(source), alias.name)
+    return found
 
 
 def free_form_crossings() -> dict[str, set[str]]:
@@ -157,6 +183,11 @@ def free_form_crossings() -> dict[str, set[str]]:
                     found[f"{module}:{prefix}{ast.unparse(item.target)}"] = top
 
         visit(tree.body, "", None)
+    # A package's re-export (`from labtax.data import GenerationStats`, labtax/data/__init__.py) counts
+    # as an import of the module that defines the name.
+    for (package, name), origin in _reexports().items():
+        if (package, name) in importers:
+            importers.setdefault(origin, set()).update(importers[(package, name)])
     crossings: dict[str, set[str]] = {}
     for name, top in found.items():
         module = name.split(":")[0]
