@@ -111,39 +111,26 @@ def test_qlora_of_both_phases_on_cpu_merges_the_dequantized_base(tmp_path: Path)
 
 
 _DRIVER_CONFIG = {"epochs": 1, "effective_batch": 2, "lr": 1e-2, "warmup_steps": 1, "save_every": 2}
-_DRIVER = f"""
-import sys
-from pathlib import Path
-from labtax.train.config import load_config
-from labtax.train.lora import LoraSettings
-from labtax.train.phases import run_training
-config = load_config(overrides={_DRIVER_CONFIG!r})
-run_training(Path(sys.argv[1]), "tiny", Path(sys.argv[2]), ["knowledge"], config, select="last", save_dtype="fp32",
-             lora=LoraSettings(rank=4, alpha=8, dropout=0.0, load_in_4bit=True))
-"""
 
 
-@pytest.mark.slow  # a training subprocess killed, and two runs in this process
+@pytest.mark.slow  # a training process killed, and two runs in this process
 def test_a_killed_qlora_run_resumes_identically(tmp_path: Path) -> None:
     """The resumable state of a 4-bit model (packed weights, adapter, AdamW) loads back: the
     quant-state entries bitsandbytes adds to the state dict are not taken for unexpected keys. The
-    uninterrupted and the resumed runs are `run_training` in this process, with the killed one's
-    options (the SIGKILL needs a process of its own; a subprocess pays ~6 CPU-s of imports)."""
-    import os
+    uninterrupted and the resumed runs are `run_training` in this process, and so is the killed one,
+    in a process forked from this one (the SIGKILL needs a process of its own; a fresh interpreter
+    pays ~7 CPU-s of imports)."""
     import signal
-    import subprocess
-    import sys
 
-    from train_fixtures import REPO, kill_after_steps
+    from train_fixtures import fork_call, kill_after_steps
 
     from labtax.train.config import load_config
     from labtax.train.lora import LoraSettings
     from labtax.train.phases import run_training
 
     data = make_data_dir(tmp_path / "data", n_knowledge=12, n_skills=2, n_replay=1, n_test=2)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
-    def run(out: Path) -> list[str]:  # the _DRIVER's call, in this process at one thread as it runs
+    def run(out: Path) -> list[str]:  # each of the three runs, at one thread
         lines: list[str] = []
         threads = torch.get_num_threads()
         try:
@@ -157,8 +144,12 @@ def test_a_killed_qlora_run_resumes_identically(tmp_path: Path) -> None:
 
     run(tmp_path / "whole")
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-c", _DRIVER, str(data), str(killed)], env=env, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def killed_run() -> int:
+        run(killed)
+        return 0
+
+    proc = fork_call(killed_run, tmp_path / "killed.log")
     metrics = killed / "knowledge" / "metrics.jsonl"
     kill_after_steps(proc, metrics, 3)
     assert proc.returncode == -signal.SIGKILL and not (killed / "knowledge" / "result.json").exists()
