@@ -4,6 +4,7 @@ template; Llama, Qwen2 and Mistral; the Modelfile names the GGUF, the stop token
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,28 @@ TOLERANCE = {"f16": 2e-3, "bf16": 2e-2, "q8_0": 3e-2}
 # Share of positions whose most likely next token is unchanged (q8_0 of embedded-small: 7 of 8 on the
 # first prompt, measured; its weights were Q4_1 to begin with).
 SAME_TOP = {"f16": 0.95, "bf16": 0.9, "q8_0": 0.75}
+
+
+@pytest.fixture(autouse=True)
+def gguf_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """transformers parses a GGUF's metadata anew for the config, for the weights and for the tokenizer,
+    and gguf-py's reader walks the 49,152-token vocabulary and its merges element by element (~4.5
+    CPU-s a parse at one thread, whatever the model's size): a file a test reads back unchanged is
+    parsed once, and the same reader object, the real one, serves each read (keyed by the file's
+    size and mtime, so a rewritten file is parsed again)."""
+    import gguf
+
+    real = gguf.GGUFReader
+    parsed: dict[tuple[str, str, int, int], Any] = {}
+
+    def reader(path: Any, mode: str = "r") -> Any:
+        stat = os.stat(path)
+        key = (os.fspath(path), mode, stat.st_size, stat.st_mtime_ns)
+        if key not in parsed:
+            parsed[key] = real(path, mode)
+        return parsed[key]
+
+    monkeypatch.setattr(gguf, "GGUFReader", reader)
 
 
 def _logits(model: Any, tokenizer: Any) -> list[torch.Tensor]:
