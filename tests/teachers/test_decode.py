@@ -34,12 +34,14 @@ def teacher() -> object:
 
 def test_greedy_text_equals_model_generate(teacher: object) -> None:
     t = teacher
-    requests = [_request(q, max_tokens=24, temperature=0.0) for q in QUESTIONS]
+    # 12 new tokens (each a forward of the whole batch, ~0.1 CPU-s): rows of prompts 35-48 tokens long,
+    # left-padded to one width, decode a dozen steps past the padding, at half the CPU of 24.
+    requests = [_request(q, max_tokens=12, temperature=0.0) for q in QUESTIONS]
     mine = asyncio.run(t.complete(requests))  # type: ignore[attr-defined]
     prompts = [t.render(r) for r in requests]  # type: ignore[attr-defined]
     enc = t.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)  # type: ignore[attr-defined]
     with torch.inference_mode():
-        out = t.model.generate(**enc, max_new_tokens=24, do_sample=False, temperature=None, top_p=None,  # type: ignore[attr-defined]
+        out = t.model.generate(**enc, max_new_tokens=12, do_sample=False, temperature=None, top_p=None,  # type: ignore[attr-defined]
                                top_k=None, pad_token_id=t.tokenizer.pad_token_id)  # type: ignore[attr-defined]
     width = enc["input_ids"].shape[1]
     for resp, row in zip(mine, out):
@@ -48,16 +50,16 @@ def test_greedy_text_equals_model_generate(teacher: object) -> None:
         expected = t.tokenizer.decode(new[: eos[0]] if eos else new, skip_special_tokens=True).strip()  # type: ignore[attr-defined]
         assert resp.ok and resp.text == expected
         assert resp.finish_reason == ("stop" if eos else "length")
-        assert resp.completion_tokens == (eos[0] if eos else 24)
+        assert resp.completion_tokens == (eos[0] if eos else 12)
 
 
 def test_a_stop_string_ends_its_row_early(teacher: object) -> None:
     t = teacher
-    free = asyncio.run(t.complete([_request(QUESTIONS[3], max_tokens=40, temperature=0.0)]))[0]  # type: ignore[attr-defined]
+    free = asyncio.run(t.complete([_request(QUESTIONS[3], max_tokens=24, temperature=0.0)]))[0]  # type: ignore[attr-defined]
     words = free.text.split()
     assert len(words) > 4
     stop = f" {words[2]}"
-    cut = asyncio.run(t.complete([_request(QUESTIONS[3], max_tokens=40, temperature=0.0, stop=(stop,))]))[0]  # type: ignore[attr-defined]
+    cut = asyncio.run(t.complete([_request(QUESTIONS[3], max_tokens=24, temperature=0.0, stop=(stop,))]))[0]  # type: ignore[attr-defined]
     assert cut.finish_reason == "stop" and free.text.startswith(cut.text) and stop not in cut.text
     assert cut.completion_tokens < free.completion_tokens  # no steps spent after the stop string
 
@@ -78,7 +80,8 @@ def test_continuous_batching_refills_slots_and_keeps_each_rows_text(teacher: obj
     from labtax.teachers import decode
 
     t = teacher
-    questions = [*QUESTIONS, "Write a long, careful answer: " + " ".join(QUESTIONS) * 3, "Hi"]
+    # The long prompt (82 tokens, the others 29-48) arrives later: it must widen the batch's cache.
+    questions = [*QUESTIONS, "Write a long, careful answer: " + " ".join(QUESTIONS), "Hi"]
     ids = [t.tokenizer(t.render(_request(q)), add_special_tokens=False)["input_ids"]  # type: ignore[attr-defined]
            for q in questions]
     rows = [decode.Row(list(x), max_new) for x, max_new in zip(ids, (12, 3, 20, 7, 16, 9))]
@@ -114,12 +117,12 @@ def test_bf16_weights_with_fp32_compute_decode_like_model_generate(teacher: obje
     linears = [m for m in mixed.model.modules() if isinstance(m, torch.nn.Linear)]
     assert all(m.weight.dtype == torch.bfloat16 for m in linears)
     assert mixed.kv_token_bytes == teacher.kv_token_bytes  # type: ignore[attr-defined]  # fp32 both
-    requests = [_request(q, max_tokens=16, temperature=0.0) for q in QUESTIONS]
+    requests = [_request(q, max_tokens=8, temperature=0.0) for q in QUESTIONS]
     mine = asyncio.run(mixed.complete(requests))
     enc = mixed.tokenizer([mixed.render(r) for r in requests], return_tensors="pt", padding=True,
                           add_special_tokens=False)
     with torch.inference_mode():
-        out = mixed.model.generate(**enc, max_new_tokens=16, do_sample=False, temperature=None, top_p=None,
+        out = mixed.model.generate(**enc, max_new_tokens=8, do_sample=False, temperature=None, top_p=None,
                                    top_k=None, pad_token_id=mixed.tokenizer.pad_token_id)
     width = enc["input_ids"].shape[1]
     for resp, row in zip(mine, out):
