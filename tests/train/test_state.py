@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +93,23 @@ def test_the_state_is_safetensors_and_json_and_a_resumed_run_equals_an_uninterru
         [s["loss"] for s in step_records(tmp_path / "whole" / "knowledge" / "metrics.jsonl")]
 
 
-@pytest.mark.parametrize("damage", ["truncated tensors", "header not JSON", "rank file not JSON"])
-def test_a_damaged_state_is_one_line_exit_2(data_dir: Path, tmp_path: Path, damage: str) -> None:
-    out = tmp_path / "out"
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(data, output) of a run stopped after step 2, its state saved: one training for the three damaged
+    states below, each damaged in a copy (never resumed: the state names its checkpoints by path)."""
+    from train_fixtures import make_data_dir
+
+    root = tmp_path_factory.mktemp("stopped")
+    data = make_data_dir(root / "data")
     with pytest.raises(Stop):
-        train(data_dir, out, stop_after=2)
+        train(data, root / "out", stop_after=2)
+    return data, root / "out"
+
+
+@pytest.mark.parametrize("damage", ["truncated tensors", "header not JSON", "rank file not JSON"])
+def test_a_damaged_state_is_one_line_exit_2(stopped_run: tuple[Path, Path], tmp_path: Path, damage: str) -> None:
+    data_dir, out = stopped_run[0], tmp_path / "out"
+    shutil.copytree(stopped_run[1], out)
     state = out / "knowledge" / "state"
     if damage == "truncated tensors":
         path = state / "rank00000.safetensors"
