@@ -17,6 +17,7 @@ that importing this module costs nothing for `labtax validate`.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -356,17 +357,26 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+@functools.lru_cache(maxsize=4)
+def _tiny_vocabulary(tokenizer_dir: str | None) -> tuple[int, int | None, int | None, int | None]:
+    """The tiny model's vocabulary size and bos, eos and pad ids, read once a process (per
+    $LABTAX_TOKENIZER_DIR): a tokenizer load costs ~0.3 CPU-s, for four numbers, and every `tiny`
+    built (each training, eval or chat of it) needs them."""
+    tokenizer = load_tokenizer(TINY)
+    return len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+
+
 def build_tiny_model(seed: int = TINY_SEED, vocab_size: int | None = None) -> PreTrainedModel:
     """A freshly initialised tiny Llama model; the same seed gives the same weights."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = load_tokenizer(TINY)
+    size, bos, eos, pad = _tiny_vocabulary(os.environ.get("LABTAX_TOKENIZER_DIR"))
     config = LlamaConfig(
-        vocab_size=vocab_size or len(tokenizer),
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        vocab_size=vocab_size or size,
+        bos_token_id=bos,
+        eos_token_id=eos,
+        pad_token_id=pad,
         **TINY_CONFIG,
     )
     with torch.random.fork_rng(devices=[]):
