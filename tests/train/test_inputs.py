@@ -18,6 +18,12 @@ from labtax.train.phases import run_training
 
 torch.set_num_threads(1)
 
+@pytest.fixture
+def data_dir(short_data_dir: Path) -> Path:
+    """Short answers (conftest.short_data_dir): these tests count samples, steps and checkpoints."""
+    return short_data_dir
+
+
 FAST = {"lr": 3e-3, "epochs": 1, "effective_batch": 8, "warmup_steps": 2, "max_seq_len": 512,
         "max_tokens_per_batch": 1024, "max_steps": 1}
 

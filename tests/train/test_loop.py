@@ -58,14 +58,14 @@ def test_loss_is_a_token_mean_whatever_the_micro_batches(data_dir: Path, tmp_pat
     assert [s["loss"] for s in small] == pytest.approx([b["loss"] for b in big], abs=2e-5)
 
 
-def test_phase_two_starts_from_the_selected_phase_one_checkpoint_with_replay(data_dir: Path, tmp_path: Path) -> None:
+def test_phase_two_starts_from_the_selected_phase_one_checkpoint_with_replay(short_data_dir: Path, tmp_path: Path) -> None:
     scored: list[Path] = []
 
     def scorer(path: Path) -> float:  # prefers the first checkpoint, so "last" would be wrong
         scored.append(path)
         return -float(json.loads((path / "labtax_checkpoint.json").read_text())["samples"])
 
-    summary = train(data_dir, tmp_path / "run", ["knowledge", "skills"], select="eval", scorer=scorer)
+    summary = train(short_data_dir, tmp_path / "run", ["knowledge", "skills"], select="eval", scorer=scorer)
     knowledge, skills = summary["phases"]["knowledge"], summary["phases"]["skills"]
     assert knowledge["selected"]["samples"] == 24 and len(knowledge["checkpoints"]) == 2
     assert skills["start"] == knowledge["selected"]["path"]
@@ -80,7 +80,7 @@ def test_phase_two_starts_from_the_selected_phase_one_checkpoint_with_replay(dat
 
     model = load_model(knowledge["selected"]["path"])
     tok = __import__("labtax.models", fromlist=["load_tokenizer"]).load_tokenizer("tiny")
-    data = tokenize_file(data_dir / "phase2_skills.jsonl", tok, 512, tmp_path / "run" / "cache" / "tokens")
+    data = tokenize_file(short_data_dir / "phase2_skills.jsonl", tok, 512, tmp_path / "run" / "cache" / "tokens")
     assert skills["data"]["samples"] == len(data) == 22
     assert math.isfinite(first["loss"]) and first["loss"] < 10.5  # trained start, not a fresh init (~10.8)
     from labtax.train.lm_loss import TrainModule
@@ -88,21 +88,21 @@ def test_phase_two_starts_from_the_selected_phase_one_checkpoint_with_replay(dat
     full = evaluate_loss(TrainModule(model), data, 1024, Runtime(torch.device("cpu")), True, 2)
     assert abs(full - first["loss"]) < 0.5
     # Running the command again finds both phases done and changes nothing.
-    again = train(data_dir, tmp_path / "run", ["knowledge", "skills"], select="eval", scorer=scorer)
+    again = train(short_data_dir, tmp_path / "run", ["knowledge", "skills"], select="eval", scorer=scorer)
     assert again["final"] == summary["final"] and len(scored) == 4
 
 
-def test_select_loss_and_last(data_dir: Path, tmp_path: Path) -> None:
-    summary = train(data_dir, tmp_path / "run", ["skills"], select="loss", effective_batch=12, epochs=3)
+def test_select_loss_and_last(short_data_dir: Path, tmp_path: Path) -> None:
+    summary = train(short_data_dir, tmp_path / "run", ["skills"], select="loss", effective_batch=12, epochs=3)
     checkpoints = summary["phases"]["skills"]["checkpoints"]
     best = min(checkpoints, key=lambda c: c["test_loss"])
     assert summary["phases"]["skills"]["selected"]["path"] == best["path"]
     # Phase 1 keeps its last checkpoint under --select loss: its validation rows are facts it never
     # trains, whose loss rises while it stores its own (it kept the first of 12 epochs on bench/heldout).
-    knowledge = train(data_dir, tmp_path / "k", ["knowledge"], select="loss", effective_batch=12,
+    knowledge = train(short_data_dir, tmp_path / "k", ["knowledge"], select="loss", effective_batch=12,
                       epochs=3)["phases"]["knowledge"]
     assert knowledge["select"] == "last" and knowledge["selected"]["path"] == knowledge["checkpoints"][-1]["path"]
-    last = train(data_dir, tmp_path / "last", ["knowledge"], select="last", max_steps=2, save_every=8)
+    last = train(short_data_dir, tmp_path / "last", ["knowledge"], select="last", max_steps=2, save_every=8)
     sel = last["phases"]["knowledge"]["selected"]
     assert sel["samples"] == 16 and sel["step"] == 2  # max_steps caps the phase
     assert [c["samples"] for c in last["phases"]["knowledge"]["checkpoints"]] == [8, 16]
@@ -139,15 +139,15 @@ def test_lr_schedule() -> None:
     assert cosine[-1] < 0.05
 
 
-def test_padded_fallback_layout_gives_the_same_losses(data_dir: Path, tmp_path: Path,
+def test_padded_fallback_layout_gives_the_same_losses(short_data_dir: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from labtax.train import lm_loss, phases
 
-    train(data_dir, tmp_path / "packed", ["knowledge"], epochs=1)
+    train(short_data_dir, tmp_path / "packed", ["knowledge"], epochs=1)
     # A model type without packed-sequence support, and a head that cannot be fused.
     monkeypatch.setattr(phases, "PACKED_MODEL_TYPES", frozenset())
     monkeypatch.setattr(lm_loss, "fusable", lambda lm: False)
-    train(data_dir, tmp_path / "padded", ["knowledge"], epochs=1)
+    train(short_data_dir, tmp_path / "padded", ["knowledge"], epochs=1)
     packed = step_records(tmp_path / "packed" / "knowledge" / "metrics.jsonl")
     padded = step_records(tmp_path / "padded" / "knowledge" / "metrics.jsonl")
     assert [round(r["loss"], 4) for r in packed] == [round(r["loss"], 4) for r in padded]
@@ -169,13 +169,13 @@ def test_torchrun_command_lines() -> None:
         torchrun_command(args, 4, 2, 1, None)
 
 
-def test_checkpoints_without_the_resumable_state(data_dir: Path, tmp_path: Path) -> None:
+def test_checkpoints_without_the_resumable_state(short_data_dir: Path, tmp_path: Path) -> None:
     """save_state: false (the demo's 135M student): checkpoints as usual, no optimizer state on disk."""
     cfg = tmp_path / "demo.yaml"
     cfg.write_text("common:\n  save_state: false\n")
     config = load_config(cfg, {**FAST, "epochs": 1})
     assert config.phases["knowledge"].save_state is False and load_config().phases["skills"].save_state is True
-    summary = run_training(data_dir, "tiny", tmp_path / "run", ["knowledge"], config, log=lambda s: None)
+    summary = run_training(short_data_dir, "tiny", tmp_path / "run", ["knowledge"], config, log=lambda s: None)
     assert summary["phases"]["knowledge"]["checkpoints"]
     assert not (tmp_path / "run" / "knowledge" / "state").exists()
     cfg.write_text("common:\n  save_state: 'no'\n")
