@@ -6,10 +6,17 @@ import fcntl
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from train_fixtures import invoke_cli
 
 from labtax.cli import cli
+
+
+@pytest.fixture
+def data_dir(short_data_dir: Path) -> Path:
+    """Short answers (conftest.short_data_dir): nothing here depends on how many tokens a sample has."""
+    return short_data_dir
 
 
 def test_missing_data_is_exit_2_without_traceback(tmp_path: Path) -> None:

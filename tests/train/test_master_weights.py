@@ -7,12 +7,19 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from labtax.models import load_model, load_tokenizer
 from labtax.train.config import load_config
 from labtax.train.phases import run_training
+
+
+@pytest.fixture
+def data_dir(short_data_dir: Path) -> Path:
+    """Short answers (conftest.short_data_dir): nothing here depends on how many tokens a sample has."""
+    return short_data_dir
 
 
 def dtype_records(phase_dir: Path) -> list[dict[str, Any]]:

@@ -17,6 +17,12 @@ TRAIN = ["--model", "tiny", "--epochs", "1", "--effective-batch", "8", "--lr", "
          "--max-seq-len", "512", "--max-tokens-per-batch", "1024", "--select", "loss"]
 
 
+@pytest.fixture
+def data_dir(short_data_dir: Path) -> Path:
+    """Short answers (conftest.short_data_dir): nothing here depends on how many tokens a sample has."""
+    return short_data_dir
+
+
 def train(data_dir: Path, out: Path, *extra: str) -> str:
     result = CliRunner().invoke(cli, ["train", "--data", str(data_dir), "--output", str(out), *TRAIN, *extra])
     assert result.exit_code == 0, result.output

@@ -12,7 +12,7 @@ from train_fixtures import fork_cli, free_port, make_data_dir, rank_env, step_re
 
 
 def test_a_rank_waits_for_the_token_cache_longer_than_the_collective_timeout(tmp_path: Path) -> None:
-    data = make_data_dir(tmp_path / "data")
+    data = make_data_dir(tmp_path / "data", long_words=12)  # short answers: the start is the point
     out = tmp_path / "run"
     timeout_min = 0.1  # 6 s: any collective waiting for rank 0's tokenizing would fail
     args = ["train", "--model", "tiny", "--data", str(data), "--output", str(out), "--phase", "knowledge",

@@ -30,6 +30,12 @@ ARGS = ["--model", "tiny", "--phase", "knowledge", "--lr", "3e-3", "--epochs", "
         "--select", "last"]
 
 
+@pytest.fixture
+def data_dir(short_data_dir: Path) -> Path:
+    """Short answers (conftest.short_data_dir): nothing here depends on how many tokens a sample has."""
+    return short_data_dir
+
+
 class Stop(Exception):
     """Ends a run after a given step, as a kill would (the state of the last save stays)."""
 
@@ -100,7 +106,7 @@ def stopped_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from train_fixtures import make_data_dir
 
     root = tmp_path_factory.mktemp("stopped")
-    data = make_data_dir(root / "data")
+    data = make_data_dir(root / "data", long_words=12)  # as short_data_dir
     with pytest.raises(Stop):
         train(data, root / "out", stop_after=2)
     return data, root / "out"

@@ -48,14 +48,14 @@ def _enter_namespace() -> None:
     subprocess.run(["mount", "--make-rprivate", "/"], check=True)
 
 
-def test_disk_full_and_read_only_output_are_one_line_and_a_rerun_continues(data_dir: Path, tmp_path: Path) -> None:
+def test_disk_full_and_read_only_output_are_one_line_and_a_rerun_continues(short_data_dir: Path, tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     report = tmp_path / "report"
     report.mkdir()
 
     def train(out: str, name: str) -> None:  # `labtax train` as a process of its own: its exit code, its stderr
-        run = fork_cli(["train", "--data", str(data_dir), "--output", f"{mnt}/{out}", *ARGS], report / f"{name}.err")
+        run = fork_cli(["train", "--data", str(short_data_dir), "--output", f"{mnt}/{out}", *ARGS], report / f"{name}.err")
         (report / f"{name}.rc").write_text(str(run.wait(timeout=600)))
 
     def faults() -> int:

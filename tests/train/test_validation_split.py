@@ -18,7 +18,7 @@ FAST = {"lr": 3e-3, "epochs": 2, "effective_batch": 8, "warmup_steps": 2, "max_s
 
 
 def test_loss_selection_reads_validation_not_test(tmp_path: Path) -> None:
-    data = make_data_dir(tmp_path / "data", validation=False)
+    data = make_data_dir(tmp_path / "data", validation=False, long_words=12)
     assert held_out_file(data) == data / "test.jsonl"  # data mixed before the validation split
     rng = random.Random(5)
     write_jsonl(data / "validation.jsonl", [make_sample(rng, "knowledge/history/rivers", 12) for _ in range(4)])
@@ -36,7 +36,7 @@ def test_loss_selection_reads_validation_not_test(tmp_path: Path) -> None:
 
 
 def test_without_a_validation_split_loss_selection_refuses_the_test_set_unless_asked(tmp_path: Path) -> None:
-    data = make_data_dir(tmp_path / "data", validation=False)
+    data = make_data_dir(tmp_path / "data", validation=False, long_words=12)
     with pytest.raises(UsageError, match="eval gate's own test items") as refused:
         run_training(data, "tiny", tmp_path / "run", ["knowledge"], load_config(overrides=FAST), select="loss",
                      log=lambda s: None)
@@ -50,7 +50,7 @@ def test_without_a_validation_split_loss_selection_refuses_the_test_set_unless_a
 
 
 def test_the_reason_for_a_missing_validation_split_comes_from_the_manifest(tmp_path: Path) -> None:
-    data = make_data_dir(tmp_path / "data", validation=False)
+    data = make_data_dir(tmp_path / "data", validation=False, long_words=12)
     sets = {name: {"samples": 1} for name in ("phase1_knowledge.jsonl", "phase2_skills.jsonl", "test.jsonl")}
     (data / "manifest.json").write_text(json.dumps({"leaves": [], "sets": sets}))
     assert "held no rows out" in why_no_validation(data)
