@@ -85,7 +85,7 @@ def test_quiet_and_verbose_on_the_command_line(git_repo, tmp_path: Path) -> None
 def test_train_verbose_and_quiet_levels_reach_the_training_lines(tmp_path: Path) -> None:
     from train_fixtures import invoke_cli, make_data_dir
 
-    data = make_data_dir(tmp_path / "data")
+    data = make_data_dir(tmp_path / "data", long_words=12)  # short answers: the lines are the point
     args = ["train", "--data", str(data), "--model", "tiny", "--phase", "knowledge", "--max-steps", "2",
             "--effective-batch", "8", "--max-seq-len", "512", "--max-tokens-per-batch", "1024",
             "--select", "last", "--report-to", "none"]

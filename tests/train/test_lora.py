@@ -1,4 +1,5 @@
-"""LoRA through PEFT in `labtax train`: both phases train only adapter parameters, each checkpoint is the
+"""LoRA through PEFT in `labtax train` (short answers, long_words=12: the LM head costs per token and
+nothing here counts tokens): both phases train only adapter parameters, each checkpoint is the
 merged model (= base + adapter, as PEFT merges it) with the adapter beside it, eval/chat read the adapter
 folder, a killed run resumes identically, and --load-in-4bit without CUDA is one line and exit 2."""
 
@@ -59,7 +60,7 @@ def test_lora_of_both_phases_on_tiny_trains_only_the_adapter(tmp_path: Path) -> 
     from labtax.models import load_model
     from labtax.use.chat import ChatOptions, open_session
 
-    data = make_data_dir(tmp_path / "data", n_knowledge=6, n_skills=4, n_replay=2, n_test=2)
+    data = make_data_dir(tmp_path / "data", n_knowledge=6, n_skills=4, n_replay=2, n_test=2, long_words=12)
     results = _train(data, tmp_path / "run", "tiny", "--max-steps", "2")
     assert results["knowledge"]["lora"] == {"rank": 4, "alpha": 8.0, "dropout": 0.0, "target_modules": "all-linear",
                                             "load_in_4bit": False}
@@ -96,7 +97,7 @@ def test_lora_on_embedded_small_both_phases(tmp_path: Path) -> None:
 
 @pytest.mark.slow  # two runs in this process and a killed one
 def test_a_killed_lora_run_resumes_identically(tmp_path: Path) -> None:
-    data = make_data_dir(tmp_path / "data", n_knowledge=12, n_skills=4, n_replay=2, n_test=2)
+    data = make_data_dir(tmp_path / "data", n_knowledge=12, n_skills=4, n_replay=2, n_test=2, long_words=12)
     args = ["train", "--data", str(data), "--model", "tiny", "--phase", "knowledge", "--select", "last",
             "--report-to", "none", "--effective-batch", "2", "--epochs", "1", "--save-every", "2", *LORA]
     whole = invoke_cli([*args, "--output", str(tmp_path / "whole")])
@@ -141,7 +142,7 @@ def test_fsdp2_lora_on_two_ranks_matches_one_process_and_resumes_on_one_and_two(
 
     from labtax.models import load_model
 
-    data = make_data_dir(tmp_path / "data", n_knowledge=12, n_skills=4, n_replay=2, n_test=2)
+    data = make_data_dir(tmp_path / "data", n_knowledge=12, n_skills=4, n_replay=2, n_test=2, long_words=12)
     args = ["train", "--data", str(data), "--model", "tiny", "--phase", "knowledge", "--select", "last",
             "--report-to", "none", "--effective-batch", "2", "--epochs", "1", "--save-every", "2", "--lr", "1e-2",
             "--warmup-steps", "1", *LORA]

@@ -94,7 +94,7 @@ def test_qlora_of_both_phases_on_cpu_merges_the_dequantized_base(tmp_path: Path)
     from labtax.train.lora import LoraSettings
     from labtax.train.phases import run_training
 
-    data = make_data_dir(tmp_path / "data", n_knowledge=4, n_skills=4, n_replay=1, n_test=1)
+    data = make_data_dir(tmp_path / "data", n_knowledge=4, n_skills=4, n_replay=1, n_test=1, long_words=12)
     config = load_config(overrides={"max_steps": 2, "effective_batch": 2, "lr": 1e-2, "warmup_steps": 1,
                                     "seed": SEED})
     lora = LoraSettings(rank=RANK, alpha=ALPHA, dropout=0.0, load_in_4bit=True)
@@ -128,7 +128,7 @@ def test_a_killed_qlora_run_resumes_identically(tmp_path: Path) -> None:
     from labtax.train.lora import LoraSettings
     from labtax.train.phases import run_training
 
-    data = make_data_dir(tmp_path / "data", n_knowledge=12, n_skills=2, n_replay=1, n_test=2)
+    data = make_data_dir(tmp_path / "data", n_knowledge=12, n_skills=2, n_replay=1, n_test=2, long_words=12)
 
     def run(out: Path) -> list[str]:  # each of the three runs, at one thread
         lines: list[str] = []

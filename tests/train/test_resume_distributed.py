@@ -86,12 +86,12 @@ def _kill_after_state(ranks: list[Forked], out: Path, step: int) -> None:
 
 @pytest.mark.slow  # torchrun with 2 gloo ranks, killed, then resumed on 1 rank and on 2
 def test_two_cpu_ranks_match_one_process_and_their_sharded_state_resumes_on_one_rank_and_on_two(
-        data_dir: Path, tmp_path: Path) -> None:
+        short_data_dir: Path, tmp_path: Path) -> None:
     """2 gloo ranks (FSDP2) against one process on the same data: the same losses and tokens step by
     step and the same weights, checked on the 2-rank run that is killed after a state and resumed on
     2 ranks (its metrics hold every step, from both launches); the state also resumes on 1 rank. (One
     run for what two tests each trained: an uninterrupted 2-rank run added a third torchrun launch.)"""
-    args = [*COMMON, "--data", str(data_dir), "--effective-batch", "8", "--epochs", "2", "--save-every", "8",
+    args = [*COMMON, "--data", str(short_data_dir), "--effective-batch", "8", "--epochs", "2", "--save-every", "8",
             "--max-tokens-per-batch", "600"]
     whole = invoke_cli([*args, "--output", str(tmp_path / "whole")])
     assert whole.returncode == 0, whole.stderr
