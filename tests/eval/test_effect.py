@@ -14,7 +14,6 @@ from eval_fixtures import LEAF_A, LEAF_B, manifest
 
 from labtax.cli import cli
 from labtax.eval.record import EvalReport, LeafRow
-from labtax.eval.run import EvalOptions, run_eval
 
 
 def _eval(*args: str) -> tuple[int, str]:
@@ -26,9 +25,19 @@ def _rows(report: EvalReport) -> dict[str, LeafRow]:
     return {r.leaf: r for r in report.leaves}
 
 
-def test_training_on_a_leaf_improves_it_and_leaves_the_other_within_tolerance(trained: dict[str, Path]) -> None:
-    report = run_eval(EvalOptions(base=str(trained["base"]), candidate=str(trained["candidate"]),
-                                  data_dir=trained["data"]))
+@pytest.fixture(scope="module")
+def cli_json(trained: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, Path]:
+    """`labtax eval --format json --output FILE` of the trained pair, run once for the two tests that read
+    it: (exit code, stdout, FILE)."""
+    out = tmp_path_factory.mktemp("effect") / "report.json"
+    code, stdout = _eval("--base", str(trained["base"]), "--candidate", str(trained["candidate"]),
+                         "--data", str(trained["data"]), "--format", "json", "--output", str(out))
+    return code, stdout, out
+
+
+def test_training_on_a_leaf_improves_it_and_leaves_the_other_within_tolerance(cli_json: tuple[int, str, Path]) -> None:
+    # The report `labtax eval` printed, read back (run_eval itself: test_judge, test_learning).
+    report = EvalReport.from_json(json.loads(cli_json[1]))
     rows = _rows(report)
     a, b = rows[LEAF_A], rows[LEAF_B]
     assert a.changed and not b.changed
@@ -45,10 +54,8 @@ def test_select_eval_used_the_scorer(trained: dict[str, Any]) -> None:
         assert result["selected"]["score"] == max(scores)
 
 
-def test_cli_pass_and_json_shape(trained: dict[str, Path], tmp_path: Path) -> None:
-    out = tmp_path / "report.json"
-    code, stdout = _eval("--base", str(trained["base"]), "--candidate", str(trained["candidate"]),
-                         "--data", str(trained["data"]), "--format", "json", "--output", str(out))
+def test_cli_pass_and_json_shape(cli_json: tuple[int, str, Path]) -> None:
+    code, stdout, out = cli_json
     assert code == 0
     report = json.loads(stdout)
     assert json.loads(out.read_text()) == report
