@@ -188,6 +188,8 @@ generation_options = _stack([
                       "more wordings. Default: 8192 with the embedded teacher (CPU-sized), none otherwise."),
     _count("--wordings-per-fact", 2, "Knowledge: differently worded question-answer pairs per fact."),
     _count("--qa-per-request", 6, "Knowledge: the most question-answer pairs one request asks for (facts x wordings)."),
+    _count("--mc-per-leaf", 10, "Knowledge: closed-book multiple-choice items held out per leaf for labtax eval "
+           "(0: none; the held-out wordings are asked either way).", low=0),
     _count("--calibration-examples", 6, "Per judge and leaf: seeds and broken copies each, to calibrate its verdicts.", low=2),
     click.option("--keep-unreadable-verdicts/--drop-unreadable-verdicts", "keep_unreadable_verdicts",
                  default=None,
@@ -255,6 +257,7 @@ def generation_settings(params: Mapping[str, Any]) -> GenerationSettings:
         chunk_tokens=params["chunk_tokens"], questions_per_request=params["questions_per_request"],
         calibration_examples=params["calibration_examples"], document_reader=params["document_reader"],
         wordings_per_fact=params["wordings_per_fact"], qa_per_request=params["qa_per_request"],
+        mc_per_leaf=params["mc_per_leaf"],
         unreadable_verdicts=unreadable_policy(teacher, params["keep_unreadable_verdicts"]),
         budget_tokens=budget_policy(teacher, params["budget_tokens"]),
         judges=judges_policy(teacher, params["judges"]))

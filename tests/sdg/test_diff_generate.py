@@ -71,6 +71,7 @@ def test_manifest_and_sets_formats(git_repo, openai_server, tmp_path: Path) -> N
     m = manifest(out)
     assert m["head"] == git_repo.head() and m["base"] and m["teacher_model"] == "openai:test-model"
     assert m["settings"]["samples_per_leaf"] == 2 and m["settings"]["seed"] == 7
+    assert m["settings"]["mc_per_leaf"] == 10  # --mc-per-leaf's default (0: test_knowledge_loop)
     leaves = {e["path"]: e for e in m["leaves"]}
     assert set(leaves) == {"compositional_skills/writing/haiku/qna.yaml", "compositional_skills/writing/summary/qna.yaml",
                            "foundational_skills/math/sums/qna.yaml", "knowledge/astro/moon/qna.yaml"}
