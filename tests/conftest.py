@@ -107,14 +107,15 @@ def one_thread() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def trained_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The selected checkpoint of a real `labtax train` of `tiny` (knowledge phase, two steps) on small
-    data whose manifest names a system turn (use_fixtures.SYSTEM, the samples' own)."""
+    data whose manifest names a system turn (use_fixtures.SYSTEM, the samples' own). Short answers: the
+    tests read the checkpoint's files, logits and template, not what it learnt."""
     import json
 
     from train_fixtures import invoke_cli, make_data_dir
     from use_fixtures import SYSTEM
 
     root = tmp_path_factory.mktemp("trained")
-    data = make_data_dir(root / "data", n_knowledge=8, n_skills=4, n_replay=2, n_test=3)
+    data = make_data_dir(root / "data", n_knowledge=8, n_skills=4, n_replay=2, n_test=3, long_words=12)
     (data / "manifest.json").write_text(json.dumps({
         "format": "labtax-manifest/1", "head": "a" * 40, "base": "b" * 40, "teacher_model": "teacher-x",
         "mix": {"system_prompt": SYSTEM},
