@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -54,3 +55,21 @@ def run(
     return subprocess.run(
         args, cwd=cwd, env=run_env(env), input=stdin, capture_output=True, text=True, check=False
     )
+
+
+def probe_wheel(folder: Path) -> Path:
+    """A one-module wheel whose `labtax` console script prints a version: what ci-install.sh installs
+    here instead of labtax itself (no index, no build)."""
+    wheel = folder / "labtax_probe-0.1-py3-none-any.whl"
+    info = "labtax_probe-0.1.dist-info"
+    files = {
+        "labtax_probe.py": "def main() -> None:\n    print('labtax, version 0.1 (probe)')\n",
+        f"{info}/METADATA": "Metadata-Version: 2.1\nName: labtax-probe\nVersion: 0.1\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{info}/entry_points.txt": "[console_scripts]\nlabtax = labtax_probe:main\n",
+    }
+    files[f"{info}/RECORD"] = "".join(f"{name},,\n" for name in files) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for name, text in files.items():
+            zf.writestr(name, text)
+    return wheel

@@ -2,13 +2,13 @@
 `pip/` and a `venv/` package, each writing a marker file when imported. `python -m ...` and
 `python - <<...` put the working directory first on the import path, and the CI hooks run inside
 the taxonomy checkout: none of those modules may ever run (hooks/ci-preview.sh, ci-train.sh,
-ci-install.sh; the torchrun launcher of `labtax train --nproc-per-node` is checked from such a
-checkout in tests/train/test_torchrun_messages.py)."""
+ci-install.sh, and the torchrun launcher of `labtax train --nproc-per-node`; the last two are checked
+from such a checkout in tests/ci/test_ci_install.py and tests/train/test_torchrun_messages.py, where one
+virtualenv and one launch also serve their other checks)."""
 
 from __future__ import annotations
 
 import sys
-import zipfile
 from pathlib import Path
 
 from cihelpers import HOOKS, add_leaf, run
@@ -80,36 +80,8 @@ def test_train_step_never_imports_the_checkouts_json(tmp_path: Path) -> None:
     assert f"chosen checkpoint: {tmp_path / 'out' / 'knowledge' / 'checkpoints' / 'samples_8'}" in proc.stdout
 
 
-def _probe_wheel(folder: Path) -> Path:
-    """A one-module wheel whose `labtax` console script prints a version: what ci-install.sh installs
-    here instead of labtax itself (no index, no build)."""
-    wheel = folder / "labtax_probe-0.1-py3-none-any.whl"
-    info = "labtax_probe-0.1.dist-info"
-    files = {
-        "labtax_probe.py": "def main() -> None:\n    print('labtax, version 0.1 (probe)')\n",
-        f"{info}/METADATA": "Metadata-Version: 2.1\nName: labtax-probe\nVersion: 0.1\n",
-        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-        f"{info}/entry_points.txt": "[console_scripts]\nlabtax = labtax_probe:main\n",
-    }
-    files[f"{info}/RECORD"] = "".join(f"{name},,\n" for name in files) + f"{info}/RECORD,,\n"
-    with zipfile.ZipFile(wheel, "w") as zf:
-        for name, text in files.items():
-            zf.writestr(name, text)
-    return wheel
-
-
-def test_install_step_never_runs_the_checkouts_pip_or_venv(tmp_path: Path) -> None:
-    marker = tmp_path / "ran.txt"
-    checkout = tmp_path / "taxonomy"
-    plant(checkout, marker)
-    venv = tmp_path / "venv"
-    base_python = getattr(sys, "_base_executable", sys.executable)
-    proc = run([str(HOOKS / "ci-install.sh")], cwd=checkout, env={
-        "LABTAX_VERSION": str(_probe_wheel(tmp_path)), "LABTAX_VENV": str(venv), "PYTHON": base_python,
-        "PIP_NO_INDEX": "1"})
-    assert ran(marker) == []
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "labtax, version 0.1 (probe)" in proc.stdout
+# The install step (hooks/ci-install.sh) from such a checkout: tests/ci/test_ci_install.py, whose source
+# install reuses the virtualenv this probe wheel's install creates.
 
 
 # The torchrun launcher of `labtax train --nproc-per-node` and its workers, run from a hostile checkout:
