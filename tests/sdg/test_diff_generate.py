@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from gitrepo import GitRepo
 from lab_taxonomy import (
     add_knowledge,
     add_skill,
@@ -40,13 +43,42 @@ def set_leaves(out: Path, name: str) -> set[str]:
     return {s["metadata"]["leaf"] for s in read_jsonl(out / name)}
 
 
-def test_second_run_makes_zero_requests(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    small_taxonomy(git_repo)
-    out = tmp_path / "out"
-    code, text = dg(git_repo, out, openai_server, "--head", "HEAD")
-    assert code == 0, text
-    first = openai_server.count()
-    assert first > 0
+@dataclass(frozen=True)
+class Generated:
+    """small_taxonomy generated once with `--head HEAD` against the test server (the start of most tests
+    here): the repository, the output folder, the run's text and the bodies of the requests it sent."""
+
+    repo: Path
+    out: Path
+    text: str
+    bodies: tuple[str, ...]
+
+    def copy(self, tmp_path: Path) -> tuple[GitRepo, Path]:
+        """This test's own copies of the repository and the output folder (store, ledger, sets)."""
+        shutil.copytree(self.repo, tmp_path / "repo", symlinks=True)
+        shutil.copytree(self.out, tmp_path / "out", symlinks=True)
+        return GitRepo(tmp_path / "repo"), tmp_path / "out"
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Generated:
+    """One generation of small_taxonomy for the tests that begin with it: each copies the result
+    (milliseconds) instead of generating it again (~0.7 CPU-s a test)."""
+    from openai_server import OpenAIServer, lab_responder
+
+    root = tmp_path_factory.mktemp("generated")
+    repo = GitRepo(root / "repo")
+    small_taxonomy(repo)
+    with OpenAIServer(lab_responder()) as server:
+        code, text = dg(repo, root / "out", server, "--head", "HEAD")
+        assert code == 0, text
+        return Generated(repo.root, root / "out", text, tuple(str(r.body) for r in server.requests))
+
+
+def test_second_run_makes_zero_requests(generated, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    git_repo, out = generated.copy(tmp_path)
+    assert generated.bodies  # the first run asked the teacher
+    first = openai_server.count()  # this test's server: 0
     sets_before = {n: (out / n).read_bytes() for n in ("phase1_knowledge.jsonl", "phase2_skills.jsonl", "test.jsonl")}
     code, text = dg(git_repo, out, openai_server, "--head", "HEAD")
     assert code == 0, text
@@ -63,11 +95,8 @@ def test_second_run_makes_zero_requests(git_repo, openai_server, tmp_path: Path)
     assert not any(e["changed"] for e in manifest(out)["leaves"])
 
 
-def test_manifest_and_sets_formats(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    small_taxonomy(git_repo)
-    out = tmp_path / "out"
-    code, text = dg(git_repo, out, openai_server, "--head", "HEAD")
-    assert code == 0, text
+def test_manifest_and_sets_formats(generated, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    git_repo, out = generated.copy(tmp_path)
     m = manifest(out)
     assert m["head"] == git_repo.head() and m["base"] and m["teacher_model"] == "openai:test-model"
     assert m["settings"]["samples_per_leaf"] == 2 and m["settings"]["seed"] == 7
@@ -122,7 +151,7 @@ def test_manifest_and_sets_formats(git_repo, openai_server, tmp_path: Path) -> N
     con = sqlite3.connect(out / "ledger.sqlite")
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert con.execute("SELECT status FROM runs").fetchall() == [("ok",)]
-    assert con.execute("SELECT COUNT(*) FROM requests").fetchone()[0] == openai_server.count()
+    assert con.execute("SELECT COUNT(*) FROM requests").fetchone()[0] == len(generated.bodies)
 
 
 def test_change_one_leaf_of_twenty(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -150,10 +179,8 @@ def test_change_one_leaf_of_twenty(git_repo, openai_server, tmp_path: Path) -> N
     assert not any(e["changed"] for p, e in entries.items() if "topic07" not in p)
 
 
-def test_rename_reindent_and_author_change_make_zero_requests(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    small_taxonomy(git_repo)
-    out = tmp_path / "out"
-    assert dg(git_repo, out, openai_server, "--head", "HEAD")[0] == 0
+def test_rename_reindent_and_author_change_make_zero_requests(generated, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    git_repo, out = generated.copy(tmp_path)
     before = openai_server.count()
     old_samples = [s for s in read_jsonl(out / "phase2_skills.jsonl")
                    if s["metadata"]["leaf"] == "compositional_skills/writing/haiku/qna.yaml"]
@@ -189,10 +216,8 @@ def test_rename_reindent_and_author_change_make_zero_requests(git_repo, openai_s
     assert {e["path"]: e for e in manifest(out)["leaves"]}[path]["changed"] is True
 
 
-def test_delete_then_gc(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    small_taxonomy(git_repo)
-    out = tmp_path / "out"
-    assert dg(git_repo, out, openai_server, "--head", "HEAD")[0] == 0
+def test_delete_then_gc(generated, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    git_repo, out = generated.copy(tmp_path)
     before = openai_server.count()
     gone = "knowledge/astro/moon/qna.yaml"
     key = {e["path"]: e["key"] for e in manifest(out)["leaves"]}[gone]
@@ -271,11 +296,9 @@ def test_working_tree_head_and_dry_run_plan(git_repo, openai_server, tmp_path: P
     assert {e["path"]: e for e in manifest(out)["leaves"]}["knowledge/astro/moon/qna.yaml"]["status"] == "generated"
 
 
-def test_corrupted_store_file_is_regenerated_not_used(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    small_taxonomy(git_repo)
-    out = tmp_path / "out"
-    code, text = dg(git_repo, out, openai_server, "--head", "HEAD")
-    assert code == 0, text
+def test_corrupted_store_file_is_regenerated_not_used(generated, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    git_repo, out = generated.copy(tmp_path)
+    text = generated.text
     # The run's generation meter: requests and tokens across leaves (at least its closing line).
     assert re.search(r"^teacher: \d+/<=\d+ requests, [\d,]+ tokens, ", text, re.MULTILINE), text
     sets = {n: (out / n).read_bytes() for n in ("phase1_knowledge.jsonl", "phase2_skills.jsonl", "test.jsonl")}
@@ -307,7 +330,7 @@ def test_corrupted_store_file_is_regenerated_not_used(git_repo, openai_server, t
     assert not any("carefXl" in s["messages"][-1]["content"] for s in phase2)
     assert sum("careful" in s["messages"][-1]["content"] for s in phase2) > 0
     # The regenerations replayed the ledger: no request was sent twice.
-    bodies = [str(r.body) for r in openai_server.requests]
+    bodies = [*generated.bodies, *(str(r.body) for r in openai_server.requests)]
     assert len(bodies) == len(set(bodies))
 
 
@@ -400,12 +423,10 @@ def test_a_dead_teacher_stops_the_run_early(git_repo, openai_server, tmp_path: P
     assert {e["status"] for e in manifest(out)["leaves"]} == {"failed"}
 
 
-def test_a_run_with_nothing_to_generate_never_builds_the_teacher(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_run_with_nothing_to_generate_never_builds_the_teacher(generated, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import subprocess
 
-    small_taxonomy(git_repo)
-    out = tmp_path / "out"
-    assert dg(git_repo, out, openai_server, "--head", "HEAD")[0] == 0
+    git_repo, out = generated.copy(tmp_path)
     argv = ["diff-generate", "--taxonomy", str(git_repo.root), "--base", "HEAD", "--head", "HEAD", "--output",
             str(out), *teacher_args(openai_server)]
     script = ("import sys\nfrom labtax.cli import cli\n"
@@ -431,12 +452,10 @@ def test_predicted_model_id_is_the_teachers(openai_server) -> None:  # type: ign
     assert teacher_model_id("vllm", "some/model") == "vllm:some/model"
 
 
-def test_the_store_not_the_diff_decides(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_store_not_the_diff_decides(generated, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Changes outside the diffed range are still seen: a document edited in an earlier commit makes
     its leaf's key change (the memo's folder fingerprint), a leaf deleted earlier leaves the sets."""
-    small_taxonomy(git_repo)
-    out = tmp_path / "out"
-    assert dg(git_repo, out, openai_server, "--head", "HEAD")[0] == 0
+    git_repo, out = generated.copy(tmp_path)
     before = openai_server.count()
     keys = {e["path"]: e["key"] for e in manifest(out)["leaves"]}
 
