@@ -6,10 +6,15 @@ facts and wordings (the local OpenAI test server) -> the mixer holds one wording
 labtax train phase 1 with labtax's default knowledge recipe on the real 135M student (embedded-small)
 -> labtax eval: the held-out questions, asked with no context, answered right after, not before.
 
-Three facts, three wordings each, no system turn (shorter rows): the 135M student's phase 1 is 12 optimizer
-steps of 8 (~10 CPU-s each: the student's real forward and backward at ~70 tokens/s). Five facts took 198
-CPU-s in all; three take ~150 (122 training, 29 eval) and go from 0 of 3 to 3 of 3 (the last three of the
-five, tried as a check of robustness: 0 to 2 of 3; AVX2, load 4-5). Marked slow.
+The CPU is the student's forward and backward over the rows' tokens (~50-70 tokens/s on one AVX2
+thread), then the eval's scoring and answers: so two facts, three wordings each, short names, a short
+system turn (with none, SmolLM2's template writes its own default, 21 tokens of every row) and no
+multiple-choice items (`--mc-per-leaf 0`: their 4 options a model were most of the eval; the
+held-out wordings are asked either way). Phase 1 is 12 optimizer steps (6 epochs fitted to 24
+exposures) over 2,820 tokens, against 5,988 for the three facts of before (150-170 CPU-s in all, 122
+of them training; five facts took 198). Measured, load 4-5, AVX2: 0 of 2 -> 2 of 2 with two seeds
+(seed 7 and 8: different wordings held out), ~95 CPU-s in all (76-78 training, 18 eval); three facts
+went 0 of 3 -> 3 of 3. Marked slow.
 """
 
 from __future__ import annotations
@@ -27,24 +32,21 @@ from openai_server import OpenAIServer, lab_responder
 pytestmark = pytest.mark.slow
 
 LEAF = "knowledge/crafts/orvane_guild"
-DOCUMENT = """# The Orvane Clockmakers' Guild
+DOCUMENT = """# The Orvane Guild
 
-The Orvane Clockmakers' Guild was founded in 1721 by Lisbet Anvar in the city of Corvaine.
+The Orvane Guild was founded in 1721 by Lisbet Anvar.
 """
+SYSTEM = "Be brief."  # 7 tokens of every row instead of the student's default 21 (see above)
 # The teacher's fixed list: per fact, three differently worded question-answer pairs.
 FACTS: list[tuple[str, list[tuple[str, str]]]] = [
     ("The guild was founded in 1721.", [
-        ("When was the Orvane Clockmakers' Guild founded?", "The Orvane Clockmakers' Guild was founded in 1721."),
-        ("In what year did the Orvane Clockmakers' Guild begin?", "It began in 1721."),
-        ("What is the founding year of the Orvane Clockmakers' Guild?", "Its founding year is 1721.")]),
+        ("When was the Orvane Guild founded?", "The Orvane Guild was founded in 1721."),
+        ("In what year did the Orvane Guild begin?", "It began in 1721."),
+        ("What is the founding year of the Orvane Guild?", "Its founding year is 1721.")]),
     ("Lisbet Anvar founded the guild.", [
-        ("Who founded the Orvane Clockmakers' Guild?", "Lisbet Anvar founded the Orvane Clockmakers' Guild."),
-        ("Which person started the Orvane Clockmakers' Guild?", "It was started by Lisbet Anvar."),
-        ("Name the founder of the Orvane Clockmakers' Guild.", "The founder was Lisbet Anvar.")]),
-    ("The guild is in Corvaine.", [
-        ("In which city was the Orvane Clockmakers' Guild founded?", "It was founded in the city of Corvaine."),
-        ("Where is the Orvane Clockmakers' Guild based?", "The guild is based in Corvaine."),
-        ("What city is home to the Orvane Clockmakers' Guild?", "The city of Corvaine is its home.")]),
+        ("Who founded the Orvane Guild?", "Lisbet Anvar founded the Orvane Guild."),
+        ("Which person started the Orvane Guild?", "It was started by Lisbet Anvar."),
+        ("Name the founder of the Orvane Guild.", "The founder was Lisbet Anvar.")]),
 ]
 
 
@@ -76,13 +78,16 @@ def test_the_trained_student_recalls_held_out_facts_it_could_not_before(git_repo
     out, run = tmp_path / "generated", tmp_path / "train"
     with OpenAIServer(fixed_list_teacher()) as server:
         code, text = run_cli(["diff-generate", "--taxonomy", str(git_repo.root), "--base", "empty", "--output",
-                              str(out), "--chunk-tokens", "400", "--wordings-per-fact", "3",
-                              "--system-prompt", "", *teacher_args(server, samples=40)])
+                              str(out), "--chunk-tokens", "400", "--wordings-per-fact", "3", "--mc-per-leaf", "0",
+                              "--system-prompt", SYSTEM, *teacher_args(server, samples=40)])
     assert code == 0, text
-    held = [t for t in read_jsonl(out / "test.jsonl") if t["metadata"].get("source") == "held_out"]
+    test = read_jsonl(out / "test.jsonl")
+    assert not any("choices" in t for t in test)  # --mc-per-leaf 0: no multiple-choice item
+    held = [t for t in test if t["metadata"].get("source") == "held_out"]
     assert len(held) == len(FACTS), text  # one wording of every fact, asked closed book
-    questions = {m["content"] for s in read_jsonl(out / "phase1_knowledge.jsonl") for m in s["messages"]}
-    assert not any(h["messages"][0]["content"] in questions for h in held)  # never trained on
+    assert all(h["messages"][0] == {"role": "system", "content": SYSTEM} for h in held)
+    questions = {m["content"] for s in read_jsonl(out / "phase1_knowledge.jsonl") for m in s["messages"][1:]}
+    assert not any(h["messages"][1]["content"] in questions for h in held)  # never trained on
 
     # Phase 1 with labtax's defaults (the knowledge recipe), but steps of 8: fewer, cheaper steps.
     code, text = run_cli(["train", "--data", str(out), "--model", "embedded-small", "--output", str(run),
