@@ -63,8 +63,10 @@ NAMES = ["Zorblat", "Quenmip", "Tharnvel", "Oskrud", "Fligam", "Drosul", "Kevyun
 TRAIN_FORMS = ["How many legs does the {x} have?", "The {x} has how many legs?", "Tell me the number of legs of the {x}.",
                "Count the legs of a {x}."]
 HELD_OUT_FORM = "What is the leg count of a {x}?"
+# One checkpoint, the last (the one `select="last"` keeps), without its resumable state: per epoch, 20
+# checkpoints each with a held-out loss and the optimizer's state, were a quarter of the run's CPU.
 TRAIN = {"lr": 3e-3, "epochs": 20, "effective_batch": 8, "warmup_steps": 2, "max_seq_len": 128,
-         "max_tokens_per_batch": 1024, "schedule": "constant"}
+         "max_tokens_per_batch": 1024, "schedule": "constant", "save_every": 10**9, "save_state": False}
 
 
 def _row(leaf: str, q: str, a: str, **meta: Any) -> dict[str, Any]:
