@@ -24,7 +24,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     config.write_text(yaml.safe_dump({
         "seed": 42,
         "common": {"max_seq_len": 256, "max_tokens_per_batch": 1024, "warmup_steps": 2,
-                   "effective_batch": 8, "schedule": "constant"},
+                   "effective_batch": 8, "schedule": "constant",
+                   "save_state": False},  # never resumed: no optimizer state written with each checkpoint
         "knowledge": {"lr": 3e-3, "epochs": 1},  # 24 steps, one checkpoint
         "skills": {"lr": 1e-3, "epochs": 2},
     }))
