@@ -331,3 +331,12 @@ def unsupported_facts(answer: str, source: str) -> tuple[str, ...]:
         if not ok:
             missing.setdefault(value, None)
     return tuple(missing)
+
+
+def given_away(question: str, answer: str) -> bool:
+    """Whether `question` already states every key fact of `answer` ("When did the winter flood of
+    1962 fill the lower rooms? In 1962."): such a pair teaches no fact, and held out as a closed-book
+    test item its key facts are found in any reply that echoes the question. False for an answer with
+    no key fact (nothing to compare)."""
+    return bool(key_facts(answer)) and not unsupported_facts(answer, question)
+

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from labtax.data.facts import key_facts, unsupported_facts
+from labtax.data.facts import given_away, key_facts, unsupported_facts
 from labtax.sdg.dedup import Deduper
 from labtax.sdg.documents import Chunk, Document, chunk_documents, load_documents
 from labtax.sdg.pipelines import filters
@@ -218,7 +218,9 @@ def split_by_fact(runner: Runner, rows: list[Row], limit: int) -> tuple[list[Row
 def extractive_step(runner: Runner, documents: dict[str, str] | None = None) -> filters.Step:
     """Drop a pair whose answer names a number, date or name its chunk does not hold, or whose question
     names one that its whole document does not hold (`unsupported_facts`; a question can teach a
-    wrong premise); the missing facts are recorded in the row's scores either way.
+    wrong premise); the missing facts are recorded in the row's scores either way. A pair whose question
+    already states every key fact of its answer is dropped too (`given_away`: it teaches nothing, and
+    as a held-out test item any reply that echoes the question would pass).
 
     The question is checked against the document, not the chunk: a question that stands alone names
     its subject ("When was the Kessary Salt Railway's tunnel dug?"), which a chunk in the middle of the
@@ -234,6 +236,9 @@ def extractive_step(runner: Runner, documents: dict[str, str] | None = None) -> 
         row.scores["extractive"] = list(missing)
         if missing:
             runner.drop("facts_not_in_chunk")
+            return False
+        if given_away(row.question, row.answer or ""):
+            runner.drop("answer_in_question")
             return False
         return True
 

@@ -86,6 +86,23 @@ def parse_answer(text: str) -> str | None:
     return text or None
 
 
+def unwrap(text: str) -> str:
+    """`text` without the Markdown emphasis a teacher wrapped a labelled line in: "**Question: When was
+    it built?**" leaves "When was it built?**" once the label is read, and the 1.5B teacher wrote such
+    lines; a marker is taken off an end when the text is wrapped in one pair of it or holds it an odd
+    number of times (emphasis inside the text, "the **Lantern** ferry", stays)."""
+    text = text.strip()
+    for mark in ("**", "__"):
+        wrapped = text.startswith(mark) and text.endswith(mark) and text.count(mark) == 2 and len(text) > 4
+        if wrapped:
+            text = text[2:-2].strip()
+        elif text.count(mark) % 2 and text.endswith(mark):
+            text = text[:-2].rstrip()
+        elif text.count(mark) % 2 and text.startswith(mark):
+            text = text[2:].lstrip()
+    return text
+
+
 def parse_pairs(text: str) -> list[tuple[str, str]]:
     """'Question: …' / 'Answer: …' blocks, in order; incomplete blocks are skipped.
 
@@ -98,9 +115,9 @@ def parse_pairs(text: str) -> list[tuple[str, str]]:
 
     def close() -> None:
         if answer is not None:
-            a = "\n".join(answer).strip()
-            if len(current.split()) >= MIN_QUESTION_WORDS and a:
-                pairs.append((current, a))
+            q, a = unwrap(current), unwrap("\n".join(answer))
+            if len(q.split()) >= MIN_QUESTION_WORDS and a:
+                pairs.append((q, a))
 
     for line in text.strip().split("\n"):
         q = _Q_LINE.match(line)
