@@ -68,6 +68,19 @@ def run_cli(args: Sequence[str]) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def copy_generated(repo: Path, out: Path, tmp_path: Path) -> tuple[Any, Path]:
+    """A test's own copies of a repository and of the output folder a run generated from it (store,
+    ledger, sets), under tmp_path: (GitRepo, output). Milliseconds, where generating again costs a
+    test ~0.5 CPU-s; a module-scoped fixture generates once."""
+    import shutil
+
+    from gitrepo import GitRepo
+
+    shutil.copytree(repo, tmp_path / "repo", symlinks=True)
+    shutil.copytree(out, tmp_path / "out", symlinks=True)
+    return GitRepo(tmp_path / "repo"), tmp_path / "out"
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from gitrepo import GitRepo
 from lab_taxonomy import (
     add_knowledge,
     add_skill,
+    copy_generated,
     manifest,
     prompts_of,
     read_jsonl,
@@ -55,9 +55,7 @@ class Generated:
 
     def copy(self, tmp_path: Path) -> tuple[GitRepo, Path]:
         """This test's own copies of the repository and the output folder (store, ledger, sets)."""
-        shutil.copytree(self.repo, tmp_path / "repo", symlinks=True)
-        shutil.copytree(self.out, tmp_path / "out", symlinks=True)
-        return GitRepo(tmp_path / "repo"), tmp_path / "out"
+        return copy_generated(self.repo, self.out, tmp_path)  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")

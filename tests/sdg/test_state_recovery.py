@@ -16,7 +16,16 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from lab_taxonomy import add_knowledge, add_skill, knowledge_yaml, manifest, run_cli, teacher_args
+from gitrepo import GitRepo
+from lab_taxonomy import (
+    add_knowledge,
+    add_skill,
+    copy_generated,
+    knowledge_yaml,
+    manifest,
+    run_cli,
+    teacher_args,
+)
 
 from labtax.errors import EXIT_TEACHER
 
@@ -36,11 +45,24 @@ def _sets(out: Path) -> dict[str, bytes]:
     return {n: (out / n).read_bytes() for n in ("phase1_knowledge.jsonl", "phase2_skills.jsonl", "test.jsonl")}
 
 
+@pytest.fixture(scope="module")
+def two_leaves(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """_two_leaves generated once a module (the repository, the output folder): the tests that damage
+    a healthy output work on their own copy (copy_generated) instead of generating it again."""
+    from openai_server import OpenAIServer, lab_responder
+
+    root = tmp_path_factory.mktemp("two-leaves")
+    repo = GitRepo(root / "repo")
+    _two_leaves(repo)
+    with OpenAIServer(lab_responder()) as server:
+        code, text = dg(repo, root / "out", server)
+    assert code == 0, text
+    return repo.root, root / "out"
+
+
 @pytest.mark.parametrize("damage", ["truncated", "garbage header"])
-def test_a_broken_ledger_is_moved_aside_and_rebuilt(git_repo, openai_server, tmp_path: Path, damage: str) -> None:  # type: ignore[no-untyped-def]
-    _two_leaves(git_repo)
-    out = tmp_path / "out"
-    assert dg(git_repo, out, openai_server)[0] == 0
+def test_a_broken_ledger_is_moved_aside_and_rebuilt(two_leaves, openai_server, tmp_path: Path, damage: str) -> None:  # type: ignore[no-untyped-def]
+    git_repo, out = copy_generated(*two_leaves, tmp_path)
     sets = _sets(out)
     ledger = out / "ledger.sqlite"
     with sqlite3.connect(ledger) as conn:
@@ -71,10 +93,8 @@ def test_a_bad_response_row_is_sent_again(git_repo, openai_server, tmp_path: Pat
     assert openai_server.count() - before == 4  # exactly the damaged rows were asked again
 
 
-def test_a_broken_manifest_is_moved_aside_and_rebuilt(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    _two_leaves(git_repo)
-    out = tmp_path / "out"
-    assert dg(git_repo, out, openai_server)[0] == 0
+def test_a_broken_manifest_is_moved_aside_and_rebuilt(two_leaves, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    git_repo, out = copy_generated(*two_leaves, tmp_path)
     text = (out / "manifest.json").read_text()
     (out / "manifest.json").write_text(text.replace('"sets": {', '"sets": 5, "x": {', 1))
     code, out_text = dg(git_repo, out, openai_server)
@@ -84,10 +104,8 @@ def test_a_broken_manifest_is_moved_aside_and_rebuilt(git_repo, openai_server, t
     assert "manifest.json was not a readable manifest" in out_text
 
 
-def test_a_flipped_byte_in_a_set_file_is_caught_by_its_hash(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    _two_leaves(git_repo)
-    out = tmp_path / "out"
-    assert dg(git_repo, out, openai_server)[0] == 0
+def test_a_flipped_byte_in_a_set_file_is_caught_by_its_hash(two_leaves, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    git_repo, out = copy_generated(*two_leaves, tmp_path)
     good = _sets(out)
     path = out / "phase2_skills.jsonl"
     st = path.stat()
@@ -191,12 +209,10 @@ def test_an_unfetchable_document_repository_is_that_leafs_fetch_error(git_repo, 
     assert "cannot fetch the documents" in entries["knowledge/astro/moon/qna.yaml"]["error"]
 
 
-def test_an_untrusted_store_is_checked_record_by_record(git_repo, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_an_untrusted_store_is_checked_record_by_record(two_leaves, openai_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from labtax.sdg.store import LeafData, LeafStore
 
-    _two_leaves(git_repo)
-    out = tmp_path / "out"
-    assert dg(git_repo, out, openai_server)[0] == 0
+    git_repo, out = copy_generated(*two_leaves, tmp_path)
     good = _sets(out)
     # A cache restored from elsewhere: a leaf file with a valid checksum and records that are not samples.
     store = LeafStore(out / "leaves")
