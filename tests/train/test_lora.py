@@ -142,7 +142,8 @@ def test_fsdp2_lora_on_two_ranks_matches_one_process_and_resumes_on_one_and_two(
 
     from labtax.models import load_model
 
-    data = make_data_dir(tmp_path / "data", n_knowledge=12, n_skills=4, n_replay=2, n_test=2, long_words=12)
+    # 4 steps, killed after the state of step 2: each of the four runs trains and saves a state a step.
+    data = make_data_dir(tmp_path / "data", n_knowledge=8, n_skills=4, n_replay=2, n_test=2, long_words=12)
     args = ["train", "--data", str(data), "--model", "tiny", "--phase", "knowledge", "--select", "last",
             "--report-to", "none", "--effective-batch", "2", "--epochs", "1", "--save-every", "2", "--lr", "1e-2",
             "--warmup-steps", "1", *LORA]
