@@ -97,7 +97,8 @@ def test_lora_on_embedded_small_both_phases(tmp_path: Path) -> None:
 
 @pytest.mark.slow  # two runs in this process and a killed one
 def test_a_killed_lora_run_resumes_identically(tmp_path: Path) -> None:
-    data = make_data_dir(tmp_path / "data", n_knowledge=12, n_skills=4, n_replay=2, n_test=2, long_words=12)
+    # 4 steps, a state each; killed after step 2.
+    data = make_data_dir(tmp_path / "data", n_knowledge=8, n_skills=4, n_replay=2, n_test=2, long_words=12)
     args = ["train", "--data", str(data), "--model", "tiny", "--phase", "knowledge", "--select", "last",
             "--report-to", "none", "--effective-batch", "2", "--epochs", "1", "--save-every", "2", *LORA]
     whole = invoke_cli([*args, "--output", str(tmp_path / "whole")])
@@ -105,7 +106,7 @@ def test_a_killed_lora_run_resumes_identically(tmp_path: Path) -> None:
     killed = tmp_path / "killed"
     proc = fork_cli([*args, "--output", str(killed)], tmp_path / "killed.log")  # a real process, no new imports
     metrics = killed / "knowledge" / "metrics.jsonl"
-    kill_after_steps(proc, metrics, 3)
+    kill_after_steps(proc, metrics, 2)
     assert proc.returncode == -signal.SIGKILL and not (killed / "knowledge" / "result.json").exists()
     resumed = invoke_cli([*args, "--output", str(killed)])
     assert resumed.returncode == 0, resumed.stderr[-2000:]

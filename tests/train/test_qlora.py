@@ -128,7 +128,7 @@ def test_a_killed_qlora_run_resumes_identically(tmp_path: Path) -> None:
     from labtax.train.lora import LoraSettings
     from labtax.train.phases import run_training
 
-    data = make_data_dir(tmp_path / "data", n_knowledge=12, n_skills=2, n_replay=1, n_test=2, long_words=12)
+    data = make_data_dir(tmp_path / "data", n_knowledge=8, n_skills=2, n_replay=1, n_test=2, long_words=12)  # 4 steps
 
     def run(out: Path) -> list[str]:  # each of the three runs, at one thread
         lines: list[str] = []
@@ -151,7 +151,7 @@ def test_a_killed_qlora_run_resumes_identically(tmp_path: Path) -> None:
 
     proc = fork_call(killed_run, tmp_path / "killed.log")
     metrics = killed / "knowledge" / "metrics.jsonl"
-    kill_after_steps(proc, metrics, 3)
+    kill_after_steps(proc, metrics, 2)
     assert proc.returncode == -signal.SIGKILL and not (killed / "knowledge" / "result.json").exists()
     assert any("resuming at step" in line for line in run(killed))  # from the state, not from the start
     last = {run_dir: Path(json.loads((run_dir / "knowledge" / "result.json").read_text())["selected"]["path"])
