@@ -94,14 +94,15 @@ def test_phase_two_starts_from_the_selected_phase_one_checkpoint_with_replay(sho
 
 
 def test_select_loss_and_last(short_data_dir: Path, tmp_path: Path) -> None:
-    summary = train(short_data_dir, tmp_path / "run", ["skills"], select="loss", effective_batch=12, epochs=3)
+    # Two epochs: two checkpoints to choose from (more cost steps, not checks).
+    summary = train(short_data_dir, tmp_path / "run", ["skills"], select="loss", effective_batch=12, epochs=2)
     checkpoints = summary["phases"]["skills"]["checkpoints"]
     best = min(checkpoints, key=lambda c: c["test_loss"])
     assert summary["phases"]["skills"]["selected"]["path"] == best["path"]
     # Phase 1 keeps its last checkpoint under --select loss: its validation rows are facts it never
     # trains, whose loss rises while it stores its own (it kept the first of 12 epochs on bench/heldout).
     knowledge = train(short_data_dir, tmp_path / "k", ["knowledge"], select="loss", effective_batch=12,
-                      epochs=3)["phases"]["knowledge"]
+                      epochs=2)["phases"]["knowledge"]
     assert knowledge["select"] == "last" and knowledge["selected"]["path"] == knowledge["checkpoints"][-1]["path"]
     last = train(short_data_dir, tmp_path / "last", ["knowledge"], select="last", max_steps=2, save_every=8)
     sel = last["phases"]["knowledge"]["selected"]
