@@ -85,8 +85,12 @@ def test_lora_on_embedded_small_both_phases(tmp_path: Path) -> None:
     from labtax.models import load_model
 
     data = make_data_dir(tmp_path / "data", n_knowledge=2, n_skills=2, n_replay=1, n_test=1, long_words=12)
+    # No resumable state (the killed-run test resumes one): 135M weights and their AdamW moments written
+    # for each phase cost more than its training step.
+    config = tmp_path / "no-state.yaml"
+    config.write_text("common:\n  save_state: false\n")
     results = _train(data, tmp_path / "run", "embedded-small", "--max-steps", "1",
-                     "--lora-target-modules", "q_proj,v_proj")
+                     "--lora-target-modules", "q_proj,v_proj", "--config", str(config))
     knowledge = Path(results["knowledge"]["selected"]["path"])
     merged = _weights(knowledge)
     base = load_model("embedded-small").state_dict()
