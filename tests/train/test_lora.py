@@ -14,7 +14,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
-from train_fixtures import fork_cli, fork_ranks, invoke_cli, kill_after_steps, make_data_dir, step_records
+from train_fixtures import (
+    fork_cli,
+    fork_ranks,
+    invoke_cli,
+    kill_after_steps,
+    make_data_dir,
+    no_state_config,
+    step_records,
+)
 
 from labtax.cli import cli
 
@@ -105,7 +113,7 @@ def test_a_killed_lora_run_resumes_identically(tmp_path: Path) -> None:
     data = make_data_dir(tmp_path / "data", n_knowledge=8, n_skills=4, n_replay=2, n_test=2, long_words=12)
     args = ["train", "--data", str(data), "--model", "tiny", "--phase", "knowledge", "--select", "last",
             "--report-to", "none", "--effective-batch", "2", "--epochs", "1", "--save-every", "2", *LORA]
-    whole = invoke_cli([*args, "--output", str(tmp_path / "whole")])
+    whole = invoke_cli([*args, *no_state_config(tmp_path), "--output", str(tmp_path / "whole")])
     assert whole.returncode == 0, whole.stderr[-2000:]
     killed = tmp_path / "killed"
     proc = fork_cli([*args, "--output", str(killed)], tmp_path / "killed.log")  # a real process, no new imports
@@ -152,7 +160,7 @@ def test_fsdp2_lora_on_two_ranks_matches_one_process_and_resumes_on_one_and_two(
     args = ["train", "--data", str(data), "--model", "tiny", "--phase", "knowledge", "--select", "last",
             "--report-to", "none", "--effective-batch", "2", "--epochs", "1", "--save-every", "2", "--lr", "1e-2",
             "--warmup-steps", "1", *LORA]
-    whole = invoke_cli([*args, "--output", str(tmp_path / "whole")])
+    whole = invoke_cli([*args, *no_state_config(tmp_path), "--output", str(tmp_path / "whole")])
     assert whole.returncode == 0, whole.stderr[-2000:]
     cut = tmp_path / "cut"
     _kill_after_state(fork_ranks([*args, "--output", str(cut)], tmp_path / "logs"), cut, 2)

@@ -130,19 +130,20 @@ def test_a_killed_qlora_run_resumes_identically(tmp_path: Path) -> None:
 
     data = make_data_dir(tmp_path / "data", n_knowledge=8, n_skills=2, n_replay=1, n_test=2, long_words=12)  # 4 steps
 
-    def run(out: Path) -> list[str]:  # each of the three runs, at one thread
+    def run(out: Path, **settings: Any) -> list[str]:  # each of the three runs, at one thread
         lines: list[str] = []
         threads = torch.get_num_threads()
         try:
             torch.set_num_threads(1)
-            run_training(data, "tiny", out, ["knowledge"], load_config(overrides=_DRIVER_CONFIG), select="last",
-                         save_dtype="fp32", lora=LoraSettings(rank=4, alpha=8, dropout=0.0, load_in_4bit=True),
+            run_training(data, "tiny", out, ["knowledge"], load_config(overrides={**_DRIVER_CONFIG, **settings}),
+                         select="last", save_dtype="fp32",
+                         lora=LoraSettings(rank=4, alpha=8, dropout=0.0, load_in_4bit=True),
                          log=lines.append)
         finally:
             torch.set_num_threads(threads)
         return lines
 
-    run(tmp_path / "whole")
+    run(tmp_path / "whole", save_state=False)  # the reference: no resumable state to write
     killed = tmp_path / "killed"
 
     def killed_run() -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_fixtures import Forked, fork_cli, fork_ranks, invoke_cli, run_cli, step_records
+from train_fixtures import Forked, fork_cli, fork_ranks, invoke_cli, no_state_config, run_cli, step_records
 
 COMMON = ["train", "--model", "tiny", "--phase", "knowledge", "--lr", "3e-3", "--warmup-steps", "2",
           "--max-seq-len", "512", "--max-tokens-per-batch", "1024", "--select", "last"]
@@ -29,7 +29,7 @@ def test_sigkill_mid_phase_then_resume_gives_the_same_weights(short_data_dir: Pa
     # A state every 2 of the 12 steps: a kill between two states also makes the resumed run redo a step
     # the killed one had logged, and the metrics must still hold each step once.
     args = [*COMMON, "--data", str(short_data_dir), "--effective-batch", "4", "--epochs", "2", "--save-every", "8"]
-    whole = invoke_cli([*args, "--output", str(tmp_path / "whole")])
+    whole = invoke_cli([*args, *no_state_config(tmp_path), "--output", str(tmp_path / "whole")])
     assert whole.returncode == 0, whole.stderr
     assert len(step_records(tmp_path / "whole" / "knowledge" / "metrics.jsonl")) == 12
 
@@ -95,7 +95,7 @@ def test_two_cpu_ranks_match_one_process_and_their_sharded_state_resumes_on_one_
     run for what two tests each trained: an uninterrupted 2-rank run added a third torchrun launch.)"""
     args = [*COMMON, "--data", str(short_data_dir), "--effective-batch", "8", "--epochs", "2", "--save-every", "8",
             "--max-tokens-per-batch", "600"]
-    whole = invoke_cli([*args, "--output", str(tmp_path / "whole")])
+    whole = invoke_cli([*args, *no_state_config(tmp_path), "--output", str(tmp_path / "whole")])
     assert whole.returncode == 0, whole.stderr
     cut = tmp_path / "cut"
     _kill_after_state(fork_ranks([*args, "--output", str(cut)], tmp_path / "logs"), cut, 3)
