@@ -459,7 +459,9 @@ def lab_responder(*, drop_every: int = 0, low_score_every: int = 0) -> Responder
 
 def _knowledge_pairs(text: str, seed: int) -> str:
     """Q&A pairs about the chunk as the knowledge prompt asks: `facts` facts, each a "Fact:" line and
-    `wordings` pairs (all naming one word of the chunk, so they pass the extractive check)."""
+    `wordings` pairs naming words of the chunk (so they pass the extractive check). The answer's word
+    is never in its question: a pair whose question states every key fact of its answer is dropped
+    (`answer_in_question`), so with a one-word chunk (a heading) the question names none."""
     n = _requested_count(text)
     facts_m = re.search(r"pick (\d+) different facts", text)
     wordings_m = re.search(r"write (\d+) pairs", text)
@@ -470,12 +472,14 @@ def _knowledge_pairs(text: str, seed: int) -> str:
     blocks = []
     for f in range(facts):
         w = words[(seed + f) % len(words)]
-        pairs = [f"Fact: The document discusses {w}."]
+        other = next((x for x in words[(seed + f + 1) % len(words):] + words if x != w), w)
+        about = f"{w} and " if other != w else ""
+        pairs = [f"Fact: The document discusses {other}."]
         for k in range(wordings):
             i = f * wordings + k
             pairs.append(
-                f"Question: What does the document say about {w} and {_phrase(seed + i, 3)}?\n"
-                f"Answer: The document mentions {w} in its discussion ({_phrase(seed + 17 * i, 3)})."
+                f"Question: What does the document say about {about}{_phrase(seed + i, 3)}?\n"
+                f"Answer: The document mentions {other} in its discussion ({_phrase(seed + 17 * i, 3)})."
             )
         blocks.append("\n".join(pairs))
     return "\n\n".join(blocks)
