@@ -33,12 +33,27 @@ def gguf_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
     parsed once, and the same reader object, the real one, serves each read (keyed by the file's
     size and mtime, so a rewritten file is parsed again). Likewise gguf-py's tensor-name table, a
     pure function of (architecture, blocks) that transformers rebuilds for every submodule of the
-    model it loads (398 times for embedded-small's 30 blocks: ~6 CPU-s)."""
+    model it loads (398 times for embedded-small's 30 blocks: ~6 CPU-s). And the values transformers
+    decodes from the reader's fields, element by element, for the config and again for the weights
+    (~1.8 CPU-s a walk of a 49k vocabulary): each element of the one reader is decoded once."""
     import functools
 
     import gguf
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
 
     monkeypatch.setattr(gguf, "get_tensor_name_map", functools.lru_cache(maxsize=None)(gguf.get_tensor_name_map))
+    parse = gguf_utils._gguf_parse_value
+    decoded: dict[int, tuple[Any, Any]] = {}
+
+    def parse_once(value: Any, data_type: Any) -> Any:
+        # Keyed by the element's array object, which the memoized reader keeps (and the entry too, so
+        # the id is never reused); an element has one type, the field's.
+        hit = decoded.get(id(value))
+        if hit is None:
+            hit = decoded[id(value)] = (value, parse(value, data_type))
+        return hit[1]
+
+    monkeypatch.setattr(gguf_utils, "_gguf_parse_value", parse_once)
     real = gguf.GGUFReader
     parsed: dict[tuple[str, str, int, int], Any] = {}
 
@@ -85,10 +100,24 @@ def _export(model: str, tensor_type: str, output: Path) -> Path:
     return gguf
 
 
-def test_the_gguf_of_a_trained_tiny_checkpoint_loads_back_with_its_logits(trained_tiny: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def tiny_ollama(trained_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """`labtax export --format ollama` of the trained tiny checkpoint, once for the file: (the output
+    folder, the command's output). Its GGUF is what `--format gguf --type f16` writes (the same
+    writer), so the f16 round trip reads that one back instead of exporting a second time (~1.5 CPU-s);
+    `--format gguf` itself, and its one line, is embedded-small's q8_0 test below."""
+    out = tmp_path_factory.mktemp("ollama")
+    result = CliRunner().invoke(cli, ["export", "--format", "ollama", "--model", str(trained_tiny), "--type",
+                                      "f16", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_the_gguf_of_a_trained_tiny_checkpoint_loads_back_with_its_logits(trained_tiny: Path,
+                                                                          tiny_ollama: tuple[Path, str]) -> None:
     # f16 here; q8_0 through the same command is embedded-small's test below (each GGUF read back costs
     # ~5 CPU-s in transformers' metadata reader, whatever the model's size).
-    gguf = _export(str(trained_tiny), "f16", tmp_path)
+    (gguf,) = tiny_ollama[0].glob("*.f16.gguf")
     _assert_round_trip(str(trained_tiny), gguf, "f16", tokenizer_too=True)
 
 
@@ -129,18 +158,15 @@ def test_embedded_small_q8_0_round_trip(tmp_path: Path) -> None:
     _assert_round_trip("embedded-small", gguf, "q8_0")
 
 
-def test_ollama_export_writes_a_modelfile_naming_the_gguf_stops_and_system(trained_tiny: Path,
-                                                                           tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["export", "--format", "ollama", "--model", str(trained_tiny), "--type",
-                                      "f16", "--output", str(tmp_path)])
-    assert result.exit_code == 0, result.output
-    (gguf,) = tmp_path.glob("*.f16.gguf")
-    text = (tmp_path / "Modelfile").read_text()
+def test_ollama_export_writes_a_modelfile_naming_the_gguf_stops_and_system(tiny_ollama: tuple[Path, str]) -> None:
+    folder, output = tiny_ollama
+    (gguf,) = folder.glob("*.f16.gguf")
+    text = (folder / "Modelfile").read_text()
     assert f"FROM ./{gguf.name}\n" in text
     assert 'PARAMETER stop "<|im_end|>"' in text  # the ChatML end of turn of SmolLM2's template
     assert f'SYSTEM """{SYSTEM}"""' in text
     assert "TEMPLATE" in text and "<|im_start|>{{ .Role }}" in text
-    assert "ollama create NAME -f" in result.output
+    assert "ollama create NAME -f" in output
 
 
 def test_export_needs_a_model_and_keeps_ilab(tmp_path: Path) -> None:
