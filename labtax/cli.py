@@ -403,6 +403,9 @@ def _train_request(params: dict[str, Any], from_file: frozenset[str]) -> TrainCo
 @click.option("--judge-concurrency", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=128, show_default=True,
               help="Bound on each model's greedy answer for the judge.")
+# 48: eval.closed_book.CLOSED_BOOK_MAX_NEW_TOKENS (not imported here: the eval modules load numpy).
+@click.option("--closed-book-tokens", type=click.IntRange(min=1), default=48, show_default=True, metavar="N",
+              help="Bound on each model's greedy closed-book answer (a short answer: the fact).")
 @click.option("--batch-tokens", type=click.IntRange(min=64), default=8192, show_default=True,
               help="Padded tokens per scoring forward pass.")
 @click.option("--device", default="auto", show_default=True,
@@ -443,7 +446,8 @@ def eval_command(fmt: str, output: str | None, plot_file: str | None, **params: 
         leaves="all" if params["leaves"] == "all" else "changed", sample_unchanged=params["sample_unchanged"],
         seed=params["seed"], thresholds=gate.Thresholds(fail_on_regression_pct=params["regression_pct"],
                                                         min_improvement_pct=params["improvement_pct"]),
-        judge=judge, batch_tokens=params["batch_tokens"], device=params["device"], tiny_seed=params["tiny_seed"])
+        judge=judge, batch_tokens=params["batch_tokens"], device=params["device"], tiny_seed=params["tiny_seed"],
+        closed_book_max_new_tokens=params["closed_book_tokens"])
 
     report = run.run_eval(options, log=lambda msg: note(f"labtax eval: {msg}"))
     rendered = render_report("eval", fmt, report)

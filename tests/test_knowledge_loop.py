@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 from lab_taxonomy import add_knowledge, read_jsonl, run_cli, teacher_args
 from openai_server import OpenAIServer, lab_responder
+from train_fixtures import no_state_config
 
 pytestmark = pytest.mark.slow
 
@@ -91,16 +92,21 @@ def test_the_trained_student_recalls_held_out_facts_it_could_not_before(git_repo
 
     # Phase 1 with labtax's defaults (the knowledge recipe), but steps of 8: fewer, cheaper steps.
     # One checkpoint, the last (what --select last keeps), not one per epoch: each is a held-out loss
-    # and 1.6 GB of weights and optimizer state written.
+    # and 1.6 GB of weights and optimizer state written; and that one without the optimizer's
+    # resumable state (save_state: false; the run is never resumed, and the state changes no weight).
     code, text = run_cli(["train", "--data", str(out), "--model", "embedded-small", "--output", str(run),
                           "--phase", "knowledge", "--select", "last", "--effective-batch", "8",
-                          "--save-every", str(10**9)])
+                          "--save-every", str(10**9), *no_state_config(tmp_path)])
     assert code == 0, text
     assert "epochs fitted to 24 exposures" in text and "peak lr 0.0001" in text
     candidate = json.loads((run / "knowledge" / "result.json").read_text())["selected"]["path"]
 
+    # Closed-book answers of at most 24 tokens (48 by default): the references are 6-12 tokens and an
+    # answer is right when it holds their key facts; the base, which knows none of them, wrote all 48
+    # (greedy decoding of the two questions was ~10 of the eval's ~17 CPU-s).
     code, text = run_cli(["eval", "--base", "embedded-small", "--candidate", candidate, "--data", str(out),
-                          "--format", "json", "--output", str(tmp_path / "eval.json")])
+                          "--closed-book-tokens", "24", "--format", "json", "--output", str(tmp_path / "eval.json")])
+    assert "closed-book questions with embedded-small (greedy, <= 24 tokens)" in text
     report = json.loads((tmp_path / "eval.json").read_text())
     row = next(r for r in report["leaves"] if r["leaf"] == LEAF)
     cb = row["closed_book"]
