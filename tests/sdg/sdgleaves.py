@@ -61,6 +61,15 @@ def make_leaf(path: str, data: dict[str, Any]) -> Leaf:
     return parse_leaf(path, yaml.safe_dump(data, sort_keys=False).encode("utf-8"))
 
 
+def document_leaf(root: Path, name: str, text: str) -> Leaf:
+    """A knowledge leaf `knowledge/<name>` whose one document, `<name>.md`, is a folder under `root`'s
+    .documents/ (a local document folder, no git)."""
+    docs = root / ".documents" / name
+    docs.mkdir(parents=True)
+    (docs / f"{name}.md").write_text(text, encoding="utf-8")
+    return make_leaf(f"knowledge/{name}/qna.yaml", knowledge_data(f".documents/{name}", "", ["*.md"]))
+
+
 def freeform_leaf() -> Leaf:
     return make_leaf("compositional_skills/writing/poems/qna.yaml", FREEFORM)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from openai_server import OpenAIServer, lab_responder
-from sdgleaves import generate_with_server, knowledge_data, make_leaf
+from sdgleaves import document_leaf, generate_with_server
 
 from labtax.data.facts import given_away
 from labtax.sdg.pipelines.parse import parse_fact_pairs, parse_pairs, unwrap
@@ -53,10 +53,7 @@ def flood_teacher(kind: str, body: dict[str, Any]) -> Any:
 
 
 def test_the_pipeline_drops_a_given_away_pair_and_counts_it(tmp_path: Path) -> None:
-    docs = tmp_path / ".documents" / "flood"
-    docs.mkdir(parents=True)
-    (docs / "flood.md").write_text(FLOOD, encoding="utf-8")
-    leaf = make_leaf("knowledge/flood/qna.yaml", knowledge_data(".documents/flood", "", ["*.md"]))
+    leaf = document_leaf(tmp_path, "flood", FLOOD)
     settings = GenerationSettings(chunk_tokens=60, seed=3, mc_per_leaf=0, validation_per_leaf=0, qa_per_request=2,
                                   wordings_per_fact=2, max_requests_per_leaf=1)
     with OpenAIServer(flood_teacher) as server:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from openai_server import OpenAIServer
-from sdgleaves import generate_with_server, knowledge_data, make_leaf
+from sdgleaves import document_leaf, generate_with_server
 
 from labtax.mix.held_out import choose_held_out
 from labtax.sdg.pipelines.filters import Row
@@ -66,10 +66,7 @@ def test_missing_wordings_lists_each_fact_short_of_its_wordings() -> None:
 
 
 def test_a_fact_written_once_gets_a_checked_second_wording(tmp_path: Path) -> None:
-    docs = tmp_path / ".documents" / "guild"
-    docs.mkdir(parents=True)
-    (docs / "guild.md").write_text(GUILD, encoding="utf-8")
-    leaf = make_leaf("knowledge/guild/qna.yaml", knowledge_data(".documents/guild", "", ["*.md"]))
+    leaf = document_leaf(tmp_path, "guild", GUILD)
     settings = GenerationSettings(chunk_tokens=400, seed=3, qa_per_request=8, wordings_per_fact=2, mc_per_leaf=0,
                                   validation_per_leaf=0)
     with OpenAIServer(one_wording_teacher) as server:
