@@ -211,7 +211,10 @@ def _setup(model: TrainModule, tokenizer: PreTrainedTokenizerBase, data: Tokeniz
     if found is not None:
         progress = load_state(model, optimizer, scheduler, found, read_state_header(found), runtime)
         step, samples = progress["step"], progress["samples"]
-        result.checkpoints = progress["checkpoints"]
+        # The state names each checkpoint by the path it was saved at; an output folder moved or copied
+        # since then resumes with its own: pruning must never delete another folder's checkpoints.
+        result.checkpoints = [{**c, "path": str(phase_dir / "checkpoints" / Path(c["path"]).name)}
+                              for c in progress["checkpoints"]]
         if runtime.is_main:
             log(f"[{cfg.name}] resuming at step {step}/{total_steps} ({samples} samples seen)")
     metrics = MetricsLog(phase_dir / "metrics.jsonl", runtime, step, on_record)

@@ -102,7 +102,7 @@ def test_the_state_is_safetensors_and_json_and_a_resumed_run_equals_an_uninterru
 @pytest.fixture(scope="module")
 def stopped_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(data, output) of a run stopped after step 2, its state saved: one training for the three damaged
-    states below, each damaged in a copy (never resumed: the state names its checkpoints by path)."""
+    states below, each damaged in a copy, and a copy resumed."""
     from train_fixtures import make_data_dir
 
     root = tmp_path_factory.mktemp("stopped")
@@ -148,3 +148,20 @@ def test_rng_state_restores_to_this_ranks_device_only() -> None:
     saved["cuda"] = saved["torch"]  # as written by a rank on cuda:7
     set_rng_state(saved, Runtime(torch.device("cpu"), rank=7, local_rank=7))
     assert (random.random(), torch.rand(3).tolist()) == expected
+
+
+def test_a_copied_output_folder_resumes_with_its_own_checkpoints_and_leaves_the_original_alone(
+        stopped_run: tuple[Path, Path], tmp_path: Path) -> None:
+    """The state records checkpoints by the path they were saved at; a copy that resumes prunes (and
+    reports) its own, never the folder it was copied from."""
+    data_dir, original = stopped_run
+    before = sorted(p.name for p in (original / "knowledge" / "checkpoints").iterdir())
+    assert before  # the stopped run saved some
+    out = tmp_path / "copy"
+    shutil.copytree(original, out)
+    summary = train(data_dir, out)
+    assert sorted(p.name for p in (original / "knowledge" / "checkpoints").iterdir()) == before
+    result = json.loads((out / "knowledge" / "result.json").read_text())
+    assert all(Path(c["path"]).parent == out / "knowledge" / "checkpoints" for c in result["checkpoints"])
+    assert Path(summary["final"]).parent == out / "knowledge" / "checkpoints"
+    assert len([p for p in (out / "knowledge" / "checkpoints").iterdir()]) == 1  # --select last keeps one
