@@ -9,6 +9,7 @@ and tests; with two files, before -> after per file.
 from __future__ import annotations
 
 import argparse
+import signal
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,4 +73,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # A reader that stops early (`| head`) closes the pipe: end quietly, as other filters do.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     main()
