@@ -58,6 +58,9 @@ class PhaseConfig:
     # (0: `lr` for every size). The LAB rates (2e-5, 6e-6) are for 7B students and thousands of steps;
     # a 135M student stores facts at 1e-4 in a hundred (docs/train.md, bench/learning_bench.py).
     small_model_lr: float = 0.0
+    # The phase's selected checkpoint pulled back toward the phase's start model: start + interpolate
+    # x (trained - start), weight-space interpolation (labtax/train/interpolate.py); 1: as trained.
+    interpolate: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -81,6 +84,7 @@ class TrainOverrides:
     lr: float | None = None
     epochs: int | None = None
     exposures: int | None = None
+    interpolate: float | None = None
     effective_batch: int | None = None
     max_steps: int | None = None
     max_seq_len: int | None = None
@@ -103,7 +107,7 @@ class TrainOverrides:
 _FIELDS = {f.name for f in dataclasses.fields(PhaseConfig)} - {"name"}
 _INTS = {"epochs", "effective_batch", "max_seq_len", "max_tokens_per_batch", "warmup_steps", "max_steps",
          "save_every", "exposures"}
-_FLOATS = {"lr", "weight_decay", "grad_clip", "small_model_lr"}
+_FLOATS = {"lr", "weight_decay", "grad_clip", "small_model_lr", "interpolate"}
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -140,7 +144,7 @@ def _coerce(name: str, key: str, value: Any) -> Any:
                 raise ValueError
         elif key in _FLOATS:
             value = float(value)
-            if value < 0:
+            if value < 0 or (key == "interpolate" and not 0 < value <= 1):
                 raise ValueError
         elif key == "fit_schedule":
             if not isinstance(value, bool):

@@ -44,6 +44,7 @@ from labtax.models import EMBEDDED, EMBEDDED_SMALL, TINY, load_tokenizer, model_
 from labtax.train.checkpoint import find_state, read_state_header
 from labtax.train.config import PHASES, PhaseConfig, TrainConfig
 from labtax.train.data import TokenizedFile, file_sha256, tokenize_file, tokenizer_hash, wait_for_tokens
+from labtax.train.interpolate import interpolated_selection
 from labtax.train.loop import train_phase
 from labtax.train.lora import LoraSettings, apply_lora, load_4bit, parameter_count, trainable_counts
 from labtax.train.model_card import write_cards
@@ -411,6 +412,21 @@ def phase_select(phase: str, select: str) -> str:
     return "last" if phase != "skills" and select == "loss" else select
 
 
+def _interpolate(summary: dict[str, Any], phase: str, start: str, weight: float, seed: int,
+                 lora: LoraSettings | None, say: Callable[[str], None]) -> None:
+    """Select the phase's result pulled back toward its start (train/interpolate.py), listed with the
+    phase's checkpoints (its model card, `labtax eval`'s record); not for a LoRA adapter or `tiny`."""
+    why = ("a LoRA checkpoint carries its adapter" if lora is not None else
+           "tiny's random weights hold nothing to keep" if start == TINY else "")
+    if why:
+        say(f"[{phase}] interpolate {weight:g} not applied: {why}")
+        return
+    chosen = interpolated_selection(summary["selected"], start, weight, seed)
+    summary["checkpoints"] = [*summary["checkpoints"], chosen]
+    summary["selected"] = chosen
+    say(f"[{phase}] {chosen['reason']}: {chosen['path']}")
+
+
 def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: TrainConfig, select: str,
          scorer: Scorer | None, runtime: Runtime, say: Callable[[str], None], report_to: list[str],
          tokenizer: Any, tokens: Tokens, lora: LoraSettings | None = None) -> dict[str, Any]:
@@ -495,6 +511,8 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
         }
         if runtime.is_main:
             summary["selected"] = select_checkpoint(result.checkpoints, unit_select, scorer)
+            if pc.interpolate < 1.0:
+                _interpolate(summary, phase, start, pc.interpolate, config.seed, lora, say)
             dtype = "bf16" if runtime.checkpoint_dtype == torch.bfloat16 else "fp32"
             write_cards(summary, data_dir, dtype)
             atomic_write_text(done, json.dumps(summary, indent=1))
