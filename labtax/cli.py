@@ -280,7 +280,7 @@ def gc_cmd(output: str, dry_run: bool, wait_s: float) -> int:
               help="Fit epochs so that each knowledge fact is seen about N times (0: --epochs as configured).")
 @click.option("--interpolate", type=float, metavar="W",
               help="Keep each phase's result W of the way from its start model to the trained weights "
-                   "(0 < W <= 1; 1: as trained; defaults: phase 1 0.5, phase 2 1; docs/train.md).")
+                   "(0 < W <= 1; default 1: as trained; docs/train.md).")
 @click.option("--effective-batch", type=int, metavar="SAMPLES", help="Samples per optimizer step.")
 @click.option("--max-steps", type=int, metavar="N", help="Cap on optimizer steps per phase (0: none).")
 @click.option("--max-seq-len", type=int, metavar="TOKENS", help="Longer samples are dropped, never truncated.")

@@ -8,9 +8,10 @@ leaf's held-out references went from -4.77 nats a token (the pretrained student)
 of phase 1, and phase 2's few skill steps brought it back only to -4.89 (the gate: regressed against
 the student trained without the new leaf, -4.50). Interpolating between fine-tuned and starting
 weights (WiSE-FT, Wortsman et al. 2022) is the standard way to keep much of what fine-tuning learned
-while undoing part of what it disturbed. Halfway back is phase 1's default: on both held-out
+while undoing part of what it disturbed. Measured, halfway back is not a default: on both held-out
 taxonomies it kept or raised closed-book recall and brought every skill leaf closer to the student
-trained without the new leaf (docs/train.md, *Pulling phase 1 back*).
+trained without the new leaf, on the demo's taxonomy two skill leaves got worse (docs/train.md,
+*Pulling phase 1 back*).
 
 Only the selected checkpoint is interpolated, into a folder of its own beside the trained ones
 (`checkpoints/interpolated_<samples>`), and the phase's result selects that one. A LoRA run keeps its

@@ -66,7 +66,8 @@ def test_the_selected_checkpoint_is_the_start_moved_w_of_the_way_to_the_trained_
 def test_tiny_is_not_pulled_back(short_data_dir: Path, tmp_path: Path) -> None:
     lines: list[str] = []
     summary = run_training(short_data_dir, "tiny", tmp_path / "out", ["knowledge"],
-                           load_config(overrides={**FAST, "max_steps": 1}), select="last", log=lines.append)
+                           load_config(overrides={**FAST, "max_steps": 1, "interpolate": 0.5}), select="last",
+                           log=lines.append)
     assert "interpolated_from" not in summary["phases"]["knowledge"]["selected"]
     assert any("interpolate 0.5 not applied: tiny's random weights hold nothing to keep" in line for line in lines)
 
@@ -86,10 +87,10 @@ def test_a_weight_outside_0_to_1_is_a_config_error(value: float) -> None:
         load_config(overrides={"interpolate": value})
 
 
-def test_phase_1_pulls_back_halfway_by_default_phase_2_not_and_a_config_sets_either(tmp_path: Path) -> None:
-    config = load_config()  # docs/train.md, *Pulling phase 1 back*: measured on both held-out taxonomies
-    assert config.phases["knowledge"].interpolate == 0.5 and config.phases["skills"].interpolate == 1.0
+def test_off_by_default_and_a_config_sets_it_per_phase(tmp_path: Path) -> None:
+    # docs/train.md, *Pulling phase 1 back*: better on two taxonomies, worse on the demo's: not a default
+    assert {p.interpolate for p in load_config().phases.values()} == {1.0}
     path = tmp_path / "c.yaml"
-    path.write_text("knowledge:\n  interpolate: 1.0\nskills:\n  interpolate: 0.8\n")
+    path.write_text("knowledge:\n  interpolate: 0.5\n")
     config = load_config(path)
-    assert config.phases["knowledge"].interpolate == 1.0 and config.phases["skills"].interpolate == 0.8
+    assert config.phases["knowledge"].interpolate == 0.5 and config.phases["skills"].interpolate == 1.0

@@ -36,9 +36,8 @@ def test_a_bf16_checkpoint_trains_fp32_params_and_moments_at_the_skills_lr(data_
     load_model("tiny").to(torch.bfloat16).save_pretrained(start)
     load_tokenizer("tiny").save_pretrained(start)
     assert next(iter(_weights(start).values())).dtype == torch.bfloat16
-    # interpolate 1: the trained weights themselves, not phase 1's default pull back toward the start.
     config = load_config(overrides={"lr": 6e-6, "warmup_steps": 0, "max_steps": 1, "effective_batch": 4,
-                                    "max_seq_len": 512, "max_tokens_per_batch": 1024, "interpolate": 1.0})
+                                    "max_seq_len": 512, "max_tokens_per_batch": 1024})
     run_training(data_dir, str(start), tmp_path / "run", ["knowledge"], config, select="last",
                  log=lambda s: None, save_dtype="fp32")
     (record,) = dtype_records(tmp_path / "run" / "knowledge")
