@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from labtax.errors import UsageError
 from labtax.models import load_model
 from labtax.train.checkpoint import CHECKPOINT_META
 from labtax.util.atomic import atomic_write_text
@@ -39,7 +40,8 @@ PREFIX = "interpolated_"
 
 def interpolate_checkpoint(start: str, trained: Path, weight: float, seed: int) -> Path:
     """`trained` moved back toward `start` (a model name or folder): start + weight x (trained - start),
-    tensor by tensor in fp32, stored in the checkpoint's own dtype, as a sibling folder; returns it."""
+    tensor by tensor in fp32, stored in the checkpoint's own dtype, as a sibling folder; returns it. The
+    start's weights are read once, in fp32 on the CPU of the process that writes the result."""
     origin = {k: v.detach().to(torch.float32) for k, v in load_model(start, seed=seed).state_dict().items()}
     target = trained.with_name(PREFIX + trained.name.rsplit("_", 1)[-1])
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
@@ -52,7 +54,8 @@ def interpolate_checkpoint(start: str, trained: Path, weight: float, seed: int) 
             for name, value in tensors.items():
                 base = origin.get(name)
                 if base is None or not value.is_floating_point() or base.shape != value.shape:
-                    raise ValueError(f"{path}: tensor {name} has no counterpart in {start}")
+                    raise UsageError(f"{path}: tensor {name} has no counterpart in {start}, the phase's start",
+                                     hint="interpolate needs the checkpoint and its start to be the same model")
                 mixed[name] = (base + weight * (value.to(torch.float32) - base)).to(value.dtype).contiguous()
             save_file(mixed, str(tmp / path.name), metadata={"format": "pt"})
         meta_path = tmp / CHECKPOINT_META
@@ -69,6 +72,6 @@ def interpolate_checkpoint(start: str, trained: Path, weight: float, seed: int) 
 def interpolated_selection(selected: dict[str, Any], start: str, weight: float, seed: int) -> dict[str, Any]:
     """The phase result's `selected` record for the interpolated checkpoint of `selected`."""
     path = interpolate_checkpoint(start, Path(selected["path"]), weight, seed)
-    return {**selected, "path": str(path), "test_loss": None, "reason": f"interpolated ({weight:g} of the way from the start "
-                                                     f"to {Path(selected['path']).name})",
+    reason = f"interpolated ({weight:g} of the way from the start to {Path(selected['path']).name})"
+    return {**selected, "path": str(path), "test_loss": None, "reason": reason,
             "interpolated_from": selected["path"], "interpolate": weight}

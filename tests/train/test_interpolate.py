@@ -94,3 +94,17 @@ def test_off_by_default_and_a_config_sets_it_per_phase(tmp_path: Path) -> None:
     path.write_text("knowledge:\n  interpolate: 0.5\n")
     config = load_config(path)
     assert config.phases["knowledge"].interpolate == 0.5 and config.phases["skills"].interpolate == 1.0
+
+
+def test_a_checkpoint_that_is_not_its_starts_model_is_one_line(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from labtax.errors import UsageError
+    from labtax.train.interpolate import interpolate_checkpoint
+
+    folder = tmp_path / "checkpoints" / "samples_8"
+    folder.mkdir(parents=True)
+    save_file({"not.a.tiny.weight": torch.zeros(2, 2)}, str(folder / "model.safetensors"))
+    with pytest.raises(UsageError, match="has no counterpart in tiny"):
+        interpolate_checkpoint("tiny", folder, 0.5, 42)
+    assert not list(folder.parent.glob("*interpolated_*"))  # nothing half-written left behind
