@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from labtax.errors import InputOutputError, UsageError
+from labtax.errors import InputOutputError, LabtaxError, UsageError
 from labtax.train.lm_loss import TrainModule
 from labtax.train.lora import (
     ADAPTER_DIR,
@@ -80,8 +80,8 @@ def writing(path: Path, what: str) -> Iterator[None]:
     their own error for these) into one InputOutputError line naming the path and the cause."""
     try:
         yield
-    except InputOutputError:
-        raise
+    except LabtaxError:
+        raise  # already one line that says what went wrong (a bad input is not a failed write)
     except Exception as exc:
         raise InputOutputError(f"cannot write {what} {path}: {_cause(exc)}") from exc
 
@@ -102,7 +102,7 @@ def full_model_state(model: TrainModule, runtime: Runtime) -> dict[str, torch.Te
     return {k.removeprefix("lm."): v for k, v in state.items()}  # type: ignore[misc]
 
 
-def _replace_dir(tmp: Path, target: Path) -> None:
+def replace_dir(tmp: Path, target: Path) -> None:
     """Rename a finished temporary directory onto `target`, keeping the old one until the new is in."""
     old = target.with_name(target.name + ".old")
     if target.exists():
@@ -144,7 +144,7 @@ def save_hf(model: TrainModule, tokenizer: PreTrainedTokenizerBase, target: Path
                     save_adapter(model.lm, tmp / ADAPTER_DIR, tokenizer, adapter)
                 (tmp / CHECKPOINT_META).write_text(json.dumps(meta, indent=1))
                 target.parent.mkdir(parents=True, exist_ok=True)
-                _replace_dir(tmp, target)
+                replace_dir(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)  # a failed save leaves nothing half-written behind
     runtime.barrier()
@@ -325,7 +325,7 @@ def _finish_state(header: dict[str, Any], tmp: Path, target: Path) -> InputOutpu
     try:
         with writing(target, "the training state"):
             (tmp / STATE_JSON).write_text(json.dumps(header, indent=1))
-            _replace_dir(tmp, target)
+            replace_dir(tmp, target)
     except InputOutputError as exc:
         return exc
     return None

@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from labtax.errors import UsageError
 from labtax.models import load_model
-from labtax.train.checkpoint import CHECKPOINT_META
+from labtax.train.checkpoint import CHECKPOINT_META, replace_dir, writing
 from labtax.util.atomic import atomic_write_text
 
 PREFIX = "interpolated_"
@@ -47,26 +47,30 @@ def interpolate_checkpoint(start: str, trained: Path, weight: float, seed: int) 
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        shutil.copytree(trained, tmp, ignore=shutil.ignore_patterns("*.safetensors"))
-        for path in sorted(trained.glob("*.safetensors")):
-            tensors = load_file(str(path))
-            mixed: dict[str, Any] = {}
-            for name, value in tensors.items():
-                base = origin.get(name)
-                if base is None or not value.is_floating_point() or base.shape != value.shape:
-                    raise UsageError(f"{path}: tensor {name} has no counterpart in {start}, the phase's start",
-                                     hint="interpolate needs the checkpoint and its start to be the same model")
-                mixed[name] = (base + weight * (value.to(torch.float32) - base)).to(value.dtype).contiguous()
-            save_file(mixed, str(tmp / path.name), metadata={"format": "pt"})
-        meta_path = tmp / CHECKPOINT_META
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        meta.update({"interpolated_from": str(trained), "interpolate": weight, "interpolate_start": start})
-        atomic_write_text(meta_path, json.dumps(meta, indent=1))
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
+        with writing(target, "the interpolated checkpoint"):  # a full disk is one line, as for any save
+            _write_mixed(origin, start, trained, weight, tmp)
+            replace_dir(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _write_mixed(origin: dict[str, torch.Tensor], start: str, trained: Path, weight: float, tmp: Path) -> None:
+    """The interpolated checkpoint's files in `tmp`: the trained folder's, its weights mixed with `origin`."""
+    shutil.copytree(trained, tmp, ignore=shutil.ignore_patterns("*.safetensors"))
+    for path in sorted(trained.glob("*.safetensors")):
+        mixed: dict[str, torch.Tensor] = {}
+        for name, value in load_file(str(path)).items():
+            base = origin.get(name)
+            if base is None or not value.is_floating_point() or base.shape != value.shape:
+                raise UsageError(f"{path}: tensor {name} has no counterpart in {start}, the phase's start",
+                                 hint="interpolate needs the checkpoint and its start to be the same model")
+            mixed[name] = (base + weight * (value.to(torch.float32) - base)).to(value.dtype).contiguous()
+        save_file(mixed, str(tmp / path.name), metadata={"format": "pt"})
+    meta_path = tmp / CHECKPOINT_META
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    meta.update({"interpolated_from": str(trained), "interpolate": weight, "interpolate_start": start})
+    atomic_write_text(meta_path, json.dumps(meta, indent=1))
 
 
 def interpolated_selection(selected: dict[str, Any], start: str, weight: float, seed: int) -> dict[str, Any]:
