@@ -281,6 +281,9 @@ def gc_cmd(output: str, dry_run: bool, wait_s: float) -> int:
 @click.option("--interpolate", type=float, metavar="W",
               help="Keep each phase's result W of the way from its start model to the trained weights "
                    "(0 < W <= 1; default 1: as trained; docs/train.md).")
+@click.option("--anchor", type=float, metavar="W",
+              help="Phase 1 keeps the start model's predictions on the skill rows: W x their KL is added to "
+                   "the knowledge loss (0: off; docs/train.md).")
 @click.option("--effective-batch", type=int, metavar="SAMPLES", help="Samples per optimizer step.")
 @click.option("--max-steps", type=int, metavar="N", help="Cap on optimizer steps per phase (0: none).")
 @click.option("--max-seq-len", type=int, metavar="TOKENS", help="Longer samples are dropped, never truncated.")

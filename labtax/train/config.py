@@ -61,6 +61,11 @@ class PhaseConfig:
     # The phase's selected checkpoint pulled back toward the phase's start model: start + interpolate
     # x (trained - start), weight-space interpolation (labtax/train/interpolate.py); 1: as trained.
     interpolate: float = 1.0
+    # Phase 1's anchor (labtax/train/anchor.py): each step adds `anchor` x the KL from the start
+    # model's stored predictions on `anchor_rows` skill rows of the phase-2 set (0: off). The
+    # skills phase trains on those rows, so it never anchors.
+    anchor: float = 0.0
+    anchor_rows: int = 4
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -85,6 +90,7 @@ class TrainOverrides:
     epochs: int | None = None
     exposures: int | None = None
     interpolate: float | None = None
+    anchor: float | None = None
     effective_batch: int | None = None
     max_steps: int | None = None
     max_seq_len: int | None = None
@@ -106,8 +112,8 @@ class TrainOverrides:
 
 _FIELDS = {f.name for f in dataclasses.fields(PhaseConfig)} - {"name"}
 _INTS = {"epochs", "effective_batch", "max_seq_len", "max_tokens_per_batch", "warmup_steps", "max_steps",
-         "save_every", "exposures"}
-_FLOATS = {"lr", "weight_decay", "grad_clip", "small_model_lr", "interpolate"}
+         "save_every", "exposures", "anchor_rows"}
+_FLOATS = {"lr", "weight_decay", "grad_clip", "small_model_lr", "interpolate", "anchor"}
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -139,7 +145,7 @@ def _coerce(name: str, key: str, value: Any) -> Any:
             if isinstance(value, bool) or int(value) != float(value):
                 raise ValueError
             value = int(value)
-            if value < 0 or (key in {"epochs", "effective_batch", "max_seq_len", "max_tokens_per_batch"}
+            if value < 0 or (key in {"epochs", "effective_batch", "max_seq_len", "max_tokens_per_batch", "anchor_rows"}
                              and value == 0):
                 raise ValueError
         elif key in _FLOATS:

@@ -89,7 +89,11 @@ class TrainModule(torch.nn.Module):
                                  and use_packed_attention(lm))
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, targets: torch.Tensor,
-                attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                attention_mask: torch.Tensor | None = None,
+                log_probs: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(summed cross-entropy over the loss tokens, their number); with `log_probs`, instead of the
+        loss, the fp32 log-probabilities over the vocabulary at those positions ([tokens x vocab]: phase
+        1's anchor, labtax/train/anchor.py, reads them through here so that FSDP gathers the weights)."""
         kwargs: dict[str, Any] = {"input_ids": input_ids, "position_ids": position_ids, "use_cache": False}
         if attention_mask is not None:
             kwargs["attention_mask"] = attention_mask
@@ -98,6 +102,14 @@ class TrainModule(torch.nn.Module):
         flat_targets = targets.reshape(-1)
         keep = (flat_targets != IGNORE).nonzero().squeeze(1)
         n = keep.numel()
+        if log_probs:
+            if self.fused:
+                hidden = self.lm.base_model(**kwargs).last_hidden_state
+                hidden = hidden.reshape(-1, hidden.shape[-1])[keep]
+                logits = (hidden @ self.lm.get_output_embeddings().weight.t()).float()
+            else:
+                logits = self.lm(**kwargs).logits.reshape(-1, self.lm.config.vocab_size)[keep].float()
+            return torch.log_softmax(logits, dim=-1), torch.tensor(n)
         if self.fused:
             hidden = self.lm.base_model(**kwargs).last_hidden_state
             hidden = hidden.reshape(-1, hidden.shape[-1])[keep]

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from labtax.train.anchor import Anchor
 from labtax.train.attention import KERNELS_USED
 from labtax.train.checkpoint import find_state, load_state, read_state_header, save_hf, save_state
 from labtax.train.config import PhaseConfig
@@ -175,6 +176,7 @@ class _Phase:
     result: PhaseResult = field(default_factory=PhaseResult)
     step: int = 0
     samples: int = 0
+    anchor: Anchor | None = None
 
 
 def _optimizer(model: TrainModule, cfg: PhaseConfig) -> torch.optim.Optimizer:
@@ -257,9 +259,10 @@ def _checkpoint(p: _Phase, reason: str) -> None:
             shutil.rmtree(c["path"], ignore_errors=True)
 
 
-def _train_step(p: _Phase, plan: StepPlan, first_step: int) -> tuple[float, float, float]:
-    """One optimizer step over the plan's micro-batches; (the step's token-mean loss, the gradient
-    norm before clipping, the learning rate it used)."""
+def _train_step(p: _Phase, plan: StepPlan, first_step: int) -> tuple[float, float, float, float | None]:
+    """One optimizer step over the plan's micro-batches (and the anchor's rows, when the phase has
+    one); (the step's token-mean loss, the gradient norm before clipping, the learning rate it used,
+    the anchor's token-mean KL or None)."""
     loss_sum = 0.0
     for indices in plan.micro_batches[p.runtime.rank]:
         batch = collate([p.data.sample(i) for i in indices], p.packed, p.pad_id)
@@ -268,6 +271,12 @@ def _train_step(p: _Phase, plan: StepPlan, first_step: int) -> tuple[float, floa
         # gradient is exactly that of (all loss tokens of the step) / (their count).
         (loss * (p.runtime.world_size / plan.loss_tokens)).backward()
         loss_sum += float(loss.detach())
+    anchor_kl = None
+    if p.anchor is not None:
+        # Every rank computes the same anchor rows, so FSDP's average is the term itself.
+        kl, positions = p.anchor.loss(p.model, p.step, p.runtime)
+        (kl * (p.anchor.weight / max(1, positions))).backward()
+        anchor_kl = float(kl.detach()) / max(1, positions)
     grad_norm = torch.nn.utils.clip_grad_norm_(p.model.parameters(), p.cfg.grad_clip or float("inf"))
     if hasattr(grad_norm, "full_tensor"):
         grad_norm = grad_norm.full_tensor()
@@ -279,7 +288,7 @@ def _train_step(p: _Phase, plan: StepPlan, first_step: int) -> tuple[float, floa
     p.optimizer.zero_grad(set_to_none=True)
     p.step += 1
     p.samples += plan.samples
-    return p.runtime.all_sum(loss_sum) / plan.loss_tokens, float(grad_norm), lr
+    return p.runtime.all_sum(loss_sum) / plan.loss_tokens, float(grad_norm), lr, anchor_kl
 
 
 @dataclass
@@ -319,13 +328,23 @@ def train_phase(model: TrainModule, tokenizer: PreTrainedTokenizerBase, data: To
                 log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
                 on_record: Callable[[dict[str, Any]], None] | None = None,
                 inputs: dict[str, Any] | None = None,
-                keep: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None) -> PhaseResult:
+                keep: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+                anchor_rows: TokenizedFile | None = None) -> PhaseResult:
     """Train one phase in place on `model` (already prepared for the runtime); resume if a state exists.
 
     `inputs` (what made the run; phases.py checked a found state against them) is stored in each
     state; `keep` returns the checkpoints selection can still choose: the others are deleted from
-    disk once the state that no longer lists them is saved."""
+    disk once the state that no longer lists them is saved. `anchor_rows` (with `cfg.anchor` > 0):
+    the rows whose start distributions every step keeps (labtax/train/anchor.py)."""
     p = _setup(model, tokenizer, data, test, cfg, phase_dir, runtime, packed, log, on_record, inputs, keep)
+    if anchor_rows is not None and len(anchor_rows) and cfg.anchor > 0:
+        p.anchor, fresh = Anchor.prepare(model, anchor_rows, cfg.anchor, cfg.anchor_rows, phase_dir, runtime,
+                                         packed, p.pad_id)
+        if runtime.is_main:
+            info = p.anchor.describe()
+            log(f"[{cfg.name}] anchor: KL to the start model on {info['rows']} skill rows ({info['positions']:,} "
+                f"reply tokens), {info['rows_per_step']} a step, weight {cfg.anchor:g}"
+                + ("" if fresh or p.step == 0 else " (its stored targets)"))
     model.train()
     # MFU per step where the device's peak is known (a GPU): labtax/train/mfu.py.
     peak = peak_flops(runtime.device)
@@ -339,12 +358,14 @@ def train_phase(model: TrainModule, tokenizer: PreTrainedTokenizerBase, data: To
         plan = plan_step(order[in_epoch * cfg.effective_batch:(in_epoch + 1) * cfg.effective_batch],
                          data.lengths, data.loss_counts, cfg.max_tokens_per_batch, runtime.world_size, packed)
         t0 = time.perf_counter()
-        step_loss, grad_norm, lr = _train_step(p, plan, pace.first_step)
+        step_loss, grad_norm, lr, anchor_kl = _train_step(p, plan, pace.first_step)
         dt = time.perf_counter() - t0
         pace.tokens += plan.tokens
         record = {"event": "step", "step": p.step, "epoch": epoch + 1, "samples": p.samples,
                   "loss": step_loss, "lr": lr, "grad_norm": grad_norm, "tokens": plan.tokens,
                   "loss_tokens": plan.loss_tokens, "seconds": dt, "tokens_per_s": plan.tokens / dt}
+        if anchor_kl is not None:
+            record["anchor_kl"] = anchor_kl
         if peak is not None and lm_config is not None:
             lengths = (int(data.lengths[i]) for rank in plan.micro_batches for mb in rank for i in mb)
             flops = step_flops(n_params, lm_config.num_hidden_layers, lm_config.hidden_size, lengths)

@@ -41,6 +41,7 @@ from labtax.data import PHASE_FILES as DATA_FILES
 from labtax.data import TEST as TEST_FILE
 from labtax.errors import ConfigError, InputOutputError, LockedError, UsageError
 from labtax.models import EMBEDDED, EMBEDDED_SMALL, TINY, load_tokenizer, model_id
+from labtax.train.anchor import skill_rows
 from labtax.train.checkpoint import find_state, read_state_header
 from labtax.train.config import PHASES, PhaseConfig, TrainConfig
 from labtax.train.data import TokenizedFile, file_sha256, tokenize_file, tokenizer_hash, wait_for_tokens
@@ -116,15 +117,19 @@ def model_fingerprint(name: str) -> str:
 
 
 def phase_inputs(set_path: Path, held_out: Path | None, start: str, start_from: dict[str, Any] | None,
-                 pc: PhaseConfig, seed: int, select: str, save_dtype: str | None) -> dict[str, Any]:
+                 pc: PhaseConfig, seed: int, select: str, save_dtype: str | None,
+                 anchor_key: str | None = None) -> dict[str, Any]:
     """What a phase's result is a function of. A start checkpoint made by the previous phase of this
-    run is named by that phase's inputs (hashing its weights again would cost seconds to minutes)."""
+    run is named by that phase's inputs (hashing its weights again would cost seconds to minutes).
+    `anchor_key`: the content key of the anchor rows the phase keeps (labtax/train/anchor.py)."""
     settings = {k: v for k, v in pc.to_dict().items() if k not in NEUTRAL_SETTINGS}
     model = (f"{start} (from {start_from['phase']} {inputs_digest(start_from.get('inputs') or {})})"
              if start_from else model_fingerprint(start))
     inputs = {"data_sha256": file_sha256(set_path), "held_out_sha256": file_sha256(held_out) if held_out else None,
               "model": model, "settings": {**settings, "seed": seed, "select": select, "save_dtype": save_dtype},
               "labtax_version": __version__}
+    if anchor_key is not None:
+        inputs["anchor_rows"] = anchor_key
     return json.loads(json.dumps(inputs))  # as stored: tuples are lists
 
 
@@ -315,6 +320,7 @@ def run_training(data_dir: Path, model: str, output: Path, phases: list[str], co
 
 
 Tokens = dict[str, tuple[TokenizedFile, TokenizedFile | None]]  # run name -> (training set, held-out set)
+ANCHOR = "anchor"  # Tokens' entry for phase 1's anchor rows (no held-out set)
 
 
 def tokenize_units(data_dir: Path, output: Path, units: list[tuple[str, str, str, str]], config: TrainConfig,
@@ -333,6 +339,11 @@ def tokenize_units(data_dir: Path, output: Path, units: list[tuple[str, str, str
         held = selection_rows(held_out, phase, output / "cache") if held_out else None
         tokens[phase] = (get(data_dir / set_file, tokenizer, seq, cache, tok_hash),
                          get(held, tokenizer, seq, cache, tok_hash) if held else None)
+    knowledge = config.phases["knowledge"]
+    if any(settings == "knowledge" for _, _, settings, _ in units) and knowledge.anchor > 0:
+        rows = skill_rows(data_dir / DATA_FILES["skills"], output / "cache" / "anchor_rows.jsonl")
+        if rows is not None:
+            tokens[ANCHOR] = (get(rows, tokenizer, knowledge.max_seq_len, cache, tok_hash), None)
     return tokens
 
 
@@ -448,8 +459,9 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
         phase_dir = output / folder
         done = phase_dir / "result.json"
         start, start_from = _start_model(phase, model, results)
+        anchor = tokens[ANCHOR][0] if settings_phase == "knowledge" and pc.anchor > 0 and ANCHOR in tokens else None
         inputs = phase_inputs(data_dir / set_file, held_out, start, start_from, pc, config.seed, unit_select,
-                              runtime.save_dtype)
+                              runtime.save_dtype, anchor.meta["key"] if anchor is not None else None)
         reused = reuse_or_reset(phase, phase_dir, inputs, runtime, say)
         if reused is not None:
             results[phase] = reused
@@ -466,6 +478,8 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
             raise UsageError(f"{data_dir / set_file}: no usable sample (dropped: {data.meta['dropped'] or 'none'})")
         say(f"[{phase}] {len(data)} samples, {data.meta['tokens']:,} tokens "
             f"(dropped {data.meta['dropped'] or 'none'}; mix {data.meta['sources']}); starting from {start}")
+        if settings_phase == "knowledge" and pc.anchor > 0 and anchor is None:
+            say(f"[{phase}] anchor {pc.anchor:g}: {DATA_FILES['skills']} holds no skill rows, nothing to keep")
         explicit = config.explicit.get(settings_phase, frozenset())
         pc, fitted = fit_epochs(pc, rows_per_fact(data_dir / set_file), explicit)  # flags win
         pc, schedule = fit_schedule(pc, len(data), explicit)
@@ -495,7 +509,7 @@ def _run(data_dir: Path, model: str, output: Path, phases: list[str], config: Tr
             result = train_phase(module, tokenizer, data, test, pc, config.seed, phase_dir, runtime, packed,
                                  log=reporter.filtered(say) if reporter else say,
                                  on_record=reporter.record if reporter else None, inputs=inputs,
-                                 keep=partial(choosable, mode=unit_select))
+                                 keep=partial(choosable, mode=unit_select), anchor_rows=anchor)
         finally:
             if reporter is not None:
                 reporter.close()
