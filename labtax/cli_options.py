@@ -208,7 +208,7 @@ generation_options = _stack([
 mix_options = _stack([
     click.option("--replay-ratio", type=click.FloatRange(min=0.0), default=0.03, show_default=True,
                  help="Phase 2 knowledge replay: at least this share of the skill samples."),
-    _count("--replay-min-per-leaf", 10, "Phase 2 knowledge replay: at least this many rows of every knowledge leaf.", low=0),
+    _count("--replay-min-per-leaf", 1, "Phase 2 knowledge replay: at least this many rows of every knowledge leaf.", low=0),
     click.option("--replay-data", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
                  metavar="FILE", help="Precomputed skills data (JSONL, messages format) added to phase 2."),
     _count("--closed-book-rows", 1, "Phase 1: closed-book rows (question alone -> answer) per trained knowledge wording.", low=0),

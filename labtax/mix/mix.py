@@ -56,7 +56,7 @@ MIX_VERSION = 5  # 2: slim metadata (question_at); 3: the validation split; 4: t
 @dataclass(frozen=True)
 class MixSettings:
     replay_ratio: float = 0.03  # knowledge replay in phase 2: at least this share of the skill samples
-    replay_min_per_leaf: int = 10  # ... and at least this many rows of every knowledge leaf
+    replay_min_per_leaf: int = 1  # ... and at least this many rows of every knowledge leaf (docs/train.md)
     replay_context_prob: float = 0.4  # how often a replayed question sees its own chunk (ilab: 0.4)
     distractors: int = 3  # other chunks of the same leaf shown with each replayed question
     replay_unmasked_copy: bool = True  # each replayed row's phase-1 form (loss on all tokens) too
@@ -106,6 +106,9 @@ class MixSettings:
 
 # ------------------------------------------------------------------------------------ helpers
 
+# A knowledge leaf whose every row repeats another leaf's keeps this many of them (first chunk first):
+# enough for phase 1 to teach it and for the replay to draw from.
+DUPLICATES_KEPT = 10
 _WS = re.compile(r"\s+")
 # How a validation row looks in a stored line (keys sorted, compact): a text holding these bytes would
 # have its quotes escaped, so only the metadata key matches.
@@ -381,7 +384,7 @@ def _mix_leaf(leaf: MixLeaf, dups: set[int], test_hashes: set[str], stamped: mem
         # Every row repeats another leaf's: dropping them all would take the leaf out of phase 1
         # and out of the replay the floor promises every knowledge leaf. Its first rows in the
         # store's order (the pipeline's: first chunk first) stay, and the run summary says so.
-        unique = kept[:max(1, settings.replay_min_per_leaf)]
+        unique = kept[:DUPLICATES_KEPT]
         c["duplicate_kept"] = len(unique)
     kept = unique
     c["duplicate"] = n - c["overlap"] - len(kept)
