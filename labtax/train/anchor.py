@@ -86,14 +86,17 @@ class Anchor:
 
     @classmethod
     def prepare(cls, module: torch.nn.Module, data: TokenizedFile, weight: float, rows_per_step: int,
-                phase_dir: Path, runtime: Runtime, packed: bool, pad_id: int) -> tuple[Anchor, bool]:
-        """The anchor of a phase: its stored targets when the phase folder has them (a resumed run),
-        else the model's own, read now and saved. (anchor, whether the targets were read now)."""
+                phase_dir: Path, runtime: Runtime, packed: bool, pad_id: int,
+                resuming: bool = False) -> tuple[Anchor, bool]:
+        """The anchor of a phase: when `resuming`, the targets its first start stored in the phase
+        folder; else (or when none are stored) the model's own, read now and saved. A fresh start
+        always reads them again: a file left by a killed run may be another start model's.
+        (anchor, whether the targets were read now)."""
         path = phase_dir / TARGETS_FILE
         empty = torch.zeros((0, TOP_K))
         anchor = cls(data, empty.long(), empty, np.zeros(1, dtype=np.int64), weight,
                      max(1, min(rows_per_step, len(data))), packed, pad_id)
-        if path.is_file():
+        if resuming and path.is_file():
             stored = load_file(str(path))
             if stored["offsets"].numel() == len(data) + 1:
                 anchor.ids, anchor.logp, anchor.offsets = stored["ids"], stored["logp"], stored["offsets"].numpy()

@@ -339,7 +339,7 @@ def train_phase(model: TrainModule, tokenizer: PreTrainedTokenizerBase, data: To
     p = _setup(model, tokenizer, data, test, cfg, phase_dir, runtime, packed, log, on_record, inputs, keep)
     if anchor_rows is not None and len(anchor_rows) and cfg.anchor > 0:
         p.anchor, fresh = Anchor.prepare(model, anchor_rows, cfg.anchor, cfg.anchor_rows, phase_dir, runtime,
-                                         packed, p.pad_id)
+                                         packed, p.pad_id, resuming=p.step > 0)
         if runtime.is_main:
             info = p.anchor.describe()
             log(f"[{cfg.name}] anchor: KL to the start model on {info['rows']} skill rows ({info['positions']:,} "

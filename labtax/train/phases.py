@@ -166,7 +166,8 @@ def read_result(path: Path) -> dict[str, Any]:
 
 
 # What a phase folder holds of one run (start over removes these; the token cache is elsewhere).
-RUN_FILES = ("result.json", "metrics.jsonl", "loss.png", "loss.md", "state", "state.old", "checkpoints")
+RUN_FILES = ("result.json", "metrics.jsonl", "loss.png", "loss.md", "state", "state.old", "checkpoints",
+             "anchor.safetensors")
 
 
 def reuse_or_reset(phase: str, phase_dir: Path, inputs: dict[str, Any], runtime: Runtime,

@@ -81,8 +81,11 @@ def test_the_anchor_reads_the_start_model_stores_it_and_pulls_back(tmp_path: Pat
     kl.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
     # A resumed run reads the stored start distributions, not the moved model's.
-    again, fresh = Anchor.prepare(module, rows, 1.0, 4, tmp_path / "phase", CPU, True, 0)
+    again, fresh = Anchor.prepare(module, rows, 1.0, 4, tmp_path / "phase", CPU, True, 0, resuming=True)
     assert not fresh and torch.equal(again.logp, anchor.logp) and np.array_equal(again.offsets, anchor.offsets)
+    # A fresh start reads its own model again (a file left behind may be another start's).
+    anew, fresh = Anchor.prepare(module, rows, 1.0, 4, tmp_path / "phase", CPU, True, 0)
+    assert fresh and not torch.equal(anew.logp, anchor.logp)
     assert anchor.rows(0) == [0, 1, 2, 3] and anchor.rows(1) == [4, 5, 0, 1]
 
 
@@ -112,7 +115,7 @@ def test_phase_1_with_an_anchor_logs_its_kl_and_stays_closer_to_its_start(tmp_pa
 
         module = TrainModule(AutoModelForCausalLM.from_pretrained(summary["selected"]["path"]))
         kl, n = start.loss(module, 0, CPU)
-        return float(kl) / n
+        return float(kl.detach()) / n
 
     assert drift("anchored") < drift("free")
 
