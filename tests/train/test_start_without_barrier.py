@@ -36,6 +36,8 @@ def test_a_rank_waits_for_the_token_cache_longer_than_the_collective_timeout(tmp
     records = [json.loads(line) for line in (out / "knowledge" / "metrics.jsonl").read_text().splitlines()]
     (dtypes,) = [r for r in records if r["event"] == "dtypes"]
     assert dtypes["params"] == dtypes["optimizer"] == ["float32"] and dtypes["fused_adamw"] is True
-    # One cache per set, built once (no leftover temporary directory of a second builder).
+    # One cache per set, built once (no leftover temporary directory of a second builder); the skill
+    # rows phase 1's anchor reads (on by default) are one of them.
     held_out = "validation" if (data / "validation.jsonl").is_file() else "test"
-    assert sorted(p.name.split("-")[0] for p in (out / "cache" / "tokens").iterdir()) == ["phase1_knowledge", held_out]
+    assert sorted(p.name.split("-")[0] for p in (out / "cache" / "tokens").iterdir()) == \
+        ["anchor_rows", "phase1_knowledge", held_out]

@@ -86,7 +86,9 @@ def test_the_state_is_safetensors_and_json_and_a_resumed_run_equals_an_uninterru
     assert sorted(p.name for p in state.iterdir()) == ["rank00000.json", "rank00000.safetensors", "state.json"]
     header = json.loads((state / "state.json").read_text())
     assert header["progress"]["step"] == 4 and header["world_size"] == 1
-    assert set(header["inputs"]) == {"data_sha256", "held_out_sha256", "model", "settings", "labtax_version"}
+    # anchor_rows: the content key of the skill rows phase 1's anchor keeps (on by default)
+    assert set(header["inputs"]) == {"data_sha256", "held_out_sha256", "model", "settings", "labtax_version",
+                                     "anchor_rows"}
     tensors = load_file(str(state / "rank00000.safetensors"))
     assert any(k.startswith("optim/") and k.endswith("/exp_avg_sq") for k in tensors)
     lines: list[str] = []
