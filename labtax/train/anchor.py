@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from labtax.train.data import TokenizedFile
 from labtax.train.packing import collate
 from labtax.train.parallel import Runtime
-from labtax.util.atomic import atomic_write_text
+from labtax.util.atomic import atomic_write_chunks, atomic_write_text
 
 TOP_K = 64
 TARGETS_FILE = "anchor.safetensors"
@@ -114,12 +114,9 @@ class Anchor:
         module.train(was_training)
         anchor.ids, anchor.logp = torch.cat(ids), torch.cat(logp)
         anchor.offsets = np.asarray(offsets, dtype=np.int64)
-        if runtime.is_main:
-            phase_dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            save_file({"ids": anchor.ids.contiguous(), "logp": anchor.logp.contiguous(),
-                       "offsets": torch.from_numpy(anchor.offsets)}, str(tmp))
-            tmp.replace(path)
+        if runtime.is_main:  # a few hundred KB: serialised in memory, written as every labtax output is
+            atomic_write_chunks(path, [save({"ids": anchor.ids.contiguous(), "logp": anchor.logp.contiguous(),
+                                             "offsets": torch.from_numpy(anchor.offsets)})])
         return anchor, True
 
     def rows(self, step: int) -> list[int]:
