@@ -46,6 +46,11 @@ class PhaseConfig:
     # demo turns it off to train its 135M student without writing GBs per checkpoint.
     save_state: bool = True
     fit_schedule: bool = True  # scale batch and warm-up down to small data (labtax/train/schedule.py)
+    # 0: the batch is fitted only to data too small to reach the peak rate (a tenth of the samples).
+    # N: this many samples a step until an epoch passes 100 steps (labtax/train/schedule.py), so each
+    # row gets the same share of the updates whatever else the set holds (docs/train.md, *A fixed
+    # batch for phase 1*: tried in session 10, not a default).
+    fitted_batch: int = 0
     # Which activations are recomputed in the backward instead of kept (labtax/train/parallel.py):
     # none (fastest), mlp (the MLP blocks: ~60% of the activation memory for ~15% more compute),
     # layers (every decoder layer, as TRL and Trainer's gradient_checkpointing: least memory).
@@ -112,7 +117,7 @@ class TrainOverrides:
 
 _FIELDS = {f.name for f in dataclasses.fields(PhaseConfig)} - {"name"}
 _INTS = {"epochs", "effective_batch", "max_seq_len", "max_tokens_per_batch", "warmup_steps", "max_steps",
-         "save_every", "exposures", "anchor_rows"}
+         "save_every", "exposures", "anchor_rows", "fitted_batch"}
 _FLOATS = {"lr", "weight_decay", "grad_clip", "small_model_lr", "interpolate", "anchor"}
 
 

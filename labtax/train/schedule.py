@@ -6,8 +6,13 @@ Epochs first (`fit_epochs`): with `exposures` set (the knowledge phase's default
 naming their facts (`metadata.fact`), epochs = ceil(exposures / rows per fact), the median fact's
 rows, at most MAX_FITTED_EPOCHS; `--epochs` given wins.
 
-With `fit_schedule` on (the default), before a phase starts, when the configured warm-up is longer
-than the phase (too little data: the peak learning rate would never be reached):
+With `fit_schedule` on (the default), before a phase starts:
+- with `fitted_batch` set (off by default): effective batch = min(configured, max(fitted_batch,
+  ceil(samples / FITTED_STEPS_PER_EPOCH))): a row gets the same share of the updates whatever else
+  a set of up to a few thousand rows holds (adding a leaf does not dilute the others), and a large
+  set still reaches the recipe's batch; the warm-up as below;
+- else, when the configured warm-up is longer than the phase (too little data: the peak learning
+  rate would never be reached):
   effective batch = min(configured, max(1, samples // MIN_STEPS_PER_EPOCH)): at least 10 optimizer
                     steps per epoch whenever there are at least 10 samples;
   warm-up steps   = min(configured, max(1, round(WARMUP_SHARE * total steps))): the peak is reached
@@ -33,6 +38,7 @@ from labtax.train.config import PhaseConfig
 from labtax.train.packing import steps_per_epoch
 
 MIN_STEPS_PER_EPOCH = 10
+FITTED_STEPS_PER_EPOCH = 100  # with `fitted_batch`: the batch grows past it only beyond this many steps an epoch
 WARMUP_SHARE = 0.1
 MAX_FITTED_EPOCHS = 100  # a fact with one row would otherwise ask for `exposures` epochs of everything
 
@@ -89,7 +95,14 @@ def fit_schedule(cfg: PhaseConfig, samples: int,
         return per, min(per * cfg.epochs, cfg.max_steps) if cfg.max_steps else per * cfg.epochs
 
     per_epoch, total = total_steps(batch)
-    if cfg.fit_schedule and warmup > total:
+    if cfg.fit_schedule and cfg.fitted_batch and "effective_batch" not in explicit:
+        # A fixed batch until an epoch would pass FITTED_STEPS_PER_EPOCH steps, then the recipe's
+        # growing one: no cliff between a set of 300 rows and one of 3,000.
+        batch = min(batch, max(cfg.fitted_batch, -(-samples // FITTED_STEPS_PER_EPOCH)))
+        per_epoch, total = total_steps(batch)
+        if "warmup_steps" not in explicit:
+            warmup = min(warmup, max(1, round(WARMUP_SHARE * total)))
+    elif cfg.fit_schedule and warmup > total:
         if "effective_batch" not in explicit:
             batch = min(batch, max(1, samples // MIN_STEPS_PER_EPOCH))
             per_epoch, total = total_steps(batch)

@@ -23,6 +23,22 @@ def test_ten_knowledge_leaves_reach_the_peak_learning_rate() -> None:
     assert skills.effective_batch == 200 and skills.warmup_steps == 10 and srec["total_steps"] == 100
 
 
+def test_a_fitted_batch_steps_the_same_batch_whatever_else_the_set_holds() -> None:
+    """With `fitted_batch: 8` a leaf's rows get the same share of the updates in a set of 14 rows as in
+    one of 55 or 200, not a tenth of the samples (1, 5, 20). Off by default (docs/train.md)."""
+    assert load_config().phases["knowledge"].fitted_batch == 0 == load_config().phases["skills"].fitted_batch
+    cfg = dataclasses.replace(load_config().phases["knowledge"], fitted_batch=8)
+    for samples, steps in ((14, 2), (55, 7), (200, 25)):
+        fitted, rec = fit_schedule(cfg, samples)
+        assert fitted.effective_batch == 8 and rec["steps_per_epoch"] == steps and rec["fitted"]
+        assert rec["total_steps"] == steps * cfg.epochs and rec["peak_reached"]
+    assert fit_schedule(cfg, 5)[0].effective_batch == 8 and fit_schedule(cfg, 5)[1]["steps_per_epoch"] == 1
+    # No cliff where the configured warm-up fits: 8 up to 800 rows, then 100 steps an epoch, then 128.
+    assert [fit_schedule(cfg, n)[0].effective_batch for n in (320, 800, 1_000, 5_000, 100_000)] == [8, 8, 10, 50, 128]
+    big, rec = fit_schedule(cfg, 1_000)
+    assert rec["steps_per_epoch"] == 100 and big.warmup_steps == 25  # the configured warm-up fits
+
+
 def test_enough_data_or_fitting_off_keeps_the_configured_schedule() -> None:
     cfg = load_config().phases["knowledge"]
     same, rec = fit_schedule(cfg, 100_000)
