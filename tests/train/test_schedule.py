@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
+from labtax.errors import ConfigError
 from labtax.train.config import load_config
 from labtax.train.loop import lr_factor
 from labtax.train.schedule import describe, fit_schedule
@@ -37,6 +40,16 @@ def test_a_fitted_batch_steps_the_same_batch_whatever_else_the_set_holds() -> No
     assert [fit_schedule(cfg, n)[0].effective_batch for n in (320, 800, 1_000, 5_000, 100_000)] == [8, 8, 10, 50, 128]
     big, rec = fit_schedule(cfg, 1_000)
     assert rec["steps_per_epoch"] == 100 and big.warmup_steps == 25  # the configured warm-up fits
+
+
+def test_a_fitted_batch_is_set_per_phase_in_the_config_yaml(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "train.yaml").write_text("knowledge:\n  fitted_batch: 8\n")
+    config = load_config(tmp_path / "train.yaml")
+    assert config.phases["knowledge"].fitted_batch == 8 and config.phases["skills"].fitted_batch == 0
+    assert fit_schedule(config.phases["knowledge"], 55, config.explicit["knowledge"])[0].effective_batch == 8
+    (tmp_path / "bad.yaml").write_text("knowledge:\n  fitted_batch: -1\n")
+    with pytest.raises(ConfigError, match="fitted_batch"):
+        load_config(tmp_path / "bad.yaml")
 
 
 def test_enough_data_or_fitting_off_keeps_the_configured_schedule() -> None:
