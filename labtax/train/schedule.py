@@ -95,17 +95,15 @@ def fit_schedule(cfg: PhaseConfig, samples: int,
         return per, min(per * cfg.epochs, cfg.max_steps) if cfg.max_steps else per * cfg.epochs
 
     per_epoch, total = total_steps(batch)
-    if cfg.fit_schedule and cfg.fitted_batch and "effective_batch" not in explicit:
-        # A fixed batch until an epoch would pass FITTED_STEPS_PER_EPOCH steps, then the recipe's
-        # growing one: no cliff between a set of 300 rows and one of 3,000.
-        batch = min(batch, max(cfg.fitted_batch, -(-samples // FITTED_STEPS_PER_EPOCH)))
-        per_epoch, total = total_steps(batch)
-        if "warmup_steps" not in explicit:
-            warmup = min(warmup, max(1, round(WARMUP_SHARE * total)))
-    elif cfg.fit_schedule and warmup > total:
-        if "effective_batch" not in explicit:
+    fixed = bool(cfg.fitted_batch) and "effective_batch" not in explicit
+    if cfg.fit_schedule and (fixed or warmup > total):
+        if fixed:
+            # A fixed batch until an epoch would pass FITTED_STEPS_PER_EPOCH steps, then the recipe's
+            # growing one: no cliff between a set of 300 rows and one of 3,000.
+            batch = min(batch, max(cfg.fitted_batch, -(-samples // FITTED_STEPS_PER_EPOCH)))
+        elif "effective_batch" not in explicit:
             batch = min(batch, max(1, samples // MIN_STEPS_PER_EPOCH))
-            per_epoch, total = total_steps(batch)
+        per_epoch, total = total_steps(batch)
         if "warmup_steps" not in explicit:
             warmup = min(warmup, max(1, round(WARMUP_SHARE * total)))
     fitted = dataclasses.replace(cfg, effective_batch=batch, warmup_steps=warmup)
