@@ -69,8 +69,9 @@ def summary(report: dict[str, Any], new_leaf: str, noise: dict[str, Any] | None 
               ([f"{len(regressed)} leaf(s) regressed: {', '.join(regressed)}"] if regressed else [])
         out.append("the method did not work this time: " + "; ".join(why))
     if within:
-        out.append(f"of the regressions, {len(within)} no larger than the old student's own phase 2 moves with "
-                   f"another data order ({', '.join(within)}): at this size the gate cannot tell them from chance")
+        out.append(f"{len(within)} of the {len(regressed)} regressions within the seed noise (no larger than the old "
+                   f"student's own change under another data order: {', '.join(within)}); at this size the gate "
+                   "cannot tell them from chance")
     return out
 
 

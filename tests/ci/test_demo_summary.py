@@ -62,7 +62,7 @@ def test_a_regression_within_the_seed_noise_is_named_and_the_verdict_stands(tmp_
     assert ("unchanged leaf compositional_skills/writing/poetry/haiku: regressed (on its likelihood; likelihood "
             "+11.8 %, another seed alone -13.2 %)") in lines
     assert lines[-2].startswith("the method did not work this time: 1 leaf(s) regressed")
-    assert lines[-1].startswith("of the regressions, 1 no larger than the old student's own phase 2 moves")
+    assert lines[-1].startswith("1 of the 1 regressions within the seed noise (no larger than the old student's own change")
 
 
 def test_a_regression_beyond_the_seed_noise_gets_no_excuse(tmp_path: Path) -> None:
