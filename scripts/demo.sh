@@ -326,7 +326,9 @@ sys.stdout.write(render_markdown(EvalReport.from_json(json.load(open(sys.argv[1]
   # What the demo is for, in a few lines: the new leaf's closed-book accuracy before -> after, the
   # skills' verdicts, and whether the method worked (the new leaf learned, nothing else regressed).
   printf '\n\033[1m== did the method work?\033[0m\n'
-  "$VENV/bin/python" scripts/demo_summary.py "$OUT/eval.json" "$NEW_LEAF" $NOISE_JSON | sed -u 's/^/   /'
+  summary_args=("$OUT/eval.json" "$NEW_LEAF")
+  [ -n "$NOISE_JSON" ] && summary_args+=("$NOISE_JSON")
+  "$VENV/bin/python" scripts/demo_summary.py "${summary_args[@]}" | sed -u 's/^/   /'
 fi
 
 # ---------------------------------------------------------------- summary
