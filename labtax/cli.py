@@ -396,6 +396,10 @@ def _train_request(params: dict[str, Any], from_file: frozenset[str]) -> TrainCo
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the unchanged-leaf sample.")
 @click.option("--fail-on-regression", "regression_pct", type=float, default=5.0, show_default=True,
               metavar="PCT", help="Fail when an unchanged leaf's per-token NLL grows by more than PCT %.")
+@click.option("--noise-floor", "noise_floor", type=click.Path(dir_okay=False), default=None, metavar="REPORT",
+              help="A JSON report of this eval's base against the base retrained with another --seed: an "
+                   "unchanged leaf then regresses only when it is also worse than that retrain by more than "
+                   "--fail-on-regression.")
 @click.option("--min-improvement", "improvement_pct", type=float, default=0.0, show_default=True,
               metavar="PCT", help="A changed leaf must lower its per-token NLL by more than PCT %.")
 @click.option("--judge-endpoint", "judge_endpoints", multiple=True, metavar="URL",
@@ -433,7 +437,7 @@ def eval_command(fmt: str, output: str | None, plot_file: str | None, **params: 
     leaves; each with a 95% paired bootstrap interval. A changed leaf must be `improved`; an unchanged
     one may not regress. Exit codes: 0 pass (or nothing changed), 1 gate failed, 2 usage error.
     """
-    from labtax.eval import gate, plot, run  # numpy, the models: for this command only
+    from labtax.eval import gate, noise, plot, run  # numpy, the models: for this command only
     from labtax.train.model_card import record_eval
 
     # A judge with --judge-endpoint (openai) or --judge embedded; the flags are checked here, where
@@ -447,13 +451,14 @@ def eval_command(fmt: str, output: str | None, plot_file: str | None, **params: 
     judge = None if kind is None else run.JudgeOptions(
         endpoints=endpoints, model=params["judge_model"], api_key_env=params["judge_api_key_env"],
         concurrency=params["judge_concurrency"], max_new_tokens=params["max_new_tokens"], teacher=kind)
+    floor = noise.load_noise_floor(Path(params["noise_floor"])) if params["noise_floor"] else None
     options = run.EvalOptions(
         base=params["base"], candidate=params["candidate"], data_dir=Path(params["data_dir"]),
         leaves="all" if params["leaves"] == "all" else "changed", sample_unchanged=params["sample_unchanged"],
         seed=params["seed"], thresholds=gate.Thresholds(fail_on_regression_pct=params["regression_pct"],
                                                         min_improvement_pct=params["improvement_pct"]),
         judge=judge, batch_tokens=params["batch_tokens"], device=params["device"], tiny_seed=params["tiny_seed"],
-        closed_book_max_new_tokens=params["closed_book_tokens"])
+        closed_book_max_new_tokens=params["closed_book_tokens"], noise_floor=floor)
 
     report = run.run_eval(options, log=lambda msg: note(f"labtax eval: {msg}"))
     rendered = render_report("eval", fmt, report)

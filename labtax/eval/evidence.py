@@ -23,7 +23,9 @@ Verdicts:
                   regressed  the same intervals on the other side
                   no-change  otherwise (the interval holds 0, or 0.5)
   unchanged leaf  regressed  the likelihood change above fail_on_regression_pct (a tolerance: a
-                             little drift is not forgetting), or the choices interval below 0
+                             little drift is not forgetting; under a noise floor, above it plus
+                             what the base's retrain moved the leaf, eval/noise.py), or the
+                             choices interval below 0
                   improved   the choices interval above 0 (a likelihood gain on a leaf nobody taught
                              is style, not learning: no-change); the closed_book interval
                              below 0 regresses it too (it forgot facts it knew)
@@ -131,8 +133,10 @@ def cell(iv: Interval) -> record.Interval:
 
 
 def leaf_evidence(leaf: str, changed: bool, items: LeafItems, change_pct: float | None,
-                  controls: Controls, thresholds: Thresholds, *, judged: bool, seed: int = 0) -> LeafEvidence:
-    """The evidence of one leaf's report row: every measure it has, and the verdict."""
+                  controls: Controls, thresholds: Thresholds, *, judged: bool, seed: int = 0,
+                  seed_noise: float | None = None) -> LeafEvidence:
+    """The evidence of one leaf's report row: every measure it has, and the verdict. `seed_noise`: the
+    likelihood change the base's retrain with another seed made on this leaf (eval/noise.py)."""
     rng = rng_for(leaf, seed)
     own: Interval | None = None
     beyond: Interval | None = None
@@ -145,9 +149,10 @@ def leaf_evidence(leaf: str, changed: bool, items: LeafItems, change_pct: float 
         own = _point_interval(change_pct)
     if changed and beyond is None and own is not None and controls.leaves and controls.point is not None:
         beyond = Interval(own.estimate - controls.point, math.nan, math.nan)
+    noise = None if changed or seed_noise is None or not math.isfinite(seed_noise) else seed_noise
     likelihood = None if own is None else Likelihood(
         cell(own), controls.leaves if changed else None, controls.point if changed else None,
-        cell(beyond) if beyond is not None else None)
+        cell(beyond) if beyond is not None else None, noise)
 
     acc: Interval | None = None
     choices = None
@@ -170,12 +175,13 @@ def leaf_evidence(leaf: str, changed: bool, items: LeafItems, change_pct: float 
         wins = win_rate(items.pairwise, rng)
         pairwise = Pairwise(len(items.pairwise), cell(wins))
 
-    verdict, evidence = _decide(changed, own, beyond, acc, wins if judged else None, thresholds, recall)
+    verdict, evidence = _decide(changed, own, beyond, acc, wins if judged else None, thresholds, recall, noise)
     return LeafEvidence(closed_book, choices, pairwise, likelihood, verdict, evidence)
 
 
 def _decide(changed: bool, own: Interval | None, beyond: Interval | None, acc: Interval | None,
-            wins: Interval | None, t: Thresholds, recall: Interval | None = None) -> tuple[str, str]:
+            wins: Interval | None, t: Thresholds, recall: Interval | None = None,
+            seed_noise: float | None = None) -> tuple[str, str]:
     """(verdict, the evidence it rests on)."""
     to_verdict = {"above": IMPROVED, "below": REGRESSED, NO_CHANGE: NO_CHANGE}
     if changed:
@@ -196,7 +202,10 @@ def _decide(changed: bool, own: Interval | None, beyond: Interval | None, acc: I
         return NO_CHANGE, "likelihood"
     # An unchanged leaf: a control. Forgetting is what the gate looks for here; its verdict rests on
     # its choices when it has them (a likelihood gain alone on a leaf nobody taught is style).
-    if own is not None and own.estimate > t.fail_on_regression_pct:
+    # Under a noise floor the candidate must also be worse than the base's retrain by the tolerance
+    # (eval/noise.py): a leaf that any retrain of the old data moves as far is not forgetting.
+    tolerance = t.fail_on_regression_pct + max(0.0, seed_noise or 0.0)
+    if own is not None and own.estimate > tolerance:
         return REGRESSED, "likelihood"
     if recall is not None and _side(recall, 0.0) == "below":
         return REGRESSED, "closed_book"

@@ -70,17 +70,19 @@ class ClosedBook:
 
 @dataclass(frozen=True)
 class Likelihood:
-    """The per-token NLL change and, for a changed leaf, the same beyond the control leaves' mean."""
+    """The per-token NLL change and, for a changed leaf, the same beyond the control leaves' mean; for
+    an unchanged leaf under a noise floor (eval/noise.py), the change the base's retrain made."""
 
     change_pct: Interval
     controls: int | None
     control_change_pct: float | None
     beyond_controls_pct: Interval | None
+    seed_noise_pct: float | None = None
 
     @classmethod
     def from_json(cls, d: Json | None) -> Likelihood | None:
         return None if d is None else cls(_interval(d["change_pct"]), d["controls"], d["control_change_pct"],
-                                          Interval.from_json(d["beyond_controls_pct"]))
+                                          Interval.from_json(d["beyond_controls_pct"]), d.get("seed_noise_pct"))
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,7 @@ class SelectionInfo:
 class ThresholdsInfo:
     fail_on_regression_pct: float
     min_improvement_pct: float
+    noise_floor: str | None = None  # the report of the base against its retrain (--noise-floor)
 
 
 @dataclass(frozen=True)

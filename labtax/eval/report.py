@@ -140,8 +140,10 @@ def _row(m: _Measured, chosen: SelectedLeaf, items: LeafItems, controls: Control
     change = _finite(m.changes[leaf])
     has_lk = m.changes[leaf] is not None
     exs = m.selection.examples.get(leaf, [])
+    floor = m.options.noise_floor
     ev = leaf_evidence(leaf, chosen.changed, items, change, controls, m.options.thresholds,
-                       judged=m.pairs is not None and leaf in m.pairs, seed=m.options.seed)
+                       judged=m.pairs is not None and leaf in m.pairs, seed=m.options.seed,
+                       seed_noise=floor.change_pct.get(leaf) if floor is not None else None)
     has_data = has_lk or ev.choices is not None or ev.pairwise is not None or ev.closed_book is not None
     status, passed = decide(chosen.changed, ev.verdict if has_data else None)
     tally = m.pairs.get(leaf) if m.pairs is not None else None
@@ -219,7 +221,8 @@ def build_report(
         data=str(options.data_dir),
         metric=METRIC,
         selection=SelectionInfo(selection.mode, selection.sample_unchanged, selection.seed, selection.manifest),
-        thresholds=ThresholdsInfo(options.thresholds.fail_on_regression_pct, options.thresholds.min_improvement_pct),
+        thresholds=ThresholdsInfo(options.thresholds.fail_on_regression_pct, options.thresholds.min_improvement_pct,
+                                  options.noise_floor.source if options.noise_floor is not None else None),
         judge=_judge_summary(options, rows, judge_model),
         same_tokenization=same_tokens,
         controls=ControlsInfo(controls.leaves, _finite(controls.point)),

@@ -33,6 +33,7 @@ from labtax.eval.judge import (
     judge_pairs,
     tally,
 )
+from labtax.eval.noise import NoiseFloor, check_same_base
 from labtax.eval.report import SCHEMA, EvalReport, ModelResult, build_report
 from labtax.eval.scorer import (
     DEFAULT_BATCH_TOKENS,
@@ -44,7 +45,7 @@ from labtax.eval.scorer import (
     resolve_device,
     score_encoded,
 )
-from labtax.models import TINY_SEED, check_weights, choose_threads, load_tokenizer
+from labtax.models import TINY_SEED, check_weights, choose_threads, load_tokenizer, model_id
 from labtax.teachers import make_teacher
 from labtax.teachers.base import Teacher
 
@@ -77,6 +78,7 @@ class EvalOptions:
     device: str = "auto"  # "auto": a GPU when torch sees one, else the CPU
     tiny_seed: int = TINY_SEED  # the seed `tiny` is built from: labtax train's default
     closed_book_max_new_tokens: int = CLOSED_BOOK_MAX_NEW_TOKENS  # bound on each closed-book answer
+    noise_floor: NoiseFloor | None = None  # the base against its retrain with another seed (eval/noise.py)
 
 
 def _check_model_name(name: str) -> None:
@@ -243,6 +245,8 @@ def run_eval(
     )
     _check_model_name(options.base)
     _check_model_name(options.candidate)
+    if options.noise_floor is not None:  # before minutes of scoring: a floor of another base is a usage error
+        check_same_base(options.noise_floor, model_id(options.base))
     teacher: Teacher | None = None
     if options.judge is not None:
         # Built before scoring: a wrong endpoint or a missing API key fails in a second, not after.

@@ -42,10 +42,16 @@ def _headline(report: EvalReport) -> str:
     return f"{s.leaves} leaves ({s.changed} changed, {s.unchanged} unchanged), {s.examples} held-out examples"
 
 
+def _tolerance(report: EvalReport) -> str:
+    """'5%', or under a noise floor '5% beyond the seed noise' (eval/noise.py)."""
+    tail = " beyond the seed noise" if report.thresholds.noise_floor else ""
+    return f"{report.thresholds.fail_on_regression_pct:g}%{tail}"
+
+
 def _regressed_phrase(report: EvalReport) -> str:
     rows = [r for r in report.leaves if r.status == "regressed"]
     by_likelihood = all(r.evidence == "likelihood" for r in rows)
-    tail = f" by more than {report.thresholds.fail_on_regression_pct:g}%" if by_likelihood else ""
+    tail = f" by more than {_tolerance(report)}" if by_likelihood else ""
     return f"{len(rows)} unchanged leaf(s) regressed{tail}"
 
 
@@ -55,8 +61,7 @@ def _verdict_line(report: EvalReport) -> str:
         return (f"NOTHING CHANGED: no changed leaf to check for learning; {s.unchanged} unchanged leaf(s) "
                 "checked for forgetting, none regressed")
     if report.verdict == "pass":
-        return ("PASS: every changed leaf improved, no unchanged leaf regressed by more than "
-                f"{report.thresholds.fail_on_regression_pct:g}%")
+        return f"PASS: every changed leaf improved, no unchanged leaf regressed by more than {_tolerance(report)}"
     parts = []
     if s.not_improved:
         parts.append(f"{s.not_improved} changed leaf(s) did not improve")
@@ -94,7 +99,8 @@ def evidence_cells(r: LeafRow) -> tuple[str, str, str]:
         scores = f"{_num(r.base)} -> {_num(r.candidate)}"
         if lk.beyond_controls_pct is not None:
             return (f"likelihood vs {lk.controls} control(s)", scores, _ci(lk.beyond_controls_pct))
-        return ("likelihood", scores, _ci(lk.change_pct))
+        noise = f"; seed noise {lk.seed_noise_pct:+.1f}%" if lk.seed_noise_pct is not None else ""
+        return ("likelihood", scores, _ci(lk.change_pct) + noise)
     return ("none", "n/a", "n/a")
 
 
@@ -123,6 +129,10 @@ def render_text(report: EvalReport) -> str:
     out.append("score: mean per-token log-likelihood of the reference answer (nats, higher is better);")
     out.append("change: relative change of the per-token NLL, candidate vs base (negative is better);")
     out.append("the interval is a 95% paired bootstrap; likelihood evidence is the change beyond the controls'.")
+    if report.thresholds.noise_floor:
+        out.append(f"seed noise: the base against its retrain with another seed ({report.thresholds.noise_floor}); "
+                   "an unchanged leaf regresses only when also worse than that retrain by more than "
+                   f"{report.thresholds.fail_on_regression_pct:g}%.")
     if (j := report.judge) is not None:
         out.append(f"judge: pairwise by {j.model} (both orders, against the reference); {j.malformed} malformed and "
                    f"{j.failed} failed replies of {j.requests} (left out).")
@@ -207,6 +217,10 @@ def render_markdown(report: EvalReport) -> str:
         f"are 95% paired bootstraps. An unchanged leaf may not get worse by more than "
         f"{report.thresholds.fail_on_regression_pct:g}%."
     )
+    if report.thresholds.noise_floor:
+        notes += (" Seed noise: the change the base's retrain with another seed made on the leaf "
+                  f"(`{_md_escape(report.thresholds.noise_floor)}`); an unchanged leaf regresses only when "
+                  "it is also worse than that retrain by more than the tolerance.")
     if (j := report.judge) is not None:
         notes += (f" Judge: `{_md_escape(j.model)}`, pairwise in both orders; "
                   f"{j.malformed} malformed and {j.failed} failed replies of {j.requests}.")

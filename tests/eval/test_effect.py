@@ -126,3 +126,37 @@ def test_usage_errors_exit_2(trained: dict[str, Path], tmp_path: Path, case: str
         extra = ["--device", "gpu"]
     code, _ = _eval("--base", "tiny", "--candidate", model, "--data", data, *extra)
     assert code == 2
+
+
+def test_a_noise_floor_widens_the_tolerance_by_the_retrains_change(trained: dict[str, Path], tmp_path: Path) -> None:
+    # The same backwards comparison: leaf A about 10 % worse. Its report stands in for "the base
+    # against its retrain" with A's change set by hand: a retrain that moved A almost as far excuses
+    # the candidate; one that moved it less than (change - tolerance) does not.
+    data = tmp_path / "data"
+    shutil.copytree(trained["data"], data)
+    (data / "manifest.json").write_text(json.dumps(manifest([], [LEAF_A, LEAF_B])))
+    args = ["--base", str(trained["candidate"]), "--candidate", str(trained["base"]), "--data", str(data),
+            "--format", "json"]
+    code, stdout = _eval(*args)
+    doc = json.loads(stdout)
+    worse = _rows(EvalReport.from_json(doc))[LEAF_A].change_pct
+    assert code == 1 and worse > 6.0
+
+    def floor(noise_a: float) -> str:
+        for row in doc["leaves"]:
+            row["change_pct"] = noise_a if row["leaf"] == LEAF_A else 0.0
+        path = tmp_path / f"noise-{noise_a:g}.json"
+        path.write_text(json.dumps(doc))
+        return str(path)
+
+    code, stdout = _eval(*args, "--noise-floor", floor(worse - 1.0))
+    report = EvalReport.from_json(json.loads(stdout))
+    a = _rows(report)[LEAF_A]
+    assert code == 0 and a.status == "stable" and a.likelihood and a.likelihood.seed_noise_pct == worse - 1.0
+    assert report.thresholds.noise_floor and report.thresholds.noise_floor.endswith(".json")
+    code, stdout = _eval(*args, "--noise-floor", floor(worse - 6.0))
+    assert code == 1 and _rows(EvalReport.from_json(json.loads(stdout)))[LEAF_A].status == "regressed"
+    # A floor measured on another base says nothing about this one: a usage error before any scoring.
+    other = ["--base", str(trained["base"]), *args[2:]]
+    result = CliRunner().invoke(cli, ["eval", *other, "--noise-floor", floor(worse)])
+    assert result.exit_code == 2 and "it measured base" in result.output

@@ -8,13 +8,14 @@ from pathlib import Path
 from labtax.eval.data import Example, SelectedLeaf, Selection
 from labtax.eval.gate import Thresholds
 from labtax.eval.judge import PairTally
+from labtax.eval.noise import NoiseFloor
 from labtax.eval.record import EvalReport
 from labtax.eval.run import EvalOptions, JudgeOptions, _ModelResult, build_report
 from labtax.eval.scorer import LeafScore
 from labtax.report.eval import render_json, render_markdown, render_text
 
 
-def _report(judge: bool) -> EvalReport:
+def _report(judge: bool, noise_floor: NoiseFloor | None = None) -> EvalReport:
     leaves = [SelectedLeaf("skills/a|b", True), SelectedLeaf("skills/new", True),
               SelectedLeaf("knowledge/c", False), SelectedLeaf("knowledge/d", False)]
     item = Example("x", (("user", "q?"),), "a.")
@@ -34,7 +35,7 @@ def _report(judge: bool) -> EvalReport:
         # Two questions: won in both orders; one order malformed, the other a tie.
         pairs = {"skills/a|b": PairTally((1.0, 0.5), wins=2, ties=1, losses=0, malformed=1, failed=0)}
     options = EvalOptions(base="tiny", candidate="ckpt", data_dir=Path("data"), thresholds=Thresholds(),
-                          judge=judge_options)
+                          judge=judge_options, noise_floor=noise_floor)
     return build_report(options, selection, base, cand, judge_model="openai:j" if judge else None, pairs=pairs)
 
 
