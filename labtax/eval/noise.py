@@ -34,11 +34,6 @@ class NoiseFloor:
     base_id: str  # labtax.models.model_id of that report's base
     change_pct: Mapping[str, float]
 
-    def margin(self, leaf: str) -> float | None:
-        """How much the tolerance widens for `leaf` (None: the floor did not measure it)."""
-        noise = self.change_pct.get(leaf)
-        return None if noise is None else max(0.0, noise)
-
 
 def load_noise_floor(path: Path) -> NoiseFloor:
     """Read an eval report (`--format json`) as a noise floor; a UsageError (exit 2) when it is not one."""
