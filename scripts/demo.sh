@@ -17,7 +17,7 @@
 # DEMO_TRAIN_ARGS, DEMO_GEN_ARGS, DEMO_OUT, DEMO_FRESH=1 (start over), DEMO_UNTIL=generate|train (stop
 # after that step: a profile of the generation alone, say).
 # DEMO_NOISE=1: also the old student's phase 2 with another data order, evaluated against the old
-# student: the summary says which regressions are within that noise (a few minutes more).
+# student, and the gate takes that as its noise floor (a few minutes more; docs/eval.md).
 # Your own taxonomy: DEMO_SRC=DIR (its leaves; .documents/ left out), DEMO_NEW_LEAF=PATH (the leaf
 # folder commit 2 adds, relative to DEMO_SRC; default: the examples' made-up-facts knowledge leaf,
 # else the last compositional skill leaf), DEMO_DOCUMENTS=DIR (one folder per document repository,
@@ -231,6 +231,9 @@ phases() { # phases DIR: which phases have data ("none" when both sets are empty
   elif [ "$s" -eq 0 ]; then echo knowledge
   else echo all; fi
 }
+selected() { # selected RESULT_JSON: the checkpoint `labtax train` chose in that phase
+  "$VENV/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["selected"]["path"])' "$1"
+}
 train_one() { # train_one NAME DATA OUTDIR: train (or reuse) one student; prints its checkpoint path
   local name=$1 data=$2 out=$3 phase last key
   phase=$(phases "$data")
@@ -256,7 +259,7 @@ train_one() { # train_one NAME DATA OUTDIR: train (or reuse) one student; prints
       "${train_args[@]}" 2>&1 | sed -u "s/^/   [$name] /" >&2
     echo "$key" >"$STAMPS/train-$name"
   fi
-  "$VENV/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["selected"]["path"])' "$out/$last/result.json"
+  selected "$out/$last/result.json"
 }
 step "labtax train (before, after)"
 CANDIDATE=$(train_one after "$GEN" "$TRAIN")
@@ -277,35 +280,19 @@ else
   done_step "$MODEL, twice"
   until_here train
 
-  # -------------------------------------------------------------- 7. eval
-  step "labtax eval (before -> after)"
-  eval_key=$(echo "$BASE $CANDIDATE $(cat "$STAMPS"/train-* 2>/dev/null)" | sha256sum | cut -d' ' -f1)
-  if [ -f "$OUT/eval.md" ] && [ "$(cat "$STAMPS/eval" 2>/dev/null)" = "$eval_key" ]; then
-    say "checkpoints unchanged since the last run: showing the last report"
-    eval_rc=$(cat "$STAMPS/eval-rc" 2>/dev/null || echo 0)
-    done_step "skipped (unchanged)"
-  else
-    say "labtax eval --base $BASE --candidate $CANDIDATE --format json"
-    "$LABTAX" eval --base "$BASE" --candidate "$CANDIDATE" --data "$GEN" --format json \
-      --output "$OUT/eval.json" >/dev/null || eval_rc=$?
-    "$VENV/bin/python" -c 'import json,sys; from labtax.eval.record import EvalReport; from labtax.report.eval import render_markdown
-sys.stdout.write(render_markdown(EvalReport.from_json(json.load(open(sys.argv[1])))))' "$OUT/eval.json" >"$OUT/eval.md"
-    echo "$eval_key" >"$STAMPS/eval"
-    echo "$eval_rc" >"$STAMPS/eval-rc"
-    done_step "gate exit code $eval_rc"
-  fi
-  sed -u 's/^/   /' "$OUT/eval.md"
   # DEMO_NOISE=1: how far the comparison moves by chance. The old student's phase 2 again from the same
   # phase-1 checkpoint, only its data order changed (--seed 43), and the eval of one against the other:
   # at the demo's sizes (five or six references a skill leaf) that alone moved a skill leaf past the
-  # gate's 5 % (docs/train.md, *The comparison's noise floor*). The gate's verdict stands; the summary
-  # says which of its regressions are within this noise.
+  # gate's 5 % (docs/train.md, *The comparison's noise floor*). The gate then takes it as its noise
+  # floor (labtax eval --noise-floor): an unchanged leaf regresses only when the new student is also
+  # worse than that retrain by more than 5 %.
   NOISE_JSON=""
+  noise_key=none
   if [ "${DEMO_NOISE:-0}" = 1 ] && [ "$BASE" != "$MODEL" ] && [ -s "$BEFORE/phase2_skills.jsonl" ]; then
     step "seed noise (old student)"
     start=$MODEL
     p1="$OUT/train-before/knowledge/result.json"
-    [ -f "$p1" ] && start=$("$VENV/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["selected"]["path"])' "$p1")
+    [ -f "$p1" ] && start=$(selected "$p1")
     noise_key=$(echo "$(cat "$STAMPS/train-before" 2>/dev/null) $start seed 43" | sha256sum | cut -d' ' -f1)
     NOISE_JSON=$OUT/noise/eval.json # its own folder: eval.png is written beside it
     if [ ! -f "$NOISE_JSON" ] || [ "$(cat "$STAMPS/noise" 2>/dev/null)" != "$noise_key" ]; then
@@ -314,8 +301,7 @@ sys.stdout.write(render_markdown(EvalReport.from_json(json.load(open(sys.argv[1]
       [ "$MAX_STEPS" != 0 ] && train_args+=(--max-steps "$MAX_STEPS")
       "$LABTAX" train --data "$BEFORE" --model "$start" --output "$OUT/train-before-seed43" --phase skills \
         --seed 43 --select last "${train_args[@]}" 2>&1 | sed -u 's/^/   [before, seed 43] /'
-      reseeded=$("$VENV/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["selected"]["path"])' \
-        "$OUT/train-before-seed43/skills/result.json")
+      reseeded=$(selected "$OUT/train-before-seed43/skills/result.json")
       mkdir -p "$OUT/noise"
       "$LABTAX" eval --base "$BASE" --candidate "$reseeded" --data "$GEN" --format json --output "$NOISE_JSON" \
         >/dev/null || true # its gate verdict is not the demo's: only the per-leaf changes are read
@@ -323,12 +309,31 @@ sys.stdout.write(render_markdown(EvalReport.from_json(json.load(open(sys.argv[1]
     fi
     done_step "the old student against itself, another seed"
   fi
+
+  # -------------------------------------------------------------- 7. eval
+  step "labtax eval (before -> after)"
+  eval_args=()
+  [ -n "$NOISE_JSON" ] && eval_args+=(--noise-floor "$NOISE_JSON")
+  eval_key=$(echo "$BASE $CANDIDATE $(cat "$STAMPS"/train-* 2>/dev/null) noise $noise_key" | sha256sum | cut -d' ' -f1)
+  if [ -f "$OUT/eval.md" ] && [ "$(cat "$STAMPS/eval" 2>/dev/null)" = "$eval_key" ]; then
+    say "checkpoints unchanged since the last run: showing the last report"
+    eval_rc=$(cat "$STAMPS/eval-rc" 2>/dev/null || echo 0)
+    done_step "skipped (unchanged)"
+  else
+    say "labtax eval --base $BASE --candidate $CANDIDATE --format json ${eval_args[*]}"
+    "$LABTAX" eval --base "$BASE" --candidate "$CANDIDATE" --data "$GEN" --format json \
+      --output "$OUT/eval.json" "${eval_args[@]}" >/dev/null || eval_rc=$?
+    "$VENV/bin/python" -c 'import json,sys; from labtax.eval.record import EvalReport; from labtax.report.eval import render_markdown
+sys.stdout.write(render_markdown(EvalReport.from_json(json.load(open(sys.argv[1])))))' "$OUT/eval.json" >"$OUT/eval.md"
+    echo "$eval_key" >"$STAMPS/eval"
+    echo "$eval_rc" >"$STAMPS/eval-rc"
+    done_step "gate exit code $eval_rc"
+  fi
+  sed -u 's/^/   /' "$OUT/eval.md"
   # What the demo is for, in a few lines: the new leaf's closed-book accuracy before -> after, the
   # skills' verdicts, and whether the method worked (the new leaf learned, nothing else regressed).
   printf '\n\033[1m== did the method work?\033[0m\n'
-  summary_args=("$OUT/eval.json" "$NEW_LEAF")
-  [ -n "$NOISE_JSON" ] && summary_args+=("$NOISE_JSON")
-  "$VENV/bin/python" scripts/demo_summary.py "${summary_args[@]}" | sed -u 's/^/   /'
+  "$VENV/bin/python" scripts/demo_summary.py "$OUT/eval.json" "$NEW_LEAF" | sed -u 's/^/   /'
 fi
 
 # ---------------------------------------------------------------- summary

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """The demo's last lines: the new leaf's closed-book accuracy before -> after, every other leaf's
 verdict, and one line saying whether the method worked (the new leaf improved, no leaf regressed).
-With NOISE_JSON (`DEMO_NOISE=1`: the old student against its own phase 2 retrained with another data
-order), each unchanged leaf's line adds that chance change, and a last line says which regressions
-are no larger than it: the gate's verdict stands, the line says how much of it chance alone explains.
+When the eval had a noise floor (`DEMO_NOISE=1`: the old student against its own phase 2 retrained
+with another data order; `labtax eval --noise-floor`), each unchanged leaf's line adds that chance
+change beside its own: the gate counted a regression only beyond both.
 
-Usage: python scripts/demo_summary.py EVAL_JSON NEW_LEAF [NOISE_JSON]   (`labtax eval --format json`)
+Usage: python scripts/demo_summary.py EVAL_JSON NEW_LEAF   (`labtax eval --format json`)
 """
 
 from __future__ import annotations
@@ -33,9 +33,8 @@ def _change_pct(row: dict[str, Any] | None) -> float | None:
     return None if value is None else float(value)
 
 
-def summary(report: dict[str, Any], new_leaf: str, noise: dict[str, Any] | None = None) -> list[str]:
+def summary(report: dict[str, Any], new_leaf: str) -> list[str]:
     rows = {r["leaf"]: r for r in report["leaves"]}
-    chance = {r["leaf"]: _change_pct(r) for r in (noise or {}).get("leaves", [])}
     new = rows.get(new_leaf.rstrip("/"))
     out = []
     if new is None:
@@ -50,15 +49,12 @@ def summary(report: dict[str, Any], new_leaf: str, noise: dict[str, Any] | None 
                        f"on {mc['items']} items ({_ci(mc['change'])})")
         if not cb and not mc:
             out.append(f"new leaf {new_leaf}: {new['verdict']} on its {new['evidence']}")
-    within: list[str] = []  # regressions no larger than the same recipe's change under another seed
     for leaf, r in rows.items():
         if leaf != new_leaf.rstrip("/"):
             line = f"{'changed' if r['changed'] else 'unchanged'} leaf {leaf}: {r['verdict']} (on its {r['evidence']}"
-            own, by_chance = _change_pct(r), chance.get(leaf)
+            own, by_chance = _change_pct(r), (r.get("likelihood") or {}).get("seed_noise_pct")
             if own is not None and by_chance is not None:
                 line += f"; likelihood {own:+.1f} %, another seed alone {by_chance:+.1f} %"
-                if r["verdict"] == "regressed" and r["evidence"] == "likelihood" and own <= abs(by_chance):
-                    within.append(leaf)
             out.append(line + ")")
     regressed = [leaf for leaf, r in rows.items() if r["verdict"] == "regressed"]
     learned = new is not None and new["verdict"] == "improved"
@@ -68,20 +64,15 @@ def summary(report: dict[str, Any], new_leaf: str, noise: dict[str, Any] | None 
         why = ([] if learned else [f"the new leaf is {new['verdict'] if new else 'not evaluated'}"]) + \
               ([f"{len(regressed)} leaf(s) regressed: {', '.join(regressed)}"] if regressed else [])
         out.append("the method did not work this time: " + "; ".join(why))
-    if within:
-        out.append(f"{len(within)} of the {len(regressed)} regressions within the seed noise (no larger than the old "
-                   f"student's own change under another data order: {', '.join(within)}); at this size the gate "
-                   "cannot tell them from chance")
     return out
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) not in (2, 3):
+    if len(argv) != 2:
         print(__doc__.strip().splitlines()[-1], file=sys.stderr)
         return 2
     report = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-    noise = json.loads(Path(argv[2]).read_text(encoding="utf-8")) if len(argv) == 3 else None
-    print("\n".join(summary(report, argv[1], noise)))
+    print("\n".join(summary(report, argv[1])))
     return 0
 
 

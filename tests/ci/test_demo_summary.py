@@ -23,14 +23,10 @@ def report(new_verdict: str, haiku_verdict: str) -> dict[str, Any]:
          "evidence": "likelihood", "closed_book": None, "choices": None}]}
 
 
-def run(tmp_path: Path, data: dict[str, Any], noise: dict[str, Any] | None = None) -> str:
+def run(tmp_path: Path, data: dict[str, Any]) -> str:
     path = tmp_path / "eval.json"
     path.write_text(json.dumps(data))
-    extra = []
-    if noise is not None:
-        (tmp_path / "noise.json").write_text(json.dumps(noise))
-        extra = [str(tmp_path / "noise.json")]
-    out = subprocess.run([sys.executable, str(ROOT / "scripts/demo_summary.py"), str(path), NEW, *extra],
+    out = subprocess.run([sys.executable, str(ROOT / "scripts/demo_summary.py"), str(path), NEW],
                          capture_output=True, text=True, check=True)
     return out.stdout
 
@@ -48,26 +44,20 @@ def test_a_regression_or_no_learning_says_it_did_not_work(tmp_path: Path) -> Non
     assert last.startswith("the method did not work this time: the new leaf is no-change; 1 leaf(s) regressed")
 
 
-def with_haiku_change(data: dict[str, Any], pct: float) -> dict[str, Any]:
+def with_haiku_change(data: dict[str, Any], pct: float, noise: float) -> dict[str, Any]:
     for row in data["leaves"]:
         if row["leaf"].endswith("haiku"):
-            row["likelihood"] = {"change_pct": {"estimate": pct, "low": pct - 2, "high": pct + 2}}
+            row["likelihood"] = {"change_pct": {"estimate": pct, "low": pct - 2, "high": pct + 2},
+                                 "seed_noise_pct": noise}
     return data
 
 
-def test_a_regression_within_the_seed_noise_is_named_and_the_verdict_stands(tmp_path: Path) -> None:
-    main = with_haiku_change(report("improved", "regressed"), 11.8)
-    noise = with_haiku_change(report("no-change", "regressed"), -13.2)
-    lines = run(tmp_path, main, noise).splitlines()
-    assert ("unchanged leaf compositional_skills/writing/poetry/haiku: regressed (on its likelihood; likelihood "
-            "+11.8 %, another seed alone -13.2 %)") in lines
-    assert lines[-2].startswith("the method did not work this time: 1 leaf(s) regressed")
-    assert lines[-1].startswith("1 of the 1 regressions within the seed noise (no larger than the old student's own change")
-
-
-def test_a_regression_beyond_the_seed_noise_gets_no_excuse(tmp_path: Path) -> None:
-    main = with_haiku_change(report("improved", "regressed"), 9.0)
-    noise = with_haiku_change(report("no-change", "no-change"), -0.2)
-    lines = run(tmp_path, main, noise).splitlines()
+def test_under_a_noise_floor_each_leaf_shows_the_retrains_change_beside_its_own(tmp_path: Path) -> None:
+    # The gate (labtax eval --noise-floor) decided; the summary shows what it weighed.
+    lines = run(tmp_path, with_haiku_change(report("improved", "no-change"), 11.8, 13.2)).splitlines()
+    assert ("unchanged leaf compositional_skills/writing/poetry/haiku: no-change (on its likelihood; likelihood "
+            "+11.8 %, another seed alone +13.2 %)") in lines
+    assert lines[-1].startswith("the method worked")
+    lines = run(tmp_path, with_haiku_change(report("improved", "regressed"), 9.0, -0.2)).splitlines()
     assert "likelihood +9.0 %, another seed alone -0.2 %" in lines[-2]
     assert lines[-1].startswith("the method did not work this time")
