@@ -16,8 +16,9 @@
 # (the student: embedded-small|tiny|DIR), DEMO_MAX_STEPS (a cap on every phase; default none),
 # DEMO_TRAIN_ARGS, DEMO_GEN_ARGS, DEMO_OUT, DEMO_FRESH=1 (start over), DEMO_UNTIL=generate|train (stop
 # after that step: a profile of the generation alone, say).
-# DEMO_NOISE=1: also the old student's phase 2 with another data order, evaluated against the old
-# student, and the gate takes that as its noise floor (a few minutes more; docs/eval.md).
+# DEMO_NOISE=0: no seed-noise floor. By default the old student's phase 2 is trained again with
+# another data order and evaluated against the old student, and the gate takes that as its noise
+# floor (a few minutes more; docs/eval.md).
 # Your own taxonomy: DEMO_SRC=DIR (its leaves; .documents/ left out), DEMO_NEW_LEAF=PATH (the leaf
 # folder commit 2 adds, relative to DEMO_SRC; default: the examples' made-up-facts knowledge leaf,
 # else the last compositional skill leaf), DEMO_DOCUMENTS=DIR (one folder per document repository,
@@ -60,8 +61,7 @@ GEN_ARGS=${DEMO_GEN_ARGS-$default_gen_args}
 # The pretrained 135M student trains with labtax's defaults (defaults.yaml): phase 1 at the small-
 # student rate (1e-4, cosine) for the epochs that show each fact ~24 times (bench/learning_bench.py,
 # docs/train.md); phase 2 as scripts/demo-train.yaml says (a few generated samples per skill leaf:
-# two epochs of steps of 4 at 1e-4, at most 24 steps: one left a skill leaf regressed after phase 1,
-# demo-train.yaml says how it was measured). No resumable optimizer state (3x
+# two epochs of steps of 4 at 2e-5, at most 24 steps; demo-train.yaml says how it was measured). No resumable optimizer state (3x
 # the model per checkpoint). The random tiny model needs a much higher rate to move at all.
 case "$MODEL" in
   tiny) default_train_args="--lr 3e-3 --warmup-steps 1 --schedule constant" ;;
@@ -280,7 +280,7 @@ else
   done_step "$MODEL, twice"
   until_here train
 
-  # DEMO_NOISE=1: how far the comparison moves by chance. The old student's phase 2 again from the same
+  # The seed-noise floor (DEMO_NOISE=0 skips it): how far the comparison moves by chance. The old student's phase 2 again from the same
   # phase-1 checkpoint, only its data order changed (--seed 43), and the eval of one against the other:
   # at the demo's sizes (five or six references a skill leaf) that alone moved a skill leaf past the
   # gate's 5 % (docs/train.md, *The comparison's noise floor*). The gate then takes it as its noise
@@ -288,7 +288,7 @@ else
   # worse than that retrain by more than 5 %.
   NOISE_JSON=""
   noise_key=none
-  if [ "${DEMO_NOISE:-0}" = 1 ] && [ "$BASE" != "$MODEL" ] && [ -s "$BEFORE/phase2_skills.jsonl" ]; then
+  if [ "${DEMO_NOISE:-1}" = 1 ] && [ "$BASE" != "$MODEL" ] && [ -s "$BEFORE/phase2_skills.jsonl" ]; then
     step "seed noise (old student)"
     start=$MODEL
     p1="$OUT/train-before/knowledge/result.json"
