@@ -61,8 +61,9 @@ GEN_ARGS=${DEMO_GEN_ARGS-$default_gen_args}
 # The pretrained 135M student trains with labtax's defaults (defaults.yaml): phase 1 at the small-
 # student rate (1e-4, cosine) for the epochs that show each fact ~24 times (bench/learning_bench.py,
 # docs/train.md); phase 2 as scripts/demo-train.yaml says (a few generated samples per skill leaf:
-# two epochs of steps of 4 at 2e-5, at most 24 steps; demo-train.yaml says how it was measured). No resumable optimizer state (3x
-# the model per checkpoint). The random tiny model needs a much higher rate to move at all.
+# two epochs of steps of 4 at 2e-5, at most 24 steps; demo-train.yaml says how it was measured). No
+# resumable optimizer state (3x the model per checkpoint). The random tiny model needs a much higher
+# rate to move at all.
 case "$MODEL" in
   tiny) default_train_args="--lr 3e-3 --warmup-steps 1 --schedule constant" ;;
   *) default_train_args="--config $ROOT/scripts/demo-train.yaml" ;;
@@ -280,8 +281,9 @@ else
   done_step "$MODEL, twice"
   until_here train
 
-  # The seed-noise floor (DEMO_NOISE=0 skips it): how far the comparison moves by chance. The old student's phase 2 again from the same
-  # phase-1 checkpoint, only its data order changed (--seed 43), and the eval of one against the other:
+  # The seed-noise floor (DEMO_NOISE=0 skips it): how far the comparison moves by chance. The old
+  # student's phase 2 again from the same phase-1 checkpoint, only its data order changed (--seed 43),
+  # and the eval of one against the other:
   # at the demo's sizes (five or six references a skill leaf) that alone moved a skill leaf past the
   # gate's 5 % (docs/train.md, *The comparison's noise floor*). The gate then takes it as its noise
   # floor (labtax eval --noise-floor): an unchanged leaf regresses only when the new student is also
