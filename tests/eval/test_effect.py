@@ -91,13 +91,19 @@ def test_identical_candidate_fails_the_changed_leaf(trained: dict[str, Path]) ->
     assert "not_improved" in stdout and "FAIL" in stdout
 
 
-def test_regression_threshold_sets_the_exit_code(trained: dict[str, Path], tmp_path: Path) -> None:
-    # Going back from the candidate to the base makes leaf A about 10 % worse; mark nothing changed.
+def _backwards(trained: dict[str, Path], tmp_path: Path) -> list[str]:
+    """Eval arguments going back from the candidate to the base (leaf A about 10 % worse), with
+    nothing marked changed, in JSON."""
     data = tmp_path / "data"
     shutil.copytree(trained["data"], data)
     (data / "manifest.json").write_text(json.dumps(manifest([], [LEAF_A, LEAF_B])))
-    args = ["--base", str(trained["candidate"]), "--candidate", str(trained["base"]), "--data", str(data),
+    return ["--base", str(trained["candidate"]), "--candidate", str(trained["base"]), "--data", str(data),
             "--format", "json"]
+
+
+def test_regression_threshold_sets_the_exit_code(trained: dict[str, Path], tmp_path: Path) -> None:
+    # Going back from the candidate to the base makes leaf A about 10 % worse; mark nothing changed.
+    args = _backwards(trained, tmp_path)
     code, stdout = _eval(*args, "--fail-on-regression", "5")
     rows = _rows(EvalReport.from_json(json.loads(stdout)))  # the document on stdout, read back
     assert code == 1 and rows[LEAF_A].status == "regressed"
@@ -132,11 +138,7 @@ def test_a_noise_floor_widens_the_tolerance_by_the_retrains_change(trained: dict
     # The same backwards comparison: leaf A about 10 % worse. Its report stands in for "the base
     # against its retrain" with A's change set by hand: a retrain that moved A almost as far excuses
     # the candidate; one that moved it less than (change - tolerance) does not.
-    data = tmp_path / "data"
-    shutil.copytree(trained["data"], data)
-    (data / "manifest.json").write_text(json.dumps(manifest([], [LEAF_A, LEAF_B])))
-    args = ["--base", str(trained["candidate"]), "--candidate", str(trained["base"]), "--data", str(data),
-            "--format", "json"]
+    args = _backwards(trained, tmp_path)
     code, stdout = _eval(*args)
     doc = json.loads(stdout)
     worse = _rows(EvalReport.from_json(doc))[LEAF_A].change_pct
